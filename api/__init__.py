@@ -1,0 +1,1 @@
+"""FastAPI application: REST, live event stream, auth and roles."""

@@ -1,0 +1,1 @@
+"""PostGIS geography: regions, grids, key sites, coverage, rules and audits, importers, CRS."""

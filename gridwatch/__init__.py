@@ -1,0 +1,1 @@
+"""gridwatch shell: CLI, settings, database engine, migrations, local services and demo."""

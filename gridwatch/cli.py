@@ -1,0 +1,117 @@
+"""The `gridwatch` command line (typer): services, doctor, database, and each package's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gridwatch.services import ServiceError, services_down, services_status, services_up
+from gridwatch.settings import get_settings
+
+app = typer.Typer(
+    help="gridwatch: monitoring hub for public-security video and IoT networks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(
+    help="Manage the project-local PostGIS and Mosquitto.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema and migrations.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error for a person and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _print_status(as_json: bool) -> bool:
+    statuses = services_status()
+    if as_json:
+        print(json.dumps([s.__dict__ for s in statuses]))
+    else:
+        table = Table("service", "running", "managed here", "endpoint", "detail")
+        for s in statuses:
+            table.add_row(
+                s.name,
+                "[green]yes[/]" if s.running else "[red]no[/]",
+                "yes" if s.managed else "external",
+                s.endpoint,
+                s.detail,
+            )
+        console.print(table)
+    return all(s.running for s in statuses)
+
+
+@services_app.command("up")
+def services_up_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Start the local PostGIS and Mosquitto (only those not given by URL settings)."""
+    try:
+        services_up()
+    except ServiceError as exc:
+        fail(str(exc))
+    if not _print_status(as_json):
+        raise typer.Exit(1)
+
+
+@services_app.command("down")
+def services_down_cmd() -> None:
+    """Stop the local services."""
+    try:
+        services_down()
+    except ServiceError as exc:
+        fail(str(exc))
+    console.print("local services stopped")
+
+
+@services_app.command("status")
+def services_status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show whether the database and broker are reachable (exit 1 when one is not)."""
+    if not _print_status(as_json):
+        raise typer.Exit(1)
+
+
+@db_app.command("migrate")
+def db_migrate_cmd() -> None:
+    """Create the database if needed and apply every migration."""
+    from gridwatch.db import current_revisions, migrate
+
+    try:
+        migrate()
+    except Exception as exc:  # a person gets the reason, not a traceback
+        fail(f"migration failed: {exc}")
+    console.print(f"database at {', '.join(sorted(current_revisions()))}")
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check this machine for everything gridwatch needs; say what is missing and how to fix it."""
+    from gridwatch.doctor import run_checks
+
+    checks = run_checks(get_settings())
+    if as_json:
+        print(json.dumps([c.__dict__ for c in checks]))
+    else:
+        table = Table("check", "ok", "detail / fix")
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail)
+        console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+# ---- sub-commands: each package registers its typer app or commands here, one line each ----
+
+
+def main() -> None:
+    """Entry point used by `python -m gridwatch`."""
+    sys.exit(app())

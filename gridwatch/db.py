@@ -1,0 +1,106 @@
+"""Database engine, sessions, database creation and alembic migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridwatch.settings import Settings, get_settings
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, future=True)
+
+
+def get_engine(settings: Settings | None = None, url: str | None = None) -> Engine:
+    """The shared engine for the configured database (or an explicit URL)."""
+    settings = settings or get_settings()
+    return _engine_for(url or settings.db_url())
+
+
+@contextmanager
+def session_scope(settings: Settings | None = None, url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    factory = sessionmaker(bind=get_engine(settings, url), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in url if it is missing, and enable PostGIS; True if created."""
+    target = make_url(url)
+    admin = target.set(database="postgres")
+    created = False
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT", future=True)
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+                created = True
+    finally:
+        engine.dispose()
+    engine = create_engine(target, isolation_level="AUTOCOMMIT", future=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    finally:
+        engine.dispose()
+    return created
+
+
+def drop_database(url: str) -> None:
+    """Drop the database named in url (used for throw-away test databases)."""
+    target = make_url(url)
+    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def alembic_config(url: str) -> Config:
+    """An alembic Config pointing at gridwatch's migrations and the given database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str | None = None) -> None:
+    """Create the database if needed and upgrade it to every head (each package's branch)."""
+    url = url or get_settings().db_url()
+    ensure_database(url)
+    command.upgrade(alembic_config(url), "heads")
+
+
+def current_revisions(url: str | None = None) -> set[str]:
+    """The revisions the database is at (empty when never migrated)."""
+    url = url or get_settings().db_url()
+    engine = get_engine(url=url)
+    with engine.connect() as conn:
+        has_table = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+        if not has_table:
+            return set()
+        return {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}

@@ -1,0 +1,107 @@
+"""`gridwatch doctor`: checks the machine for what gridwatch needs and says how to fix each gap."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+
+from gridwatch.services import mosquitto_binary, pg_bindir, port_open, postgis_installed
+from gridwatch.settings import PROJECT_ROOT, Settings
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+PYTHON_MODULES = [
+    "sqlalchemy",
+    "geoalchemy2",
+    "psycopg",
+    "alembic",
+    "paho.mqtt",
+    "cv2",
+    "numpy",
+    "fastapi",
+    "uvicorn",
+    "folium",
+    "shapely",
+    "pyproj",
+]
+
+
+def map_assets_dir():
+    """Where the set-up installs the browser assets from the npm registry."""
+    return PROJECT_ROOT / "maps" / "assets" / "node_modules"
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    checks: list[Check] = []
+    missing = [m for m in PYTHON_MODULES if importlib.util.find_spec(m) is None]
+    checks.append(
+        Check(
+            "python packages",
+            not missing,
+            "all installed" if not missing else f"missing {', '.join(missing)}: run ./gw",
+        )
+    )
+    if settings.local_database:
+        bindir = pg_bindir()
+        checks.append(
+            Check(
+                "postgresql server",
+                bindir is not None,
+                str(bindir) if bindir else "apt-get install postgresql (or run ./gw as root)",
+            )
+        )
+        checks.append(
+            Check(
+                "postgis",
+                postgis_installed(bindir),
+                "installed"
+                if postgis_installed(bindir)
+                else "apt-get install postgresql-15-postgis-3 (or run ./gw as root)",
+            )
+        )
+    else:
+        checks.append(Check("database", True, "external: GRIDWATCH_DATABASE_URL"))
+    if settings.local_mqtt:
+        mosq = mosquitto_binary()
+        checks.append(
+            Check(
+                "mosquitto",
+                mosq is not None,
+                str(mosq) if mosq else "apt-get install mosquitto mosquitto-clients",
+            )
+        )
+    else:
+        host, port = settings.mqtt_endpoint()
+        reachable = port_open(host, port)
+        checks.append(
+            Check(
+                "mqtt broker", reachable, f"{host}:{port}" + ("" if reachable else " unreachable")
+            )
+        )
+    assets = map_assets_dir() / "leaflet" / "dist" / "leaflet.js"
+    checks.append(
+        Check(
+            "map assets",
+            assets.exists(),
+            str(assets.parent) if assets.exists() else "run ./gw (npm ci in maps/assets)",
+        )
+    )
+    chromium = shutil.which("chromium")
+    checks.append(
+        Check(
+            "chromium (browser tests)",
+            chromium is not None,
+            chromium or "apt-get install chromium (needed by ./gw test only)",
+        )
+    )
+    return checks

@@ -1,0 +1,447 @@
+"""Local services manager: a project-local PostGIS cluster and Mosquitto under GRIDWATCH_HOME."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gridwatch.settings import Settings, get_settings
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started, stopped or checked; the message says how to fix it."""
+
+
+@dataclass
+class ServiceStatus:
+    """What `gridwatch services status` reports for one service."""
+
+    name: str
+    running: bool
+    managed: bool
+    endpoint: str
+    detail: str
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().split()
+        return int(text[0]) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------- PostGIS
+
+
+def pg_bindir() -> Path | None:
+    """Directory of the newest installed PostgreSQL server binaries, if any."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
+    )
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def postgis_installed(bindir: Path | None = None) -> bool:
+    """True when the PostGIS extension files exist for that PostgreSQL version."""
+    bindir = bindir or pg_bindir()
+    if bindir is None:
+        return False
+    version = bindir.parent.name
+    return bool(glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control"))
+
+
+class LocalPostgres:
+    """A PostGIS cluster whose data lives in GRIDWATCH_HOME/pg, run as the `postgres` user when root."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.root = self.settings.home / "pg"
+        self.data = self.root / "data"
+        self.socket_dir = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.port = self.settings.pg_port
+
+    # -- helpers
+    def _run_as(self) -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        return ["runuser", "-u", "postgres", "--"]
+
+    def _owner(self) -> tuple[int, int]:
+        if os.geteuid() != 0:
+            return os.getuid(), os.getgid()
+        try:
+            entry = pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise ServiceError(
+                "there is no 'postgres' system user; install PostgreSQL: "
+                "apt-get install postgresql postgresql-15-postgis-3"
+            ) from exc
+        return entry.pw_uid, entry.pw_gid
+
+    def _bindir(self) -> Path:
+        bindir = pg_bindir()
+        if bindir is None:
+            raise ServiceError(
+                "PostgreSQL server binaries not found under /usr/lib/postgresql; "
+                "install them: apt-get install postgresql postgresql-15-postgis-3 (or run ./gw)"
+            )
+        if not postgis_installed(bindir):
+            raise ServiceError(
+                f"PostGIS is not installed for PostgreSQL {bindir.parent.name}; "
+                f"install it: apt-get install postgresql-{bindir.parent.name}-postgis-3"
+            )
+        return bindir
+
+    def _make_traversable(self) -> None:
+        """Let the postgres user reach the data directory (o+x on ancestors, nothing more)."""
+        if os.geteuid() != 0:
+            return
+        path = self.root.resolve()
+        for parent in [*reversed(path.parents)]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o001)
+
+    @property
+    def pidfile(self) -> Path:
+        return self.data / "postmaster.pid"
+
+    def running(self) -> bool:
+        pid = _read_pid(self.pidfile)
+        return pid is not None and _pid_alive(pid) and port_open("127.0.0.1", self.port)
+
+    # -- lifecycle
+    def init(self) -> bool:
+        """Create the cluster if absent; refuse a data directory from another major version."""
+        bindir = self._bindir()
+        version_file = self.data / "PG_VERSION"
+        if version_file.exists():
+            found = version_file.read_text().strip()
+            if found != bindir.parent.name:
+                raise ServiceError(
+                    f"{self.data} holds a PostgreSQL {found} cluster but PostgreSQL "
+                    f"{bindir.parent.name} is installed; it was left untouched. Install "
+                    f"postgresql-{found} or move the directory away (gridwatch services down; "
+                    f"mv {self.data} {self.data}.v{found}) to start a fresh one."
+                )
+            return False
+        if self.data.exists() and any(self.data.iterdir()):
+            raise ServiceError(
+                f"{self.data} exists but is not a PostgreSQL cluster (no PG_VERSION); it was left "
+                f"untouched. Move it away to let gridwatch create a fresh cluster."
+            )
+        uid, gid = self._owner()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_traversable()
+        for path in (self.root, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            os.chown(path, uid, gid)
+        cmd = [
+            *self._run_as(),
+            str(bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "gridwatch",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{result.stderr.strip()}")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# gridwatch local cluster\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {self.port}\n"
+                f"unix_socket_directories = '{self.socket_dir}'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 256MB\n"
+                "synchronous_commit = on\n"
+                "fsync = on\n"
+                "log_min_messages = warning\n"
+            )
+        return True
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the cluster (idempotent); clear a stale PID file left by a crash."""
+        if self.running():
+            return
+        bindir = self._bindir()
+        self.init()
+        self._make_traversable()
+        pid = _read_pid(self.pidfile)
+        if pid is not None and not _pid_alive(pid):
+            # A crash left postmaster.pid behind; PostgreSQL copes, but say so.
+            pass
+        if port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"port {self.port} is already in use by another program, so the local PostGIS "
+                f"cannot start. Free it, or choose another port: export GRIDWATCH_PG_PORT=55433"
+            )
+        uid, gid = self._owner()
+        self.log.touch(exist_ok=True)
+        os.chown(self.log, uid, gid)
+        cmd = [
+            *self._run_as(),
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            f"-p {self.port} -k {self.socket_dir}",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = (
+                self.log.read_text(errors="replace").splitlines()[-15:] if self.log.exists() else []
+            )
+            raise ServiceError(
+                "PostgreSQL did not start:\n"
+                + result.stderr.strip()
+                + "\n--- last lines of "
+                + str(self.log)
+                + " ---\n"
+                + "\n".join(tail)
+            )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster if it runs."""
+        if not self.pidfile.exists():
+            return
+        bindir = self._bindir()
+        subprocess.run(
+            [
+                *self._run_as(),
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            text=True,
+        )
+
+    def restart(self) -> None:
+        """Stop then start (fault-injection tests use this)."""
+        self.stop()
+        self.start()
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(
+            name="postgis",
+            running=self.running(),
+            managed=True,
+            endpoint=f"127.0.0.1:{self.port}",
+            detail=str(self.data),
+        )
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+
+def mosquitto_binary() -> Path | None:
+    """Path of the mosquitto broker binary, if installed."""
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    return Path(found) if found else None
+
+
+class LocalMosquitto:
+    """A Mosquitto broker with its config, password file and ACL in GRIDWATCH_HOME/mqtt."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.root = self.settings.home / "mqtt"
+        self.conf = self.root / "mosquitto.conf"
+        self.passwd = self.root / "passwd"
+        self.acl = self.root / "acl"
+        self.pidfile = self.root / "mosquitto.pid"
+        self.log = self.root / "mosquitto.log"
+        self.data = self.root / "data"
+        self.port = self.settings.mqtt_port
+
+    def running(self) -> bool:
+        pid = _read_pid(self.pidfile)
+        return pid is not None and _pid_alive(pid) and port_open("127.0.0.1", self.port)
+
+    def write_config(self) -> None:
+        """Write mosquitto.conf; the password file and ACL come from ingest.broker_auth."""
+        from ingest.broker_auth import write_broker_files
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data.mkdir(parents=True, exist_ok=True)
+        write_broker_files(self.passwd, self.acl, settings=self.settings)
+        self.conf.write_text(
+            "# written by gridwatch; edit GRIDWATCH_* settings instead\n"
+            "per_listener_settings false\n"
+            f"listener {self.port} 127.0.0.1\n"
+            "protocol mqtt\n"
+            "allow_anonymous false\n"
+            f"password_file {self.passwd}\n"
+            f"acl_file {self.acl}\n"
+            "persistence true\n"
+            f"persistence_location {self.data}/\n"
+            "autosave_interval 30\n"
+            f"pid_file {self.pidfile}\n"
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            "connection_messages false\n"
+            f"message_size_limit {self.settings.max_payload_bytes * 4}\n"
+            "max_inflight_messages 1000\n"
+            "max_queued_messages 1000000\n"
+            "max_keepalive 600\n"
+            "user root\n"
+        )
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the broker (idempotent); remove a stale PID file; refuse a port in use."""
+        if self.running():
+            return
+        binary = mosquitto_binary()
+        if binary is None:
+            raise ServiceError("mosquitto is not installed; install it: apt-get install mosquitto")
+        pid = _read_pid(self.pidfile)
+        if pid is not None and not _pid_alive(pid):
+            self.pidfile.unlink(missing_ok=True)
+        if port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"port {self.port} is already in use by another program, so the local Mosquitto "
+                f"cannot start. Free it, or choose another port: export GRIDWATCH_MQTT_PORT=18831"
+            )
+        self.write_config()
+        result = subprocess.run(
+            [str(binary), "-c", str(self.conf), "-d"], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"mosquitto did not start: {result.stderr.strip()}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_open("127.0.0.1", self.port):
+                return
+            time.sleep(0.05)
+        tail = self.log.read_text(errors="replace").splitlines()[-10:] if self.log.exists() else []
+        raise ServiceError("mosquitto did not open its port:\n" + "\n".join(tail))
+
+    def reload(self) -> None:
+        """Rewrite the password file and ACL, then ask the broker to re-read them (SIGHUP)."""
+        from ingest.broker_auth import write_broker_files
+
+        write_broker_files(self.passwd, self.acl, settings=self.settings)
+        pid = _read_pid(self.pidfile)
+        if pid is not None and _pid_alive(pid):
+            os.kill(pid, signal.SIGHUP)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker if it runs."""
+        pid = _read_pid(self.pidfile)
+        if pid is None or not _pid_alive(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(
+            name="mosquitto",
+            running=self.running(),
+            managed=True,
+            endpoint=f"127.0.0.1:{self.port}",
+            detail=str(self.conf),
+        )
+
+
+# --------------------------------------------------------------------------- both
+
+
+def services_up(settings: Settings | None = None) -> list[ServiceStatus]:
+    """Start whatever local services the settings ask for; external ones are only checked."""
+    settings = settings or get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if settings.local_database:
+        LocalPostgres(settings).start()
+    if settings.local_mqtt:
+        LocalMosquitto(settings).start()
+    return services_status(settings)
+
+
+def services_down(settings: Settings | None = None) -> None:
+    """Stop the local services this project started."""
+    settings = settings or get_settings()
+    if settings.local_mqtt:
+        LocalMosquitto(settings).stop()
+    if settings.local_database:
+        LocalPostgres(settings).stop()
+
+
+def services_status(settings: Settings | None = None) -> list[ServiceStatus]:
+    """Status of the database and the broker, local or external."""
+    settings = settings or get_settings()
+    out: list[ServiceStatus] = []
+    if settings.local_database:
+        out.append(LocalPostgres(settings).status())
+    else:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(settings.db_url())
+        host, port = url.host or "127.0.0.1", url.port or 5432
+        out.append(
+            ServiceStatus("postgis", port_open(host, port), False, f"{host}:{port}", "external")
+        )
+    host, port = settings.mqtt_endpoint()
+    if settings.local_mqtt:
+        out.append(LocalMosquitto(settings).status())
+    else:
+        out.append(
+            ServiceStatus("mosquitto", port_open(host, port), False, f"{host}:{port}", "external")
+        )
+    return out

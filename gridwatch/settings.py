@@ -1,0 +1,96 @@
+"""Settings from GRIDWATCH_* environment variables (pydantic-settings), one place for every knob."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every GRIDWATCH_* setting; see the README table for what each one means."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDWATCH_", extra="ignore")
+
+    home: Path = Field(
+        default=PROJECT_ROOT / ".gridwatch",
+        description="Data directory for the local PostGIS cluster, Mosquitto, logs and PID files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="Use this PostgreSQL/PostGIS server instead of starting a local one.",
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="Use this MQTT broker (mqtt://user:pass@host:port) instead of a local one.",
+    )
+    pg_port: int = Field(default=55432, description="Port of the project-local PostGIS cluster.")
+    mqtt_port: int = Field(default=18830, description="Port of the project-local Mosquitto.")
+    db_name: str = Field(default="gridwatch", description="Database name in the local cluster.")
+    api_host: str = Field(default="127.0.0.1", description="Address the API and map listen on.")
+    api_port: int = Field(default=8470, description="Port the API and map listen on.")
+    tile_url: str | None = Field(
+        default=None,
+        description="Base-map tile URL template ({z}/{x}/{y}); none: region outlines are the base.",
+    )
+    hub_mqtt_user: str = Field(default="gridwatch-hub", description="Hub's own MQTT user.")
+    hub_mqtt_password: str = Field(
+        default="gridwatch-hub-secret", description="Hub's own MQTT password (change it)."
+    )
+    max_payload_bytes: int = Field(
+        default=262_144, description="Largest MQTT payload accepted; larger ones are dead-lettered."
+    )
+    secret_key: str = Field(
+        default="change-me-gridwatch-dev-secret", description="Key that signs API bearer tokens."
+    )
+    log_level: str = Field(default="INFO", description="Logging level of workers and the API.")
+
+    @property
+    def local_database(self) -> bool:
+        """True when gridwatch starts and owns its own PostGIS cluster."""
+        return self.database_url is None
+
+    @property
+    def local_mqtt(self) -> bool:
+        """True when gridwatch starts and owns its own Mosquitto."""
+        return self.mqtt_url is None
+
+    def db_url(self, dbname: str | None = None) -> str:
+        """SQLAlchemy URL (psycopg 3 driver) of the configured or local database."""
+        if self.database_url:
+            url = self.database_url
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    url = "postgresql+psycopg://" + url[len(prefix) :]
+            if dbname:
+                base, _, _ = url.rpartition("/")
+                url = f"{base}/{dbname}"
+            return url
+        name = dbname or self.db_name
+        return f"postgresql+psycopg://gridwatch@127.0.0.1:{self.pg_port}/{name}"
+
+    def mqtt_endpoint(self) -> tuple[str, int]:
+        """(host, port) of the configured or local broker."""
+        if self.mqtt_url:
+            parts = urlsplit(self.mqtt_url)
+            return parts.hostname or "127.0.0.1", parts.port or 1883
+        return "127.0.0.1", self.mqtt_port
+
+    def hub_credentials(self) -> tuple[str, str]:
+        """(user, password) the hub's own clients (ingest, API, tests) use on the broker."""
+        if self.mqtt_url:
+            parts = urlsplit(self.mqtt_url)
+            if parts.username:
+                return parts.username, parts.password or ""
+        return self.hub_mqtt_user, self.hub_mqtt_password
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""MQTT in: topic contract, payload schemas, the ingest worker, presence, alarms, dead letters."""

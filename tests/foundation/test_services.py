@@ -1,0 +1,104 @@
+"""The local services and the schema: real PostGIS, real Mosquitto, and their failure messages."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import text
+
+from gridwatch.services import LocalMosquitto, LocalPostgres, ServiceError
+from gridwatch.settings import Settings
+
+
+def test_schema_has_postgis_and_gist_indexes(engine) -> None:
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT postgis_version()")).scalar()
+        assert version and version.startswith("3")
+        tables = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+        }
+        for name in (
+            "regions",
+            "grids",
+            "grid_workers",
+            "key_sites",
+            "devices",
+            "alarms",
+            "dead_letters",
+            "pending_devices",
+            "users",
+            "audit_log",
+        ):
+            assert name in tables
+        gist = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'")
+            )
+        }
+        assert {"regions_geom_gix", "grids_geom_gix", "devices_position_gix"} <= gist
+        srid = conn.execute(text("SELECT Find_SRID('public', 'devices', 'position')")).scalar()
+        assert srid == 4326
+
+
+def test_device_id_must_be_twenty_digits(engine) -> None:
+    with engine.connect() as conn, pytest.raises(Exception, match="devices_id_check"):
+        conn.execute(
+            text("INSERT INTO devices (id, type_code, kind) VALUES ('123', '132', 'ip_camera')")
+        )
+
+
+def _connect(broker, user: str | None, password: str | None) -> mqtt.ReasonCode | int:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if user:
+        client.username_pw_set(user, password)
+    done = threading.Event()
+    result: dict = {}
+
+    def on_connect(_c, _u, _f, reason_code, _p=None):
+        result["rc"] = reason_code
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    done.wait(5)
+    client.disconnect()
+    client.loop_stop()
+    return result.get("rc")
+
+
+def test_broker_refuses_anonymous_and_accepts_hub(mqtt_broker) -> None:
+    assert not _connect(mqtt_broker, None, None) == 0
+    assert _connect(mqtt_broker, mqtt_broker.user, "wrong-password").is_failure
+    assert _connect(mqtt_broker, mqtt_broker.user, mqtt_broker.password) == 0
+
+
+def test_port_in_use_is_reported_not_clobbered(tmp_path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    try:
+        settings = Settings(home=tmp_path, mqtt_port=port)
+        with pytest.raises(ServiceError, match=f"port {port} is already in use"):
+            LocalMosquitto(settings).start()
+    finally:
+        sock.close()
+
+
+def test_data_directory_of_other_version_left_untouched(tmp_path) -> None:
+    settings = Settings(home=tmp_path, pg_port=1)
+    pg = LocalPostgres(settings)
+    pg.data.mkdir(parents=True)
+    (pg.data / "PG_VERSION").write_text("9\n")
+    (pg.data / "precious").write_text("data")
+    with pytest.raises(ServiceError, match="PostgreSQL 9 cluster"):
+        pg.start()
+    assert (pg.data / "precious").read_text() == "data"

@@ -1,0 +1,1 @@
+"""Frame analysis: sources, motion, zones and tripwires, quality diagnosis, privacy masks."""
