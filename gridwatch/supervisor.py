@@ -1,0 +1,98 @@
+"""A small process supervisor for `gridwatch demo`: start children, watch them, stop them cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Child:
+    """One supervised child process and where its output goes."""
+
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Supervisor:
+    """Starts gridwatch sub-commands as children, restarts one that dies, stops all on exit."""
+
+    def __init__(self, log_dir: Path, max_restarts: int = 5) -> None:
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.children: list[Child] = []
+        self.max_restarts = max_restarts
+
+    def gridwatch_argv(self, *args: str) -> list[str]:
+        """argv that runs `gridwatch <args>` with this interpreter."""
+        return [sys.executable, "-m", "gridwatch", *args]
+
+    def add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, self.log_dir / f"{name}.log", env=env or {})
+        self.children.append(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
+        out = open(child.log, "ab")
+        env = {**os.environ, **child.env}
+        child.proc = subprocess.Popen(
+            child.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches us; we stop children in order
+        )
+        child.started_at = time.monotonic()
+
+    def start_all(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+
+    def poll(self) -> list[str]:
+        """Restart children that died; returns messages for the person watching."""
+        notes: list[str] = []
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is None:
+                continue
+            code = child.proc.returncode
+            if child.restarts >= self.max_restarts:
+                raise RuntimeError(
+                    f"{child.name} keeps dying (exit {code}); see {child.log} for the reason"
+                )
+            child.restarts += 1
+            notes.append(f"{child.name} exited with {code}; restarting (see {child.log})")
+            self._spawn(child)
+        return notes
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        """SIGTERM every child (in reverse start order), then SIGKILL what is left."""
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                try:
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            if child.proc is None:
+                continue
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(child.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.proc.wait(5)
