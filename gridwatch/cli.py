@@ -109,6 +109,25 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
         raise typer.Exit(1)
 
 
+@app.command("demo")
+def demo_cmd(
+    speed: float = typer.Option(1.0, help="Fleet time factor (2 = heartbeats twice as often)."),
+    seed: int = typer.Option(28181, help="Seed of the demo county and fleet."),
+    run_for: float = typer.Option(0, help="Stop after this many seconds (0: run until Ctrl-C)."),
+    no_fleet: bool = typer.Option(False, "--no-fleet", help="Do not start the simulated fleet."),
+) -> None:
+    """Start everything: local services, the demo county, a simulated fleet, ingest, API, map."""
+    from gridwatch.demo import DemoOptions, run_demo
+    from gridwatch.services import ServiceError
+
+    options = DemoOptions(speed=speed, seed=seed, run_for=run_for or None, fleet=not no_fleet)
+    try:
+        code = run_demo(options, say=lambda m: console.print(f"[bold cyan]demo[/] {m}"))
+    except ServiceError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
 # ---- sub-commands: each package registers its typer app or commands here, one line each ----
 
 

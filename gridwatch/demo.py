@@ -1,0 +1,128 @@
+"""`gridwatch demo`: services, schema, a demo county, a simulated fleet, ingest, API and the live map."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from gridwatch.db import get_engine, migrate
+from gridwatch.services import LocalMosquitto, services_down, services_status, services_up
+from gridwatch.settings import Settings, get_settings
+from gridwatch.supervisor import Supervisor
+
+DEMO_REGION = "360121"  # 南昌县, Nanchang County, Jiangxi: the shared sample division list
+DEMO_SEED = 28181
+DEMO_USERS = {  # name -> (role, password); printed at start, for a demo only
+    "admin": ("admin", "admin-demo"),
+    "operator": ("operator", "operator-demo"),
+    "installer": ("installer", "installer-demo"),
+    "auditor": ("auditor", "auditor-demo"),
+}
+
+
+@dataclass
+class DemoOptions:
+    """What a person can change about the demo."""
+
+    speed: float = 1.0
+    seed: int = DEMO_SEED
+    run_for: float | None = None  # seconds; None runs until Ctrl-C
+    fleet: bool = True
+
+
+def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) -> dict:
+    """Generate the demo county once (a no-op when it is there) and the demo users."""
+    from geo.synth import generate_region
+
+    engine = get_engine(settings)
+    summary = generate_region(engine, seed=seed, scale="county")
+    say(f"demo region ready: {summary}")
+    from api.users import ensure_user
+
+    with engine.begin() as conn:
+        for name, (role, password) in DEMO_USERS.items():
+            ensure_user(conn, name, password, role, regions=[DEMO_REGION.ljust(12, "0")])
+    return summary
+
+
+def wait_for_api(url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll the API's health endpoint until it answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
+    """Run the whole demo until Ctrl-C (or run_for seconds); returns an exit code."""
+    settings = get_settings()
+    were_running = {s.name for s in services_status(settings) if s.running}
+    say("starting local services (PostGIS, Mosquitto)")
+    services_up(settings)
+    say("migrating the database")
+    migrate(settings.db_url())
+    load_demo_data(settings, options.seed, say)
+    if settings.local_mqtt:
+        LocalMosquitto(settings).reload()  # device credentials for the generated fleet
+
+    sup = Supervisor(settings.home / "logs")
+    sup.add("ingest", sup.gridwatch_argv("ingest"))
+    sup.add("api", sup.gridwatch_argv("serve"))
+    if options.fleet:
+        sup.add(
+            "fleet",
+            sup.gridwatch_argv(
+                "simulate",
+                "--from-db",
+                "--region",
+                DEMO_REGION,
+                "--speed",
+                str(options.speed),
+                "--seed",
+                str(options.seed),
+            ),
+        )
+    stop = {"now": False}
+
+    def on_signal(_signum, _frame) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        sup.start_all()
+        api = next(c for c in sup.children if c.name == "api")
+        if not wait_for_api(f"{base}/api/v1/health", alive=lambda: api.proc.poll() is None):
+            say(f"the API did not come up; see {api.log}")
+            return 1
+        say(f"live map:       {base}/map")
+        say(f"installer view: {base}/install     auditor view: {base}/audit     API: {base}/docs")
+        say("users: " + ", ".join(f"{n} / {p}" for n, (_r, p) in DEMO_USERS.items()))
+        say(f"logs in {sup.log_dir}; Ctrl-C stops everything")
+        started = time.monotonic()
+        while not stop["now"]:
+            for note in sup.poll():
+                say(note)
+            if options.run_for is not None and time.monotonic() - started >= options.run_for:
+                break
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as exc:
+        say(str(exc))
+        return 1
+    finally:
+        say("stopping the fleet, ingest and API")
+        sup.stop_all()
+        if not were_running:
+            say("stopping local services")
+            services_down(settings)
