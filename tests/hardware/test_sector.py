@@ -1,0 +1,114 @@
+"""Coverage sectors: geodesic area vs analytic, apex on boundary, heading wrap, PTZ and fisheye."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shapely import wkt as shapely_wkt
+from shapely.geometry import Point
+
+from hardware.optics import optics
+from hardware.sector import (
+    GEOD,
+    Preset,
+    SectorError,
+    analytic_sector_area_m2,
+    camera_sector,
+    disc,
+    geodesic_area_m2,
+    ptz_coverage,
+    sector,
+    to_wkt,
+)
+
+lons = st.floats(min_value=-179.0, max_value=179.0)
+lats = st.floats(min_value=-80.0, max_value=80.0)
+headings = st.floats(min_value=-720.0, max_value=720.0)
+halves = st.floats(min_value=1.0, max_value=179.0)
+radii = st.floats(min_value=1.0, max_value=20_000.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lons, lats, headings, halves, radii)
+def test_area_matches_analytic_sector_within_1_percent(lon, lat, heading, half, r) -> None:
+    poly = sector(lon, lat, heading, half, r)
+    assert poly.is_valid
+    assert geodesic_area_m2(poly) == pytest.approx(analytic_sector_area_m2(half, r), rel=0.01)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lons, lats, headings, halves, radii)
+def test_apex_is_on_the_boundary(lon, lat, heading, half, r) -> None:
+    poly = sector(lon, lat, heading, half, r)
+    assert poly.exterior.distance(Point(lon, lat)) < 1e-9
+    assert (lon, lat) in list(poly.exterior.coords)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lons, lats, st.floats(min_value=0, max_value=360), halves, radii, st.integers(-3, 3))
+def test_headings_wrap_at_360(lon, lat, heading, half, r, turns) -> None:
+    a = sector(lon, lat, heading, half, r)
+    b = sector(lon, lat, heading + 360.0 * turns, half, r)
+    assert a.symmetric_difference(b).area <= 1e-9 * max(a.area, 1e-12) + 1e-16
+
+
+@settings(max_examples=50, deadline=None)
+@given(lons, lats, headings, st.floats(min_value=1.0, max_value=60.0), radii)
+def test_sector_points_the_right_way(lon, lat, heading, half, r) -> None:
+    poly = sector(lon, lat, heading, half, r)
+    c = poly.centroid
+    az, _, _ = GEOD.inv(lon, lat, c.x, c.y)
+    diff = (az - heading + 180.0) % 360.0 - 180.0
+    assert abs(diff) < 1.0
+
+
+def test_fisheye_disc_and_half_angle_180() -> None:
+    d = disc(115.9, 28.68, 50)
+    assert geodesic_area_m2(d) == pytest.approx(math.pi * 50**2, rel=0.01)
+    assert sector(115.9, 28.68, 30, 180, 50).equals(d)
+    assert d.contains(Point(115.9, 28.68))
+
+
+def test_ptz_union_of_presets() -> None:
+    presets = [Preset(heading_deg=h, half_angle_deg=30, radius_m=100) for h in (0, 60, 120)]
+    cover = ptz_coverage(115.9, 28.68, presets)
+    # three adjacent 60 deg sectors make one 180 deg sector
+    assert geodesic_area_m2(cover) == pytest.approx(analytic_sector_area_m2(90, 100), rel=0.01)
+    opposite = ptz_coverage(
+        115.9, 28.68, [presets[0], Preset(heading_deg=180, half_angle_deg=10, radius_m=50)]
+    )
+    assert geodesic_area_m2(opposite) == pytest.approx(
+        analytic_sector_area_m2(30, 100) + analytic_sector_area_m2(10, 50), rel=0.01
+    )
+
+
+def test_camera_sector_uses_hfov_and_dori_range_and_wkt_round_trips() -> None:
+    cam = optics(4, "1/2.8", "1920x1080")
+    poly = camera_sector(115.9, 28.68, 90, cam)
+    r = cam.dori_range_m("observe")
+    assert geodesic_area_m2(poly) == pytest.approx(
+        analytic_sector_area_m2(cam.hfov_deg() / 2, r), rel=0.01
+    )
+    text = to_wkt(poly)
+    assert text.startswith("POLYGON")
+    assert shapely_wkt.loads(text).hausdorff_distance(poly) < 1e-7  # 7 decimals ~ 1 cm
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ((200, 28, 0, 30, 100), "lon"),
+        ((115, 95, 0, 30, 100), "lat"),
+        ((115, 28, float("nan"), 30, 100), "heading"),
+        ((115, 28, 0, 0, 100), "half_angle_deg"),
+        ((115, 28, 0, 200, 100), "half_angle_deg"),
+        ((115, 28, 0, 30, -5), "radius_m"),
+        ((115, 28, 0, 30, "abc"), "radius_m"),
+    ],
+)
+def test_bad_sector_inputs_name_the_field(args: tuple, field: str) -> None:
+    with pytest.raises(SectorError, match=f"^{field}:"):
+        sector(*args)
