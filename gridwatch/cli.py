@@ -129,6 +129,7 @@ def demo_cmd(
 
 
 # ---- sub-commands: each package registers its typer app or commands here, one line each ----
+__import__("hardware.cli").cli.register(app)  # id decode/new, optics, simulate
 
 
 def main() -> None:

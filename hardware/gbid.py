@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterable
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +14,7 @@ Edition = Literal[2016, 2022]
 EDITIONS: tuple[int, ...] = (2016, 2022)
 DEFAULT_EDITION: Edition = 2022
 DIGITS = frozenset("0123456789")
+PROVINCES_FILE = Path(__file__).resolve().parent / "data" / "gbt2260_provinces.json"
 
 # A lookup of real divisions: a callable taking a 6-digit code (e.g. "360121", or "360100" for a
 # city) and answering whether it exists, or a collection of 6- or 12-digit codes (e.g. the
@@ -197,8 +198,7 @@ NETWORK_CODES: dict[int, dict[int, str]] = {
 
 @lru_cache(maxsize=1)
 def _province_data() -> dict:
-    text = resources.files("hardware").joinpath("data/gbt2260_provinces.json").read_text("utf-8")
-    return json.loads(text)
+    return json.loads(PROVINCES_FILE.read_text("utf-8"))
 
 
 def province_names() -> dict[str, tuple[str, str]]:
