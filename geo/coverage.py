@@ -1,0 +1,119 @@
+"""A registered camera's coverage shape: lens -> HFOV and range (hardware.optics) -> sector (hardware.sector)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shapely.geometry.base import BaseGeometry
+
+from hardware.optics import DORI_PPM, CameraOptics, OpticsError, optics, range_for_ppm
+from hardware.sector import Preset, disc, ptz_coverage, sector
+
+# What we assume when an installer leaves the lens out: the commonest Xueliang bullet camera
+# (4 mm fixed lens, 1/2.8" sensor, 1080p) and, for a fisheye, a 1.4 mm lens. Every assumption
+# is reported back so the installer can fill in the real value.
+DEFAULT_FOCAL_MM = 4.0
+DEFAULT_FISHEYE_FOCAL_MM = 1.4
+DEFAULT_SENSOR = "1/2.8"
+DEFAULT_RESOLUTION = (1920, 1080)
+DEFAULT_DORI = "observe"
+
+
+@dataclass
+class Coverage:
+    """HFOV (degrees), range (metres) at the DORI level, the FOV shape, and what was assumed."""
+
+    hfov_deg: float | None
+    range_m: float | None
+    geometry: BaseGeometry | None
+    assumptions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LensInput:
+    """The lens-related fields of a registration (all optional)."""
+
+    heading_deg: float | None = None
+    focal_mm: float | None = None
+    focal_max_mm: float | None = None
+    sensor_format: str | None = None
+    resolution_w: int | None = None
+    resolution_h: int | None = None
+    hfov_deg: float | None = None
+    ptz: bool = False
+    presets: Sequence[tuple[float, float | None]] = ()  # (heading_deg, focal_mm or None)
+    fisheye: bool = False
+
+
+def camera_optics(lens: LensInput, assumptions: list[str]) -> CameraOptics:
+    """The validated optics of a lens, filling gaps with the defaults (and saying so)."""
+    focal = lens.focal_mm
+    if focal is None:
+        focal = DEFAULT_FISHEYE_FOCAL_MM if lens.fisheye else DEFAULT_FOCAL_MM
+        if lens.hfov_deg is None:
+            assumptions.append(f"focal_mm not given: assumed {focal:g} mm")
+    focal_max = lens.focal_max_mm if lens.focal_max_mm is not None else focal
+    sensor = lens.sensor_format
+    if sensor is None:
+        sensor = DEFAULT_SENSOR
+        assumptions.append(f'sensor_format not given: assumed {DEFAULT_SENSOR}"')
+    if lens.resolution_w is None or lens.resolution_h is None:
+        resolution = DEFAULT_RESOLUTION
+        assumptions.append("resolution not given: assumed 1920x1080")
+    else:
+        resolution = (lens.resolution_w, lens.resolution_h)
+    return optics(f"{focal:g}-{focal_max:g}", sensor, resolution)
+
+
+def _equivalent_focal(cam: CameraOptics, hfov: float) -> float:
+    """The focal length that gives `hfov` on this sensor (inverse of 2·atan(w/2f))."""
+    return cam.sensor_width_mm / (2.0 * math.tan(math.radians(hfov) / 2.0))
+
+
+def coverage(lon: float, lat: float, lens: LensInput, level: str = DEFAULT_DORI) -> Coverage:
+    """Coverage of one camera at (lon, lat) WGS 84: sector, PTZ union of presets, or fisheye disc.
+
+    Raises hardware OpticsError / SectorError (both ValueError naming the field) on bad input.
+    """
+    if level not in DORI_PPM:
+        raise OpticsError("dori level", level, ", ".join(DORI_PPM))
+    assumptions: list[str] = []
+    cam = camera_optics(lens, assumptions)
+    if lens.fisheye or (lens.hfov_deg is not None and lens.hfov_deg >= 180.0):
+        radius = cam.dori_range_m(level)
+        return Coverage(360.0, radius, disc(lon, lat, radius), assumptions)
+    if lens.ptz:
+        if lens.presets:
+            presets = []
+            for heading, focal in lens.presets:
+                presets.append(
+                    Preset(
+                        heading_deg=heading,
+                        half_angle_deg=cam.hfov_deg(focal) / 2.0,
+                        radius_m=cam.dori_range_m(level, focal),
+                    )
+                )
+            shape = ptz_coverage(lon, lat, presets)
+            return Coverage(cam.hfov_deg(), max(p.radius_m for p in presets), shape, assumptions)
+        # no presets: a PTZ can pan all round; its reach is the range at the wide end
+        radius = cam.dori_range_m(level)
+        assumptions.append("ptz without presets: coverage is the full circle at the wide end")
+        return Coverage(360.0, radius, disc(lon, lat, radius), assumptions)
+    if lens.hfov_deg is not None:
+        hfov = float(lens.hfov_deg)
+        if lens.focal_mm is not None:
+            radius = cam.dori_range_m(level)
+        else:  # the range follows the focal length that gives this HFOV on this sensor
+            focal = _equivalent_focal(cam, hfov)
+            radius = range_for_ppm(DORI_PPM[level], focal, cam.sensor_width_mm, cam.width_px)
+    else:
+        hfov = cam.hfov_deg()
+        radius = cam.dori_range_m(level)
+    if lens.heading_deg is None:
+        assumptions.append("heading_deg not given: no coverage sector drawn")
+        return Coverage(hfov, radius, None, assumptions)
+    return Coverage(
+        hfov, radius, sector(lon, lat, lens.heading_deg, hfov / 2.0, radius), assumptions
+    )

@@ -1,0 +1,76 @@
+"""Bulk registration: same FOV and location as the single path, idempotent, bad rows reported."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from geo.bulk import register_many
+from geo.registry import RegistryError, register_device
+from tests.geo.conftest import new_id
+
+pytestmark = pytest.mark.integration
+
+
+def _regs(n: int) -> list[dict]:
+    return [
+        {
+            "id": new_id(),
+            "lon": 115.901 + 0.0009 * i,
+            "lat": 28.51 + 0.0008 * i,
+            "heading_deg": (37 * i) % 360,
+            "focal_mm": 2.8 + (i % 3) * 1.2,
+            "sensor_format": "1/2.8",
+            "resolution_w": 1920,
+            "resolution_h": 1080,
+        }
+        for i in range(n)
+    ]
+
+
+def test_bulk_matches_single_registration(engine, tiny_county):
+    regs = _regs(60)
+    single = dict(regs[0], id=new_id())
+    with engine.connect() as c:
+        out = register_many(c, regs, "generator", reload_broker=False)
+        register_device(c, single, "installer", reload_broker=False)
+        rows = c.execute(
+            text(
+                "SELECT a.region_code = b.region_code AND a.grid_id = b.grid_id AS same_place, "
+                "ST_Equals(a.fov, b.fov) AS same_fov, a.hfov_deg = b.hfov_deg AS same_hfov "
+                "FROM devices a, devices b WHERE a.id = :a AND b.id = :b"
+            ),
+            {"a": regs[0]["id"], "b": single["id"]},
+        ).one()
+        regions = dict(
+            c.execute(
+                text("SELECT region_code, count(*) FROM devices WHERE id = ANY(:ids) GROUP BY 1"),
+                {"ids": [r["id"] for r in regs]},
+            ).all()
+        )
+        again = register_many(c, regs, "generator", reload_broker=False)
+        n_rows = c.execute(
+            text("SELECT count(*) FROM devices WHERE id = ANY(:ids)"),
+            {"ids": [r["id"] for r in regs]},
+        ).scalar()
+    assert out["inserted"] == 60 and out["updated"] == 0
+    assert rows.same_place and rows.same_fov and rows.same_hfov
+    # points march east from 115.901 in 0.0009 steps: those past 115.95 are in the east village
+    east = sum(1 for r in regs if r["lon"] > 115.95)
+    assert regions.get(tiny_county["east"], 0) == east
+    assert regions.get(tiny_county["west"], 0) == 60 - east
+    assert again["inserted"] == 0 and again["updated"] == 60 and n_rows == 60
+
+
+def test_bulk_reports_or_raises_on_bad_rows(engine, tiny_county):
+    regs = _regs(5)
+    regs[2]["mount_height_m"] = -3
+    regs[3]["id"] = regs[1]["id"]
+    with engine.connect() as c:
+        with pytest.raises(RegistryError) as info:
+            register_many(c, regs, "generator", reload_broker=False)
+        assert "row 2" in str(info.value) and info.value.field == "mount_height_m"
+    with engine.connect() as c:
+        out = register_many(c, regs, "generator", reload_broker=False, skip_invalid=True)
+    assert out["inserted"] == 3
+    assert [(r["index"], r["field"]) for r in out["rejected"]] == [(2, "mount_height_m"), (3, "id")]
