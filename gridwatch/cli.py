@@ -130,6 +130,8 @@ def demo_cmd(
 
 # ---- sub-commands: each package registers its typer app or commands here, one line each ----
 __import__("hardware.cli").cli.register(app)  # id decode/new, optics, simulate
+app.command("ingest")(__import__("ingest.cli").cli.ingest_cmd)  # MQTT ingest worker
+app.add_typer(__import__("ingest.cli").cli.deadletters_app, name="deadletters")
 
 
 def main() -> None:

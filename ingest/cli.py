@@ -1,0 +1,90 @@
+"""`gridwatch ingest` (the worker) and `gridwatch deadletters` (inspect rejected messages)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err = Console(stderr=True)
+
+deadletters_app = typer.Typer(
+    help="Messages the ingest worker could not accept.", no_args_is_help=True
+)
+
+
+def ingest_cmd(
+    client_id: str = typer.Option(None, help="MQTT client id (stable across restarts)."),
+    share_group: str = typer.Option(None, help="Shared-subscription group name."),
+    no_share: bool = typer.Option(False, "--no-share", help="Plain subscriptions (one worker)."),
+    stats_file: Path = typer.Option(None, help="Write counters and latencies here on exit."),
+    max_seconds: float = typer.Option(None, help="Stop after this many seconds."),
+) -> None:
+    """Run the MQTT ingest worker: validate, batch, persist, ack after commit."""
+    from ingest.config import get_ingest_settings
+    from ingest.worker import run_worker
+
+    update: dict = {}
+    if client_id:
+        update["client_id"] = client_id
+    if share_group:
+        update["share_group"] = share_group
+    if no_share:
+        update["share_group"] = ""
+    cfg = get_ingest_settings().model_copy(update=update)
+    try:
+        run_worker(stats_file=stats_file, max_seconds=max_seconds, cfg=cfg)
+    except KeyboardInterrupt:
+        pass
+
+
+@deadletters_app.command("list")
+def deadletters_list(
+    limit: int = typer.Option(20, min=1, max=10000, help="How many, newest first."),
+    topic: str = typer.Option(None, help="Only topics containing this text."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The newest dead letters: time, topic, size and the reason they were refused."""
+    from gridwatch.db import get_engine
+    from ingest.deadletters import list_dead_letters
+
+    try:
+        with get_engine().connect() as conn:
+            rows = list_dead_letters(conn, limit=limit, topic_contains=topic)
+    except Exception as exc:  # noqa: BLE001 - a person gets the reason, not a traceback
+        err.print(f"[bold red]error:[/] cannot read dead letters: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows]))
+        return
+    table = Table("id", "received", "topic", "bytes", "reason")
+    for r in rows:
+        table.add_row(
+            str(r.id), r.received_at.isoformat(timespec="seconds"), r.topic, str(r.size), r.reason
+        )
+    console.print(table)
+
+
+@deadletters_app.command("summary")
+def deadletters_summary(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Dead letters counted by reason category (bad topic, invalid alarm, too large, ...)."""
+    from gridwatch.db import get_engine
+    from ingest.deadletters import summary
+
+    try:
+        with get_engine().connect() as conn:
+            rows = summary(conn)
+    except Exception as exc:  # noqa: BLE001
+        err.print(f"[bold red]error:[/] cannot read dead letters: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps([{"category": c, "count": n} for c, n in rows]))
+        return
+    table = Table("category", "count")
+    for c, n in rows:
+        table.add_row(c, str(n))
+    console.print(table)

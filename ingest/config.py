@@ -1,0 +1,61 @@
+"""Ingest worker knobs (GRIDWATCH_INGEST_* environment variables), separate from the shell's settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseSettings):
+    """Every GRIDWATCH_INGEST_* setting of the ingest worker."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDWATCH_INGEST_", extra="ignore")
+
+    share_group: str = Field(
+        default="ingest",
+        description="Shared-subscription group ($share/<group>/...); empty: plain subscriptions.",
+    )
+    client_id: str = Field(
+        default="gridwatch-ingest-1",
+        description="MQTT client id; keep it stable so the persistent session survives restarts.",
+    )
+    session_expiry_s: int = Field(
+        default=3600, ge=0, description="How long the broker keeps the session while disconnected."
+    )
+    receive_maximum: int = Field(
+        default=20000, ge=1, le=65535, description="QoS 1 messages in flight to this worker."
+    )
+    batch_max: int = Field(default=4000, ge=1, description="Flush a batch at this many messages.")
+    batch_ms: int = Field(default=50, ge=1, description="Flush a batch at least this often (ms).")
+    missed_heartbeats: int = Field(
+        default=3, ge=1, description="Heartbeat intervals a device may miss before it is offline."
+    )
+    missed_heartbeats_by_kind: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-kind override, JSON: {"smoke_detector": 2}.',
+    )
+    sweep_s: float = Field(default=1.0, gt=0, description="How often offline devices are swept.")
+    alarm_merge_window_s: float = Field(
+        default=60.0, ge=0, description="Repeats of an open alarm within this window are merged."
+    )
+    camera_radius_m: float = Field(
+        default=300.0, gt=0, description="Nearest cameras are looked for within this radius."
+    )
+    camera_links: int = Field(default=5, ge=1, description="Cameras linked to each alarm at most.")
+    event_retention_h: float = Field(
+        default=72.0, gt=0, description="Hub events older than this are pruned."
+    )
+    db_retry_max_s: float = Field(
+        default=5.0, gt=0, description="Longest back-off between database retries."
+    )
+    publish_events: bool = Field(
+        default=True, description="Relay hub events to MQTT gw/v1/hub/events (QoS 0)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_ingest_settings() -> IngestSettings:
+    """The process-wide ingest settings, read once from the environment."""
+    return IngestSettings()

@@ -1,0 +1,140 @@
+"""The live event bus: hub_events rows + NOTIFY gw_events '<id>' in the same transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ingest.dbconn import Conn, execute
+
+CHANNEL = "gw_events"
+KINDS = (
+    "alarm.new",
+    "alarm.updated",
+    "device.status",
+    "device.position",
+    "geofence.enter",
+    "geofence.exit",
+)
+# Taken (per transaction) before an event id is drawn, so ids become visible in id order and a
+# reader replaying from `last_id` never skips an event that commits later with a smaller id.
+ORDER_LOCK = 0x67770001
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    """One event on the bus."""
+
+    id: int
+    at: datetime
+    kind: str
+    region_code: str | None
+    payload: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "region_code": self.region_code,
+            "payload": self.payload,
+        }
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS and not kind.startswith("x."):
+        raise ValueError(f"event kind {kind!r} is not one of {', '.join(KINDS)} (or x.<custom>)")
+
+
+def emit_event(conn: Conn, kind: str, region_code: str | None, payload: dict[str, Any]) -> int:
+    """Record one event and NOTIFY its id; visible to readers when the caller commits."""
+    return emit_events(conn, [(kind, region_code, payload)])[0]
+
+
+def emit_events(conn: Conn, events: Iterable[tuple[str, str | None, dict[str, Any]]]) -> list[int]:
+    """Record several events in one statement (same contract as emit_event); their ids in order."""
+    kinds: list[str] = []
+    regions: list[str | None] = []
+    payloads: list[str] = []
+    for kind, region_code, payload in events:
+        _check_kind(kind)
+        kinds.append(kind)
+        regions.append(region_code.strip() if region_code else None)
+        payloads.append(json.dumps(payload, default=str, separators=(",", ":")))
+    if not kinds:
+        return []
+    execute(conn, "SELECT pg_advisory_xact_lock(%s)", (ORDER_LOCK,))
+    rows = execute(
+        conn,
+        "WITH e AS (INSERT INTO hub_events (kind, region_code, payload) "
+        "SELECT k, r, p::jsonb FROM unnest(%s::text[], %s::text[], %s::text[]) "
+        "WITH ORDINALITY AS u(k, r, p, n) ORDER BY n RETURNING id) "
+        "SELECT id, pg_notify('gw_events', id::text) FROM e ORDER BY id",
+        (kinds, regions, payloads),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _row(r: Any) -> HubEvent:
+    payload = r[4] if isinstance(r[4], dict) else json.loads(r[4])
+    return HubEvent(int(r[0]), r[1], r[2], r[3].strip() if r[3] else None, payload)
+
+
+def events_since(
+    conn: Conn, last_id: int, region_code: str | None = None, limit: int = 1000
+) -> list[HubEvent]:
+    """Events with id > last_id, oldest first; with region_code, only that region and below.
+
+    A region matches its own code and every code under it (a county 360121000000 covers
+    360121xxxxxx); events without a region are sent to every reader.
+    """
+    if region_code:
+        prefix = _region_prefix(region_code)
+        rows = execute(
+            conn,
+            "SELECT id, at, kind, region_code, payload FROM hub_events WHERE id > %s "
+            "AND (region_code IS NULL OR region_code LIKE %s) ORDER BY id LIMIT %s",
+            (last_id, prefix + "%", limit),
+        ).fetchall()
+    else:
+        rows = execute(
+            conn,
+            "SELECT id, at, kind, region_code, payload FROM hub_events WHERE id > %s "
+            "ORDER BY id LIMIT %s",
+            (last_id, limit),
+        ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def events_by_id(conn: Conn, ids: list[int]) -> list[HubEvent]:
+    """The events with these ids, in id order (the relay reads NOTIFYed ids with this)."""
+    rows = execute(
+        conn,
+        "SELECT id, at, kind, region_code, payload FROM hub_events WHERE id = ANY(%s) ORDER BY id",
+        (ids,),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def _region_prefix(region_code: str) -> str:
+    """The significant prefix of a 12-digit division code (360121000000 -> 360121)."""
+    code = region_code.strip()
+    if len(code) != 12 or not code.isdigit():
+        raise ValueError(f"region_code {region_code!r} is not a 12-digit division code")
+    for keep in (2, 4, 6, 9):
+        if code[keep:] == "0" * (12 - keep):
+            return code[:keep]
+    return code
+
+
+def prune_events(conn: Conn, older_than_hours: float) -> int:
+    """Delete events older than the retention; how many went."""
+    cur = execute(
+        conn,
+        "DELETE FROM hub_events WHERE at < now() - make_interval(secs => %s)",
+        (older_than_hours * 3600.0,),
+    )
+    return cur.rowcount

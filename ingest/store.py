@@ -1,0 +1,435 @@
+"""The batch processor: validate a batch of MQTT messages and persist it in ONE transaction."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from ingest import alarms as alarm_store
+from ingest import geofences, presence
+from ingest.config import IngestSettings
+from ingest.events import emit_events
+from ingest.schemas import (
+    ANALYTICS_ALARMS,
+    JPEG_MAGIC,
+    PayloadError,
+    QualityResult,
+    check_snapshot,
+    parse_alarm,
+    parse_analytics,
+    parse_heartbeat,
+    parse_position,
+    parse_state,
+)
+from ingest.topics import TopicError, parse_topic
+
+log = logging.getLogger(__name__)
+PENDING_PAYLOAD_BYTES = 4096
+KNOWN_REFRESH_S = 60.0
+UNKNOWN_TTL_S = 5.0
+
+
+@dataclass(slots=True)
+class Message:
+    """One MQTT message as received (mid/qos/epoch let the worker ack it after commit)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    mid: int = 0
+    retain: bool = False
+    epoch: int = 0
+    received: float = field(default_factory=time.time)
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch did."""
+
+    counts: Counter = field(default_factory=Counter)
+    events: list[int] = field(default_factory=list)
+    latencies: list[tuple[str, float]] = field(default_factory=list)  # (suffix, payload ts)
+    committed_at: float = 0.0
+
+
+@dataclass
+class _Work:
+    dead: list[tuple[str, bytes, str, float]] = field(default_factory=list)
+    pending: dict[str, list] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    gone: dict[str, datetime] = field(default_factory=dict)
+    alarms: list[alarm_store.AlarmIn] = field(default_factory=list)
+    positions: list[tuple] = field(default_factory=list)
+    quality: list[tuple[str, QualityResult]] = field(default_factory=list)
+    snapshots: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    stamps: list[tuple[str, float]] = field(default_factory=list)
+    crossings: list[geofences.Crossing] = field(default_factory=list)
+
+
+class BatchStore:
+    """Turns messages into rows. Keeps a cache of registered device ids; the DB stays the truth."""
+
+    def __init__(self, conn: psycopg.Connection, cfg: IngestSettings, max_payload: int) -> None:
+        self.conn = conn
+        self.cfg = cfg
+        self.max_payload = max_payload
+        self.known: set[str] = set()
+        self.known_at = 0.0
+        self.unknown_until: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ device cache
+    def _resolve(self, ids: set[str]) -> set[str]:
+        """The subset of ids that are registered devices (cached; misses asked in one query)."""
+        now = time.monotonic()
+        if now - self.known_at > KNOWN_REFRESH_S:
+            rows = self.conn.execute("SELECT id FROM devices WHERE retired_at IS NULL").fetchall()
+            self.known = {r[0] for r in rows}
+            self.known_at = now
+            self.unknown_until.clear()
+        ask = [i for i in ids if i not in self.known and self.unknown_until.get(i, 0) < now]
+        if ask:
+            rows = self.conn.execute(
+                "SELECT id FROM devices WHERE id = ANY(%s::bpchar[]) AND retired_at IS NULL",
+                (ask,),
+            ).fetchall()
+            found = {r[0] for r in rows}
+            self.known |= found
+            for i in ask:
+                if i not in found:
+                    self.unknown_until[i] = now + UNKNOWN_TTL_S
+        return {i for i in ids if i in self.known}
+
+    def forget(self) -> None:
+        """Drop the device cache (after a device is registered or retired elsewhere)."""
+        self.known_at = 0.0
+
+    # ------------------------------------------------------------------ classify
+    def _classify(self, batch: list[Message]) -> _Work:
+        w = _Work()
+        routed: list[tuple[Message, str, str]] = []
+        for m in batch:
+            if len(m.payload) > self.max_payload:
+                w.dead.append(
+                    (
+                        m.topic,
+                        m.payload[: self.max_payload],
+                        f"too large: {len(m.payload)} bytes > max_payload_bytes "
+                        f"{self.max_payload} (payload stored truncated)",
+                        m.received,
+                    )
+                )
+                continue
+            try:
+                device_id, suffix = parse_topic(m.topic)
+            except TopicError as exc:
+                w.dead.append((m.topic, m.payload, f"bad topic: {exc}", m.received))
+                continue
+            routed.append((m, device_id, suffix))
+        known = self._resolve({d for _, d, _ in routed})
+        for m, device_id, suffix in routed:
+            if device_id not in known:
+                entry = w.pending.setdefault(device_id, [0, "", b"", None, None])
+                entry[0] += 1
+                entry[1] = m.topic
+                entry[2] = m.payload[:PENDING_PAYLOAD_BYTES]
+                if suffix == "position":
+                    try:
+                        p = parse_position(m.payload)
+                        entry[3], entry[4] = p.lon, p.lat
+                    except PayloadError:
+                        pass
+                continue
+            try:
+                self._route(w, m, device_id, suffix)
+            except PayloadError as exc:
+                w.dead.append((m.topic, m.payload, f"invalid {suffix}: {exc}", m.received))
+        return w
+
+    def _route(self, w: _Work, m: Message, device_id: str, suffix: str) -> None:
+        if suffix == "heartbeat":
+            hb = parse_heartbeat(m.payload)
+            w.seen.add(device_id)
+            w.stamps.append((suffix, hb.ts))
+        elif suffix == "alarm":
+            a = parse_alarm(m.payload)
+            w.alarms.append(
+                alarm_store.AlarmIn(
+                    device_id, a.msg_id, a.kind, a.severity, a.ts, a.lon, a.lat, a.detail
+                )
+            )
+            w.seen.add(device_id)
+            w.stamps.append((suffix, a.ts))
+        elif suffix == "position":
+            p = parse_position(m.payload)
+            w.positions.append((device_id, p.ts, p.lon, p.lat, p.speed, p.heading))
+            w.seen.add(device_id)
+            w.stamps.append((suffix, p.ts))
+        elif suffix == "analytics":
+            r = parse_analytics(m.payload)
+            w.seen.add(device_id)
+            w.stamps.append((suffix, r.ts))
+            if isinstance(r, QualityResult):
+                w.quality.append((device_id, r))
+                return
+            kind, severity = ANALYTICS_ALARMS[r.type]
+            where = getattr(r, "zone", None) or getattr(r, "line", None) or ""
+            msg_id = r.msg_id or f"{r.type}:{where}:{r.ts:.3f}"[:64]
+            w.alarms.append(
+                alarm_store.AlarmIn(
+                    device_id, msg_id, kind, severity, r.ts, None, None, r.model_dump(mode="json")
+                )
+            )
+        elif suffix == "snapshot":
+            jpeg = check_snapshot(m.payload)
+            w.seen.add(device_id)
+            w.snapshots[device_id] = (m.received, jpeg)
+        elif suffix == "state":
+            state = parse_state(m.payload)
+            if state == "offline":
+                w.gone[device_id] = datetime.fromtimestamp(m.received, UTC)
+                w.seen.discard(device_id)
+            elif not m.retain:  # a retained "online" is old news, not evidence of life
+                w.seen.add(device_id)
+                w.gone.pop(device_id, None)
+
+    # ------------------------------------------------------------------ persist
+    def process(self, batch: list[Message]) -> BatchResult:
+        """Validate and persist the batch in one transaction; raises on database failure (the
+        caller retries the same batch, so nothing here may have effects outside the database)."""
+        try:
+            return self._process(batch)
+        except BaseException:
+            try:
+                self.conn.rollback()
+            except psycopg.Error:
+                pass
+            raise
+
+    def _process(self, batch: list[Message]) -> BatchResult:
+        res = BatchResult()
+        w = self._classify(batch)
+        cur = self.conn.cursor()
+        now = datetime.now(UTC)
+        events: list[tuple[str, str | None, dict[str, Any]]] = []
+        if w.dead:
+            cur.execute(
+                "INSERT INTO dead_letters (topic, payload, reason, received_at) "
+                "SELECT t, p, r, to_timestamp(at) FROM unnest(%s::text[], %s::bytea[], %s::text[], "
+                "%s::float8[]) AS u(t, p, r, at)",
+                (
+                    [d[0] for d in w.dead],
+                    [d[1] for d in w.dead],
+                    [d[2] for d in w.dead],
+                    [d[3] for d in w.dead],
+                ),
+            )
+            res.counts["dead_letters"] = len(w.dead)
+        if w.pending:
+            ids = list(w.pending)
+            cur.execute(
+                "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
+                "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
+                "ST_SetSRID(ST_MakePoint(lon, lat), 4326) END FROM unnest(%s::bpchar[], "
+                "%s::int[], %s::text[], %s::bytea[], %s::float8[], %s::float8[]) "
+                "AS u(id, n, t, p, lon, lat) "
+                "ON CONFLICT (id) DO UPDATE SET last_seen = now(), "
+                "message_count = pd.message_count + excluded.message_count, "
+                "last_topic = excluded.last_topic, last_payload = excluded.last_payload, "
+                "position = coalesce(excluded.position, pd.position)",
+                (
+                    ids,
+                    [w.pending[i][0] for i in ids],
+                    [w.pending[i][1] for i in ids],
+                    [w.pending[i][2] for i in ids],
+                    [w.pending[i][3] for i in ids],
+                    [w.pending[i][4] for i in ids],
+                ),
+            )
+            res.counts["pending"] = sum(v[0] for v in w.pending.values())
+        transitions = presence.touch(cur, dict.fromkeys(w.seen, now))
+        transitions += presence.go_offline(cur, w.gone, "last_will")
+        events += [("device.status", t.region_code, t.event_payload()) for t in transitions]
+        res.counts["heartbeat_devices"] = len(w.seen)
+
+        if w.positions:
+            events += self._positions(cur, w)
+        if w.quality:
+            self._quality(cur, w)
+            res.counts["quality"] = len(w.quality)
+        if w.snapshots:
+            ids = list(w.snapshots)
+            cur.execute(
+                "INSERT INTO device_snapshots (device_id, at, jpeg) SELECT d, to_timestamp(at), j "
+                "FROM unnest(%s::bpchar[], %s::float8[], %s::bytea[]) AS u(d, at, j) "
+                "ON CONFLICT (device_id) DO UPDATE SET at = excluded.at, jpeg = excluded.jpeg "
+                "WHERE device_snapshots.at <= excluded.at",
+                (ids, [w.snapshots[i][0] for i in ids], [w.snapshots[i][1] for i in ids]),
+            )
+            res.counts["snapshots"] = len(ids)
+        if w.alarms:
+            outcome = alarm_store.store_alarms(
+                cur,
+                w.alarms,
+                self.cfg.alarm_merge_window_s,
+                self.cfg.camera_radius_m,
+                self.cfg.camera_links,
+            )
+            res.counts["alarms_new"] = len(outcome.new)
+            res.counts["alarms_merged"] = len(w.alarms) - len(outcome.new) - outcome.duplicates
+            res.counts["alarms_duplicate"] = outcome.duplicates
+            events += outcome.events()
+            if w.crossings:
+                ids = {(a["device_id"], a["msg_id"]): a["id"] for a in outcome.new}
+                geofences.record_crossings(cur, w.crossings, ids)
+        elif w.crossings:
+            geofences.record_crossings(cur, w.crossings, {})
+        if events:
+            res.events = emit_events(cur, events)
+        self.conn.commit()
+        res.committed_at = time.time()
+        res.latencies = w.stamps
+        res.counts["messages"] = len(batch)
+        return res
+
+    def _positions(self, cur: psycopg.Cursor, w: _Work) -> list:
+        pos = w.positions
+        cur.execute(
+            "INSERT INTO positions (device_id, ts, geom, speed_kmh, heading_deg) "
+            "SELECT d, to_timestamp(ts), ST_SetSRID(ST_MakePoint(lon, lat), 4326), sp, hd "
+            "FROM unnest(%s::bpchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+            "%s::float8[]) AS u(d, ts, lon, lat, sp, hd) ON CONFLICT DO NOTHING",
+            (
+                [p[0] for p in pos],
+                [p[1] for p in pos],
+                [p[2] for p in pos],
+                [p[3] for p in pos],
+                [p[4] for p in pos],
+                [p[5] for p in pos],
+            ),
+        )
+        latest: dict[str, tuple] = {}
+        for p in pos:
+            if p[0] not in latest or latest[p[0]][1] < p[1]:
+                latest[p[0]] = p
+        lp = list(latest.values())
+        rows = cur.execute(
+            "UPDATE devices d SET last_position = ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), "
+            "last_position_at = to_timestamp(u.ts), last_speed_kmh = u.sp, last_heading_deg = u.hd "
+            "FROM unnest(%s::bpchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+            "%s::float8[]) AS u(id, ts, lon, lat, sp, hd) "
+            "WHERE d.id = u.id AND (d.last_position_at IS NULL OR d.last_position_at < to_timestamp(u.ts)) "
+            "RETURNING d.id, d.region_code, u.ts, u.lon, u.lat, u.sp, u.hd",
+            (
+                [p[0] for p in lp],
+                [p[1] for p in lp],
+                [p[2] for p in lp],
+                [p[3] for p in lp],
+                [p[4] for p in lp],
+                [p[5] for p in lp],
+            ),
+        ).fetchall()
+        events: list = [
+            (
+                "device.position",
+                r[1].strip() if r[1] else None,
+                {
+                    "device_id": r[0],
+                    "ts": r[2],
+                    "lon": r[3],
+                    "lat": r[4],
+                    "speed": r[5],
+                    "heading": r[6],
+                },
+            )
+            for r in rows
+        ]
+        crossings = geofences.check_positions(
+            cur, [(p[0], datetime.fromtimestamp(p[1], UTC), p[2], p[3]) for p in lp]
+        )
+        for c in crossings:
+            events.append(geofences.crossing_event(c))
+            if c.alarm_kind:
+                w.alarms.append(
+                    alarm_store.AlarmIn(
+                        c.device_id,
+                        geofences.crossing_msg_id(c),
+                        c.alarm_kind,
+                        c.severity,
+                        c.at.timestamp(),
+                        c.lon,
+                        c.lat,
+                        {
+                            "geofence_id": c.geofence_id,
+                            "geofence": c.geofence_name,
+                            "transition": c.transition,
+                        },
+                    )
+                )
+        w.crossings = crossings
+        return events
+
+    def _quality(self, cur: psycopg.Cursor, w: _Work) -> None:
+        ids = sorted({d for d, _ in w.quality})
+        prev = {
+            r[0]: (r[1], set(r[2] or []))
+            for r in cur.execute(
+                "SELECT DISTINCT ON (device_id) device_id, intact, faults FROM camera_health "
+                "WHERE device_id = ANY(%s::bpchar[]) ORDER BY device_id, ts DESC",
+                (ids,),
+            ).fetchall()
+        }
+        rows = []
+        for device_id, r in sorted(w.quality, key=lambda x: x[1].ts):
+            faults = r.fault_codes()
+            intact = r.is_intact()
+            thumb = None
+            if r.thumbnail:
+                try:
+                    raw = base64.b64decode(r.thumbnail, validate=True)
+                    thumb = raw if raw.startswith(JPEG_MAGIC) else None
+                except (binascii.Error, ValueError):
+                    thumb = None
+            rows.append((device_id, r.ts, intact, faults, r.metrics, thumb))
+            before = prev.get(device_id)
+            onset = not intact and (before is None or before[0] or not set(faults) <= before[1])
+            if onset:
+                kind, severity = ANALYTICS_ALARMS["quality"]
+                w.alarms.append(
+                    alarm_store.AlarmIn(
+                        device_id,
+                        r.msg_id or f"quality:{r.ts:.3f}",
+                        kind,
+                        severity,
+                        r.ts,
+                        None,
+                        None,
+                        {
+                            "faults": faults,
+                            "new_faults": sorted(set(faults) - (before[1] if before else set())),
+                        },
+                    )
+                )
+            prev[device_id] = (intact, set(faults))
+        cur.execute(
+            "INSERT INTO camera_health (device_id, ts, intact, faults, metrics, thumbnail) "
+            "SELECT d, to_timestamp(ts), i, f::jsonb, m::jsonb, t FROM unnest(%s::bpchar[], "
+            "%s::float8[], %s::bool[], %s::text[], %s::text[], %s::bytea[]) AS u(d, ts, i, f, m, t) "
+            "ON CONFLICT (device_id, ts) DO NOTHING",
+            (
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [json.dumps(r[3]) for r in rows],
+                [json.dumps(r[4]) if r[4] is not None else None for r in rows],
+                [r[5] for r in rows],
+            ),
+        )

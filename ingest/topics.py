@@ -1,0 +1,54 @@
+"""The v1 topic contract: gw/v1/{20-digit id}/{heartbeat|alarm|position|analytics|snapshot|state}."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from hardware.gbid import GbIdError, parse_device_id
+
+PREFIX = "gw/v1/"
+INBOUND = ("heartbeat", "alarm", "position", "analytics", "snapshot", "state")
+HUB_EVENTS_TOPIC = "gw/v1/hub/events"
+
+
+class TopicError(ValueError):
+    """A topic outside the v1 contract; the message says what is wrong."""
+
+
+@lru_cache(maxsize=262_144)
+def check_device_id(device_id: str) -> str | None:
+    """None when `device_id` is a valid GB/T 28181 id, else the reason it is not (cached)."""
+    if len(device_id) != 20 or not device_id.isascii() or not device_id.isdigit():
+        return f"device id {device_id!r} is not 20 ASCII digits"
+    for edition in (2022, 2016):
+        try:
+            parse_device_id(device_id, edition)
+            return None
+        except (GbIdError, ValueError) as exc:
+            reason = str(exc)
+    return f"device id is not a valid GB/T 28181 code: {reason}"
+
+
+@lru_cache(maxsize=262_144)
+def parse_topic(topic: str) -> tuple[str, str]:
+    """(device_id, suffix) of an inbound v1 topic; TopicError with a readable reason otherwise."""
+    if not topic.startswith(PREFIX):
+        raise TopicError(f"topic {topic!r} does not start with {PREFIX!r}")
+    parts = topic[len(PREFIX) :].split("/")
+    if len(parts) != 2:
+        raise TopicError(f"topic {topic!r} is not gw/v1/{{id}}/{{{'|'.join(INBOUND)}}}")
+    device_id, suffix = parts
+    if suffix not in INBOUND:
+        raise TopicError(f"topic suffix {suffix!r} is not one of {', '.join(INBOUND)}")
+    problem = check_device_id(device_id)
+    if problem:
+        raise TopicError(problem)
+    return device_id, suffix
+
+
+def subscriptions(share_group: str = "ingest") -> list[str]:
+    """The topic filters the ingest worker subscribes to (shared when share_group is set)."""
+    filters = [f"{PREFIX}+/{suffix}" for suffix in INBOUND]
+    if share_group:
+        return [f"$share/{share_group}/{f}" for f in filters]
+    return filters

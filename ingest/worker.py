@@ -1,0 +1,356 @@
+"""The ingest worker: MQTT v5 persistent session, manual acks after commit, batching, sweeps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from gridwatch.settings import Settings, get_settings
+from ingest import presence
+from ingest.config import IngestSettings, get_ingest_settings
+from ingest.dbconn import connect
+from ingest.events import emit_events, events_by_id, prune_events
+from ingest.store import BatchResult, BatchStore, Message
+from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
+
+log = logging.getLogger("gridwatch.ingest")
+RELAY_LOCK = 0x67770002
+# Failures that mean "the database is not there right now": retry the same batch later.
+TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass
+class Stats:
+    """Counters, and publish->commit latencies when asked for (bench)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    keep_latencies: bool = False
+    batches: int = 0
+    db_retries: int = 0
+
+    def add(self, res: BatchResult) -> None:
+        self.batches += 1
+        for k, v in res.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + v
+        if self.keep_latencies:
+            for suffix, ts in res.latencies:
+                self.latencies.setdefault(suffix, []).append(res.committed_at - ts)
+
+
+class IngestWorker:
+    """Subscribe, batch, persist, ack. Run with run(); stop with stop() or SIGTERM/SIGINT."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        cfg: IngestSettings | None = None,
+        stats_file: Path | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.cfg = cfg or get_ingest_settings()
+        self.stats = Stats(keep_latencies=stats_file is not None)
+        self.stats_file = stats_file
+        self._stop = threading.Event()
+        self._cond = threading.Condition()
+        self._inbox: list[Message] = []
+        self._epoch = 0
+        self._connected = threading.Event()
+        self.conn: psycopg.Connection | None = None
+        self.store: BatchStore | None = None
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ MQTT
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.cfg.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        user, password = self.settings.hub_credentials()
+        client.username_pw_set(user, password)
+        client.reconnect_delay_set(min_delay=0.1, max_delay=2)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        with self._cond:
+            self._epoch += 1
+            # Unacked messages of the old connection will be redelivered; drop them here.
+            self._inbox = [m for m in self._inbox if m.qos == 0]
+        retain = 0 if self.cfg.share_group else 1  # shared subscriptions get no retained msgs
+        client.subscribe(
+            [
+                (f, SubscribeOptions(qos=1, retainHandling=retain))
+                for f in subscriptions(self.cfg.share_group)
+            ]
+        )
+        log.info(
+            "connected (session present: %s), subscribed to %s",
+            flags.session_present,
+            ", ".join(subscriptions(self.cfg.share_group)),
+        )
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        m = Message(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain, self._epoch, time.time())
+        with self._cond:
+            self._inbox.append(m)
+            if len(self._inbox) >= self.cfg.batch_max:
+                self._cond.notify()
+
+    def _connect(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        props.ReceiveMaximum = self.cfg.receive_maximum
+        host, port = self.settings.mqtt_endpoint()
+        self.client.connect_async(host, port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    # ------------------------------------------------------------------ database
+    def _db(self) -> BatchStore:
+        """A working connection (reconnecting with back-off until the database answers)."""
+        delay = 0.1
+        while self.store is None or self.conn is None or self.conn.closed:
+            try:
+                self.conn = connect(autocommit=False)
+                self.store = BatchStore(self.conn, self.cfg, self.settings.max_payload_bytes)
+                self.conn.execute(
+                    "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
+                )
+                self.conn.commit()
+                log.info("database connected")
+            except TRANSIENT as exc:
+                self.store = None
+                if self._stop.is_set():
+                    raise
+                log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.cfg.db_retry_max_s)
+        return self.store
+
+    def _drop_db(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - the connection is already broken
+                pass
+        self.conn = None
+        self.store = None
+
+    def persist(self, batch: list[Message]) -> BatchResult:
+        """Commit the batch, retrying (with back-off) across database outages; never gives up
+        while running, because its messages are unacked and must not be lost."""
+        delay = 0.05
+        while True:
+            store = self._db()
+            try:
+                return store.process(batch)
+            except TRANSIENT as exc:
+                self.stats.db_retries += 1
+                log.warning("database error (%s); batch kept, retrying in %.2fs", exc, delay)
+                self._drop_db()
+                if self._stop.is_set() and delay > 1:
+                    raise
+                time.sleep(delay + random.random() * delay / 2)
+                delay = min(delay * 2, self.cfg.db_retry_max_s)
+            except psycopg.Error as exc:
+                if len(batch) == 1:
+                    return self._reject(batch[0], exc)
+                log.warning("batch of %d rejected (%s); persisting one by one", len(batch), exc)
+                merged = BatchResult()
+                for m in batch:
+                    r = self.persist([m])
+                    merged.counts.update(r.counts)
+                    merged.events += r.events
+                    merged.latencies += r.latencies
+                    merged.committed_at = r.committed_at
+                return merged
+
+    def _reject(self, m: Message, exc: psycopg.Error) -> BatchResult:
+        """A single message the database refuses: dead-letter it so the stream moves on."""
+        reason = f"database rejected: {str(exc).splitlines()[0][:300]}"
+        assert self.conn is not None
+        self.conn.execute(
+            "INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)",
+            (m.topic, m.payload[: self.settings.max_payload_bytes], reason),
+        )
+        self.conn.commit()
+        res = BatchResult(committed_at=time.time())
+        res.counts["dead_letters"] = 1
+        return res
+
+    # ------------------------------------------------------------------ housekeeping
+    def _sweep(self) -> None:
+        store = self._db()
+        conn = store.conn
+        try:
+            gone = presence.sweep(
+                conn, self.cfg.missed_heartbeats, self.cfg.missed_heartbeats_by_kind
+            )
+            if gone:
+                emit_events(
+                    conn, [("device.status", t.region_code, t.event_payload()) for t in gone]
+                )
+            conn.commit()
+            if gone:
+                log.info("%d device(s) went offline (missed heartbeats)", len(gone))
+        except TRANSIENT:
+            self._drop_db()
+        except psycopg.Error as exc:
+            conn.rollback()
+            log.error("offline sweep failed: %s", exc)
+
+    def _hourly(self) -> None:
+        store = self._db()
+        try:
+            store.conn.execute(
+                "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
+            )
+            prune_events(store.conn, self.cfg.event_retention_h)
+            store.conn.commit()
+            store.forget()
+        except TRANSIENT:
+            self._drop_db()
+        except psycopg.Error as exc:
+            store.conn.rollback()
+            log.error("housekeeping failed: %s", exc)
+
+    # ------------------------------------------------------------------ event relay
+    def _relay(self) -> None:
+        """Publish every committed hub event (from any writer) on gw/v1/hub/events, QoS 0.
+
+        One worker holds the relay lock; the others stand by, so each event goes out once."""
+        while not self._stop.is_set():
+            try:
+                with connect(autocommit=True) as conn:
+                    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,)).fetchone()
+                    if not got or not got[0]:
+                        self._stop.wait(5.0)
+                        continue
+                    conn.execute("LISTEN gw_events")
+                    log.info("relaying hub events to %s", HUB_EVENTS_TOPIC)
+                    while not self._stop.is_set():
+                        ids = [int(n.payload) for n in conn.notifies(timeout=0.5, stop_after=500)]
+                        if not ids:
+                            continue
+                        for ev in events_by_id(conn, ids):
+                            self.client.publish(HUB_EVENTS_TOPIC, json.dumps(ev.to_json()), qos=0)
+            except TRANSIENT:
+                self._stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - the relay must never take the worker down
+                log.exception("event relay error")
+                self._stop.wait(1.0)
+
+    # ------------------------------------------------------------------ main loop
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def run(self, max_seconds: float | None = None) -> None:
+        """Run until stopped (or for max_seconds). Acks every message only after its commit."""
+        self._db()
+        self._connect()
+        if self.cfg.publish_events:
+            threading.Thread(target=self._relay, name="event-relay", daemon=True).start()
+        started = time.monotonic()
+        next_sweep = started + self.cfg.sweep_s
+        next_hourly = started + 3600
+        batch_s = self.cfg.batch_ms / 1000.0
+        try:
+            while not self._stop.is_set():
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                with self._cond:
+                    if not self._inbox:
+                        self._cond.wait(timeout=batch_s)
+                    if self._inbox and len(self._inbox) < self.cfg.batch_max:
+                        first = self._inbox[0].received
+                        wait = first + batch_s - time.time()
+                        if wait > 0:
+                            self._cond.wait(timeout=wait)
+                    batch, self._inbox = self._inbox, []
+                if batch:
+                    res = self.persist(batch)
+                    epoch = self._epoch
+                    for m in batch:
+                        if m.qos and m.epoch == epoch:
+                            self.client.ack(m.mid, m.qos)
+                    self.stats.add(res)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep()
+                    next_sweep = now + self.cfg.sweep_s
+                if now >= next_hourly:
+                    self._hourly()
+                    next_hourly = now + 3600
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self._drop_db()
+            self.write_stats()
+
+    def write_stats(self) -> None:
+        if self.stats_file is None:
+            return
+        data = {
+            "pid": os.getpid(),
+            "client_id": self.cfg.client_id,
+            "at": datetime.now(UTC).isoformat(),
+            "batches": self.stats.batches,
+            "db_retries": self.stats.db_retries,
+            "counts": self.stats.counts,
+            "latencies": self.stats.latencies,
+        }
+        tmp = self.stats_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.stats_file)
+
+
+def run_worker(
+    stats_file: Path | None = None,
+    max_seconds: float | None = None,
+    cfg: IngestSettings | None = None,
+) -> IngestWorker:
+    """Run a worker in this process with SIGTERM/SIGINT stopping it cleanly."""
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    worker = IngestWorker(cfg=cfg, stats_file=stats_file)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run(max_seconds=max_seconds)
+    return worker
+
+
+if __name__ == "__main__":
+    run_worker()
