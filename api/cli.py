@@ -1,0 +1,150 @@
+"""`gridwatch serve` (the API and maps under uvicorn) and `gridwatch users ...` (accounts)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+users_app = typer.Typer(
+    help="User accounts: operators, installers, auditors, admins.", no_args_is_help=True
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def serve_cmd(
+    host: str = typer.Option(None, help="Listen address (default GRIDWATCH_API_HOST)"),
+    port: int = typer.Option(None, help="Port (default GRIDWATCH_API_PORT)"),
+    workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
+    log_level: str = typer.Option(None, help="uvicorn log level (default GRIDWATCH_LOG_LEVEL)"),
+) -> None:
+    """Serve the REST API, the live stream and the maps (/map, /install, /audit) with uvicorn."""
+    import uvicorn
+
+    from gridwatch.settings import get_settings
+    from maps.assets import check_assets
+
+    settings = get_settings()
+    missing = check_assets()
+    if missing:
+        err.print(
+            "[yellow]warning:[/] map assets missing (run ./gw setup, which runs npm ci in maps/assets): "
+            + ", ".join(missing)
+        )
+    host = host or settings.api_host
+    port = port or settings.api_port
+    console.print(
+        f"gridwatch API on http://{host}:{port}  (map: /map, installer: /install, audit: /audit, docs: /docs)"
+    )
+    try:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=(log_level or settings.log_level).lower(),
+            timeout_graceful_shutdown=3,
+        )
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port")
+
+
+def _engine():
+    from gridwatch.db import get_engine
+
+    return get_engine()
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="User name (2-64 letters, digits, . _ -)"),
+    role: str = typer.Option(..., "--role", help="operator, installer, auditor or admin"),
+    region: list[str] = typer.Option(
+        [], "--region", help="12-digit region code (repeat for several)"
+    ),
+    full_name: str = typer.Option(None, "--full-name"),
+    password: str = typer.Option(
+        None, "--password", help="Password (default: $GRIDWATCH_NEW_PASSWORD, else asked)"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a user with a role and the regions they work in (installers need at least one)."""
+    from api.users import UserError, create_user
+
+    password = password or os.environ.get("GRIDWATCH_NEW_PASSWORD")
+    if not password:
+        password = getpass.getpass(f"password for {name}: ")
+    codes = [
+        r.strip().ljust(12, "0")
+        if r.strip().isdigit() and len(r.strip()) in (2, 4, 6, 9)
+        else r.strip()
+        for r in region
+    ]
+    try:
+        with _engine().begin() as conn:
+            user = create_user(
+                conn, name, password, role, codes, full_name, actor=f"cli:{getpass.getuser()}"
+            )
+    except UserError as exc:
+        _fail(str(exc), 2)
+    except Exception as exc:
+        _fail(f"could not reach the database: {exc.__class__.__name__}: {exc}")
+    if as_json:
+        print(user.model_dump_json())
+    else:
+        console.print(
+            f"created {user.role} [bold]{user.username}[/] regions: {', '.join(user.regions) or 'all'}"
+        )
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List users with their roles and regions."""
+    from api.users import list_users
+
+    try:
+        with _engine().connect() as conn:
+            users = list_users(conn)
+    except Exception as exc:
+        _fail(f"could not reach the database: {exc.__class__.__name__}: {exc}")
+    if as_json:
+        print(json.dumps([u.model_dump() for u in users]))
+        return
+    table = Table("user", "role", "regions", "active")
+    for u in users:
+        table.add_row(
+            u.username, u.role, ", ".join(u.regions) or "(all)", "yes" if u.active else "no"
+        )
+    console.print(table)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: str,
+    password: str = typer.Option(None, "--password", help="New password (default: asked)"),
+) -> None:
+    """Set a user's password."""
+    from api.users import UserError, set_password
+
+    password = (
+        password
+        or os.environ.get("GRIDWATCH_NEW_PASSWORD")
+        or getpass.getpass(f"new password for {name}: ")
+    )
+    try:
+        with _engine().begin() as conn:
+            set_password(conn, name, password, actor=f"cli:{getpass.getuser()}")
+    except UserError as exc:
+        _fail(str(exc), 2)
+    console.print(f"password of {name} changed")

@@ -1,0 +1,107 @@
+"""Error answers: 401/403/404/409 with a reason, 422 with the field and the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class FieldError(BaseModel):
+    """One invalid field: where (loc / field), what is wrong (msg / reason)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    field: str
+    reason: str
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422 answer: every invalid field with its reason."""
+
+    detail: list[FieldError]
+
+
+class ErrorOut(BaseModel):
+    """A 4xx answer with a readable reason."""
+
+    detail: str
+
+
+class ApiError(Exception):
+    """An error the API answers with a status and a reason (and for 422, the field)."""
+
+    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.field = field
+        super().__init__(reason)
+
+
+def field_error(field: str, reason: str, kind: str = "value_error") -> dict[str, Any]:
+    """One entry of a 422 detail list."""
+    loc: list[str | int] = [p for p in field.split(".") if p]
+    return {"loc": loc, "msg": reason, "type": kind, "field": field, "reason": reason}
+
+
+def unprocessable(field: str, reason: str) -> ApiError:
+    """A 422 ApiError naming the field."""
+    return ApiError(422, reason, field)
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "not signed in (missing, forged or expired token)"},
+    403: {"model": ErrorOut, "description": "signed in, but the role or region forbids this"},
+    422: {"model": ValidationErrorOut, "description": "invalid input: the field and the reason"},
+}
+
+
+def _loc_field(loc: tuple | list) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error its field and reason."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = []
+        for err in exc.errors():
+            loc = list(err.get("loc", ()))
+            reason = str(err.get("msg", "invalid"))
+            detail.append(
+                {
+                    "loc": [p if isinstance(p, int) else str(p) for p in loc],
+                    "msg": reason,
+                    "type": str(err.get("type", "value_error")),
+                    "field": _loc_field(loc),
+                    "reason": reason,
+                }
+            )
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        if exc.status == 422:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": [field_error(exc.field or "request", exc.reason)]},
+            )
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(status_code=exc.status, content={"detail": exc.reason}, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"detail": str(exc.detail)},
+            headers=getattr(exc, "headers", None),
+        )

@@ -1,0 +1,121 @@
+"""Admin: users and the audit log (who changed what, when)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from api.deps import Principal, require
+from api.errors import COMMON_RESPONSES, ApiError
+from api.users import UserError, UserInfo, create_user, list_users
+
+router = APIRouter(tags=["admin"], responses=COMMON_RESPONSES)
+
+
+class UserIn(BaseModel):
+    """A new user."""
+
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: str = Field(pattern=r"^(operator|installer|auditor|admin)$")
+    regions: list[str] = Field(default_factory=list, max_length=200)
+    full_name: str | None = Field(default=None, max_length=200)
+
+
+class AuditEntry(BaseModel):
+    """One audit_log row."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str | None = None
+    detail: Any = None
+
+
+class AuditPage(BaseModel):
+    """A page of the audit log, newest first."""
+
+    items: list[AuditEntry]
+    next_before_id: int | None = Field(
+        None, description="Pass as before_id to read the next (older) page; null at the end."
+    )
+
+
+@router.get("/users", response_model=list[UserInfo], summary="List users")
+def users(request: Request, _user: Principal = Depends(require("admin"))) -> list[UserInfo]:
+    """Every user with role and regions (admin only)."""
+    with request.app.state.engine.connect() as conn:
+        return list_users(conn)
+
+
+@router.post(
+    "/users",
+    response_model=UserInfo,
+    status_code=201,
+    summary="Create a user",
+    responses={409: {"description": "user name taken"}},
+)
+def add_user(
+    body: UserIn, request: Request, user: Principal = Depends(require("admin"))
+) -> UserInfo:
+    """Create a user (admin only); installers need at least one region."""
+    try:
+        with request.app.state.engine.begin() as conn:
+            return create_user(
+                conn,
+                body.username,
+                body.password,
+                body.role,
+                body.regions,
+                body.full_name,
+                actor=user.username,
+            )
+    except UserError as exc:
+        if "already exists" in exc.reason:
+            raise ApiError(409, str(exc)) from None
+        raise ApiError(422, exc.reason, exc.field) from None
+
+
+@router.get("/audit-log", response_model=AuditPage, summary="Read the audit log")
+def audit_log(
+    request: Request,
+    actor: str | None = Query(None, max_length=64),
+    entity: str | None = Query(None, max_length=64),
+    entity_id: str | None = Query(None, max_length=64),
+    since: datetime | None = Query(None, description="Only entries at or after this time."),
+    before_id: int | None = Query(None, ge=1, le=2**62, description="Cursor from next_before_id."),
+    limit: int = Query(100, ge=1, le=1000),
+    _user: Principal = Depends(require("admin")),
+) -> AuditPage:
+    """Who changed what and when, newest first, with a cursor for older pages (admin only)."""
+    where, params = ["TRUE"], {"limit": limit + 1}
+    for name, value in (("actor", actor), ("entity", entity), ("entity_id", entity_id)):
+        if value is not None:
+            where.append(f"{name} = :{name}")
+            params[name] = value
+    if since is not None:
+        where.append("at >= :since")
+        params["since"] = since
+    if before_id is not None:
+        where.append("id < :before")
+        params["before"] = before_id
+    with request.app.state.engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT id, at, actor, action, entity, entity_id, detail FROM audit_log "
+                    f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
+                ),
+                params,
+            )
+            .mappings()
+            .all()
+        )
+    items = [AuditEntry(**r) for r in rows[:limit]]
+    return AuditPage(items=items, next_before_id=items[-1].id if len(rows) > limit else None)

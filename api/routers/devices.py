@@ -1,0 +1,525 @@
+"""Devices: list, GeoJSON, register, preview, update, move, retire, MQTT credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from sqlalchemy import text
+
+from api.deps import ANY_ROLE, Principal, require
+from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
+from api.geojson import BBOX_QUERY, BBox, FeatureCollection, Page, collection, paging, parse_bbox
+from api.placement import check_position, device_region, registry_error
+from api.preview import Preview, preview
+from api.scope import scope_sql
+from api.trail import record
+from geo.registry import (
+    DeviceRegistration,
+    RegistryError,
+    decode,
+    register_device,
+    retire_device,
+    update_device,
+)
+from hardware.credentials import device_password, device_username
+from hardware.kinds import TOPIC_PREFIX
+
+router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
+
+ID_PATH = Path(..., pattern=r"^[0-9]{20}$", description="20-digit GB/T 28181 id")
+REGION_QUERY = Query(
+    None, pattern=r"^[0-9]{12}$", description="12-digit division code; covers everything below it"
+)
+NOT_FOUND = {404: {"model": ErrorOut, "description": "no such device"}}
+CONFLICT = {409: {"model": ErrorOut, "description": "already registered / already retired"}}
+
+DEVICE_COLUMNS = (
+    "d.id, d.name, d.kind, d.sub_kind, d.type_code, d.gb_edition, d.network_code, d.industry_code, "
+    "d.resource_class, d.vendor, d.model, ST_X(d.position) AS lon, ST_Y(d.position) AS lat, "
+    "d.mount_height_m, d.heading_deg, d.focal_mm, d.focal_max_mm, d.sensor_format, d.resolution_w, "
+    "d.resolution_h, d.hfov_deg, d.range_m, d.ptz, d.region_code, d.grid_id, d.networked, d.status, "
+    "d.last_seen, d.heartbeat_s, d.registered_by, d.registered_at, d.updated_at, d.retired_at"
+)
+
+
+class DeviceOut(BaseModel):
+    """A registered device as stored (positions WGS 84)."""
+
+    id: str
+    name: str | None = None
+    kind: str
+    sub_kind: str | None = None
+    type_code: str
+    gb_edition: int
+    network_code: int | None = None
+    industry_code: str | None = None
+    resource_class: int | None = None
+    vendor: str | None = None
+    model: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    mount_height_m: float | None = None
+    heading_deg: float | None = None
+    focal_mm: float | None = None
+    focal_max_mm: float | None = None
+    sensor_format: str | None = None
+    resolution_w: int | None = None
+    resolution_h: int | None = None
+    hfov_deg: float | None = None
+    range_m: float | None = None
+    ptz: bool = False
+    region_code: str | None = None
+    grid_id: int | None = None
+    networked: bool = True
+    status: str
+    last_seen: datetime | None = None
+    heartbeat_s: int | None = None
+    registered_by: str | None = None
+    registered_at: datetime | None = None
+    updated_at: datetime | None = None
+    retired_at: datetime | None = None
+    fov: dict[str, Any] | None = Field(
+        None, description="Coverage polygon (GeoJSON), when asked for"
+    )
+
+
+class DevicePage(BaseModel):
+    """A page of devices; `next_cursor` for keyset paging by id."""
+
+    items: list[DeviceOut]
+    limit: int
+    offset: int
+    next_offset: int | None = None
+    next_cursor: str | None = None
+
+
+class ChangeResult(BaseModel):
+    """What a register/update/move/retire did."""
+
+    id: str
+    action: str
+    kind: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    region_code: str | None = None
+    grid_id: int | None = None
+    hfov_deg: float | None = None
+    range_m: float | None = None
+    fov_geojson: dict[str, Any] | None = None
+    findings: list[str] = []
+    compliance: Any = None
+
+
+class MoveIn(BaseModel):
+    """A new position for a device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-89, le=89)
+    crs: Literal["wgs84", "gcj02", "bd09"] = "wgs84"
+    heading_deg: float | None = Field(None, ge=0, le=360)
+
+
+class RetireIn(BaseModel):
+    """Why a device is retired."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=500)
+
+
+class MqttCredentials(BaseModel):
+    """What to configure on the device so it can talk to the hub."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    topics: dict[str, str]
+
+
+def _changes_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for name, info in DeviceRegistration.model_fields.items():
+        if name == "id":
+            continue
+        copy = info._copy() if hasattr(info, "_copy") else info
+        copy.default = None
+        copy.default_factory = None
+        fields[name] = (info.annotation | None, copy)
+    return create_model(
+        "DeviceChanges",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Fields to change (only those given); lon/lat in `crs` move the device.",
+        **fields,
+    )
+
+
+DeviceChanges = _changes_model()
+
+
+def _plain_geo(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_geo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_geo(v) for v in value]
+    return value
+
+
+def _result(out: dict) -> ChangeResult:
+    data = {k: out.get(k) for k in ChangeResult.model_fields}
+    data["fov_geojson"] = _plain_geo(data.get("fov_geojson"))
+    data["findings"] = out.get("findings") or []
+    return ChangeResult(**data)
+
+
+def _decode_or_422(reg: DeviceRegistration) -> None:
+    """Check the id (type code, network digit, sub-kind) before the position."""
+    try:
+        decode(reg)
+    except RegistryError as exc:
+        raise registry_error(exc) from None
+    except ValueError as exc:
+        raise unprocessable("crs", str(exc)) from None
+
+
+def _emit(conn, kind: str, region: str | None, payload: dict) -> None:
+    """Tell the live stream (ingest's event bus) about a registry change; best effort."""
+    try:
+        from ingest.events import emit_event
+    except ImportError:
+        return
+    emit_event(conn, kind, region, payload)
+
+
+@router.get("/devices", response_model=DevicePage, summary="List devices")
+def list_devices(
+    request: Request,
+    region: str | None = REGION_QUERY,
+    kind: str | None = Query(None, max_length=64),
+    status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
+    q: str | None = Query(None, max_length=64, description="id prefix or name contains"),
+    include_retired: bool = False,
+    after: str | None = Query(
+        None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one"
+    ),
+    page: Page = Depends(paging),
+    user: Principal = Depends(require(*ANY_ROLE)),
+) -> DevicePage:
+    """Devices in the user's regions, filtered, ordered by id; offset or cursor paging."""
+    cond, params = scope_sql("d.region_code", user.visible(region))
+    where = [cond]
+    if not include_retired:
+        where.append("d.retired_at IS NULL")
+    if kind:
+        where.append("d.kind = :kind")
+        params["kind"] = kind
+    if status:
+        where.append("d.status = :status")
+        params["status"] = status
+    if q:
+        where.append("(d.id LIKE :qp OR d.name ILIKE :qn)")
+        clean = q.replace("%", "").replace("_", "")
+        params.update(qp=f"{clean}%", qn=f"%{clean}%")
+    if after:
+        where.append("d.id > :after")
+        params["after"] = after
+    params.update(limit=page.limit + 1, offset=page.offset)
+    with request.app.state.engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    f"SELECT {DEVICE_COLUMNS} FROM devices d WHERE {' AND '.join(where)} "
+                    "ORDER BY d.id LIMIT :limit OFFSET :offset"
+                ),
+                params,
+            )
+            .mappings()
+            .all()
+        )
+    more = len(rows) > page.limit
+    items = [DeviceOut(**r) for r in rows[: page.limit]]
+    return DevicePage(
+        items=items,
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=page.offset + page.limit if more else None,
+        next_cursor=items[-1].id if more and items else None,
+    )
+
+
+@router.get("/geo/devices", response_model=FeatureCollection, summary="Devices as GeoJSON points")
+def devices_geojson(
+    request: Request,
+    bbox: str | None = BBOX_QUERY,
+    region: str | None = REGION_QUERY,
+    kind: str | None = Query(None, max_length=64),
+    status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
+    after: str | None = Query(
+        None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one"
+    ),
+    page: Page = Depends(paging),
+    user: Principal = Depends(require(*ANY_ROLE)),
+) -> FeatureCollection:
+    """Device positions (moving devices at their last reported position) in the box."""
+    box = parse_bbox(bbox)
+    cond, params = scope_sql("d.region_code", user.visible(region))
+    geom = "coalesce(d.last_position, d.position)"
+    where = [cond, "d.retired_at IS NULL", f"{geom} IS NOT NULL"]
+    if box is not None:
+        where.append(f"{geom} && {BBox.SQL}")
+        params.update(box.params())
+    if kind:
+        where.append("d.kind = :kind")
+        params["kind"] = kind
+    if status:
+        where.append("d.status = :status")
+        params["status"] = status
+    if after:
+        where.append("d.id > :after")
+        params["after"] = after
+    params.update(limit=page.limit + 1, offset=page.offset)
+    with request.app.state.engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT d.id, d.name, d.kind, d.status, d.region_code, d.grid_id, d.heading_deg, "
+                    "d.hfov_deg, d.range_m, d.last_seen, "
+                    f"ST_AsGeoJSON({geom}, 7) AS geojson FROM devices d WHERE {' AND '.join(where)} "
+                    "ORDER BY d.id LIMIT :limit OFFSET :offset"
+                ),
+                params,
+            )
+            .mappings()
+            .all()
+        )
+    return collection(list(rows), page, cursor_key="id")
+
+
+@router.get(
+    "/devices/{device_id}", response_model=DeviceOut, summary="One device", responses=NOT_FOUND
+)
+def get_device(
+    request: Request,
+    device_id: str = ID_PATH,
+    with_fov: bool = Query(True, description="Include the coverage polygon"),
+    user: Principal = Depends(require(*ANY_ROLE)),
+) -> DeviceOut:
+    """A device with its coverage polygon."""
+    with request.app.state.engine.connect() as conn:
+        row = (
+            conn.execute(
+                text(
+                    f"SELECT {DEVICE_COLUMNS}, CASE WHEN :f THEN ST_AsGeoJSON(d.fov, 7)::json END AS fov "
+                    "FROM devices d WHERE d.id = :id"
+                ),
+                {"id": device_id, "f": with_fov},
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise ApiError(404, f"device {device_id} is not registered")
+    if not user.may_touch(row["region_code"]):
+        raise ApiError(
+            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
+        )
+    return DeviceOut(**row)
+
+
+@router.post(
+    "/devices/preview",
+    response_model=Preview,
+    summary="Preview a registration",
+)
+def preview_device(
+    body: DeviceRegistration, request: Request, user: Principal = Depends(require("installer"))
+) -> Preview:
+    """What registering would store — WGS 84 position, region and grid by containment, the coverage
+    sector — and which village, intersection, key-site and grid rules it would help; nothing is saved."""
+    _decode_or_422(body)
+    with request.app.state.engine.connect() as conn:
+        lon, lat, region, grid = check_position(conn, body.id, body.lon, body.lat, body.crs, user)
+        try:
+            return preview(conn, body, lon, lat, region, grid)
+        except RegistryError as exc:
+            raise registry_error(exc) from None
+
+
+@router.post(
+    "/devices",
+    response_model=ChangeResult,
+    status_code=201,
+    summary="Register a device",
+    responses=CONFLICT,
+)
+def register(
+    body: DeviceRegistration, request: Request, user: Principal = Depends(require("installer"))
+) -> ChangeResult:
+    """Register a device by its GB/T 28181 id. The position (WGS 84, GCJ-02 or BD-09) must fall inside
+    the division named by the id and inside the installer's regions; region and base grid are found by
+    containment and the coverage sector from the lens. Logged in the audit log."""
+    _decode_or_422(body)
+    try:
+        with request.app.state.engine.begin() as conn:
+            check_position(conn, body.id, body.lon, body.lat, body.crs, user)
+            out = register_device(conn, body, user.username)
+            _emit(
+                conn,
+                "x.device.registered",
+                out.get("region_code"),
+                {
+                    "id": body.id,
+                    "kind": out.get("kind"),
+                    "status": "unknown",
+                    "lon": out.get("lon"),
+                    "lat": out.get("lat"),
+                },
+            )
+    except RegistryError as exc:
+        raise registry_error(exc) from None
+    return _result(out)
+
+
+def _checked_update(
+    request: Request, device_id: str, changes: dict, user: Principal, action: str
+) -> ChangeResult:
+    if not changes:
+        raise unprocessable("body", "give at least one field to change")
+    try:
+        with request.app.state.engine.begin() as conn:
+            current = device_region(conn, device_id)
+            user.require_region(current, "change devices")
+            if {"lon", "lat"} & changes.keys():
+                if not {"lon", "lat"} <= changes.keys():
+                    raise unprocessable(
+                        "lat" if "lon" in changes else "lon", "give lon and lat together"
+                    )
+                check_position(
+                    conn,
+                    device_id,
+                    changes["lon"],
+                    changes["lat"],
+                    changes.get("crs") or "wgs84",
+                    user,
+                )
+            out = update_device(conn, device_id, changes, user.username)
+            _emit(
+                conn,
+                "x.device.changed",
+                out.get("region_code"),
+                {
+                    "id": device_id,
+                    "action": out.get("action"),
+                    "lon": out.get("lon"),
+                    "lat": out.get("lat"),
+                },
+            )
+    except RegistryError as exc:
+        raise registry_error(exc) from None
+    return _result(out)
+
+
+@router.patch(
+    "/devices/{device_id}",
+    response_model=ChangeResult,
+    summary="Change a device",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def change_device(
+    body: DeviceChanges,  # type: ignore[valid-type]
+    request: Request,
+    device_id: str = ID_PATH,
+    user: Principal = Depends(require("installer")),
+) -> ChangeResult:
+    """Change any registration field; a new lon/lat (in `crs`) is a move and is checked like a registration."""
+    changes = body.model_dump(exclude_unset=True)
+    return _checked_update(request, device_id, changes, user, "device.update")
+
+
+@router.post(
+    "/devices/{device_id}/move",
+    response_model=ChangeResult,
+    summary="Move a device",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def move_device(
+    body: MoveIn,
+    request: Request,
+    device_id: str = ID_PATH,
+    user: Principal = Depends(require("installer")),
+) -> ChangeResult:
+    """Move a device (and optionally turn it): region, grid and coverage are recomputed."""
+    return _checked_update(
+        request, device_id, body.model_dump(exclude_none=True), user, "device.move"
+    )
+
+
+@router.post(
+    "/devices/{device_id}/retire",
+    response_model=ChangeResult,
+    summary="Retire a device",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def retire(
+    request: Request,
+    body: RetireIn | None = None,
+    device_id: str = ID_PATH,
+    user: Principal = Depends(require("installer")),
+) -> ChangeResult:
+    """Retire a device: it stays in history, stops counting in audits and loses broker access."""
+    try:
+        with request.app.state.engine.begin() as conn:
+            user.require_region(device_region(conn, device_id), "retire devices")
+            out = retire_device(conn, device_id, user.username)
+            if body is not None and body.reason:
+                record(
+                    conn,
+                    user.username,
+                    "device.retire_reason",
+                    "device",
+                    device_id,
+                    {"reason": body.reason},
+                )
+            _emit(conn, "x.device.retired", out.get("region_code"), {"id": device_id})
+    except RegistryError as exc:
+        raise registry_error(exc) from None
+    return _result(out)
+
+
+@router.get(
+    "/devices/{device_id}/mqtt-credentials",
+    response_model=MqttCredentials,
+    summary="Device MQTT credentials",
+    responses=NOT_FOUND,
+)
+def mqtt_credentials(
+    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
+) -> MqttCredentials:
+    """The broker address, user name and password to configure on the device (reading them is logged)."""
+    settings = request.app.state.settings
+    with request.app.state.engine.begin() as conn:
+        row = conn.execute(
+            text("SELECT region_code, retired_at FROM devices WHERE id = :id"), {"id": device_id}
+        ).first()
+        if row is None:
+            raise ApiError(404, f"device {device_id} is not registered")
+        if row.retired_at is not None:
+            raise ApiError(409, f"device {device_id} is retired; it has no broker access")
+        user.require_region(row.region_code, "read device credentials")
+        record(conn, user.username, "device.credentials_read", "device", device_id, None)
+    host, port = settings.mqtt_endpoint()
+    return MqttCredentials(
+        host=host,
+        port=port,
+        username=device_username(device_id),
+        password=device_password(device_id, settings.secret_key),
+        topics={
+            s: f"{TOPIC_PREFIX}/{device_id}/{s}"
+            for s in ("heartbeat", "alarm", "position", "state", "cmd")
+        },
+    )

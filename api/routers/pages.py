@@ -1,0 +1,105 @@
+"""The HTML pages (/map, /install, /audit) and the static assets they load, all served locally."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from maps.assets import NODE_MODULES, STATIC, STATIC_URL, VENDOR_PACKAGES, VENDOR_URL, check_assets
+from maps.pages import DEFAULT_BOUNDS, PageConfig, build_page
+
+router = APIRouter(include_in_schema=False)
+
+TITLES = {
+    "live": "gridwatch · 指挥中心实时地图 live map",
+    "install": "gridwatch · 设备安装 installer",
+    "audit": "gridwatch · 覆盖审计 coverage audit",
+}
+
+
+def _bounds(request: Request, region: str | None):
+    """The box to show first: the region asked for, else everything loaded, else a default."""
+    try:
+        with request.app.state.engine.connect() as conn:
+            if region:
+                row = conn.execute(
+                    text(
+                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM regions WHERE code = :c) s"
+                    ),
+                    {"c": region},
+                ).first()
+            else:
+                row = conn.execute(
+                    text(
+                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM regions "
+                        "WHERE level = (SELECT min(level) FROM regions WHERE geom IS NOT NULL)) s"
+                    )
+                ).first()
+                if row is None or row[0] is None:
+                    row = conn.execute(
+                        text(
+                            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(position) AS e FROM devices) s"
+                        )
+                    ).first()
+    except Exception:  # a page must render even when the database is down; the script says why
+        return DEFAULT_BOUNDS
+    if row is None or row[0] is None:
+        return DEFAULT_BOUNDS
+    return ((row[1], row[0]), (row[3], row[2]))
+
+
+def _page(request: Request, view: str, region: str | None) -> HTMLResponse:
+    missing = check_assets()
+    if missing:
+        return HTMLResponse(
+            "<h1>Map assets are not installed</h1><p>Run <code>./gw setup</code> (it runs "
+            "<code>npm ci</code> in maps/assets) and reload. Missing: "
+            + ", ".join(missing)
+            + "</p>",
+            status_code=503,
+        )
+    settings = request.app.state.settings
+    config = PageConfig(
+        view=view,
+        title=TITLES[view],
+        bounds=_bounds(request, region),
+        tile_url=settings.tile_url,
+        region=region,
+    )
+    return HTMLResponse(build_page(config))
+
+
+REGION = Query(None, pattern=r"^[0-9]{12}$")
+
+
+@router.get("/", response_class=RedirectResponse)
+def root() -> RedirectResponse:
+    return RedirectResponse("/map")
+
+
+@router.get("/map", response_class=HTMLResponse)
+def live_map(request: Request, region: str | None = REGION) -> HTMLResponse:
+    return _page(request, "live", region)
+
+
+@router.get("/install", response_class=HTMLResponse)
+def install(request: Request, region: str | None = REGION) -> HTMLResponse:
+    return _page(request, "install", region)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit(request: Request, region: str | None = REGION) -> HTMLResponse:
+    return _page(request, "audit", region)
+
+
+def mount_assets(app: FastAPI) -> None:
+    """Serve the allow-listed npm packages and gridwatch's own JS/CSS."""
+    for package in VENDOR_PACKAGES:
+        app.mount(
+            f"{VENDOR_URL}/{package}",
+            StaticFiles(directory=NODE_MODULES / package, check_dir=False),
+            name=f"vendor-{package}",
+        )
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="gw-static")

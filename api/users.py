@@ -1,0 +1,174 @@
+"""User accounts: create, find, authenticate, assign regions (tables users and user_regions)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, text
+
+from api.auth import ROLES, hash_password, verify_password
+from api.scope import CODE_RE
+from api.trail import record
+
+
+class UserError(ValueError):
+    """A user operation refused, with the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class UserInfo(BaseModel):
+    """A user as the API shows it (never the password hash)."""
+
+    id: int
+    username: str
+    role: str
+    full_name: str | None = None
+    active: bool = True
+    regions: list[str] = []
+
+
+def _regions(conn: Connection, user_id: int) -> list[str]:
+    rows = conn.execute(
+        text("SELECT region_code FROM user_regions WHERE user_id = :u ORDER BY region_code"),
+        {"u": user_id},
+    )
+    return [r[0] for r in rows]
+
+
+def get_user(
+    conn: Connection, username: str | None = None, user_id: int | None = None
+) -> UserInfo | None:
+    """A user by name or id, with assigned regions; None when there is none."""
+    if user_id is not None:
+        row = (
+            conn.execute(
+                text("SELECT id, username, role, full_name, active FROM users WHERE id = :i"),
+                {"i": user_id},
+            )
+            .mappings()
+            .first()
+        )
+    else:
+        row = (
+            conn.execute(
+                text("SELECT id, username, role, full_name, active FROM users WHERE username = :n"),
+                {"n": username},
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        return None
+    return UserInfo(**row, regions=_regions(conn, row["id"]))
+
+
+def list_users(conn: Connection) -> list[UserInfo]:
+    """Every user, by name."""
+    rows = conn.execute(
+        text("SELECT id, username, role, full_name, active FROM users ORDER BY username")
+    ).mappings()
+    return [UserInfo(**r, regions=_regions(conn, r["id"])) for r in list(rows)]
+
+
+def _check_regions(conn: Connection, regions: list[str]) -> None:
+    for code in regions:
+        if not CODE_RE.match(code):
+            raise UserError("regions", f"{code!r} is not a 12-digit division code")
+        found = conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": code}).scalar()
+        if not found:
+            raise UserError("regions", f"region {code} is not loaded (import divisions first)")
+
+
+def create_user(
+    conn: Connection,
+    username: str,
+    password: str,
+    role: str,
+    regions: list[str] | None = None,
+    full_name: str | None = None,
+    actor: str = "system",
+) -> UserInfo:
+    """Create a user with a hashed password and assigned regions; logged in audit_log."""
+    if role not in ROLES:
+        raise UserError("role", f"{role!r} is not one of {', '.join(ROLES)}")
+    if (
+        not 2 <= len(username) <= 64
+        or not username.replace("_", "").replace("-", "").replace(".", "").isalnum()
+    ):
+        raise UserError("username", "2-64 letters, digits, '.', '_' or '-'")
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise UserError("password", str(exc).split(": ", 1)[-1]) from None
+    regions = sorted(set(regions or []))
+    _check_regions(conn, regions)
+    if role == "installer" and not regions:
+        raise UserError(
+            "regions", "an installer needs at least one region to work in (--region CODE)"
+        )
+    exists = conn.execute(text("SELECT 1 FROM users WHERE username = :n"), {"n": username}).scalar()
+    if exists:
+        raise UserError("username", f"{username!r} already exists")
+    user_id = conn.execute(
+        text(
+            "INSERT INTO users (username, password_hash, role, full_name) "
+            "VALUES (:n, :h, :r, :f) RETURNING id"
+        ),
+        {"n": username, "h": password_hash, "r": role, "f": full_name},
+    ).scalar_one()
+    for code in regions:
+        conn.execute(
+            text("INSERT INTO user_regions (user_id, region_code) VALUES (:u, :c)"),
+            {"u": user_id, "c": code},
+        )
+    record(conn, actor, "create", "user", username, {"role": role, "regions": regions})
+    return UserInfo(id=user_id, username=username, role=role, full_name=full_name, regions=regions)
+
+
+def set_password(conn: Connection, username: str, password: str, actor: str = "system") -> None:
+    """Replace a user's password."""
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise UserError("password", str(exc).split(": ", 1)[-1]) from None
+    done = conn.execute(
+        text("UPDATE users SET password_hash = :h WHERE username = :n"),
+        {"h": password_hash, "n": username},
+    ).rowcount
+    if not done:
+        raise UserError("username", f"no user called {username!r}")
+    record(conn, actor, "set_password", "user", username, None)
+
+
+def authenticate(conn: Connection, username: str, password: str) -> UserInfo | None:
+    """The active user whose password matches, else None (same answer for unknown names)."""
+    row = conn.execute(
+        text("SELECT id, password_hash, active FROM users WHERE username = :n"), {"n": username}
+    ).first()
+    if row is None:
+        verify_password(_DUMMY_HASH, password)  # same work either way: no user-name oracle
+        return None
+    if not row.active or not verify_password(row.password_hash, password):
+        return None
+    return get_user(conn, user_id=row.id)
+
+
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def ensure_user(
+    conn: Connection,
+    username: str,
+    password: str,
+    role: str,
+    regions: list[str] | None = None,
+    full_name: str | None = None,
+) -> UserInfo:
+    """Create the user when missing (demo and set-up); an existing user is left as it is."""
+    existing = get_user(conn, username=username)
+    if existing is not None:
+        return existing
+    return create_user(conn, username, password, role, regions, full_name, actor="setup")

@@ -1,0 +1,39 @@
+"""Browser assets served by gridwatch itself: npm packages from maps/assets/node_modules, our own JS/CSS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE / "assets" / "node_modules"
+STATIC = HERE / "static"
+VENDOR_URL = "/assets/vendor"
+STATIC_URL = "/assets/gw"
+
+# Only these npm packages are served (nothing else under node_modules is reachable).
+VENDOR_PACKAGES = ("leaflet", "leaflet.vectorgrid")
+
+LEAFLET_JS = f"{VENDOR_URL}/leaflet/dist/leaflet.js"
+LEAFLET_CSS = f"{VENDOR_URL}/leaflet/dist/leaflet.css"
+VECTORGRID_JS = f"{VENDOR_URL}/leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"
+
+
+class AssetsMissing(RuntimeError):
+    """node_modules is not installed: say how to install it."""
+
+
+def check_assets() -> list[str]:
+    """Files the pages need that are missing (empty when all are installed)."""
+    needed = [
+        NODE_MODULES / "leaflet/dist/leaflet.js",
+        NODE_MODULES / "leaflet/dist/leaflet.css",
+        NODE_MODULES / "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
+    ]
+    return [str(p) for p in needed if not p.is_file()]
+
+
+def static_url(name: str) -> str:
+    """URL of one of our own files, with its modification time so browsers refetch after changes."""
+    path = STATIC / name
+    version = int(path.stat().st_mtime) if path.exists() else 0
+    return f"{STATIC_URL}/{name}?v={version}"

@@ -1,0 +1,113 @@
+"""The three map pages, built with folium on Leaflet; every asset URL points at gridwatch itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import folium
+from branca.element import Element, MacroElement
+from folium.elements import JSCSSMixin
+from jinja2 import Template
+
+from maps.assets import LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, static_url
+
+DEFAULT_BOUNDS = ((28.2, 115.7), (28.9, 116.3))  # Nanchang County, until data says otherwise
+
+
+@dataclass
+class PageConfig:
+    """What a page's script needs to start: where the data lives and where to look first."""
+
+    view: str  # "live" | "install" | "audit"
+    title: str
+    bounds: tuple[tuple[float, float], tuple[float, float]] = DEFAULT_BOUNDS
+    tile_url: str | None = None
+    region: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "view": self.view,
+                "api": "/api/v1",
+                "tiles": "/tiles",
+                "bounds": self.bounds,
+                "tileUrl": self.tile_url,
+                "region": self.region,
+                **self.extra,
+            },
+            ensure_ascii=False,
+        )
+
+
+class GridwatchApp(JSCSSMixin, MacroElement):
+    """Loads gridwatch's scripts and starts the page's view on the folium map."""
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        gw.start({{ this._parent.get_name() }}, {{ this.config }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, config: PageConfig) -> None:
+        super().__init__()
+        self._name = "GridwatchApp"
+        self.config = config.to_json()
+        self.default_js = [
+            ("vectorgrid", VECTORGRID_JS),
+            ("gw_common", static_url("gw-common.js")),
+            (f"gw_{config.view}", static_url(f"gw-{config.view}.js")),
+        ]
+        self.default_css = [("gw_css", static_url("gw.css"))]
+
+
+SHELLS = {
+    "live": "live.html",
+    "install": "install.html",
+    "audit": "audit.html",
+}
+
+
+def build_page(config: PageConfig) -> str:
+    """The full HTML of one view: a folium map with local Leaflet, our panels and our script."""
+    m = folium.Map(
+        location=None,
+        tiles=None,
+        zoom_start=10,
+        control_scale=True,
+        prefer_canvas=False,
+        width="100%",
+        height="100%",
+    )
+    # folium would fetch Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; the command centre has
+    # no internet, and gridwatch uses none but Leaflet: serve that one from node_modules.
+    m.default_js = [("leaflet", LEAFLET_JS)]
+    m.default_css = [("leaflet_css", LEAFLET_CSS)]
+    if config.tile_url:
+        folium.TileLayer(
+            tiles=config.tile_url,
+            attr="base map (GRIDWATCH_TILE_URL)",
+            name="base map",
+            max_zoom=20,
+        ).add_to(m)
+    m.fit_bounds([list(config.bounds[0]), list(config.bounds[1])])
+    root = m.get_root()
+    root.header.add_child(Element(f"<title>{config.title}</title>"), name="title")
+    root.header.add_child(
+        Element('<meta name="viewport" content="width=device-width, initial-scale=1">'), name="vp"
+    )
+    shell = static_file(SHELLS[config.view])
+    root.html.add_child(Element(shell), name="gw_shell")
+    GridwatchApp(config).add_to(m)
+    html = root.render()
+    return html
+
+
+def static_file(name: str) -> str:
+    """The text of one of our own static files (page shells)."""
+    from maps.assets import STATIC
+
+    return (STATIC / name).read_text("utf-8")
