@@ -257,15 +257,15 @@ def parse_state(raw: bytes) -> Literal["online", "offline"]:
         try:
             text = str(json.loads(text).get("state", ""))
         except (ValueError, AttributeError):
-            raise PayloadError("state: not valid JSON; send online or offline") from None
+            raise PayloadError("not valid JSON; send online or offline") from None
     text = text.strip().strip('"').strip().lower()
     if text not in ("online", "offline"):
-        raise PayloadError(f"state: {text[:32]!r} is not online or offline")
+        raise PayloadError(f"{text[:32]!r} is not online or offline")
     return text  # type: ignore[return-value]
 
 
 def check_snapshot(raw: bytes) -> bytes:
     """The JPEG bytes of a snapshot; PayloadError when it does not start with the JPEG magic."""
     if not raw.startswith(JPEG_MAGIC):
-        raise PayloadError("snapshot: not a JPEG (payload does not start with FF D8 FF)")
+        raise PayloadError("not a JPEG (payload does not start with FF D8 FF)")
     return raw
