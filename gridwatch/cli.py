@@ -134,6 +134,7 @@ app.command("ingest")(__import__("ingest.cli").cli.ingest_cmd)  # MQTT ingest wo
 app.add_typer(__import__("ingest.cli").cli.deadletters_app, name="deadletters")
 app.command("serve")(__import__("api.cli").cli.serve_cmd)  # API, live stream and maps (uvicorn)
 app.add_typer(__import__("api.cli").cli.users_app, name="users")  # user accounts and roles
+__import__("geo.cli").cli.register(app)  # import, generate region, audit
 
 
 def main() -> None:

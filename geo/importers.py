@@ -1,0 +1,758 @@
+"""Importers for boundaries (regions, grids, key sites), natural villages with intersections, and roads."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import shapely
+from sqlalchemy import Connection, text
+
+from geo.divisions import level_of, parent_candidates
+from geo.features import Feature, FeatureFile, check_geometry, prop, read_features
+from geo.importlog import ImportReport, file_sha256, record_import
+
+KEY_SITE_KINDS: dict[str, str] = {
+    # canonical kind: DESIGN §6 key sites and key industries' important parts
+    "station": "station",
+    "车站": "station",
+    "火车站": "station",
+    "汽车站": "station",
+    "客运站": "station",
+    "square": "square",
+    "广场": "square",
+    "dock": "dock",
+    "码头": "dock",
+    "渡口": "dock",
+    "city_exit": "city_exit",
+    "出城口": "city_exit",
+    "出入城口": "city_exit",
+    "checkpoint": "checkpoint",
+    "检查站": "checkpoint",
+    "卡口": "checkpoint",
+    "main_road": "main_road",
+    "主干道": "main_road",
+    "主要道路": "main_road",
+    "school": "school",
+    "学校": "school",
+    "hospital": "hospital",
+    "医院": "hospital",
+    "bank": "bank",
+    "银行": "bank",
+    "market": "market",
+    "市场": "market",
+    "商场": "market",
+    "government": "government",
+    "政府": "government",
+    "机关": "government",
+    "power": "power",
+    "电力": "power",
+    "变电站": "power",
+    "water": "water",
+    "水厂": "water",
+    "水库": "water",
+    "gas_station": "gas_station",
+    "加油站": "gas_station",
+    "smart_community": "smart_community",
+    "智能安防小区": "smart_community",
+    "小区": "smart_community",
+}
+NV_KINDS = {"natural_village", "village", "自然村", "nv"}
+INTERSECTION_KINDS = {"intersection", "main_intersection", "路口", "主要路口", "crossing"}
+RAIL_VALUES = {"rail", "railway", "铁路", "light_rail", "subway", "high_speed"}
+MAIN_ROAD_CLASSES = {
+    "motorway",
+    "trunk",
+    "primary",
+    "secondary",
+    "tertiary",
+    "residential",
+    "unclassified",
+    "高速",
+    "国道",
+    "省道",
+    "县道",
+    "乡道",
+    "村道",
+}
+
+
+def _code12(value: object) -> str | None:
+    if value is None:
+        return None
+    s = re.sub(r"\D", "", str(value).split(".")[0])
+    if len(s) in (6, 9):
+        s = s.ljust(12, "0")
+    return s if len(s) == 12 else None
+
+
+def _hex(geom) -> str:
+    return shapely.to_wkb(geom, hex=True)
+
+
+def _start(
+    kind: str, path: str | Path, crs: str | None, layer: str | None
+) -> tuple[FeatureFile, ImportReport]:
+    ff = read_features(path, crs, layer)
+    report = ImportReport(kind=kind, path=str(path), sha256=file_sha256(ff.data), crs=ff.crs)
+    for line, fid, reason in ff.rejected:
+        report.reject(line, fid, reason)
+    report.total = len(ff.features) + len(ff.rejected)
+    return ff, report
+
+
+def _geometry(f: Feature, dims: set[str], report: ImportReport, ident: object) -> object | None:
+    geom, note, reason = check_geometry(f.geom, dims)
+    if reason:
+        report.reject(f.line, ident, f"geometry {reason}")
+        return None
+    if note:
+        report.repaired.append(f"line {f.line} ({ident}): {note}")
+    return geom
+
+
+_REGION_AT = """
+(SELECT r.code FROM regions r WHERE r.geom && g AND ST_Covers(r.geom, g)
+  ORDER BY r.level DESC, r.code LIMIT 1)
+"""
+
+
+def region_at(conn: Connection, geom) -> str | None:
+    """The deepest region containing a point on the geometry's surface."""
+    return conn.execute(
+        text(
+            f"SELECT {_REGION_AT} FROM (SELECT ST_PointOnSurface(ST_SetSRID(CAST(:g AS geometry), 4326)) AS g) s"
+        ),
+        {"g": _hex(geom)},
+    ).scalar()
+
+
+# --- regions -----------------------------------------------------------------------------------
+
+
+def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> None:
+    codes: list[str] = []
+    for f in ff.features:
+        raw = prop(
+            f.props,
+            "code",
+            "region_code",
+            "adcode",
+            "区划代码",
+            "统计用区划代码",
+            "gb",
+            default=f.fid,
+        )
+        code = _code12(raw)
+        if code is None:
+            report.reject(
+                f.line, raw, "no 12-digit division code (property code / region_code / adcode)"
+            )
+            continue
+        geom = _geometry(f, {"polygon"}, report, code)
+        if geom is None:
+            continue
+        exists = conn.execute(
+            text("SELECT level FROM regions WHERE code = :c"), {"c": code}
+        ).first()
+        if exists is None:
+            name = prop(f.props, "name", "名称", "NAME")
+            parents = parent_candidates(code)
+            known = {
+                r[0]
+                for r in conn.execute(
+                    text("SELECT code FROM regions WHERE code = ANY(:c)"), {"c": parents}
+                )
+            }
+            parent = next((p for p in parents if p in known), None)
+            if name is None or (parent is None and level_of(code) > 1):
+                report.reject(
+                    f.line,
+                    code,
+                    "region is not in the division list and the feature lacks a name or a known parent; import divisions first",
+                )
+                continue
+            conn.execute(
+                text(
+                    "INSERT INTO regions (code, level, name, parent_code, geom) VALUES "
+                    "(:c, :l, :n, :p, ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)))"
+                ),
+                {"c": code, "l": level_of(code), "n": str(name), "p": parent, "g": _hex(geom)},
+            )
+            report.inserted += 1
+        else:
+            changed = conn.execute(
+                text(
+                    "UPDATE regions SET geom = ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)), updated_at = now() "
+                    "WHERE code = :c AND geom IS DISTINCT FROM ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)) RETURNING 1"
+                ),
+                {"c": code, "g": _hex(geom)},
+            ).first()
+            if changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+        codes.append(code)
+    for row in conn.execute(
+        text(
+            "SELECT c.code, p.code AS parent, ST_Area(ST_Difference(c.geom, p.geom)::geography) AS out_m2, "
+            "ST_Area(c.geom::geography) AS area_m2 FROM regions c JOIN regions p ON p.code = c.parent_code "
+            "WHERE c.code = ANY(:codes) AND p.geom IS NOT NULL AND NOT ST_CoveredBy(c.geom, p.geom)"
+        ),
+        {"codes": codes},
+    ):
+        if row.out_m2 > 0.01 * row.area_m2:
+            report.finding(
+                f"region {row.code} extends {row.out_m2:,.0f} m² outside its parent {row.parent}"
+            )
+
+
+# --- grids -------------------------------------------------------------------------------------
+
+
+def _workers(value: object) -> list[str] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
+        return [f"网格员{i + 1}" for i in range(int(value))]
+    return [s.strip() for s in re.split(r"[;,，；、]", str(value)) if s.strip()]
+
+
+_GRID_UPSERT = """
+INSERT INTO grids AS g (code, name, level, parent_id, region_code, households, geom)
+VALUES (:code, :name, :level, :parent, :region, :hh, ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)))
+ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, level = EXCLUDED.level,
+  parent_id = EXCLUDED.parent_id, region_code = EXCLUDED.region_code,
+  households = EXCLUDED.households, geom = EXCLUDED.geom, updated_at = now()
+WHERE (g.name, g.level, g.parent_id, g.region_code, g.households, g.geom)
+  IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.level, EXCLUDED.parent_id, EXCLUDED.region_code,
+                    EXCLUDED.households, EXCLUDED.geom)
+RETURNING id, (xmax = 0) AS inserted
+"""
+
+
+def _import_grids(conn: Connection, ff: FeatureFile, report: ImportReport) -> None:
+    pending = []
+    for f in ff.features:
+        code = prop(f.props, "code", "grid_code", "网格编码", default=f.fid)
+        if code is None:
+            report.reject(f.line, None, "grid has no code (property code)")
+            continue
+        geom = _geometry(f, {"polygon"}, report, code)
+        if geom is None:
+            continue
+        pending.append((f, str(code), geom))
+    done: set[str] = set()
+    touched: list[str] = []
+    while pending:
+        progress = []
+        for item in pending:
+            f, code, geom = item
+            parent_code = prop(f.props, "parent", "parent_code", "上级网格")
+            parent = None
+            if parent_code is not None:
+                if str(parent_code) in {c for _, c, _ in pending if c not in done} - {code}:
+                    continue  # its parent is later in this file: next pass
+                parent = conn.execute(
+                    text("SELECT id, level FROM grids WHERE code = :c"), {"c": str(parent_code)}
+                ).first()
+                if parent is None:
+                    report.reject(
+                        f.line,
+                        code,
+                        f"parent grid {parent_code} is neither in this file nor in the database",
+                    )
+                    progress.append(item)
+                    continue
+            level_raw = prop(f.props, "level", "网格层级")
+            level = (
+                int(level_raw)
+                if level_raw is not None and str(level_raw).isdigit()
+                else (parent.level + 1 if parent else 1)
+            )
+            progress.append(item)
+            if not 1 <= level <= 3 or (parent is not None and level != parent.level + 1):
+                report.reject(
+                    f.line,
+                    code,
+                    f"level {level_raw} is not one below its parent's ({parent.level if parent else '-'}); levels are 1 street, 2 community, 3 base",
+                )
+                continue
+            region = _code12(prop(f.props, "region_code", "region", "区划代码"))
+            if (
+                region is not None
+                and not conn.execute(
+                    text("SELECT 1 FROM regions WHERE code = :c"), {"c": region}
+                ).first()
+            ):
+                report.finding(
+                    f"line {f.line}: grid {code} names region {region}, which is not imported; located by position instead"
+                )
+                region = None
+            if region is None:
+                region = region_at(conn, geom)
+            hh = prop(f.props, "households", "户数")
+            row = conn.execute(
+                text(_GRID_UPSERT),
+                {
+                    "code": code,
+                    "name": str(prop(f.props, "name", "名称", default=code)),
+                    "level": level,
+                    "parent": parent.id if parent else None,
+                    "region": region,
+                    "hh": int(float(hh)) if hh is not None else None,
+                    "g": _hex(geom),
+                },
+            ).first()
+            grid_id = (
+                row.id
+                if row
+                else conn.execute(
+                    text("SELECT id FROM grids WHERE code = :c"), {"c": code}
+                ).scalar_one()
+            )
+            workers_changed = _sync_workers(
+                conn, grid_id, _workers(prop(f.props, "workers", "grid_workers", "网格员"))
+            )
+            if row is not None and row.inserted:
+                report.inserted += 1
+            elif row is not None or workers_changed:
+                report.updated += 1
+            else:
+                report.unchanged += 1
+            done.add(code)
+            touched.append(code)
+        if not progress:
+            for f, code, _ in pending:
+                report.reject(f.line, code, "parent grid forms a cycle or is missing")
+            break
+        pending = [p for p in pending if p not in progress]
+    _grid_findings(conn, touched, report)
+
+
+def _sync_workers(conn: Connection, grid_id: int, names: list[str] | None) -> bool:
+    if names is None:
+        return False
+    current = sorted(
+        r[0]
+        for r in conn.execute(
+            text("SELECT name FROM grid_workers WHERE grid_id = :g"), {"g": grid_id}
+        )
+    )
+    if current == sorted(names):
+        return False
+    conn.execute(text("DELETE FROM grid_workers WHERE grid_id = :g"), {"g": grid_id})
+    for n in names:
+        conn.execute(
+            text("INSERT INTO grid_workers (grid_id, name) VALUES (:g, :n)"), {"g": grid_id, "n": n}
+        )
+    return True
+
+
+def _grid_findings(conn: Connection, codes: list[str], report: ImportReport) -> None:
+    sql = """
+    SELECT g.code, 'region ' || r.code AS outer_name,
+           ST_Area(ST_Difference(g.geom, r.geom)::geography) AS out_m2, ST_Area(g.geom::geography) AS area_m2
+    FROM grids g JOIN regions r ON r.code = g.region_code
+    WHERE g.code = ANY(:codes) AND r.geom IS NOT NULL AND NOT ST_CoveredBy(g.geom, r.geom)
+    UNION ALL
+    SELECT g.code, 'parent grid ' || p.code,
+           ST_Area(ST_Difference(g.geom, p.geom)::geography), ST_Area(g.geom::geography)
+    FROM grids g JOIN grids p ON p.id = g.parent_id
+    WHERE g.code = ANY(:codes) AND NOT ST_CoveredBy(g.geom, p.geom)
+    """
+    for row in conn.execute(text(sql), {"codes": codes}):
+        if row.out_m2 > 0.01 * row.area_m2:
+            report.finding(
+                f"grid {row.code} lies {row.out_m2:,.0f} m² outside its {row.outer_name}"
+            )
+    for row in conn.execute(
+        text("SELECT code FROM grids WHERE code = ANY(:codes) AND region_code IS NULL"),
+        {"codes": codes},
+    ):
+        report.finding(f"grid {row.code} is outside every imported region")
+
+
+# --- key sites ---------------------------------------------------------------------------------
+
+
+def key_site_kind(value: object) -> str | None:
+    """Canonical key-site kind of an English or Chinese label, or None."""
+    if value is None:
+        return None
+    return KEY_SITE_KINDS.get(str(value).strip().lower()) or KEY_SITE_KINDS.get(str(value).strip())
+
+
+_SITE_UPSERT = """
+INSERT INTO key_sites AS k (source_key, name, kind, region_code, geom)
+VALUES (:key, :name, :kind, :region, ST_SetSRID(CAST(:g AS geometry), 4326))
+ON CONFLICT (source_key) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+  region_code = EXCLUDED.region_code, geom = EXCLUDED.geom, updated_at = now()
+WHERE (k.name, k.kind, k.region_code, k.geom) IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.kind, EXCLUDED.region_code, EXCLUDED.geom)
+RETURNING (xmax = 0) AS inserted
+"""
+
+
+def _import_key_sites(conn: Connection, ff: FeatureFile, report: ImportReport) -> None:
+    for f in ff.features:
+        raw_kind = prop(f.props, "kind", "type", "类型", "category")
+        kind = key_site_kind(raw_kind)
+        name = prop(f.props, "name", "名称")
+        key = prop(f.props, "id", "code", "source_key", default=f.fid)
+        if key is None:
+            key = f"{kind}:{name}"
+        if kind is None:
+            report.reject(
+                f.line,
+                key,
+                f"kind {raw_kind!r} is not a key-site kind (allowed: {', '.join(sorted(set(KEY_SITE_KINDS.values())))})",
+            )
+            continue
+        geom = _geometry(f, {"point", "line", "polygon"}, report, key)
+        if geom is None:
+            continue
+        region = _code12(prop(f.props, "region_code", "区划代码")) or region_at(conn, geom)
+        if region is None:
+            report.finding(f"line {f.line}: key site {key} is outside every imported region")
+        elif not conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": region}).first():
+            region = region_at(conn, geom)
+        row = conn.execute(
+            text(_SITE_UPSERT),
+            {
+                "key": str(key),
+                "name": str(name or f"{kind} {key}"),
+                "kind": kind,
+                "region": region,
+                "g": _hex(geom),
+            },
+        ).first()
+        if row is None:
+            report.unchanged += 1
+        elif row.inserted:
+            report.inserted += 1
+        else:
+            report.updated += 1
+
+
+def import_boundaries(
+    conn: Connection,
+    path: str | Path,
+    kind: str,
+    crs: str | None = None,
+    layer: str | None = None,
+    actor: str = "import",
+) -> ImportReport:
+    """Import region, grid or key-site features (GeoJSON / GeoPackage) in any declared CRS."""
+    handlers = {"region": _import_regions, "grid": _import_grids, "keysite": _import_key_sites}
+    if kind not in handlers:
+        raise ValueError(f"kind: {kind!r} is not one of region, grid, keysite")
+    ff, report = _start(f"boundaries:{kind}", path, crs, layer)
+    handlers[kind](conn, ff, report)
+    record_import(conn, report, actor)
+    return report
+
+
+# --- natural villages and intersections --------------------------------------------------------
+
+_NV_UPSERT = """
+INSERT INTO natural_villages AS n (local_code, name, village_code, households, geom, source)
+VALUES (:code, :name, :village, :hh, ST_SetSRID(CAST(:g AS geometry), 4326), :source)
+ON CONFLICT (local_code) DO UPDATE SET name = EXCLUDED.name, village_code = EXCLUDED.village_code,
+  households = EXCLUDED.households, geom = EXCLUDED.geom, updated_at = now()
+WHERE (n.name, n.village_code, n.households, n.geom) IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.village_code, EXCLUDED.households, EXCLUDED.geom)
+RETURNING (xmax = 0) AS inserted
+"""
+
+_IX_UPSERT = """
+INSERT INTO intersections AS i (source_key, name, natural_village_id, is_main, degree, geom)
+VALUES (:key, :name, :nv, :main, :degree, ST_SetSRID(CAST(:g AS geometry), 4326))
+ON CONFLICT (source_key) DO UPDATE SET name = EXCLUDED.name,
+  natural_village_id = EXCLUDED.natural_village_id, is_main = EXCLUDED.is_main,
+  degree = EXCLUDED.degree, geom = EXCLUDED.geom, updated_at = now()
+WHERE (i.name, i.natural_village_id, i.is_main, i.degree, i.geom) IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.natural_village_id, EXCLUDED.is_main, EXCLUDED.degree, EXCLUDED.geom)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# The natural village an intersection belongs to: the polygon containing it, else the nearest
+# natural village within `reach` metres.
+_NV_FOR_POINT = """
+SELECT coalesce(
+  (SELECT n.id FROM natural_villages n WHERE ST_Dimension(n.geom) = 2 AND ST_Covers(n.geom, p.g) LIMIT 1),
+  (SELECT n.id FROM natural_villages n WHERE ST_DWithin(n.geom::geography, p.g::geography, :reach)
+    ORDER BY n.geom <-> p.g LIMIT 1))
+FROM (SELECT ST_SetSRID(CAST(:g AS geometry), 4326) AS g) p
+"""
+
+
+def _truthy(value: object, default: bool = True) -> bool:
+    if value is None or value == "":
+        return default
+    return str(value).strip().lower() not in ("0", "false", "no", "n", "否")
+
+
+def import_villages(
+    conn: Connection,
+    path: str | Path,
+    crs: str | None = None,
+    layer: str | None = None,
+    actor: str = "import",
+    reach_m: float = 500.0,
+) -> ImportReport:
+    """Import natural villages (points or polygons) and their main intersections (points).
+
+    A feature is an intersection when its kind/type says so (intersection, 路口); otherwise a
+    natural village. Villages take their administrative village from `village_code` or by
+    containment; intersections name their natural village (`natural_village` = local code or
+    name) or are assigned to the containing / nearest one within `reach_m`.
+    """
+    ff, report = _start("villages", path, crs, layer)
+    villages, crossings = [], []
+    for f in ff.features:
+        kind = str(prop(f.props, "kind", "type", "类型", default="natural_village")).strip().lower()
+        (crossings if kind in INTERSECTION_KINDS else villages).append(f)
+    for f in villages:
+        name = prop(f.props, "name", "名称", "自然村")
+        village = _code12(
+            prop(f.props, "village_code", "admin_village", "行政村代码", "region_code")
+        )
+        geom = _geometry(
+            f,
+            {"point", "polygon"},
+            report,
+            prop(f.props, "local_code", "id", default=f.fid) or name,
+        )
+        if geom is None:
+            continue
+        if name is None:
+            report.reject(f.line, f.fid, "natural village has no name")
+            continue
+        if (
+            village is not None
+            and not conn.execute(
+                text("SELECT 1 FROM regions WHERE code = :c AND level = 5"), {"c": village}
+            ).first()
+        ):
+            report.finding(
+                f"line {f.line}: {name}: village_code {village} is not an imported administrative village; located by position"
+            )
+            village = None
+        if village is None:
+            village = conn.execute(
+                text(
+                    "SELECT r.code FROM regions r, (SELECT ST_PointOnSurface(ST_SetSRID(CAST(:g AS geometry), 4326)) AS g) p "
+                    "WHERE r.level = 5 AND ST_Covers(r.geom, p.g) LIMIT 1"
+                ),
+                {"g": _hex(geom)},
+            ).scalar()
+            if village is None:
+                report.finding(
+                    f"line {f.line}: natural village {name} is outside every administrative village"
+                )
+        local = (
+            prop(f.props, "local_code", "id", "code", default=f.fid)
+            or f"{village or 'none'}-{name}"
+        )
+        hh = prop(f.props, "households", "户数")
+        row = conn.execute(
+            text(_NV_UPSERT),
+            {
+                "code": str(local),
+                "name": str(name),
+                "village": village,
+                "hh": int(float(hh)) if hh is not None else None,
+                "g": _hex(geom),
+                "source": Path(path).name,
+            },
+        ).first()
+        _count(report, row)
+    for f in crossings:
+        geom = _geometry(f, {"point"}, report, f.fid)
+        if geom is None:
+            continue
+        key = (
+            prop(f.props, "id", "source_key", "code", default=f.fid)
+            or f"pt:{geom.x:.6f},{geom.y:.6f}"
+        )
+        ref = prop(f.props, "natural_village", "natural_village_code", "自然村")
+        nv = None
+        if ref is not None:
+            nv = conn.execute(
+                text(
+                    "SELECT id FROM natural_villages WHERE local_code = :r OR name = :r ORDER BY local_code = :r DESC LIMIT 1"
+                ),
+                {"r": str(ref)},
+            ).scalar()
+            if nv is None:
+                report.finding(
+                    f"line {f.line}: intersection {key} names natural village {ref!r}, which is unknown; assigned by position"
+                )
+        if nv is None:
+            nv = conn.execute(text(_NV_FOR_POINT), {"g": _hex(geom), "reach": reach_m}).scalar()
+        if nv is None:
+            report.finding(
+                f"line {f.line}: intersection {key} is not within {reach_m:g} m of any natural village"
+            )
+        row = conn.execute(
+            text(_IX_UPSERT),
+            {
+                "key": str(key),
+                "name": prop(f.props, "name", "名称"),
+                "nv": nv,
+                "main": _truthy(prop(f.props, "is_main", "main", "主要")),
+                "degree": None,
+                "g": _hex(geom),
+            },
+        ).first()
+        _count(report, row)
+    record_import(conn, report, actor)
+    return report
+
+
+def _count(report: ImportReport, row) -> None:
+    if row is None:
+        report.unchanged += 1
+    elif row.inserted:
+        report.inserted += 1
+    else:
+        report.updated += 1
+
+
+# --- roads, railways, derived intersections ----------------------------------------------------
+
+_ROAD_UPSERT = """
+INSERT INTO {table} AS t (source_key, name, {extra_cols} geom)
+VALUES (:key, :name, {extra_vals} ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)))
+ON CONFLICT (source_key) DO UPDATE SET name = EXCLUDED.name, {extra_set} geom = EXCLUDED.geom, updated_at = now()
+WHERE (t.name, {extra_cmp} t.geom) IS DISTINCT FROM (EXCLUDED.name, {extra_excl} EXCLUDED.geom)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# Points where two or more distinct roads meet or cross, clustered within `snap` metres
+# (EPSG:32650, UTM 50N, covers Jiangxi), with how many roads meet and their classes.
+DERIVE_INTERSECTIONS_SQL = """
+WITH pairs AS (
+  SELECT a.id AS a, b.id AS b, (ST_Dump(ST_Intersection(a.geom, b.geom))).geom AS g
+  FROM roads a JOIN roads b ON a.id < b.id AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom)
+), pts AS (
+  SELECT a, b, CASE WHEN ST_GeometryType(g) = 'ST_Point' THEN g ELSE ST_StartPoint(g) END AS g FROM pairs
+), clustered AS (
+  SELECT a, b, g, ST_ClusterDBSCAN(ST_Transform(g, 32650), eps := :snap, minpoints := 1) OVER () AS cid FROM pts
+), nodes AS (
+  SELECT cid, ST_Centroid(ST_Collect(g)) AS g,
+         (SELECT count(DISTINCT x) FROM unnest(array_agg(a) || array_agg(b)) x) AS degree,
+         array_agg(DISTINCT a) || array_agg(DISTINCT b) AS road_ids
+  FROM clustered GROUP BY cid
+)
+SELECT n.degree,
+       EXISTS (SELECT 1 FROM roads r WHERE r.id = ANY(n.road_ids) AND r.class = ANY(:main_classes)) AS main_class,
+       ST_X(n.g) AS x, ST_Y(n.g) AS y
+FROM nodes n
+"""
+
+
+def import_roads(
+    conn: Connection,
+    path: str | Path,
+    crs: str | None = None,
+    layer: str | None = None,
+    actor: str = "import",
+    snap_m: float = 5.0,
+    reach_m: float = 300.0,
+) -> ImportReport:
+    """Import roads and railways (lines; e.g. an OpenStreetMap extract) and derive intersections.
+
+    Railways are the features tagged railway=rail (or kind=railway). Intersections are points
+    where >= 2 roads meet, snapped within `snap_m`; one is "main" when >= 3 roads meet or a
+    road of a main class (residential and up) passes it. Each is assigned to the natural village
+    containing it or the nearest within `reach_m`. Derived intersections no longer present are
+    removed, so a changed road file updates them in place.
+    """
+    ff, report = _start("roads", path, crs, layer)
+    for f in ff.features:
+        key = prop(f.props, "osm_id", "id", "source_key", default=f.fid) or f"line:{f.line}"
+        geom = _geometry(f, {"line"}, report, key)
+        if geom is None:
+            continue
+        name = prop(f.props, "name", "名称")
+        is_rail = (
+            str(prop(f.props, "railway", "kind", "type", default="")).strip().lower() in RAIL_VALUES
+        )
+        if is_rail:
+            sql = _ROAD_UPSERT.format(
+                table="railways",
+                extra_cols="",
+                extra_vals="",
+                extra_set="",
+                extra_cmp="",
+                extra_excl="",
+            )
+            params = {"key": str(key), "name": name, "g": _hex(geom)}
+        else:
+            sql = _ROAD_UPSERT.format(
+                table="roads",
+                extra_cols="class,",
+                extra_vals=":cls,",
+                extra_set="class = EXCLUDED.class,",
+                extra_cmp="t.class,",
+                extra_excl="EXCLUDED.class,",
+            )
+            cls = (
+                str(prop(f.props, "class", "highway", "fclass", "等级", default="unclassified"))
+                .strip()
+                .lower()
+            )
+            params = {"key": str(key), "name": name, "cls": cls, "g": _hex(geom)}
+        _count(report, conn.execute(text(sql), params).first())
+    derived = derive_intersections(conn, snap_m=snap_m, reach_m=reach_m)
+    report.derived = derived
+    record_import(conn, report, actor)
+    return report
+
+
+def derive_intersections(
+    conn: Connection, snap_m: float = 5.0, reach_m: float = 300.0
+) -> dict[str, int]:
+    """Recompute the road-derived intersections (source_key 'x:lon,lat'); returns counts."""
+    rows = conn.execute(
+        text(DERIVE_INTERSECTIONS_SQL), {"snap": snap_m, "main_classes": sorted(MAIN_ROAD_CLASSES)}
+    ).all()
+    keys: list[str] = []
+    counts = {"intersections_inserted": 0, "intersections_updated": 0, "intersections_removed": 0}
+    for r in rows:
+        if r.degree < 2:
+            continue
+        key = f"x:{r.x:.6f},{r.y:.6f}"
+        keys.append(key)
+        g = shapely.to_wkb(shapely.Point(r.x, r.y), hex=True)
+        nv = conn.execute(text(_NV_FOR_POINT), {"g": g, "reach": reach_m}).scalar()
+        row = conn.execute(
+            text(_IX_UPSERT),
+            {
+                "key": key,
+                "name": None,
+                "nv": nv,
+                "main": bool(r.degree >= 3 or r.main_class),
+                "degree": int(r.degree),
+                "g": g,
+            },
+        ).first()
+        if row is not None:
+            counts["intersections_inserted" if row.inserted else "intersections_updated"] += 1
+    removed = conn.execute(
+        text(
+            "DELETE FROM intersections WHERE source_key LIKE 'x:%' AND NOT (source_key = ANY(:k))"
+        ),
+        {"k": keys},
+    ).rowcount
+    counts["intersections_removed"] = removed
+    return counts
+
+
+def report_json(report: ImportReport) -> str:
+    return json.dumps(report.summary(), ensure_ascii=False, indent=2)
