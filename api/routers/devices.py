@@ -26,6 +26,7 @@ from geo.registry import (
 )
 from hardware.credentials import device_password, device_username
 from hardware.kinds import TOPIC_PREFIX
+from maps.tiles import MOVING_KINDS
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -252,6 +253,49 @@ def list_devices(
     )
 
 
+class DeviceSummary(BaseModel):
+    """How many devices there are, by status and kind (in the box / region / user's scope)."""
+
+    total: int
+    online: int
+    offline: int
+    unknown: int
+    by_kind: dict[str, int]
+
+
+@router.get("/devices/summary", response_model=DeviceSummary, summary="Count devices by status")
+def device_summary(
+    request: Request,
+    bbox: str | None = Query(
+        None,
+        max_length=200,
+        description="west,south,east,north (WGS 84); up to 1000 square degrees",
+    ),
+    region: str | None = REGION_QUERY,
+    user: Principal = Depends(require(*ANY_ROLE)),
+) -> DeviceSummary:
+    """Counts only (cheap at any zoom): what the map's side panel shows for the current view."""
+    box = parse_bbox(bbox, max_sq_deg=1000.0)
+    cond, params = scope_sql("region_code", user.visible(region))
+    where = [cond, "retired_at IS NULL"]
+    if box is not None:
+        where.append(f"coalesce(last_position, position) && {BBox.SQL}")
+        params.update(box.params())
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT kind, status, count(*) AS n FROM devices WHERE {' AND '.join(where)} GROUP BY kind, status"
+            ),
+            params,
+        ).all()
+    by_status = {"online": 0, "offline": 0, "unknown": 0}
+    by_kind: dict[str, int] = {}
+    for kind, status, n in rows:
+        by_status[status] = by_status.get(status, 0) + n
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    return DeviceSummary(total=sum(by_kind.values()), by_kind=by_kind, **by_status)
+
+
 @router.get("/geo/devices", response_model=FeatureCollection, summary="Devices as GeoJSON points")
 def devices_geojson(
     request: Request,
@@ -259,6 +303,9 @@ def devices_geojson(
     region: str | None = REGION_QUERY,
     kind: str | None = Query(None, max_length=64),
     status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
+    moving: bool | None = Query(
+        None, description="Only patrol units and trackers (true), or only fixed devices (false)"
+    ),
     after: str | None = Query(
         None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one"
     ),
@@ -279,6 +326,10 @@ def devices_geojson(
     if status:
         where.append("d.status = :status")
         params["status"] = status
+    if moving is not None:
+        moving_sql = "(d.kind = ANY(:mk) OR coalesce(d.sub_kind, '') = ANY(:mk))"
+        where.append(moving_sql if moving else f"NOT {moving_sql}")
+        params["mk"] = list(MOVING_KINDS)
     if after:
         where.append("d.id > :after")
         params["after"] = after
@@ -287,7 +338,7 @@ def devices_geojson(
         rows = (
             conn.execute(
                 text(
-                    "SELECT d.id, d.name, d.kind, d.status, d.region_code, d.grid_id, d.heading_deg, "
+                    "SELECT d.id, d.name, d.kind, d.sub_kind, d.status, d.region_code, d.grid_id, d.heading_deg, "
                     "d.hfov_deg, d.range_m, d.last_seen, "
                     f"ST_AsGeoJSON({geom}, 7) AS geojson FROM devices d WHERE {' AND '.join(where)} "
                     "ORDER BY d.id LIMIT :limit OFFSET :offset"

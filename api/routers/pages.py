@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
@@ -77,6 +77,17 @@ REGION = Query(None, pattern=r"^[0-9]{12}$")
 @router.get("/", response_class=RedirectResponse)
 def root() -> RedirectResponse:
     return RedirectResponse("/map")
+
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="8" cy="8" r="7" fill="#14233a"/>'
+    '<circle cx="8" cy="8" r="3" fill="#1e9e4a"/></svg>'
+)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/map", response_class=HTMLResponse)
