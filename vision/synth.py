@@ -56,6 +56,7 @@ class SynthFrame:
     faults: frozenset[str]
     mask: np.ndarray | None = None
     light_change: bool = False
+    ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class _Mover:
     patch: np.ndarray
     alpha: np.ndarray
     headlights: bool = False
+    id: int = 0
 
 
 @dataclass
@@ -75,6 +77,7 @@ class _State:
     ox: float
     oy: float
     movers: list[_Mover] = field(default_factory=list)
+    next_id: int = 1
 
 
 def _octave_noise(rng: np.random.Generator, h: int, w: int, cells: int, octaves: int) -> np.ndarray:
@@ -219,6 +222,7 @@ class SynthSequence:
             rng.normal(0, 1, (h + 64, w + 64)).astype(np.float32) * cfg.noise_sigma
         ).astype(np.int16)
         self.state = _State(ox=float(w), oy=0.5 * h)
+        self.lane_speed = (rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05))
         self.base_gain = 0.62 if cfg.night else 1.0
         self.variant = cfg.fault_variant or self._pick_variant()
         self.params = self._fault_params()
@@ -315,8 +319,12 @@ class SynthSequence:
             patch, alpha = _vehicle(r, vh_, vw_)
             go_right = r.random() < 0.5
             lane_y = (1.2 if go_right else 1.33) * h - vh_
-            speed = r.uniform(0.02, 0.05) * w * 5.0 / cfg.fps
+            # One speed per lane and a gap to the last car: cars in a lane never overlap.
+            speed = self.lane_speed[0 if go_right else 1] * w * 5.0 / cfg.fps
             x = x_left - vw_ if go_right else x_right
+            same = [m for m in st.movers if m.kind == "vehicle" and (m.vx > 0) == go_right]
+            if any(abs(m.x - x) < 1.5 * max(vw_, m.alpha.shape[1]) for m in same):
+                return
             lights = "headlights" in cfg.light_events and (cfg.night or r.random() < 0.3)
             st.movers.append(
                 _Mover(
@@ -330,6 +338,9 @@ class SynthSequence:
                     headlights=lights,
                 )
             )
+        for m in st.movers:
+            if m.id == 0:
+                m.id, st.next_id = st.next_id, st.next_id + 1
         _ = i
 
     def _gain(self, i: int) -> tuple[float, np.ndarray | None, bool]:
@@ -397,6 +408,7 @@ class SynthSequence:
     ) -> list[tuple[int, int, int, int]]:
         h, w = view.shape[:2]
         boxes: list[tuple[int, int, int, int]] = []
+        self._ids: list[int] = []
         for m in self.state.movers:
             ph, pw = m.alpha.shape
             x0, y0 = int(round(m.x)) - ox, int(round(m.y)) - oy
@@ -411,6 +423,7 @@ class SynthSequence:
             if mask is not None:
                 mask[y1:y2, x1:x2][a] = 1
             ys, xs = np.nonzero(a)
+            self._ids.append(m.id)
             boxes.append(
                 (
                     x1 + int(xs.min()),
@@ -577,7 +590,8 @@ class SynthSequence:
             img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else img
         if cfg.fault == "frozen" and i == cfg.fault_start - 1:
             self._frozen, self._frozen_pts = img.copy() if img is not None else None, ts
-        return SynthFrame(i, ts, ts, img, boxes, faults, mask, light_change=step)
+        ids = list(self._ids) if boxes else []
+        return SynthFrame(i, ts, ts, img, boxes, faults, mask, light_change=step, ids=ids)
 
 
 def generate(cfg: SynthConfig) -> Iterator[SynthFrame]:
