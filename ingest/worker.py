@@ -85,7 +85,7 @@ class IngestWorker:
         )
         user, password = self.settings.hub_credentials()
         client.username_pw_set(user, password)
-        client.reconnect_delay_set(min_delay=0.1, max_delay=2)
+        client.reconnect_delay_set(min_delay=0.1, max_delay=1)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

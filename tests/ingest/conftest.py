@@ -88,3 +88,139 @@ def store(db_url: str, cfg: IngestSettings) -> Iterator:
     conn = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
     yield BatchStore(conn, cfg, max_payload=4096)
     conn.close()
+
+
+# ---------------------------------------------------------------- MQTT and worker helpers
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 0.05):
+    """Poll until check() is truthy; its value, or the last value when time runs out."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(every)
+        value = check()
+    return value
+
+
+class Collector:
+    """A connected paho client that records what it receives."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+        self.messages: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+        client.on_message = self._on_message
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def topics(self) -> list[str]:
+        with self.lock:
+            return [t for t, _ in self.messages]
+
+
+def mqtt_client(
+    broker, user: str | None = None, password: str | None = None, client_id: str = ""
+) -> tuple[mqtt.Client, object]:
+    """A connected MQTT v5 client (loop running) and its CONNACK reason code."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if user is not None:
+        client.username_pw_set(user, password)
+    result: dict = {}
+    done = threading.Event()
+
+    def on_connect(c, u, flags, rc, props):
+        result["rc"] = rc
+        done.set()
+
+    client.on_connect = on_connect
+    client.connect(broker.host, broker.port, keepalive=30)
+    client.loop_start()
+    done.wait(10)
+    return client, result.get("rc")
+
+
+@pytest.fixture()
+def hub_client(mqtt_broker):
+    client, rc = mqtt_client(mqtt_broker, mqtt_broker.user, mqtt_broker.password)
+    assert rc is not None and not rc.is_failure, f"hub could not connect: {rc}"
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+class WorkerProcess:
+    """`python -m ingest` as a subprocess inheriting the test environment."""
+
+    def __init__(self, client_id: str, share_group: str) -> None:
+        self.env = dict(os.environ)
+        self.env.update(
+            GRIDWATCH_INGEST_CLIENT_ID=client_id,
+            GRIDWATCH_INGEST_SHARE_GROUP=share_group,
+            GRIDWATCH_INGEST_BATCH_MS="20",
+            GRIDWATCH_INGEST_SWEEP_S="0.5",
+            GRIDWATCH_INGEST_DB_RETRY_MAX_S="0.5",
+            GRIDWATCH_LOG_LEVEL="INFO",
+        )
+        self.log = Path(f"/tmp/gw-ingest-test-{client_id}-{uuid.uuid4().hex[:6]}.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        logf = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest"], env=self.env, cwd=ROOT, stdout=logf, stderr=logf
+        )
+        return self
+
+    def connections(self) -> int:
+        """How many times this worker's log says it (re)connected and subscribed."""
+        return self.log.read_text(errors="replace").count("subscribed to")
+
+    def wait_connected(self, times: int = 1, timeout: float = 20.0) -> bool:
+        return bool(wait_for(lambda: self.connections() >= times, timeout))
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture()
+def start_worker(services):
+    """Start ingest workers with a unique client id and share group (other runs share the broker)."""
+    started: list[WorkerProcess] = []
+    tag = uuid.uuid4().hex[:8]
+
+    def start(client_id: str | None = None, shared: bool = True) -> WorkerProcess:
+        w = WorkerProcess(client_id or f"t-ingest-{tag}", f"t{tag}" if shared else "").start()
+        started.append(w)
+        assert w.wait_connected(), w.log.read_text(errors="replace")[-3000:]
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
