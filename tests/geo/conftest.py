@@ -83,3 +83,28 @@ def tiny_county(engine) -> dict:
         "community": {"west": west, "east": east},
         "base": base,
     }
+
+
+@pytest.fixture(scope="session")
+def synth_url(db_url):
+    """A separate database holding the small synthetic county (seed 7), dropped after the run."""
+    import os
+
+    from gridwatch.db import drop_database, get_engine, migrate
+
+    url = db_url + "_syn"
+    migrate(url)
+    from geo.synth import generate_region
+
+    summary = generate_region(url, seed=7, scale="small")
+    yield url, summary
+    if not os.environ.get("GRIDWATCH_KEEP_TEST_DB"):
+        get_engine(url=url).dispose()
+        drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def synth_engine(synth_url):
+    from gridwatch.db import get_engine
+
+    return get_engine(url=synth_url[0])

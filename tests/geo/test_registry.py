@@ -258,7 +258,9 @@ def test_registration_lets_the_device_onto_the_broker(engine, tiny_county, mqtt_
     from hardware.credentials import device_password
 
     if not get_settings().local_mqtt:
-        pytest.skip("the broker is external (GRIDWATCH_MQTT_URL): gridwatch does not manage its users")
+        pytest.skip(
+            "the broker is external (GRIDWATCH_MQTT_URL): gridwatch does not manage its users"
+        )
     reg = cam()
     password = device_password(reg["id"], get_settings().secret_key)
     assert _connect(mqtt_broker, reg["id"], password) != 0  # unknown before registration
