@@ -26,14 +26,14 @@ def test_hash_format_is_mosquitto_pbkdf2() -> None:
 @pytest.fixture()
 def two_devices(make_device, mqtt_broker):
     """Devices A and B registered, the broker's password file rewritten and reloaded."""
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
+    from tests.ingest.conftest import reload_broker
 
     settings = get_settings()
     if not settings.local_mqtt:
         pytest.skip("needs the project-local Mosquitto to write its password file")
     a, b = make_device("alarm_input"), make_device("alarm_input")
-    LocalMosquitto(settings).reload()
+    reload_broker()
 
     def can_connect() -> bool:
         client, rc = mqtt_client(mqtt_broker, a, device_password(a, settings.secret_key))

@@ -157,13 +157,9 @@ def _publish_alarms(mqtt_broker, device_id: str, prefix: str, n: int) -> None:
 
 
 def _restart_broker() -> None:
-    from gridwatch.services import LocalMosquitto
-    from gridwatch.settings import get_settings
+    from tests.ingest.conftest import restart_broker
 
-    settings = get_settings()
-    if not settings.local_mqtt:
-        pytest.skip("needs the project-local Mosquitto to restart it")
-    LocalMosquitto(settings).restart()
+    restart_broker()
 
 
 def test_broker_restart_worker_resumes(start_worker, make_device, mqtt_broker, db_url) -> None:
