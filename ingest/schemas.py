@@ -127,19 +127,42 @@ class _Analytics(BaseModel):
     ) = None
 
 
+class FaultScore(BaseModel):
+    """One active fault as the vision worker reports it: code, score and the threshold crossed."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    code: Annotated[str, Field(min_length=1, max_length=32)]
+    score: float | None = None
+    threshold: float | None = None
+
+
 class QualityResult(_Analytics):
-    """Video-quality diagnosis of one camera: intact or a list of fault codes (DESIGN §5.5)."""
+    """Video-quality diagnosis of one camera: intact, or its faults (DESIGN §5.5). Faults may be
+    codes, {code, score, threshold} objects (vision/events.py) or a {code: score} map."""
 
     type: Literal["quality"]
     intact: bool | None = None
-    faults: list[Annotated[str, Field(min_length=1, max_length=32)]] | dict[str, float] = Field(
-        default_factory=list
-    )
+    faults: (
+        list[Annotated[str, Field(min_length=1, max_length=32)] | FaultScore] | dict[str, float]
+    ) = Field(default_factory=list)
     metrics: dict[str, Any] | None = None
     thumbnail: str | None = None  # base64 JPEG, small
+    thumbnail_jpeg_b64: str | None = None
 
     def fault_codes(self) -> list[str]:
-        return sorted(self.faults) if isinstance(self.faults, dict) else sorted(set(self.faults))
+        if isinstance(self.faults, dict):
+            return sorted(self.faults)
+        return sorted({f if isinstance(f, str) else f.code for f in self.faults})
+
+    def scores(self) -> dict[str, float]:
+        if isinstance(self.faults, dict):
+            return dict(self.faults)
+        return {
+            f.code: f.score for f in self.faults if not isinstance(f, str) and f.score is not None
+        }
+
+    def thumbnail_b64(self) -> str | None:
+        return self.thumbnail or self.thumbnail_jpeg_b64
 
     def is_intact(self) -> bool:
         return not self.fault_codes() if self.intact is None else self.intact

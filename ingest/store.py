@@ -392,13 +392,16 @@ class BatchStore:
             faults = r.fault_codes()
             intact = r.is_intact()
             thumb = None
-            if r.thumbnail:
+            if r.thumbnail_b64():
                 try:
-                    raw = base64.b64decode(r.thumbnail, validate=True)
+                    raw = base64.b64decode(r.thumbnail_b64() or "", validate=True)
                     thumb = raw if raw.startswith(JPEG_MAGIC) else None
                 except (binascii.Error, ValueError):
                     thumb = None
-            rows.append((device_id, r.ts, intact, faults, r.metrics, thumb))
+            metrics = dict(r.metrics or {})
+            if r.scores():
+                metrics["fault_scores"] = r.scores()
+            rows.append((device_id, r.ts, intact, faults, metrics or None, thumb))
             before = prev.get(device_id)
             onset = not intact and (before is None or before[0] or not set(faults) <= before[1])
             if onset:

@@ -319,3 +319,41 @@ def test_snapshot_keeps_latest_only(store, make_device, pg) -> None:
     store.process([msg(cam, "snapshot", b"\xff\xd8\xff\xe0two", qos=0)])
     rows = pg.execute("SELECT jpeg FROM device_snapshots WHERE device_id = %s", (cam,)).fetchall()
     assert [bytes(r[0]) for r in rows] == [b"\xff\xd8\xff\xe0two"]
+
+
+def test_payloads_from_the_vision_worker_are_accepted(store, make_device, pg) -> None:
+    """The analytics the vision package publishes (vision/events.py) land as health and alarms."""
+    events = pytest.importorskip("vision.events")
+    cam = make_device("ip_camera")
+    t = time.time() - 30
+    thumb = __import__("base64").b64encode(b"\xff\xd8\xff\xe0tiny").decode()
+    payloads = [
+        events.QualityEvent(ts=t, intact=True),
+        events.QualityEvent(
+            ts=t + 1,
+            intact=False,
+            faults=[events.FaultScore(code="occlusion", score=0.9, threshold=0.5)],
+            thumbnail_jpeg_b64=thumb,
+        ),
+        events.TripwireEvent(
+            ts=t + 2, line="gate", direction="left_to_right", track=3, box=(1, 2, 3, 4)
+        ),
+        events.DwellEvent(ts=t + 3, zone="yard", track=4, seconds=65.0, box=(1, 2, 3, 4)),
+        events.MotionEvent(ts=t + 4, share=0.2, boxes=[(1, 2, 3, 4)], frame_w=640, frame_h=360),
+    ]
+    res = store.process([msg(cam, "analytics", events.to_payload(p)) for p in payloads])
+    assert res.counts.get("dead_letters", 0) == 0
+    health = pg.execute(
+        "SELECT intact, faults, metrics->'fault_scores', thumbnail FROM camera_health "
+        "WHERE device_id = %s ORDER BY ts",
+        (cam,),
+    ).fetchall()
+    assert [(h[0], h[1]) for h in health] == [(True, []), (False, ["occlusion"])]
+    assert health[1][2] == {"occlusion": 0.9} and bytes(health[1][3]) == b"\xff\xd8\xff\xe0tiny"
+    kinds = [
+        r[0]
+        for r in pg.execute(
+            "SELECT kind FROM alarms WHERE device_id = %s ORDER BY raised_at", (cam,)
+        ).fetchall()
+    ]
+    assert kinds == ["video_quality", "tripwire_crossing", "loitering", "motion"]
