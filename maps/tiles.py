@@ -17,7 +17,8 @@ CLUSTER_BELOW_Z = 15  # from this zoom on every device is its own feature
 SECTORS_FROM_Z = 15
 GRIDS_FROM_Z = 12
 KEY_SITES_FROM_Z = 11
-CLUSTER_CELLS = 16  # cluster cells per tile side (a 256 px tile -> 16 px cells)
+ROADS_FROM_Z = 11
+CLUSTER_CELLS = 8  # cluster cells per tile side (a 256 px tile -> 32 px cells)
 MOVING_KINDS = tuple(sorted(k.name for k in KINDS.values() if k.position_s))
 LAYERS = ("devices", "context")
 
@@ -57,11 +58,12 @@ class Tile:
 
         return self.x / n * 360 - 180, lat(self.y + 1), (self.x + 1) / n * 360 - 180, lat(self.y)
 
-    def params(self) -> dict:
+    def params(self, pad: bool = True) -> dict:
         w, s, e, n = self.bounds()
-        # pad by the MVT buffer so features on the edge draw in both tiles
-        pad_x = (e - w) * BUFFER / EXTENT
-        pad_y = (n - s) * BUFFER / EXTENT
+        # pad by the MVT buffer so features on the edge draw in both tiles (not for clusters:
+        # there every device must be counted in exactly one tile)
+        pad_x = (e - w) * BUFFER / EXTENT if pad else 0.0
+        pad_y = (n - s) * BUFFER / EXTENT if pad else 0.0
         return {
             "z": self.z,
             "x": self.x,
@@ -86,7 +88,7 @@ def _mvt(conn: Connection, sql: str, params: dict) -> bytes:
 
 def _device_clusters(conn: Connection, tile: Tile, scopes: list[str] | None) -> bytes:
     cond, params = scope_sql("d.region_code", scopes)
-    params.update(tile.params())
+    params.update(tile.params(pad=False))
     w, _s, e, _n = tile.bounds()
     params["cell"] = (e - w) / CLUSTER_CELLS
     params["mk"] = list(MOVING_KINDS)
@@ -100,6 +102,8 @@ def _device_clusters(conn: Connection, tile: Tile, scopes: list[str] | None) -> 
              min(d.id) AS first_id, min(d.status) AS first_status, min(d.kind) AS first_kind
       FROM devices d
       WHERE d.position && {ENV} AND d.retired_at IS NULL AND {cond}
+        AND ST_X(d.position) >= :w AND ST_X(d.position) < :e
+        AND ST_Y(d.position) >= :s AND ST_Y(d.position) < :n
         AND NOT (d.kind = ANY(:mk) OR coalesce(d.sub_kind, '') = ANY(:mk))
       GROUP BY 1, 2)
     SELECT ST_AsMVT(t, 'devices', :extent, 'geom') FROM (
@@ -159,7 +163,7 @@ def _region_levels(z: int) -> int:
 
 
 def context_tile(conn: Connection, tile: Tile) -> bytes:
-    """Boundaries and places: regions (deeper levels as you zoom in), grids, key sites, geofences."""
+    """Boundaries and places: regions (deeper levels as you zoom in), grids, key sites, roads, geofences."""
     params = tile.params()
     params["maxlevel"] = _region_levels(tile.z)
     w, s, e, n = tile.bounds()
@@ -183,6 +187,20 @@ def context_tile(conn: Connection, tile: Tile) -> bytes:
             SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
                    id, name, kind
             FROM key_sites WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
+        )
+    if tile.z >= ROADS_FROM_Z and _has_table(conn, "roads"):
+        parts.append(
+            f"""coalesce((SELECT ST_AsMVT(t, 'roads', :extent, 'geom') FROM (
+            SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
+                   id, coalesce(name, '') AS name, class
+            FROM roads WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
+        )
+    if tile.z >= ROADS_FROM_Z and _has_table(conn, "railways"):
+        parts.append(
+            f"""coalesce((SELECT ST_AsMVT(t, 'railways', :extent, 'geom') FROM (
+            SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
+                   id, coalesce(name, '') AS name
+            FROM railways WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
         )
     if _has_table(conn, "geofences"):
         parts.append(

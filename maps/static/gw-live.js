@@ -18,6 +18,8 @@
       },
       grids: { weight: 0.8, color: "#7c5cb8", opacity: 0.7, fill: false, dashArray: "2 4" },
       key_sites: { weight: 1, color: "#2b6cb0", fillColor: "#2b6cb0", fillOpacity: 0.12, fill: true, radius: 4 },
+      roads: function (p) { return { weight: p.class === "primary" || p.class === "trunk" ? 2.5 : 1.2, color: "#c9b98f", opacity: 0.9, fill: false }; },
+      railways: { weight: 2, color: "#555", dashArray: "6 3", fill: false },
       geofences: function (p) {
         var keepOut = p.kind === "keep_out";
         return { weight: 2, color: keepOut ? "#c0392b" : "#1f6fb2", fill: true, fillOpacity: 0.08, fillColor: keepOut ? "#c0392b" : "#1f6fb2", dashArray: keepOut ? null : "6 4" };
@@ -29,7 +31,7 @@
         var n = p.count || 1;
         var share = (p.online || 0) / n;
         var color = (p.unknown || 0) / n > 0.5 ? gw.colors.unknown : share >= 0.9 ? gw.colors.online : share >= 0.5 ? "#e39b1a" : gw.colors.offline;
-        return { radius: Math.min(22, 4 + 2.6 * Math.log2(n + 1)), fill: true, fillColor: color, fillOpacity: 0.75, color: "#fff", weight: 1.5 };
+        return { radius: Math.min(15, 4 + 2 * Math.log2(n + 1)), fill: true, fillColor: color, fillOpacity: 0.75, color: "#fff", weight: 1.5 };
       }
       return pointStyle(p.status);
     }

@@ -1,0 +1,251 @@
+"""Devices through the API: register (WGS 84 / GCJ-02), preview, move, retire, region checks, GeoJSON."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from geo.crs import wgs84_to_gcj02
+from tests.api.fixtures import COUNTY_B, VILLAGE_A1, device_id
+
+pytestmark = pytest.mark.integration
+
+CAM = {
+    "heading_deg": 90,
+    "focal_mm": 4,
+    "sensor_format": "1/2.8",
+    "resolution_w": 1920,
+    "resolution_h": 1080,
+    "mount_height_m": 6,
+}
+
+
+def register(client, headers, **fields):
+    body = {"id": device_id(), "lon": 115.32, "lat": 28.38, **CAM}
+    body.update(fields)
+    return body, client.post("/api/v1/devices", headers=headers["t-installer"], json=body)
+
+
+def test_register_finds_region_and_grid_by_containment(client, headers, places, engine):
+    body, r = register(client, headers, name="东村口 east gate")
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["region_code"] == VILLAGE_A1
+    assert out["grid_id"] == places["grid_id"]
+    assert out["fov_geojson"]["type"] == "Polygon" and out["range_m"] > 0
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT region_code, grid_id, registered_by, ST_X(position) FROM devices WHERE id = :i"
+            ),
+            {"i": body["id"]},
+        ).one()
+        log = conn.execute(
+            text("SELECT actor, action FROM audit_log WHERE entity = 'device' AND entity_id = :i"),
+            {"i": body["id"]},
+        ).all()
+    assert row[0] == VILLAGE_A1 and row[1] == places["grid_id"] and row[2] == "t-installer"
+    assert row[3] == pytest.approx(115.32)
+    assert ("t-installer", "device.register") in [tuple(x) for x in log]
+    # the same id again is a conflict, not a second row
+    assert (
+        client.post("/api/v1/devices", headers=headers["t-installer"], json=body).status_code == 409
+    )
+
+
+def test_gcj02_position_is_converted_to_wgs84(client, headers, engine):
+    glon, glat = wgs84_to_gcj02(115.36, 28.40)
+    body, r = register(client, headers, lon=glon, lat=glat, crs="gcj02")
+    assert r.status_code == 201, r.text
+    assert r.json()["lon"] == pytest.approx(115.36, abs=1e-6)
+    assert r.json()["lat"] == pytest.approx(28.40, abs=1e-6)
+
+
+def test_position_outside_the_ids_division_is_422_with_field(client, headers, places):
+    # an id of county A placed in county B's box
+    _, r = register(client, headers, lon=114.95, lat=27.80)
+    assert r.status_code == 422
+    d = r.json()["detail"][0]
+    assert d["field"] == "lon" and "outside" in d["reason"] and "360983" in d["reason"]
+    # nowhere at all
+    _, r = register(client, headers, lon=100.0, lat=40.0)
+    assert r.status_code == 422 and "outside every loaded region" in r.json()["detail"][0]["reason"]
+
+
+def test_installer_outside_assigned_region_is_403(client, headers, places):
+    body = {"id": device_id(COUNTY_B), "lon": 114.95, "lat": 27.80, **CAM}
+    r = client.post("/api/v1/devices", headers=headers["t-installer"], json=body)
+    assert r.status_code == 403
+    assert "360983100000" in r.json()["detail"]
+    ok = client.post("/api/v1/devices", headers=headers["t-installer-b"], json=body)
+    assert ok.status_code == 201, ok.text
+    # and the first installer may not change it either
+    r = client.post(f"/api/v1/devices/{body['id']}/retire", headers=headers["t-installer"], json={})
+    assert r.status_code == 403
+
+
+def test_operator_cannot_register(client, headers):
+    body = {"id": device_id(), "lon": 115.32, "lat": 28.38}
+    r = client.post("/api/v1/devices", headers=headers["t-operator"], json=body)
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"id": "123"}, "id"),
+        (
+            {"id": "36098300001995000001"},
+            "id",
+        ),  # type code 199 is not assigned -> flagged other? must still decode
+        ({"crs": "mercator"}, "crs"),
+        ({"lat": 95}, "lat"),
+        ({"heading_deg": 400}, "heading_deg"),
+        ({"focal_mm": -2}, "focal_mm"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_registrations_are_422_with_field(client, headers, patch, field):
+    body = {"id": device_id(), "lon": 115.32, "lat": 28.38, **CAM, **patch}
+    r = client.post("/api/v1/devices", headers=headers["t-installer"], json=body)
+    if field == "id" and patch["id"].startswith("3609830000199"):
+        assert r.status_code in (201, 422)
+        return
+    assert r.status_code == 422, r.text
+    fields = [d["field"] for d in r.json()["detail"]]
+    assert field in fields
+
+
+def test_preview_saves_nothing_and_reports_rules(client, headers, engine):
+    dev = device_id()
+    body = {"id": dev, "lon": 115.33, "lat": 28.3794, **CAM, "heading_deg": 0}
+    r = client.post("/api/v1/devices/preview", headers=headers["t-installer"], json=body)
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["region_code"] == VILLAGE_A1 and p["sector"]["type"] == "Polygon"
+    rules = {x["rule"]: x for x in p["rules"]}
+    assert rules["village_monitoring_points"]["target"] == 5
+    assert rules["village_monitoring_points"]["after"] >= 1
+    assert "key_sites_watched" in rules  # the square at 115.33, 28.38 is in front of it
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT count(*) FROM devices WHERE id = :i"), {"i": dev}).scalar()
+            == 0
+        )
+
+
+def test_move_update_and_retire(client, headers, engine):
+    body, r = register(client, headers)
+    assert r.status_code == 201
+    dev = body["id"]
+    r = client.post(
+        f"/api/v1/devices/{dev}/move",
+        headers=headers["t-installer"],
+        json={"lon": 115.35, "lat": 28.45},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["region_code"] == "360983100002" and r.json()["action"] == "device.move"
+    # a move out of the id's county is refused, and nothing changes
+    r = client.post(
+        f"/api/v1/devices/{dev}/move",
+        headers=headers["t-installer"],
+        json={"lon": 114.95, "lat": 27.80},
+    )
+    assert r.status_code == 422
+    r = client.patch(
+        f"/api/v1/devices/{dev}",
+        headers=headers["t-installer"],
+        json={"heading_deg": 180, "name": "turned"},
+    )
+    assert r.status_code == 200, r.text
+    got = client.get(f"/api/v1/devices/{dev}", headers=headers["t-operator"]).json()
+    assert (
+        got["heading_deg"] == 180
+        and got["name"] == "turned"
+        and got["region_code"] == "360983100002"
+    )
+    assert (
+        client.patch(f"/api/v1/devices/{dev}", headers=headers["t-installer"], json={}).status_code
+        == 422
+    )
+    r = client.post(
+        f"/api/v1/devices/{dev}/retire",
+        headers=headers["t-installer"],
+        json={"reason": "pole removed"},
+    )
+    assert r.status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/devices/{dev}/retire", headers=headers["t-installer"], json={}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            "/api/v1/devices/36098300001325999999/retire", headers=headers["t-installer"], json={}
+        ).status_code
+        == 404
+    )
+    with engine.connect() as conn:
+        actions = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT action FROM audit_log WHERE entity_id = :i ORDER BY id"), {"i": dev}
+            )
+        ]
+    assert actions[:2] == ["device.register", "device.move"] and "device.retire" in actions
+
+
+def test_geojson_bbox_and_paging(client, headers):
+    for i in range(3):
+        assert register(client, headers, lon=115.301 + i * 0.001, lat=28.351)[1].status_code == 201
+    h = headers["t-operator"]
+    r = client.get(
+        "/api/v1/geo/devices",
+        headers=h,
+        params={"bbox": "115.300,28.350,115.305,28.355", "limit": 2},
+    )
+    assert r.status_code == 200
+    fc = r.json()
+    assert fc["type"] == "FeatureCollection" and fc["number_returned"] == 2 and fc["next_cursor"]
+    assert all(f["geometry"]["type"] == "Point" for f in fc["features"])
+    rest = client.get(
+        "/api/v1/geo/devices",
+        headers=h,
+        params={"bbox": "115.300,28.350,115.305,28.355", "after": fc["next_cursor"]},
+    ).json()
+    ids = [f["id"] for f in fc["features"]] + [f["id"] for f in rest["features"]]
+    assert len(ids) == len(set(ids)) >= 3
+    for bad in ("1,2,3", "a,b,c,d", "116,28,115,29", "0,0,100,80", "-200,0,0,1"):
+        r = client.get("/api/v1/geo/devices", headers=h, params={"bbox": bad})
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "bbox", bad
+    for params in ({"limit": 0}, {"offset": -1}, {"limit": 100000}):
+        assert client.get("/api/v1/geo/devices", headers=h, params=params).status_code == 422
+    cov = client.get(
+        "/api/v1/geo/coverage", headers=h, params={"bbox": "115.3,28.35,115.4,28.5"}
+    ).json()
+    assert cov["features"] and cov["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+
+
+def test_installer_sees_only_own_regions(client, headers):
+    mine = client.get(
+        "/api/v1/devices", headers=headers["t-installer-b"], params={"limit": 1000}
+    ).json()["items"]
+    assert mine and all(d["region_code"].startswith("360502") for d in mine)
+
+
+def test_mqtt_credentials_for_the_installer(client, headers, engine):
+    body, r = register(client, headers)
+    creds = client.get(
+        f"/api/v1/devices/{body['id']}/mqtt-credentials", headers=headers["t-installer"]
+    )
+    assert creds.status_code == 200
+    c = creds.json()
+    assert c["username"] == body["id"] and len(c["password"]) == 24
+    assert c["topics"]["heartbeat"] == f"gw/v1/{body['id']}/heartbeat"
+    assert (
+        client.get(
+            f"/api/v1/devices/{body['id']}/mqtt-credentials", headers=headers["t-installer-b"]
+        ).status_code
+        == 403
+    )
