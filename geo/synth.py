@@ -530,7 +530,7 @@ def _build_village(
     )
     n_base = max(1, int(round(households / 300)))
     base_cells = voronoi_split(cell, n_base, rng, lloyd=1)
-    shares = np.array([max(c.area, 1e-12) for c in base_cells])
+    shares = rng.uniform(0.8, 1.2, len(base_cells))
     hh = np.maximum(0, np.round(households * shares / shares.sum())).astype(int)
     for b, (bc, h) in enumerate(zip(base_cells, hh, strict=True)):
         if fault == "gap" and b == 0 and n_base > 1:
@@ -559,7 +559,7 @@ def _build_village(
         "name": vname,
         "community": is_comm,
         "cell": cell,
-        "intersections": [],
+        "nv_ix": [],
         "rng_key": (ci, ti, vi),
     }
     if not is_comm:
@@ -582,7 +582,7 @@ def _build_village(
                 plan.intersections.append(
                     (f"{local}-X{j + 1}", local, True, 3 if j == 0 else 2, Point(ixx, ixy))
                 )
-                info["intersections"].append((ixx, ixy))
+            info["nv_ix"].append(ix)
     else:
         hub_points.append(np.array(cell.representative_point().coords[0]))
     info["profile"] = str(
@@ -663,6 +663,7 @@ def _pole_cameras(
     n: int,
     dist: tuple[float, float] = (6, 12),
     within: BaseGeometry | None = None,
+    angle: float | None = None,
     **kw: Any,
 ) -> list[dict]:
     """n cameras on one pole a few metres from a target, looking at it (within 2 m of each other).
@@ -670,7 +671,8 @@ def _pole_cameras(
     With `within`, the pole is placed inside that polygon (e.g. the county, for a border site).
     """
     for _ in range(24):
-        d, a = float(rng.uniform(*dist)), float(rng.uniform(0, 2 * math.pi))
+        d = float(rng.uniform(*dist))
+        a = float(rng.uniform(0, 2 * math.pi)) if angle is None else angle
         px, py = offset(tx, ty, d * math.sin(a), d * math.cos(a))
         if within is None or within.buffer(-0.00003).contains(Point(px, py)):
             break
@@ -689,24 +691,31 @@ def cameras(plan: Plan, seed: int, scale: Scale) -> Iterator[dict]:
         rng = _rng(seed, 5, *v["rng_key"])
         code, name, profile = v["code"], v["name"], v["profile"]
         poles = 0
-        ixs = list(v["intersections"])
-        if profile == "under":
-            ixs = ixs[:2]
-        for j, (x, y) in enumerate(ixs):
-            if profile == "nv_gap" and j % 2 == 1:
-                continue
-            n = 1 + int(rng.random() < 0.45)
-            yield from _pole_cameras(
-                ids,
-                rng,
-                code,
-                f"{name}路口{j + 1}-",
-                x,
-                y,
-                n,
-                focal=4.0 if rng.random() < 0.7 else 2.8,
-            )
-            poles += 1
+        # two monitoring points per natural village at its main intersections (one per
+        # intersection, or both sides of the only one); "nv_gap" villages leave every other
+        # natural village with one, "under" villages stop after two poles
+        for n_i, ixl in enumerate(v["nv_ix"]):
+            if profile == "under" and poles >= 2:
+                break
+            want = 1 if profile == "nv_gap" and n_i % 2 == 1 else 2
+            a0 = float(rng.uniform(0, 2 * math.pi))
+            for j in range(want):
+                x, y = ixl[j] if len(ixl) > j else ixl[0]
+                angle = a0 if len(ixl) > j else a0 + math.pi * j
+                n = 1 + int(rng.random() < 0.45)
+                yield from _pole_cameras(
+                    ids,
+                    rng,
+                    code,
+                    f"{name}路口{n_i + 1}-{j + 1}-",
+                    x,
+                    y,
+                    n,
+                    dist=(9, 12),
+                    angle=angle,
+                    focal=4.0 if rng.random() < 0.7 else 2.8,
+                )
+                poles += 1
         if v["community"]:
             target = (
                 int(rng.integers(*scale.community_poles))
@@ -741,6 +750,18 @@ def cameras(plan: Plan, seed: int, scale: Scale) -> Iterator[dict]:
                     if fisheye:
                         cam.update(fisheye=True, heading_deg=None, focal_mm=1.4)
                     yield cam
+        # smart security communities: most communities have networked smart doors
+        if v["community"] and rng.random() < 0.8:
+            for k, (x, y) in enumerate(random_points(v["cell"], 1 + int(rng.random() < 0.5), rng)):
+                yield {
+                    "id": ids.new(code, 142),
+                    "name": f"{name}智能门禁{k + 1}",
+                    "lon": float(x),
+                    "lat": float(y),
+                    "gb_edition": 2022,
+                    "resource_class": 3,
+                    "networked": True,
+                }
     # key sites: most are watched, some are left uncovered so the audit has findings
     for key, kname, kind, region, geom in plan.key_sites:
         rng = _rng(seed, 6, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16))
@@ -748,7 +769,7 @@ def cameras(plan: Plan, seed: int, scale: Scale) -> Iterator[dict]:
             continue
         c = geom.centroid
         region_code = region or key.split(":")[1]
-        if kind in ("square", "station"):
+        if geom.geom_type == "Polygon":
             presets = [{"heading_deg": h, "focal_mm": 4.8} for h in (0, 90, 180, 270)]
             cam = _camera(
                 ids,
@@ -985,9 +1006,11 @@ def simulate_status(conn: Connection, seed: int, days: int = 7) -> dict[str, int
     h = f"('x' || substr(md5(d.id || '-{int(seed)}'), 1, 8))::bit(32)::int"
     conn.execute(
         text(
-            f"UPDATE devices d SET status = CASE WHEN abs({h}) % 100 < 93 THEN 'online' ELSE 'offline' END, "
-            f"last_seen = CASE WHEN abs({h}) % 100 < 93 THEN now() - interval '20 seconds' "
-            f"ELSE now() - interval '1 day' - (abs({h}) % 48) * interval '1 hour' END "
+            f"UPDATE devices d SET status = CASE WHEN NOT d.networked THEN 'unknown' "
+            f"WHEN abs({h}) % 100 < 93 THEN 'online' ELSE 'offline' END, "
+            f"last_seen = CASE WHEN NOT d.networked THEN NULL WHEN abs({h}) % 100 < 93 THEN now() - interval '20 seconds' "
+            f"ELSE now() - interval '1 day' - (abs({h}) % 48) * interval '1 hour' END, "
+            f"registered_at = now() - (30 + abs({h}) % 1500) * interval '1 day' "
             "WHERE d.registered_by = 'synth' AND d.status = 'unknown'"
         )
     )
@@ -1018,7 +1041,7 @@ def simulate_status(conn: Connection, seed: int, days: int = 7) -> dict[str, int
                 "INSERT INTO camera_health (device_id, ts, intact, faults) "
                 f"SELECT d.id, now() - interval '1 hour', abs({h}) % 100 >= 3, "
                 f"CASE WHEN abs({h}) % 100 < 3 THEN jsonb_build_array((ARRAY['blur','occlusion','too_dark','frozen'])[1 + abs({h}) % 4]) "
-                "ELSE '[]'::jsonb END FROM devices d WHERE d.registered_by = 'synth' AND d.fov IS NOT NULL "
+                "ELSE '[]'::jsonb END FROM devices d WHERE d.registered_by = 'synth' AND d.fov IS NOT NULL AND d.networked "
                 "ON CONFLICT (device_id, ts) DO NOTHING"
             )
         ).rowcount

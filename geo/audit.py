@@ -1,0 +1,356 @@
+"""The audit engine: every rule of a rule pack over a region, set-based in PostGIS, rolled up at every level."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, text
+
+from geo import audit_sql as q
+from geo.rulepack import RATE_KINDS, Rule, RulePack, load_rule_pack
+
+LEVEL_NAMES = {1: "province", 2: "city", 3: "county", 4: "township", 5: "village"}
+
+
+class AuditError(ValueError):
+    """An audit that cannot run: unknown region, bad time, bad rule pack."""
+
+
+class RollupRow(BaseModel):
+    """One rule at one region: how many units pass, and the rate where the rule is a rate."""
+
+    code: str
+    name: str
+    level: int
+    rule: str
+    units: int
+    passed: int
+    failed: int
+    pct_passed: float | None
+    numerator: float | None = None
+    denominator: float | None = None
+    rate: float | None = None
+    ok: bool
+
+
+class Failure(BaseModel):
+    """A failing unit with the reason, for drill-down."""
+
+    rule: str
+    unit_kind: str
+    unit_id: str
+    name: str | None
+    region_code: str | None
+    value: float | None
+    target: float | None
+    reason: str | None
+    lon: float | None = None
+    lat: float | None = None
+
+
+class Finding(BaseModel):
+    """A located problem with an area: a grid gap, overlap, or grid outside its parent."""
+
+    rule: str
+    kind: str
+    unit_id: str
+    region_code: str | None
+    area_m2: float
+    lon: float
+    lat: float
+    detail: str
+    geometry: dict | None = None
+
+
+class RuleInfo(BaseModel):
+    id: str
+    kind: str
+    title: str
+    source: str
+    target: float | None
+    is_rate: bool
+
+
+class AuditReport(BaseModel):
+    """The outcome of one audit run."""
+
+    run_id: int | None = None
+    region_code: str
+    region_name: str
+    region_level: int
+    as_of: datetime
+    rule_pack: str
+    rule_pack_sha256: str | None
+    params: dict
+    rules: list[RuleInfo]
+    rollup: list[RollupRow]
+    failures: list[Failure]
+    findings: list[Finding]
+    notes: list[str] = Field(default_factory=list)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> list[RollupRow]:
+        """The roll-up rows of the audited region itself, one per rule."""
+        return [r for r in self.rollup if r.code == self.region_code]
+
+
+def code_range(code: str) -> tuple[str, str, str]:
+    """(prefix, low, high): every 12-digit code under `code` lies in [low, high]."""
+    code = code.strip()
+    prefix = code
+    for length in (2, 4, 6, 9, 12):
+        if set(code[length:]) <= {"0"}:
+            prefix = code[:length]
+            break
+    return prefix, prefix.ljust(12, "0"), prefix.ljust(12, "9")
+
+
+def _parse_at(at: datetime | str | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    if isinstance(at, datetime):
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+    try:
+        value = datetime.fromisoformat(str(at).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise AuditError(
+            f"--at: {at!r} is not an ISO 8601 time such as 2026-11-01T08:00:00+08:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _has_table(conn: Connection, name: str) -> bool:
+    return conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
+
+
+def run_audit(
+    conn: Connection,
+    region_code: str,
+    pack: RulePack | None = None,
+    at: datetime | str | None = None,
+    *,
+    actor: str = "audit",
+    save: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> AuditReport:
+    """Audit `region_code` (and everything below it) against every enabled rule of `pack`.
+
+    All work is set-based SQL on temporary tables inside the caller's transaction (committed by
+    the caller when `save`). `at` is the audit time (default now): devices registered after it
+    or retired before it do not count; online status and quality are read as of then.
+    """
+    pack = pack or load_rule_pack()
+    as_of = _parse_at(at)
+    region = conn.execute(
+        text("SELECT code, name, level, geom IS NOT NULL AS has_geom FROM regions WHERE code = :c"),
+        {
+            "c": region_code.strip().ljust(12, "0")
+            if len(region_code.strip()) < 12
+            else region_code.strip()
+        },
+    ).first()
+    if region is None:
+        raise AuditError(
+            f"--region: {region_code!r} is not an imported region (import divisions first)"
+        )
+    prefix, low, high = code_range(region.code)
+    p = pack.params
+    now = datetime.now(UTC)
+    args: dict[str, Any] = {
+        "low": low,
+        "high": high,
+        "at": as_of,
+        "eps": p.point_cluster_m,
+        "kinds": p.camera_kinds,
+        "t0": as_of - timedelta(days=p.online_period_days),
+        "region": region.code,
+        "min_area": p.min_tiling_area_m2,
+        "poly_share": p.min_polygon_share,
+        "line_share": p.min_line_share,
+        "public_kinds": p.public_area_kinds,
+        "industry_kinds": p.key_industry_kinds,
+    }
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    rules = pack.rules
+    steps = ["cameras", *[r.id for r in rules], "roll-up"]
+    done = 0
+
+    def step(name: str, fn: Callable[[], None]) -> None:
+        nonlocal done
+        if progress:
+            progress(name, done, len(steps))
+        t = time.perf_counter()
+        fn()
+        timings[name] = round(time.perf_counter() - t, 4)
+        done += 1
+
+    for stmt in q.SESSION:
+        conn.execute(text(stmt))
+    presence = _has_table(conn, "device_presence")
+    live_now = abs((as_of - now).total_seconds()) < 120
+    online_expr = q.ONLINE_NOW if live_now or not presence else q.ONLINE_AT
+    if not live_now and not presence:
+        notes.append(
+            "no presence history (device_presence): online status is today's, not as of --at"
+        )
+
+    def cameras() -> None:
+        for stmt in q.cameras(online_expr):
+            conn.execute(text(stmt), args)
+
+    step("cameras", cameras)
+    for rule in rules:
+        step(rule.id, lambda rule=rule: _run_rule(conn, pack, rule, args, notes, presence))
+    rollup: list[RollupRow] = []
+
+    def roll() -> None:
+        rollup.extend(_rollup(conn, pack, args, prefix))
+
+    step("roll-up", roll)
+    if progress:
+        progress("done", len(steps), len(steps))
+    failures = [Failure(**dict(r)) for r in conn.execute(text(q.FAILURES)).mappings()]
+    findings = [
+        Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
+        for r in conn.execute(text(q.FINDINGS)).mappings()
+    ]
+    report = AuditReport(
+        region_code=region.code,
+        region_name=region.name,
+        region_level=region.level,
+        as_of=as_of,
+        rule_pack=pack.name,
+        rule_pack_sha256=pack.sha256,
+        params=p.model_dump(),
+        rules=[
+            RuleInfo(
+                id=r.id,
+                kind=r.kind,
+                title=r.title,
+                source=r.source,
+                target=r.target,
+                is_rate=r.kind in RATE_KINDS,
+            )
+            for r in rules
+        ],
+        rollup=rollup,
+        failures=failures,
+        findings=findings,
+        notes=notes,
+        timings_s=timings,
+    )
+    if save:
+        report.run_id = _save(conn, report, actor)
+    return report
+
+
+def _run_rule(
+    conn: Connection, pack: RulePack, rule: Rule, args: dict, notes: list[str], presence: bool
+) -> None:
+    a = {
+        **args,
+        "rule": rule.id,
+        "min": rule.min,
+        "max": rule.max,
+        "min_rate": rule.min_rate,
+        "levels": rule.levels,
+        "applies": rule.applies_to,
+    }
+    if rule.kind == "village_points":
+        q.ensure_points(conn, a)
+        conn.execute(text(q.VILLAGE_POINTS), a)
+    elif rule.kind == "natural_village_points":
+        q.ensure_points(conn, a)
+        conn.execute(text(q.NATURAL_VILLAGE_POINTS), a)
+    elif rule.kind == "village_coverage":
+        q.ensure_points(conn, a)
+        conn.execute(text(q.VILLAGE_COVERAGE), a)
+    elif rule.kind == "smart_communities":
+        q.ensure_villages(conn, a)
+        conn.execute(text(q.SMART_COMMUNITIES), {**a, "device_kinds": rule.device_kinds})
+    elif rule.kind == "key_sites":
+        q.ensure_sites(conn, a)
+        conn.execute(text(q.KEY_SITES), {**a, "site_kinds": pack.site_kinds(rule)})
+    elif rule.kind == "grid_tiling":
+        q.ensure_grids(conn, a)
+        if q._exists(conn, "_a_par"):
+            raise AuditError(f"rule {rule.id}: only one grid_tiling rule per pack")
+        for stmt in q.GRID_TILING:
+            conn.execute(text(stmt), a)
+    elif rule.kind == "grid_workers":
+        q.ensure_grids(conn, a)
+        conn.execute(text(q.GRID_WORKERS), a)
+    elif rule.kind == "grid_households":
+        q.ensure_grids(conn, a)
+        conn.execute(text(q.GRID_HOUSEHOLDS), {**a, "guideline": rule.guideline})
+    elif rule.kind == "networking_rate":
+        conn.execute(text(q.NETWORKING_RATE), a)
+    elif rule.kind == "online_rate":
+        if presence:
+            conn.execute(text(q.ONLINE_RATE_PRESENCE), a)
+        else:
+            notes.append(f"{rule.id}: no presence history; the rate is the share online now")
+            conn.execute(text(q.ONLINE_RATE_STATUS), a)
+    elif rule.kind == "intact_rate":
+        if not _has_table(conn, "camera_health"):
+            notes.append(f"{rule.id}: no video-quality results (camera_health): not assessed")
+            return
+        if rule.camera_set != "all":
+            q.ensure_sites(conn, a)
+        conn.execute(text(q.intact_rate(rule.camera_set)), a)
+    elif rule.kind == "hd_ratio":
+        conn.execute(
+            text(q.HD_RATIO),
+            {
+                **a,
+                "min_w": rule.min_width,
+                "min_h": rule.min_height,
+                "since": datetime.combine(rule.registered_since, datetime.min.time(), UTC)
+                if rule.registered_since
+                else None,
+            },
+        )
+
+
+def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[RollupRow]:
+    rate_rules = [r.id for r in pack.rules if r.kind in RATE_KINDS]
+    targets = {r.id: r.min_rate for r in pack.rules if r.kind in RATE_KINDS}
+    out = []
+    for row in conn.execute(text(q.ROLLUP), {**args, "rate_rules": rate_rules}).mappings():
+        rate = row["rate"]
+        ok = (
+            (rate is not None and rate + 1e-12 >= (targets.get(row["rule"]) or 0))
+            if row["rule"] in targets
+            else row["failed"] == 0
+        )
+        out.append(RollupRow(**dict(row), ok=bool(ok)))
+    return out
+
+
+def _save(conn: Connection, report: AuditReport, actor: str) -> int:
+    run_id = conn.execute(
+        text(
+            "INSERT INTO audit_runs (region_code, rule_pack, rule_pack_sha256, as_of, actor, finished_at, summary) "
+            "VALUES (:r, :p, :h, :at, :a, now(), CAST(:s AS jsonb)) RETURNING id"
+        ),
+        {
+            "r": report.region_code,
+            "p": report.rule_pack,
+            "h": report.rule_pack_sha256 or "0" * 64,
+            "at": report.as_of,
+            "a": actor,
+            "s": json.dumps(
+                [r.model_dump() for r in report.summary()] + [{"notes": report.notes}],
+                ensure_ascii=False,
+            ),
+        },
+    ).scalar_one()
+    conn.execute(text(q.SAVE_RESULTS), {"run": run_id})
+    conn.execute(text(q.SAVE_FINDINGS), {"run": run_id})
+    return run_id

@@ -1,0 +1,417 @@
+"""The audit's SQL: one set-based statement (or a few) per rule kind, over temporary tables of the run."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+# Every unit of every rule lands in _a_units; located problems with areas in _a_find.
+SESSION = (
+    "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL jit = off",
+    "DROP TABLE IF EXISTS _a_cam, _a_pt, _a_vil, _a_vstat, _a_site, _a_sitecam, _a_grid, _a_par, _a_kid, _a_units, _a_find",
+    """CREATE TEMP TABLE _a_units (
+        rule text, unit_kind text, unit_id text, region_code text, name text, passed boolean,
+        value double precision, target double precision, num double precision, den double precision,
+        reason text, lon double precision, lat double precision) ON COMMIT DROP""",
+    """CREATE TEMP TABLE _a_find (
+        rule text, pid text, kind text, unit_id text, region_code text, area_m2 double precision,
+        detail text, geom geometry) ON COMMIT DROP""",
+)
+
+ONLINE_NOW = "d.status = 'online'"
+ONLINE_AT = (
+    "EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id AND p.started_at <= :at "
+    "AND (p.ended_at IS NULL OR p.ended_at > :at))"
+)
+
+
+def cameras(online_expr: str) -> tuple[str, ...]:
+    """The cameras that count at the audit time, with a metric position and whether online."""
+    return (
+        f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
+        SELECT d.id, d.region_code::text AS region_code, d.grid_id, d.networked, d.resolution_w,
+               d.resolution_h, d.registered_at, ST_Transform(d.position, 32650) AS pm,
+               ({online_expr}) AS online
+        FROM devices d
+        WHERE d.region_code BETWEEN :low AND :high AND d.kind = ANY(:kinds) AND d.position IS NOT NULL
+          AND d.registered_at <= :at AND (d.retired_at IS NULL OR d.retired_at > :at)""",
+        "CREATE INDEX ON _a_cam (id)",
+        "ANALYZE _a_cam",
+    )
+
+
+def _exists(conn: Connection, table: str) -> bool:
+    return conn.execute(
+        text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"pg_temp.{table}"}
+    ).scalar_one()
+
+
+def ensure_villages(conn: Connection, a: dict) -> None:
+    """_a_vil: level-5 units under the region; admin = an administrative village, not a community."""
+    if _exists(conn, "_a_vil"):
+        return
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
+        SELECT code::text AS code, name, geom,
+               NOT (name ~ '(居委会|居民委员会|社区)$') AS admin
+        FROM regions WHERE level = 5 AND code BETWEEN :low AND :high"""),
+        a,
+    )
+    conn.execute(text("ANALYZE _a_vil"))
+
+
+def ensure_points(conn: Connection, a: dict) -> None:
+    """_a_pt: networked cameras clustered into monitoring points; _a_vstat: per-region counts."""
+    ensure_villages(conn, a)
+    if _exists(conn, "_a_pt"):
+        return
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_pt ON COMMIT DROP AS
+        SELECT id, region_code, online,
+               region_code || ':' || ST_ClusterDBSCAN(pm, eps := :eps, minpoints := 1)
+                   OVER (PARTITION BY region_code) AS point_id
+        FROM _a_cam WHERE networked"""),
+        a,
+    )
+    conn.execute(text("CREATE INDEX ON _a_pt (id)"))
+    conn.execute(text("ANALYZE _a_pt"))
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_vstat ON COMMIT DROP AS
+        SELECT c.region_code, count(*) AS cameras, count(*) FILTER (WHERE c.networked) AS networked,
+               count(*) FILTER (WHERE c.networked AND NOT c.online) AS offline,
+               count(DISTINCT p.point_id) AS points,
+               count(DISTINCT p.point_id) FILTER (WHERE p.online) AS online_points
+        FROM _a_cam c LEFT JOIN _a_pt p ON p.id = c.id GROUP BY c.region_code""")
+    )
+
+
+def ensure_sites(conn: Connection, a: dict) -> None:
+    """_a_site: key sites under the region; _a_sitecam: cameras whose sector reaches each site."""
+    if _exists(conn, "_a_site"):
+        return
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_site ON COMMIT DROP AS
+        SELECT k.id, k.name, k.kind, k.region_code::text AS region_code, k.geom, ST_Dimension(k.geom) AS dim
+        FROM key_sites k WHERE k.region_code BETWEEN :low AND :high"""),
+        a,
+    )
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_sitecam ON COMMIT DROP AS
+        SELECT s.id AS site_id, s.kind, c.id AS device_id, c.region_code, c.online, d.fov
+        FROM _a_site s JOIN devices d ON d.fov && s.geom AND ST_Intersects(d.fov, s.geom)
+        JOIN _a_cam c ON c.id = d.id""")
+    )
+
+
+def ensure_grids(conn: Connection, a: dict) -> None:
+    if _exists(conn, "_a_grid"):
+        return
+    conn.execute(
+        text("""CREATE TEMP TABLE _a_grid ON COMMIT DROP AS
+        SELECT g.id, g.code, g.name, g.level, g.parent_id, g.region_code::text AS region_code,
+               g.households, g.geom
+        FROM grids g WHERE g.region_code BETWEEN :low AND :high"""),
+        a,
+    )
+    conn.execute(text("CREATE INDEX ON _a_grid (parent_id)"))
+    conn.execute(text("CREATE INDEX ON _a_grid (id)"))
+    conn.execute(text("ANALYZE _a_grid"))
+
+
+_APPLIES = """CASE :applies WHEN 'all_villages' THEN true WHEN 'administrative_villages' THEN v.admin
+              ELSE NOT v.admin END"""
+
+VILLAGE_POINTS = f"""
+INSERT INTO _a_units
+SELECT :rule, 'village', v.code, v.code, v.name, ok, pts, :min, coalesce(s.offline, 0), coalesce(s.networked, 0),
+  CASE WHEN ok THEN NULL ELSE format(
+    '%s monitoring point(s) from %s networked camera(s) (%s offline, %s not networked); needs %s',
+    pts, coalesce(s.networked, 0), coalesce(s.offline, 0),
+    coalesce(s.cameras, 0) - coalesce(s.networked, 0), trim_scale(CAST(:min AS numeric))) END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+FROM _a_vil v LEFT JOIN _a_vstat s ON s.region_code = v.code
+CROSS JOIN LATERAL (SELECT coalesce(s.points, 0) AS pts, coalesce(s.points, 0) >= :min AS ok) x
+WHERE {_APPLIES}
+"""
+
+NATURAL_VILLAGE_POINTS = """
+WITH nv AS (
+  SELECT n.id, n.name, n.village_code::text AS village_code, n.geom
+  FROM natural_villages n WHERE n.village_code BETWEEN :low AND :high
+), ix AS (
+  SELECT i.id, i.natural_village_id AS nv_id, i.geom FROM intersections i
+  JOIN nv ON nv.id = i.natural_village_id WHERE i.is_main
+), hits AS (
+  SELECT DISTINCT ix.nv_id, p.point_id FROM ix
+  JOIN devices d ON d.fov && ix.geom AND ST_Covers(d.fov, ix.geom)
+  JOIN _a_pt p ON p.id = d.id
+), cnt AS (SELECT nv_id, count(*) AS points FROM hits GROUP BY nv_id),
+nix AS (SELECT nv_id, count(*) AS n FROM ix GROUP BY nv_id)
+INSERT INTO _a_units
+SELECT :rule, 'natural_village', nv.id::text, nv.village_code, nv.name, ok, pts, :min, NULL, NULL,
+  CASE WHEN ok THEN NULL
+       WHEN coalesce(nix.n, 0) = 0 THEN 'no main intersection on record (import roads or intersections)'
+       ELSE format('%s monitoring point(s) see its %s main intersection(s); needs %s', pts, nix.n,
+                   trim_scale(CAST(:min AS numeric))) END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(nv.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(nv.geom)) END
+FROM nv LEFT JOIN cnt ON cnt.nv_id = nv.id LEFT JOIN nix ON nix.nv_id = nv.id
+CROSS JOIN LATERAL (SELECT coalesce(cnt.points, 0) AS pts,
+                           coalesce(nix.n, 0) > 0 AND coalesce(cnt.points, 0) >= :min AS ok) x
+"""
+
+VILLAGE_COVERAGE = f"""
+INSERT INTO _a_units
+SELECT :rule, 'village', v.code, v.code, v.name, ok, coalesce(s.points, 0), 1, ok::int, 1,
+  CASE WHEN ok THEN NULL ELSE 'no networked monitoring point' END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+FROM _a_vil v LEFT JOIN _a_vstat s ON s.region_code = v.code
+CROSS JOIN LATERAL (SELECT coalesce(s.points, 0) >= 1 AS ok) x
+WHERE {_APPLIES}
+"""
+
+SMART_COMMUNITIES = """
+WITH dev AS (
+  SELECT region_code::text AS rc, count(*) AS n FROM devices
+  WHERE kind = ANY(:device_kinds) AND networked AND region_code BETWEEN :low AND :high
+    AND registered_at <= :at AND (retired_at IS NULL OR retired_at > :at)
+  GROUP BY 1
+)
+INSERT INTO _a_units
+SELECT :rule, 'community', v.code, v.code, v.name, ok, coalesce(dev.n, 0), 1, ok::int, 1,
+  CASE WHEN ok THEN NULL ELSE 'no networked access-control device (smart door, gate, credential reader)' END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+FROM _a_vil v LEFT JOIN dev ON dev.rc = v.code
+CROSS JOIN LATERAL (SELECT coalesce(dev.n, 0) > 0 AS ok) x
+WHERE NOT v.admin
+"""
+
+KEY_SITES = """
+WITH s AS (SELECT * FROM _a_site WHERE kind = ANY(:site_kinds)),
+cov AS (
+  SELECT sc.site_id, ST_Union(sc.fov) AS u, count(*) AS cams FROM _a_sitecam sc
+  JOIN s ON s.id = sc.site_id WHERE sc.online GROUP BY sc.site_id
+), share AS (
+  SELECT s.id, s.name, s.kind, s.region_code, s.dim, s.geom, coalesce(cov.cams, 0) AS cams,
+    CASE WHEN cov.u IS NULL THEN 0.0
+         WHEN s.dim = 0 THEN 1.0
+         WHEN s.dim = 1 THEN ST_Length(ST_Intersection(s.geom, cov.u)::geography)
+                             / nullif(ST_Length(s.geom::geography), 0)
+         ELSE ST_Area(ST_Intersection(s.geom, cov.u)::geography) / nullif(ST_Area(s.geom::geography), 0)
+    END AS share,
+    CASE s.dim WHEN 0 THEN 1.0 WHEN 1 THEN CAST(:line_share AS float8) ELSE CAST(:poly_share AS float8) END AS need
+  FROM s LEFT JOIN cov ON cov.site_id = s.id
+)
+INSERT INTO _a_units
+SELECT :rule, 'key_site', id::text, region_code, name || ' (' || kind || ')', ok, round(CAST(share AS numeric), 4),
+  need, ok::int, 1,
+  CASE WHEN ok THEN NULL
+       WHEN cams = 0 THEN 'no online camera sector reaches it'
+       ELSE format('%s%% covered by %s online camera(s); needs %s%%', round(100 * share), cams, round(100 * need)) END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(geom)) END
+FROM share CROSS JOIN LATERAL (SELECT coalesce(share, 0) >= need - 1e-9 AS ok) x
+"""
+
+GRID_TILING = (
+    """CREATE TEMP TABLE _a_par ON COMMIT DROP AS
+       SELECT 'region:' || r.code AS pid, r.code::text AS unit_id, r.code::text AS region_code, r.name,
+              r.geom, NULL::bigint AS grid_id, 0 AS level
+       FROM regions r WHERE r.code = :region AND r.level <= 4 AND r.geom IS NOT NULL
+         AND EXISTS (SELECT 1 FROM _a_grid WHERE level = 1)
+       UNION ALL
+       SELECT 'grid:' || g.id, g.code, g.region_code, g.name, g.geom, g.id, g.level
+       FROM _a_grid g WHERE g.level < 3""",
+    """CREATE TEMP TABLE _a_kid ON COMMIT DROP AS
+       SELECT p.pid, c.id, c.code, c.geom FROM _a_par p JOIN _a_grid c ON c.parent_id = p.grid_id
+       UNION ALL
+       SELECT p.pid, c.id, c.code, c.geom FROM _a_par p JOIN _a_grid c ON p.grid_id IS NULL AND c.level = 1
+       ORDER BY 1""",
+    "CREATE INDEX ON _a_kid (pid)",
+    "ANALYZE _a_kid",
+    # siblings whose interiors overlap
+    """INSERT INTO _a_find
+       SELECT :rule, a.pid, 'overlap', p.unit_id, p.region_code, ST_Area(x.g::geography),
+              format('grids %s and %s overlap', a.code, b.code), x.g
+       FROM _a_kid a JOIN _a_kid b ON a.pid = b.pid AND a.id < b.id AND a.geom && b.geom
+       JOIN _a_par p ON p.pid = a.pid
+       CROSS JOIN LATERAL (SELECT ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3) AS g) x
+       WHERE ST_Relate(a.geom, b.geom, '2********') AND ST_Area(x.g::geography) > :min_area""",
+    # children sticking out of their parent
+    """INSERT INTO _a_find
+       SELECT :rule, k.pid, 'outside', p.unit_id, p.region_code, ST_Area(x.g::geography),
+              format('grid %s extends outside %s', k.code, p.unit_id), x.g
+       FROM _a_kid k JOIN _a_par p ON p.pid = k.pid
+       CROSS JOIN LATERAL (SELECT ST_CollectionExtract(ST_Difference(k.geom, p.geom), 3) AS g) x
+       WHERE NOT ST_CoveredBy(k.geom, p.geom) AND ST_Area(x.g::geography) > :min_area""",
+    # gaps: only parents whose children's areas do not add up (or that overlap/stick out) are unioned
+    """INSERT INTO _a_find
+       WITH agg AS (SELECT pid, sum(ST_Area(geom)) AS s FROM _a_kid GROUP BY pid),
+       suspect AS (
+         SELECT p.* FROM _a_par p LEFT JOIN agg ON agg.pid = p.pid
+         WHERE agg.s IS NULL OR abs(ST_Area(p.geom) - agg.s) > 1e-9 * ST_Area(p.geom)
+            OR EXISTS (SELECT 1 FROM _a_find f WHERE f.pid = p.pid)
+       )
+       SELECT :rule, s.pid, 'gap', s.unit_id, s.region_code, ST_Area(d.geom::geography),
+              format('part of %s is in no child grid', s.unit_id), d.geom
+       FROM suspect s
+       CROSS JOIN LATERAL (
+         SELECT (ST_Dump(ST_CollectionExtract(ST_Difference(s.geom, coalesce(
+           (SELECT ST_Union(k.geom) FROM _a_kid k WHERE k.pid = s.pid),
+           'GEOMETRYCOLLECTION EMPTY'::geometry)), 3))).geom) d
+       WHERE ST_Area(d.geom::geography) > :min_area""",
+    """INSERT INTO _a_units
+       SELECT :rule, CASE WHEN p.grid_id IS NULL THEN 'region' ELSE 'grid' END, p.unit_id, p.region_code,
+              p.name, f.pid IS NULL, coalesce(f.area, 0), 0, NULL, NULL,
+              CASE WHEN f.pid IS NULL THEN NULL ELSE concat_ws('; ',
+                CASE WHEN f.gaps > 0 THEN format('%s gap(s), %s m²', f.gaps, round(f.gap_area)) END,
+                CASE WHEN f.overlaps > 0 THEN format('%s overlap(s), %s m²', f.overlaps, round(f.overlap_area)) END,
+                CASE WHEN f.outside > 0 THEN format('%s child grid(s) stick out, %s m²', f.outside, round(f.outside_area)) END) END,
+              CASE WHEN f.pid IS NULL THEN NULL ELSE ST_X(ST_PointOnSurface(p.geom)) END,
+              CASE WHEN f.pid IS NULL THEN NULL ELSE ST_Y(ST_PointOnSurface(p.geom)) END
+       FROM _a_par p LEFT JOIN (
+         SELECT pid, sum(area_m2) AS area,
+                count(*) FILTER (WHERE kind = 'gap') AS gaps, sum(area_m2) FILTER (WHERE kind = 'gap') AS gap_area,
+                count(*) FILTER (WHERE kind = 'overlap') AS overlaps, sum(area_m2) FILTER (WHERE kind = 'overlap') AS overlap_area,
+                count(*) FILTER (WHERE kind = 'outside') AS outside, sum(area_m2) FILTER (WHERE kind = 'outside') AS outside_area
+         FROM _a_find WHERE rule = :rule GROUP BY pid) f ON f.pid = p.pid""",
+)
+
+GRID_WORKERS = """
+INSERT INTO _a_units
+SELECT :rule, 'grid', g.code, g.region_code, g.name, ok, x.n, :min, NULL, NULL,
+  CASE WHEN ok THEN NULL ELSE format('%s grid worker(s); needs %s', x.n, trim_scale(CAST(:min AS numeric))) END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(g.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(g.geom)) END
+FROM _a_grid g LEFT JOIN (
+  SELECT w.grid_id, count(*) AS n FROM grid_workers w JOIN _a_grid g2 ON g2.id = w.grid_id GROUP BY w.grid_id
+) w ON w.grid_id = g.id
+CROSS JOIN LATERAL (SELECT coalesce(w.n, 0) AS n, coalesce(w.n, 0) >= :min AS ok) x
+WHERE g.level = ANY(:levels)
+"""
+
+GRID_HOUSEHOLDS = """
+INSERT INTO _a_units
+SELECT :rule, 'grid', g.code, g.region_code, g.name, ok, g.households, :max, g.households, 1,
+  CASE WHEN ok THEN NULL
+       WHEN g.households IS NULL THEN 'households not recorded'
+       ELSE format('%s households; guideline %s, at most %s', g.households,
+                   coalesce(trim_scale(CAST(:guideline AS numeric))::text, '-'), trim_scale(CAST(:max AS numeric))) END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(g.geom)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(g.geom)) END
+FROM _a_grid g CROSS JOIN LATERAL (SELECT coalesce(g.households <= :max, false) AS ok) x
+WHERE g.level = ANY(:levels)
+"""
+
+_RATE_UNIT = """
+INSERT INTO _a_units
+SELECT :rule, 'region', t.region_code, t.region_code, r.name, t.num / t.den >= :min_rate - 1e-12,
+  t.num / t.den, :min_rate, t.num, t.den,
+  CASE WHEN t.num / t.den >= :min_rate - 1e-12 THEN NULL ELSE {reason} END, NULL, NULL
+FROM ({inner}) t JOIN regions r ON r.code = t.region_code
+WHERE t.den > 0
+"""
+
+NETWORKING_RATE = _RATE_UNIT.format(
+    inner="""SELECT region_code, count(*) FILTER (WHERE networked)::float8 AS num, count(*)::float8 AS den,
+             array_to_string((array_agg(id ORDER BY id) FILTER (WHERE NOT networked))[1:3], ', ') AS sample
+             FROM _a_cam GROUP BY region_code""",
+    reason="format('%s of %s cameras not networked (e.g. %s)', (t.den - t.num)::int, t.den::int, t.sample)",
+)
+
+ONLINE_RATE_PRESENCE = _RATE_UNIT.format(
+    inner="""WITH up AS (
+               SELECT p.device_id, sum(extract(epoch FROM least(coalesce(p.ended_at, :at), :at)
+                                                 - greatest(p.started_at, :t0, c.registered_at))) AS s
+               FROM device_presence p JOIN _a_cam c ON c.id = p.device_id
+               WHERE c.networked AND p.started_at < :at AND (p.ended_at IS NULL OR p.ended_at > greatest(:t0, c.registered_at))
+               GROUP BY p.device_id)
+             SELECT c.region_code, sum(coalesce(up.s, 0)) AS num,
+                    sum(extract(epoch FROM :at - greatest(:t0, c.registered_at))) AS den,
+                    count(*) FILTER (WHERE up.s IS NULL) AS never
+             FROM _a_cam c LEFT JOIN up ON up.device_id = c.id WHERE c.networked GROUP BY c.region_code""",
+    reason="format('online %s%% of the period; %s camera(s) never online in it', round(CAST(100 * t.num / t.den AS numeric), 1), t.never)",
+)
+
+ONLINE_RATE_STATUS = _RATE_UNIT.format(
+    inner="""SELECT region_code, count(*) FILTER (WHERE online)::float8 AS num, count(*)::float8 AS den
+             FROM _a_cam WHERE networked GROUP BY region_code""",
+    reason="format('%s of %s networked cameras offline now', (t.den - t.num)::int, t.den::int)",
+)
+
+
+def intact_rate(camera_set: str) -> str:
+    """Share of checked cameras whose latest quality diagnosis (at the audit time) is intact."""
+    if camera_set == "all":
+        cams = "SELECT id, region_code FROM _a_cam WHERE networked"
+    else:
+        kinds = ":public_kinds" if camera_set == "public_area" else ":industry_kinds"
+        cams = f"SELECT DISTINCT sc.device_id AS id, sc.region_code FROM _a_sitecam sc WHERE sc.kind = ANY({kinds})"
+    return _RATE_UNIT.format(
+        inner=f"""WITH cams AS ({cams}),
+               latest AS (SELECT DISTINCT ON (h.device_id) h.device_id, h.intact FROM camera_health h
+                          JOIN cams ON cams.id = h.device_id WHERE h.ts <= :at ORDER BY h.device_id, h.ts DESC)
+               SELECT c.region_code, count(l.device_id) FILTER (WHERE l.intact)::float8 AS num,
+                      count(l.device_id)::float8 AS den, count(*) - count(l.device_id) AS unchecked
+               FROM cams c LEFT JOIN latest l ON l.device_id = c.id GROUP BY c.region_code""",
+        reason="format('%s of %s checked cameras have a quality fault (%s not checked)', (t.den - t.num)::int, t.den::int, t.unchecked)",
+    )
+
+
+HD_RATIO = _RATE_UNIT.format(
+    inner="""SELECT region_code,
+               count(*) FILTER (WHERE coalesce(resolution_w, 0) >= :min_w AND coalesce(resolution_h, 0) >= :min_h)::float8 AS num,
+               count(*)::float8 AS den, count(*) FILTER (WHERE resolution_w IS NULL) AS unknown
+             FROM _a_cam WHERE CAST(:since AS timestamptz) IS NULL OR registered_at >= CAST(:since AS timestamptz)
+             GROUP BY region_code""",
+    reason="format('%s of %s cameras below %sx%s (%s of unknown resolution)', (t.den - t.num)::int, t.den::int, :min_w, :min_h, t.unknown)",
+)
+
+# Every unit counts at its own region and at each ancestor down from the audited region.
+ROLLUP = """
+WITH u AS (
+  SELECT rule, passed, num, den, region_code,
+    CASE WHEN right(region_code, 3) <> '000' THEN 12 WHEN substr(region_code, 7, 3) <> '000' THEN 9
+         WHEN substr(region_code, 5, 2) <> '00' THEN 6 WHEN substr(region_code, 3, 2) <> '00' THEN 4 ELSE 2 END AS own
+  FROM _a_units WHERE region_code IS NOT NULL
+), lv AS (SELECT unnest(ARRAY[2, 4, 6, 9, 12]) AS l),
+agg AS (
+  SELECT rpad(left(u.region_code, lv.l), 12, '0') AS code, u.rule, count(*) AS units,
+         count(*) FILTER (WHERE u.passed) AS passed, count(*) FILTER (WHERE NOT u.passed) AS failed,
+         sum(u.num) AS numerator, sum(u.den) AS denominator
+  FROM u JOIN lv ON lv.l <= u.own GROUP BY 1, 2
+)
+SELECT agg.code, r.name, r.level, agg.rule, agg.units, agg.passed, agg.failed,
+       round(100.0 * agg.passed / nullif(agg.units, 0), 2)::float8 AS pct_passed,
+       agg.numerator, agg.denominator,
+       CASE WHEN agg.rule = ANY(:rate_rules) THEN agg.numerator / nullif(agg.denominator, 0) END AS rate
+FROM agg JOIN regions r ON r.code = agg.code
+WHERE agg.code BETWEEN :low AND :high
+ORDER BY r.level, agg.code, agg.rule
+"""
+
+FAILURES = """
+SELECT rule, unit_kind, unit_id, name, region_code, value, target, reason, lon, lat
+FROM _a_units WHERE NOT passed ORDER BY rule, region_code, unit_id
+"""
+
+FINDINGS = """
+SELECT rule, kind, unit_id, region_code, area_m2, ST_X(ST_PointOnSurface(geom)) AS lon,
+       ST_Y(ST_PointOnSurface(geom)) AS lat, detail, ST_AsGeoJSON(geom, 7) AS geometry
+FROM _a_find ORDER BY area_m2 DESC
+"""
+
+SAVE_RESULTS = """
+INSERT INTO audit_results (run_id, rule, unit_kind, unit_id, region_code, passed, value, target, reason)
+SELECT :run, rule, unit_kind, unit_id, region_code, passed, value, target, reason FROM _a_units
+ON CONFLICT DO NOTHING
+"""
+
+SAVE_FINDINGS = """
+INSERT INTO audit_findings (run_id, rule, kind, unit_id, area_m2, detail, geom)
+SELECT :run, rule, kind, unit_id, area_m2, jsonb_build_object('detail', detail, 'region_code', region_code), geom
+FROM _a_find
+"""
