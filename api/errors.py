@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -68,8 +70,44 @@ def _loc_field(loc: tuple | list) -> str:
     return ".".join(parts) or "request"
 
 
+class NulGuard:
+    """Refuse query parameters holding NUL characters (PostgreSQL text cannot store them): 422."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and b"%00" in scope.get("query_string", b"").lower():
+            for key, value in parse_qsl(
+                scope["query_string"].decode("latin-1"), keep_blank_values=True
+            ):
+                if "\x00" in key or "\x00" in value:
+                    body = {
+                        "detail": [
+                            field_error(
+                                key.replace("\x00", "") or "query",
+                                "must not contain NUL characters",
+                            )
+                        ]
+                    }
+                    response = JSONResponse(status_code=422, content=body)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error its field and reason."""
+    app.add_middleware(NulGuard)
+
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
+        # the database refused a value the validators let through (NUL in a body string, ...)
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [field_error("request", f"invalid value: {reason}")]},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,6 +138,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            reason = "the request body is not valid JSON (UTF-8)"
+            return JSONResponse(
+                status_code=422, content={"detail": [field_error("body", reason, "json_invalid")]}
+            )
         return JSONResponse(
             status_code=exc.status_code,
             content={"detail": str(exc.detail)},

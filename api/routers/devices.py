@@ -143,6 +143,16 @@ class MqttCredentials(BaseModel):
     topics: dict[str, str]
 
 
+def _accepts_none(annotation: Any) -> bool:
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return type(None) in typing.get_args(annotation)
+    return annotation is type(None)
+
+
 def _changes_model() -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name, info in DeviceRegistration.model_fields.items():
@@ -161,6 +171,12 @@ def _changes_model() -> type[BaseModel]:
 
 
 DeviceChanges = _changes_model()
+# Fields a registration cannot be without: a change may not set them to null.
+NON_NULLABLE = frozenset(
+    name
+    for name, info in DeviceRegistration.model_fields.items()
+    if name != "id" and not _accepts_none(info.annotation)
+)
 
 
 def _plain_geo(value: Any) -> Any:
@@ -441,6 +457,9 @@ def _checked_update(
 ) -> ChangeResult:
     if not changes:
         raise unprocessable("body", "give at least one field to change")
+    for name in sorted(changes):
+        if changes[name] is None and name in NON_NULLABLE:
+            raise unprocessable(name, "cannot be null (leave it out to keep the current value)")
     try:
         with request.app.state.engine.begin() as conn:
             current = device_region(conn, device_id)
@@ -546,7 +565,7 @@ def retire(
     "/devices/{device_id}/mqtt-credentials",
     response_model=MqttCredentials,
     summary="Device MQTT credentials",
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **CONFLICT},
 )
 def mqtt_credentials(
     request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
