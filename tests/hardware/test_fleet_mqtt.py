@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from hardware.credentials import device_password
+from gridwatch.settings import Settings
 from hardware.fleet import Fleet
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_transport import PerDeviceLinks
@@ -112,44 +118,53 @@ def _register(engine, devices: list[FleetDevice]) -> None:
             )
 
 
-def _broker_knows(broker, device_id: str, secret: str, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ok = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{time.time_ns()}")
-        c.username_pw_set(device_id, device_password(device_id, secret))
-        c.on_connect = lambda cl, u, f, rc, p, ok=ok: ok.set() if not rc.is_failure else None
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        found = ok.wait(1.0)
-        c.loop_stop()
-        c.disconnect()
-        if found:
-            return True
-        time.sleep(0.3)
-    return False
+class PrivateBroker(NamedTuple):
+    """Same fields as the conftest Broker (not imported: conftest sets up env on import)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def registered(engine, mqtt_broker) -> list[FleetDevice]:
-    """Cameras registered in the database, with their credentials loaded into the broker."""
+def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetDevice], Settings]]:
+    """Cameras registered in the database and a broker holding their credentials.
+
+    The project's own Mosquitto set-up (gridwatch.services.LocalMosquitto: config, password file
+    and ACL from ingest.broker_auth, read from this run's database), started in a directory of
+    its own: the shared test broker's password file is rewritten from *their* databases whenever
+    a concurrent test run reloads it, which would lock these devices out mid-test.
+    """
     from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
 
-    settings = get_settings()
-    if not settings.local_mqtt:
-        pytest.skip("per-device credentials need the project-local broker (GRIDWATCH_MQTT_URL set)")
+    base = get_settings()
+    if not base.local_mqtt:
+        pytest.skip("per-device credentials need a project-local broker (GRIDWATCH_MQTT_URL set)")
+    home = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
+    settings = base.model_copy(update={"home": home, "mqtt_port": _free_port()})
     devices = synthesize_fleet(16, region=PER_DEVICE_REGION, seed=22, mix={"ip_camera": 1.0})
     _register(engine, devices)
-    LocalMosquitto(settings).reload()
-    assert _broker_knows(mqtt_broker, devices[-1].id, settings.secret_key)
-    return devices
+    broker = LocalMosquitto(settings)
+    broker.start()
+    user, password = settings.hub_credentials()
+    try:
+        yield PrivateBroker("127.0.0.1", settings.mqtt_port, user, password), devices, settings
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
-def test_per_device_links_flap_with_wills_and_lose_nothing(registered, mqtt_broker) -> None:
-    from gridwatch.settings import get_settings
-
-    rec = Recorder(mqtt_broker, {d.id for d in registered})
+def test_per_device_links_flap_with_wills_and_lose_nothing(device_broker) -> None:
+    broker, registered, settings = device_broker
+    rec = Recorder(broker, {d.id for d in registered})
     opts = FleetOptions(
         seed=22,
         speed=100,
@@ -161,9 +176,9 @@ def test_per_device_links_flap_with_wills_and_lose_nothing(registered, mqtt_brok
     fleet = Fleet(
         registered,
         opts,
-        mqtt_broker.host,
-        mqtt_broker.port,
-        secret=get_settings().secret_key,
+        broker.host,
+        broker.port,
+        secret=settings.secret_key,
     )
     summary = fleet.run(drain_s=15)
     ledger = fleet.ledger
@@ -180,14 +195,18 @@ def test_per_device_links_flap_with_wills_and_lose_nothing(registered, mqtt_brok
     assert rec.counts["state"] == ledger.sent["state"] + wills
 
 
-def test_wrong_secret_is_refused_by_the_broker(registered, mqtt_broker) -> None:
-    links = PerDeviceLinks(
-        mqtt_broker.host, mqtt_broker.port, "not-the-key", [d.id for d in registered[:3]]
-    )
-    links.start(timeout_s=10)
-    assert sum(links.pool.stats.connect_failures.values()) == 3
-    assert links.pool.stats.connects == 0
-    links.pool.close()
+def test_per_device_credentials_are_what_the_broker_checks(device_broker) -> None:
+    broker, registered, settings = device_broker
+    ids = [d.id for d in registered[:3]]
+    good = PerDeviceLinks(broker.host, broker.port, settings.secret_key, ids)
+    good.start(timeout_s=10)
+    assert good.pool.stats.connects == 3 and not good.pool.stats.connect_failures
+    good.pool.close()
+    bad = PerDeviceLinks(broker.host, broker.port, "not-the-key", ids)
+    bad.start(timeout_s=10)
+    assert sum(bad.pool.stats.connect_failures.values()) == 3
+    assert bad.pool.stats.connects == 0
+    bad.pool.close()
 
 
 def test_simulate_command_prints_a_json_summary(mqtt_broker) -> None:
