@@ -95,8 +95,10 @@ class AuditReport(BaseModel):
     timings_s: dict[str, float] = Field(default_factory=dict)
 
     def summary(self) -> list[RollupRow]:
-        """The roll-up rows of the audited region itself, one per rule."""
-        return [r for r in self.rollup if r.code == self.region_code]
+        """The roll-up rows of the audited region itself, one per rule, in rule-pack order."""
+        order = {r.id: i for i, r in enumerate(self.rules)}
+        rows = [r for r in self.rollup if r.code == self.region_code]
+        return sorted(rows, key=lambda r: order.get(r.rule, len(order)))
 
 
 def code_range(code: str) -> tuple[str, str, str]:

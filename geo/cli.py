@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
     """Add the geo commands to the main `gridwatch` app."""
     app.add_typer(import_app, name="import")
     app.add_typer(generate_app, name="generate")
+    app.command("audit")(audit_cmd)
 
 
 @generate_app.command("region")
@@ -206,3 +207,159 @@ def generate_region_cmd(
         if k not in ("seed", "scale", "created"):
             table.add_row(k.replace("_", " "), str(v))
     console.print(table)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def _print_audit(report, suggestions, limit: int) -> None:
+    from geo.audit_report import LEVEL_NAMES
+
+    rules = {r.id: r for r in report.rules}
+    title = (
+        f"audit {report.region_name} ({report.region_code}) as of {report.as_of:%Y-%m-%d %H:%M} UTC"
+    )
+    table = Table("rule", "units", "passed", "failed", "result", title=title)
+    for r in report.summary():
+        info = rules[r.rule]
+        if r.rate is not None:
+            result = f"{_pct(r.rate)} (target {_pct(info.target)})"
+        else:
+            result = f"{r.pct_passed}% of units"
+        verdict = "[green]met[/]" if r.ok else "[red]not met[/]"
+        table.add_row(r.rule, str(r.units), str(r.passed), str(r.failed), f"{verdict} {result}")
+    console.print(table)
+    levels = [r.level for r in report.rollup if r.level > report.region_level]
+    if levels:
+        child_level = min(levels)
+        by_child: dict[tuple[str, str], list] = {}
+        for r in report.rollup:
+            if r.level == child_level:
+                by_child.setdefault((r.code, r.name), []).append(r)
+        grid = Table(
+            "code",
+            "name",
+            "rules met",
+            "not met",
+            title=f"by {LEVEL_NAMES.get(child_level, child_level)}",
+        )
+        for (code, name), rows in sorted(by_child.items())[:limit]:
+            bad = [r.rule for r in rows if not r.ok]
+            grid.add_row(code, name, f"{len(rows) - len(bad)}/{len(rows)}", ", ".join(bad))
+        console.print(grid)
+    if report.failures:
+        n = min(limit, len(report.failures))
+        fails = Table(
+            "rule",
+            "unit",
+            "name",
+            "reason",
+            "where",
+            title=f"failing units: {len(report.failures)} (first {n})",
+        )
+        for f in report.failures[:limit]:
+            where = f"{f.lon:.5f},{f.lat:.5f}" if f.lon is not None else ""
+            fails.add_row(f.rule, f.unit_id, f.name or "", f.reason or "", where)
+        console.print(fails)
+    if report.findings:
+        finds = Table(
+            "kind",
+            "parent",
+            "area m²",
+            "where",
+            "detail",
+            title=f"grid gaps/overlaps: {len(report.findings)}",
+        )
+        for f in report.findings[:limit]:
+            finds.add_row(
+                f.kind, f.unit_id, f"{f.area_m2:,.0f}", f"{f.lon:.5f},{f.lat:.5f}", f.detail
+            )
+        console.print(finds)
+    if suggestions is not None and suggestions.candidates:
+        title = f"suggested new monitoring points: {len(suggestions.candidates)} (greedy maximum coverage)"
+        sug = Table("rank", "lon", "lat", "kind", "why", title=title)
+        for c in suggestions.candidates[:limit]:
+            sug.add_row(str(c.rank), f"{c.lon:.6f}", f"{c.lat:.6f}", c.kind, c.why)
+        console.print(sug)
+        for rule, (now, then) in suggestions.projected.items():
+            console.print(f"  {rule}: {now} now -> {then} if all are built")
+    for note in report.notes:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
+
+
+def audit_cmd(
+    region: str = typer.Option(
+        ..., "--region", help="12-digit division code (or its 2/4/6/9-digit prefix)."
+    ),
+    rules: Path = typer.Option(
+        None, "--rules", help="Rule pack (TOML); default: the built-in pack (DESIGN §6)."
+    ),
+    at: str = typer.Option(None, "--at", help="Audit time, ISO 8601 (default now)."),
+    fmt: str = typer.Option("table", "--format", help="table, json, csv or html."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Write the report here (html defaults to audit-CODE.html)."
+    ),
+    suggest: bool = typer.Option(
+        True, "--suggest/--no-suggest", help="Rank where new monitoring points should go."
+    ),
+    save: bool = typer.Option(
+        True, "--save/--no-save", help="Keep the run in audit_runs/audit_results."
+    ),
+    limit: int = typer.Option(30, "--limit", help="Rows per table in the table format."),
+    actor: str = typer.Option("audit", "--actor"),
+) -> None:
+    """Audit a region against the rule pack: roll-up at every level, failing units, gap suggestions."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from geo.audit import AuditError, run_audit
+    from geo.audit_report import map_shapes, to_csv, to_html, to_json
+    from geo.gaps import suggest as suggest_points
+    from geo.rulepack import RulePackError, load_rule_pack
+
+    if fmt not in ("table", "json", "csv", "html"):
+        _fail(f"--format: {fmt!r} is not one of table, json, csv, html")
+    code = region.strip()
+    if not code.isdigit() or len(code) not in (2, 4, 6, 9, 12):
+        _fail(f"--region: {region!r} is not a division code (2, 4, 6, 9 or 12 digits)")
+    code = code.ljust(12, "0")
+    try:
+        pack = load_rule_pack(rules)
+    except RulePackError as exc:
+        _fail(str(exc))
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=fmt != "table",
+    )
+    try:
+        with progress, _engine().begin() as conn:
+            task = progress.add_task("audit", total=len(pack.rules) + 2)
+
+            def tick(name: str, done: int, total: int) -> None:
+                progress.update(task, description=f"audit: {name}", completed=done, total=total)
+
+            report = run_audit(conn, code, pack, at, actor=actor, save=save, progress=tick)
+            suggestions = suggest_points(conn, report, pack) if suggest else None
+            level, shapes = map_shapes(conn, report.region_code) if fmt == "html" else (0, {})
+    except (AuditError, RulePackError) as exc:
+        _fail(str(exc))
+    if fmt == "table":
+        _print_audit(report, suggestions, limit)
+        return
+    body = {
+        "json": lambda: to_json(report, suggestions),
+        "csv": lambda: to_csv(report, suggestions),
+        "html": lambda: to_html(report, level, shapes, suggestions),
+    }[fmt]()
+    if fmt == "html" and output is None:
+        output = Path(f"audit-{report.region_code}.html")
+    if output is None:
+        print(body)
+    else:
+        output.write_text(body, "utf-8")
+        err.print(f"wrote {output}")
