@@ -3,14 +3,13 @@ new -> acknowledged -> dispatched -> resolved | false_alarm (the single implemen
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from hardware.kinds import KINDS
 from ingest.dbconn import Conn, execute
-from ingest.events import emit_event
+from ingest.events import emit_event, records
 
 OPEN_STATES = ("new", "acknowledged", "dispatched")
 CLOSED_STATES = ("resolved", "false_alarm")
@@ -67,9 +66,9 @@ INSERT INTO alarms (device_id, msg_id, kind, severity, position, region_code, ra
 SELECT u.d, u.m, u.k, u.s,
        coalesce(CASE WHEN u.lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END,
                 dv.last_position, dv.position),
-       dv.region_code, to_timestamp(u.ts), to_timestamp(u.ts), u.det::jsonb
-FROM unnest(%s::bpchar[], %s::text[], %s::text[], %s::int[], %s::float8[], %s::float8[],
-            %s::float8[], %s::text[]) WITH ORDINALITY AS u(d, m, k, s, ts, lon, lat, det, n)
+       dv.region_code, to_timestamp(u.ts), to_timestamp(u.ts), u.det
+FROM ROWS FROM (json_to_recordset(%s::json) AS (d bpchar, m text, k text, s int, ts float8,
+     lon float8, lat float8, det jsonb)) WITH ORDINALITY AS u(d, m, k, s, ts, lon, lat, det, n)
 JOIN devices dv ON dv.id = u.d
 ORDER BY u.n
 RETURNING id, device_id, msg_id, kind, severity, region_code, ST_X(position), ST_Y(position),
@@ -91,10 +90,12 @@ nearest AS (
         FROM devices c
         WHERE c.retired_at IS NULL AND c.position IS NOT NULL
           AND (c.fov IS NOT NULL OR c.kind = ANY(%(camera_kinds)s))
-          AND ST_DWithin(c.position::geography, a.position::geography, %(radius)s)
+          AND c.position && ST_Expand(
+                a.position, %(radius)s / (111320.0 * cos(radians(least(abs(ST_Y(a.position)), 80)))))
         ORDER BY c.position <-> a.position LIMIT %(k)s
     ) n
-    WHERE NOT EXISTS (SELECT 1 FROM covers WHERE covers.alarm_id = a.id)
+    WHERE n.dist <= %(radius)s
+      AND NOT EXISTS (SELECT 1 FROM covers WHERE covers.alarm_id = a.id)
 ),
 ranked AS (
     SELECT alarm_id, device_id, relation, dist,
@@ -148,9 +149,9 @@ def store_alarms(
     rows = execute(
         conn,
         "INSERT INTO alarm_messages (device_id, msg_id) "
-        "SELECT * FROM unnest(%s::bpchar[], %s::text[]) ON CONFLICT DO NOTHING "
-        "RETURNING device_id, msg_id",
-        ([a.device_id for a in alarms], [a.msg_id for a in alarms]),
+        "SELECT d, m FROM json_to_recordset(%s::json) AS u(d bpchar, m text) "
+        "ON CONFLICT DO NOTHING RETURNING device_id, msg_id",
+        (records(("d", "m"), [(a.device_id, a.msg_id) for a in alarms]),),
     ).fetchall()
     accepted = {(r[0], r[1]) for r in rows}
     fresh: list[AlarmIn] = []
@@ -195,14 +196,13 @@ def store_alarms(
         conn,
         _INSERT_SQL,
         (
-            [a.device_id for a in to_insert],
-            [a.msg_id for a in to_insert],
-            [a.kind for a in to_insert],
-            [a.severity for a in to_insert],
-            [a.ts for a in to_insert],
-            [a.lon for a in to_insert],
-            [a.lat for a in to_insert],
-            [json.dumps(a.detail) if a.detail is not None else None for a in to_insert],
+            records(
+                ("d", "m", "k", "s", "ts", "lon", "lat", "det"),
+                [
+                    (a.device_id, a.msg_id, a.kind, a.severity, a.ts, a.lon, a.lat, a.detail)
+                    for a in to_insert
+                ],
+            ),
         ),
     ).fetchall()
     new_ids: dict[tuple[str, str], int] = {}
@@ -275,9 +275,9 @@ def store_alarms(
         execute(
             conn,
             "UPDATE alarm_messages m SET alarm_id = u.a "
-            "FROM unnest(%s::bpchar[], %s::text[], %s::bigint[]) AS u(d, m, a) "
+            "FROM json_to_recordset(%s::json) AS u(d bpchar, m text, a bigint) "
             "WHERE m.device_id = u.d AND m.msg_id = u.m",
-            ([x[0] for x in msg_alarm], [x[1] for x in msg_alarm], [x[2] for x in msg_alarm]),
+            (records(("d", "m", "a"), msg_alarm),),
         )
     if outcome.new:
         ids = [a["id"] for a in outcome.new]

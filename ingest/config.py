@@ -36,6 +36,12 @@ class IngestSettings(BaseSettings):
         default_factory=dict,
         description='Per-kind override, JSON: {"smoke_detector": 2}.',
     )
+    presence_flush_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A live device's last_seen is written at most this often (never less often "
+        "than its heartbeat interval); online/offline changes are written at once.",
+    )
     sweep_s: float = Field(default=1.0, gt=0, description="How often offline devices are swept.")
     alarm_merge_window_s: float = Field(
         default=60.0, ge=0, description="Repeats of an open alarm within this window are merged."

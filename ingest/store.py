@@ -17,7 +17,7 @@ import psycopg
 from ingest import alarms as alarm_store
 from ingest import geofences, presence
 from ingest.config import IngestSettings
-from ingest.events import emit_events
+from ingest.events import emit_events, emit_position_events, records
 from ingest.schemas import (
     ANALYTICS_ALARMS,
     JPEG_MAGIC,
@@ -73,6 +73,7 @@ class _Work:
     snapshots: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     stamps: list[tuple[str, float]] = field(default_factory=list)
     crossings: list[geofences.Crossing] = field(default_factory=list)
+    moved: list[tuple] = field(default_factory=list)  # (id, region, ts, lon, lat, speed, heading)
 
 
 class BatchStore:
@@ -82,27 +83,31 @@ class BatchStore:
         self.conn = conn
         self.cfg = cfg
         self.max_payload = max_payload
-        self.known: set[str] = set()
+        self.known: dict[str, int] = {}  # registered device id -> heartbeat interval (s)
         self.known_at = 0.0
         self.unknown_until: dict[str, float] = {}
+        self.flushed: dict[str, float] = {}  # device id -> when its last_seen was last written
 
     # ------------------------------------------------------------------ device cache
     def _resolve(self, ids: set[str]) -> set[str]:
         """The subset of ids that are registered devices (cached; misses asked in one query)."""
         now = time.monotonic()
         if now - self.known_at > KNOWN_REFRESH_S:
-            rows = self.conn.execute("SELECT id FROM devices WHERE retired_at IS NULL").fetchall()
-            self.known = {r[0] for r in rows}
+            rows = self.conn.execute(
+                "SELECT id, heartbeat_s FROM devices WHERE retired_at IS NULL"
+            ).fetchall()
+            self.known = {r[0]: r[1] for r in rows}
             self.known_at = now
             self.unknown_until.clear()
         ask = [i for i in ids if i not in self.known and self.unknown_until.get(i, 0) < now]
         if ask:
             rows = self.conn.execute(
-                "SELECT id FROM devices WHERE id = ANY(%s::bpchar[]) AND retired_at IS NULL",
-                (ask,),
+                "SELECT id, heartbeat_s FROM devices WHERE id = ANY(%s::bpchar[]) "
+                "AND retired_at IS NULL",
+                (presence.id_array(ask),),
             ).fetchall()
             found = {r[0] for r in rows}
-            self.known |= found
+            self.known.update((r[0], r[1]) for r in rows)
             for i in ask:
                 if i not in found:
                     self.unknown_until[i] = now + UNKNOWN_TTL_S
@@ -255,10 +260,20 @@ class BatchStore:
                 ),
             )
             res.counts["pending"] = sum(v[0] for v in w.pending.values())
-        transitions = presence.touch(cur, dict.fromkeys(w.seen, now))
+        # Presence lives in memory: a device's last_seen is written at most every
+        # presence_flush_s (never less often than its heartbeat interval), state changes at once.
+        now_m = time.monotonic()
+        flushed = self.flushed
+        touch = [
+            d
+            for d in w.seen
+            if now_m - flushed.get(d, -1e18)
+            >= min(self.cfg.presence_flush_s, self.known.get(d, 60))
+        ]
+        transitions = presence.touch(cur, touch, now)
         transitions += presence.go_offline(cur, w.gone, "last_will")
         events += [("device.status", t.region_code, t.event_payload()) for t in transitions]
-        res.counts["heartbeat_devices"] = len(w.seen)
+        res.counts["presence_writes"] = len(touch)
 
         if w.positions:
             events += self._positions(cur, w)
@@ -292,10 +307,15 @@ class BatchStore:
                 geofences.record_crossings(cur, w.crossings, ids)
         elif w.crossings:
             geofences.record_crossings(cur, w.crossings, {})
-        if events:
+        if events or w.moved:
             res.events = emit_events(cur, events)
+            res.events += emit_position_events(cur, w.moved)
         self.conn.commit()
         res.committed_at = time.time()
+        for d in touch:
+            flushed[d] = now_m
+        for d in w.gone:
+            flushed.pop(d, None)
         res.latencies = w.stamps
         res.counts["messages"] = len(batch)
         return res
@@ -304,54 +324,29 @@ class BatchStore:
         pos = w.positions
         cur.execute(
             "INSERT INTO positions (device_id, ts, geom, speed_kmh, heading_deg) "
-            "SELECT d, to_timestamp(ts), ST_SetSRID(ST_MakePoint(lon, lat), 4326), sp, hd "
-            "FROM unnest(%s::bpchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
-            "%s::float8[]) AS u(d, ts, lon, lat, sp, hd) ON CONFLICT DO NOTHING",
-            (
-                [p[0] for p in pos],
-                [p[1] for p in pos],
-                [p[2] for p in pos],
-                [p[3] for p in pos],
-                [p[4] for p in pos],
-                [p[5] for p in pos],
-            ),
+            "SELECT d, to_timestamp(ts), ST_SetSRID(ST_MakePoint(x, y), 4326), sp, hd "
+            "FROM json_to_recordset(%s::json) AS u(d bpchar, ts float8, x float8, y float8, "
+            "sp float8, hd float8) ON CONFLICT DO NOTHING",
+            (records(("d", "ts", "x", "y", "sp", "hd"), pos),),
         )
         latest: dict[str, tuple] = {}
         for p in pos:
             if p[0] not in latest or latest[p[0]][1] < p[1]:
                 latest[p[0]] = p
         lp = list(latest.values())
+        # The newest position goes on the device and, in the same statement, onto the event bus
+        # (payload built in SQL: no per-row work in Python). Ordered ids: see events.ORDER_LOCK.
         rows = cur.execute(
-            "UPDATE devices d SET last_position = ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), "
+            "UPDATE devices d SET last_position = ST_SetSRID(ST_MakePoint(u.x, u.y), 4326), "
             "last_position_at = to_timestamp(u.ts), last_speed_kmh = u.sp, last_heading_deg = u.hd "
-            "FROM unnest(%s::bpchar[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
-            "%s::float8[]) AS u(id, ts, lon, lat, sp, hd) "
-            "WHERE d.id = u.id AND (d.last_position_at IS NULL OR d.last_position_at < to_timestamp(u.ts)) "
-            "RETURNING d.id, d.region_code, u.ts, u.lon, u.lat, u.sp, u.hd",
-            (
-                [p[0] for p in lp],
-                [p[1] for p in lp],
-                [p[2] for p in lp],
-                [p[3] for p in lp],
-                [p[4] for p in lp],
-                [p[5] for p in lp],
-            ),
+            "FROM json_to_recordset(%s::json) AS u(d bpchar, ts float8, x float8, y float8, "
+            "sp float8, hd float8) "
+            "WHERE d.id = u.d AND (d.last_position_at IS NULL OR d.last_position_at < to_timestamp(u.ts)) "
+            "RETURNING d.id, d.region_code, u.ts, u.x, u.y, u.sp, u.hd",
+            (records(("d", "ts", "x", "y", "sp", "hd"), lp),),
         ).fetchall()
-        events: list = [
-            (
-                "device.position",
-                r[1].strip() if r[1] else None,
-                {
-                    "device_id": r[0],
-                    "ts": r[2],
-                    "lon": r[3],
-                    "lat": r[4],
-                    "speed": r[5],
-                    "heading": r[6],
-                },
-            )
-            for r in rows
-        ]
+        w.moved = rows
+        events: list = []
         crossings = geofences.check_positions(
             cur, [(p[0], datetime.fromtimestamp(p[1], UTC), p[2], p[3]) for p in lp]
         )

@@ -1,0 +1,442 @@
+"""Ingest benchmark: a 100k-device fleet-like QoS 1 load (heartbeats, positions, alarms) through the
+real Mosquitto into PostGIS, naive per-message worker vs the batched worker (1 and 2 workers on a
+shared subscription), all on this machine. Prints msg/s, lost/duplicated and latency figures.
+
+    .venv/bin/python -m bench.ingest_bench --seconds 20 --rate 30000
+
+Publishes from its own pre-encoded MQTT 3.1.1 generator (hub credentials, many device topics) so
+the load generator costs as little CPU as possible on a 2-core machine shared with broker,
+database and worker(s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "gridwatch_bench"
+
+
+# ------------------------------------------------------------------ minimal MQTT 3.1.1 publisher
+def _varlen(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(b: bytes) -> bytes:
+    return struct.pack("!H", len(b)) + b
+
+
+def connect_packet(client_id: str, user: str, password: str) -> bytes:
+    body = _str(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 60)
+    body += _str(client_id.encode()) + _str(user.encode()) + _str(password.encode())
+    return b"\x10" + _varlen(len(body)) + body
+
+
+def publish_packet(topic: bytes, payload: bytes, pid: int) -> bytes:
+    body = _str(topic) + struct.pack("!H", pid) + payload
+    return b"\x32" + _varlen(len(body)) + body  # QoS 1
+
+
+class Publisher:
+    """One TCP connection publishing QoS 1; counts PUBACKs (4 bytes each) as they arrive."""
+
+    def __init__(self, host: str, port: int, user: str, password: str) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(connect_packet(f"bench-pub-{uuid.uuid4().hex[:8]}", user, password))
+        ack = self.sock.recv(4)
+        if len(ack) < 4 or ack[3] != 0:
+            raise SystemExit(f"broker refused the bench publisher: {ack!r}")
+        self.sock.setblocking(False)
+        self.pid = 0
+        self.sent = 0
+        self.acked_bytes = 0
+
+    def send(self, items: list[tuple[bytes, bytes]]) -> None:
+        packets = []
+        for topic, payload in items:
+            self.pid = self.pid % 65535 + 1
+            packets.append(publish_packet(topic, payload, self.pid))
+        data = b"".join(packets)
+        self.sock.setblocking(True)
+        self.sock.sendall(data)
+        self.sock.setblocking(False)
+        self.sent += len(items)
+        self.drain()
+
+    def drain(self) -> None:
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.acked_bytes += len(chunk)
+        except BlockingIOError:
+            pass
+
+    @property
+    def acked(self) -> int:
+        return self.acked_bytes // 4
+
+    def outstanding(self) -> int:
+        return self.sent - self.acked
+
+
+# ------------------------------------------------------------------ fleet and database
+def bench_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["GRIDWATCH_DB_NAME"] = BENCH_DB
+    env.setdefault("GRIDWATCH_LOG_LEVEL", "WARNING")
+    return env
+
+
+def device_ids(n: int) -> dict[str, list[str]]:
+    """n ids: 60% cameras (heartbeats), 30% trackers/patrol cars (positions), 10% alarm inputs."""
+    from hardware.gbid import compose
+
+    split = {"ip_camera": (132, int(n * 0.6)), "patrol_car": (138, int(n * 0.3))}
+    split["alarm_input"] = (134, n - split["ip_camera"][1] - split["patrol_car"][1])
+    out: dict[str, list[str]] = {}
+    for kind, (type_code, count) in split.items():
+        prefix = compose("360121", type_code, 1).code[:14]
+        out[kind] = [f"{prefix}{i:06d}" for i in range(1, count + 1)]
+    return out
+
+
+def prepare_db(url: str, fleet: dict[str, list[str]]) -> None:
+    from gridwatch.db import migrate
+
+    migrate(url)
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        have = conn.execute("SELECT count(*) FROM devices").fetchone()[0]
+        want = sum(len(v) for v in fleet.values())
+        if have != want:
+            conn.execute("TRUNCATE devices CASCADE")
+            with conn.cursor().copy(
+                "COPY devices (id, type_code, kind, position, heartbeat_s) FROM STDIN"
+            ) as copy:
+                rnd = random.Random(7)
+                for kind, ids in fleet.items():
+                    for i in ids:
+                        lon, lat = 115.7 + rnd.random() * 0.4, 28.5 + rnd.random() * 0.4
+                        copy.write_row((i, i[10:13], kind, f"SRID=4326;POINT({lon} {lat})", 60))
+        conn.commit()
+
+
+def reset_db(url: str) -> None:
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute(
+            "TRUNCATE alarms, alarm_messages, alarm_events, alarm_cameras, positions, hub_events, "
+            "device_presence, dead_letters, pending_devices, geofence_events CASCADE"
+        )
+        # Steady state: the fleet is online already (a cold start, where every device's first
+        # message is an online transition with its own interval and event, is not measured here).
+        conn.execute(
+            "UPDATE devices SET status = 'online', last_seen = now(), last_position = NULL, "
+            "last_position_at = NULL"
+        )
+        conn.execute(
+            "INSERT INTO device_presence (device_id, started_at) SELECT id, now() FROM devices"
+        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE devices")
+
+
+def db_counts(url: str, tag: str) -> tuple[int, int, int]:
+    """(alarm messages, sum of repeat counts, positions) of this run's tag."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        a = conn.execute(
+            "SELECT count(*) FROM alarm_messages WHERE msg_id LIKE %s", (tag + "-%",)
+        ).fetchone()[0]
+        r = conn.execute("SELECT coalesce(sum(repeat_count), 0) FROM alarms").fetchone()[0]
+        p = conn.execute("SELECT count(*) FROM positions").fetchone()[0]
+        return int(a), int(r), int(p)
+
+
+class EventBusProbe:
+    """LISTENs on gw_events and measures publish -> event-bus latency of alarm.new events."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+        self.conn.execute("LISTEN gw_events")
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from datetime import datetime
+
+        while not self.stop.is_set():
+            got: list[tuple[int, float]] = []
+            for n in self.conn.notifies(timeout=0.2, stop_after=2000):
+                got.append((int(n.payload), time.time()))
+            if not got:
+                continue
+            arrived = dict(got)
+            rows = self.conn.execute(
+                "SELECT id, payload->>'raised_at' FROM hub_events WHERE id = ANY(%s) "
+                "AND kind = 'alarm.new'",
+                (list(arrived),),
+            ).fetchall()
+            for eid, raised in rows:
+                self.latencies.append(arrived[eid] - datetime.fromisoformat(raised).timestamp())
+
+    def close(self) -> list[float]:
+        self.stop.set()
+        self.thread.join(5)
+        self.conn.close()
+        return self.latencies
+
+
+# ------------------------------------------------------------------ one run
+def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str]) -> dict:
+    from gridwatch.settings import get_settings
+
+    reset_db(url)
+    tag = f"b{uuid.uuid4().hex[:6]}"
+    group = f"bench{tag}"
+    env = bench_env()
+    stats_files = [Path(f"/tmp/gw-bench-{tag}-{i}.json") for i in range(workers)]
+    procs = []
+    for i in range(workers):
+        if mode == "naive":
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.ingest_naive",
+                "--share-group",
+                group,
+                "--client-id",
+                f"{group}-{i}",
+                "--stats-file",
+                str(stats_files[i]),
+            ]
+        else:
+            cmd = [
+                sys.executable,
+                "-c",
+                "import sys; from ingest.cli import ingest_cmd; "
+                "ingest_cmd(client_id=sys.argv[1], share_group=sys.argv[2], no_share=False, "
+                "stats_file=__import__('pathlib').Path(sys.argv[3]), max_seconds=None)",
+                f"{group}-{i}",
+                group,
+                str(stats_files[i]),
+            ]
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+    time.sleep(3.0)  # connect and subscribe
+    probe = EventBusProbe(url)
+    host, port = get_settings().mqtt_endpoint()
+    pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
+    cams, cars, sensors = fleet["ip_camera"], fleet["patrol_car"], fleet["alarm_input"]
+    topics_hb = [f"gw/v1/{d}/heartbeat".encode() for d in cams]
+    topics_pos = [f"gw/v1/{d}/position".encode() for d in cars]
+    topics_al = [f"gw/v1/{d}/alarm".encode() for d in sensors]
+    rnd = random.Random(11)
+    published = {"heartbeat": 0, "position": 0, "alarm": 0}
+    tick = 0.01
+    per_tick = max(1, int(args.rate * tick))
+    t_start = time.monotonic()
+    next_tick = t_start
+    seq = 0
+    throttled = 0
+    while time.monotonic() - t_start < args.seconds:
+        now = time.time()
+        items: list[tuple[bytes, bytes]] = []
+        for j in range(per_tick):
+            ts = b"%.6f" % (now + j * 1e-6)  # unique per message: (device, ts) is a key
+            r = rnd.random()
+            if r < 0.7:
+                items.append(
+                    (topics_hb[rnd.randrange(len(cams))], b'{"ts":' + ts + b',"status":"ok"}')
+                )
+                published["heartbeat"] += 1
+            elif r < 0.95:
+                lon, lat = 115.7 + rnd.random() * 0.4, 28.5 + rnd.random() * 0.4
+                items.append(
+                    (
+                        topics_pos[rnd.randrange(len(cars))],
+                        b'{"ts":%s,"lon":%.6f,"lat":%.6f,"speed":%.1f}'
+                        % (ts, lon, lat, rnd.random() * 60),
+                    )
+                )
+                published["position"] += 1
+            else:
+                seq += 1
+                items.append(
+                    (
+                        topics_al[rnd.randrange(len(sensors))],
+                        b'{"msg_id":"%s-%d","ts":%s,"kind":"intrusion","severity":2}'
+                        % (tag.encode(), seq, ts),
+                    )
+                )
+                published["alarm"] += 1
+        k = len(pubs)
+        for i, p in enumerate(pubs):
+            chunk = items[i::k]
+            if chunk:
+                p.send(chunk)
+        next_tick += tick
+        delay = next_tick - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            throttled += 1
+    t_pub_end = time.monotonic()
+    offered_s = t_pub_end - t_start
+    # wait for the broker to ack everything, then for the worker(s) to commit everything
+    deadline = time.monotonic() + 30
+    while any(p.outstanding() for p in pubs) and time.monotonic() < deadline:
+        for p in pubs:
+            p.drain()
+        time.sleep(0.05)
+    want_pos = published["position"]
+    last, stable_since = None, time.monotonic()
+    drain_deadline = time.monotonic() + args.drain
+    t_done = time.monotonic()
+    while time.monotonic() < drain_deadline:
+        counts = db_counts(url, tag)
+        if counts[0] >= published["alarm"] and counts[2] >= want_pos:
+            t_done = time.monotonic()
+            break
+        if counts != last:
+            last, stable_since, t_done = counts, time.monotonic(), time.monotonic()
+        elif time.monotonic() - stable_since > 10:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+    bus = probe.close()
+    alarms_in, repeats, positions_in = db_counts(url, tag)
+    stats = [json.loads(f.read_text()) for f in stats_files if f.exists()]
+    lat: dict[str, list[float]] = {}
+    received = 0
+    for s in stats:
+        received += s["counts"].get("messages", 0)
+        for k2, v in s["latencies"].items():
+            lat.setdefault(k2, []).extend(v)
+    total = sum(published.values())
+    span = t_done - t_start
+
+    def pct(v: list[float], q: float) -> float | None:
+        return round(float(np.percentile(np.array(v), q)) * 1000, 1) if v else None
+
+    all_lat = [x for v in lat.values() for x in v]
+    return {
+        "mode": mode,
+        "workers": workers,
+        "published": published,
+        "offered_msg_s": round(total / offered_s),
+        "sustained_msg_s": round(min(received, total) / span) if span > 0 else 0,
+        "drain_s": round(t_done - t_pub_end, 2),
+        "received_by_workers": received,
+        "alarms_published": published["alarm"],
+        "alarms_in_db": alarms_in,
+        "alarms_lost": published["alarm"] - alarms_in,
+        "alarms_duplicated": repeats - alarms_in,
+        "positions_lost": want_pos - positions_in,
+        "heartbeats_lost": max(0, total - received),
+        "p50_commit_ms": pct(all_lat, 50),
+        "p99_commit_ms": pct(all_lat, 99),
+        "p99_alarm_commit_ms": pct(lat.get("alarm", []), 99),
+        "p50_bus_ms": pct(bus, 50),
+        "p99_bus_ms": pct(bus, 99),
+        "generator_behind_ticks": throttled,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--devices", type=int, default=100_000)
+    ap.add_argument("--rate", type=int, default=30_000, help="offered msg/s")
+    ap.add_argument(
+        "--naive-rate", type=int, default=3_000, help="offered msg/s to the naive worker"
+    )
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--drain", type=float, default=120.0)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument(
+        "--modes",
+        default="naive,batched1,batched2",
+        help="comma list of naive|batched1|batched2, each optionally @rate (offered msg/s)",
+    )
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
+    from gridwatch.services import services_up
+    from gridwatch.settings import get_settings
+
+    services_up()
+    settings = get_settings()
+    url = settings.db_url()
+    fleet = device_ids(args.devices)
+    prepare_db(url, fleet)
+    hub = settings.hub_credentials()
+    results = []
+    default_rate = args.rate
+    for spec in args.modes.split(","):
+        mode, _, rate = spec.partition("@")
+        args.rate = int(rate) if rate else (args.naive_rate if mode == "naive" else default_rate)
+        if mode == "naive":
+            results.append(run_mode("naive", 1, args, fleet, url, hub))
+        elif mode.startswith("batched"):
+            results.append(run_mode("batched", int(mode[-1]), args, fleet, url, hub))
+        print(json.dumps(results[-1]), flush=True)
+    if args.json:
+        return
+    cols = [
+        "mode",
+        "workers",
+        "offered_msg_s",
+        "sustained_msg_s",
+        "drain_s",
+        "alarms_lost",
+        "alarms_duplicated",
+        "positions_lost",
+        "heartbeats_lost",
+        "p50_commit_ms",
+        "p99_commit_ms",
+        "p99_alarm_commit_ms",
+        "p50_bus_ms",
+        "p99_bus_ms",
+    ]
+    print(" | ".join(cols))
+    for r in results:
+        print(" | ".join(str(r[c]) for c in cols))
+    base = next((r for r in results if r["mode"] == "naive"), None)
+    for r in results:
+        if base and r is not base and base["sustained_msg_s"]:
+            print(
+                f"{r['mode']} x{r['workers']}: {r['sustained_msg_s'] / base['sustained_msg_s']:.1f}x the naive worker's sustained rate"
+            )
+
+
+if __name__ == "__main__":
+    main()
