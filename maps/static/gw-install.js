@@ -101,12 +101,17 @@
       }
       if (p.sector) map.fitBounds(L.geoJSON(p.sector).getBounds().pad(1.5), { maxZoom: 18 });
     }
+    var saving = false;
     function preview() {
+      if (saving) return Promise.resolve(null);
       var b = body();
       var bad = check(b);
       if (bad) { problem(bad); return Promise.resolve(null); }
       problem("");
-      return gw.api("/devices/preview", { method: "POST", body: b }).then(function (p) { drawPreview(p); return p; }).catch(problem);
+      return gw.api("/devices/preview", { method: "POST", body: b }).then(function (p) {
+        if (!saving) drawPreview(p);
+        return p;
+      }).catch(function (e) { if (!saving) problem(e); });
     }
     var schedulePreview = gw.debounce(function () {
       if (!check(body())) preview();
@@ -141,6 +146,7 @@
       var bad = check(b);
       if (bad) { problem(bad); return; }
       problem("");
+      saving = true;
       $("gw-i-save").disabled = true;
       var req = adopting === b.id
         ? gw.api("/pending-devices/" + b.id + "/adopt", { method: "POST", body: Object.assign({}, b, { id: undefined }) })
@@ -150,7 +156,7 @@
         box.innerHTML = "";
         box.appendChild(gw.el("div", {}, [gw.el("b", { text: gw.t("saved") + ": " + out.id })]));
         box.appendChild(gw.el("div", { text: (out.region_code || "") + (out.grid_id ? " · grid " + out.grid_id : "") }));
-        box.appendChild(gw.el("p", {}, [gw.el("span", { id: "gw-i-status", class: "gw-status-pill unknown", text: gw.t("waiting_heartbeat") })]));
+        box.appendChild(gw.el("p", {}, [gw.el("span", { id: "gw-i-status", class: "gw-status-pill unknown", "data-status": "unknown", text: gw.t("waiting_heartbeat") })]));
         if (out.findings && out.findings.length) {
           var fl = gw.el("ul", {});
           out.findings.forEach(function (f) { fl.appendChild(gw.el("li", { text: f })); });
@@ -161,12 +167,14 @@
           box.appendChild(gw.el("div", { class: "gw-creds", id: "gw-i-creds", text: "mqtt://" + c.host + ":" + c.port + "  user " + c.username + "  password " + c.password + "  topic " + c.topics.heartbeat }));
         }).catch(function () {});
         box.appendChild(gw.el("button", { type: "button", class: "secondary", text: gw.t("new_device"), onclick: function () {
-          $("gw-i-id").value = ""; $("gw-i-name").value = ""; box.innerHTML = ""; sector.clearLayers(); $("gw-i-save").disabled = false; adopting = null;
+          $("gw-i-id").value = ""; $("gw-i-name").value = ""; box.innerHTML = ""; sector.clearLayers(); $("gw-i-save").disabled = false; adopting = null; saving = false;
+          if (watching) watching.close();
         } }));
         if (out.fov_geojson) L.geoJSON(out.fov_geojson, { style: { color: "#1e9e4a", weight: 2, fillOpacity: 0.3 } }).addTo(sector);
         watch(out.id, out.region_code);
         loadPending();
       }).catch(function (e) {
+        saving = false;
         $("gw-i-save").disabled = false;
         problem(e);
       });

@@ -1,0 +1,155 @@
+"""Real processes for end-to-end tests: the API under uvicorn and the ingest worker, on the test DB/broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 30.0, every: float = 0.05):
+    """Poll until check() is truthy; returns its last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(every)
+        value = check()
+    return value
+
+
+class Proc:
+    """A child process with its own log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.log = Path(f"/tmp/gw-{name}-{uuid.uuid4().hex[:8]}.log")
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT
+            )
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Stack:
+    """`gridwatch serve` on a free port and `gridwatch ingest` with a unique client id and share group."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        tag = uuid.uuid4().hex[:8]
+        env = dict(os.environ)
+        env.update(
+            GRIDWATCH_INGEST_CLIENT_ID=f"t-api-ingest-{tag}",
+            GRIDWATCH_INGEST_SHARE_GROUP=f"tapi{tag}",  # other test runs share the broker
+            GRIDWATCH_INGEST_BATCH_MS="20",
+            GRIDWATCH_INGEST_SWEEP_S="0.5",
+            GRIDWATCH_LOG_LEVEL="INFO",
+        )
+        self.env = env
+        self.ingest = Proc("ingest", [sys.executable, "-m", "gridwatch", "ingest"], env)
+        self.api = Proc(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "gridwatch",
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
+
+    def wait_ready(self, timeout: float = 40.0) -> None:
+        def healthy() -> bool:
+            if not self.api.alive():
+                raise RuntimeError(f"the API exited:\n{self.api.tail()}")
+            try:
+                return httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not wait_until(healthy, timeout, 0.2):
+            raise RuntimeError(f"the API did not come up:\n{self.api.tail()}")
+        if not wait_until(
+            lambda: "subscribed to" in self.ingest.tail(100000) or not self.ingest.alive(),
+            timeout,
+            0.1,
+        ):
+            raise RuntimeError(f"the ingest worker did not subscribe:\n{self.ingest.tail()}")
+        if not self.ingest.alive():
+            raise RuntimeError(f"the ingest worker exited:\n{self.ingest.tail()}")
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.ingest.stop()
+
+    def token(self, username: str, password: str) -> str:
+        r = httpx.post(
+            f"{self.base}/api/v1/auth/token",
+            json={"username": username, "password": password},
+            timeout=10,
+        )
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+
+def mosquitto_pub(
+    host: str, port: int, user: str, password: str, topic: str, payload: str, qos: int = 1
+) -> None:
+    """Publish one message with the mosquitto_pub client (as a device would)."""
+    out = subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-u",
+            user,
+            "-P",
+            password,
+            "-t",
+            topic,
+            "-q",
+            str(qos),
+            "-m",
+            payload,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"mosquitto_pub failed ({out.returncode}): {out.stderr.strip()}")
