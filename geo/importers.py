@@ -438,6 +438,44 @@ def _import_key_sites(conn: Connection, ff: FeatureFile, report: ImportReport) -
             report.updated += 1
 
 
+_RELOCATE = """
+WITH changed AS (SELECT {geom_table}.geom FROM {geom_table} WHERE {key} = ANY(:keys)),
+cand AS (
+  SELECT d.id, d.position FROM devices d
+  WHERE d.retired_at IS NULL AND d.position IS NOT NULL
+    AND (d.{col} IS NULL OR EXISTS (SELECT 1 FROM changed c WHERE c.geom && d.position))
+), located AS (
+  SELECT cand.id, ({pick}) AS new_value FROM cand
+)
+UPDATE devices d SET {col} = located.new_value, updated_at = now()
+FROM located WHERE located.id = d.id AND d.{col} IS DISTINCT FROM located.new_value
+"""
+_PICK_REGION = (
+    "SELECT r.code FROM regions r WHERE r.geom && cand.position AND ST_Covers(r.geom, cand.position) "
+    "ORDER BY r.level DESC, r.code LIMIT 1"
+)
+_PICK_GRID = (
+    "SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && cand.position "
+    "AND ST_Covers(g.geom, cand.position) ORDER BY g.id LIMIT 1"
+)
+
+
+def relocate_devices(
+    conn: Connection, region_codes: list[str] = (), grid_codes: list[str] = ()
+) -> int:
+    """Re-derive region_code / grid_id of devices near changed boundaries; returns rows changed."""
+    n = 0
+    if region_codes:
+        sql = _RELOCATE.format(
+            geom_table="regions", key="code", col="region_code", pick=_PICK_REGION
+        )
+        n += conn.execute(text(sql), {"keys": list(region_codes)}).rowcount
+    if grid_codes:
+        sql = _RELOCATE.format(geom_table="grids", key="code", col="grid_id", pick=_PICK_GRID)
+        n += conn.execute(text(sql), {"keys": list(grid_codes)}).rowcount
+    return n
+
+
 def import_boundaries(
     conn: Connection,
     path: str | Path,
@@ -452,6 +490,30 @@ def import_boundaries(
         raise ValueError(f"kind: {kind!r} is not one of region, grid, keysite")
     ff, report = _start(f"boundaries:{kind}", path, crs, layer)
     handlers[kind](conn, ff, report)
+    if kind in ("region", "grid") and (report.inserted or report.updated):
+        keys = [
+            _code12(
+                prop(
+                    f.props,
+                    "code",
+                    "region_code",
+                    "adcode",
+                    "区划代码",
+                    "统计用区划代码",
+                    "gb",
+                    default=f.fid,
+                )
+            )
+            if kind == "region"
+            else str(prop(f.props, "code", "grid_code", "网格编码", default=f.fid))
+            for f in ff.features
+        ]
+        keys = [k for k in keys if k]
+        moved = relocate_devices(
+            conn, keys if kind == "region" else [], keys if kind == "grid" else []
+        )
+        if moved:
+            report.derived["devices_relocated"] = moved
     record_import(conn, report, actor)
     return report
 

@@ -393,3 +393,33 @@ def test_cli_import_json_and_exit_codes(engine, divisions, tmp_path):
     assert res.exit_code == 1 and json.loads(res.stdout)["rejected"][0]["line"] == 2
     res = runner.invoke(app, ["import", "boundaries", str(bad), "--kind", "river"])
     assert res.exit_code == 2
+
+
+def test_boundary_import_relocates_devices(engine, divisions, tmp_path):
+    from geo.registry import register_device
+
+    dev = {
+        "id": "36012100001320000777",
+        "lon": 116.37,
+        "lat": 28.48,
+        "heading_deg": 0,
+        "focal_mm": 4,
+    }
+    with engine.connect() as c:
+        before = register_device(c, dev, "installer", reload_broker=False)
+    feats = [
+        {
+            "type": "Feature",
+            "properties": {"code": "369921101203"},
+            "geometry": mapping(box(116.36, 28.47, 116.38, 28.49)),
+        }
+    ]
+    path = tmp_path / "v.geojson"
+    path.write_text(_fc(feats), "utf-8")
+    with engine.begin() as c:
+        report = import_boundaries(c, path, "region")
+        after = c.execute(
+            text("SELECT region_code FROM devices WHERE id = :i"), {"i": dev["id"]}
+        ).scalar()
+    assert before["region_code"] != "369921101203" and after == "369921101203"
+    assert report.derived["devices_relocated"] >= 1
