@@ -194,3 +194,28 @@ def test_installer_registers_a_device_end_to_end(stack, browser, engine):
         assert not net.problems(), net.problems()
     finally:
         context.close()
+
+
+def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
+    context, page, net = open_page(browser)
+    try:
+        sign_in(page, stack.base, "/audit?region=360983000000", "t-auditor", "auditor-pass-1")
+        page.click("#gw-a-run")
+        page.locator("#gw-a-status[data-status=done]").wait_for(timeout=60000)
+        page.locator("#gw-a-summary tr[data-rule]").first.wait_for(timeout=5000)
+        page.wait_for_function(
+            "document.querySelectorAll('path.gw-choropleth').length >= 2", timeout=10000
+        )
+        assert page.locator("#gw-a-failures tr.gw-failure").count() >= 1
+        with page.expect_download() as download:
+            page.click("#gw-a-csv")
+        assert "360983000000" in Path(download.value.path()).read_text(encoding="utf-8")
+        page.select_option("#gw-a-level", "4")
+        page.wait_for_function(
+            "document.querySelectorAll('path.gw-choropleth').length == 1", timeout=10000
+        )
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(IMG / "audit.png"))
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
