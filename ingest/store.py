@@ -30,7 +30,7 @@ from ingest.schemas import (
     parse_position,
     parse_state,
 )
-from ingest.topics import TopicError, parse_topic
+from ingest.topics import TopicError, check_device_id, parse_topic
 
 log = logging.getLogger(__name__)
 PENDING_PAYLOAD_BYTES = 4096
@@ -142,6 +142,10 @@ class BatchStore:
         known = self._resolve({d for _, d, _ in routed})
         for m, device_id, suffix in routed:
             if device_id not in known:
+                problem = check_device_id(device_id)
+                if problem:
+                    w.dead.append((m.topic, m.payload, f"bad topic: {problem}", m.received))
+                    continue
                 entry = w.pending.setdefault(device_id, [0, "", b"", None, None])
                 entry[0] += 1
                 entry[1] = m.topic

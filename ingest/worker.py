@@ -25,6 +25,7 @@ from ingest import presence
 from ingest.config import IngestSettings, get_ingest_settings
 from ingest.dbconn import connect
 from ingest.events import emit_events, events_by_id, prune_events
+from ingest.mqttclient import LeanClient
 from ingest.store import BatchResult, BatchStore, Message
 from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
@@ -77,7 +78,7 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ MQTT
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+        client = LeanClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             protocol=mqtt.MQTTv5,
@@ -90,6 +91,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.sink = self._on_publish
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -120,7 +122,10 @@ class IngestWorker:
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        m = Message(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain, self._epoch, time.time())
+        self._on_publish(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain)
+
+    def _on_publish(self, topic: str, payload: bytes, qos: int, mid: int, retain: bool) -> None:
+        m = Message(topic, payload, qos, mid, retain, self._epoch, time.time())
         with self._cond:
             self._inbox.append(m)
             if len(self._inbox) >= self.cfg.batch_max:
@@ -301,9 +306,7 @@ class IngestWorker:
                 if batch:
                     res = self.persist(batch)
                     epoch = self._epoch
-                    for m in batch:
-                        if m.qos and m.epoch == epoch:
-                            self.client.ack(m.mid, m.qos)
+                    self.client.ack_many(m.mid for m in batch if m.qos and m.epoch == epoch)
                     self.stats.add(res)
                 now = time.monotonic()
                 if now >= next_sweep:
