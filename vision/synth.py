@@ -176,6 +176,13 @@ def _render_world(rng: np.random.Generator, vw: int, vh: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def _bounce(x: float, lo: float, hi: float) -> float:
+    """Reflect x into [lo, hi] (a camera panning back and forth between its limits)."""
+    span = hi - lo
+    t = (x - lo) % (2 * span)
+    return lo + (t if t <= span else 2 * span - t)
+
+
 def _person(rng: np.random.Generator, h: int) -> tuple[np.ndarray, np.ndarray]:
     w = max(3, int(h * 0.38))
     alpha = np.zeros((h, w), np.uint8)
@@ -387,13 +394,9 @@ class SynthSequence:
             ox += self.rng.uniform(-a, a)
             oy += self.rng.uniform(-a, a) * 0.6
         elif cfg.fault == "ptz_drift" and k >= 0:
-            span_x, span_y = 1.9 * w, 0.9 * h
-            px = (p["drift_v"] * (k + 1)) % (2 * span_x)
-            px = px if px <= span_x else 2 * span_x - px
-            py = (abs(p["drift_vy"]) * (k + 1)) % (2 * span_y)
-            py = py if py <= span_y else 2 * span_y - py
-            ox = 0.05 * w + (px if p["drift_v"] > 0 else span_x - px)
-            oy = 0.05 * h + py
+            # Pan (and a little tilt) from the normal view, bouncing at the panorama's edges.
+            ox = _bounce(ox + p["drift_v"] * (k + 1), 0.0, 2.0 * w)
+            oy = _bounce(oy + p["drift_vy"] * (k + 1), 0.0, 1.0 * h)
         ww, wh = self.world.shape[1], self.world.shape[0]
         ox = min(max(0.0, ox), ww - w)
         oy = min(max(0.0, oy), wh - h)

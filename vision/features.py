@@ -1,0 +1,275 @@
+"""Per-frame image measurements the quality checks are built on (cheap, on the small images).
+
+Global shifts (shake, PTZ drift, a moved camera) come from 1-D projection profiles matched by
+normalised cross-correlation, not from 2-D phase correlation: ~20x cheaper, and accurate to
+a fraction of a pixel on the 160-wide image. Stripe interference is found in the power
+spectrum of a point-sampled (not averaged) image, where fine periodic bars keep their energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from vision.frames import Prepared
+
+CELLS_X = 16
+FLAT_TOLERANCE = 1
+HP_KERNEL = (7, 7)
+LOWFREQ_RADIUS = 3
+ISO_UNIT = 8.0  # whitened isolated-peak level of clear interference
+EXCESS_UNIT = 0.03  # energy share above twice the reference of clear interference
+
+
+@dataclass
+class Features:
+    """What one frame measures; see each field's comment for the scale."""
+
+    ts: float
+    pts: float | None
+    mean: float  # luma 0..255 (small image)
+    p95: float  # 95th percentile luma
+    sat_share: float  # share of pixels >= 240
+    flat_share: float  # share of q pixels within +-1 of the commonest value
+    mode: int  # commonest q value
+    sharp_q: float  # mean |gradient| of q (point-sampled, fine scale)
+    sharp_s: float  # mean |gradient| of small (area-averaged, coarse scale)
+    contrast: float  # std of small luma
+    noise: float  # robust per-pixel noise sigma on q, grey levels
+    chroma: tuple[float, float] | None  # mean (a, b) in Lab around 0, None for luma input
+    chroma_spread: float  # sqrt(var a + var b)
+    cell_mean: np.ndarray  # (gh, gw) float32
+    cell_std: np.ndarray  # (gh, gw) float32
+    hp: np.ndarray  # small luma minus its 7x7 local mean (structure, light-invariant-ish)
+    col_prof: np.ndarray  # normalised high-passed column profile of small
+    row_prof: np.ndarray  # normalised high-passed row profile of small
+    power: np.ndarray  # half-plane power spectrum of point-sampled luma q2, sums to 1
+    q: np.ndarray  # uint8 q (kept for the frozen check)
+    q2: np.ndarray  # float32 even-sized point-sampled luma the spectrum was taken of
+
+
+_WINDOWS: dict[tuple[int, int], np.ndarray] = {}
+_LOWFREQ: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _window(h: int, w: int) -> np.ndarray:
+    win = _WINDOWS.get((h, w))
+    if win is None:
+        win = cv2.createHanningWindow((w, h), cv2.CV_32F)
+        _WINDOWS[(h, w)] = win
+    return win
+
+
+def _hist_quantile(hist: np.ndarray, total: float, q: float) -> float:
+    c = np.cumsum(hist)
+    return float(np.searchsorted(c, q * total))
+
+
+def _profile(v: np.ndarray) -> np.ndarray:
+    """High-pass (minus a 9-tap moving mean) and normalise a 1-D profile."""
+    v = v.astype(np.float32).ravel()
+    k = 9
+    if v.size > k:
+        sm = np.convolve(np.pad(v, k // 2, mode="edge"), np.full(k, 1.0 / k, np.float32), "valid")
+        v = v - sm.astype(np.float32)
+    s = float(v.std())
+    return (v - float(v.mean())) / s if s > 1e-6 else np.zeros_like(v)
+
+
+def ccs_power(s: np.ndarray) -> np.ndarray:
+    """Power of the non-negative-u half plane from OpenCV's packed (CCS) 2-D real DFT.
+
+    Returns (M, N//2 + 1) like numpy.fft.rfft2 would, for even M and N.
+    """
+    m, n = s.shape
+    out = np.zeros((m, n // 2 + 1), np.float32)
+    sq = s * s
+    out[:, 1 : n // 2] = sq[:, 1 : n - 1 : 2] + sq[:, 2 : n - 1 : 2]
+    for col, u in ((0, 0), (n - 1, n // 2)):
+        c = sq[:, col]
+        pair = c[1 : m - 1 : 2] + c[2 : m - 1 : 2]  # v = 1 .. m/2-1
+        out[1 : m // 2, u] = pair
+        out[m - 1 : m // 2 : -1, u] = pair  # mirror v -> m - v
+        out[0, u] = c[0]
+        out[m // 2, u] = c[m - 1]
+    return out
+
+
+def _lowfreq(m: int, half: int) -> np.ndarray:
+    mask = _LOWFREQ.get((m, half))
+    if mask is None:
+        v = np.minimum(np.arange(m), m - np.arange(m))[:, None]
+        u = np.arange(half)[None, :]
+        mask = (u <= LOWFREQ_RADIUS) & (v <= LOWFREQ_RADIUS)
+        _LOWFREQ[(m, half)] = mask
+    return mask
+
+
+def spectrum(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised power spectrum with low frequencies zeroed, the zero-mean even-sized crop)."""
+    h, w = img.shape
+    h2, w2 = h - h % 2, w - w % 2
+    f = img[:h2, :w2].astype(np.float32)
+    f -= float(f.mean())
+    s = cv2.dft(f * _window(h2, w2))
+    pw = ccs_power(s)
+    pw[_lowfreq(*pw.shape)] = 0.0
+    tot = float(pw.sum())
+    return (pw / tot if tot > 0 else pw), f
+
+
+def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) -> float:
+    """How strongly a new, frame-wide periodic pattern (interference bars) is present.
+
+    The spectrum is whitened by the reference's (per-bin maximum over its learning frames), the
+    most isolated new peak is found (peak / (5x5 median + 1)), and it is weighted by how evenly
+    that frequency is present over the four quadrants of the image: interference covers the
+    whole picture, while new periodic scene content (a facade coming into view) does not.
+    """
+    r = power / (ref_power_max + 2e-4)
+    iso = r / (cv2.medianBlur(r.astype(np.float32), 5) + 1.0)
+    k = int(np.argmax(iso))
+    excess = power - 2.0 * ref_power_max
+    k2 = int(np.argmax(excess))
+    v, u = divmod(k, iso.shape[1])
+    # Two views of "a new peak": isolated in the whitened spectrum (off-axis patterns), or a
+    # large share of the energy where the scene had little (bands along the image axes, where
+    # street scenes already carry much energy). Both scaled so that 1.0 is the threshold.
+    peak = float(iso[v, u]) / ISO_UNIT
+    peak2 = float(excess.flat[k2]) / EXCESS_UNIT
+    if peak2 > peak:
+        peak = peak2
+        v, u = divmod(k2, iso.shape[1])
+    if peak < 0.5:
+        return peak * 0.25
+    m, n = img.shape
+    fy = v if v <= m // 2 else v - m
+    ex = np.exp(-2j * np.pi * u * np.arange(n) / n)
+    ey = np.exp(-2j * np.pi * fy * np.arange(m) / m)
+    amps = []
+    for xs in (slice(0, n // 2), slice(n // 2, n)):
+        rows = img[:, xs] @ ex[xs]
+        for ys in (slice(0, m // 2), slice(m // 2, m)):
+            amps.append(abs(complex(rows[ys] @ ey[ys])))
+    uniformity = min(amps) / max(max(amps), 1e-6)
+    return peak * uniformity
+
+
+def measure(p: Prepared) -> Features:
+    """All per-frame measurements of one prepared frame."""
+    small = p.small
+    h, w = small.shape
+    sf = small.astype(np.float32)
+    n = float(h * w)
+    hist = cv2.calcHist([small], [0], None, [256], [0, 256]).ravel()
+    mean, std = cv2.meanStdDev(small)
+    mean_v, std_v = float(mean[0, 0]), float(std[0, 0])
+    p95 = _hist_quantile(hist, n, 0.95)
+    sat_share = float(hist[240:].sum()) / n
+
+    q = p.q
+    qh = cv2.calcHist([q], [0], None, [256], [0, 256]).ravel()
+    mode = int(np.argmax(qh))
+    lo, hi = max(0, mode - FLAT_TOLERANCE), min(256, mode + FLAT_TOLERANCE + 1)
+    flat_share = float(qh[lo:hi].sum()) / float(q.size)
+
+    dxq = cv2.absdiff(q[:, 1:], q[:, :-1])
+    dyq = cv2.absdiff(q[1:, :], q[:-1, :])
+    sharp_q = 0.5 * (cv2.mean(dxq)[0] + cv2.mean(dyq)[0])
+    dxs = cv2.absdiff(small[:, 1:], small[:, :-1])
+    dys = cv2.absdiff(small[1:, :], small[:-1, :])
+    sharp_s = 0.5 * (cv2.mean(dxs)[0] + cv2.mean(dys)[0])
+
+    # Noise: median absolute residual from a 3x3 median, scaled to a Gaussian sigma.
+    res = cv2.absdiff(q, cv2.medianBlur(q, 3))
+    rh = cv2.calcHist([res], [0], None, [256], [0, 256]).ravel()
+    c = np.cumsum(rh)
+    half = 0.5 * float(res.size)
+    k = int(np.searchsorted(c, half))
+    below = float(c[k - 1]) if k > 0 else 0.0
+    frac = (half - below) / max(1.0, float(rh[k])) if k < 256 else 0.0
+    noise = (k + frac) * 1.4826 * 1.5
+
+    chroma: tuple[float, float] | None = None
+    spread = 0.0
+    if p.colour is not None:
+        lab = cv2.cvtColor(p.colour, cv2.COLOR_BGR2Lab)
+        m, s = cv2.meanStdDev(lab)
+        chroma = (float(m[1, 0]) - 128.0, float(m[2, 0]) - 128.0)
+        spread = float(np.hypot(s[1, 0], s[2, 0]))
+
+    gw = min(CELLS_X, w)
+    gh = max(1, int(round(gw * h / w)))
+    cm = cv2.resize(sf, (gw, gh), interpolation=cv2.INTER_AREA)
+    c2 = cv2.resize(sf * sf, (gw, gh), interpolation=cv2.INTER_AREA)
+    cs = np.sqrt(np.maximum(c2 - cm * cm, 0.0))
+
+    hp = sf - cv2.blur(sf, HP_KERNEL)
+    col = _profile(cv2.reduce(sf, 0, cv2.REDUCE_AVG))
+    row = _profile(cv2.reduce(sf, 1, cv2.REDUCE_AVG))
+
+    power, q2 = spectrum(q[::2, ::2] if q.shape[1] >= 2 * w else q)
+
+    return Features(
+        ts=p.ts,
+        pts=p.pts,
+        mean=mean_v,
+        p95=p95,
+        sat_share=sat_share,
+        flat_share=flat_share,
+        mode=mode,
+        sharp_q=sharp_q,
+        sharp_s=sharp_s,
+        contrast=std_v,
+        noise=noise,
+        chroma=chroma,
+        chroma_spread=spread,
+        cell_mean=cm,
+        cell_std=cs,
+        hp=hp,
+        col_prof=col,
+        row_prof=row,
+        power=power,
+        q=q,
+        q2=q2,
+    )
+
+
+def profile_shift(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[float, float]:
+    """Shift (pixels) that best maps profile a onto b, and its NCC (-1..1)."""
+    n = a.size
+    if n != b.size or n < 8:
+        return 0.0, 0.0
+    max_lag = max(1, min(max_lag, n // 2))
+    full = np.correlate(b, a, mode="full")  # index n-1 is lag 0
+    lags = np.arange(-max_lag, max_lag + 1)
+    vals = full[n - 1 + lags] / (n - np.abs(lags))
+    i = int(np.argmax(vals))
+    best = float(vals[i])
+    off = 0.0
+    if 0 < i < len(vals) - 1:
+        y0, y1, y2 = float(vals[i - 1]), best, float(vals[i + 1])
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            off = 0.5 * (y0 - y2) / den
+    return float(lags[i]) + off, best
+
+
+def aligned_ncc(a: np.ndarray, b: np.ndarray, dx: float, dy: float) -> float:
+    """NCC of a against b shifted by (dx, dy) whole pixels, on their overlap."""
+    h, w = a.shape
+    ix, iy = int(round(dx)), int(round(dy))
+    if abs(ix) >= w - 4 or abs(iy) >= h - 4:
+        return 0.0
+    # b's content at x appears in a at x + ix.
+    ay0, ay1 = max(0, iy), h + min(0, iy)
+    ax0, ax1 = max(0, ix), w + min(0, ix)
+    pa = a[ay0:ay1, ax0:ax1]
+    pb = b[ay0 - iy : ay1 - iy, ax0 - ix : ax1 - ix]
+    num = float(cv2.sumElems(cv2.multiply(pa, pb))[0])
+    den = float(
+        np.sqrt(cv2.sumElems(cv2.multiply(pa, pa))[0] * cv2.sumElems(cv2.multiply(pb, pb))[0])
+    )
+    return num / den if den > 1e-6 else 0.0

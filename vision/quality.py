@@ -1,0 +1,396 @@
+"""Video-quality diagnosis (DESIGN §5.5): every fault scored, thresholded, debounced per camera.
+
+Each fault has a score oriented so that larger is worse and a threshold: the fault is "over"
+in a frame when score >= threshold. Hysteresis: a fault turns on after `on_count` consecutive
+over frames and off after `off_count` consecutive frames that are not. A fault that explains
+others suppresses them (a black screen is not also "too dark"; a shaking camera does not also
+"change scene"); see PRECEDENCE. A camera with no active fault is intact.
+
+Scores, with the default thresholds:
+
+| code | score | threshold |
+|---|---|---|
+| signal_loss | share of q pixels within +-1 of the commonest grey (a flat screen); 1.0 after `signal_timeout_s` without frames | 0.95 |
+| frozen | seconds the picture stayed pixel-identical, or the stream timestamps (pts) stood still | 1.2 s |
+| occlusion | share of textured reference cells that lost their texture | 0.3 |
+| blur | 1 - fine-scale sharpness/contrast relative to the reference | 0.3 |
+| too_dark | 1 - max(mean, p95/3)/255 | 0.9 |
+| too_bright | max(mean/255, share of pixels >= 240) | 0.8 |
+| colour_cast | shift of mean Lab chroma from the reference (needs chroma/spread >= 1) | 18 |
+| snow_noise | robust per-pixel noise sigma, grey levels | max(12, 3x reference) |
+| stripes | new spectral peak x its evenness over the picture (features.stripe_score) | 1.0 |
+| scene_change | 1 - NCC of the structure with the reference's | 0.4 |
+| shake | RMS frame-to-frame shift, % of width, when the shifts keep changing direction | 0.5 |
+| ptz_drift | steady shift speed, % of width per second, when the shifts keep one direction | 2.0 |
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+
+from vision.events import FaultScore, QualityEvent
+from vision.faults import FAULT_CODES
+from vision.features import Features, aligned_ncc, measure, profile_shift, stripe_score
+from vision.frames import Prepared
+from vision.reference import Reference
+
+# suppressor -> faults it explains away (evaluated in FAULT_ORDER).
+PRECEDENCE: dict[str, tuple[str, ...]] = {
+    "signal_loss": tuple(c for c in FAULT_CODES if c != "signal_loss"),
+    "frozen": ("shake", "ptz_drift"),
+    "occlusion": ("too_dark", "blur", "scene_change", "stripes", "shake", "ptz_drift"),
+    "too_dark": ("blur", "colour_cast", "snow_noise", "stripes", "scene_change"),
+    "too_bright": ("blur", "occlusion", "colour_cast", "snow_noise", "stripes", "scene_change"),
+    "snow_noise": ("blur", "scene_change", "stripes"),
+    "stripes": ("shake", "ptz_drift", "scene_change", "blur"),
+    "ptz_drift": ("scene_change", "shake", "blur", "occlusion"),
+    "shake": ("scene_change", "blur"),
+    "blur": ("scene_change",),
+}
+FAULT_ORDER: tuple[str, ...] = (
+    "signal_loss",
+    "frozen",
+    "too_bright",
+    "occlusion",
+    "too_dark",
+    "snow_noise",
+    "stripes",
+    "ptz_drift",
+    "shake",
+    "blur",
+    "colour_cast",
+    "scene_change",
+)
+assert set(FAULT_ORDER) == set(FAULT_CODES)
+
+
+class QualityConfig(BaseModel):
+    """Thresholds and debouncing of the quality checks (defaults for 1-10 fps)."""
+
+    on_count: int = Field(default=3, ge=1)
+    off_count: int = Field(default=5, ge=1)
+    learn_frames: int = Field(default=10, ge=2)
+    adapt_rate: float = Field(default=0.01, ge=0, lt=1)
+    signal_timeout_s: float = Field(default=1.5, gt=0)
+    frozen_s: float = Field(default=1.2, gt=0)
+    frozen_min_repeats: int = Field(default=2, ge=1)
+    frozen_pixels_need_pts: bool = Field(
+        default=False,
+        description="only trust stalled stream timestamps (for static scenes on H.264 with "
+        "skip frames, which can decode to identical pixels)",
+    )
+    identical_mad: float = Field(default=0.25, ge=0, description="mean |diff| that is 'same'")
+    flat: float = 0.95
+    occlusion: float = 0.3
+    blur: float = 0.3
+    too_dark: float = 0.9
+    too_bright: float = 0.8
+    colour_cast: float = 18.0
+    colour_cast_k: float = 1.0
+    colour_cast_abs: float = 30.0
+    snow_noise_min: float = 12.0
+    snow_noise_ratio: float = 3.0
+    snow_noise_abs: float = 20.0
+    stripes: float = 1.0
+    scene_change: float = 0.4
+    shake: float = 0.5
+    ptz_drift: float = 2.0
+    motion_window: int = Field(default=5, ge=3)
+    min_shift: float = Field(default=0.25, ge=0, description="frame shift that counts, % width")
+    min_profile_ncc: float = Field(default=0.6, ge=-1, le=1)
+    direction_consistency: float = 0.6
+
+
+class QualityReport(BaseModel):
+    """The diagnosis after one frame."""
+
+    ts: float
+    intact: bool
+    faults: list[FaultScore]
+    scores: dict[str, float]
+    reference_ready: bool
+    changed: bool = Field(description="the set of active faults differs from the previous report")
+
+    def codes(self) -> list[str]:
+        return [f.code for f in self.faults]
+
+    def to_event(self, thumbnail_jpeg_b64: str | None = None) -> QualityEvent:
+        """The analytics payload of this report."""
+        return QualityEvent(
+            ts=self.ts,
+            intact=self.intact,
+            faults=self.faults,
+            thumbnail_jpeg_b64=thumbnail_jpeg_b64,
+        )
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - float(a.mean())
+    b = b - float(b.mean())
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 1e-6 else 0.0
+
+
+@dataclass
+class _Hyst:
+    active: bool = False
+    on_run: int = 0
+    off_run: int = 0
+    score: float = 0.0
+    threshold: float = 0.0
+
+
+class QualityAnalyzer:
+    """Per-camera quality diagnosis; feed `Prepared` frames in time order."""
+
+    def __init__(self, config: QualityConfig | None = None, reference: Reference | None = None):
+        self.cfg = config or QualityConfig()
+        self.ref = reference or Reference(learn_frames=self.cfg.learn_frames)
+        self._state = {c: _Hyst() for c in FAULT_CODES}
+        self._prev: Features | None = None
+        self._last_frame_ts: float | None = None
+        self._same_since: float | None = None
+        self._same_count = 0
+        self._stall_since: float | None = None
+        self._shifts: deque[tuple[float, float, float]] = deque(maxlen=self.cfg.motion_window)
+        self._active: frozenset[str] = frozenset()
+        self.last_features: Features | None = None
+        self.last_layout = 1.0
+
+    # ---- public -----------------------------------------------------------------------------
+
+    def approve_change(self) -> None:
+        """An operator approved the camera's new view: relearn the reference, clear faults."""
+        self.ref.reset()
+        self._state = {c: _Hyst() for c in FAULT_CODES}
+        self._shifts.clear()
+
+    @property
+    def active(self) -> frozenset[str]:
+        """Currently active fault codes."""
+        return self._active
+
+    def no_frame(self, ts: float) -> QualityReport:
+        """The source delivered nothing at ts (dead, timed out): signal loss after the timeout."""
+        since = self._last_frame_ts
+        lost = since is None or ts - since >= self.cfg.signal_timeout_s
+        st = self._state["signal_loss"]
+        if lost:
+            st.active, st.score, st.threshold = True, 1.0, self.cfg.flat
+            st.on_run, st.off_run = self.cfg.on_count, 0
+            if since is None:
+                self._last_frame_ts = None
+        return self._report(ts, {"signal_loss": 1.0 if lost else st.score})
+
+    def update(self, p: Prepared) -> QualityReport:
+        """Diagnose one frame."""
+        f = measure(p)
+        self.last_features = f
+        scores, thresholds = self._scores(f)
+        over = self._decide(scores, thresholds)
+        self._debounce(scores, thresholds, over)
+        plausible = not any(over.get(c) for c in ("signal_loss", "too_dark", "too_bright"))
+        if not self.ref.ready:
+            if plausible and not over.get("frozen"):
+                self.ref.learn(f)
+        elif (
+            self.cfg.adapt_rate > 0
+            and not self._active
+            and all(scores.get(c, 0.0) < 0.8 * thresholds[c] for c in FAULT_CODES)
+        ):
+            self.ref.adapt(f, self.cfg.adapt_rate)
+        self._prev = f
+        self._last_frame_ts = f.ts
+        return self._report(f.ts, scores)
+
+    # ---- scoring ----------------------------------------------------------------------------
+
+    def _scores(self, f: Features) -> tuple[dict[str, float], dict[str, float]]:
+        cfg, ref = self.cfg, self.ref
+        s: dict[str, float] = {}
+        t: dict[str, float] = {c: float(getattr(cfg, c, 0.0)) for c in FAULT_CODES}
+        t["signal_loss"] = cfg.flat
+        t["frozen"] = cfg.frozen_s
+        prev = self._prev
+        w, h = f.hp.shape[1], f.hp.shape[0]
+
+        s["signal_loss"] = f.flat_share if f.mode < 235 else 0.0
+        s["frozen"] = self._frozen_seconds(f, prev)
+        s["too_dark"] = 1.0 - max(f.mean, f.p95 / 3.0) / 255.0
+        s["too_bright"] = max(f.mean / 255.0, f.sat_share)
+
+        # Frame-to-frame global shift (shake, drift).
+        if prev is not None and prev.hp.shape == f.hp.shape and s["frozen"] == 0.0:
+            dx, cx = profile_shift(prev.col_prof, f.col_prof, w // 4)
+            dy, cy = profile_shift(prev.row_prof, f.row_prof, h // 4)
+            dt = max(1e-3, f.ts - prev.ts)
+            if min(cx, cy) < self.cfg.min_profile_ncc:
+                dx = dy = 0.0  # no credible match (flat or new picture): no evidence of motion
+            self._shifts.append((100.0 * dx / w, 100.0 * dy / w, dt))
+        s["shake"], s["ptz_drift"] = self._motion_scores()
+
+        ready = ref.ready and ref.compatible(f)
+        if ready:
+            assert ref.cell_std is not None and ref.cell_mean is not None and ref.hp is not None
+            assert ref.power_max is not None
+            sharp = f.sharp_q / (f.contrast + 1.0)
+            s["blur"] = 1.0 - sharp / ref.sharp_q if ref.sharp_q > 1e-6 else 0.0
+            t["snow_noise"] = max(cfg.snow_noise_min, cfg.snow_noise_ratio * ref.noise)
+            s["snow_noise"] = f.noise
+            # Interference bars leave the picture's layout (16x9 cell means) alone; a camera
+            # turned to a new view with periodic facades does not.
+            layout = _ncc(f.cell_mean, ref.cell_mean)
+            self.last_layout = layout
+            s["stripes"] = stripe_score(f.power, ref.power_max, f.q2) if layout >= 0.7 else 0.0
+            gain = f.mean / max(1.0, float(ref.cell_mean.mean()))
+            judge = ref.cell_std > 4.0
+            n_judge = int(judge.sum())
+            # A cell is covered when its texture fell far below what the global brightness
+            # explains (a darker scene keeps its texture in proportion; a cover does not).
+            # Blown-out cells are too bright, not covered.
+            covered = (
+                (f.cell_std < 0.35 * ref.cell_std * max(gain, 0.02) + 0.5)
+                & judge
+                & (f.cell_mean < 235.0)
+            )
+            s["occlusion"] = float(covered.sum()) / n_judge if n_judge else 0.0
+            if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, covered):
+                s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover
+            s["scene_change"] = 1.0 - aligned_ncc(f.hp, ref.hp, 0.0, 0.0)
+            if f.chroma is not None and ref.chroma is not None:
+                shift = float(np.hypot(f.chroma[0] - ref.chroma[0], f.chroma[1] - ref.chroma[1]))
+                k = float(np.hypot(*f.chroma)) / (f.chroma_spread + 1.0)
+                s["colour_cast"] = shift if k >= cfg.colour_cast_k else 0.0
+            else:
+                s["colour_cast"] = 0.0
+        else:
+            # No reference yet: only absolute checks.
+            t["snow_noise"] = cfg.snow_noise_abs
+            s["snow_noise"] = f.noise
+            t["colour_cast"] = cfg.colour_cast_abs
+            if f.chroma is not None:
+                d = float(np.hypot(*f.chroma))
+                k = d / (f.chroma_spread + 1.0)
+                s["colour_cast"] = d if k >= 2.0 else 0.0
+            else:
+                s["colour_cast"] = 0.0
+            for c in ("blur", "stripes", "occlusion", "scene_change"):
+                s[c] = 0.0
+        return s, t
+
+    def _rest_matches(self, f: Features, covered: np.ndarray) -> bool:
+        """True when the picture outside the covered cells still has the reference structure."""
+        assert self.ref.hp is not None
+        h, w = f.hp.shape
+        rest = 1.0 - cv2.resize(covered.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+        if float(rest.sum()) < 0.1 * h * w:
+            return True  # (almost) all covered: nothing left to compare
+        a, b = f.hp * rest, self.ref.hp * rest
+        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        return den > 1e-6 and float((a * b).sum()) / den >= 0.5
+
+    def _frozen_seconds(self, f: Features, prev: Features | None) -> float:
+        cfg = self.cfg
+        if prev is None or prev.q.shape != f.q.shape:
+            self._same_since, self._same_count, self._stall_since = None, 0, None
+            return 0.0
+        same = float(cv2.norm(f.q, prev.q, cv2.NORM_L1)) / f.q.size < cfg.identical_mad
+        if same:
+            if self._same_since is None:
+                self._same_since = prev.ts
+            self._same_count += 1
+        else:
+            self._same_since, self._same_count = None, 0
+        stalled = f.pts is not None and prev.pts is not None and f.pts <= prev.pts
+        if stalled:
+            if self._stall_since is None:
+                self._stall_since = prev.ts
+        else:
+            self._stall_since = None
+        secs = 0.0
+        if self._stall_since is not None:
+            secs = f.ts - self._stall_since
+        pixel_ok = not cfg.frozen_pixels_need_pts or f.pts is None
+        if self._same_since is not None and self._same_count >= cfg.frozen_min_repeats and pixel_ok:
+            secs = max(secs, f.ts - self._same_since)
+        return secs
+
+    def _motion_scores(self) -> tuple[float, float]:
+        if len(self._shifts) < 3:
+            return 0.0, 0.0
+        d = np.array(self._shifts, np.float64)
+        mags = np.hypot(d[:, 0], d[:, 1])
+        total = float(mags.sum())
+        # One jump (camera knocked, PTZ preset) is not shake or drift: most shifts must move.
+        moving = int((mags >= self.cfg.min_shift).sum())
+        if total <= 1e-9 or moving < max(3, (len(mags) + 1) // 2 + 1):
+            return 0.0, 0.0
+        vec = d[:, :2].sum(axis=0)
+        consistency = float(np.hypot(*vec)) / total
+        if consistency >= self.cfg.direction_consistency:
+            speed = float(np.hypot(*vec)) / float(d[:, 2].sum())
+            return 0.0, speed
+        return float(np.sqrt((mags**2).mean())), 0.0
+
+    # ---- decisions --------------------------------------------------------------------------
+
+    def _decide(self, scores: dict[str, float], thr: dict[str, float]) -> dict[str, bool]:
+        suppressed: set[str] = set()
+        recent = list(self._shifts)[-2:]
+        if any(np.hypot(dx, dy) >= 2 * self.cfg.min_shift for dx, dy, _ in recent):
+            # The camera is moving right now: judge its view once it holds still.
+            suppressed.update(("scene_change", "occlusion"))
+        over: dict[str, bool] = {}
+        for c in FAULT_ORDER:
+            raw = scores.get(c, 0.0) >= thr[c]
+            o = raw and c not in suppressed
+            over[c] = o
+            if o or (self._state[c].active and c not in suppressed):
+                suppressed.update(PRECEDENCE.get(c, ()))
+        return over
+
+    def _debounce(self, scores: dict[str, float], thr: dict[str, float], over: dict[str, bool]):
+        cfg = self.cfg
+        for c in FAULT_CODES:
+            st = self._state[c]
+            st.score, st.threshold = scores.get(c, 0.0), thr[c]
+            on = cfg.on_count if c not in ("frozen", "signal_loss") else 1
+            if c == "signal_loss":
+                on = min(cfg.on_count, 2)
+            if over[c]:
+                st.on_run += 1
+                st.off_run = 0
+                if st.on_run >= on:
+                    st.active = True
+            else:
+                st.on_run = 0
+                st.off_run += 1
+                if st.off_run >= cfg.off_count:
+                    st.active = False
+
+    def _report(self, ts: float, scores: dict[str, float]) -> QualityReport:
+        active = frozenset(c for c in FAULT_CODES if self._state[c].active)
+        changed = active != self._active
+        self._active = active
+        faults = [
+            FaultScore(
+                code=c,
+                score=round(self._state[c].score, 4),
+                threshold=round(self._state[c].threshold, 4),
+            )
+            for c in FAULT_ORDER
+            if c in active
+        ]
+        return QualityReport(
+            ts=ts,
+            intact=not active,
+            faults=faults,
+            scores={k: round(v, 4) for k, v in scores.items()},
+            reference_ready=self.ref.ready,
+            changed=changed,
+        )

@@ -1,0 +1,159 @@
+"""A camera's own reference picture statistics: learned automatically, adapted slowly, relearned on approval.
+
+The reference holds what "normal" looks like for one camera: its structure (high-passed small
+image), sharpness relative to contrast, noise level, colour balance, per-cell texture and its
+spectrum. It is learned from the first `learn_frames` plausible frames (not flat, not too dark
+or bright), then follows slow scene changes (daylight, seasons) only while the camera is
+intact, and is thrown away and relearned when an operator approves a change of view.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vision.features import Features
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Reference:
+    """Learned statistics of one camera (see module docstring)."""
+
+    learn_frames: int = 10
+    ready: bool = False
+    n: int = 0
+    mean: float = 0.0
+    sharp_q: float = 0.0  # sharp_q / (contrast + 1)
+    sharp_s: float = 0.0  # sharp_s / (contrast + 1)
+    noise: float = 0.0
+    chroma: tuple[float, float] | None = None
+    cell_mean: np.ndarray | None = None
+    cell_std: np.ndarray | None = None
+    hp: np.ndarray | None = None
+    col_prof: np.ndarray | None = None
+    row_prof: np.ndarray | None = None
+    power_max: np.ndarray | None = None
+    _pending: list[Features] = field(default_factory=list, repr=False)
+
+    def reset(self) -> None:
+        """Forget everything; the next plausible frames are learned afresh."""
+        keep = self.learn_frames
+        self.__init__(learn_frames=keep)  # type: ignore[misc]
+
+    def compatible(self, f: Features) -> bool:
+        """True when f has the same analysis geometry as the learned reference."""
+        return (
+            self.hp is not None
+            and self.hp.shape == f.hp.shape
+            and (self.power_max is not None and self.power_max.shape == f.power.shape)
+        )
+
+    def learn(self, f: Features) -> bool:
+        """Offer a plausible frame while learning; True when the reference just became ready."""
+        if self.ready:
+            return False
+        if self._pending and self._pending[-1].hp.shape != f.hp.shape:
+            self._pending.clear()
+        self._pending.append(f)
+        if len(self._pending) < self.learn_frames:
+            return False
+        fs = self._pending
+        self.mean = float(np.median([x.mean for x in fs]))
+        self.sharp_q = float(np.median([x.sharp_q / (x.contrast + 1.0) for x in fs]))
+        self.sharp_s = float(np.median([x.sharp_s / (x.contrast + 1.0) for x in fs]))
+        self.noise = float(np.median([x.noise for x in fs]))
+        chromas = [x.chroma for x in fs if x.chroma is not None]
+        self.chroma = (
+            (float(np.median([c[0] for c in chromas])), float(np.median([c[1] for c in chromas])))
+            if len(chromas) == len(fs)
+            else None
+        )
+        self.cell_mean = np.median(np.stack([x.cell_mean for x in fs]), axis=0).astype(np.float32)
+        self.cell_std = np.median(np.stack([x.cell_std for x in fs]), axis=0).astype(np.float32)
+        self.hp = np.mean(np.stack([x.hp for x in fs]), axis=0).astype(np.float32)
+        self.col_prof = fs[-1].col_prof.copy()
+        self.row_prof = fs[-1].row_prof.copy()
+        self.power_max = np.max(np.stack([x.power for x in fs]), axis=0).astype(np.float32)
+        self.n = len(fs)
+        self.ready = True
+        self._pending = []
+        return True
+
+    def adapt(self, f: Features, rate: float) -> None:
+        """Follow slow changes of an intact camera (exponential forgetting at `rate`)."""
+        if not self.ready or not self.compatible(f):
+            return
+        a, b = rate, 1.0 - rate
+        self.mean = b * self.mean + a * f.mean
+        self.sharp_q = b * self.sharp_q + a * f.sharp_q / (f.contrast + 1.0)
+        self.sharp_s = b * self.sharp_s + a * f.sharp_s / (f.contrast + 1.0)
+        self.noise = b * self.noise + a * f.noise
+        if self.chroma is not None and f.chroma is not None:
+            self.chroma = (
+                b * self.chroma[0] + a * f.chroma[0],
+                b * self.chroma[1] + a * f.chroma[1],
+            )
+        assert self.cell_mean is not None and self.cell_std is not None and self.hp is not None
+        self.cell_mean = b * self.cell_mean + a * f.cell_mean
+        self.cell_std = b * self.cell_std + a * f.cell_std
+        self.hp = b * self.hp + a * f.hp
+        assert self.power_max is not None
+        # Peaks decay slowly and new ones grow only at `rate`: never absorbed in one frame.
+        self.power_max = np.maximum(
+            self.power_max * (1.0 - rate * 0.5), self.power_max + rate * (f.power - self.power_max)
+        )
+        self.col_prof, self.row_prof = f.col_prof.copy(), f.row_prof.copy()
+        self.n += 1
+
+    # ---- persistence (e.g. the vision_references table, for inspection rounds) ------------
+
+    def to_bytes(self) -> bytes:
+        """A compact npz blob of a ready reference."""
+        if not self.ready:
+            raise ValueError("the reference is still learning; nothing to save yet")
+        buf = io.BytesIO()
+        arrays = {
+            "version": np.array(FORMAT_VERSION),
+            "scalars": np.array([self.mean, self.sharp_q, self.sharp_s, self.noise, self.n]),
+            "chroma": np.array(self.chroma if self.chroma is not None else (np.nan, np.nan)),
+            "cell_mean": self.cell_mean,
+            "cell_std": self.cell_std,
+            "hp": self.hp,
+            "col_prof": self.col_prof,
+            "row_prof": self.row_prof,
+            "power_max": self.power_max,
+        }
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, learn_frames: int = 10) -> Reference:
+        """Load a reference saved by to_bytes (raises ValueError on a foreign blob)."""
+        try:
+            z = np.load(io.BytesIO(blob), allow_pickle=False)
+            if int(z["version"]) != FORMAT_VERSION:
+                raise KeyError(f"format {int(z['version'])} is not {FORMAT_VERSION}")
+            mean, sq, ss, noise, n = (float(v) for v in z["scalars"])
+            chroma = tuple(float(v) for v in z["chroma"])
+            return cls(
+                learn_frames=learn_frames,
+                ready=True,
+                n=int(n),
+                mean=mean,
+                sharp_q=sq,
+                sharp_s=ss,
+                noise=noise,
+                chroma=None if np.isnan(chroma[0]) else (chroma[0], chroma[1]),
+                cell_mean=z["cell_mean"],
+                cell_std=z["cell_std"],
+                hp=z["hp"],
+                col_prof=z["col_prof"],
+                row_prof=z["row_prof"],
+                power_max=z["power_max"],
+            )
+        except (KeyError, OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"not a saved camera reference: {exc}") from None
