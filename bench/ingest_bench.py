@@ -106,6 +106,10 @@ def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GRIDWATCH_DB_NAME"] = BENCH_DB
     env.setdefault("GRIDWATCH_LOG_LEVEL", "WARNING")
+    # Benchmark sessions must not outlive the run: the broker would queue every later
+    # message for them.
+    env["GRIDWATCH_INGEST_SESSION_EXPIRY_S"] = "60"
+    env["GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT"] = "true"
     return env
 
 
@@ -245,7 +249,8 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
                 group,
                 str(stats_files[i]),
             ]
-        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+        log = open(f"/tmp/gw-bench-{tag}-{i}.log", "wb")  # noqa: SIM115 - lives with the worker
+        procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log))
     time.sleep(3.0)  # connect and subscribe
     probe = EventBusProbe(url)
     host, port = get_settings().mqtt_endpoint()
@@ -323,7 +328,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
             break
         if counts != last:
             last, stable_since, t_done = counts, time.monotonic(), time.monotonic()
-        elif time.monotonic() - stable_since > 10:
+        elif time.monotonic() - stable_since > 30:
             break
         time.sleep(0.1)
     time.sleep(0.5)
@@ -367,6 +372,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         "p50_bus_ms": pct(bus, 50),
         "p99_bus_ms": pct(bus, 99),
         "generator_behind_ticks": throttled,
+        "worker_logs": [f"/tmp/gw-bench-{tag}-{i}.log" for i in range(workers)],
     }
 
 

@@ -92,7 +92,7 @@ def main() -> None:
 
     client.on_connect = on_connect
     props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 600
+    props.SessionExpiryInterval = 0
     props.ReceiveMaximum = 20000
     host, port = settings.mqtt_endpoint()
     client.connect(host, port, clean_start=True, properties=props)

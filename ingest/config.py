@@ -24,6 +24,11 @@ class IngestSettings(BaseSettings):
     session_expiry_s: int = Field(
         default=3600, ge=0, description="How long the broker keeps the session while disconnected."
     )
+    discard_session_on_exit: bool = Field(
+        default=False,
+        description="On a clean stop, end the broker session too (benchmarks, tests); by "
+        "default it is kept so a restarted worker resumes where it stopped.",
+    )
     receive_maximum: int = Field(
         default=20000, ge=1, le=65535, description="QoS 1 messages in flight to this worker."
     )

@@ -316,7 +316,11 @@ class IngestWorker:
                     self._hourly()
                     next_hourly = now + 3600
         finally:
-            self.client.disconnect()
+            props = None
+            if self.cfg.discard_session_on_exit:
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
             self.client.loop_stop()
             self._drop_db()
             self.write_stats()

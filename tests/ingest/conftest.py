@@ -175,6 +175,9 @@ class WorkerProcess:
             GRIDWATCH_INGEST_BATCH_MS="20",
             GRIDWATCH_INGEST_SWEEP_S="0.5",
             GRIDWATCH_INGEST_DB_RETRY_MAX_S="0.5",
+            # the shared test broker must not keep queueing for finished tests' sessions
+            GRIDWATCH_INGEST_SESSION_EXPIRY_S="120",
+            GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT="true",
             GRIDWATCH_LOG_LEVEL="INFO",
         )
         self.log = Path(f"/tmp/gw-ingest-test-{client_id}-{uuid.uuid4().hex[:6]}.log")
