@@ -43,14 +43,19 @@ cams AS (
 ), vs AS (
   SELECT rc, count(*) AS cams, count(DISTINCT pid) AS points, count(*) FILTER (WHERE status <> 'online') AS offline
   FROM pts GROUP BY rc
+), nvl AS (
+  SELECT n.id, n.village_code::text AS vc FROM natural_villages n JOIN codes ON n.village_code = codes.code
+), ix AS (
+  SELECT i.id, i.natural_village_id AS nv, i.geom FROM intersections i JOIN nvl ON nvl.id = i.natural_village_id
+  WHERE i.is_main
+), hits AS (
+  SELECT ix.nv, count(DISTINCT p.pid) AS points FROM ix
+  JOIN devices d ON d.fov && ix.geom AND ST_Covers(d.fov, ix.geom)
+  JOIN pts p ON p.id = d.id GROUP BY ix.nv
+), nix AS (SELECT nv, count(*) AS n FROM ix GROUP BY nv
 ), nv AS (
-  SELECT n.id, n.village_code::text AS vc,
-    (SELECT count(*) FROM intersections i WHERE i.natural_village_id = n.id AND i.is_main) AS ix,
-    (SELECT count(DISTINCT p.pid) FROM intersections i
-       JOIN devices d ON d.fov && i.geom AND ST_Covers(d.fov, i.geom)
-       JOIN pts p ON p.id = d.id
-     WHERE i.natural_village_id = n.id AND i.is_main) AS points
-  FROM natural_villages n JOIN codes ON n.village_code = codes.code
+  SELECT nvl.id, nvl.vc, coalesce(nix.n, 0) AS ix, coalesce(hits.points, 0) AS points
+  FROM nvl LEFT JOIN nix ON nix.nv = nvl.id LEFT JOIN hits ON hits.nv = nvl.id
 ), nv_up AS (
   INSERT INTO natural_village_compliance AS t
     (natural_village_id, village_code, main_intersections, points, points_required, passed, updated_at)

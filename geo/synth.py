@@ -1082,12 +1082,12 @@ def generate_into(
         batch=50_000,
     )
     status = simulate_status(conn, seed, spec.presence_days)
-    try:
-        from geo.live import refresh_all
+    from geo.live import refresh_all
 
-        refresh_all(conn)
-    except ImportError:
-        pass
+    t_live = time.perf_counter()
+    live = refresh_all(conn)
+    status["live_cache_seconds"] = round(time.perf_counter() - t_live, 2)
+    status["live_cache_villages"] = live["villages"]
     summary = {
         "seed": seed,
         "scale": spec.name,
