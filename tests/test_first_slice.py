@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from tests.api.fixtures import GRID_A1, PASSWORDS, VILLAGE_A1, device_id, load_places
 from tests.api.stack import Stack, mosquitto_pub, wait_until
-from tests.maps.conftest import CHROMIUM_ARGS, open_page, sign_in
+from tests.maps.browser import open_page, shared_browser, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -106,24 +106,19 @@ def test_first_slice(slice_stack, engine):
     assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat])
 
     # 4b. the map page shows it online: click it on the map in Chromium, read the popup
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        context, page, net = open_page(browser)
-        try:
-            sign_in(page, stack.base, "/map", "t-operator", PASSWORDS["t-operator"][1])
-            page.evaluate(f"gw.map.setView([{lat}, {lon}], 18)")
-            page.wait_for_load_state("networkidle")
-            point = page.evaluate(
-                f"(() => {{ const p = gw.map.latLngToContainerPoint([{lat}, {lon}]); const r = gw.map.getContainer().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }})()"
-            )
-            page.mouse.click(point[0], point[1])
-            popup = page.locator(".leaflet-popup-content")
-            popup.wait_for(timeout=10000)
-            text_ = popup.inner_text()
-            assert dev in text_ and "Online" in text_, text_
-            assert not net.problems(), net.problems()
-        finally:
-            context.close()
-            browser.close()
+    context, page, net = open_page(shared_browser())
+    try:
+        sign_in(page, stack.base, "/map", "t-operator", PASSWORDS["t-operator"][1])
+        page.evaluate(f"gw.map.setView([{lat}, {lon}], 18)")
+        page.wait_for_load_state("networkidle")
+        point = page.evaluate(
+            f"(() => {{ const p = gw.map.latLngToContainerPoint([{lat}, {lon}]); const r = gw.map.getContainer().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }})()"
+        )
+        page.mouse.click(point[0], point[1])
+        popup = page.locator(".leaflet-popup-content")
+        popup.wait_for(timeout=10000)
+        text_ = popup.inner_text()
+        assert dev in text_ and "Online" in text_, text_
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()

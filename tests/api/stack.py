@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,9 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, so outgoing connections do not take it first."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-30000")
 
 
 def wait_until(check, timeout: float = 30.0, every: float = 0.05):
@@ -66,6 +75,7 @@ class Stack:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         tag = uuid.uuid4().hex[:8]
+        self.tag = tag
         env = dict(os.environ)
         env.update(
             GRIDWATCH_INGEST_CLIENT_ID=f"t-api-ingest-{tag}",
@@ -91,9 +101,17 @@ class Stack:
             env,
         )
 
+    retries = 0
+
     def wait_ready(self, timeout: float = 40.0) -> None:
         def healthy() -> bool:
             if not self.api.alive():
+                if "address already in use" in self.api.tail() and self.retries < 3:
+                    self.retries += 1  # someone took the port in between: another one
+                    self.port = free_port()
+                    self.base = f"http://127.0.0.1:{self.port}"
+                    self.api = self._start_api()
+                    return False
                 raise RuntimeError(f"the API exited:\n{self.api.tail()}")
             try:
                 return httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200

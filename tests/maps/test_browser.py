@@ -14,7 +14,7 @@ from sqlalchemy import text
 from geo.crs import wgs84_to_gcj02
 from tests.api.fixtures import PASSWORDS, device_id
 from tests.api.stack import mosquitto_pub, wait_until
-from tests.maps.conftest import open_page, sign_in
+from tests.maps.browser import open_page, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -201,7 +201,13 @@ def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
     try:
         sign_in(page, stack.base, "/audit?region=360983000000", "t-auditor", "auditor-pass-1")
         page.click("#gw-a-run")
-        page.locator("#gw-a-status[data-status=done]").wait_for(timeout=60000)
+        page.wait_for_function(
+            "['done', 'failed'].includes(document.getElementById('gw-a-status').getAttribute('data-status'))",
+            timeout=60000,
+        )
+        assert page.get_attribute("#gw-a-status", "data-status") == "done", page.inner_text(
+            "#gw-a-status"
+        )
         page.locator("#gw-a-summary tr[data-rule]").first.wait_for(timeout=5000)
         page.wait_for_function(
             "document.querySelectorAll('path.gw-choropleth').length >= 2", timeout=10000
