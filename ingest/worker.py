@@ -316,6 +316,7 @@ class IngestWorker:
                     self._hourly()
                     next_hourly = now + 3600
         finally:
+            self._stop.set()
             props = None
             if self.cfg.discard_session_on_exit:
                 props = Properties(PacketTypes.DISCONNECT)
