@@ -88,20 +88,28 @@ def go_offline(conn: Conn, gone: dict[str, datetime], reason: str) -> list[Trans
     return [Transition(r[0], "offline", r[2], r[1].strip() if r[1] else None, reason) for r in rows]
 
 
-def sweep(conn: Conn, missed: int, missed_by_kind: dict[str, int]) -> list[Transition]:
+def sweep(
+    conn: Conn, missed: int, missed_by_kind: dict[str, int], limit: int = 5000
+) -> list[Transition]:
     """Devices silent for more than `missed` heartbeat intervals (per kind overrides) go offline.
 
-    The interval ends when the first missed heartbeat was due (last_seen + heartbeat_s).
+    The interval ends when the first missed heartbeat was due (last_seen + heartbeat_s). At most
+    `limit` devices per call (a wave after an outage is spread over a few sweeps instead of
+    stalling ingest), and rows another worker is sweeping are skipped, not waited for.
     """
     kinds = list(missed_by_kind)
     rows = execute(
         conn,
         """
         WITH k AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS k(kind, n)),
-        gone AS (
-            UPDATE devices d SET status = 'offline'
+        due AS (
+            SELECT d.id FROM devices d
             WHERE d.status = 'online' AND d.last_seen < now() - make_interval(
                 secs => d.heartbeat_s * coalesce((SELECT n FROM k WHERE k.kind = d.kind), %s))
+            LIMIT %s FOR UPDATE SKIP LOCKED
+        ),
+        gone AS (
+            UPDATE devices d SET status = 'offline' FROM due WHERE d.id = due.id
             RETURNING d.id, d.region_code,
                       least(d.last_seen + make_interval(secs => d.heartbeat_s), now()) AS at
         ),
@@ -112,7 +120,7 @@ def sweep(conn: Conn, missed: int, missed_by_kind: dict[str, int]) -> list[Trans
         )
         SELECT id, region_code, at FROM gone
         """,
-        (kinds, [missed_by_kind[k] for k in kinds], missed),
+        (kinds, [missed_by_kind[k] for k in kinds], missed, limit),
     ).fetchall()
     return [
         Transition(r[0], "offline", r[2], r[1].strip() if r[1] else None, "missed_heartbeats")

@@ -31,6 +31,7 @@ from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
 log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
+SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -213,7 +214,8 @@ class IngestWorker:
         return res
 
     # ------------------------------------------------------------------ housekeeping
-    def _sweep(self) -> None:
+    def _sweep(self) -> int:
+        """Mark silent devices offline; how many (SWEEP_LIMIT means: more may be due)."""
         store = self._db()
         conn = store.conn
         try:
@@ -227,11 +229,13 @@ class IngestWorker:
             conn.commit()
             if gone:
                 log.info("%d device(s) went offline (missed heartbeats)", len(gone))
+            return len(gone)
         except TRANSIENT:
             self._drop_db()
         except psycopg.Error as exc:
             conn.rollback()
             log.error("offline sweep failed: %s", exc)
+        return 0
 
     def _hourly(self) -> None:
         store = self._db()
@@ -310,8 +314,8 @@ class IngestWorker:
                     self.stats.add(res)
                 now = time.monotonic()
                 if now >= next_sweep:
-                    self._sweep()
-                    next_sweep = now + self.cfg.sweep_s
+                    more = self._sweep() >= SWEEP_LIMIT
+                    next_sweep = now + (0.05 if more else self.cfg.sweep_s)
                 if now >= next_hourly:
                     self._hourly()
                     next_hourly = now + 3600

@@ -172,3 +172,24 @@ def test_online_rate_device_and_region(make_device, pg) -> None:
         online_rate(pg, d1, t0, t0)
     with pytest.raises(ValueError, match="grid"):
         online_rate(pg, "no-such-grid", t0, t0 + timedelta(hours=1))
+
+
+def test_sweep_limit_spreads_a_wave(make_device, pg) -> None:
+    devices = [make_device("alarm_input", heartbeat_s=1) for _ in range(3)]
+    pg.execute(
+        "UPDATE devices SET status = 'online', last_seen = now() - interval '1 hour' "
+        "WHERE id = ANY(%s)",
+        (devices,),
+    )
+    # every other online device of this test database just spoke, so only ours are due
+    pg.execute(
+        "UPDATE devices SET last_seen = now() WHERE status = 'online' AND NOT id = ANY(%s)",
+        (devices,),
+    )
+    pg.commit()
+    first = sweep(pg, 3, {}, limit=2)
+    pg.commit()
+    second = sweep(pg, 3, {}, limit=2)
+    pg.commit()
+    assert len(first) == 2 and len(second) == 1
+    assert sorted(t.device_id for t in first + second) == sorted(devices)
