@@ -136,12 +136,15 @@ def test_postgis_restart_loses_no_alarm(start_worker, make_device, hub_client, d
         pytest.skip("needs the project-local PostGIS to restart it")
     devices = [make_device("alarm_input") for _ in range(4)]
     total = 300
-    start_worker()
+    worker = start_worker()
     stream = Stream(hub_client, devices, total, per_s=300, prefix="pg").start()
     assert wait_for(lambda: exactly_once(db_url, devices, "pg", total)[0] >= 30)
     LocalPostgres(settings).restart()
     stream.join()
     assert wait_for(lambda: exactly_once(db_url, devices, "pg", total) == (total, total), 60)
+    log = worker.log.read_text(errors="replace")
+    assert "retrying" in log, "the worker never saw the database go away"
+    assert worker.proc.poll() is None
 
 
 def _publish_alarms(mqtt_broker, device_id: str, prefix: str, n: int) -> None:
