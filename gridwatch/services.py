@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import glob
 import os
 import pwd
@@ -9,9 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 from gridwatch.settings import Settings, get_settings
 
@@ -58,6 +64,47 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
+_held_locks: dict[str, tuple[int, IO[str]]] = {}
+_locks_guard = threading.RLock()
+
+
+@contextmanager
+def service_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock so concurrent processes never start or stop a service at once.
+
+    Re-entrant within a process (restart = stop + start); other processes wait for it.
+    """
+    key = str(path)
+    with _locks_guard:
+        depth, handle = _held_locks.get(key, (0, None))
+        if depth == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        _held_locks[key] = (depth + 1, handle)
+        try:
+            yield
+        finally:
+            depth, handle = _held_locks[key]
+            if depth == 1:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+                del _held_locks[key]
+            else:
+                _held_locks[key] = (depth - 1, handle)
+
+
+def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a service's lifecycle method under that service's lock file."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+        with service_lock(self.lock_path):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- PostGIS
 
 
@@ -91,6 +138,7 @@ class LocalPostgres:
         self.socket_dir = self.root / "run"
         self.log = self.root / "postgres.log"
         self.port = self.settings.pg_port
+        self.lock_path = self.settings.home / ".pg.lock"
 
     # -- helpers
     def _run_as(self) -> list[str]:
@@ -196,6 +244,7 @@ class LocalPostgres:
             )
         return True
 
+    @locked
     def start(self, timeout: float = 60.0) -> None:
         """Start the cluster (idempotent); clear a stale PID file left by a crash."""
         if self.running():
@@ -243,6 +292,7 @@ class LocalPostgres:
                 + "\n".join(tail)
             )
 
+    @locked
     def stop(self, mode: str = "fast") -> None:
         """Stop the cluster if it runs."""
         if not self.pidfile.exists():
@@ -263,6 +313,7 @@ class LocalPostgres:
             text=True,
         )
 
+    @locked
     def restart(self) -> None:
         """Stop then start (fault-injection tests use this)."""
         self.stop()
@@ -302,6 +353,7 @@ class LocalMosquitto:
         self.log = self.root / "mosquitto.log"
         self.data = self.root / "data"
         self.port = self.settings.mqtt_port
+        self.lock_path = self.settings.home / ".mqtt.lock"
 
     def running(self) -> bool:
         pid = _read_pid(self.pidfile)
@@ -336,6 +388,7 @@ class LocalMosquitto:
             "user root\n"
         )
 
+    @locked
     def start(self, timeout: float = 15.0) -> None:
         """Start the broker (idempotent); remove a stale PID file; refuse a port in use."""
         if self.running():
@@ -365,6 +418,7 @@ class LocalMosquitto:
         tail = self.log.read_text(errors="replace").splitlines()[-10:] if self.log.exists() else []
         raise ServiceError("mosquitto did not open its port:\n" + "\n".join(tail))
 
+    @locked
     def reload(self) -> None:
         """Rewrite the password file and ACL, then ask the broker to re-read them (SIGHUP)."""
         from ingest.broker_auth import write_broker_files
@@ -374,6 +428,7 @@ class LocalMosquitto:
         if pid is not None and _pid_alive(pid):
             os.kill(pid, signal.SIGHUP)
 
+    @locked
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker if it runs."""
         pid = _read_pid(self.pidfile)
@@ -386,6 +441,7 @@ class LocalMosquitto:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
+    @locked
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -102,3 +102,32 @@ def test_data_directory_of_other_version_left_untouched(tmp_path) -> None:
     with pytest.raises(ServiceError, match="PostgreSQL 9 cluster"):
         pg.start()
     assert (pg.data / "precious").read_text() == "data"
+
+
+def test_concurrent_starts_leave_one_broker_and_its_pid_file(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "GRIDWATCH_HOME": str(tmp_path),
+        "GRIDWATCH_MQTT_PORT": str(port),
+        "GRIDWATCH_PG_PORT": "1",  # no database: the broker files then hold the hub only
+    }
+    code = "from gridwatch.services import LocalMosquitto; LocalMosquitto().start()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    broker = LocalMosquitto(Settings(home=tmp_path, mqtt_port=port))
+    try:
+        assert broker.running(), "the PID file must name the live broker"
+        found = subprocess.run(
+            ["pgrep", "-f", str(broker.conf)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(found) == 1
+    finally:
+        broker.stop()
+    assert not broker.running()
