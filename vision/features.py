@@ -69,13 +69,14 @@ def _hist_quantile(hist: np.ndarray, total: float, q: float) -> float:
 
 def _profile(v: np.ndarray) -> np.ndarray:
     """High-pass (minus a 9-tap moving mean) and normalise a 1-D profile."""
-    v = v.astype(np.float32).ravel()
-    k = 9
-    if v.size > k:
-        sm = np.convolve(np.pad(v, k // 2, mode="edge"), np.full(k, 1.0 / k, np.float32), "valid")
-        v = v - sm.astype(np.float32)
-    s = float(v.std())
-    return (v - float(v.mean())) / s if s > 1e-6 else np.zeros_like(v)
+    row = v.reshape(1, -1).astype(np.float32)
+    if row.shape[1] > 9:
+        row = row - cv2.blur(row, (9, 1), borderType=cv2.BORDER_REPLICATE)
+    m, s = cv2.meanStdDev(row)
+    sd = float(s[0, 0])
+    if sd <= 1e-6:
+        return np.zeros(row.shape[1], np.float32)
+    return ((row - float(m[0, 0])) / sd).ravel()
 
 
 def ccs_power(s: np.ndarray) -> np.ndarray:
@@ -170,10 +171,12 @@ def measure(p: Prepared) -> Features:
     sat_share = float(hist[240:].sum()) / n
 
     q = p.q
-    qh = cv2.calcHist([q], [0], None, [256], [0, 256]).ravel()
+    # Point-sampled half of q: per-pixel statistics (flatness, noise, spectrum) need no more.
+    q2 = np.ascontiguousarray(q[::2, ::2]) if q.shape[1] >= 2 * w else q
+    qh = cv2.calcHist([q2], [0], None, [256], [0, 256]).ravel()
     mode = int(np.argmax(qh))
     lo, hi = max(0, mode - FLAT_TOLERANCE), min(256, mode + FLAT_TOLERANCE + 1)
-    flat_share = float(qh[lo:hi].sum()) / float(q.size)
+    flat_share = float(qh[lo:hi].sum()) / float(q2.size)
 
     dxq = cv2.absdiff(q[:, 1:], q[:, :-1])
     dyq = cv2.absdiff(q[1:, :], q[:-1, :])
@@ -183,7 +186,7 @@ def measure(p: Prepared) -> Features:
     sharp_s = 0.5 * (cv2.mean(dxs)[0] + cv2.mean(dys)[0])
 
     # Noise: median absolute residual from a 3x3 median, scaled to a Gaussian sigma.
-    res = cv2.absdiff(q, cv2.medianBlur(q, 3))
+    res = cv2.absdiff(q2, cv2.medianBlur(q2, 3))
     rh = cv2.calcHist([res], [0], None, [256], [0, 256]).ravel()
     c = np.cumsum(rh)
     half = 0.5 * float(res.size)
@@ -210,7 +213,7 @@ def measure(p: Prepared) -> Features:
     col = _profile(cv2.reduce(sf, 0, cv2.REDUCE_AVG))
     row = _profile(cv2.reduce(sf, 1, cv2.REDUCE_AVG))
 
-    power, q2 = spectrum(q[::2, ::2] if q.shape[1] >= 2 * w else q)
+    power, q2f = spectrum(q2)
 
     return Features(
         ts=p.ts,
@@ -233,7 +236,7 @@ def measure(p: Prepared) -> Features:
         row_prof=row,
         power=power,
         q=q,
-        q2=q2,
+        q2=q2f,
     )
 
 

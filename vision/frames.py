@@ -29,7 +29,8 @@ class Frame:
 class Prepared:
     """The small images every analysis works on, made once per frame.
 
-    small: luma, about MOTION_WIDTH wide, area-averaged (motion, exposure, scene, occlusion).
+    small: luma, about MOTION_WIDTH wide, area-averaged from q (motion, exposure, scene,
+       occlusion).
     q: luma, about QUALITY_WIDTH wide, point-sampled without averaging so that sensor noise,
        fine stripes and sharpness survive (blur, snow noise, stripes).
     colour: BGR version of `small` or None for luma-only input (colour cast is then skipped).
@@ -80,19 +81,25 @@ def to_luma(img: np.ndarray) -> np.ndarray:
 def prepare(
     frame: Frame, motion_width: int = MOTION_WIDTH, quality_width: int = QUALITY_WIDTH
 ) -> Prepared:
-    """Make the analysis images of one frame (BGR or luma, any size)."""
+    """Make the analysis images of one frame (BGR or luma, any size).
+
+    One strided read of the frame gives `q` (every k-th pixel of every k-th row, about
+    QUALITY_WIDTH wide); `small` is `q` area-averaged down to MOTION_WIDTH. For 1080p that
+    reads 1/6 of the rows and costs well under 0.1 ms.
+    """
     img = frame.image
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     h, w = img.shape[:2]
+    qs = point_sample(img, quality_width)
     colour: np.ndarray | None = None
-    if img.ndim == 3:
-        colour = area_downscale(img, motion_width)
+    if qs.ndim == 3:
+        colour = area_downscale(qs, motion_width)
         small = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
-        q = cv2.cvtColor(point_sample(img, quality_width), cv2.COLOR_BGR2GRAY)
+        q = cv2.cvtColor(qs, cv2.COLOR_BGR2GRAY)
     else:
-        small = area_downscale(img, motion_width)
-        q = point_sample(img, quality_width)
+        q = qs
+        small = area_downscale(qs, motion_width)
     return Prepared(frame.ts, frame.pts, w, h, small, q, colour)
 
 

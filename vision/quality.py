@@ -259,7 +259,7 @@ class QualityAnalyzer:
                 & (f.cell_mean < 235.0)
             )
             s["occlusion"] = float(covered.sum()) / n_judge if n_judge else 0.0
-            if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, covered):
+            if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, judge & ~covered):
                 s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover
             s["scene_change"] = 1.0 - aligned_ncc(f.hp, ref.hp, 0.0, 0.0)
             if f.chroma is not None and ref.chroma is not None:
@@ -283,13 +283,14 @@ class QualityAnalyzer:
                 s[c] = 0.0
         return s, t
 
-    def _rest_matches(self, f: Features, covered: np.ndarray) -> bool:
-        """True when the picture outside the covered cells still has the reference structure."""
+    def _rest_matches(self, f: Features, visible: np.ndarray) -> bool:
+        """True when the textured cells left uncovered still have the reference structure."""
         assert self.ref.hp is not None
+        judged = int((self.ref.cell_std > 4.0).sum())
+        if int(visible.sum()) < max(3, judged // 5):
+            return True  # mostly covered: too little left to compare
         h, w = f.hp.shape
-        rest = 1.0 - cv2.resize(covered.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-        if float(rest.sum()) < 0.1 * h * w:
-            return True  # (almost) all covered: nothing left to compare
+        rest = cv2.resize(visible.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
         a, b = f.hp * rest, self.ref.hp * rest
         den = float(np.sqrt((a * a).sum() * (b * b).sum()))
         return den > 1e-6 and float((a * b).sum()) / den >= 0.5
