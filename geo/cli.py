@@ -132,7 +132,7 @@ def import_villages_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Natural villages (points/polygons) and main intersections (kind=intersection)."""
-    from geo.importers import import_villages
+    from geo.import_villages import import_villages
 
     _show(_run(import_villages, file, crs=crs, layer=layer, actor=actor), as_json)
 
@@ -154,7 +154,7 @@ def import_roads_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Roads and railways; derives intersections where two or more roads meet."""
-    from geo.importers import import_roads
+    from geo.import_roads import import_roads
 
     _show(_run(import_roads, file, crs=crs, layer=layer, actor=actor, snap_m=snap_m), as_json)
 
