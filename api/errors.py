@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -9,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -96,9 +97,39 @@ class NulGuard:
         await self.app(scope, receive, send)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document lists for this path (Starlette's 405 names only one route's)."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for path, item in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$")
+            table.append((pattern, sorted(m.upper() for m in item if m in _HTTP_METHODS)))
+        request.app.state.allowed_methods = table
+    methods: set[str] = set()
+    for pattern, allowed in table:
+        if pattern.match(request.url.path):
+            methods |= set(allowed)
+    return sorted(methods)
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error its field and reason."""
     app.add_middleware(NulGuard)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        # the database is restarting or unreachable: say so, and when to try again
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": "the database is not reachable right now; try again in a few seconds"
+            },
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(DataError)
     async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
@@ -137,7 +168,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=exc.status, content={"detail": exc.reason}, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        allowed = _allowed_methods(request) if exc.status_code == 405 else []
+        if allowed:
+            return JSONResponse(
+                status_code=405,
+                content={
+                    "detail": f"method {request.method} is not allowed here (allowed: {', '.join(allowed)})"
+                },
+                headers={"Allow": ", ".join(allowed)},
+            )
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             reason = "the request body is not valid JSON (UTF-8)"
             return JSONResponse(

@@ -98,9 +98,11 @@ def paging(
     return Page(limit, offset)
 
 
+BBOX_PATTERN = r"^\s*-?\d{1,3}(\.\d+)?\s*(,\s*-?\d{1,3}(\.\d+)?\s*){3}$"
 BBOX_QUERY = Query(
     None,
     max_length=200,
+    pattern=BBOX_PATTERN,
     description="west,south,east,north in WGS 84 degrees; at most 4 square degrees.",
     examples=["115.8,28.4,116.1,28.7"],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError
+from api.types import Rfc3339
 from api.users import UserError, UserInfo, create_user, list_users
 
 router = APIRouter(tags=["admin"], responses=COMMON_RESPONSES)
@@ -22,7 +23,11 @@ class UserIn(BaseModel):
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     password: str = Field(min_length=8, max_length=256)
     role: str = Field(pattern=r"^(operator|installer|auditor|admin)$")
-    regions: list[str] = Field(default_factory=list, max_length=200)
+    regions: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="12-digit division codes the user works in",
+    )
     full_name: str | None = Field(default=None, max_length=200)
 
 
@@ -88,7 +93,9 @@ def audit_log(
     actor: str | None = Query(None, max_length=64),
     entity: str | None = Query(None, max_length=64),
     entity_id: str | None = Query(None, max_length=64),
-    since: datetime | None = Query(None, description="Only entries at or after this time."),
+    since: Rfc3339 | None = Query(
+        None, description="Only entries at or after this time (RFC 3339)."
+    ),
     before_id: int | None = Query(None, ge=1, le=2**62, description="Cursor from next_before_id."),
     limit: int = Query(100, ge=1, le=1000),
     _user: Principal = Depends(require("admin")),

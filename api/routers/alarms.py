@@ -14,6 +14,7 @@ from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import BBOX_QUERY, BBox, FeatureCollection, Page, collection, paging, parse_bbox
 from api.scope import scope_sql
 from api.trail import record
+from api.types import Rfc3339
 from ingest import alarms as lifecycle
 
 router = APIRouter(tags=["alarms"], responses=COMMON_RESPONSES)
@@ -112,8 +113,8 @@ def _filters(
     region: str | None,
     state: list[str] | None,
     severity_max: int | None,
-    since: datetime | None,
-    until: datetime | None,
+    since: Rfc3339 | None,
+    until: Rfc3339 | None,
     device_id: str | None,
 ) -> tuple[list[str], dict]:
     cond, params = scope_sql("a.region_code", user.visible(region))
@@ -165,15 +166,15 @@ def list_alarms(
     severity_max: int | None = Query(
         None, ge=1, le=4, description="Only alarms at least this severe (1 most)"
     ),
-    since: datetime | None = Query(None, description="Raised at or after (RFC 3339)"),
-    until: datetime | None = Query(None, description="Raised before (RFC 3339)"),
+    since: Rfc3339 | None = Query(None, description="Raised at or after (RFC 3339)"),
+    until: Rfc3339 | None = Query(None, description="Raised before (RFC 3339)"),
     device_id: str | None = Query(None, pattern=r"^[0-9]{20}$"),
     page: Page = Depends(paging),
     user: Principal = Depends(require(*READERS)),
 ) -> AlarmPage:
     """Alarms in the user's regions, newest first, filtered by region, state, severity and time."""
-    if since and until and since >= until:
-        raise ApiError(422, "since must be before until", "since")
+    if since and until and since > until:
+        raise ApiError(422, "since must not be after until", "since")
     where, params = _filters(
         user, region, list(state) if state else None, severity_max, since, until, device_id
     )
@@ -216,8 +217,8 @@ def alarms_geojson(
     ]
     | None = STATE_QUERY,
     severity_max: int | None = Query(None, ge=1, le=4),
-    since: datetime | None = Query(None),
-    until: datetime | None = Query(None),
+    since: Rfc3339 | None = Query(None, description="Raised at or after (RFC 3339)"),
+    until: Rfc3339 | None = Query(None, description="Raised before (RFC 3339)"),
     page: Page = Depends(paging),
     user: Principal = Depends(require(*READERS)),
 ) -> FeatureCollection:

@@ -16,6 +16,7 @@ from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
 from api.scope import region_range, scope_sql
+from api.types import Rfc3339
 
 router = APIRouter(tags=["audits"], responses=COMMON_RESPONSES)
 
@@ -31,7 +32,7 @@ class AuditIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     region: str = Field(pattern=r"^[0-9]{12}$", description="12-digit division code")
-    at: datetime | None = Field(None, description="Audit time (RFC 3339); default now")
+    at: Rfc3339 | None = Field(None, description="Audit time (RFC 3339); default now")
 
 
 class AuditJob(BaseModel):
@@ -266,7 +267,7 @@ def choropleth(
 
 @router.get(
     "/audits/{job_id}/report.html",
-    response_class=HTMLResponse,
+    response_model=None,
     summary="Download the HTML report",
     responses={
         **NOT_FOUND,
@@ -293,7 +294,7 @@ def report_html(
 @router.get(
     "/audits/{job_id}/report.csv",
     summary="Download the CSV data",
-    response_class=Response,
+    response_model=None,
     responses={
         **NOT_FOUND,
         **NOT_READY,

@@ -11,7 +11,16 @@ from sqlalchemy import text
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
-from api.geojson import BBOX_QUERY, BBox, FeatureCollection, Page, collection, paging, parse_bbox
+from api.geojson import (
+    BBOX_PATTERN,
+    BBOX_QUERY,
+    BBox,
+    FeatureCollection,
+    Page,
+    collection,
+    paging,
+    parse_bbox,
+)
 from api.placement import check_position, device_region, registry_error
 from api.preview import Preview, preview
 from api.scope import scope_sql
@@ -117,7 +126,7 @@ class ChangeResult(BaseModel):
 class MoveIn(BaseModel):
     """A new position for a device."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-89, le=89)
@@ -154,6 +163,8 @@ def _accepts_none(annotation: Any) -> bool:
 
 
 def _changes_model() -> type[BaseModel]:
+    """Every registration field but the id, all optional; those a device cannot be without
+    (lon, lat, crs, ptz...) may be left out but not set to null."""
     fields: dict[str, Any] = {}
     for name, info in DeviceRegistration.model_fields.items():
         if name == "id":
@@ -161,7 +172,10 @@ def _changes_model() -> type[BaseModel]:
         copy = info._copy() if hasattr(info, "_copy") else info
         copy.default = None
         copy.default_factory = None
-        fields[name] = (info.annotation | None, copy)
+        annotation = (
+            info.annotation if not _accepts_none(info.annotation) else info.annotation | None
+        )
+        fields[name] = (annotation, copy)
     return create_model(
         "DeviceChanges",
         __config__=ConfigDict(extra="forbid"),
@@ -285,6 +299,7 @@ def device_summary(
     bbox: str | None = Query(
         None,
         max_length=200,
+        pattern=BBOX_PATTERN,
         description="west,south,east,north (WGS 84); up to 1000 square degrees",
     ),
     region: str | None = REGION_QUERY,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.deps import ANY_ROLE, Principal, require
-from api.errors import COMMON_RESPONSES, unprocessable
+from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from maps.tiles import MAX_ZOOM, Tile, TileError, context_tile, device_tile
 
 router = APIRouter(tags=["tiles"], responses=COMMON_RESPONSES)
@@ -53,10 +53,11 @@ _cache = TileCache()
     summary="Vector tile",
     response_class=Response,
     responses={
+        404: {"model": ErrorOut, "description": "x or y outside the tiles of that zoom"},
         200: {
             "content": {MVT: {"schema": {"type": "string", "format": "binary"}}},
             "description": "a Mapbox Vector Tile (may be empty)",
-        }
+        },
     },
 )
 def tile(
@@ -74,7 +75,7 @@ def tile(
     try:
         address = Tile(z, x, y)
     except TileError as exc:
-        raise unprocessable(exc.field, exc.reason) from None
+        raise ApiError(404, f"no such tile: {exc}") from None
     scopes = user.visible(None) if layer == "devices" else None
     key = (layer, z, x, y, tuple(scopes) if scopes is not None else None)
     body = _cache.get(key, TTL_S[layer])

@@ -100,7 +100,7 @@ def test_context_tile_has_boundaries_and_grids(client, headers, places):
 
 def test_bad_tile_addresses_are_4xx(client, headers):
     h = headers["t-operator"]
-    assert client.get("/tiles/devices/3/9/0.pbf", headers=h).status_code == 422
+    assert client.get("/tiles/devices/3/9/0.pbf", headers=h).status_code == 404
     assert client.get("/tiles/devices/23/0/0.pbf", headers=h).status_code == 422
     assert client.get("/tiles/secret/3/0/0.pbf", headers=h).status_code == 422
     assert client.get("/tiles/devices/3/0/0.pbf").status_code == 401
