@@ -73,6 +73,8 @@ def generate_into(
     plan = build_plan(seed, spec)
     t_plan = time.perf_counter() - t0
     counts = load_plan(conn, plan)
+    # fresh rows in this transaction have no statistics yet; without them the planner scans
+    conn.execute(text("ANALYZE regions, grids, grid_workers, natural_villages, intersections, key_sites"))
     from geo.bulk import register_many
 
     reg = register_many(
@@ -83,7 +85,9 @@ def generate_into(
         refresh_compliance=False,
         batch=50_000,
     )
+    conn.execute(text("ANALYZE devices"))
     status = simulate_status(conn, seed, spec.presence_days)
+    conn.execute(text("ANALYZE devices"))
     from geo.live import refresh_all
 
     t_live = time.perf_counter()
