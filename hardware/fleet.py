@@ -49,6 +49,7 @@ class FleetSummary(BaseModel):
     simulated_s: float
     wall_s: float
     connect_wall_s: float
+    drain_wall_s: float = 0.0  # announcing offline, flushing and awaiting acks at the end
     sent: dict[str, int]
     sent_total: int
     sent_per_wall_s: float
@@ -59,6 +60,7 @@ class FleetSummary(BaseModel):
     states: dict[str, int]
     outages: int
     wills_triggered: int
+    reconnects: int = 0  # links lost without being asked (broker restart...) and reopened
     connect_failures: dict[str, int]
     publish_errors: int
     events: int
@@ -208,6 +210,8 @@ class Fleet:
                 handled += 1
                 if handled % BATCH == 0:
                     pool.service(0)
+                    while pool.backlog() and not self._stop.is_set():
+                        pool.service(0.005)  # back-pressure: never run ahead of the sockets
                     wall_now = time.time()
                     if self._stop.is_set() or time.monotonic() - now_m > 0.2:
                         break
@@ -219,8 +223,11 @@ class Fleet:
         wall = time.monotonic() - m0
         simulated = min(t0 + wall * speed, t_end) - t0
         self.say("stopping: announcing offline and draining")
+        d0 = time.monotonic()
         self.links.stop(drain_s)
-        return self._summary(connect_wall, wall, simulated, events, behind)
+        summary = self._summary(connect_wall, wall, simulated, events, behind)
+        summary.drain_wall_s = round(time.monotonic() - d0, 3)
+        return summary
 
     def _summary(
         self, connect_wall: float, wall: float, simulated: float, events: int, behind: int
@@ -248,6 +255,7 @@ class Fleet:
             states=dict(ledger.states),
             outages=ledger.outages,
             wills_triggered=stats.wills_triggered,
+            reconnects=stats.reconnects,
             connect_failures=dict(stats.connect_failures),
             publish_errors=stats.publish_errors,
             events=events,

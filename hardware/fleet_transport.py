@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import resource
 import selectors
@@ -59,11 +60,14 @@ class LinkStats:
     wills_triggered: int = 0
     publish_errors: int = 0
     acked: int = 0
+    reconnects: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Link:
     client: mqtt.Client
+    args: tuple = ()  # what open() was called with, to reconnect the same way
+    retries: int = 0
     sock: socket.socket | None = None
     connected: bool = False
     failed: str | None = None
@@ -95,6 +99,8 @@ class LinkPool:
         self._misc_order: list[int] = []
         self._misc_pos = 0
         self._misc_t = time.monotonic()
+        self._writing: set[int] = set()  # links with output the kernel has not taken yet
+        self._retry: list[tuple[float, int, _Link]] = []  # (monotonic due, key, lost link)
         try:
             self._loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
         except (OSError, ValueError):
@@ -127,7 +133,9 @@ class LinkPool:
         client.username_pw_set(username, password)
         if will_topic:
             client.will_set(will_topic, b"offline", qos=1, retain=True)
-        link = _Link(client)
+        old = self.links.get(key)
+        link = _Link(client, (key, client_id, username, password, will_topic))
+        link.retries = old.retries if old is not None else 0
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_socket_open = self._on_socket_open
@@ -140,7 +148,7 @@ class LinkPool:
         except OSError as exc:
             link.failed = exc.__class__.__name__
             self.stats.connect_failures[link.failed] += 1
-            del self.links[key]
+            self._schedule_retry(key, link)
             return False
         self._misc_order.append(key)
         return True
@@ -199,6 +207,7 @@ class LinkPool:
             self.stats.connect_failures[link.failed] += 1
             return
         link.connected = True
+        link.retries = 0
         self.stats.connects += 1
         if self.on_online is not None:
             self.on_online(key)
@@ -221,10 +230,36 @@ class LinkPool:
         link.pending = still
 
     def _on_disconnect(self, client, key, flags, reason_code, properties) -> None:
-        link = self.links.get(key)
-        if link is not None:
-            link.connected = False
         self.stats.disconnects += 1
+        link = self.links.get(key)
+        if link is not None and link.client is client:
+            # lost without our asking (broker restart, network, refused): a device retries
+            link.connected = False
+            self._schedule_retry(key, link)
+
+    def _schedule_retry(self, key: int, link: _Link) -> None:
+        """Reconnect later with exponential back-off (1 s doubling to 60 s, spread by key)."""
+        delay = min(60.0, 2.0**link.retries) * (1.0 + (key % 97) / 194.0)
+        link.retries += 1
+        heapq.heappush(self._retry, (time.monotonic() + delay, key, link))
+
+    def _run_retries(self) -> None:
+        now = time.monotonic()
+        while self._retry and self._retry[0][0] <= now:
+            _, key, link = heapq.heappop(self._retry)
+            if self.links.get(key) is link and not link.connected:  # not dropped or replaced
+                self.stats.reconnects += 1
+                self._forget(link)
+                self.open(*link.args)
+
+    def _forget(self, link: _Link) -> None:
+        sock, link.sock = link.sock, None
+        if sock is not None:
+            try:
+                self.selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
 
     # ---- traffic ------------------------------------------------------------------------------
 
@@ -258,6 +293,10 @@ class LinkPool:
         return True
 
     def _want_write(self, link: _Link, key: int, on: bool) -> None:
+        if on:
+            self._writing.add(key)
+        else:
+            self._writing.discard(key)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if on else 0)
         try:
             self.selector.modify(link.sock, events, key)
@@ -282,6 +321,8 @@ class LinkPool:
                 if not client.want_write():
                     self._want_write(link, key, False)
         self._sweep_misc()
+        if self._retry:
+            self._run_retries()
         return len(ready)
 
     def _sweep_misc(self) -> None:
@@ -323,8 +364,13 @@ class LinkPool:
             self.service(0.02)
         return not self.pending_output()
 
+    def backlog(self) -> int:
+        """How many links hold output the kernel has not accepted yet (back-pressure)."""
+        return len(self._writing)
+
     def drop(self, key: int, clean: bool) -> None:
         """Close link `key`: cleanly (DISCONNECT, no Will) or abruptly (the broker sends the Will)."""
+        self._writing.discard(key)
         link = self.links.pop(key, None)
         if link is None:
             return

@@ -238,3 +238,31 @@ def test_simulate_command_prints_a_json_summary(mqtt_broker) -> None:
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["devices"] == 30 and summary["sent"]["heartbeat"] > 0
     assert summary["mode"] == "pooled" and summary["simulated_s"] == 600
+
+
+def test_devices_reconnect_after_a_broker_restart(device_broker) -> None:
+    from gridwatch.services import LocalMosquitto
+
+    broker, registered, settings = device_broker
+    opts = FleetOptions(
+        seed=23,
+        speed=100,
+        duration_s=1500,
+        flapping_fraction=0.0,
+        unreliable_fraction=0.0,
+        snapshot_fraction=0.0,
+        run_tag="tr",
+    )
+    fleet = Fleet(registered, opts, broker.host, broker.port, secret=settings.secret_key)
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.setdefault("s", fleet.run(drain_s=15)))
+    runner.start()
+    time.sleep(4)
+    sent_before = fleet.ledger.sent["heartbeat"]
+    LocalMosquitto(settings).restart()
+    runner.join(60)
+    summary = result["s"]
+    n = len(registered)
+    assert summary.reconnects >= n  # every device came back on its own
+    assert fleet.ledger.states["online"] >= 2 * n  # and announced itself again
+    assert fleet.ledger.sent["heartbeat"] > sent_before + n  # and kept on heartbeating
