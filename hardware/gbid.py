@@ -97,11 +97,10 @@ _TYPES_COMMON: dict[int, str] = {
     216: "virtual organisation",
     300: "centre user",
     400: "terminal user",
-    500: "integrated video-image application platform (signalling server)",
-    501: "video-image O&M management platform (signalling server)",
 }
 TYPE_CODES: dict[int, dict[int, str]] = {
-    2016: {**_TYPES_COMMON, 202: "media distribution server"},
+    # DESIGN §5.1: the 2016 edition also names 119 as HVR (130 stays HVR in both editions).
+    2016: {**_TYPES_COMMON, 119: "HVR (hybrid video recorder)", 202: "media distribution server"},
     2022: {
         **_TYPES_COMMON,
         120: "online video-image collection system",
@@ -114,6 +113,8 @@ TYPE_CODES: dict[int, dict[int, str]] = {
         141: "barrier gate (vehicle)",
         142: "smart door (personnel)",
         143: "credential reader",
+        500: "integrated video-image application platform (signalling server)",
+        501: "video-image O&M management platform (signalling server)",
         502: "video-image analysis system",
         503: "video-image database",
         505: "video-image analysis device",

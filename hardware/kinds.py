@@ -230,6 +230,8 @@ _CATALOGUE: tuple[KindSpec, ...] = (
 KINDS: dict[str, KindSpec] = {k.name: k for k in _CATALOGUE}
 # The standard kind of each type code: the entry without a parent.
 _BY_TYPE: dict[int, KindSpec] = {k.type_code: k for k in _CATALOGUE if k.parent is None}
+# Codes whose kind depends on the edition: the 2016 edition's 119 is an HVR (DESIGN §5.1).
+_BY_EDITION_TYPE: dict[tuple[int, int], str] = {(2016, 119): "hvr"}
 
 
 def kind(name: str) -> KindSpec:
@@ -245,7 +247,8 @@ def kind_for_type(type_code: int, edition: int = DEFAULT_EDITION) -> KindSpec:
 
     A code outside 111-999 is not well formed: ValueError names the allowed range.
     """
-    spec = _BY_TYPE.get(type_code)
+    alias = _BY_EDITION_TYPE.get((edition, type_code))
+    spec = KINDS[alias] if alias else _BY_TYPE.get(type_code)
     meaning, family, assigned = type_meaning(type_code, edition)
     if spec is not None and assigned:
         return spec

@@ -69,3 +69,19 @@ def test_malformed_type_and_unknown_kind_are_refused() -> None:
         kind("toaster")
     with pytest.raises(ValueError, match="topic suffix"):
         topic("36012100001320000001", "video")
+
+
+def test_hvr_is_119_in_2016_and_130_in_both() -> None:
+    from hardware.kinds import kind_for_type
+
+    assert kind_for_type(119, 2016).name == "hvr"
+    assert kind_for_type(130, 2016).name == "hvr"
+    assert kind_for_type(130, 2022).name == "hvr"
+    assert kind_for_type(119, 2022).flagged  # unassigned in 2022: accepted as "other"
+
+
+def test_external_platforms_500_501_are_2022_codes() -> None:
+    from hardware.gbid import type_meaning
+
+    assert type_meaning(500, 2022)[2] and type_meaning(501, 2022)[2]
+    assert not type_meaning(500, 2016)[2]
