@@ -158,14 +158,21 @@ def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) 
     return peak * uniformity
 
 
-def measure(p: Prepared) -> Features:
-    """All per-frame measurements of one prepared frame."""
+def measure(
+    p: Prepared, valid: np.ndarray | None = None, valid2: np.ndarray | None = None
+) -> Features:
+    """All per-frame measurements of one prepared frame.
+
+    `valid` / `valid2` (uint8, shaped like `small` / the half-q image) exclude privacy-masked
+    pixels from the brightness, colour and flatness statistics, so a black mask does not make
+    a camera look dark, flat or grey.
+    """
     small = p.small
     h, w = small.shape
     sf = small.astype(np.float32)
-    n = float(h * w)
-    hist = cv2.calcHist([small], [0], None, [256], [0, 256]).ravel()
-    mean, std = cv2.meanStdDev(small)
+    n = float(h * w) if valid is None else float(max(1, cv2.countNonZero(valid)))
+    hist = cv2.calcHist([small], [0], valid, [256], [0, 256]).ravel()
+    mean, std = cv2.meanStdDev(small, mask=valid)
     mean_v, std_v = float(mean[0, 0]), float(std[0, 0])
     p95 = _hist_quantile(hist, n, 0.95)
     sat_share = float(hist[240:].sum()) / n
@@ -173,10 +180,12 @@ def measure(p: Prepared) -> Features:
     q = p.q
     # Point-sampled half of q: per-pixel statistics (flatness, noise, spectrum) need no more.
     q2 = np.ascontiguousarray(q[::2, ::2]) if q.shape[1] >= 2 * w else q
-    qh = cv2.calcHist([q2], [0], None, [256], [0, 256]).ravel()
+    if valid2 is not None and valid2.shape != q2.shape:
+        valid2 = None
+    qh = cv2.calcHist([q2], [0], valid2, [256], [0, 256]).ravel()
     mode = int(np.argmax(qh))
     lo, hi = max(0, mode - FLAT_TOLERANCE), min(256, mode + FLAT_TOLERANCE + 1)
-    flat_share = float(qh[lo:hi].sum()) / float(q2.size)
+    flat_share = float(qh[lo:hi].sum()) / max(1.0, float(qh.sum()))
 
     dxq = cv2.absdiff(q[:, 1:], q[:, :-1])
     dyq = cv2.absdiff(q[1:, :], q[:-1, :])
@@ -199,7 +208,7 @@ def measure(p: Prepared) -> Features:
     spread = 0.0
     if p.colour is not None:
         lab = cv2.cvtColor(p.colour, cv2.COLOR_BGR2Lab)
-        m, s = cv2.meanStdDev(lab)
+        m, s = cv2.meanStdDev(lab, mask=valid)
         chroma = (float(m[1, 0]) - 128.0, float(m[2, 0]) - 128.0)
         spread = float(np.hypot(s[1, 0], s[2, 0]))
 

@@ -37,6 +37,7 @@ from vision.events import FaultScore, QualityEvent
 from vision.faults import FAULT_CODES
 from vision.features import Features, aligned_ncc, measure, profile_shift, stripe_score
 from vision.frames import Prepared
+from vision.geometry import Polygon, rasterise
 from vision.reference import Reference
 
 # suppressor -> faults it explains away (evaluated in FAULT_ORDER).
@@ -47,7 +48,7 @@ PRECEDENCE: dict[str, tuple[str, ...]] = {
     "too_dark": ("blur", "colour_cast", "snow_noise", "stripes", "scene_change"),
     "too_bright": ("blur", "occlusion", "colour_cast", "snow_noise", "stripes", "scene_change"),
     "snow_noise": ("blur", "scene_change", "stripes"),
-    "stripes": ("shake", "ptz_drift", "scene_change", "blur"),
+    "stripes": ("shake", "ptz_drift", "scene_change", "blur", "snow_noise"),
     "ptz_drift": ("scene_change", "shake", "blur", "occlusion"),
     "shake": ("scene_change", "blur"),
     "blur": ("scene_change",),
@@ -58,8 +59,8 @@ FAULT_ORDER: tuple[str, ...] = (
     "too_bright",
     "occlusion",
     "too_dark",
-    "snow_noise",
     "stripes",
+    "snow_noise",
     "ptz_drift",
     "shake",
     "blur",
@@ -148,8 +149,15 @@ class _Hyst:
 class QualityAnalyzer:
     """Per-camera quality diagnosis; feed `Prepared` frames in time order."""
 
-    def __init__(self, config: QualityConfig | None = None, reference: Reference | None = None):
+    def __init__(
+        self,
+        config: QualityConfig | None = None,
+        reference: Reference | None = None,
+        privacy: list[Polygon] | None = None,
+    ):
         self.cfg = config or QualityConfig()
+        self.privacy = privacy or []
+        self._valid: dict[tuple[int, int], np.ndarray] = {}
         self.ref = reference or Reference(learn_frames=self.cfg.learn_frames)
         self._state = {c: _Hyst() for c in FAULT_CODES}
         self._prev: Features | None = None
@@ -189,7 +197,7 @@ class QualityAnalyzer:
 
     def update(self, p: Prepared) -> QualityReport:
         """Diagnose one frame."""
-        f = measure(p)
+        f = measure(p, *self._valid_masks(p))
         self.last_features = f
         scores, thresholds = self._scores(f)
         over = self._decide(scores, thresholds)
@@ -207,6 +215,22 @@ class QualityAnalyzer:
         self._prev = f
         self._last_frame_ts = f.ts
         return self._report(f.ts, scores)
+
+    def _valid_masks(self, p: Prepared) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Non-masked pixels at the small and half-q sizes (None without privacy masks)."""
+        if not self.privacy:
+            return None, None
+        out = []
+        q2h, q2w = (p.q.shape[0] + 1) // 2, (p.q.shape[1] + 1) // 2
+        if p.q.shape[1] < 2 * p.small.shape[1]:
+            q2h, q2w = p.q.shape
+        for h, w in (p.small.shape, (q2h, q2w)):
+            m = self._valid.get((h, w))
+            if m is None:
+                m = (1 - rasterise(self.privacy, w, h)).astype(np.uint8)
+                self._valid[(h, w)] = m
+            out.append(m)
+        return out[0], out[1]
 
     # ---- scoring ----------------------------------------------------------------------------
 
