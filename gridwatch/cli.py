@@ -135,6 +135,7 @@ app.add_typer(__import__("ingest.cli").cli.deadletters_app, name="deadletters")
 app.command("serve")(__import__("api.cli").cli.serve_cmd)  # API, live stream and maps (uvicorn)
 app.add_typer(__import__("api.cli").cli.users_app, name="users")  # user accounts and roles
 __import__("geo.cli").cli.register(app)  # import, generate region, audit
+__import__("vision.cli").cli.register(app)  # vision worker/approve/check, inspect rounds
 
 
 def main() -> None:
