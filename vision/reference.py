@@ -19,6 +19,15 @@ from vision.features import Features
 FORMAT_VERSION = 1
 
 
+def _half(a: np.ndarray | None) -> np.ndarray | None:
+    """float16 for storage (the statistics need no more precision; halves the blob)."""
+    return None if a is None else np.clip(a, -60000, 60000).astype(np.float16)
+
+
+def _single(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float32)
+
+
 @dataclass
 class Reference:
     """Learned statistics of one camera (see module docstring)."""
@@ -122,10 +131,10 @@ class Reference:
             "chroma": np.array(self.chroma if self.chroma is not None else (np.nan, np.nan)),
             "cell_mean": self.cell_mean,
             "cell_std": self.cell_std,
-            "hp": self.hp,
-            "col_prof": self.col_prof,
-            "row_prof": self.row_prof,
-            "power_max": self.power_max,
+            "hp": _half(self.hp),
+            "col_prof": _half(self.col_prof),
+            "row_prof": _half(self.row_prof),
+            "power_max": _half(self.power_max),
         }
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
@@ -150,10 +159,10 @@ class Reference:
                 chroma=None if np.isnan(chroma[0]) else (chroma[0], chroma[1]),
                 cell_mean=z["cell_mean"],
                 cell_std=z["cell_std"],
-                hp=z["hp"],
-                col_prof=z["col_prof"],
-                row_prof=z["row_prof"],
-                power_max=z["power_max"],
+                hp=_single(z["hp"]),
+                col_prof=_single(z["col_prof"]),
+                row_prof=_single(z["row_prof"]),
+                power_max=_single(z["power_max"]),
             )
         except (KeyError, OSError, EOFError, ValueError) as exc:
             raise ValueError(f"not a saved camera reference: {exc}") from None

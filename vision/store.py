@@ -90,7 +90,8 @@ def save_reference(engine: Engine, device_id: str, blob: bytes, approved_by: str
         conn.execute(
             text(
                 "INSERT INTO vision_references (device_id, reference, approved_by, approved_at) "
-                "VALUES (:id, :b, :who, CASE WHEN :who IS NULL THEN NULL ELSE now() END) "
+                "VALUES (:id, :b, CAST(:who AS text), "
+                "CASE WHEN CAST(:who AS text) IS NULL THEN NULL ELSE now() END) "
                 "ON CONFLICT (device_id) DO UPDATE SET reference = EXCLUDED.reference, "
                 "learned_at = now(), approved_by = COALESCE(EXCLUDED.approved_by, "
                 "vision_references.approved_by), approved_at = COALESCE(EXCLUDED.approved_at, "
