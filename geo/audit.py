@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -139,12 +140,14 @@ def run_audit(
     actor: str = "audit",
     save: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 2,
 ) -> AuditReport:
     """Audit `region_code` (and everything below it) against every enabled rule of `pack`.
 
     All work is set-based SQL on temporary tables inside the caller's transaction (committed by
     the caller when `save`). `at` is the audit time (default now): devices registered after it
-    or retired before it do not count; online status and quality are read as of then.
+    or retired before it do not count; online status and quality are read as of then. With
+    `workers` > 1 the grid rules run at the same time on a second connection from the same engine.
     """
     pack = pack or load_rule_pack()
     as_of = _parse_at(at)
@@ -180,20 +183,17 @@ def run_audit(
     notes: list[str] = []
     timings: dict[str, float] = {}
     rules = pack.rules
-    steps = ["cameras", *[r.id for r in rules], "roll-up"]
-    done = 0
+    total = len(rules) + 2
+    done = [0]
+    lock = threading.Lock()
 
-    def step(name: str, fn: Callable[[], None]) -> None:
-        nonlocal done
-        if progress:
-            progress(name, done, len(steps))
-        t = time.perf_counter()
-        fn()
-        timings[name] = round(time.perf_counter() - t, 4)
-        done += 1
+    def tick(name: str, seconds: float) -> None:
+        with lock:
+            timings[name] = round(seconds, 4)
+            done[0] += 1
+            if progress:
+                progress(name, done[0], total)
 
-    for stmt in q.SESSION:
-        conn.execute(text(stmt))
     presence = _has_table(conn, "device_presence")
     live_now = abs((as_of - now).total_seconds()) < 120
     online_expr = q.ONLINE_NOW if live_now or not presence else q.ONLINE_AT
@@ -201,27 +201,42 @@ def run_audit(
         notes.append(
             "no presence history (device_presence): online status is today's, not as of --at"
         )
-
-    def cameras() -> None:
-        for stmt in q.cameras(online_expr):
-            conn.execute(text(stmt), args)
-
-    step("cameras", cameras)
-    for rule in rules:
-        step(rule.id, lambda rule=rule: _run_rule(conn, pack, rule, args, notes, presence))
-    rollup: list[RollupRow] = []
-
-    def roll() -> None:
-        rollup.extend(_rollup(conn, pack, args, prefix))
-
-    step("roll-up", roll)
     if progress:
-        progress("done", len(steps), len(steps))
-    failures = [Failure(**dict(r)) for r in conn.execute(text(q.FAILURES)).mappings()]
-    findings = [
-        Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
-        for r in conn.execute(text(q.FINDINGS)).mappings()
-    ]
+        progress("cameras", 0, total)
+    grid_rules = [r for r in rules if r.kind in GRID_KINDS]
+    other_rules = [r for r in rules if r.kind not in GRID_KINDS]
+    parallel = workers > 1 and grid_rules and other_rules
+    side: dict[str, Any] = {}
+    thread = None
+    if parallel:
+        # grid rules do not read cameras: run them on a second connection (a second core)
+        def side_job() -> None:
+            try:
+                with conn.engine.connect() as c2, c2.begin():
+                    side["out"] = _run_group(
+                        c2, pack, grid_rules, args, notes, presence, online_expr, prefix, tick, save
+                    )
+            except Exception as exc:  # re-raised in the caller's thread
+                side["error"] = exc
+
+        thread = threading.Thread(target=side_job, name="audit-grids", daemon=True)
+        thread.start()
+    main_rules = other_rules if parallel else rules
+    out = _run_group(
+        conn, pack, main_rules, args, notes, presence, online_expr, prefix, tick, False
+    )
+    rollup, failures, findings = out["rollup"], out["failures"], out["findings"]
+    if thread is not None:
+        thread.join()
+        if "error" in side:
+            raise side["error"]
+        rollup += side["out"]["rollup"]
+        failures += side["out"]["failures"]
+        findings += side["out"]["findings"]
+        if save:  # the other connection's units join this run's tables before saving
+            _absorb(conn, side["out"]["units"], side["out"]["finds"])
+    if progress:
+        progress("done", total, total)
     report = AuditReport(
         region_code=region.code,
         region_name=region.name,
@@ -250,6 +265,81 @@ def run_audit(
     if save:
         report.run_id = _save(conn, report, actor)
     return report
+
+
+GRID_KINDS = {"grid_tiling", "grid_workers", "grid_households"}
+
+
+def _run_group(
+    conn: Connection,
+    pack: RulePack,
+    rules: list[Rule],
+    args: dict,
+    notes: list[str],
+    presence: bool,
+    online_expr: str,
+    prefix: str,
+    tick: Callable[[str, float], None],
+    keep_units: bool,
+) -> dict:
+    """Run some rules on one connection: session tables, cameras if needed, rules, roll-up, fetch."""
+    for stmt in q.SESSION:
+        conn.execute(text(stmt))
+    if any(r.kind not in GRID_KINDS for r in rules):
+        t = time.perf_counter()
+        for stmt in q.cameras(online_expr):
+            conn.execute(text(stmt), args)
+        tick("cameras", time.perf_counter() - t)
+    for rule in rules:
+        t = time.perf_counter()
+        _run_rule(conn, pack, rule, args, notes, presence)
+        tick(rule.id, time.perf_counter() - t)
+    t = time.perf_counter()
+    sub = pack.model_copy(update={"rule": rules})
+    rollup = _rollup(conn, sub, args, prefix)
+    tick(
+        "roll-up" if any(r.kind not in GRID_KINDS for r in rules) else "roll-up (grids)",
+        time.perf_counter() - t,
+    )
+    out = {
+        "rollup": rollup,
+        "failures": [Failure(**dict(r)) for r in conn.execute(text(q.FAILURES)).mappings()],
+        "findings": [
+            Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
+            for r in conn.execute(text(q.FINDINGS)).mappings()
+        ],
+    }
+    if keep_units:
+        out["units"] = [tuple(r) for r in conn.execute(text("SELECT * FROM _a_units"))]
+        out["finds"] = [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT rule, pid, kind, unit_id, region_code, area_m2, detail, ST_AsEWKB(geom) FROM _a_find"
+                )
+            )
+        ]
+    return out
+
+
+def _absorb(conn: Connection, units: list[tuple], finds: list[tuple]) -> None:
+    """Copy units and findings computed on another connection into this run's temp tables."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy("COPY _a_units FROM STDIN") as copy:
+            for row in units:
+                copy.write_row(row)
+        cur.execute(
+            "CREATE TEMP TABLE _a_find_in (rule text, pid text, kind text, unit_id text, region_code text, "
+            "area_m2 double precision, detail text, geom bytea) ON COMMIT DROP"
+        )
+        with cur.copy("COPY _a_find_in FROM STDIN") as copy:
+            for row in finds:
+                copy.write_row(row)
+        cur.execute(
+            "INSERT INTO _a_find SELECT rule, pid, kind, unit_id, region_code, area_m2, detail, "
+            "ST_GeomFromEWKB(geom) FROM _a_find_in"
+        )
 
 
 def _run_rule(

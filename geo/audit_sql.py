@@ -250,7 +250,7 @@ GRID_TILING = (
     # gaps: only parents whose children's areas do not add up (or that overlap/stick out) are unioned
     """INSERT INTO _a_find
        WITH agg AS (SELECT pid, sum(ST_Area(geom)) AS s FROM _a_kid GROUP BY pid),
-       suspect AS (
+       suspect AS MATERIALIZED (
          SELECT p.* FROM _a_par p LEFT JOIN agg ON agg.pid = p.pid
          WHERE agg.s IS NULL OR abs(ST_Area(p.geom) - agg.s) > 1e-9 * ST_Area(p.geom)
             OR EXISTS (SELECT 1 FROM _a_find f WHERE f.pid = p.pid)
