@@ -205,7 +205,9 @@ def run_audit(
         progress("cameras", 0, total)
     grid_rules = [r for r in rules if r.kind in GRID_KINDS]
     other_rules = [r for r in rules if r.kind not in GRID_KINDS]
-    parallel = workers > 1 and grid_rules and other_rules
+    # a second connection cannot see this transaction's own uncommitted writes: stay serial then
+    dirty = conn.execute(text("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")).scalar_one()
+    parallel = workers > 1 and grid_rules and other_rules and not dirty
     side: dict[str, Any] = {}
     thread = None
     if parallel:

@@ -343,3 +343,24 @@ def test_cli_audit_formats(engine, region, tmp_path):
     assert res.exit_code == 0 and "village_points" in res.stdout
     assert runner.invoke(app, ["audit", "--region", "12x"]).exit_code == 2
     assert runner.invoke(app, ["audit", "--region", COUNTY, "--format", "pdf"]).exit_code == 2
+
+
+def test_uncommitted_grid_changes_are_seen_by_the_audit(engine, region):
+    """The grid rules normally run on a second connection; with writes pending they run on this one."""
+    with engine.begin() as c:
+        c.execute(text("UPDATE grid_workers SET grid_id = grid_id WHERE false"))  # no-op, no xid
+        c.execute(
+            text(
+                "INSERT INTO grid_workers (grid_id, name) SELECT id, 'new' FROM grids WHERE code = 'A-B2'"
+            )
+        )
+        report = run_audit(c, COUNTY, at=AT, save=False)
+        c.rollback()
+    assert not [f for f in report.failures if f.rule == "grid_workers"]
+    serial, _, _ = _audit(engine, save=False, workers=1)
+    parallel, _, _ = _audit(engine, save=False, workers=2)
+    key = lambda r: (r.code, r.rule)  # noqa: E731
+    assert sorted(map(key, serial.rollup)) == sorted(map(key, parallel.rollup))
+    assert {(r.code, r.rule, r.passed) for r in serial.rollup} == {
+        (r.code, r.rule, r.passed) for r in parallel.rollup
+    }
