@@ -46,13 +46,16 @@ DERIVE_INTERSECTIONS_SQL = """
 WITH pairs AS (
   SELECT a.id AS a, b.id AS b, (ST_Dump(ST_Intersection(a.geom, b.geom))).geom AS g
   FROM roads a JOIN roads b ON a.id < b.id AND a.geom && b.geom AND ST_Intersects(a.geom, b.geom)
+  -- two pieces of one named road (OSM splits ways) meeting end to end are not an intersection
+  WHERE a.name IS NULL OR b.name IS NULL OR a.name <> b.name
 ), pts AS (
   SELECT a, b, CASE WHEN ST_GeometryType(g) = 'ST_Point' THEN g ELSE ST_StartPoint(g) END AS g FROM pairs
 ), clustered AS (
   SELECT a, b, g, ST_ClusterDBSCAN(ST_Transform(g, 32650), eps := :snap, minpoints := 1) OVER () AS cid FROM pts
 ), nodes AS (
   SELECT cid, ST_Centroid(ST_Collect(g)) AS g,
-         (SELECT count(DISTINCT x) FROM unnest(array_agg(a) || array_agg(b)) x) AS degree,
+         (SELECT count(DISTINCT coalesce(r.name, r.id::text)) FROM roads r
+           WHERE r.id = ANY(array_agg(a) || array_agg(b))) AS degree,
          array_agg(DISTINCT a) || array_agg(DISTINCT b) AS road_ids
   FROM clustered GROUP BY cid
 )

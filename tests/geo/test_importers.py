@@ -336,6 +336,13 @@ def test_roads_derive_intersections_and_update_in_place(engine, divisions, tmp_p
             "properties": {"highway": "track"},
             "geometry": mapping(LineString([(116.38, 28.46), (116.38, 28.48)])),
         },
+        # the main road goes on as a second OSM way: that joint is not an intersection
+        {
+            "type": "Feature",
+            "id": "r1b",
+            "properties": {"highway": "secondary", "name": "昌南大道"},
+            "geometry": mapping(LineString([(116.39, 28.47), (116.395, 28.47)])),
+        },
         {
             "type": "Feature",
             "id": "rail",
@@ -354,7 +361,8 @@ def test_roads_derive_intersections_and_update_in_place(engine, divisions, tmp_p
             )
         ).all()
         rails = c.execute(text("SELECT count(*) FROM railways WHERE source_key = 'rail'")).scalar()
-    assert report.inserted == 4 and [r.id for r in report.rejected] == ["bad"] and rails == 1
+    assert report.inserted == 5, report.model_dump(exclude={"sha256", "path"})
+    assert [r.id for r in report.rejected] == ["bad"] and rails == 1
     assert [(round(x, 5), round(y, 5), d, m) for x, y, d, m in pts] == [
         (116.36, 28.47, 2, True),
         (116.38, 28.47, 2, True),
