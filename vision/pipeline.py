@@ -101,9 +101,11 @@ class CameraPipeline:
         self.frames += 1
         self._last_image = image
         events: list[Event] = []
+        moving_px = None
         if self.cfg.motion:
             r = self.motion.update(p)
             if r.ready:
+                moving_px = self.motion.raw_mask
                 events += self.zones.update(p.ts, r.boxes, p.full_w, p.full_h)
                 moving = bool(r.boxes) and r.share >= self.cfg.min_motion_share
                 due = p.ts - self._last_motion_sent >= self.cfg.motion_interval_s
@@ -126,7 +128,7 @@ class CameraPipeline:
                     )
                 self._motion_on = moving
         if (self.frames - 1) % self.cfg.quality_every == 0:
-            rep = self.quality.update(p)
+            rep = self.quality.update(p, moving_px)
             q = self._quality_event(rep, p)
             if q is not None:
                 events.append(q)

@@ -169,6 +169,7 @@ class QualityAnalyzer:
         self._active: frozenset[str] = frozenset()
         self.last_features: Features | None = None
         self.last_layout = 1.0
+        self._moving: np.ndarray | None = None
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -195,10 +196,13 @@ class QualityAnalyzer:
                 self._last_frame_ts = None
         return self._report(ts, {"signal_loss": 1.0 if lost else st.score})
 
-    def update(self, p: Prepared) -> QualityReport:
-        """Diagnose one frame."""
+    def update(self, p: Prepared, moving: np.ndarray | None = None) -> QualityReport:
+        """Diagnose one frame; `moving` (uint8, like p.small) marks pixels the motion detector
+        saw moving, which the structural comparison with the reference then leaves out (busy
+        traffic is not a changed scene)."""
         f = measure(p, *self._valid_masks(p))
         self.last_features = f
+        self._moving = moving if moving is not None and moving.shape == f.hp.shape else None
         scores, thresholds = self._scores(f)
         over = self._decide(scores, thresholds)
         self._debounce(scores, thresholds, over)
@@ -285,7 +289,7 @@ class QualityAnalyzer:
             s["occlusion"] = float(covered.sum()) / n_judge if n_judge else 0.0
             if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, judge & ~covered):
                 s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover
-            s["scene_change"] = 1.0 - aligned_ncc(f.hp, ref.hp, 0.0, 0.0)
+            s["scene_change"] = 1.0 - self._structure_ncc(f.hp, ref.hp)
             if f.chroma is not None and ref.chroma is not None:
                 shift = float(np.hypot(f.chroma[0] - ref.chroma[0], f.chroma[1] - ref.chroma[1]))
                 k = float(np.hypot(*f.chroma)) / (f.chroma_spread + 1.0)
@@ -306,6 +310,18 @@ class QualityAnalyzer:
             for c in ("blur", "stripes", "occlusion", "scene_change"):
                 s[c] = 0.0
         return s, t
+
+    def _structure_ncc(self, a: np.ndarray, b: np.ndarray) -> float:
+        """NCC of two high-passed images, over the pixels not seen moving in this frame."""
+        mv = self._moving
+        if mv is None or not mv.any():
+            return aligned_ncc(a, b, 0.0, 0.0)
+        keep = cv2.dilate(mv, np.ones((5, 5), np.uint8)) == 0
+        if int(keep.sum()) < keep.size // 4:
+            return aligned_ncc(a, b, 0.0, 0.0)  # mostly moving: judge the whole picture
+        wa, wb = a * keep, b * keep
+        den = float(np.sqrt(float((wa * wa).sum()) * float((wb * wb).sum())))
+        return float((wa * wb).sum()) / den if den > 1e-6 else 0.0
 
     def _rest_matches(self, f: Features, visible: np.ndarray) -> bool:
         """True when the textured cells left uncovered still have the reference structure."""
