@@ -77,6 +77,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     sup = Supervisor(settings.home / "logs")
     sup.add("ingest", sup.gridwatch_argv("ingest"))
     sup.add("api", sup.gridwatch_argv("serve"))
+    sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
     if options.fleet:
         sup.add(
             "fleet",
@@ -121,7 +122,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
         say(str(exc))
         return 1
     finally:
-        say("stopping the fleet, ingest and API")
+        say("stopping the fleet, vision worker, ingest and API")
         sup.stop_all()
         if not were_running:
             say("stopping local services")
