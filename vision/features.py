@@ -18,7 +18,7 @@ from vision.frames import Prepared
 CELLS_X = 16
 FLAT_TOLERANCE = 1
 HP_KERNEL = (7, 7)
-LOWFREQ_RADIUS = 3
+LOWFREQ_RADIUS = 5
 ISO_UNIT = 8.0  # whitened isolated-peak level of clear interference
 EXCESS_UNIT = 0.03  # energy share above twice the reference of clear interference
 
@@ -121,6 +121,15 @@ def spectrum(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (pw / tot if tot > 0 else pw), f
 
 
+def _ring(a: np.ndarray, v: int, u: int, r: int = 2) -> np.ndarray:
+    """Values in the (2r+1)^2 window around (v, u), rows wrapping, without the centre."""
+    rows = [(v + dv) % a.shape[0] for dv in range(-r, r + 1)]
+    cols = [c for c in range(u - r, u + r + 1) if 0 <= c < a.shape[1]]
+    win = a[np.ix_(rows, cols)].ravel()
+    centre = r * len(cols) + cols.index(u)
+    return np.delete(win, centre)
+
+
 def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) -> float:
     """How strongly a new, frame-wide periodic pattern (interference bars) is present.
 
@@ -140,6 +149,12 @@ def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) 
     # street scenes already carry much energy). Both scaled so that 1.0 is the threshold.
     peak = float(iso[v, u]) / ISO_UNIT
     peak2 = float(excess.flat[k2]) / EXCESS_UNIT
+    if peak2 > peak:
+        # The new energy must stand out from its neighbours in this frame's own spectrum: a
+        # blurred picture also shifts energy to low frequencies, but smoothly.
+        v2, u2 = divmod(k2, iso.shape[1])
+        own = power[v2, u2] / (float(np.median(_ring(power, v2, u2))) + 1e-9)
+        peak2 *= min(1.0, own / 8.0)
     if peak2 > peak:
         peak = peak2
         v, u = divmod(k2, iso.shape[1])

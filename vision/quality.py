@@ -103,7 +103,7 @@ class QualityConfig(BaseModel):
     ptz_drift: float = 2.0
     motion_window: int = Field(default=5, ge=3)
     min_shift: float = Field(default=0.25, ge=0, description="frame shift that counts, % width")
-    min_profile_ncc: float = Field(default=0.6, ge=-1, le=1)
+    min_profile_ncc: float = Field(default=0.4, ge=-1, le=1)
     direction_consistency: float = 0.6
 
 
