@@ -52,11 +52,18 @@ def vision_worker(
     duration: float = typer.Option(None, min=0.1, help="Stop after this many seconds."),
     stats_s: float = typer.Option(10.0, min=0.5, help="Report fps and lag this often."),
     save_references: bool = typer.Option(True, help="Store learned references in the database."),
+    shard: str = typer.Option("0/1", help="This worker's share I/N of the cameras (by id hash)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final stats as JSON."),
 ) -> None:
     """Run the vision worker: every camera at its own rate, results to gw/v1/{id}/analytics."""
     if ctx.invoked_subcommand is not None:
         return
+    try:
+        si, sn = (int(x) for x in shard.split("/"))
+        if not 0 <= si < sn:
+            raise ValueError
+    except ValueError:
+        _fail(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. 0/2")
     from vision.worker import VisionWorker, load_cameras
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -87,7 +94,14 @@ def vision_worker(
             save = lambda dev, blob: save_reference(engine, dev, blob)  # noqa: E731
     link = _mqtt(f"gridwatch-vision-{int(time.time())}")
     link.subscribe_snapshots = snapshots
-    worker = VisionWorker(cams, link.publish, references=refs, save_reference=save, stats_s=stats_s)
+    worker = VisionWorker(
+        cams,
+        link.publish,
+        references=refs,
+        save_reference=save,
+        stats_s=stats_s,
+        shard=(si, sn),
+    )
     link.on_snapshot = worker.offer_snapshot
     if not link.wait(10):
         link.close()
@@ -151,6 +165,42 @@ def approve_cmd(
         console.print(
             f"{device_id}: reference {'dropped' if had else 'was not stored'}; "
             f"running workers {'told to relearn' if sent else 'NOT reached (broker down)'}"
+        )
+
+
+@vision_app.command("set")
+def set_cmd(
+    config: Path = typer.Argument(
+        ..., help="JSON CameraConfig (id, source, fps, privacy, zones...)."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Store one camera's vision settings (privacy masks, zones, tripwires, rate)."""
+    from pydantic import ValidationError
+
+    from gridwatch.db import get_engine
+    from vision.pipeline import CameraConfig
+    from vision.store import save_camera_config
+
+    try:
+        cfg = CameraConfig.model_validate_json(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {config}: {exc}")
+    except ValidationError as exc:
+        _fail(
+            f"{config}: "
+            + "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        )
+    try:
+        save_camera_config(get_engine(), cfg)
+    except Exception as exc:  # noqa: BLE001
+        _fail(f"cannot store the settings (is {cfg.id} a registered device?): {exc}", 1)
+    if as_json:
+        print(cfg.model_dump_json())
+    else:
+        console.print(
+            f"{cfg.id}: stored ({len(cfg.privacy)} privacy masks, {len(cfg.zones)} "
+            f"zones, {len(cfg.tripwires)} tripwires); restart workers to apply"
         )
 
 
@@ -227,9 +277,28 @@ def inspect_cmd(
     processes: int = typer.Option(4, min=1, max=64, help="Diagnosing processes."),
     snapshot_wait: float = typer.Option(60.0, min=0, help="Seconds to wait for snapshots."),
     new: bool = typer.Option(False, "--new", help="Start a new round instead of resuming."),
+    every: float = typer.Option(None, min=0.001, help="Repeat a round every this many hours."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Inspection round: one look at every camera of a region, intact or faulty with evidence."""
+    while True:
+        started = time.monotonic()
+        _inspect_once(region, processes, snapshot_wait, new, as_json)
+        if every is None:
+            return
+        new = False
+        pause = every * 3600 - (time.monotonic() - started)
+        if not as_json:
+            err.print(f"next round in {max(0.0, pause) / 60:.1f} min (Ctrl-C to stop)")
+        try:
+            time.sleep(max(0.0, pause))
+        except KeyboardInterrupt:
+            return
+
+
+def _inspect_once(
+    region: str, processes: int, snapshot_wait: float, new: bool, as_json: bool
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from gridwatch.db import get_engine

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class VisionWorker:
         accept_unknown_snapshots: bool = True,
         stats_s: float = 10.0,
         name: str | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.publish = publish
         self.quality_cfg = quality
@@ -94,6 +96,8 @@ class VisionWorker:
         self.stats_s = stats_s
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.accept_unknown = accept_unknown_snapshots
+        self.shard = shard
+        cameras = [c for c in cameras if self.owns(c.id)]
         self.snapshot_defaults = snapshot_defaults
         now = time.monotonic()
         self.streams: list[_Stream] = []
@@ -114,6 +118,15 @@ class VisionWorker:
         self.last_stats: WorkerStats | None = None
         self.stop_event = threading.Event()
 
+    def owns(self, device_id: str) -> bool:
+        """True when this worker's shard (i of n, by a stable hash of the id) has the camera.
+
+        Several workers split the cameras this way, each seeing every snapshot but analysing
+        only its own, so a camera's state (background, reference) stays in one process.
+        """
+        i, n = self.shard
+        return n <= 1 or zlib.crc32(device_id.encode()) % n == i
+
     def _pipeline(self, c: CameraConfig) -> CameraPipeline:
         return CameraPipeline(c, self.quality_cfg, reference=self.references.get(c.id))
 
@@ -121,7 +134,7 @@ class VisionWorker:
 
     def offer_snapshot(self, device_id: str, jpeg: bytes, received: float | None = None) -> None:
         """Queue a snapshot; a newer one from the same camera replaces an unprocessed one."""
-        if device_id not in self.snap_cfg and not self.accept_unknown:
+        if not self.owns(device_id) or (device_id not in self.snap_cfg and not self.accept_unknown):
             return
         with self._inbox_lock:
             if device_id in self._inbox:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import cv2
@@ -124,3 +125,42 @@ def test_undecodable_snapshot_is_not_a_crash(bad: bytes) -> None:
     worker._process_snapshots(budget=5)
     worker.close()
     assert worker.snap_pipes[CAM2].frames == 0
+
+
+def test_shards_split_cameras_without_overlap() -> None:
+    ids = [f"3601210000132{n:07d}" for n in range(200)]
+    owners = [
+        [w for w in range(3) if VisionWorker([], lambda t, p: None, shard=(w, 3)).owns(i)]
+        for i in ids
+    ]
+    assert all(len(o) == 1 for o in owners)
+    assert {o[0] for o in owners} == {0, 1, 2}
+
+
+def test_check_command_reports_a_fault_in_a_video(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    video = tmp_path / "blurred.avi"
+    _write(video, SynthConfig(n_frames=45, seed=66, fault="blur", fault_start=25, light_events=()))
+    res = CliRunner().invoke(app, ["vision", "check", str(video), "--json"])
+    assert res.exit_code == 0, res.output
+    events = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    faulty = [e for e in events if e["type"] == "quality" and not e["intact"]]
+    assert faulty and [f["code"] for f in faulty[0]["faults"]] == ["blur"]
+    assert faulty[0]["ts"] >= 25 / 5.0
+    missing = CliRunner().invoke(app, ["vision", "check", str(tmp_path / "nope.avi")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_set_command_rejects_bad_settings_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    bad = tmp_path / "cam.json"
+    bad.write_text(json.dumps({"id": "123", "fps": 99}))
+    res = CliRunner().invoke(app, ["vision", "set", str(bad)])
+    assert res.exit_code == 2
+    assert "id:" in res.output and "fps:" in res.output
