@@ -276,7 +276,9 @@ def choropleth(
     },
 )
 def report_html(
-    request: Request, job_id: int = JOB_ID, user: Principal = Depends(require(*READERS))
+    request: Request,
+    job_id: int = JOB_ID,
+    user: Principal = Depends(require(*READERS, query_token=True)),
 ) -> HTMLResponse:
     """The self-contained report (map, charts, failing units, suggestions; no internet needed to open it)."""
     from geo.audit_report import map_shapes, to_html
@@ -302,7 +304,9 @@ def report_html(
     },
 )
 def report_csv(
-    request: Request, job_id: int = JOB_ID, user: Principal = Depends(require(*READERS))
+    request: Request,
+    job_id: int = JOB_ID,
+    user: Principal = Depends(require(*READERS, query_token=True)),
 ) -> Response:
     """Roll-up, failing units and suggestions as CSV."""
     from geo.audit_report import to_csv

@@ -29,20 +29,20 @@
 
     function regionChoices() {
       var sel = $("gw-a-region");
-      var codes = (gw.user && gw.user.regions && gw.user.regions.length) ? gw.user.regions.slice() : [];
-      var ready = codes.length ? Promise.resolve(codes) : gw.api("/regions?level=3&limit=100").then(function (page) {
-        return page.items.map(function (r) { return r.code; });
-      });
-      return ready.then(function (list) {
-        if (cfg.region && list.indexOf(cfg.region) < 0) list.unshift(cfg.region);
+      var mine = (gw.user && gw.user.regions && gw.user.regions.length) ? gw.user.regions.slice() : [];
+      if (cfg.region && mine.indexOf(cfg.region) < 0) mine.unshift(cfg.region);
+      var named = mine.length
+        ? Promise.all(mine.map(function (code) {
+            return gw.api("/regions/" + code).catch(function () { return { code: code, name: code }; });
+          }))
+        : gw.api("/regions?level=3&limit=200").then(function (page) { return page.items; });
+      return named.then(function (regions) {
         sel.innerHTML = "";
-        return Promise.all(list.map(function (code) {
-          return gw.api("/regions/" + code).then(function (r) { return r; }).catch(function () { return { code: code, name: code }; });
-        })).then(function (regions) {
-          regions.forEach(function (r) { sel.appendChild(gw.el("option", { value: r.code, text: r.name + " " + r.code })); });
-          if (cfg.region) sel.value = cfg.region;
-          return sel.value;
-        });
+        regions.forEach(function (r) { sel.appendChild(gw.el("option", { value: r.code, text: r.name + " " + r.code })); });
+        if (cfg.region) sel.value = cfg.region;
+        $("gw-a-run").disabled = !sel.value;
+        sel.setAttribute("data-ready", "1");
+        return sel.value;
       });
     }
 
@@ -58,6 +58,7 @@
       }
       status((j.region_name || j.region_code) + " · " + gw.time(j.finished_at) + " · run " + j.run_id);
       $("gw-a-downloads").classList.remove("gw-hidden");
+      setDownloads();
       // rules
       var ruleSel = $("gw-a-rule");
       var current = ruleSel.value;
@@ -132,19 +133,14 @@
         status(gw.t("no_audit"));
       });
     }
-    function download(kind) {
+    function setDownloads() {
       if (!job) return;
-      fetch(cfg.api + "/audits/" + job.id + "/report." + kind, { headers: { Authorization: "Bearer " + gw.token } })
-        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.blob(); })
-        .then(function (blob) {
-          var a = gw.el("a", { href: URL.createObjectURL(blob), download: "gridwatch-audit-" + job.region_code + "-" + job.id + "." + kind });
-          document.body.appendChild(a);
-          a.click();
-          setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
-        }).catch(function (e) { gw.toast(String(e)); });
+      ["html", "csv"].forEach(function (kind) {
+        var a = $("gw-a-" + kind);
+        a.href = cfg.api + "/audits/" + job.id + "/report." + kind + "?access_token=" + encodeURIComponent(gw.token);
+        a.setAttribute("download", "gridwatch-audit-" + job.region_code + "-" + job.id + "." + kind);
+      });
     }
-    $("gw-a-html").addEventListener("click", function (ev) { ev.preventDefault(); download("html"); });
-    $("gw-a-csv").addEventListener("click", function (ev) { ev.preventDefault(); download("csv"); });
     $("gw-a-level").addEventListener("change", loadShapes);
     $("gw-a-rule").addEventListener("change", function () { refresh(); });
     $("gw-a-region").addEventListener("change", function () { loadShapes.fitted = false; latest($("gw-a-region").value); });
@@ -157,6 +153,7 @@
         return poll(j.id);
       }).catch(function (e) { status(e.message); }).then(function () { $("gw-a-run").disabled = false; });
     });
+    $("gw-a-run").disabled = true;
     regionChoices().then(function (region) { if (region) latest(region); });
     gw.audit = { map: map, job: function () { return job; } };
   };

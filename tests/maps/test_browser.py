@@ -200,6 +200,8 @@ def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
     context, page, net = open_page(browser)
     try:
         sign_in(page, stack.base, "/audit?region=360983000000", "t-auditor", "auditor-pass-1")
+        page.locator("#gw-a-region[data-ready='1']").wait_for(timeout=10000)
+        assert page.input_value("#gw-a-region") == "360983000000"
         page.click("#gw-a-run")
         page.wait_for_function(
             "['done', 'failed'].includes(document.getElementById('gw-a-status').getAttribute('data-status'))",
