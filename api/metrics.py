@@ -74,6 +74,14 @@ class _MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            if (
+                template.startswith("/")
+                and not template.startswith("/api/")
+                and scope["path"].startswith("/api/v1/")
+            ):
+                template = (
+                    "/api/v1" + template
+                )  # routes of included routers carry their own path only
             self.metrics.observe(
                 scope.get("method", "GET"), template, status["code"], time.perf_counter() - start
             )
