@@ -203,8 +203,8 @@ def run_audit(
         )
     if progress:
         progress("cameras", 0, total)
-    grid_rules = [r for r in rules if r.kind in GRID_KINDS]
-    other_rules = [r for r in rules if r.kind not in GRID_KINDS]
+    grid_rules = [r for r in rules if r.kind in SIDE_KINDS]
+    other_rules = [r for r in rules if r.kind not in SIDE_KINDS]
     # a second connection cannot see this transaction's own uncommitted writes: stay serial then
     dirty = conn.execute(text("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")).scalar_one()
     parallel = workers > 1 and grid_rules and other_rules and not dirty
@@ -270,6 +270,8 @@ def run_audit(
 
 
 GRID_KINDS = {"grid_tiling", "grid_workers", "grid_households"}
+# rules that go to the second connection: the grid rules, which read no cameras
+SIDE_KINDS = GRID_KINDS
 
 
 def _run_group(
@@ -294,13 +296,18 @@ def _run_group(
         tick("cameras", time.perf_counter() - t)
     for rule in rules:
         t = time.perf_counter()
-        _run_rule(conn, pack, rule, args, notes, presence)
+        _run_rule(conn, pack, rule, args, notes, presence, online_expr)
         tick(rule.id, time.perf_counter() - t)
     t = time.perf_counter()
     sub = pack.model_copy(update={"rule": rules})
+    conn.execute(
+        text("ANALYZE _a_units")
+    )  # a real row count turns the roll-up into hash aggregates
     rollup = _rollup(conn, sub, args, prefix)
     tick(
-        "roll-up" if any(r.kind not in GRID_KINDS for r in rules) else "roll-up (grids)",
+        "roll-up"
+        if any(r.kind not in SIDE_KINDS for r in rules)
+        else "roll-up (second connection)",
         time.perf_counter() - t,
     )
     out = {
@@ -345,7 +352,13 @@ def _absorb(conn: Connection, units: list[tuple], finds: list[tuple]) -> None:
 
 
 def _run_rule(
-    conn: Connection, pack: RulePack, rule: Rule, args: dict, notes: list[str], presence: bool
+    conn: Connection,
+    pack: RulePack,
+    rule: Rule,
+    args: dict,
+    notes: list[str],
+    presence: bool,
+    online_expr: str,
 ) -> None:
     a = {
         **args,
@@ -361,7 +374,10 @@ def _run_rule(
         conn.execute(text(q.VILLAGE_POINTS), a)
     elif rule.kind == "natural_village_points":
         q.ensure_points(conn, a)
-        conn.execute(text(q.NATURAL_VILLAGE_POINTS), a)
+        from geo.views import available
+
+        sql = q.NATURAL_VILLAGE_POINTS if available(conn) else q.NATURAL_VILLAGE_POINTS_SPATIAL
+        conn.execute(text(sql), a)
     elif rule.kind == "village_coverage":
         q.ensure_points(conn, a)
         conn.execute(text(q.VILLAGE_COVERAGE), a)
@@ -369,7 +385,7 @@ def _run_rule(
         q.ensure_villages(conn, a)
         conn.execute(text(q.SMART_COMMUNITIES), {**a, "device_kinds": rule.device_kinds})
     elif rule.kind == "key_sites":
-        q.ensure_sites(conn, a)
+        q.ensure_sites(conn, a, online_expr)
         conn.execute(text(q.KEY_SITES), {**a, "site_kinds": pack.site_kinds(rule)})
     elif rule.kind == "grid_tiling":
         q.ensure_grids(conn, a)
@@ -396,7 +412,7 @@ def _run_rule(
             notes.append(f"{rule.id}: no video-quality results (camera_health): not assessed")
             return
         if rule.camera_set != "all":
-            q.ensure_sites(conn, a)
+            q.ensure_sites(conn, a, online_expr)
         conn.execute(text(q.intact_rate(rule.camera_set)), a)
     elif rule.kind == "hd_ratio":
         conn.execute(
@@ -416,7 +432,11 @@ def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[R
     rate_rules = [r.id for r in pack.rules if r.kind in RATE_KINDS]
     targets = {r.id: r.min_rate for r in pack.rules if r.kind in RATE_KINDS}
     out = []
-    for row in conn.execute(text(q.ROLLUP), {**args, "rate_rules": rate_rules}).mappings():
+    # the group counts of the expanded rows are unknown to the planner: ask for hash aggregates
+    conn.execute(text("SET LOCAL enable_sort = off"))
+    rows = conn.execute(text(q.ROLLUP), {**args, "rate_rules": rate_rules}).mappings().all()
+    conn.execute(text("SET LOCAL enable_sort = on"))
+    for row in sorted(rows, key=lambda r: (r["level"], r["code"], r["rule"])):
         rate = row["rate"]
         ok = (
             (rate is not None and rate + 1e-12 >= (targets.get(row["rule"]) or 0))

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, text
 SESSION = (
     "SET LOCAL work_mem = '256MB'",
     "SET LOCAL jit = off",
-    "DROP TABLE IF EXISTS _a_cam, _a_pt, _a_vil, _a_vstat, _a_site, _a_sitecam, _a_grid, _a_par, _a_kid, _a_units, _a_find",
+    "DROP TABLE IF EXISTS _a_cam, _a_pt, _a_vil, _a_vstat, _a_site, _a_sitecam, _a_grid, _a_par, _a_kid, _a_units, _a_find, _a_find_in",
     """CREATE TEMP TABLE _a_units (
         rule text, unit_kind text, unit_id text, region_code text, name text, passed boolean,
         value double precision, target double precision, num double precision, den double precision,
@@ -18,6 +18,8 @@ SESSION = (
         detail text, geom geometry) ON COMMIT DROP""",
 )
 
+CAMERA_FILTER = """d.region_code BETWEEN :low AND :high AND d.kind = ANY(:kinds) AND d.position IS NOT NULL
+          AND d.registered_at <= :at AND (d.retired_at IS NULL OR d.retired_at > :at)"""
 ONLINE_NOW = "d.status = 'online'"
 ONLINE_AT = (
     "EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id AND p.started_at <= :at "
@@ -26,16 +28,13 @@ ONLINE_AT = (
 
 
 def cameras(online_expr: str) -> tuple[str, ...]:
-    """The cameras that count at the audit time, with a metric position and whether online."""
+    """The cameras that count at the audit time, with whether each is online then."""
     return (
         f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
         SELECT d.id, d.region_code::text AS region_code, d.grid_id, d.networked, d.resolution_w,
-               d.resolution_h, d.registered_at, ST_Transform(d.position, 32650) AS pm,
-               ({online_expr}) AS online
+               d.resolution_h, d.registered_at, d.position, ({online_expr}) AS online
         FROM devices d
-        WHERE d.region_code BETWEEN :low AND :high AND d.kind = ANY(:kinds) AND d.position IS NOT NULL
-          AND d.registered_at <= :at AND (d.retired_at IS NULL OR d.retired_at > :at)""",
-        "CREATE INDEX ON _a_cam (id)",
+        WHERE {CAMERA_FILTER}""",
         "ANALYZE _a_cam",
     )
 
@@ -68,25 +67,26 @@ def ensure_points(conn: Connection, a: dict) -> None:
     conn.execute(
         text("""CREATE TEMP TABLE _a_pt ON COMMIT DROP AS
         SELECT id, region_code, online,
-               region_code || ':' || ST_ClusterDBSCAN(pm, eps := :eps, minpoints := 1)
-                   OVER (PARTITION BY region_code) AS point_id
+               ST_ClusterDBSCAN(ST_Transform(position, 32650), eps := :eps, minpoints := 1)
+                   OVER (PARTITION BY region_code) AS cid
         FROM _a_cam WHERE networked"""),
         a,
     )
-    conn.execute(text("CREATE INDEX ON _a_pt (id)"))
     conn.execute(text("ANALYZE _a_pt"))
+    # DBSCAN numbers the clusters of each partition 0..k-1: k points = max + 1
     conn.execute(
         text("""CREATE TEMP TABLE _a_vstat ON COMMIT DROP AS
-        SELECT c.region_code, count(*) AS cameras, count(*) FILTER (WHERE c.networked) AS networked,
-               count(*) FILTER (WHERE c.networked AND NOT c.online) AS offline,
-               count(DISTINCT p.point_id) AS points,
-               count(DISTINCT p.point_id) FILTER (WHERE p.online) AS online_points
-        FROM _a_cam c LEFT JOIN _a_pt p ON p.id = c.id GROUP BY c.region_code""")
+        SELECT c.region_code, c.cameras, c.networked, c.offline, coalesce(p.points, 0) AS points
+        FROM (SELECT region_code, count(*) AS cameras, count(*) FILTER (WHERE networked) AS networked,
+                     count(*) FILTER (WHERE networked AND NOT online) AS offline
+              FROM _a_cam GROUP BY region_code) c
+        LEFT JOIN (SELECT region_code, max(cid) + 1 AS points FROM _a_pt GROUP BY region_code) p
+          ON p.region_code = c.region_code""")
     )
 
 
-def ensure_sites(conn: Connection, a: dict) -> None:
-    """_a_site: key sites under the region; _a_sitecam: cameras whose sector reaches each site."""
+def ensure_sites(conn: Connection, a: dict, online_expr: str) -> None:
+    """_a_site: key sites under the region; _a_sitecam: counting cameras whose sector reaches each site."""
     if _exists(conn, "_a_site"):
         return
     conn.execute(
@@ -95,12 +95,17 @@ def ensure_sites(conn: Connection, a: dict) -> None:
         FROM key_sites k WHERE k.region_code BETWEEN :low AND :high"""),
         a,
     )
+    validity = CAMERA_FILTER.replace("d.region_code BETWEEN :low AND :high AND ", "")
     conn.execute(
-        text("""CREATE TEMP TABLE _a_sitecam ON COMMIT DROP AS
-        SELECT s.id AS site_id, s.kind, c.id AS device_id, c.region_code, c.online, d.fov
+        text(f"""CREATE TEMP TABLE _a_sitecam ON COMMIT DROP AS
+        SELECT s.id AS site_id, s.kind, d.id AS device_id, d.region_code::text AS region_code,
+               ({online_expr}) AS online, d.fov
         FROM _a_site s JOIN devices d ON d.fov && s.geom AND ST_Intersects(d.fov, s.geom)
-        JOIN _a_cam c ON c.id = d.id""")
+        WHERE {validity}"""),
+        a,
     )
+    conn.execute(text("ANALYZE _a_site"))
+    conn.execute(text("ANALYZE _a_sitecam"))
 
 
 def ensure_grids(conn: Connection, a: dict) -> None:
@@ -135,7 +140,7 @@ CROSS JOIN LATERAL (SELECT coalesce(s.points, 0) AS pts, coalesce(s.points, 0) >
 WHERE {_APPLIES}
 """
 
-NATURAL_VILLAGE_POINTS = """
+NATURAL_VILLAGE_POINTS_T = """
 WITH nv AS (
   SELECT n.id, n.name, n.village_code::text AS village_code, n.geom
   FROM natural_villages n WHERE n.village_code BETWEEN :low AND :high
@@ -143,9 +148,8 @@ WITH nv AS (
   SELECT i.id, i.natural_village_id AS nv_id, i.geom FROM intersections i
   JOIN nv ON nv.id = i.natural_village_id WHERE i.is_main
 ), hits AS (
-  SELECT DISTINCT ix.nv_id, p.point_id FROM ix
-  JOIN devices d ON d.fov && ix.geom AND ST_Covers(d.fov, ix.geom)
-  JOIN _a_pt p ON p.id = d.id
+  SELECT DISTINCT ix.nv_id, p.region_code, p.cid FROM ix
+  JOIN {link} JOIN _a_pt p ON p.id = v.device_id
 ), cnt AS (SELECT nv_id, count(*) AS points FROM hits GROUP BY nv_id),
 nix AS (SELECT nv_id, count(*) AS n FROM ix GROUP BY nv_id)
 INSERT INTO _a_units
@@ -160,6 +164,15 @@ FROM nv LEFT JOIN cnt ON cnt.nv_id = nv.id LEFT JOIN nix ON nix.nv_id = nv.id
 CROSS JOIN LATERAL (SELECT coalesce(cnt.points, 0) AS pts,
                            coalesce(nix.n, 0) > 0 AND coalesce(cnt.points, 0) >= :min AS ok) x
 """
+
+# with the maintained link table, or the spatial join itself
+NATURAL_VILLAGE_POINTS = NATURAL_VILLAGE_POINTS_T.replace(
+    "{link}", "intersection_views v ON v.intersection_id = ix.id"
+)
+NATURAL_VILLAGE_POINTS_SPATIAL = NATURAL_VILLAGE_POINTS_T.replace(
+    "{link}",
+    "(SELECT d.id AS device_id, d.fov FROM devices d) v ON v.fov && ix.geom AND ST_Covers(v.fov, ix.geom)",
+)
 
 VILLAGE_COVERAGE = f"""
 INSERT INTO _a_units
@@ -200,7 +213,7 @@ cov AS (
          WHEN s.dim = 0 THEN 1.0
          WHEN s.dim = 1 THEN ST_Length(ST_Intersection(s.geom, cov.u)::geography)
                              / nullif(ST_Length(s.geom::geography), 0)
-         ELSE ST_Area(ST_Intersection(s.geom, cov.u)::geography) / nullif(ST_Area(s.geom::geography), 0)
+         ELSE ST_Area(ST_Intersection(s.geom, cov.u)) / nullif(ST_Area(s.geom), 0)
     END AS share,
     CASE s.dim WHEN 0 THEN 1.0 WHEN 1 THEN CAST(:line_share AS float8) ELSE CAST(:poly_share AS float8) END AS need
   FROM s LEFT JOIN cov ON cov.site_id = s.id
@@ -324,16 +337,20 @@ NETWORKING_RATE = _RATE_UNIT.format(
 
 ONLINE_RATE_PRESENCE = _RATE_UNIT.format(
     inner="""WITH up AS (
-               SELECT p.device_id, sum(extract(epoch FROM least(coalesce(p.ended_at, :at), :at)
-                                                 - greatest(p.started_at, :t0, c.registered_at))) AS s
+               SELECT c.region_code, sum(extract(epoch FROM least(coalesce(p.ended_at, :at), :at)
+                                     - greatest(p.started_at, :t0, c.registered_at))) AS s
                FROM device_presence p JOIN _a_cam c ON c.id = p.device_id
-               WHERE c.networked AND p.started_at < :at AND (p.ended_at IS NULL OR p.ended_at > greatest(:t0, c.registered_at))
-               GROUP BY p.device_id)
-             SELECT c.region_code, sum(coalesce(up.s, 0)) AS num,
-                    sum(extract(epoch FROM :at - greatest(:t0, c.registered_at))) AS den,
-                    count(*) FILTER (WHERE up.s IS NULL) AS never
-             FROM _a_cam c LEFT JOIN up ON up.device_id = c.id WHERE c.networked GROUP BY c.region_code""",
-    reason="format('online %s%% of the period; %s camera(s) never online in it', round(CAST(100 * t.num / t.den AS numeric), 1), t.never)",
+               WHERE c.networked AND p.started_at < :at
+                 AND (p.ended_at IS NULL OR p.ended_at > greatest(:t0, c.registered_at))
+               GROUP BY c.region_code
+             ), tot AS (
+               SELECT region_code, sum(extract(epoch FROM :at - greatest(:t0, registered_at))) AS den,
+                      count(*) AS cams
+               FROM _a_cam WHERE networked GROUP BY region_code
+             )
+             SELECT tot.region_code, coalesce(up.s, 0) AS num, tot.den, tot.cams
+             FROM tot LEFT JOIN up ON up.region_code = tot.region_code""",
+    reason="format('online %s%% of the period (%s networked cameras)', round(CAST(100 * t.num / t.den AS numeric), 1), t.cams)",
 )
 
 ONLINE_RATE_STATUS = _RATE_UNIT.format(
@@ -372,25 +389,40 @@ HD_RATIO = _RATE_UNIT.format(
 
 # Every unit counts at its own region and at each ancestor down from the audited region.
 ROLLUP = """
-WITH u AS (
-  SELECT rule, passed, num, den, region_code,
+WITH base AS (
+  SELECT region_code, rule, count(*) AS units, count(*) FILTER (WHERE passed) AS passed,
+         count(*) FILTER (WHERE NOT passed) AS failed, sum(num) AS num, sum(den) AS den
+  FROM _a_units WHERE region_code IS NOT NULL GROUP BY region_code, rule
+), u AS MATERIALIZED (
+  SELECT *,
     CASE WHEN right(region_code, 3) <> '000' THEN 12 WHEN substr(region_code, 7, 3) <> '000' THEN 9
          WHEN substr(region_code, 5, 2) <> '00' THEN 6 WHEN substr(region_code, 3, 2) <> '00' THEN 4 ELSE 2 END AS own
-  FROM _a_units WHERE region_code IS NOT NULL
-), lv AS (SELECT unnest(ARRAY[2, 4, 6, 9, 12]) AS l),
-agg AS (
-  SELECT rpad(left(u.region_code, lv.l), 12, '0') AS code, u.rule, count(*) AS units,
-         count(*) FILTER (WHERE u.passed) AS passed, count(*) FILTER (WHERE NOT u.passed) AS failed,
-         sum(u.num) AS numerator, sum(u.den) AS denominator
-  FROM u JOIN lv ON lv.l <= u.own GROUP BY 1, 2
+  FROM base
+), agg AS (
+  SELECT rpad(left(region_code, 2), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
+         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
+  FROM u WHERE own >= 2 GROUP BY 1, 2
+  UNION ALL
+  SELECT rpad(left(region_code, 4), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
+         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
+  FROM u WHERE own >= 4 GROUP BY 1, 2
+  UNION ALL
+  SELECT rpad(left(region_code, 6), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
+         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
+  FROM u WHERE own >= 6 GROUP BY 1, 2
+  UNION ALL
+  SELECT rpad(left(region_code, 9), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
+         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
+  FROM u WHERE own >= 9 GROUP BY 1, 2
+  UNION ALL
+  SELECT region_code, rule, units, passed, failed, num, den FROM u WHERE own = 12
 )
-SELECT agg.code, r.name, r.level, agg.rule, agg.units, agg.passed, agg.failed,
-       round(100.0 * agg.passed / nullif(agg.units, 0), 2)::float8 AS pct_passed,
+SELECT agg.code, r.name, r.level, agg.rule, agg.units::int AS units, agg.passed::int AS passed,
+       agg.failed::int AS failed, round(100.0 * agg.passed / nullif(agg.units, 0), 2)::float8 AS pct_passed,
        agg.numerator, agg.denominator,
        CASE WHEN agg.rule = ANY(:rate_rules) THEN agg.numerator / nullif(agg.denominator, 0) END AS rate
 FROM agg JOIN regions r ON r.code = agg.code
 WHERE agg.code BETWEEN :low AND :high
-ORDER BY r.level, agg.code, agg.rule
 """
 
 FAILURES = """

@@ -23,6 +23,7 @@ from geo.registry import (
     refresh_broker,
     validate_registration,
 )
+from geo.views import relink_devices
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def register_many(
                         copy.write_row(row)
             counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
             conn.execute(text(_REGISTRATIONS_SQL))
+            relink_devices(conn, from_table="_bulk_devices")
             totals["inserted"] += counts.inserted
             totals["updated"] += counts.updated
             totals["outside"] += counts.outside

@@ -86,7 +86,7 @@ SELECT 'natural_village', 'nv:' || n.id, NULL, n.village_code::text, NULL,
        ST_X(c.g), ST_Y(c.g), 'centre of natural village ' || n.name
 FROM natural_villages n CROSS JOIN LATERAL (SELECT ST_PointOnSurface(n.geom) AS g) c
 WHERE n.village_code IN (SELECT code FROM fail_v)
-  AND NOT EXISTS (SELECT 1 FROM _a_cam k WHERE ST_DWithin(k.pm, ST_Transform(c.g, 32650), :eps))
+  AND NOT EXISTS (SELECT 1 FROM _a_cam k WHERE ST_DWithin(k.position::geography, c.g::geography, :eps))
 UNION ALL
 SELECT 'village', 'v:' || v.code || ':' || g.path[1], NULL, v.code, NULL, ST_X(g.geom), ST_Y(g.geom),
        'spot in ' || v.name

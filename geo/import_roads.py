@@ -11,6 +11,7 @@ from geo.features import prop
 from geo.import_villages import _IX_UPSERT, _NV_FOR_POINT
 from geo.importers import _count, _geometry, _hex, _start
 from geo.importlog import ImportReport, record_import
+from geo.views import relink_intersections
 
 RAIL_VALUES = {"rail", "railway", "铁路", "light_rail", "subway", "high_speed"}
 MAIN_ROAD_CLASSES = {
@@ -133,6 +134,7 @@ def derive_intersections(
         text(DERIVE_INTERSECTIONS_SQL), {"snap": snap_m, "main_classes": sorted(MAIN_ROAD_CLASSES)}
     ).all()
     keys: list[str] = []
+    moved: list[int] = []
     counts = {"intersections_inserted": 0, "intersections_updated": 0, "intersections_removed": 0}
     for r in rows:
         if r.degree < 2:
@@ -154,6 +156,7 @@ def derive_intersections(
         ).first()
         if row is not None:
             counts["intersections_inserted" if row.inserted else "intersections_updated"] += 1
+            moved.append(row.id)
     removed = conn.execute(
         text(
             "DELETE FROM intersections WHERE source_key LIKE 'x:%' AND NOT (source_key = ANY(:k))"
@@ -161,4 +164,5 @@ def derive_intersections(
         {"k": keys},
     ).rowcount
     counts["intersections_removed"] = removed
+    relink_intersections(conn, moved)
     return counts

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, text
 from geo.features import prop
 from geo.importers import _code12, _count, _geometry, _hex, _start
 from geo.importlog import ImportReport, record_import
+from geo.views import relink_intersections
 
 INTERSECTION_KINDS = {"intersection", "main_intersection", "路口", "主要路口", "crossing"}
 
@@ -32,7 +33,7 @@ ON CONFLICT (source_key) DO UPDATE SET name = EXCLUDED.name,
   degree = EXCLUDED.degree, geom = EXCLUDED.geom, updated_at = now()
 WHERE (i.name, i.natural_village_id, i.is_main, i.degree, i.geom) IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.natural_village_id, EXCLUDED.is_main, EXCLUDED.degree, EXCLUDED.geom)
-RETURNING (xmax = 0) AS inserted
+RETURNING id, (xmax = 0) AS inserted
 """
 
 # The natural village an intersection belongs to: the polygon containing it, else the nearest
@@ -127,6 +128,7 @@ def import_villages(
             },
         ).first()
         _count(report, row)
+    moved: list[int] = []
     for f in crossings:
         geom = _geometry(f, {"point"}, report, f.fid)
         if geom is None:
@@ -166,5 +168,8 @@ def import_villages(
             },
         ).first()
         _count(report, row)
+        if row is not None:
+            moved.append(row.id)
+    relink_intersections(conn, moved)
     record_import(conn, report, actor)
     return report

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, text
 
 from geo.coverage import DEFAULT_DORI, Coverage, LensInput, coverage
+from geo.views import relink_devices
 from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id
 from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
@@ -410,6 +411,7 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
         findings.append("no base grid contains this position")
     row = conn.execute(text(_UPSERT_SQL), _params(d, cov, region, grid, actor)).one()
     _save_registration(conn, d.reg)
+    relink_devices(conn, [d.reg.id])
     detail = {
         "kind": d.kind.name,
         "lon": round(d.lon, 7),

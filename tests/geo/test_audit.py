@@ -364,3 +364,13 @@ def test_uncommitted_grid_changes_are_seen_by_the_audit(engine, region):
     assert {(r.code, r.rule, r.passed) for r in serial.rollup} == {
         (r.code, r.rule, r.passed) for r in parallel.rollup
     }
+
+
+def test_link_table_and_spatial_join_agree(engine, region):
+    with engine.begin() as c:
+        linked = run_audit(c, COUNTY, at=AT, save=False, workers=1)
+        c.execute(text("DROP TABLE intersection_views"))  # rolled back below
+        spatial = run_audit(c, COUNTY, at=AT, save=False, workers=1)
+        c.rollback()
+    pick = lambda rep: sorted((f.unit_id, f.value) for f in rep.failures if f.rule == "natural_village_points")  # noqa: E731
+    assert pick(linked) == pick(spatial) and len(pick(linked)) == 2
