@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from api.scope import scope_sql
 from hardware.kinds import KINDS
 
 EXTENT = 4096
@@ -86,8 +85,11 @@ def _mvt(conn: Connection, sql: str, params: dict) -> bytes:
     return bytes(value) if value else b""
 
 
-def _device_clusters(conn: Connection, tile: Tile, scopes: list[str] | None) -> bytes:
-    cond, params = scope_sql("d.region_code", scopes)
+Scope = tuple[str, dict]  # an SQL condition on d.region_code and its parameters ("TRUE", {}) = all
+
+
+def _device_clusters(conn: Connection, tile: Tile, scope: Scope) -> bytes:
+    cond, params = scope[0], dict(scope[1])
     params.update(tile.params(pad=False))
     w, _s, e, _n = tile.bounds()
     params["cell"] = (e - w) / CLUSTER_CELLS
@@ -118,8 +120,8 @@ def _device_clusters(conn: Connection, tile: Tile, scopes: list[str] | None) -> 
     return _mvt(conn, sql, params)
 
 
-def _device_points(conn: Connection, tile: Tile, scopes: list[str] | None) -> bytes:
-    cond, params = scope_sql("d.region_code", scopes)
+def _device_points(conn: Connection, tile: Tile, scope: Scope) -> bytes:
+    cond, params = scope[0], dict(scope[1])
     params.update(tile.params())
     params["mk"] = list(MOVING_KINDS)
     sectors = tile.z >= SECTORS_FROM_Z
@@ -145,11 +147,11 @@ def _device_points(conn: Connection, tile: Tile, scopes: list[str] | None) -> by
     return _mvt(conn, sql, params)
 
 
-def device_tile(conn: Connection, tile: Tile, scopes: list[str] | None) -> bytes:
+def device_tile(conn: Connection, tile: Tile, scope: Scope = ("TRUE", {})) -> bytes:
     """The devices layer: clusters below CLUSTER_BELOW_Z, then devices (and their sectors)."""
     if tile.z < CLUSTER_BELOW_Z:
-        return _device_clusters(conn, tile, scopes)
-    return _device_points(conn, tile, scopes)
+        return _device_clusters(conn, tile, scope)
+    return _device_points(conn, tile, scope)
 
 
 def _region_levels(z: int) -> int:

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
+from api.scope import scope_sql
 from maps.tiles import MAX_ZOOM, Tile, TileError, context_tile, device_tile
 
 router = APIRouter(tags=["tiles"], responses=COMMON_RESPONSES)
@@ -82,7 +83,7 @@ def tile(
     if body is None:
         with request.app.state.engine.connect() as conn:
             body = (
-                device_tile(conn, address, scopes)
+                device_tile(conn, address, scope_sql("d.region_code", scopes))
                 if layer == "devices"
                 else context_tile(conn, address)
             )

@@ -144,30 +144,60 @@ class Stack:
 
 
 def mosquitto_pub(
-    host: str, port: int, user: str, password: str, topic: str, payload: str, qos: int = 1
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    topic: str,
+    payload: str,
+    qos: int = 1,
+    auth_wait_s: float = 20.0,
 ) -> None:
-    """Publish one message with the mosquitto_pub client (as a device would)."""
-    out = subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            host,
-            "-p",
-            str(port),
-            "-u",
-            user,
-            "-P",
-            password,
-            "-t",
-            topic,
-            "-q",
-            str(qos),
-            "-m",
-            payload,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"mosquitto_pub failed ({out.returncode}): {out.stderr.strip()}")
+    """Publish one message with the mosquitto_pub client (as a device would).
+
+    A device registered a moment ago may be refused until the broker has reloaded its password
+    file (the registry rewrites it in the background after the commit), and test runs of several
+    people share one broker but not one database: on "not authorised" re-assert this run's
+    devices in the password file and retry, for up to auth_wait_s.
+    """
+    argv = ["mosquitto_pub", "-h", host, "-p", str(port), "-u", user, "-P", password]
+    argv += ["-t", topic, "-q", str(qos), "-m", payload]
+    deadline = time.monotonic() + auth_wait_s
+    while True:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        if out.returncode == 0:
+            return
+        if "not authorised" not in out.stderr or time.monotonic() > deadline:
+            raise RuntimeError(f"mosquitto_pub failed ({out.returncode}): {out.stderr.strip()}")
+        reload_broker()
+        time.sleep(0.3)
+
+
+def reload_broker() -> None:
+    """Rewrite the test broker's password file from this run's database and SIGHUP it."""
+    from gridwatch.services import LocalMosquitto
+    from gridwatch.settings import get_settings
+
+    settings = get_settings()
+    if settings.local_mqtt:
+        broker = LocalMosquitto(settings)
+        _repair_pidfile(broker)
+        broker.reload()
+
+
+def _repair_pidfile(broker) -> None:
+    """Point the PID file at the running test broker when a concurrent restart lost or staled it."""
+    from gridwatch.services import port_open
+
+    if broker.running() or not port_open("127.0.0.1", broker.port):
+        return
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"mosquitto") and str(broker.conf).encode() in cmdline:
+            broker.pidfile.write_text(proc.name + "\n")
+            return
