@@ -18,7 +18,7 @@ SESSION = (
         detail text, geom geometry) ON COMMIT DROP""",
 )
 
-CAMERA_FILTER = """d.region_code BETWEEN :low AND :high AND d.kind = ANY(:kinds) AND d.position IS NOT NULL
+CAMERA_FILTER = """d.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12)) AND d.kind = ANY(:kinds) AND d.position IS NOT NULL
           AND d.registered_at <= :at AND (d.retired_at IS NULL OR d.retired_at > :at)"""
 ONLINE_NOW = "d.status = 'online'"
 ONLINE_AT = (
@@ -53,7 +53,7 @@ def ensure_villages(conn: Connection, a: dict) -> None:
         text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
         SELECT code::text AS code, name, geom,
                NOT (name ~ '(居委会|居民委员会|社区)$') AS admin
-        FROM regions WHERE level = 5 AND code BETWEEN :low AND :high"""),
+        FROM regions WHERE level = 5 AND code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))"""),
         a,
     )
     conn.execute(text("ANALYZE _a_vil"))
@@ -92,10 +92,12 @@ def ensure_sites(conn: Connection, a: dict, online_expr: str) -> None:
     conn.execute(
         text("""CREATE TEMP TABLE _a_site ON COMMIT DROP AS
         SELECT k.id, k.name, k.kind, k.region_code::text AS region_code, k.geom, ST_Dimension(k.geom) AS dim
-        FROM key_sites k WHERE k.region_code BETWEEN :low AND :high"""),
+        FROM key_sites k WHERE k.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))"""),
         a,
     )
-    validity = CAMERA_FILTER.replace("d.region_code BETWEEN :low AND :high AND ", "")
+    validity = CAMERA_FILTER.replace(
+        "d.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12)) AND ", ""
+    )
     conn.execute(
         text(f"""CREATE TEMP TABLE _a_sitecam ON COMMIT DROP AS
         SELECT s.id AS site_id, s.kind, d.id AS device_id, d.region_code::text AS region_code,
@@ -115,7 +117,7 @@ def ensure_grids(conn: Connection, a: dict) -> None:
         text("""CREATE TEMP TABLE _a_grid ON COMMIT DROP AS
         SELECT g.id, g.code, g.name, g.level, g.parent_id, g.region_code::text AS region_code,
                g.households, g.geom
-        FROM grids g WHERE g.region_code BETWEEN :low AND :high"""),
+        FROM grids g WHERE g.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))"""),
         a,
     )
     conn.execute(text("CREATE INDEX ON _a_grid (parent_id)"))
@@ -143,7 +145,7 @@ WHERE {_APPLIES}
 NATURAL_VILLAGE_POINTS_T = """
 WITH nv AS (
   SELECT n.id, n.name, n.village_code::text AS village_code, n.geom
-  FROM natural_villages n WHERE n.village_code BETWEEN :low AND :high
+  FROM natural_villages n WHERE n.village_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
 ), ix AS (
   SELECT i.id, i.natural_village_id AS nv_id, i.geom FROM intersections i
   JOIN nv ON nv.id = i.natural_village_id WHERE i.is_main
@@ -188,7 +190,7 @@ WHERE {_APPLIES}
 SMART_COMMUNITIES = """
 WITH dev AS (
   SELECT region_code::text AS rc, count(*) AS n FROM devices
-  WHERE kind = ANY(:device_kinds) AND networked AND region_code BETWEEN :low AND :high
+  WHERE kind = ANY(:device_kinds) AND networked AND region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
     AND registered_at <= :at AND (retired_at IS NULL OR retired_at > :at)
   GROUP BY 1
 )
@@ -422,7 +424,7 @@ SELECT agg.code, r.name, r.level, agg.rule, agg.units::int AS units, agg.passed:
        agg.numerator, agg.denominator,
        CASE WHEN agg.rule = ANY(:rate_rules) THEN agg.numerator / nullif(agg.denominator, 0) END AS rate
 FROM agg JOIN regions r ON r.code = agg.code
-WHERE agg.code BETWEEN :low AND :high
+WHERE agg.code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
 """
 
 FAILURES = """

@@ -55,7 +55,7 @@ WITH fail_nv AS (
 ), ix AS (
   SELECT i.id, i.natural_village_id AS nv_id, n.name AS nv_name, n.village_code::text AS village_code, i.geom
   FROM intersections i JOIN natural_villages n ON n.id = i.natural_village_id
-  WHERE i.is_main AND n.village_code BETWEEN :low AND :high
+  WHERE i.is_main AND n.village_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
     AND (i.natural_village_id IN (SELECT nv_id FROM fail_nv) OR n.village_code IN (SELECT code FROM fail_v))
 )
 SELECT 'intersection' AS kind, 'ix:' || ix.id || ':' || ST_AsText(g.pos) AS key, ix.nv_id::text AS nv, ix.village_code AS village,

@@ -32,11 +32,10 @@ def _thresholds(pack: RulePack | None) -> dict:
 # Villages given by code: monitoring points (DBSCAN clusters of networked cameras), natural
 # villages whose main intersections are seen by enough points; upserted into the cache tables.
 _VILLAGES_SQL = """
-WITH codes AS (SELECT DISTINCT unnest(CAST(:codes AS text[])) AS code),
-cams AS (
+WITH cams AS (
   SELECT d.id, d.region_code::text AS rc, d.status, ST_Transform(d.position, 32650) AS pm
-  FROM devices d JOIN codes ON d.region_code = codes.code
-  WHERE d.kind = ANY(:kinds) AND d.networked AND d.retired_at IS NULL AND d.position IS NOT NULL
+  FROM devices d
+  WHERE d.region_code = ANY(CAST(:codes AS char(12)[])) AND d.kind = ANY(:kinds) AND d.networked AND d.retired_at IS NULL AND d.position IS NOT NULL
 ), pts AS (
   SELECT id, rc, status, rc || ':' || ST_ClusterDBSCAN(pm, eps := :eps, minpoints := 1) OVER (PARTITION BY rc) AS pid
   FROM cams
@@ -44,7 +43,8 @@ cams AS (
   SELECT rc, count(*) AS cams, count(DISTINCT pid) AS points, count(*) FILTER (WHERE status <> 'online') AS offline
   FROM pts GROUP BY rc
 ), nvl AS (
-  SELECT n.id, n.village_code::text AS vc FROM natural_villages n JOIN codes ON n.village_code = codes.code
+  SELECT n.id, n.village_code::text AS vc FROM natural_villages n
+  WHERE n.village_code = ANY(CAST(:codes AS char(12)[]))
 ), ix AS (
   SELECT i.id, i.natural_village_id AS nv, i.geom FROM intersections i JOIN nvl ON nvl.id = i.natural_village_id
   WHERE i.is_main
@@ -71,9 +71,9 @@ INSERT INTO village_compliance AS t
   (village_code, cameras, points, offline, points_required, passed, natural_villages, natural_villages_ok, updated_at)
 SELECT r.code, coalesce(vs.cams, 0), coalesce(vs.points, 0), coalesce(vs.offline, 0), :v_min,
        coalesce(vs.points, 0) >= :v_min, coalesce(nvs.n, 0), coalesce(nvs.ok, 0), now()
-FROM regions r JOIN codes ON r.code = codes.code
+FROM regions r
 LEFT JOIN vs ON vs.rc = r.code LEFT JOIN nvs ON nvs.vc = r.code
-WHERE r.level = 5
+WHERE r.code = ANY(CAST(:codes AS char(12)[])) AND r.level = 5
 ON CONFLICT (village_code) DO UPDATE SET cameras = EXCLUDED.cameras, points = EXCLUDED.points,
   offline = EXCLUDED.offline, points_required = EXCLUDED.points_required, passed = EXCLUDED.passed,
   natural_villages = EXCLUDED.natural_villages, natural_villages_ok = EXCLUDED.natural_villages_ok,
@@ -82,12 +82,11 @@ RETURNING village_code, cameras, points, offline, points_required, passed, natur
 """
 
 _GRIDS_SQL = """
-WITH ids AS (SELECT DISTINCT unnest(CAST(:ids AS bigint[])) AS id),
-g AS (
+WITH g AS (
   SELECT g.id, g.households,
     (SELECT count(*) FROM grid_workers w WHERE w.grid_id = g.id) AS workers,
     (SELECT count(*) FROM devices d WHERE d.grid_id = g.id AND d.kind = ANY(:kinds) AND d.retired_at IS NULL) AS cams
-  FROM grids g JOIN ids ON ids.id = g.id
+  FROM grids g WHERE g.id = ANY(CAST(:ids AS bigint[]))
 )
 INSERT INTO grid_compliance AS t (grid_id, cameras, workers, households, passed, reasons, updated_at)
 SELECT id, cams, workers, households, workers >= :w_min AND coalesce(households <= :hh_max, false),
@@ -159,7 +158,9 @@ def refresh_all(
     codes = [
         r[0]
         for r in conn.execute(
-            text("SELECT code FROM regions WHERE level = 5 AND code BETWEEN :l AND :h"),
+            text(
+                "SELECT code FROM regions WHERE level = 5 AND code BETWEEN CAST(:l AS char(12)) AND CAST(:h AS char(12))"
+            ),
             {"l": low, "h": high},
         )
     ]
@@ -167,7 +168,7 @@ def refresh_all(
         r[0]
         for r in conn.execute(
             text(
-                "SELECT id FROM grids WHERE level = 3 AND (region_code BETWEEN :l AND :h OR :all)"
+                "SELECT id FROM grids WHERE level = 3 AND (region_code BETWEEN CAST(:l AS char(12)) AND CAST(:h AS char(12)) OR :all)"
             ),
             {"l": low, "h": high, "all": region_code is None},
         )

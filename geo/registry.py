@@ -697,10 +697,11 @@ def device_geojson(
     if not include_retired:
         where.append("d.retired_at IS NULL")
     if region_code is not None:
-        where.append("d.region_code LIKE :prefix")
-        params["prefix"] = _region_prefix(region_code) + "%"
+        prefix = _region_prefix(region_code)
+        where.append("d.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))")
+        params["low"], params["high"] = prefix.ljust(12, "0"), prefix.ljust(12, "9")
     if device_ids is not None:
-        where.append("d.id = ANY(:ids)")
+        where.append("d.id = ANY(CAST(:ids AS char(20)[]))")
         params["ids"] = list(device_ids)
     rows = conn.execute(
         text(

@@ -21,7 +21,7 @@ def relink_devices(
     if from_table is not None:
         ids_sql, params = f"SELECT id FROM {from_table}", {}
     else:
-        ids_sql, params = "SELECT unnest(CAST(:ids AS text[]))", {"ids": list(device_ids or [])}
+        ids_sql, params = "SELECT unnest(CAST(:ids AS char(20)[]))", {"ids": list(device_ids or [])}
     conn.execute(text(f"DELETE FROM intersection_views WHERE device_id IN ({ids_sql})"), params)
     return conn.execute(
         text(
