@@ -312,7 +312,8 @@ def _run_group(
     )
     out = {
         "rollup": rollup,
-        "failures": [Failure(**dict(r)) for r in conn.execute(text(q.FAILURES)).mappings()],
+        # rows from our own SQL: typed already, so build the models without re-validating them
+        "failures": [Failure.model_construct(**r) for r in conn.execute(text(q.FAILURES)).mappings()],
         "findings": [
             Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
             for r in conn.execute(text(q.FINDINGS)).mappings()
@@ -443,7 +444,7 @@ def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[R
             if row["rule"] in targets
             else row["failed"] == 0
         )
-        out.append(RollupRow(**dict(row), ok=bool(ok)))
+        out.append(RollupRow.model_construct(**row, ok=bool(ok)))
     return out
 
 
