@@ -21,12 +21,12 @@ from vision.synth import SynthConfig, SynthSequence
 from vision.worker import MqttLink, VisionWorker
 
 pytestmark = pytest.mark.integration
-COUNTY = "360121"
+COUNTY = "360124"  # a county no other test writes to (the suite shares one database)
 
 
 def _dev(n: int) -> str:
-    # 3601210000 + type 132 (IP camera) + network 0 + a serial unique to this run.
-    return "3601210000" + "132" + "0" + f"{(uuid.uuid4().int + n) % 1_000_000:06d}"
+    # county + 0000 + type 132 (IP camera) + network 0 + a serial unique to this run.
+    return COUNTY + "0000" + "132" + "0" + f"{(uuid.uuid4().int + n) % 1_000_000:06d}"
 
 
 def _video(path: Path, **kw) -> str:
