@@ -313,7 +313,9 @@ def _run_group(
     out = {
         "rollup": rollup,
         # rows from our own SQL: typed already, so build the models without re-validating them
-        "failures": [Failure.model_construct(**r) for r in conn.execute(text(q.FAILURES)).mappings()],
+        "failures": [
+            Failure.model_construct(**r) for r in conn.execute(text(q.FAILURES)).mappings()
+        ],
         "findings": [
             Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
             for r in conn.execute(text(q.FINDINGS)).mappings()

@@ -74,7 +74,9 @@ def generate_into(
     t_plan = time.perf_counter() - t0
     counts = load_plan(conn, plan)
     # fresh rows in this transaction have no statistics yet; without them the planner scans
-    conn.execute(text("ANALYZE regions, grids, grid_workers, natural_villages, intersections, key_sites"))
+    conn.execute(
+        text("ANALYZE regions, grids, grid_workers, natural_villages, intersections, key_sites")
+    )
     from geo.bulk import register_many
 
     reg = register_many(

@@ -372,5 +372,10 @@ def test_link_table_and_spatial_join_agree(engine, region):
         c.execute(text("DROP TABLE intersection_views"))  # rolled back below
         spatial = run_audit(c, COUNTY, at=AT, save=False, workers=1)
         c.rollback()
-    pick = lambda rep: sorted((f.unit_id, f.value) for f in rep.failures if f.rule == "natural_village_points")  # noqa: E731
+
+    def pick(rep):
+        return sorted(
+            (f.unit_id, f.value) for f in rep.failures if f.rule == "natural_village_points"
+        )
+
     assert pick(linked) == pick(spatial) and len(pick(linked)) == 2
