@@ -16,6 +16,9 @@ from gridwatch.supervisor import Supervisor
 
 DEMO_REGION = "360121"  # 南昌县, Nanchang County, Jiangxi: the shared sample division list
 DEMO_SEED = 28181
+DEMO_ALARM_RATE_SCALE = (
+    40  # a demo wants alarms every few seconds, not a real county's few per hour
+)
 DEMO_USERS = {  # name -> (role, password); printed at start, for a demo only
     "admin": ("admin", "admin-demo"),
     "operator": ("operator", "operator-demo"),
@@ -40,7 +43,14 @@ def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) ->
 
     engine = get_engine(settings)
     summary = generate_region(engine, seed=seed, scale="county")
-    say(f"demo region ready: {summary}")
+    say(
+        "demo region ready: {regions} regions, {villages} villages, {grids} grids, "
+        "{devices} cameras and checkpoints".format(**summary)
+    )
+    from gridwatch.demo_devices import ensure_demo_devices
+
+    extras = ensure_demo_devices(engine, DEMO_REGION, seed)
+    say(f"alarm sensors, patrol cars and livestock collars: {extras['devices']}")
     from api.users import ensure_user
 
     with engine.begin() as conn:
@@ -90,6 +100,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
                 str(options.speed),
                 "--seed",
                 str(options.seed),
+                "--alarm-rate-scale",
+                str(DEMO_ALARM_RATE_SCALE),
             ),
         )
     stop = {"now": False}
