@@ -112,6 +112,8 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     base = f"http://{settings.api_host}:{settings.api_port}"
+    for note in sup.reap_leftovers():
+        say(note)
     try:
         sup.start_all()
         api = next(c for c in sup.children if c.name == "api")

@@ -24,6 +24,21 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _terminate_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM a child's process group, then SIGKILL it if it is still there after timeout."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class Supervisor:
     """Starts gridwatch sub-commands as children, restarts one that dies, stops all on exit."""
 
@@ -42,6 +57,31 @@ class Supervisor:
         self.children.append(child)
         return child
 
+    def pidfile(self, child: Child) -> Path:
+        return self.log_dir / f"{child.name}.pid"
+
+    def reap_leftovers(self) -> list[str]:
+        """Stop children that an earlier run left behind (it was killed before it could stop them).
+
+        Only a process whose PID file we wrote and whose command line is still exactly the one we
+        started is touched, so a recycled PID never hits an unrelated program.
+        """
+        notes: list[str] = []
+        for child in self.children:
+            path = self.pidfile(child)
+            try:
+                pid_text, argv_text = path.read_text().split("\n", 1)
+                pid = int(pid_text)
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                continue
+            if [a.decode(errors="replace") for a in cmdline if a] == argv_text.split("\0"):
+                notes.append(f"stopping the {child.name} left running by an earlier run (pid {pid})")
+                _terminate_group(pid)
+            path.unlink(missing_ok=True)
+        return notes
+
     def _spawn(self, child: Child) -> None:
         out = open(child.log, "ab")
         env = {**os.environ, **child.env}
@@ -54,6 +94,7 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C reaches us; we stop children in order
         )
         child.started_at = time.monotonic()
+        self.pidfile(child).write_text(f"{child.proc.pid}\n" + "\0".join(child.argv))
 
     def start_all(self) -> None:
         for child in self.children:
@@ -96,3 +137,4 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
                 child.proc.wait(5)
+            self.pidfile(child).unlink(missing_ok=True)
