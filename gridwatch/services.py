@@ -128,8 +128,45 @@ def postgis_installed(bindir: Path | None = None) -> bool:
     return bool(glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control"))
 
 
-class LocalPostgres:
+class LocalService:
+    """What the local PostGIS and Mosquitto share: a port, a lock, restart and status."""
+
+    name = "service"
+    port: int
+    lock_path: Path
+
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def status_detail(self) -> str:
+        raise NotImplementedError
+
+    @locked
+    def restart(self) -> None:
+        """Stop then start (fault-injection tests use this)."""
+        self.stop()
+        self.start()
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(
+            name=self.name,
+            running=self.running(),
+            managed=True,
+            endpoint=f"127.0.0.1:{self.port}",
+            detail=self.status_detail(),
+        )
+
+
+class LocalPostgres(LocalService):
     """A PostGIS cluster whose data lives in GRIDWATCH_HOME/pg, run as the `postgres` user when root."""
+
+    name = "postgis"
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -313,20 +350,8 @@ class LocalPostgres:
             text=True,
         )
 
-    @locked
-    def restart(self) -> None:
-        """Stop then start (fault-injection tests use this)."""
-        self.stop()
-        self.start()
-
-    def status(self) -> ServiceStatus:
-        return ServiceStatus(
-            name="postgis",
-            running=self.running(),
-            managed=True,
-            endpoint=f"127.0.0.1:{self.port}",
-            detail=str(self.data),
-        )
+    def status_detail(self) -> str:
+        return str(self.data)
 
 
 # --------------------------------------------------------------------------- Mosquitto
@@ -340,8 +365,10 @@ def mosquitto_binary() -> Path | None:
     return Path(found) if found else None
 
 
-class LocalMosquitto:
+class LocalMosquitto(LocalService):
     """A Mosquitto broker with its config, password file and ACL in GRIDWATCH_HOME/mqtt."""
+
+    name = "mosquitto"
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -441,19 +468,8 @@ class LocalMosquitto:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
-    @locked
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def status(self) -> ServiceStatus:
-        return ServiceStatus(
-            name="mosquitto",
-            running=self.running(),
-            managed=True,
-            endpoint=f"127.0.0.1:{self.port}",
-            detail=str(self.conf),
-        )
+    def status_detail(self) -> str:
+        return str(self.conf)
 
 
 # --------------------------------------------------------------------------- both
