@@ -40,10 +40,11 @@ def _points_on(conn, table: str, county: str, n: int, seed: int) -> list[tuple[f
                 SELECT ST_LineInterpolatePoint(ST_GeometryN(geom, 1), 0.5) AS pt,
                        md5(id::text || :seed) AS shuffle
                 FROM {table}
+                WHERE ST_Intersects(geom, (SELECT geom FROM regions WHERE code = :county))
             ) s ORDER BY shuffle LIMIT :n
             """
         ),
-        {"seed": str(seed), "n": n},
+        {"seed": str(seed), "n": n, "county": county[:6].ljust(12, "0")},
     ).all()
     return [(lon, lat) for lon, lat in rows]
 
