@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from ingest.dbconn import Conn, execute
 
@@ -44,6 +46,16 @@ class HubEvent:
         }
 
 
+def dumps(obj: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON text, encoded by orjson (several times faster than json.dumps on the hot
+    path); datetimes go through `default` as before, and anything orjson refuses (integers
+    beyond 64 bits, ...) falls back to json.dumps with the same result."""
+    try:
+        return orjson.dumps(obj, default=default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except TypeError:
+        return json.dumps(obj, default=default, separators=(",", ":"))
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS and not kind.startswith("x."):
         raise ValueError(f"event kind {kind!r} is not one of {', '.join(KINDS)} (or x.<custom>)")
@@ -69,7 +81,7 @@ def emit_events(conn: Conn, events: Iterable[tuple[str, str | None, dict[str, An
         "SELECT u.k, u.r, u.p FROM ROWS FROM (json_to_recordset(%s::json) "
         "AS (k text, r text, p jsonb)) WITH ORDINALITY AS u(k, r, p, n) ORDER BY u.n RETURNING id) "
         "SELECT id, pg_notify('gw_events', id::text) FROM e ORDER BY id",
-        (json.dumps(rows, default=str, separators=(",", ":")),),
+        (dumps(rows, default=str),),
     ).fetchall()
     return [r[0] for r in out]
 
@@ -97,7 +109,7 @@ def emit_position_events(conn: Conn, moved: list[tuple]) -> list[int]:
 def records(keys: tuple[str, ...], rows: list[tuple]) -> str:
     """Rows as a JSON array of objects for json_to_recordset(): one parameter, encoded in C,
     instead of one Python-adapted array per column."""
-    return json.dumps([dict(zip(keys, r, strict=False)) for r in rows], separators=(",", ":"))
+    return dumps([dict(zip(keys, r, strict=False)) for r in rows])
 
 
 def _row(r: Any) -> HubEvent:

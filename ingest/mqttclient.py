@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 PUBACK = 0x40
+PUBLISH_QOS0 = 0x30
 # sink(topic, payload, qos, mid, retain)
 Sink = Callable[[str, bytes, int, int, bool], None]
 
@@ -65,3 +66,34 @@ class LeanClient(mqtt.Client):
         blob = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
         if blob:
             self._packet_queue(PUBACK, blob, 0, 1)
+
+    def publish_many(self, topic: str, payloads: Iterable[bytes]) -> int:
+        """Publish QoS 0 messages on one topic with one queued write (no per-message
+        MQTTMessageInfo); how many. Like paho's QoS 0 publish, nothing is queued while the
+        client is not connected (the messages are dropped)."""
+        if not self.is_connected():
+            return 0
+        t = topic.encode("utf-8")
+        head = struct.pack("!H", len(t)) + t + (b"\x00" if self._protocol == mqtt.MQTTv5 else b"")
+        parts: list[bytes] = []
+        for p in payloads:
+            parts.append(_fixed_header(PUBLISH_QOS0, len(head) + len(p)))
+            parts.append(head)
+            parts.append(p)
+        if parts:
+            # Queued as a PUBACK-type packet so paho does not look for a per-message info.
+            self._packet_queue(PUBACK, b"".join(parts), 0, 1)
+        return len(parts) // 3
+
+
+def _fixed_header(command: int, remaining: int) -> bytes:
+    """An MQTT fixed header: the command byte and the remaining length as a varint."""
+    out = bytearray([command])
+    while True:
+        byte = remaining % 128
+        remaining //= 128
+        if remaining:
+            byte |= 0x80
+        out.append(byte)
+        if not remaining:
+            return bytes(out)
