@@ -24,6 +24,15 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its parent."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _terminate_group(pid: int, timeout: float = 10.0) -> None:
     """SIGTERM a child's process group, then SIGKILL it if it is still there after timeout."""
     try:
@@ -31,8 +40,10 @@ def _terminate_group(pid: int, timeout: float = 10.0) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and _running(pid):
         time.sleep(0.1)
+    if not _running(pid):
+        return
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -77,7 +88,9 @@ class Supervisor:
                 path.unlink(missing_ok=True)
                 continue
             if [a.decode(errors="replace") for a in cmdline if a] == argv_text.split("\0"):
-                notes.append(f"stopping the {child.name} left running by an earlier run (pid {pid})")
+                notes.append(
+                    f"stopping the {child.name} left running by an earlier run (pid {pid})"
+                )
                 _terminate_group(pid)
             path.unlink(missing_ok=True)
         return notes

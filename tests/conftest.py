@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,11 +14,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Tests get their own services (own data dir and ports) so they never disturb a running demo,
-# and a fresh database for every run. This runs before any gridwatch module reads settings.
+# Every test run gets services of its own: a PostGIS cluster and a Mosquitto in a run directory,
+# on free ports, stopped and removed when the run ends. So concurrent runs (and a running demo)
+# never rewrite each other's broker credentials or restart each other's servers, and a leftover
+# server of an earlier run can never make a port "already in use". Set GRIDWATCH_HOME to reuse
+# one set of test services across runs instead. This runs before any module reads settings.
 _TEST_DB = f"gridwatch_test_{uuid.uuid4().hex[:10]}"
+_RUN_DIR: Path | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if "GRIDWATCH_HOME" not in os.environ and not (
+    os.environ.get("GRIDWATCH_DATABASE_URL") and os.environ.get("GRIDWATCH_MQTT_URL")
+):
+    _RUN_DIR = ROOT / ".gridwatch" / "test-runs" / uuid.uuid4().hex[:10]
+    os.environ["GRIDWATCH_HOME"] = str(_RUN_DIR)
+    os.environ["GRIDWATCH_PG_PORT"] = str(_free_port())
+    os.environ["GRIDWATCH_MQTT_PORT"] = str(_free_port())
 if not os.environ.get("GRIDWATCH_DATABASE_URL"):
-    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "test"))
     os.environ.setdefault("GRIDWATCH_PG_PORT", "55442")
     os.environ["GRIDWATCH_DB_NAME"] = _TEST_DB
 else:
@@ -24,7 +44,6 @@ else:
     os.environ["GRIDWATCH_DATABASE_URL"] = f"{base}/{_TEST_DB}"
 if not os.environ.get("GRIDWATCH_MQTT_URL"):
     os.environ.setdefault("GRIDWATCH_MQTT_PORT", "18840")
-    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "test"))
 
 
 @dataclass(frozen=True)
@@ -40,10 +59,13 @@ class Broker:
 @pytest.fixture(scope="session")
 def services() -> Iterator[None]:
     """Start (or reuse) the local PostGIS and Mosquitto for this test run."""
-    from gridwatch.services import services_up
+    from gridwatch.services import services_down, services_up
 
     services_up()
     yield
+    if _RUN_DIR is not None:
+        services_down()
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

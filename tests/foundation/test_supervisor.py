@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from gridwatch.supervisor import Supervisor
 
@@ -15,6 +16,10 @@ def test_leftover_child_of_a_killed_run_is_stopped(tmp_path) -> None:
     first.add("worker", SLEEPER)
     first.start_all()
     pid = first.children[0].proc.pid
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not cmdline.read_bytes():
+        time.sleep(0.01)  # until the child has exec'd, as a real leftover long has
     # the first supervisor "crashes": it never calls stop_all
     second = Supervisor(tmp_path)
     second.add("worker", SLEEPER)
