@@ -24,7 +24,7 @@ from gridwatch.settings import Settings, get_settings
 from ingest import presence
 from ingest.config import IngestSettings, get_ingest_settings
 from ingest.dbconn import connect
-from ingest.events import dumps, emit_events, events_by_id, prune_events
+from ingest.events import emit_events, event_messages_by_id, prune_events
 from ingest.mqttclient import LeanClient
 from ingest.store import BatchResult, BatchStore, Message
 from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
@@ -270,10 +270,7 @@ class IngestWorker:
                         ids = [int(n.payload) for n in conn.notifies(timeout=0.5, stop_after=500)]
                         if not ids:
                             continue
-                        self.client.publish_many(
-                            HUB_EVENTS_TOPIC,
-                            [dumps(ev.to_json()).encode() for ev in events_by_id(conn, ids)],
-                        )
+                        self.client.publish_many(HUB_EVENTS_TOPIC, event_messages_by_id(conn, ids))
             except TRANSIENT:
                 self._stop.wait(1.0)
             except Exception:  # noqa: BLE001 - the relay must never take the worker down

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from ingest import alarms
-from ingest.events import emit_event, events_since
+from ingest.events import emit_event, event_messages_by_id, events_by_id, events_since
 from ingest.presence import online_rate, sweep
 from ingest.store import Message
 
@@ -193,3 +193,17 @@ def test_sweep_limit_spreads_a_wave(make_device, pg) -> None:
     pg.commit()
     assert len(first) == 2 and len(second) == 1
     assert sorted(t.device_id for t in first + second) == sorted(devices)
+
+
+def test_relay_messages_match_the_events(pg) -> None:
+    payloads = [
+        {"device_id": "x", "lon": 116.39, "lat": 39.9, "note": '杭州 "quoted"', "n": [1, None]},
+        {},
+        {"big": 2**70, "nested": {"a": {"b": True}}},
+    ]
+    ids = [emit_event(pg, "device.position", "360121105000", p) for p in payloads]
+    ids.append(emit_event(pg, "device.status", None, {"status": "online"}))
+    pg.commit()
+    relayed = [json.loads(m) for m in event_messages_by_id(pg, ids)]
+    assert relayed == [e.to_json() for e in events_by_id(pg, ids)]
+    assert [r["payload"] for r in relayed[:3]] == payloads
