@@ -268,10 +268,13 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     seq = 0
     throttled = 0
     while time.monotonic() - t_start < args.seconds:
-        now = time.time()
+        now_us = int(time.time() * 1e6)
         items: list[tuple[bytes, bytes]] = []
         for j in range(per_tick):
-            ts = b"%.6f" % (now + j * 1e-6)  # unique per message: (device, ts) is a key
+            # unique per message: (device, ts) is a key. Integer microseconds: "%.6f" of the
+            # float now + j * 1e-6 could print two neighbours alike (float rounding), and when
+            # both went to the same car the second position was counted as lost.
+            ts = b"%d.%06d" % divmod(now_us + j, 1_000_000)
             r = rnd.random()
             if r < 0.7:
                 items.append(
