@@ -146,7 +146,9 @@ class IngestWorker:
         delay = 0.1
         while self.store is None or self.conn is None or self.conn.closed:
             try:
-                self.conn = connect(autocommit=False)
+                # No JIT: it compiled e.g. the camera-link statement of a batch with many new
+                # alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
+                self.conn = connect(autocommit=False, options="-c jit=off")
                 self.store = BatchStore(self.conn, self.cfg, self.settings.max_payload_bytes)
                 self.conn.execute(
                     "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
