@@ -48,6 +48,19 @@ def _where_bbox(column: str, bbox: BBox | None) -> tuple[str, dict]:
     return f"{column} && {BBox.SQL}", bbox.params()
 
 
+def _feature_page(
+    request: Request, select_from: str, where: list[str], params: dict, order_by: str, page: Page
+) -> FeatureCollection:
+    """Run `select_from WHERE ... ORDER BY ...` for one page and wrap the rows as GeoJSON."""
+    sql = (
+        f"{select_from} WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT :limit OFFSET :offset"
+    )
+    params = {**params, "limit": page.limit + 1, "offset": page.offset}
+    with request.app.state.engine.connect() as conn:
+        rows = conn.execute(text(sql), params).mappings().all()
+    return collection(list(rows), page)
+
+
 @router.get("/regions", response_model=RegionPage, summary="List regions")
 def list_regions(
     request: Request,
@@ -157,20 +170,11 @@ def regions_geojson(
     if parent:
         where.append("parent_code = :parent")
         params["parent"] = parent
-    params.update(limit=page.limit + 1, offset=page.offset)
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT code AS id, code, level, name, parent_code, urban_rural_code, {_simplify(simplify_m, 'geom')} AS geojson "
-                    f"FROM regions WHERE {' AND '.join(where)} ORDER BY code LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
-    return collection(list(rows), page)
+    select = (
+        "SELECT code AS id, code, level, name, parent_code, urban_rural_code, "
+        f"{_simplify(simplify_m, 'geom')} AS geojson FROM regions"
+    )
+    return _feature_page(request, select, where, params, "code", page)
 
 
 @router.get("/geo/grids", response_model=FeatureCollection, summary="Grids (GeoJSON)")
@@ -194,22 +198,12 @@ def grids_geojson(
         cond, p = scope_sql("g.region_code", [region])
         where.append(cond)
         params.update(p)
-    params.update(limit=page.limit + 1, offset=page.offset)
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT g.id, g.code, g.name, g.level, g.parent_id, g.region_code, g.households, "
-                    "(SELECT count(*) FROM grid_workers w WHERE w.grid_id = g.id) AS workers, "
-                    f"{_simplify(simplify_m, 'g.geom')} AS geojson FROM grids g "
-                    f"WHERE {' AND '.join(where)} ORDER BY g.id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
-    return collection(list(rows), page)
+    select = (
+        "SELECT g.id, g.code, g.name, g.level, g.parent_id, g.region_code, g.households, "
+        "(SELECT count(*) FROM grid_workers w WHERE w.grid_id = g.id) AS workers, "
+        f"{_simplify(simplify_m, 'g.geom')} AS geojson FROM grids g"
+    )
+    return _feature_page(request, select, where, params, "g.id", page)
 
 
 @router.get("/geo/key-sites", response_model=FeatureCollection, summary="Key sites (GeoJSON)")
@@ -232,20 +226,8 @@ def key_sites_geojson(
         cond, p = scope_sql("region_code", [region])
         where.append(cond)
         params.update(p)
-    params.update(limit=page.limit + 1, offset=page.offset)
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT id, name, kind, region_code, ST_AsGeoJSON(geom, 6) AS geojson FROM key_sites "
-                    f"WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
-    return collection(list(rows), page)
+    select = "SELECT id, name, kind, region_code, ST_AsGeoJSON(geom, 6) AS geojson FROM key_sites"
+    return _feature_page(request, select, where, params, "id", page)
 
 
 @router.get(
@@ -269,18 +251,8 @@ def coverage_geojson(
     if status:
         where.append("status = :status")
         params["status"] = status
-    params.update(limit=page.limit + 1, offset=page.offset)
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT id, name, kind, status, region_code, heading_deg, hfov_deg, range_m, "
-                    "ST_AsGeoJSON(fov, 6) AS geojson FROM devices "
-                    f"WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
-    return collection(list(rows), page)
+    select = (
+        "SELECT id, name, kind, status, region_code, heading_deg, hfov_deg, range_m, "
+        "ST_AsGeoJSON(fov, 6) AS geojson FROM devices"
+    )
+    return _feature_page(request, select, where, params, "id", page)

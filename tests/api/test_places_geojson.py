@@ -1,0 +1,39 @@
+"""Regions, grids and key sites as GeoJSON: filters, bbox and paging through the API."""
+
+from __future__ import annotations
+
+from tests.api.fixtures import VILLAGE_A1, VILLAGE_A2
+
+BOX = "115.25,28.3,115.5,28.5"  # around villages A1 and A2
+
+
+def test_regions_page_by_page(client, headers) -> None:
+    h = headers["t-operator"]
+    first = client.get(
+        "/api/v1/geo/regions", headers=h, params={"bbox": BOX, "level": 5, "limit": 1}
+    )
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert len(body["features"]) == 1 and body["next_offset"] == 1
+    codes = [body["features"][0]["properties"]["code"]]
+    second = client.get(
+        "/api/v1/geo/regions", headers=h, params={"bbox": BOX, "level": 5, "limit": 1, "offset": 1}
+    ).json()
+    codes += [f["properties"]["code"] for f in second["features"]]
+    assert {VILLAGE_A1, VILLAGE_A2} <= set(codes)
+    assert body["features"][0]["geometry"]["type"] in ("MultiPolygon", "Polygon")
+
+
+def test_grids_and_key_sites_in_a_region(client, headers) -> None:
+    h = headers["t-operator"]
+    grids = client.get("/api/v1/geo/grids", headers=h, params={"region": VILLAGE_A1, "level": 3})
+    assert grids.status_code == 200, grids.text
+    props = [f["properties"] for f in grids.json()["features"]]
+    assert any(p["code"] == "T-GRID-A1" and p["households"] == 280 for p in props)
+    assert all(p["level"] == 3 for p in props)
+    sites = client.get("/api/v1/geo/key-sites", headers=h, params={"bbox": BOX, "kind": "square"})
+    assert sites.status_code == 200, sites.text
+    names = [f["properties"]["name"] for f in sites.json()["features"]]
+    assert "东村广场" in names
+    none = client.get("/api/v1/geo/key-sites", headers=h, params={"bbox": BOX, "kind": "dock"})
+    assert "东村广场" not in [f["properties"]["name"] for f in none.json()["features"]]
