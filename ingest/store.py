@@ -7,6 +7,7 @@ import binascii
 import json
 import logging
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class BatchResult:
     events: list[int] = field(default_factory=list)
     latencies: list[tuple[str, float]] = field(default_factory=list)  # (suffix, payload ts)
     committed_at: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # phase -> seconds (profiling)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class _Work:
     dead: list[tuple[str, bytes, str, float]] = field(default_factory=list)
     pending: dict[str, list] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
+    back: set[str] = field(default_factory=set)  # said "online" (state): written at once
     gone: dict[str, datetime] = field(default_factory=dict)
     alarms: list[alarm_store.AlarmIn] = field(default_factory=list)
     positions: list[tuple] = field(default_factory=list)
@@ -83,22 +86,25 @@ class BatchStore:
         self.conn = conn
         self.cfg = cfg
         self.max_payload = max_payload
-        self.known: dict[str, int] = {}  # registered device id -> heartbeat interval (s)
+        # registered device id -> how often its last_seen is written (s): at most
+        # presence_flush_s and never less often than its heartbeat, spread per device (see
+        # flush_interval) so that devices first heard together are not re-written together.
+        self.known: dict[str, float] = {}
         self.known_at = 0.0
         self.unknown_until: dict[str, float] = {}
         self.flushed: dict[str, float] = {}  # device id -> when its last_seen was last written
+        # Set by a worker that refreshes the cache from its own thread (refresh_known): then
+        # _resolve only loads it when it was never loaded or was forgotten.
+        self.background_refresh = False
 
     # ------------------------------------------------------------------ device cache
     def _resolve(self, ids: set[str]) -> set[str]:
         """The subset of ids that are registered devices (cached; misses asked in one query)."""
         now = time.monotonic()
-        if now - self.known_at > KNOWN_REFRESH_S:
-            rows = self.conn.execute(
-                "SELECT id, heartbeat_s FROM devices WHERE retired_at IS NULL"
-            ).fetchall()
-            self.known = {r[0]: r[1] for r in rows}
-            self.known_at = now
-            self.unknown_until.clear()
+        if self.known_at == 0.0 or (
+            not self.background_refresh and now - self.known_at > KNOWN_REFRESH_S
+        ):
+            self.refresh_known(self.conn)
         ask = [i for i in ids if i not in self.known and self.unknown_until.get(i, 0) < now]
         if ask:
             rows = self.conn.execute(
@@ -107,7 +113,7 @@ class BatchStore:
                 (presence.id_array(ask),),
             ).fetchall()
             found = {r[0] for r in rows}
-            self.known.update((r[0], r[1]) for r in rows)
+            self.known.update((r[0], self.flush_interval(r[0], r[1])) for r in rows)
             for i in ask:
                 if i not in found:
                     self.unknown_until[i] = now + UNKNOWN_TTL_S
@@ -116,6 +122,34 @@ class BatchStore:
     def forget(self) -> None:
         """Drop the device cache (after a device is registered or retired elsewhere)."""
         self.known_at = 0.0
+
+    def flush_interval(self, device_id: str, heartbeat_s: int) -> float:
+        """How often this device's last_seen is written while it stays online: at most
+        presence_flush_s and at most its heartbeat interval, times a per-device factor in
+        [0.5, 1) from its id, so a fleet heard for the first time all at once (worker start)
+        does not come due again all at once. Always under the missed-heartbeat limit."""
+        spread = 0.5 + (zlib.crc32(device_id.encode()) % 1000) / 2000
+        return min(self.cfg.presence_flush_s, heartbeat_s) * spread
+
+    def refresh_known(self, conn: psycopg.Connection) -> None:
+        """(Re)load the registered devices; safe from another thread with its own connection.
+
+        Devices the database has online get their last write time from last_seen, so a worker
+        that starts (or restarts) under full load does not re-write every device it hears from
+        in its first seconds (that wave of 100,000 updates stalled ingest for ~1 s)."""
+        rows = conn.execute(
+            "SELECT id, heartbeat_s, CASE WHEN status = 'online' "
+            "THEN extract(epoch FROM now() - last_seen)::float8 END "
+            "FROM devices WHERE retired_at IS NULL"
+        ).fetchall()
+        now = time.monotonic()
+        flushed = self.flushed
+        for device_id, _, age in rows:
+            if age is not None and device_id not in flushed:
+                flushed[device_id] = now - max(age, 0.0)
+        self.known = {r[0]: self.flush_interval(r[0], r[1]) for r in rows}
+        self.known_at = now
+        self.unknown_until.clear()
 
     # ------------------------------------------------------------------ classify
     def _classify(self, batch: list[Message]) -> _Work:
@@ -206,8 +240,10 @@ class BatchStore:
             if state == "offline":
                 w.gone[device_id] = datetime.fromtimestamp(m.received, UTC)
                 w.seen.discard(device_id)
+                w.back.discard(device_id)
             elif not m.retain:  # a retained "online" is old news, not evidence of life
-                w.seen.add(device_id)
+                # Written at once (not when due): another worker may have taken its Last Will.
+                w.back.add(device_id)
                 w.gone.pop(device_id, None)
 
     # ------------------------------------------------------------------ persist
@@ -225,7 +261,9 @@ class BatchStore:
 
     def _process(self, batch: list[Message]) -> BatchResult:
         res = BatchResult()
+        t0 = time.perf_counter()
         w = self._classify(batch)
+        t_classified = time.perf_counter()
         cur = self.conn.cursor()
         now = datetime.now(UTC)
         events: list[tuple[str, str | None, dict[str, Any]]] = []
@@ -268,19 +306,21 @@ class BatchStore:
         # presence_flush_s (never less often than its heartbeat interval), state changes at once.
         now_m = time.monotonic()
         flushed = self.flushed
+        known = self.known
         touch = [
-            d
-            for d in w.seen
-            if now_m - flushed.get(d, -1e18)
-            >= min(self.cfg.presence_flush_s, self.known.get(d, 60))
+            d for d in w.seen if now_m - flushed.get(d, -1e18) >= known.get(d, 0.0) or d in w.back
         ]
+        touch += [d for d in w.back if d not in w.seen]
+        t_pre = time.perf_counter()
         transitions = presence.touch(cur, touch, now)
         transitions += presence.go_offline(cur, w.gone, "last_will")
         events += [("device.status", t.region_code, t.event_payload()) for t in transitions]
         res.counts["presence_writes"] = len(touch)
 
+        t_presence = time.perf_counter()
         if w.positions:
             events += self._positions(cur, w)
+        t_positions = time.perf_counter()
         if w.quality:
             self._quality(cur, w)
             res.counts["quality"] = len(w.quality)
@@ -311,11 +351,23 @@ class BatchStore:
                 geofences.record_crossings(cur, w.crossings, ids)
         elif w.crossings:
             geofences.record_crossings(cur, w.crossings, {})
+        t_rows = time.perf_counter()
         if events or w.moved:
             res.events = emit_events(cur, events)
             res.events += emit_position_events(cur, w.moved)
+        t_events = time.perf_counter()
         self.conn.commit()
         res.committed_at = time.time()
+        t_commit = time.perf_counter()
+        res.phases = {
+            "classify": t_classified - t0,
+            "other": t_pre - t_classified,
+            "presence": t_presence - t_pre,
+            "positions": t_positions - t_presence,
+            "alarms": t_rows - t_positions,
+            "events": t_events - t_rows,
+            "commit": t_commit - t_events,
+        }
         for d in touch:
             flushed[d] = now_m
         for d in w.gone:

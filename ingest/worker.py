@@ -26,11 +26,12 @@ from ingest.config import IngestSettings, get_ingest_settings
 from ingest.dbconn import connect
 from ingest.events import emit_events, event_messages_by_id, prune_events
 from ingest.mqttclient import LeanClient
-from ingest.store import BatchResult, BatchStore, Message
+from ingest.store import KNOWN_REFRESH_S, BatchResult, BatchStore, Message
 from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
 log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
+PHASES = ("classify", "other", "presence", "positions", "alarms", "events", "commit")
 SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -45,12 +46,18 @@ class Stats:
     keep_latencies: bool = False
     batches: int = 0
     db_retries: int = 0
+    batch_log: list[list[float]] = field(default_factory=list)  # bench: per-batch timings
 
     def add(self, res: BatchResult) -> None:
         self.batches += 1
         for k, v in res.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
         if self.keep_latencies:
+            ph = res.phases
+            self.batch_log.append(
+                [res.committed_at, sum(res.counts.get(k, 0) for k in ("messages",))]
+                + [round(ph.get(k, 0.0) * 1000, 2) for k in PHASES]
+            )
             for suffix, ts in res.latencies:
                 self.latencies.setdefault(suffix, []).append(res.committed_at - ts)
 
@@ -150,6 +157,7 @@ class IngestWorker:
                 # alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
                 self.conn = connect(autocommit=False, options="-c jit=off")
                 self.store = BatchStore(self.conn, self.cfg, self.settings.max_payload_bytes)
+                self.store.background_refresh = True  # see _refresh_known
                 self.conn.execute(
                     "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
                 )
@@ -254,6 +262,22 @@ class IngestWorker:
             store.conn.rollback()
             log.error("housekeeping failed: %s", exc)
 
+    def _refresh_known(self) -> None:
+        """Reload the registered-device cache every KNOWN_REFRESH_S on its own connection, so
+        the batch loop never waits for the ~100,000-row query (it asks only for ids it has
+        not seen)."""
+        while not self._stop.wait(KNOWN_REFRESH_S):
+            store = self.store
+            if store is None:
+                continue
+            try:
+                with connect(autocommit=True, options="-c jit=off") as conn:
+                    store.refresh_known(conn)
+            except TRANSIENT:
+                continue
+            except Exception:  # noqa: BLE001 - the cache stays as it was; never kill the worker
+                log.exception("device cache refresh failed")
+
     # ------------------------------------------------------------------ event relay
     def _relay(self) -> None:
         """Publish every committed hub event (from any writer) on gw/v1/hub/events, QoS 0.
@@ -291,6 +315,7 @@ class IngestWorker:
         self._connect()
         if self.cfg.publish_events:
             threading.Thread(target=self._relay, name="event-relay", daemon=True).start()
+        threading.Thread(target=self._refresh_known, name="device-cache", daemon=True).start()
         started = time.monotonic()
         next_sweep = started + self.cfg.sweep_s
         next_hourly = started + 3600
@@ -342,6 +367,7 @@ class IngestWorker:
             "db_retries": self.stats.db_retries,
             "counts": self.stats.counts,
             "latencies": self.stats.latencies,
+            "batch_log": self.stats.batch_log,
         }
         tmp = self.stats_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))

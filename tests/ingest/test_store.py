@@ -66,6 +66,35 @@ def test_last_will_closes_interval(store, make_device, pg) -> None:
     assert n == 2
 
 
+def test_fresh_store_trusts_recent_last_seen(store, make_device, pg) -> None:
+    """A (re)started worker does not re-write every live device it hears from at once: a device
+    the database has online with a fresh last_seen is left alone, one that is offline there or
+    whose last_seen is older than its flush interval is written (and its transition recorded)."""
+    live, gone, stale = make_device(), make_device(), make_device()
+    pg.execute("UPDATE devices SET status = 'online', last_seen = now() WHERE id = %s", (live,))
+    pg.execute("UPDATE devices SET status = 'offline', last_seen = now() WHERE id = %s", (gone,))
+    pg.execute(
+        "UPDATE devices SET status = 'online', last_seen = now() - interval '1 hour' WHERE id = %s",
+        (stale,),
+    )
+    pg.commit()
+    before = pg.execute("SELECT last_seen FROM devices WHERE id = %s", (live,)).fetchone()[0]
+    now = time.time()
+    res = store.process([msg(d, "heartbeat", {"ts": now}) for d in (live, gone, stale)])
+    assert res.counts["presence_writes"] == 2
+    rows = dict(
+        pg.execute(
+            "SELECT id, last_seen FROM devices WHERE id = ANY(%s)", ([live, gone, stale],)
+        ).fetchall()
+    )
+    assert rows[live] == before
+    assert rows[stale] > before and rows[gone] >= before
+    assert pg.execute("SELECT status FROM devices WHERE id = %s", (gone,)).fetchone()[0] == "online"
+    # The intervals differ per device but stay within [0.5, 1) x min(flush, heartbeat).
+    spans = [store.flush_interval(f"{i:020d}", 60) for i in range(200)]
+    assert all(0.5 * 10 <= s < 10 for s in spans) and len({round(s, 3) for s in spans}) > 50
+
+
 def test_alarm_redelivery_is_harmless(store, make_device, pg) -> None:
     d = make_device()
     ts = time.time()
