@@ -151,7 +151,9 @@ def store_alarms(
         "INSERT INTO alarm_messages (device_id, msg_id) "
         "SELECT d, m FROM json_to_recordset(%s::json) AS u(d bpchar, m text) "
         "ON CONFLICT DO NOTHING RETURNING device_id, msg_id",
-        (records(("d", "m"), [(a.device_id, a.msg_id) for a in alarms]),),
+        # Sorted: the same order in every worker (a redelivered message another worker is
+        # inserting makes this one wait; never in a cycle).
+        (records(("d", "m"), sorted({(a.device_id, a.msg_id) for a in alarms})),),
     ).fetchall()
     accepted = {(r[0], r[1]) for r in rows}
     fresh: list[AlarmIn] = []
@@ -247,16 +249,26 @@ def store_alarms(
         entry[1] = max(entry[1], a.ts)
         entry[2] = min(entry[2], a.severity)
     if agg:
-        ids = list(agg)
+        ids = sorted(agg)
+        # Locked in id order first: two workers merging repeats into the same alarms wait for
+        # each other instead of deadlocking.
         merged = execute(
             conn,
+            "WITH l AS (SELECT id FROM alarms WHERE id = ANY(%s::bigint[]) ORDER BY id "
+            "FOR NO KEY UPDATE) "
             "UPDATE alarms a SET repeat_count = a.repeat_count + u.n, "
             "last_raised_at = greatest(a.last_raised_at, to_timestamp(u.ts)), "
             "severity = least(a.severity, u.s) "
-            "FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::int[]) AS u(id, n, ts, s) "
-            "WHERE a.id = u.id RETURNING a.id, a.device_id, a.kind, a.severity, a.state, "
+            "FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::int[]) AS u(id, n, ts, s), l "
+            "WHERE a.id = u.id AND l.id = u.id RETURNING a.id, a.device_id, a.kind, a.severity, a.state, "
             "a.repeat_count, a.last_raised_at, a.region_code",
-            (ids, [agg[i][0] for i in ids], [agg[i][1] for i in ids], [agg[i][2] for i in ids]),
+            (
+                ids,
+                ids,
+                [agg[i][0] for i in ids],
+                [agg[i][1] for i in ids],
+                [agg[i][2] for i in ids],
+            ),
         ).fetchall()
         for r in merged:
             outcome.merged.append(

@@ -76,7 +76,7 @@ class _Work:
     snapshots: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     stamps: list[tuple[str, float]] = field(default_factory=list)
     crossings: list[geofences.Crossing] = field(default_factory=list)
-    moved: list[tuple] = field(default_factory=list)  # (id, region, ts, lon, lat, speed, heading)
+    latest: list[tuple] = field(default_factory=list)  # newest position per device in the batch
 
 
 class BatchStore:
@@ -96,6 +96,8 @@ class BatchStore:
         # Set by a worker that refreshes the cache from its own thread (refresh_known): then
         # _resolve only loads it when it was never loaded or was forgotten.
         self.background_refresh = False
+        # (batch, work, result) of a batch whose records committed but whose live state did not
+        self._half_done: tuple[list[Message], _Work, BatchResult] | None = None
 
     # ------------------------------------------------------------------ device cache
     def _resolve(self, ids: set[str]) -> set[str]:
@@ -260,12 +262,32 @@ class BatchStore:
             raise
 
     def _process(self, batch: list[Message]) -> BatchResult:
-        res = BatchResult()
+        """Two short transactions: the records (history, alarms, dead letters, ...), then the
+        devices' live state (presence, last position). Every lock is taken in one global order
+        (see _live_state) so workers sharing a subscription never deadlock, and the hot device
+        rows are held only for the few milliseconds of the second transaction. Both are
+        idempotent, so a batch that fails between them is simply processed again; a retry of
+        the same batch after the first committed does only the second."""
         t0 = time.perf_counter()
-        w = self._classify(batch)
-        t_classified = time.perf_counter()
+        half = self._half_done
+        if half is not None and half[0] is batch:
+            _, w, res = half
+        else:
+            res = BatchResult()
+            w = self._classify(batch)
+            res.phases["classify"] = time.perf_counter() - t0
+            self._records(w, res)
+            self._half_done = (batch, w, res)
+        self._live_state(w, res)
+        self._half_done = None
+        res.latencies = w.stamps
+        res.counts["messages"] = len(batch)
+        return res
+
+    def _records(self, w: _Work, res: BatchResult) -> None:
+        """Transaction 1: everything that is a record of what was said, and its events."""
+        t0 = time.perf_counter()
         cur = self.conn.cursor()
-        now = datetime.now(UTC)
         events: list[tuple[str, str | None, dict[str, Any]]] = []
         if w.dead:
             cur.execute(
@@ -281,7 +303,7 @@ class BatchStore:
             )
             res.counts["dead_letters"] = len(w.dead)
         if w.pending:
-            ids = list(w.pending)
+            ids = sorted(w.pending)  # lock order, see _live_state
             cur.execute(
                 "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
                 "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
@@ -302,30 +324,15 @@ class BatchStore:
                 ),
             )
             res.counts["pending"] = sum(v[0] for v in w.pending.values())
-        # Presence lives in memory: a device's last_seen is written at most every
-        # presence_flush_s (never less often than its heartbeat interval), state changes at once.
-        now_m = time.monotonic()
-        flushed = self.flushed
-        known = self.known
-        touch = [
-            d for d in w.seen if now_m - flushed.get(d, -1e18) >= known.get(d, 0.0) or d in w.back
-        ]
-        touch += [d for d in w.back if d not in w.seen]
-        t_pre = time.perf_counter()
-        transitions = presence.touch(cur, touch, now)
-        transitions += presence.go_offline(cur, w.gone, "last_will")
-        events += [("device.status", t.region_code, t.event_payload()) for t in transitions]
-        res.counts["presence_writes"] = len(touch)
-
-        t_presence = time.perf_counter()
+        t_positions = time.perf_counter()
         if w.positions:
             events += self._positions(cur, w)
-        t_positions = time.perf_counter()
+        t_alarms = time.perf_counter()
         if w.quality:
             self._quality(cur, w)
             res.counts["quality"] = len(w.quality)
         if w.snapshots:
-            ids = list(w.snapshots)
+            ids = sorted(w.snapshots)
             cur.execute(
                 "INSERT INTO device_snapshots (device_id, at, jpeg) SELECT d, to_timestamp(at), j "
                 "FROM unnest(%s::bpchar[], %s::float8[], %s::bytea[]) AS u(d, at, j) "
@@ -351,33 +358,72 @@ class BatchStore:
                 geofences.record_crossings(cur, w.crossings, ids)
         elif w.crossings:
             geofences.record_crossings(cur, w.crossings, {})
-        t_rows = time.perf_counter()
-        if events or w.moved:
-            res.events = emit_events(cur, events)
-            res.events += emit_position_events(cur, w.moved)
         t_events = time.perf_counter()
+        if events:
+            res.events = emit_events(cur, events)
+        t_commit = time.perf_counter()
+        self.conn.commit()
+        t_done = time.perf_counter()
+        res.committed_at = time.time()
+        res.phases.update(
+            other=t_positions - t0,
+            positions=t_alarms - t_positions,
+            alarms=t_events - t_alarms,
+            events=t_commit - t_events,
+            commit=t_done - t_commit,
+        )
+
+    def _live_state(self, w: _Work, res: BatchResult) -> None:
+        """Transaction 2: presence (last_seen, online/offline with intervals) and the newest
+        position of the devices in the batch, with their events.
+
+        All the device rows it will change are locked first, in id order, by one statement;
+        every other lock a worker takes on a device's rows (device_presence) comes after it.
+        Two workers whose batches share devices therefore wait for each other at most for
+        this short transaction, and never deadlock (PostgreSQL would break a deadlock only
+        after deadlock_timeout, 1 s: the stall two workers used to hit).
+        Presence lives in memory: a device's last_seen is written at most every flush interval
+        (see flush_interval), online/offline changes at once."""
+        t0 = time.perf_counter()
+        now = datetime.now(UTC)
+        now_m = time.monotonic()
+        flushed = self.flushed
+        known = self.known
+        touch = [
+            d for d in w.seen if now_m - flushed.get(d, -1e18) >= known.get(d, 0.0) or d in w.back
+        ]
+        touch += [d for d in w.back if d not in w.seen]
+        res.counts["presence_writes"] = len(touch)
+        lock = set(touch) | set(w.gone) | {p[0] for p in w.latest}
+        if not lock:
+            return
+        cur = self.conn.cursor()
+        cur.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM devices WHERE id = ANY(%s::bpchar[]) "
+            "ORDER BY id FOR NO KEY UPDATE) AS l",
+            (presence.id_array(sorted(lock)),),
+        )
+        transitions = presence.touch(cur, touch, now)
+        transitions += presence.go_offline(cur, w.gone, "last_will")
+        moved = self._last_positions(cur, w.latest)
+        t_events = time.perf_counter()
+        ids = emit_events(
+            cur, [("device.status", t.region_code, t.event_payload()) for t in transitions]
+        )
+        ids += emit_position_events(cur, moved)
         self.conn.commit()
         res.committed_at = time.time()
-        t_commit = time.perf_counter()
-        res.phases = {
-            "classify": t_classified - t0,
-            "other": t_pre - t_classified,
-            "presence": t_presence - t_pre,
-            "positions": t_positions - t_presence,
-            "alarms": t_rows - t_positions,
-            "events": t_events - t_rows,
-            "commit": t_commit - t_events,
-        }
+        res.events += ids
+        res.phases["presence"] = t_events - t0
+        res.phases["events"] = res.phases.get("events", 0.0) + time.perf_counter() - t_events
         for d in touch:
             flushed[d] = now_m
         for d in w.gone:
             flushed.pop(d, None)
-        res.latencies = w.stamps
-        res.counts["messages"] = len(batch)
-        return res
 
     def _positions(self, cur: psycopg.Cursor, w: _Work) -> list:
-        pos = w.positions
+        """Position history (every report) and geofence crossings of each device's newest."""
+        pos = sorted(w.positions, key=lambda p: (p[0], p[1]))  # lock order, see _live_state
         cur.execute(
             "INSERT INTO positions (device_id, ts, geom, speed_kmh, heading_deg) "
             "SELECT d, to_timestamp(ts), ST_SetSRID(ST_MakePoint(x, y), 4326), sp, hd "
@@ -390,18 +436,7 @@ class BatchStore:
             if p[0] not in latest or latest[p[0]][1] < p[1]:
                 latest[p[0]] = p
         lp = list(latest.values())
-        # The newest position goes on the device and, in the same statement, onto the event bus
-        # (payload built in SQL: no per-row work in Python). Ordered ids: see events.ORDER_LOCK.
-        rows = cur.execute(
-            "UPDATE devices d SET last_position = ST_SetSRID(ST_MakePoint(u.x, u.y), 4326), "
-            "last_position_at = to_timestamp(u.ts), last_speed_kmh = u.sp, last_heading_deg = u.hd "
-            "FROM json_to_recordset(%s::json) AS u(d bpchar, ts float8, x float8, y float8, "
-            "sp float8, hd float8) "
-            "WHERE d.id = u.d AND (d.last_position_at IS NULL OR d.last_position_at < to_timestamp(u.ts)) "
-            "RETURNING d.id, d.region_code, u.ts, u.x, u.y, u.sp, u.hd",
-            (records(("d", "ts", "x", "y", "sp", "hd"), lp),),
-        ).fetchall()
-        w.moved = rows
+        w.latest = lp
         events: list = []
         crossings = geofences.check_positions(
             cur, [(p[0], datetime.fromtimestamp(p[1], UTC), p[2], p[3]) for p in lp]
@@ -427,6 +462,21 @@ class BatchStore:
                 )
         w.crossings = crossings
         return events
+
+    def _last_positions(self, cur: psycopg.Cursor, latest: list[tuple]) -> list[tuple]:
+        """Put each device's newest position on the device (when newer than what it has);
+        the rows that moved, for their device.position events (payload built in SQL)."""
+        if not latest:
+            return []
+        return cur.execute(
+            "UPDATE devices d SET last_position = ST_SetSRID(ST_MakePoint(u.x, u.y), 4326), "
+            "last_position_at = to_timestamp(u.ts), last_speed_kmh = u.sp, last_heading_deg = u.hd "
+            "FROM json_to_recordset(%s::json) AS u(d bpchar, ts float8, x float8, y float8, "
+            "sp float8, hd float8) "
+            "WHERE d.id = u.d AND (d.last_position_at IS NULL OR d.last_position_at < to_timestamp(u.ts)) "
+            "RETURNING d.id, d.region_code, u.ts, u.x, u.y, u.sp, u.hd",
+            (records(("d", "ts", "x", "y", "sp", "hd"), latest),),
+        ).fetchall()
 
     def _quality(self, cur: psycopg.Cursor, w: _Work) -> None:
         ids = sorted({d for d, _ in w.quality})

@@ -31,7 +31,7 @@ from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
 log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
-PHASES = ("classify", "other", "presence", "positions", "alarms", "events", "commit")
+PHASES = ("classify", "other", "positions", "alarms", "events", "commit", "presence")
 SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
