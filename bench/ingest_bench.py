@@ -101,6 +101,51 @@ class Publisher:
         return self.sent - self.acked
 
 
+# ------------------------------------------------------------------ per-worker CPU budget
+class CpuBudget:
+    """Put each worker process in its own cgroup with a CPU quota (cgroup v1 `cpu` or v2).
+
+    On this 2-core machine the broker, PostgreSQL, the generator and the workers share both
+    cores, so what a second worker adds is capped by the machine, not by the worker. Giving
+    every worker the same budget (e.g. 0.4 CPU) makes the worker tier the bottleneck, which is
+    how scaling out to more hosts behaves; the database and broker stay unlimited."""
+
+    def __init__(self, cpus: float) -> None:
+        self.cpus = cpus
+        v1 = Path("/sys/fs/cgroup/cpu")
+        v2 = Path("/sys/fs/cgroup")
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.root, self.v2 = v1, False
+        elif "cpu" in (v2 / "cgroup.subtree_control").read_text(errors="ignore").split():
+            self.root, self.v2 = v2, True
+        else:
+            raise SystemExit(
+                "--worker-cpu needs a writable cgroup cpu controller (cgroup v1 "
+                "/sys/fs/cgroup/cpu, or v2 with cpu in cgroup.subtree_control); run as root"
+            )
+        self.made: list[Path] = []
+
+    def apply(self, pid: int, name: str) -> None:
+        group = self.root / name
+        group.mkdir(exist_ok=True)
+        period = 100_000
+        quota = int(self.cpus * period)
+        if self.v2:
+            (group / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        (group / "cgroup.procs").write_text(str(pid))
+        self.made.append(group)
+
+    def close(self) -> None:
+        for group in self.made:
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+
+
 # ------------------------------------------------------------------ fleet and database
 def bench_env() -> dict[str, str]:
     env = dict(os.environ)
@@ -220,6 +265,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     from gridwatch.settings import get_settings
 
     reset_db(url)
+    budget = CpuBudget(args.worker_cpu) if args.worker_cpu else None
     tag = f"b{uuid.uuid4().hex[:6]}"
     group = f"bench{tag}"
     env = bench_env()
@@ -251,6 +297,8 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
             ]
         log = open(f"/tmp/gw-bench-{tag}-{i}.log", "wb")  # noqa: SIM115 - lives with the worker
         procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log))
+        if budget is not None:
+            budget.apply(procs[-1].pid, f"gw-bench-{tag}-{i}")
     time.sleep(3.0)  # connect and subscribe
     probe = EventBusProbe(url)
     host, port = get_settings().mqtt_endpoint()
@@ -339,6 +387,8 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         p.terminate()
     for p in procs:
         p.wait(30)
+    if budget is not None:
+        budget.close()
     bus = probe.close()
     alarms_in, repeats, positions_in = db_counts(url, tag)
     stats = [json.loads(f.read_text()) for f in stats_files if f.exists()]
@@ -358,6 +408,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     return {
         "mode": mode,
         "workers": workers,
+        "worker_cpu": args.worker_cpu or None,
         "published": published,
         "offered_msg_s": round(total / offered_s),
         "sustained_msg_s": round(min(received, total) / span) if span > 0 else 0,
@@ -396,6 +447,13 @@ def main() -> None:
         default="naive,batched1,batched2",
         help="comma list of naive|batched1|batched2, each optionally @rate (offered msg/s)",
     )
+    ap.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=0.0,
+        help="give every worker process this many CPUs (cgroup quota; 0: unlimited) to measure "
+        "how throughput grows with workers when the workers, not this machine, are the limit",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
@@ -423,6 +481,7 @@ def main() -> None:
     cols = [
         "mode",
         "workers",
+        "worker_cpu",
         "offered_msg_s",
         "sustained_msg_s",
         "drain_s",
@@ -439,6 +498,22 @@ def main() -> None:
     print(" | ".join(cols))
     for r in results:
         print(" | ".join(str(r[c]) for c in cols))
+    for r in results:
+        one = next(
+            (
+                o
+                for o in results
+                if o["mode"] == r["mode"]
+                and o["workers"] == 1
+                and o["worker_cpu"] == r["worker_cpu"]
+            ),
+            None,
+        )
+        if r["workers"] > 1 and one and one["sustained_msg_s"]:
+            print(
+                f"{r['mode']} x{r['workers']} (worker cpu {r['worker_cpu'] or 'unlimited'}): "
+                f"{r['sustained_msg_s'] / one['sustained_msg_s']:.2f}x one worker's sustained rate"
+            )
     base = next((r for r in results if r["mode"] == "naive"), None)
     for r in results:
         if base and r is not base and base["sustained_msg_s"]:
