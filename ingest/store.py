@@ -1,4 +1,4 @@
-"""The batch processor: validate a batch of MQTT messages and persist it in ONE transaction."""
+"""The batch processor: validate a batch of MQTT messages and persist it (records, then live state)."""
 
 from __future__ import annotations
 
@@ -250,8 +250,9 @@ class BatchStore:
 
     # ------------------------------------------------------------------ persist
     def process(self, batch: list[Message]) -> BatchResult:
-        """Validate and persist the batch in one transaction; raises on database failure (the
-        caller retries the same batch, so nothing here may have effects outside the database)."""
+        """Validate and persist the batch (two transactions, see _process); raises on database
+        failure (the caller retries the same batch, so nothing here may have effects outside
+        the database)."""
         try:
             return self._process(batch)
         except BaseException:

@@ -155,16 +155,23 @@ class IngestWorker:
             try:
                 # No JIT: it compiled e.g. the camera-link statement of a batch with many new
                 # alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
-                self.conn = connect(autocommit=False, options="-c jit=off")
-                self.store = BatchStore(self.conn, self.cfg, self.settings.max_payload_bytes)
-                self.store.background_refresh = True  # see _refresh_known
-                self.conn.execute(
+                conn = connect(autocommit=False, options="-c jit=off")
+                self.conn = conn
+                if self.store is None:
+                    self.store = BatchStore(conn, self.cfg, self.settings.max_payload_bytes)
+                    self.store.background_refresh = True  # see _refresh_known
+                else:
+                    # The same store on a new connection: it keeps its device cache, what it
+                    # has written, and a batch whose records committed before the outage
+                    # (only its live state is then left to do).
+                    self.store.conn = conn
+                conn.execute(
                     "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
                 )
-                self.conn.commit()
+                conn.commit()
                 log.info("database connected")
             except TRANSIENT as exc:
-                self.store = None
+                self.conn = None
                 if self._stop.is_set():
                     raise
                 log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
@@ -179,7 +186,6 @@ class IngestWorker:
             except Exception:  # noqa: BLE001 - the connection is already broken
                 pass
         self.conn = None
-        self.store = None
 
     def persist(self, batch: list[Message]) -> BatchResult:
         """Commit the batch, retrying (with back-off) across database outages; never gives up
