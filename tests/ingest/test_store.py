@@ -386,3 +386,37 @@ def test_payloads_from_the_vision_worker_are_accepted(store, make_device, pg) ->
         ).fetchall()
     ]
     assert kinds == ["video_quality", "tripwire_crossing", "loitering", "motion"]
+
+
+def test_batch_resumes_at_live_state_after_records_committed(store, make_device, pg) -> None:
+    """A failure between the two transactions: the retry of the same batch does only the live
+    state, so its records (here a dead letter and an alarm) are not written twice."""
+    import psycopg
+
+    d = make_device()
+    pg.execute("UPDATE devices SET status = 'offline' WHERE id = %s", (d,))
+    pg.commit()
+    bad = Message("gw/v1/not-a-device/heartbeat", b"{}", 1, 1)
+    batch = [bad, msg(d, "alarm", alarm("resume-1", time.time()))]
+    real = store._live_state
+    calls = []
+
+    def failing(w, res):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("connection lost (test)")
+        return real(w, res)
+
+    store._live_state = failing
+    with pytest.raises(psycopg.OperationalError):
+        store.process(batch)
+    res = store.process(batch)
+    assert len(calls) == 2 and res.counts["messages"] == 2
+    n_dead = pg.execute(
+        "SELECT count(*) FROM dead_letters WHERE topic = 'gw/v1/not-a-device/heartbeat'"
+    ).fetchone()[0]
+    assert n_dead == 1
+    assert pg.execute("SELECT repeat_count FROM alarms WHERE device_id = %s", (d,)).fetchall() == [
+        (1,)
+    ]
+    assert pg.execute("SELECT status FROM devices WHERE id = %s", (d,)).fetchone()[0] == "online"
