@@ -250,11 +250,30 @@ def parse_heartbeat(raw: bytes) -> Heartbeat:
         raise PayloadError(describe(exc)) from None
 
 
+def _check_nul(raw: bytes, parsed: BaseModel) -> None:
+    """Free-form parts (alarm detail, analytics extras) are stored as jsonb, which cannot hold
+    U+0000: refuse such a message by name rather than let the database refuse its batch."""
+    if b"\\u0000" in raw and _has_nul(parsed.model_dump(mode="python")):
+        raise PayloadError("text contains \\u0000 (NUL), which cannot be stored; remove it")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_alarm(raw: bytes) -> Alarm:
     try:
-        return Alarm.model_validate_json(raw)
+        alarm = Alarm.model_validate_json(raw)
     except ValidationError as exc:
         raise PayloadError(describe(exc)) from None
+    _check_nul(raw, alarm)
+    return alarm
 
 
 def parse_position(raw: bytes) -> Position:
@@ -266,9 +285,11 @@ def parse_position(raw: bytes) -> Position:
 
 def parse_analytics(raw: bytes) -> AnalyticsResult:
     try:
-        return _ANALYTICS.validate_json(raw)
+        result = _ANALYTICS.validate_json(raw)
     except ValidationError as exc:
         raise PayloadError(describe(exc)) from None
+    _check_nul(raw, result)
+    return result
 
 
 def parse_state(raw: bytes) -> Literal["online", "offline"]:

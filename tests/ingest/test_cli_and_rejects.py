@@ -19,34 +19,38 @@ def test_database_rejection_dead_letters_one_message_and_keeps_the_rest(
     from ingest.worker import IngestWorker
 
     d = make_device("alarm_input")
-    good = {"msg_id": "ok-1", "ts": time.time(), "kind": "smoke", "severity": 1}
-    # valid JSON and valid for the schema, but PostgreSQL's jsonb cannot hold \u0000
-    bad = {
-        "msg_id": "nul-1",
-        "ts": time.time(),
-        "kind": "panic",
-        "severity": 1,
-        "detail": {"x": "\u0000"},
-    }
+    now = time.time()
+    good = [
+        {"msg_id": f"ok-{i}", "ts": now + i, "kind": f"smoke_{i}", "severity": 1} for i in range(9)
+    ]
+    # Valid for the schema, refused by the database (a constraint this test adds for the
+    # purpose): the batch is retried in halves until that one message is found.
+    bad = {"msg_id": "refused-1", "ts": now, "kind": "refused_by_db", "severity": 1}
+    pg.execute(
+        "ALTER TABLE alarms ADD CONSTRAINT test_refused_kind CHECK (kind <> 'refused_by_db') "
+        "NOT VALID"
+    )
+    pg.commit()
     worker = IngestWorker(cfg=cfg)
+    msgs = [Message(f"gw/v1/{d}/alarm", json.dumps(a).encode(), 1) for a in good]
+    msgs.insert(6, Message(f"gw/v1/{d}/alarm", json.dumps(bad).encode(), 1))
     try:
-        res = worker.persist(
-            [
-                Message(f"gw/v1/{d}/alarm", json.dumps(good).encode(), 1),
-                Message(f"gw/v1/{d}/alarm", json.dumps(bad).encode(), 1),
-            ]
-        )
+        res = worker.persist(msgs)
     finally:
         worker._drop_db()
+        pg.execute("ALTER TABLE alarms DROP CONSTRAINT test_refused_kind")
+        pg.commit()
     assert res.counts["dead_letters"] == 1, res.counts
-    assert pg.execute("SELECT msg_id FROM alarms WHERE device_id = %s", (d,)).fetchall() == [
-        ("ok-1",)
-    ]
+    assert res.counts["messages"] == 9
+    stored = pg.execute(
+        "SELECT msg_id FROM alarms WHERE device_id = %s ORDER BY raised_at", (d,)
+    ).fetchall()
+    assert [r[0] for r in stored] == [a["msg_id"] for a in good]
     reason = pg.execute(
         "SELECT reason FROM dead_letters WHERE topic = %s ORDER BY id DESC LIMIT 1",
         (f"gw/v1/{d}/alarm",),
     ).fetchone()[0]
-    assert reason.startswith("database rejected:")
+    assert reason.startswith("database rejected:") and "test_refused_kind" in reason
 
 
 def test_deadletters_cli_lists_and_summarises(store, make_device) -> None:

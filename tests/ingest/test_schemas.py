@@ -109,3 +109,17 @@ def test_topics() -> None:
         parse_topic(f"gw/v1/{GOOD_ID}/cmd")
     assert subscriptions("ingest")[0] == "$share/ingest/gw/v1/+/heartbeat"
     assert subscriptions("")[1] == "gw/v1/+/alarm"
+
+
+def test_nul_in_free_form_text_is_refused_by_name() -> None:
+    """jsonb cannot hold U+0000: the message is refused as invalid, not by the database."""
+    raw = b'{"msg_id": "n-1", "ts": 1714552200, "kind": "panic", "severity": 1, "detail": {"k": ["a\\u0000"]}}'
+    with pytest.raises(PayloadError, match="NUL"):
+        parse_alarm(raw)
+    with pytest.raises(PayloadError, match="NUL"):
+        parse_analytics(b'{"type": "motion", "ts": 1714552200, "note": "\\u0000"}')
+    # An escaped backslash before "u0000" is ordinary text.
+    ok = parse_alarm(
+        b'{"msg_id": "n-2", "ts": 1714552200, "kind": "panic", "severity": 1, "detail": {"k": "\\\\u0000"}}'
+    )
+    assert ok.detail == {"k": "\\u0000"}
