@@ -382,9 +382,30 @@ class LocalMosquitto(LocalService):
         self.port = self.settings.mqtt_port
         self.lock_path = self.settings.home / ".mqtt.lock"
 
-    def running(self) -> bool:
+    def pid(self) -> int | None:
+        """The running broker's PID: from its PID file, else found by its command line.
+
+        Two concurrent starts make the losing mosquitto exit and delete the PID file the
+        winner wrote (as can a user); without it stop, restart and reload would miss the
+        broker that still runs with this config, so the file is written again."""
         pid = _read_pid(self.pidfile)
-        return pid is not None and _pid_alive(pid) and port_open("127.0.0.1", self.port)
+        if pid is not None and _pid_alive(pid):
+            return pid
+        conf = str(self.conf).encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"mosquitto") and conf in argv:
+                self.pidfile.write_text(f"{proc.name}\n")
+                return int(proc.name)
+        return None
+
+    def running(self) -> bool:
+        return self.pid() is not None and port_open("127.0.0.1", self.port)
 
     def write_config(self) -> None:
         """Write mosquitto.conf; the password file and ACL come from ingest.broker_auth."""
@@ -451,15 +472,15 @@ class LocalMosquitto(LocalService):
         from ingest.broker_auth import write_broker_files
 
         write_broker_files(self.passwd, self.acl, settings=self.settings)
-        pid = _read_pid(self.pidfile)
-        if pid is not None and _pid_alive(pid):
+        pid = self.pid()
+        if pid is not None:
             os.kill(pid, signal.SIGHUP)
 
     @locked
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker if it runs."""
-        pid = _read_pid(self.pidfile)
-        if pid is None or not _pid_alive(pid):
+        pid = self.pid()
+        if pid is None:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

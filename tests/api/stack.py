@@ -180,24 +180,4 @@ def reload_broker() -> None:
 
     settings = get_settings()
     if settings.local_mqtt:
-        broker = LocalMosquitto(settings)
-        _repair_pidfile(broker)
-        broker.reload()
-
-
-def _repair_pidfile(broker) -> None:
-    """Point the PID file at the running test broker when a concurrent restart lost or staled it."""
-    from gridwatch.services import port_open
-
-    if broker.running() or not port_open("127.0.0.1", broker.port):
-        return
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and cmdline[0].endswith(b"mosquitto") and str(broker.conf).encode() in cmdline:
-            broker.pidfile.write_text(proc.name + "\n")
-            return
+        LocalMosquitto(settings).reload()

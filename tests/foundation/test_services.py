@@ -131,3 +131,25 @@ def test_concurrent_starts_leave_one_broker_and_its_pid_file(tmp_path) -> None:
     finally:
         broker.stop()
     assert not broker.running()
+
+
+def test_lost_pid_file_is_found_again(tmp_path, monkeypatch) -> None:
+    """A broker whose PID file was deleted is still seen, reloaded and stopped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GRIDWATCH_PG_PORT", "1")  # no database: the broker files hold the hub only
+    broker = LocalMosquitto(Settings(home=tmp_path, mqtt_port=port, pg_port=1))
+    broker.start()
+    try:
+        pid = int(broker.pidfile.read_text())
+        broker.pidfile.unlink()
+        assert broker.running()
+        assert int(broker.pidfile.read_text()) == pid
+        broker.pidfile.unlink()
+        broker.reload()  # SIGHUP reaches the broker, which keeps running
+        assert broker.running() and broker.pid() == pid
+        broker.pidfile.unlink()
+    finally:
+        broker.stop()
+    assert not broker.running()

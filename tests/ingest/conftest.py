@@ -229,59 +229,20 @@ def start_worker(services):
         w.stop()
 
 
-def repair_broker_pidfile(broker) -> None:
-    """Re-write the test broker's PID file when it is missing while the broker still runs.
-
-    Two concurrent starts (another test run's services_up during a restart here) make the
-    loser mosquitto exit and remove the shared PID file; without it stop/restart/reload fail.
-    """
-    from gridwatch.services import port_open
-
-    if broker.running() or not port_open("127.0.0.1", broker.port):
-        return
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and cmdline[0].endswith(b"mosquitto") and str(broker.conf).encode() in cmdline:
-            broker.pidfile.write_text(proc.name + "\n")
-            return
-
-
 def restart_broker() -> None:
-    """LocalMosquitto.restart(), guarded against a lost PID file before and after."""
+    """LocalMosquitto.restart() (the broker finds a lost PID file by itself)."""
     from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
 
     settings = get_settings()
     if not settings.local_mqtt:
         pytest.skip("needs the project-local Mosquitto to restart it")
-    broker = LocalMosquitto(settings)
-    repair_broker_pidfile(broker)
-    broker.restart()
-    time.sleep(0.2)
-    repair_broker_pidfile(broker)
+    LocalMosquitto(settings).restart()
 
 
 def reload_broker() -> None:
-    """LocalMosquitto.reload() (rewrite password file + SIGHUP), guarded like restart_broker."""
+    """LocalMosquitto.reload(): rewrite the password file and SIGHUP the broker."""
     from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
 
-    broker = LocalMosquitto(get_settings())
-    repair_broker_pidfile(broker)
-    broker.reload()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _broker_pidfile_guard() -> None:
-    """Before `services` starts anything: repair a PID file a concurrent restart lost."""
-    from gridwatch.services import LocalMosquitto
-    from gridwatch.settings import get_settings
-
-    settings = get_settings()
-    if settings.local_mqtt:
-        repair_broker_pidfile(LocalMosquitto(settings))
+    LocalMosquitto(get_settings()).reload()
