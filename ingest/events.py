@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -189,11 +191,28 @@ def _region_prefix(region_code: str) -> str:
     return code
 
 
-def prune_events(conn: Conn, older_than_hours: float) -> int:
-    """Delete events older than the retention; how many went."""
-    cur = execute(
-        conn,
-        "DELETE FROM hub_events WHERE at < now() - make_interval(secs => %s)",
-        (older_than_hours * 3600.0,),
-    )
-    return cur.rowcount
+def prune_events(
+    conn: Conn,
+    older_than_hours: float,
+    chunk: int = 20_000,
+    pause_s: float = 0.0,
+    stop: threading.Event | None = None,
+) -> int:
+    """Delete events older than the retention, oldest first, `chunk` rows per statement (each
+    its own transaction on an autocommit connection, so pruning a busy day never holds one
+    long transaction or lock); pause_s between chunks leaves the database to live traffic.
+    How many went."""
+    total = 0
+    while stop is None or not stop.is_set():
+        n = execute(
+            conn,
+            "DELETE FROM hub_events WHERE id IN (SELECT id FROM hub_events "
+            "WHERE at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s)",
+            (older_than_hours * 3600.0, chunk),
+        ).rowcount
+        total += max(n, 0)
+        if n < chunk:
+            break
+        if pause_s:
+            time.sleep(pause_s)
+    return total

@@ -32,6 +32,7 @@ from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
 PHASES = ("classify", "other", "positions", "alarms", "events", "commit", "presence")
+HOUSEKEEPING_S = 3600.0  # partitions and event pruning
 SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -159,7 +160,7 @@ class IngestWorker:
                 self.conn = conn
                 if self.store is None:
                     self.store = BatchStore(conn, self.cfg, self.settings.max_payload_bytes)
-                    self.store.background_refresh = True  # see _refresh_known
+                    self.store.background_refresh = True  # see _housekeeping
                 else:
                     # The same store on a new connection: it keeps its device cache, what it
                     # has written, and a batch whose records committed before the outage
@@ -257,36 +258,39 @@ class IngestWorker:
             log.error("offline sweep failed: %s", exc)
         return 0
 
-    def _hourly(self) -> None:
-        store = self._db()
-        try:
-            store.conn.execute(
-                "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
-            )
-            prune_events(store.conn, self.cfg.event_retention_h)
-            store.conn.commit()
-            store.forget()
-        except TRANSIENT:
-            self._drop_db()
-        except psycopg.Error as exc:
-            store.conn.rollback()
-            log.error("housekeeping failed: %s", exc)
-
-    def _refresh_known(self) -> None:
-        """Reload the registered-device cache every KNOWN_REFRESH_S on its own connection, so
-        the batch loop never waits for the ~100,000-row query (it asks only for ids it has
-        not seen)."""
+    def _housekeeping(self) -> None:
+        """Off the batch loop, on its own connection: reload the registered-device cache every
+        KNOWN_REFRESH_S (the batch loop then never waits for the ~100,000-row query; it asks
+        only for ids it has not seen), and every hour make sure the coming months' position
+        partitions exist and prune hub events past their retention, in small transactions (at
+        30,000 msg/s an hour of position events is ~27 million rows: one DELETE of them in the
+        batch loop would stop ingest for minutes)."""
+        next_hourly = time.monotonic() + HOUSEKEEPING_S
         while not self._stop.wait(KNOWN_REFRESH_S):
-            store = self.store
-            if store is None:
-                continue
             try:
                 with connect(autocommit=True, options="-c jit=off") as conn:
-                    store.refresh_known(conn)
+                    store = self.store
+                    if store is not None:
+                        store.refresh_known(conn)
+                    if time.monotonic() >= next_hourly:
+                        next_hourly = time.monotonic() + HOUSEKEEPING_S
+                        conn.execute(
+                            "SELECT gw_ensure_position_partitions("
+                            "(now() - interval '1 month')::date, 3)"
+                        )
+                        gone = prune_events(
+                            conn, self.cfg.event_retention_h, pause_s=0.05, stop=self._stop
+                        )
+                        if gone:
+                            log.info(
+                                "pruned %d hub events older than %.0f h",
+                                gone,
+                                self.cfg.event_retention_h,
+                            )
             except TRANSIENT:
                 continue
-            except Exception:  # noqa: BLE001 - the cache stays as it was; never kill the worker
-                log.exception("device cache refresh failed")
+            except Exception:  # noqa: BLE001 - retried at the next round; never kill the worker
+                log.exception("housekeeping failed")
 
     # ------------------------------------------------------------------ event relay
     def _relay(self) -> None:
@@ -325,10 +329,9 @@ class IngestWorker:
         self._connect()
         if self.cfg.publish_events:
             threading.Thread(target=self._relay, name="event-relay", daemon=True).start()
-        threading.Thread(target=self._refresh_known, name="device-cache", daemon=True).start()
+        threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         started = time.monotonic()
         next_sweep = started + self.cfg.sweep_s
-        next_hourly = started + 3600
         batch_s = self.cfg.batch_ms / 1000.0
         try:
             while not self._stop.is_set():
@@ -352,9 +355,6 @@ class IngestWorker:
                 if now >= next_sweep:
                     more = self._sweep() >= SWEEP_LIMIT
                     next_sweep = now + (0.05 if more else self.cfg.sweep_s)
-                if now >= next_hourly:
-                    self._hourly()
-                    next_hourly = now + 3600
         finally:
             self._stop.set()
             props = None

@@ -420,3 +420,25 @@ def test_batch_resumes_at_live_state_after_records_committed(store, make_device,
         (1,)
     ]
     assert pg.execute("SELECT status FROM devices WHERE id = %s", (d,)).fetchone()[0] == "online"
+
+
+def test_prune_events_removes_only_expired_in_chunks(db_url, pg) -> None:
+    import psycopg
+
+    from ingest.events import emit_events, prune_events
+
+    pg.execute(
+        "INSERT INTO hub_events (at, kind, payload) SELECT now() - interval '100 hours', "
+        "'x.prune_test', '{}'::jsonb FROM generate_series(1, 2500)"
+    )
+    keep = emit_events(pg, [("x.prune_test", None, {"n": i}) for i in range(3)])
+    pg.commit()
+    with psycopg.connect(
+        db_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as conn:
+        assert prune_events(conn, 72.0, chunk=1000) == 2500
+        assert prune_events(conn, 72.0, chunk=1000) == 0
+    left = pg.execute(
+        "SELECT id FROM hub_events WHERE kind = 'x.prune_test' ORDER BY id"
+    ).fetchall()
+    assert [r[0] for r in left] == keep
