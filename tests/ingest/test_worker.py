@@ -107,6 +107,31 @@ def test_end_to_end_good_bad_and_event_relay(start_worker, make_device, hub_clie
     assert wait_for(lambda: {e["kind"] for e in relayed()} >= {"alarm.new", "device.status"})
 
 
+def test_worker_sweeps_a_silent_device_offline(start_worker, make_device, hub_client, db_url):
+    """The worker's own sweep (its thread) ends a device's online interval after 3 missed
+    heartbeats, while a device that keeps talking stays online."""
+    quiet = make_device("ip_camera", heartbeat_s=1)
+    chatty = make_device("ip_camera", heartbeat_s=1)
+    start_worker()
+    hub_client.publish(f"gw/v1/{quiet}/heartbeat", json.dumps({"ts": time.time()}), qos=1)
+    deadline = time.monotonic() + 20
+    reason = None
+    while time.monotonic() < deadline and reason is None:
+        hub_client.publish(f"gw/v1/{chatty}/heartbeat", json.dumps({"ts": time.time()}), qos=1)
+        time.sleep(0.3)
+        with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as c:
+            row = c.execute(
+                "SELECT p.end_reason FROM devices d JOIN device_presence p ON p.device_id = d.id "
+                "WHERE d.id = %s AND d.status = 'offline'",
+                (quiet,),
+            ).fetchone()
+        reason = row[0] if row else None
+    assert reason == "missed_heartbeats"
+    assert count(
+        db_url, "SELECT count(*) FROM devices WHERE id = %s AND status = 'online'", (chatty,)
+    )
+
+
 def test_kill9_mid_stream_every_alarm_exactly_once(
     start_worker, make_device, hub_client, db_url
 ) -> None:
