@@ -463,10 +463,27 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
-    from gridwatch.services import services_up
-    from gridwatch.settings import get_settings
+    # Its own PostGIS and Mosquitto (own directory and ports), started and stopped here: the
+    # demo's broker may hold the persistent session of a stopped ingest worker, which would
+    # queue a copy of every bench message (up to max_queued_messages), and Mosquitto writes
+    # its whole state to disk every 30 s — a 200 MB snapshot stalled delivery for ~0.3 s.
+    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench"))
+    os.environ.setdefault("GRIDWATCH_PG_PORT", "55442")
+    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "18840")
+    from gridwatch.services import services_down, services_up
 
     services_up()
+    try:
+        results = _run_modes(args)
+    finally:
+        services_down()
+    if not args.json:
+        _report(results)
+
+
+def _run_modes(args: argparse.Namespace) -> list[dict]:
+    from gridwatch.settings import get_settings
+
     settings = get_settings()
     url = settings.db_url()
     fleet = device_ids(args.devices)
@@ -484,8 +501,10 @@ def main() -> None:
         elif mode.startswith("batched"):
             results.append(run_mode("batched", int(mode[-1]), args, fleet, url, hub))
         print(json.dumps(results[-1]), flush=True)
-    if args.json:
-        return
+    return results
+
+
+def _report(results: list[dict]) -> None:
     cols = [
         "mode",
         "workers",

@@ -85,7 +85,14 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
         LocalMosquitto(settings).reload()  # device credentials for the generated fleet
 
     sup = Supervisor(settings.home / "logs")
-    sup.add("ingest", sup.gridwatch_argv("ingest"))
+    # A demo's worker ends its broker session when it stops (the fleet stops with it): a
+    # session left behind would queue a copy of everything published later, up to 1,000,000
+    # messages, in the broker. A worker that crashes keeps its session and resumes.
+    sup.add(
+        "ingest",
+        sup.gridwatch_argv("ingest"),
+        env={"GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT": "true"},
+    )
     sup.add("api", sup.gridwatch_argv("serve"))
     sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
     if options.fleet:
