@@ -45,7 +45,8 @@ class IngestSettings(BaseSettings):
         default=10.0,
         ge=0,
         description="A live device's last_seen is written at most this often (never less often "
-        "than its heartbeat interval); online/offline changes are written at once.",
+        "than its heartbeat interval; spread per device over 0.5-1x of that); online/offline "
+        "changes are written at once.",
     )
     sweep_s: float = Field(default=1.0, gt=0, description="How often offline devices are swept.")
     alarm_merge_window_s: float = Field(
