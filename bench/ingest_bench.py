@@ -115,20 +115,34 @@ class CpuBudget:
     every worker the same budget (e.g. 0.4 CPU) makes the worker tier the bottleneck, which is
     how scaling out to more hosts behaves; the database and broker stay unlimited."""
 
+    V1 = Path("/sys/fs/cgroup/cpu")
+    V2 = Path("/sys/fs/cgroup")
+
     def __init__(self, cpus: float) -> None:
+        why = self.unavailable()
+        if why:
+            raise SystemExit(why)
         self.cpus = cpus
-        v1 = Path("/sys/fs/cgroup/cpu")
-        v2 = Path("/sys/fs/cgroup")
-        if (v1 / "cpu.cfs_quota_us").exists():
-            self.root, self.v2 = v1, False
-        elif "cpu" in (v2 / "cgroup.subtree_control").read_text(errors="ignore").split():
-            self.root, self.v2 = v2, True
-        else:
-            raise SystemExit(
-                "--worker-cpu needs a writable cgroup cpu controller (cgroup v1 "
-                "/sys/fs/cgroup/cpu, or v2 with cpu in cgroup.subtree_control); run as root"
-            )
+        self.v2 = not (self.V1 / "cpu.cfs_quota_us").exists()
+        self.root = self.V2 if self.v2 else self.V1
         self.made: list[Path] = []
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why per-worker CPU budgets cannot be set here, or None when they can."""
+        if (cls.V1 / "cpu.cfs_quota_us").exists():
+            root = cls.V1
+        else:
+            try:
+                controllers = (cls.V2 / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                controllers = []
+            if "cpu" not in controllers:
+                return "no cgroup cpu controller (v1 /sys/fs/cgroup/cpu or v2 cpu.max)"
+            root = cls.V2
+        if not os.access(root, os.W_OK):
+            return f"{root} is not writable (run as root)"
+        return None
 
     def apply(self, pid: int, name: str) -> None:
         group = self.root / name
@@ -496,6 +510,10 @@ def _run_modes(args: argparse.Namespace) -> list[dict]:
         mode, _, rate = spec.partition("@")
         args.rate = int(rate) if rate else (args.naive_rate if mode == "naive" else default_rate)
         args.worker_cpu = float(cpu) if cpu else default_cpu
+        why = CpuBudget.unavailable() if args.worker_cpu else None
+        if why:
+            print(f"skipping {spec}/{cpu or args.worker_cpu}: {why}", file=sys.stderr, flush=True)
+            continue
         if mode == "naive":
             results.append(run_mode("naive", 1, args, fleet, url, hub))
         elif mode.startswith("batched"):
