@@ -33,6 +33,13 @@ log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
 PHASES = ("classify", "other", "positions", "alarms", "events", "commit", "presence")
 HOUSEKEEPING_S = 3600.0  # partitions and event pruning
+# The batch connection's settings. No JIT: it compiled e.g. the camera-link statement of a batch
+# with many new alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
+# No sequential scans: every batch statement is a keyed or spatial index lookup, but statistics
+# taken while a table was empty (a fresh install, or right after a bulk delete) made the planner
+# scan alarms/alarm_messages whole for every batch as they grew, and one worker at 30,000 msg/s
+# fell behind by seconds until the next autoanalyze (bench/RESULTS.md).
+BATCH_SESSION = "-c jit=off -c enable_seqscan=off"
 SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -154,9 +161,7 @@ class IngestWorker:
         delay = 0.1
         while self.store is None or self.conn is None or self.conn.closed:
             try:
-                # No JIT: it compiled e.g. the camera-link statement of a batch with many new
-                # alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
-                conn = connect(autocommit=False, options="-c jit=off")
+                conn = connect(autocommit=False, options=BATCH_SESSION)
                 self.conn = conn
                 if self.store is None:
                     self.store = BatchStore(conn, self.cfg, self.settings.max_payload_bytes)
