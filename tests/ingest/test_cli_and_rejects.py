@@ -72,3 +72,17 @@ def test_deadletters_cli_lists_and_summarises(store, make_device) -> None:
     assert table.exit_code == 0 and "reason" in table.output
     bad = runner.invoke(app, ["deadletters", "list", "--limit", "0"])
     assert bad.exit_code != 0
+
+
+def test_batch_connection_plans_do_not_depend_on_empty_table_statistics(cfg) -> None:
+    """The worker's batch connection: no JIT, no sequential scans (ingest/worker.py
+    BATCH_SESSION); the sweep and the cache reload keep their own connections."""
+    from ingest.worker import IngestWorker
+
+    worker = IngestWorker(cfg=cfg)
+    try:
+        conn = worker._db().conn
+        assert conn.execute("SHOW enable_seqscan").fetchone()[0] == "off"
+        assert conn.execute("SHOW jit").fetchone()[0] == "off"
+    finally:
+        worker._drop_db()
