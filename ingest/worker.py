@@ -280,8 +280,8 @@ class IngestWorker:
 
     def _housekeeping(self) -> None:
         """Off the batch loop, on its own connection: reload the registered-device cache every
-        KNOWN_REFRESH_S (the batch loop then never waits for the ~100,000-row query; it asks
-        only for ids it has not seen), and every hour make sure the coming months' position
+        KNOWN_REFRESH_S, paced (the batch loop then never waits for the ~100,000-row query; it
+        asks only for ids it has not seen), and every hour make sure the coming months' position
         partitions exist and prune hub events past their retention, in small transactions (at
         30,000 msg/s an hour of position events is ~27 million rows: one DELETE of them in the
         batch loop would stop ingest for minutes)."""
@@ -291,7 +291,7 @@ class IngestWorker:
                 with connect(autocommit=True, options="-c jit=off") as conn:
                     store = self.store
                     if store is not None:
-                        store.refresh_known(conn)
+                        store.refresh_known(conn, page=5000, pause_s=0.005)
                     if time.monotonic() >= next_hourly:
                         next_hourly = time.monotonic() + HOUSEKEEPING_S
                         conn.execute(

@@ -442,3 +442,15 @@ def test_prune_events_removes_only_expired_in_chunks(db_url, pg) -> None:
         "SELECT id FROM hub_events WHERE kind = 'x.prune_test' ORDER BY id"
     ).fetchall()
     assert [r[0] for r in left] == keep
+
+
+def test_paged_cache_reload_sees_every_device_and_drops_retired(store, make_device, pg) -> None:
+    devices = [make_device() for _ in range(7)]
+    pg.execute("UPDATE devices SET retired_at = now() WHERE id = %s", (devices[0],))
+    pg.commit()
+    store.refresh_known(store.conn, page=3, pause_s=0.001)
+    store.conn.commit()
+    assert devices[0] not in store.known
+    assert all(d in store.known for d in devices[1:])
+    total = pg.execute("SELECT count(*) FROM devices WHERE retired_at IS NULL").fetchone()[0]
+    assert len(store.known) == total
