@@ -225,6 +225,10 @@ def register_many(
             totals["updated"] += counts.updated
             totals["outside"] += counts.outside
         total = totals["inserted"] + totals["updated"]
+        if total >= 1000:
+            # The planner's picture of the fleet changes with a big import; autovacuum analyzes
+            # devices rarely (migration 0008: presence writes would trigger it every minute).
+            conn.execute(text("ANALYZE devices"))
         if total:
             _audit(
                 conn,
