@@ -94,7 +94,7 @@ class BatchStore:
         self.unknown_until: dict[str, float] = {}
         self.flushed: dict[str, float] = {}  # device id -> when its last_seen was last written
         # Set by a worker that refreshes the cache from its own thread (refresh_known): then
-        # _resolve only loads it when it was never loaded or was forgotten.
+        # _resolve only loads it when it was never loaded.
         self.background_refresh = False
         # (batch, work, result) of a batch whose records committed but whose live state did not
         self._half_done: tuple[list[Message], _Work, BatchResult] | None = None
@@ -120,10 +120,6 @@ class BatchStore:
                 if i not in found:
                     self.unknown_until[i] = now + UNKNOWN_TTL_S
         return {i for i in ids if i in self.known}
-
-    def forget(self) -> None:
-        """Drop the device cache (after a device is registered or retired elsewhere)."""
-        self.known_at = 0.0
 
     def flush_interval(self, device_id: str, heartbeat_s: int) -> float:
         """How often this device's last_seen is written while it stays online: at most
@@ -407,10 +403,8 @@ class BatchStore:
         now_m = time.monotonic()
         flushed = self.flushed
         known = self.known
-        touch = [
-            d for d in w.seen if now_m - flushed.get(d, -1e18) >= known.get(d, 0.0) or d in w.back
-        ]
-        touch += [d for d in w.back if d not in w.seen]
+        due = {d for d in w.seen if now_m - flushed.get(d, -1e18) >= known.get(d, 0.0)}
+        touch = list(due | w.back)
         res.counts["presence_writes"] = len(touch)
         lock = set(touch) | set(w.gone) | {p[0] for p in w.latest}
         if not lock:

@@ -45,6 +45,11 @@ SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a fe
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+def ensure_partitions(conn: psycopg.Connection) -> None:
+    """Position partitions from last month to two months ahead exist (idempotent)."""
+    conn.execute("SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)")
+
+
 @dataclass
 class Stats:
     """Counters, and publish->commit latencies when asked for (bench)."""
@@ -63,7 +68,7 @@ class Stats:
         if self.keep_latencies:
             ph = res.phases
             self.batch_log.append(
-                [res.committed_at, sum(res.counts.get(k, 0) for k in ("messages",))]
+                [res.committed_at, res.counts.get("messages", 0)]
                 + [round(ph.get(k, 0.0) * 1000, 2) for k in PHASES]
             )
             for suffix, ts in res.latencies:
@@ -174,9 +179,7 @@ class IngestWorker:
                     # has written, and a batch whose records committed before the outage
                     # (only its live state is then left to do).
                     self.store.conn = conn
-                conn.execute(
-                    "SELECT gw_ensure_position_partitions((now() - interval '1 month')::date, 3)"
-                )
+                ensure_partitions(conn)
                 conn.commit()
                 log.info("database connected")
             except TRANSIENT as exc:
@@ -294,10 +297,7 @@ class IngestWorker:
                         store.refresh_known(conn, page=5000, pause_s=0.005)
                     if time.monotonic() >= next_hourly:
                         next_hourly = time.monotonic() + HOUSEKEEPING_S
-                        conn.execute(
-                            "SELECT gw_ensure_position_partitions("
-                            "(now() - interval '1 month')::date, 3)"
-                        )
+                        ensure_partitions(conn)
                         gone = prune_events(
                             conn, self.cfg.event_retention_h, pause_s=0.05, stop=self._stop
                         )
