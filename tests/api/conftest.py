@@ -7,24 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.fixtures import PASSWORDS, load_places
-
-
-@pytest.fixture(scope="session")
-def places(engine) -> dict:
-    """The fixture regions and grid in the test database."""
-    return load_places(engine)
-
-
-@pytest.fixture(scope="session")
-def users(engine, places) -> dict:
-    """One user per role (and a second installer elsewhere)."""
-    from api.users import ensure_user
-
-    with engine.begin() as conn:
-        for name, (role, password, regions) in PASSWORDS.items():
-            ensure_user(conn, name, password, role, regions=regions)
-    return PASSWORDS
+from tests.api.fixtures import places, users  # noqa: F401 - shared fixtures
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from sqlalchemy import text
 
 # Gao'an (高安市, Yichun) and Yushui (渝水区, Xinyu): two counties in two cities of Jiangxi.
@@ -96,3 +97,21 @@ def load_places(engine) -> dict:
             {"r": VILLAGE_A1},
         )
     return {"grid_id": grid}
+
+
+# Session fixtures shared by the API and the map tests (each conftest imports them by name).
+@pytest.fixture(scope="session")
+def places(engine) -> dict:
+    """The fixture regions and grid in the test database."""
+    return load_places(engine)
+
+
+@pytest.fixture(scope="session")
+def users(engine, places) -> dict:
+    """One user per role (and a second installer elsewhere)."""
+    from api.users import ensure_user
+
+    with engine.begin() as conn:
+        for name, (role, password, regions) in PASSWORDS.items():
+            ensure_user(conn, name, password, role, regions=regions)
+    return PASSWORDS

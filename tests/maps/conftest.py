@@ -6,24 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api.fixtures import PASSWORDS, load_places
+from tests.api.fixtures import places, users  # noqa: F401 - shared fixtures
 from tests.api.stack import Stack
 from tests.maps.browser import open_page, shared_browser, sign_in  # noqa: F401 - used by the tests
-
-
-@pytest.fixture(scope="session")
-def places(engine) -> dict:
-    return load_places(engine)
-
-
-@pytest.fixture(scope="session")
-def users(engine, places) -> dict:
-    from api.users import ensure_user
-
-    with engine.begin() as conn:
-        for name, (role, password, regions) in PASSWORDS.items():
-            ensure_user(conn, name, password, role, regions=regions)
-    return PASSWORDS
 
 
 @pytest.fixture(scope="session")
