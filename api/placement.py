@@ -40,7 +40,7 @@ def check_position(
         wlon, wlat = to_wgs84_point(lon, lat, crs)
     except RegistryError as exc:
         raise registry_error(exc) from None
-    except ValueError as exc:  # geo.crs refusing a crs name or a coordinate
+    except ValueError as exc:  # hardware.crs refusing a crs name or a coordinate
         message = str(exc)
         field = (
             message.split(":", 1)[0] if message.split(":", 1)[0] in ("lon", "lat", "crs") else "crs"

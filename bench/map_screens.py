@@ -189,7 +189,7 @@ def overview(browser, base: str, token: str) -> None:
 
 
 def installer(browser, base: str, token: str, cam) -> None:
-    from geo.crs import wgs84_to_gcj02
+    from hardware.crs import wgs84_to_gcj02
 
     context = _context(
         browser,

@@ -93,7 +93,7 @@ def transformer(crs: str) -> Callable[[np.ndarray], np.ndarray] | None:
     if crs == "wgs84":
         return None
     if crs in ("gcj02", "bd09"):
-        from geo.crs import to_wgs84
+        from hardware.crs import to_wgs84
 
         def china(xy: np.ndarray) -> np.ndarray:
             return np.array(
@@ -295,7 +295,7 @@ def read_features(
     """Read a .geojson/.json, .gpkg or .csv file; geometries converted to WGS 84.
 
     `crs` overrides what the file declares (GeoJSON "crs" member, GeoPackage srs_id); without
-    either, WGS 84 is assumed. GCJ-02 and BD-09 are converted with geo.crs, EPSG codes by pyproj.
+    either, WGS 84 is assumed. GCJ-02 and BD-09 are converted with hardware.crs, EPSG codes by pyproj.
     """
     path = Path(path)
     if not path.exists():

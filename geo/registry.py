@@ -181,13 +181,15 @@ def validate_registration(data: DeviceRegistration | Mapping[str, Any]) -> Devic
 
 
 def to_wgs84_point(lon: float, lat: float, crs: str) -> tuple[float, float]:
-    """Convert a position given in wgs84/gcj02/bd09 to WGS 84 with geo.crs."""
+    """Convert a position given in wgs84/gcj02/bd09 to WGS 84 with hardware.crs."""
     if crs == "wgs84":
         return lon, lat
     try:
-        from geo.crs import to_wgs84
+        from hardware.crs import to_wgs84
     except ImportError:  # pragma: no cover - geo/crs.py is written by the hardware helper
-        raise RegistryError("crs", f"{crs} conversion is not available (geo.crs missing)") from None
+        raise RegistryError(
+            "crs", f"{crs} conversion is not available (hardware.crs missing)"
+        ) from None
     out = to_wgs84(lon, lat, crs)
     return float(out[0]), float(out[1])
 

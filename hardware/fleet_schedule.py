@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from geo.crs import from_wgs84
+from hardware.crs import from_wgs84
 from hardware.fleet_model import SNAPSHOT_FAULTS, FleetDevice, FleetOptions
 from hardware.fleet_motion import GrazingMotion, PatrolMotion, Polyline
 from hardware.fleet_rng import Rng

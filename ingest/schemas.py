@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from geo.crs import to_wgs84
+from hardware.crs import to_wgs84
 
 EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z: older device clocks are wrong, not history
 FUTURE_SLACK_S = 86_400.0  # a device clock may run up to a day fast

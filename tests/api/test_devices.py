@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from geo.crs import wgs84_to_gcj02
+from hardware.crs import wgs84_to_gcj02
 from tests.api.fixtures import COUNTY_B, VILLAGE_A1, device_id
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ from pyproj import Transformer
 from shapely.geometry import LineString, Point, Polygon, box, mapping
 from sqlalchemy import text
 
-from geo.crs import wgs84_to_gcj02
 from geo.divisions import import_divisions, level_of, parent_candidates, parse_divisions
 from geo.gpkg import write_gpkg
 from geo.import_roads import import_roads
 from geo.import_villages import import_villages
 from geo.importers import import_boundaries
+from hardware.crs import wgs84_to_gcj02
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ import pytest
 from shapely.geometry import Point, shape
 from sqlalchemy import text
 
-from geo.crs import wgs84_to_gcj02
 from geo.registry import (
     DeviceRegistration,
     RegistryError,
@@ -17,6 +16,7 @@ from geo.registry import (
     update_device,
     validate_registration,
 )
+from hardware.crs import wgs84_to_gcj02
 from tests.geo.conftest import new_id
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import LineString, Point
 
-from geo.crs import to_wgs84
+from hardware.crs import to_wgs84
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_schedule import (
     ALARM,

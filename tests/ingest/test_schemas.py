@@ -66,7 +66,7 @@ def test_alarm_strict_types() -> None:
 
 
 def test_gcj02_position_converted_to_wgs84() -> None:
-    from geo.crs import wgs84_to_gcj02
+    from hardware.crs import wgs84_to_gcj02
 
     lon, lat = 115.89, 28.68
     glon, glat = wgs84_to_gcj02(lon, lat)

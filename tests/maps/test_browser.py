@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from geo.crs import wgs84_to_gcj02
+from hardware.crs import wgs84_to_gcj02
 from tests.api.fixtures import PASSWORDS, device_id
 from tests.api.stack import mosquitto_pub, wait_until
 from tests.maps.browser import open_page, sign_in
