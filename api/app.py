@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.headers import SecurityHeaders, inline_script_hashes, page_policy
 from api.metrics import Metrics, install_metrics
 from gridwatch.db import get_engine
 from gridwatch.settings import Settings, get_settings
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below with its own Content-Security-Policy
         redoc_url=None,
     )
     app.state.settings = settings
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(SecurityHeaders, policy=page_policy(settings.tile_url))
+    _install_docs(app)
 
     from api.routers import (
         admin,
@@ -77,3 +80,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     pages.mount_assets(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """/docs: FastAPI's Swagger UI page; its one inline script is allowed by hash, nothing else."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        page = get_swagger_ui_html(openapi_url=app.openapi_url or "", title="gridwatch API")
+        body = page.body.decode()
+        scripts = " ".join(["'self'", "https://cdn.jsdelivr.net", *inline_script_hashes(body)])
+        page.headers["content-security-policy"] = (
+            f"default-src 'self'; script-src {scripts}; style-src 'self' https://cdn.jsdelivr.net; "
+            "img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
+        return page

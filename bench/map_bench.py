@@ -207,7 +207,7 @@ def first_load(browser, url: str, token: str, settle_s: float = 2.0) -> dict:
     page.on("requestfinished", lambda req: responses.append(req))
     t = time.perf_counter()
     page.goto(url)
-    page.wait_for_function("window.__gw && window.__gw.firstPath !== null", timeout=120_000)
+    page.wait_for_function("() => window.__gw && window.__gw.firstPath !== null", timeout=120_000)
     first = page.evaluate("window.__gw.firstPath")
     page.wait_for_load_state("networkidle")
     time.sleep(settle_s)
@@ -270,7 +270,7 @@ def baseline(browser, db_url: str, api_base: str) -> dict:
     result = {"markers": len(rows), "html_mb": len(html.encode()) / 1e6, "python_build_s": build_s}
     try:
         page.goto(f"http://127.0.0.1:{port}/{path.name}", timeout=300_000)
-        page.wait_for_function("window.__gw.first !== null", timeout=300_000)
+        page.wait_for_function("() => window.__gw.first !== null", timeout=300_000)
         result["first_render_ms"] = page.evaluate("window.__gw.first")
         page.wait_for_load_state("load", timeout=300_000)
         total = 0

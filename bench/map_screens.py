@@ -230,7 +230,7 @@ def audit(browser, base: str, token: str) -> None:
     page.click("#gw-a-run")
     page.wait_for_selector("#gw-a-status[data-status=done]", timeout=120000)
     page.wait_for_function(
-        "document.querySelectorAll('path.gw-choropleth').length > 10", timeout=20000
+        "() => document.querySelectorAll('path.gw-choropleth').length > 10", timeout=20000
     )
     page.wait_for_load_state("networkidle")
     time.sleep(0.8)

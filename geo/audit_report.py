@@ -231,7 +231,11 @@ def to_html(
     e = html.escape
     rules = {r.id: r for r in report.rules}
     out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Audit {e(report.region_name)}</title>"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        # opened from disk the report has no HTTP headers: the same no-script policy as a meta tag
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "style-src 'unsafe-inline'; img-src data:\">"
+        f"<title>Audit {e(report.region_name)}</title>"
         f"<style>{_CSS}</style></head><body>"
     ]
     out.append(f"<h1>Coverage audit: {e(report.region_name)} ({e(report.region_code)})</h1>")

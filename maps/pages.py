@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import dataclass, field
 
 import folium
@@ -58,6 +60,7 @@ class GridwatchApp(JSCSSMixin, MacroElement):
         self.config = config.to_json()
         self.default_js = [
             ("vectorgrid", VECTORGRID_JS),
+            ("gw_safe", static_url("gw-safe.js")),
             ("gw_common", static_url("gw-common.js")),
             (f"gw_{config.view}", static_url(f"gw-{config.view}.js")),
         ]
@@ -71,8 +74,23 @@ SHELLS = {
 }
 
 
-def build_page(config: PageConfig) -> str:
-    """The full HTML of one view: a folium map with local Leaflet, our panels and our script."""
+@dataclass(frozen=True)
+class Page:
+    """One view: the HTML with no inline script, and the script it loads from script_url."""
+
+    html: str
+    script: str
+
+
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def build_page(config: PageConfig, script_url: str = "page.js") -> Page:
+    """One view: a folium map with local Leaflet, our panels and our script.
+
+    folium writes its map set-up as inline <script> blocks; the Content-Security-Policy allows
+    scripts from gridwatch's own URLs only, so those blocks move into `script`, which the page
+    loads from `script_url` (served by the pages router, rebuilt from the same config)."""
     m = folium.Map(
         location=None,
         tiles=None,
@@ -82,28 +100,37 @@ def build_page(config: PageConfig) -> str:
         width="100%",
         height="100%",
     )
+    m._id = "gw"  # stable names: the HTML and its script are built in separate requests
     # folium would fetch Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; the command centre has
     # no internet, and gridwatch uses none but Leaflet: serve that one from node_modules.
     m.default_js = [("leaflet", LEAFLET_JS)]
     m.default_css = [("leaflet_css", LEAFLET_CSS)]
     if config.tile_url:
-        folium.TileLayer(
+        base = folium.TileLayer(
             tiles=config.tile_url,
             attr="base map (GRIDWATCH_TILE_URL)",
             name="base map",
             max_zoom=20,
-        ).add_to(m)
+        )
+        base._id = "base"
+        base.add_to(m)
     m.fit_bounds([list(config.bounds[0]), list(config.bounds[1])])
     root = m.get_root()
-    root.header.add_child(Element(f"<title>{config.title}</title>"), name="title")
+    root.header.add_child(Element(f"<title>{html.escape(config.title)}</title>"), name="title")
     root.header.add_child(
         Element('<meta name="viewport" content="width=device-width, initial-scale=1">'), name="vp"
     )
     shell = static_file(SHELLS[config.view])
     root.html.add_child(Element(shell), name="gw_shell")
-    GridwatchApp(config).add_to(m)
-    html = root.render()
-    return html
+    app = GridwatchApp(config)
+    app._id = "app"
+    app.add_to(m)
+    rendered = root.render()
+    script = "\n".join(block.strip() for block in INLINE_SCRIPT.findall(rendered))
+    page = INLINE_SCRIPT.sub("", rendered)
+    tag = f'<script src="{html.escape(script_url)}"></script>'
+    page = page.replace("</html>", f"{tag}\n</html>") if "</html>" in page else page + tag
+    return Page(html=page, script=script)
 
 
 def static_file(name: str) -> str:

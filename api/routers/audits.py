@@ -15,6 +15,7 @@ from api.audit_jobs import create_job, load_job, report_models, run_job
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
+from api.headers import REPORT_POLICY
 from api.scope import region_range, scope_sql
 from api.types import Rfc3339
 
@@ -290,7 +291,13 @@ def report_html(
         level, shapes = map_shapes(conn, report.region_code)
     body = to_html(report, level, shapes, suggestions)
     name = f"gridwatch-audit-{report.region_code}-{job_id}.html"
-    return HTMLResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return HTMLResponse(
+        body,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Security-Policy": REPORT_POLICY,
+        },
+    )
 
 
 @router.get(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
+
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from maps.assets import NODE_MODULES, STATIC, STATIC_URL, VENDOR_PACKAGES, VENDOR_URL, check_assets
-from maps.pages import DEFAULT_BOUNDS, PageConfig, build_page
+from maps.pages import DEFAULT_BOUNDS, Page, PageConfig, build_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,16 +52,10 @@ def _bounds(request: Request, region: str | None):
     return ((row[1], row[0]), (row[3], row[2]))
 
 
-def _page(request: Request, view: str, region: str | None) -> HTMLResponse:
-    missing = check_assets()
-    if missing:
-        return HTMLResponse(
-            "<h1>Map assets are not installed</h1><p>Run <code>./gw setup</code> (it runs "
-            "<code>npm ci</code> in maps/assets) and reload. Missing: "
-            + ", ".join(missing)
-            + "</p>",
-            status_code=503,
-        )
+PATHS = {"live": "/map", "install": "/install", "audit": "/audit"}
+
+
+def _build(request: Request, view: str, region: str | None) -> Page:
     settings = request.app.state.settings
     config = PageConfig(
         view=view,
@@ -68,7 +64,30 @@ def _page(request: Request, view: str, region: str | None) -> HTMLResponse:
         tile_url=settings.tile_url,
         region=region,
     )
-    return HTMLResponse(build_page(config))
+    script_url = f"{PATHS[view]}/page.js" + (f"?region={region}" if region else "")
+    return build_page(config, script_url)
+
+
+def _page(request: Request, view: str, region: str | None) -> HTMLResponse:
+    missing = check_assets()
+    if missing:
+        return HTMLResponse(
+            "<h1>Map assets are not installed</h1><p>Run <code>./gw setup</code> (it runs "
+            "<code>npm ci</code> in maps/assets) and reload. Missing: "
+            + html.escape(", ".join(missing))
+            + "</p>",
+            status_code=503,
+        )
+    return HTMLResponse(_build(request, view, region).html)
+
+
+def _script(request: Request, view: str, region: str | None) -> Response:
+    """The page's start-up script (folium's map set-up and gw.start), never inline (CSP)."""
+    return Response(
+        _build(request, view, region).script,
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 REGION = Query(None, pattern=r"^[0-9]{12}$")
@@ -103,6 +122,21 @@ def install(request: Request, region: str | None = REGION) -> HTMLResponse:
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, region: str | None = REGION) -> HTMLResponse:
     return _page(request, "audit", region)
+
+
+@router.get("/map/page.js")
+def live_map_script(request: Request, region: str | None = REGION) -> Response:
+    return _script(request, "live", region)
+
+
+@router.get("/install/page.js")
+def install_script(request: Request, region: str | None = REGION) -> Response:
+    return _script(request, "install", region)
+
+
+@router.get("/audit/page.js")
+def audit_script(request: Request, region: str | None = REGION) -> Response:
+    return _script(request, "audit", region)
 
 
 def mount_assets(app: FastAPI) -> None:

@@ -20,7 +20,7 @@
       },
       onEachFeature: function (f, layer) {
         var p = f.properties;
-        layer.bindTooltip(p.name + " · " + (p.pct === null ? "n/a" : p.pct + "%") + (p.failed_rules.length ? " · ✗ " + p.failed_rules.join(", ") : ""));
+        layer.bindTooltip(gw.textBox(p.name + " · " + (p.pct === null ? "n/a" : p.pct + "%") + (p.failed_rules.length ? " · ✗ " + p.failed_rules.join(", ") : "")));
       },
     }).addTo(map);
     var suggestions = L.layerGroup().addTo(map);
@@ -99,8 +99,8 @@
       $("gw-a-nsug").textContent = cands.length;
       cands.slice(0, 200).forEach(function (c, i) {
         if (i < 40) {
-          var icon = L.divIcon({ className: "gw-unit-icon patrol_car gw-suggestion-marker", html: String(c.rank), iconSize: [22, 16] });
-          L.marker([c.lat, c.lon], { icon: icon, title: c.label }).bindTooltip("#" + c.rank + " " + c.label + " — " + c.why).addTo(suggestions);
+          var icon = L.divIcon({ className: "gw-unit-icon patrol_car gw-suggestion-marker", html: gw.esc(c.rank), iconSize: [22, 16] });
+          L.marker([c.lat, c.lon], { icon: icon, title: c.label }).bindTooltip(gw.textBox("#" + c.rank + " " + c.label + " — " + c.why)).addTo(suggestions);
         }
         ol.appendChild(gw.el("li", { class: "gw-suggestion", onclick: function () { map.setView([c.lat, c.lon], 17); } }, [gw.el("b", { text: c.label }), gw.el("div", { class: "gw-empty", text: c.why })]));
       });

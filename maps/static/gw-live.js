@@ -74,10 +74,11 @@
           [gw.t("status"), gw.t(statusOverride[d.id] || d.status)], [gw.t("last_seen"), gw.time(d.last_seen)],
           [gw.t("region"), d.region_code || ""],
         ];
-        var html = "<b>" + (d.name || d.id) + "</b><table class='gw-table'>" + rows.map(function (r) {
-          return "<tr><th>" + r[0] + "</th><td>" + String(r[1]).replace(/</g, "&lt;") + "</td></tr>";
-        }).join("") + "</table>";
-        L.popup().setLatLng(latlng).setContent(html).openOn(map);
+        // device names come from installers and devices: text nodes only, never HTML (gw-safe.js)
+        var box = gw.el("div", { class: "gw-device-popup" }, [gw.el("b", { text: d.name || d.id }), gw.el("table", { class: "gw-table" }, rows.map(function (r) {
+          return gw.el("tr", {}, [gw.el("th", { text: r[0] }), gw.el("td", { text: String(r[1]) })]);
+        }))]);
+        L.popup().setLatLng(latlng).setContent(box).openOn(map);
       }).catch(function (e) { gw.toast(e.message); });
     }
 

@@ -64,7 +64,7 @@ def test_live_map_loads_locally_and_shows_devices(stack, browser, cameras):
         page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
         page.evaluate("gw.map.setView([28.392, 115.345], 16)")
         total = page.wait_for_function(
-            "Number(document.getElementById('gw-n-total').getAttribute('data-total')) >= 6",
+            "() => Number(document.getElementById('gw-n-total').getAttribute('data-total')) >= 6",
             timeout=10000,
         )
         assert total
@@ -204,7 +204,7 @@ def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
         assert page.input_value("#gw-a-region") == "360983000000"
         page.click("#gw-a-run")
         page.wait_for_function(
-            "['done', 'failed'].includes(document.getElementById('gw-a-status').getAttribute('data-status'))",
+            "() => ['done', 'failed'].includes(document.getElementById('gw-a-status').getAttribute('data-status'))",
             timeout=60000,
         )
         assert page.get_attribute("#gw-a-status", "data-status") == "done", page.inner_text(
@@ -212,7 +212,7 @@ def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
         )
         page.locator("#gw-a-summary tr[data-rule]").first.wait_for(timeout=5000)
         page.wait_for_function(
-            "document.querySelectorAll('path.gw-choropleth').length >= 2", timeout=10000
+            "() => document.querySelectorAll('path.gw-choropleth').length >= 2", timeout=10000
         )
         assert page.locator("#gw-a-failures tr.gw-failure").count() >= 1
         with page.expect_download() as download:
@@ -220,7 +220,7 @@ def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
         assert "360983000000" in Path(download.value.path()).read_text(encoding="utf-8")
         page.select_option("#gw-a-level", "4")
         page.wait_for_function(
-            "document.querySelectorAll('path.gw-choropleth').length == 1", timeout=10000
+            "() => document.querySelectorAll('path.gw-choropleth').length == 1", timeout=10000
         )
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(IMG / "audit.png"))

@@ -36,7 +36,7 @@ def test_every_asset_is_local_and_served(client, path):
     assets = ASSET.findall(html)
     assert any("leaflet.js" in a for a in assets) and any("VectorGrid" in a for a in assets)
     for url in assets:
-        assert url.startswith("/assets/"), url
+        assert url.startswith(("/assets/", f"{path}/page.js")), url
         got = client.get(url)
         assert got.status_code == 200 and len(got.content) > 100, url
     assert not re.search(r"https?://(?!www\.w3\.org)", html), re.findall(
@@ -54,6 +54,7 @@ def test_tile_url_setting_becomes_the_base_layer():
     with_tiles = build_page(
         PageConfig(view="live", title="t", tile_url="http://tiles.internal/{z}/{x}/{y}.png")
     )
-    assert "http://tiles.internal/{z}/{x}/{y}.png" in with_tiles and "L.tileLayer" in with_tiles
+    assert "http://tiles.internal/{z}/{x}/{y}.png" in with_tiles.script
+    assert "L.tileLayer" in with_tiles.script and "<script>" not in with_tiles.html
     without = build_page(PageConfig(view="live", title="t"))
-    assert "L.tileLayer" not in without
+    assert "L.tileLayer" not in without.script
