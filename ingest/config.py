@@ -33,6 +33,18 @@ class IngestSettings(BaseSettings):
         default=20000, ge=1, le=65535, description="QoS 1 messages in flight to this worker."
     )
     batch_max: int = Field(default=4000, ge=1, description="Flush a batch at this many messages.")
+    batch_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Flush a batch at this many payload bytes (a batch is never bigger, but has "
+        "at least one message).",
+    )
+    inbox_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Payload bytes received but not yet in a batch, at most; past it the worker "
+        "stops reading from the broker until a batch is taken (the broker queues the rest).",
+    )
     batch_ms: int = Field(default=50, ge=1, description="Flush a batch at least this often (ms).")
     missed_heartbeats: int = Field(
         default=3, ge=1, description="Heartbeat intervals a device may miss before it is offline."

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,6 +25,15 @@ from hardware.crs import to_wgs84
 EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z: older device clocks are wrong, not history
 FUTURE_SLACK_S = 86_400.0  # a device clock may run up to a day fast
 JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_DEPTH = 32  # objects/arrays nested deeper than this are refused before any parse
+INT_RANGE = (-(2**63), 2**63 - 1)  # integers must fit in 64 bits (jsonb, JavaScript readers)
+STATE_MAX_BYTES = 256
+# Raw bytes that may hide what the lenient fast parser would accept but must not be stored:
+# NaN/Infinity literals (stored as null before), long digit runs (integers beyond 64 bits),
+# 3-digit exponents (1e400 is infinity), U+0000 (jsonb cannot hold it). Only a payload that
+# contains one of these is parsed a second time, strictly (see check_json).
+_DIGITS = re.compile(rb"\d{19,}")
+_SUSPECT = re.compile(rb"NaN|Infinity|\\u0000|\d{19,}|[eE][+-]?\d{3,}")
 
 
 class PayloadError(ValueError):
@@ -230,6 +242,8 @@ def describe(exc: ValidationError) -> str:
         )
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in ("json_invalid", "json_type"):
+            if "unicode" in msg:
+                msg = f"text is not valid UTF-8 ({msg})"
             return f"not valid JSON: {msg}"
         if err["type"] == "extra_forbidden":
             msg = "is not a field of this message"
@@ -244,39 +258,87 @@ def describe(exc: ValidationError) -> str:
 
 
 def parse_heartbeat(raw: bytes) -> Heartbeat:
+    check_json(raw)
     try:
         return Heartbeat.model_validate_json(raw)
     except ValidationError as exc:
         raise PayloadError(describe(exc)) from None
 
 
-def _check_nul(raw: bytes, parsed: BaseModel) -> None:
-    """Free-form parts (alarm detail, analytics extras) are stored as jsonb, which cannot hold
-    U+0000: refuse such a message by name rather than let the database refuse its batch."""
-    if b"\\u0000" in raw and _has_nul(parsed.model_dump(mode="python")):
-        raise PayloadError("text contains \\u0000 (NUL), which cannot be stored; remove it")
+def check_json(raw: bytes) -> None:
+    """The bounded gate every JSON payload passes before it is parsed for real: nesting at most
+    MAX_DEPTH, valid UTF-8, no NaN/Infinity, every number finite and every integer within 64
+    bits, no U+0000 in any text. PayloadError (naming the problem) otherwise.
+
+    Cheap for ordinary payloads: a payload with at most MAX_DEPTH brackets cannot nest deeper,
+    and one without a suspect byte pattern cannot hold the rest, so only the others are parsed
+    strictly (orjson, in C, which itself refuses NaN, invalid UTF-8 and depth over 1024) and
+    walked without recursion."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH and not _SUSPECT.search(raw):
+        return
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = str(exc)
+        if "depth limit" in msg:
+            msg = f"nested deeper than {MAX_DEPTH} levels"
+        elif "infinity" in msg:
+            msg = f"number out of range ({msg})"
+        elif b"NaN" in raw or b"Infinity" in raw:
+            msg = "NaN and Infinity are not JSON numbers; send null or a finite number"
+        raise PayloadError(f"not valid JSON: {msg}") from None
+    problem = _walk(value)
+    if problem is None and _DIGITS.search(raw):
+        # orjson reads integers beyond 64 bits as floats; the standard parser keeps them exact
+        # (safe here: the nesting is already known to be shallow).
+        try:
+            problem = _walk(json.loads(raw))
+        except ValueError:  # more digits than Python converts
+            problem = "payload: integer out of range (more than 64 bits)"
+    if problem:
+        raise PayloadError(problem)
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+def _walk(value: Any) -> str | None:
+    """The first thing in a parsed JSON value that may not be stored, or None (iterative)."""
+    stack: list[tuple[Any, str, int]] = [(value, "payload", 0)]
+    while stack:
+        v, path, depth = stack.pop()
+        path = path if len(path) <= 80 else path[:77] + "..."
+        if isinstance(v, dict):
+            if depth >= MAX_DEPTH:
+                return f"{path}: nested deeper than {MAX_DEPTH} levels"
+            for k, item in v.items():
+                if "\x00" in k:
+                    return f"{path}: text contains \\u0000 (NUL), which cannot be stored; remove it"
+                stack.append((item, k if path == "payload" else f"{path}.{k}", depth + 1))
+        elif isinstance(v, list):
+            if depth >= MAX_DEPTH:
+                return f"{path}: nested deeper than {MAX_DEPTH} levels"
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v))
+        elif isinstance(v, str):
+            if "\x00" in v:
+                return f"{path}: text contains \\u0000 (NUL), which cannot be stored; remove it"
+        elif isinstance(v, bool) or v is None:
+            continue
+        elif isinstance(v, int):
+            if not INT_RANGE[0] <= v <= INT_RANGE[1]:
+                return f"{path}: integer out of range (more than 64 bits)"
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"{path}: number out of range (not finite)"
+    return None
 
 
 def parse_alarm(raw: bytes) -> Alarm:
+    check_json(raw)
     try:
-        alarm = Alarm.model_validate_json(raw)
+        return Alarm.model_validate_json(raw)
     except ValidationError as exc:
         raise PayloadError(describe(exc)) from None
-    _check_nul(raw, alarm)
-    return alarm
 
 
 def parse_position(raw: bytes) -> Position:
+    check_json(raw)
     try:
         return Position.model_validate_json(raw)
     except ValidationError as exc:
@@ -284,24 +346,34 @@ def parse_position(raw: bytes) -> Position:
 
 
 def parse_analytics(raw: bytes) -> AnalyticsResult:
+    check_json(raw)
     try:
-        result = _ANALYTICS.validate_json(raw)
+        return _ANALYTICS.validate_json(raw)
     except ValidationError as exc:
         raise PayloadError(describe(exc)) from None
-    _check_nul(raw, result)
-    return result
 
 
 def parse_state(raw: bytes) -> Literal["online", "offline"]:
-    """`online` / `offline` as plain text, a JSON string, or {"state": ...}."""
-    text = raw.decode("utf-8", errors="replace").strip()
+    """`online` / `offline` as plain text, a JSON string, or {"state": ...} (bounded: at most
+    STATE_MAX_BYTES, UTF-8, and JSON through check_json)."""
+    if len(raw) > STATE_MAX_BYTES:
+        raise PayloadError(f"{len(raw)} bytes is too long for a state; send online or offline")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise PayloadError("not UTF-8 text; send online or offline") from None
     if text.startswith("{"):
-        import json
-
+        check_json(raw)
         try:
-            text = str(json.loads(text).get("state", ""))
-        except (ValueError, AttributeError):
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise PayloadError("not valid JSON; send online or offline") from None
+        state = value.get("state") if isinstance(value, dict) else None
+        if not isinstance(state, str):
+            raise PayloadError(
+                'state: must be the text online or offline, e.g. {"state": "online"}'
+            )
+        text = state
     text = text.strip().strip('"').strip().lower()
     if text not in ("online", "offline"):
         raise PayloadError(f"{text[:32]!r} is not online or offline")

@@ -203,13 +203,19 @@ class BatchStore:
                     try:
                         p = parse_position(m.payload)
                         entry[3], entry[4] = p.lon, p.lat
-                    except PayloadError:
+                    except Exception:  # noqa: BLE001 - a pending device's position is a hint
                         pass
                 continue
             try:
                 self._route(w, m, device_id, suffix)
             except PayloadError as exc:
                 w.dead.append((m.topic, m.payload, f"invalid {suffix}: {exc}", m.received))
+            except Exception as exc:  # noqa: BLE001 - no payload may stop the batch or the worker
+                # A parser failure we did not foresee (RecursionError, MemoryError, a bug):
+                # the message is refused by name like any invalid one.
+                log.warning("unparseable %s on %s: %r", suffix, m.topic, exc)
+                reason = f"invalid {suffix}: could not be parsed ({type(exc).__name__}: {exc})"
+                w.dead.append((m.topic, m.payload, reason[:500], m.received))
         return w
 
     def _route(self, w: _Work, m: Message, device_id: str, suffix: str) -> None:

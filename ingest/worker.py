@@ -43,6 +43,13 @@ BATCH_SESSION = "-c jit=off -c enable_seqscan=off"
 SWEEP_LIMIT = 5000  # devices marked offline per sweep; a bigger wave takes a few sweeps
 # Failures that mean "the database is not there right now": retry the same batch later.
 TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+# ... except these, which say "this batch is too big" (they are OperationalErrors too): a batch
+# that makes the server run out of memory or past a limit is split, never retried as it is.
+TOO_BIG = (psycopg.errors.OutOfMemory, psycopg.errors.ProgramLimitExceeded)
+# A batch that fails as "transient" this many times in a row, each time right after the
+# database answered again, is split too: it is the batch, not the database (a backend it
+# crashes, a connection it breaks).
+SAME_BATCH_FAILURES = 3
 
 
 def ensure_partitions(conn: psycopg.Connection) -> None:
@@ -91,6 +98,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._inbox: list[Message] = []
+        self._inbox_bytes = 0
         self._epoch = 0
         self._connected = threading.Event()
         self.conn: psycopg.Connection | None = None
@@ -123,6 +131,8 @@ class IngestWorker:
             self._epoch += 1
             # Unacked messages of the old connection will be redelivered; drop them here.
             self._inbox = [m for m in self._inbox if m.qos == 0]
+            self._inbox_bytes = sum(len(m.payload) for m in self._inbox)
+            self._cond.notify_all()
         retain = 0 if self.cfg.share_group else 1  # shared subscriptions get no retained msgs
         client.subscribe(
             [
@@ -148,9 +158,34 @@ class IngestWorker:
     def _on_publish(self, topic: str, payload: bytes, qos: int, mid: int, retain: bool) -> None:
         m = Message(topic, payload, qos, mid, retain, self._epoch, time.time())
         with self._cond:
+            # Back-pressure: past inbox_max_bytes the network thread waits for the batch loop to
+            # take a batch (the broker keeps the rest), so big payloads cannot fill the memory.
+            while self._inbox_bytes >= self.cfg.inbox_max_bytes and not self._stop.is_set():
+                self._cond.wait(timeout=1.0)
             self._inbox.append(m)
-            if len(self._inbox) >= self.cfg.batch_max:
-                self._cond.notify()
+            self._inbox_bytes += len(payload)
+            if (
+                len(self._inbox) >= self.cfg.batch_max
+                or self._inbox_bytes >= self.cfg.batch_max_bytes
+            ):
+                self._cond.notify_all()
+
+    def _take_batch(self) -> list[Message]:
+        """The oldest messages of the inbox, at most batch_max of them and batch_max_bytes of
+        payload (at least one). Called with _cond held."""
+        inbox = self._inbox
+        limit, n, size = self.cfg.batch_max_bytes, 0, 0
+        end = min(len(inbox), self.cfg.batch_max)
+        if self._inbox_bytes <= limit and end == len(inbox):
+            n, size = end, self._inbox_bytes
+        else:
+            while n < end and (n == 0 or size + len(inbox[n].payload) <= limit):
+                size += len(inbox[n].payload)
+                n += 1
+        batch, self._inbox = inbox[:n], inbox[n:]
+        self._inbox_bytes -= size
+        self._cond.notify_all()  # wake a network thread held back by inbox_max_bytes
+        return batch
 
     def _connect(self) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -201,46 +236,90 @@ class IngestWorker:
 
     def persist(self, batch: list[Message]) -> BatchResult:
         """Commit the batch, retrying (with back-off) across database outages; never gives up
-        while running, because its messages are unacked and must not be lost."""
+        while running, because its messages are unacked and must not be lost. A batch the
+        database or this process cannot take as a whole (a message the database refuses, out
+        of memory, a limit, an unforeseen error) is split; a single such message is
+        dead-lettered with the reason, so nothing stops the stream."""
         delay = 0.05
+        failures = 0
         while True:
             store = self._db()
             try:
                 return store.process(batch)
+            except TOO_BIG as exc:
+                log.warning("batch of %d too big for the database (%s)", len(batch), exc)
+                return self._split(batch, exc)
             except TRANSIENT as exc:
                 self.stats.db_retries += 1
-                log.warning("database error (%s); batch kept, retrying in %.2fs", exc, delay)
+                failures += 1
                 self._drop_db()
+                if failures >= SAME_BATCH_FAILURES and self._database_answers():
+                    log.warning(
+                        "batch of %d failed %d times while the database answers (%s); splitting",
+                        len(batch),
+                        failures,
+                        exc,
+                    )
+                    return self._split(batch, exc)
+                log.warning("database error (%s); batch kept, retrying in %.2fs", exc, delay)
                 if self._stop.is_set() and delay > 1:
                     raise
                 time.sleep(delay + random.random() * delay / 2)
                 delay = min(delay * 2, self.cfg.db_retry_max_s)
             except psycopg.Error as exc:
-                if len(batch) == 1:
-                    return self._reject(batch[0], exc)
-                # Halves, recursively: the message the database refuses is found (and
-                # dead-lettered) in ~2 log2(n) transactions instead of n, so a device that keeps
-                # sending one cannot slow everyone else's batches to one message at a time.
-                log.warning("batch of %d rejected (%s); persisting it in halves", len(batch), exc)
-                half = len(batch) // 2
-                merged = BatchResult()
-                for part in (batch[:half], batch[half:]):
-                    r = self.persist(part)
-                    merged.counts.update(r.counts)
-                    merged.events += r.events
-                    merged.latencies += r.latencies
-                    merged.committed_at = r.committed_at
-                return merged
+                return self._split(batch, exc)
+            except Exception as exc:  # noqa: BLE001 - MemoryError, an encoder's error, a bug
+                log.warning("batch of %d failed (%r)", len(batch), exc)
+                return self._split(batch, exc)
 
-    def _reject(self, m: Message, exc: psycopg.Error) -> BatchResult:
-        """A single message the database refuses: dead-letter it so the stream moves on."""
-        reason = f"database rejected: {str(exc).splitlines()[0][:300]}"
-        assert self.conn is not None
-        self.conn.execute(
-            "INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)",
-            (m.topic, m.payload[: self.settings.max_payload_bytes], reason),
-        )
-        self.conn.commit()
+    def _database_answers(self) -> bool:
+        """Whether a fresh connection runs SELECT 1 (the database itself is up)."""
+        try:
+            with connect(autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not now"
+            return False
+
+    def _split(self, batch: list[Message], exc: BaseException) -> BatchResult:
+        """Persist a failed batch in halves, recursively: the message at fault is found (and
+        dead-lettered) in ~2 log2(n) transactions instead of n, so a device that keeps sending
+        one cannot slow everyone else's batches to one message at a time."""
+        if len(batch) == 1:
+            return self._reject(batch[0], exc)
+        log.warning("batch of %d rejected (%s); persisting it in halves", len(batch), exc)
+        half = len(batch) // 2
+        merged = BatchResult()
+        for part in (batch[:half], batch[half:]):
+            r = self.persist(part)
+            merged.counts.update(r.counts)
+            merged.events += r.events
+            merged.latencies += r.latencies
+            merged.committed_at = r.committed_at
+        return merged
+
+    def _reject(self, m: Message, exc: BaseException) -> BatchResult:
+        """A single message that cannot be stored: dead-letter it so the stream moves on."""
+        if isinstance(exc, psycopg.Error):
+            reason = f"database rejected: {str(exc).splitlines()[0][:300]}"
+        else:
+            reason = f"could not be stored: {type(exc).__name__}: {str(exc)[:300]}"
+        log.warning("dead-lettering one message on %s: %s", m.topic, reason)
+        while True:
+            self._db()
+            assert self.conn is not None
+            try:
+                self.conn.execute(
+                    "INSERT INTO dead_letters (topic, payload, reason) VALUES (%s, %s, %s)",
+                    (m.topic, m.payload[: self.settings.max_payload_bytes], reason),
+                )
+                self.conn.commit()
+                break
+            except TRANSIENT:
+                self._drop_db()
+                if self._stop.is_set():
+                    raise
+                time.sleep(0.1)
         res = BatchResult(committed_at=time.time())
         res.counts["dead_letters"] = 1
         return res
@@ -360,12 +439,16 @@ class IngestWorker:
                 with self._cond:
                     if not self._inbox:
                         self._cond.wait(timeout=batch_s)
-                    if self._inbox and len(self._inbox) < self.cfg.batch_max:
+                    if (
+                        self._inbox
+                        and len(self._inbox) < self.cfg.batch_max
+                        and self._inbox_bytes < self.cfg.batch_max_bytes
+                    ):
                         first = self._inbox[0].received
                         wait = first + batch_s - time.time()
                         if wait > 0:
                             self._cond.wait(timeout=wait)
-                    batch, self._inbox = self._inbox, []
+                    batch = self._take_batch() if self._inbox else []
                 if batch:
                     res = self.persist(batch)
                     epoch = self._epoch
