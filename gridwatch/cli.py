@@ -136,6 +136,7 @@ app.command("serve")(__import__("api.cli").cli.serve_cmd)  # API, live stream an
 app.add_typer(__import__("api.cli").cli.users_app, name="users")  # user accounts and roles
 __import__("geo.cli").cli.register(app)  # import, generate region, audit
 __import__("vision.cli").cli.register(app)  # vision worker/approve/check, inspect rounds
+__import__("gb28181.cli").cli.register(app)  # GB/T 28181 gateway, per-device SIP settings
 
 
 def main() -> None:

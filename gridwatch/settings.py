@@ -49,6 +49,22 @@ class Settings(BaseSettings):
         default="change-me-gridwatch-dev-secret", description="Key that signs API bearer tokens."
     )
     log_level: str = Field(default="INFO", description="Logging level of workers and the API.")
+    sip_host: str = Field(
+        default="127.0.0.1", description="Address the GB/T 28181 gateway listens on (UDP and TCP)."
+    )
+    sip_port: int = Field(default=5060, description="SIP port of the GB/T 28181 gateway.")
+    sip_id: str = Field(
+        default="36012100002000000001",
+        pattern=r"^[0-9]{20}$",
+        description="The platform's 20-digit GB/T 28181 SIP server id.",
+    )
+    sip_domain: str = Field(
+        default="3601210000", pattern=r"^[0-9]{10}$", description="The 10-digit SIP domain (realm)."
+    )
+    sip_password: str | None = Field(
+        default=None,
+        description="SIP password of devices without their own; unset: only those can register.",
+    )
 
     @property
     def local_database(self) -> bool:

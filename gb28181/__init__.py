@@ -1,0 +1,1 @@
+"""GB/T 28181 access gateway: SIP signalling and MANSCDP bodies in, contract-v1 MQTT out."""

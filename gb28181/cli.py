@@ -1,0 +1,116 @@
+"""`gridwatch gb28181`: run the GB/T 28181 gateway; per-device SIP settings for installers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="GB/T 28181 access gateway (SIP over UDP and TCP) for cameras, NVRs and platforms.",
+    invoke_without_command=True,
+)
+err = Console(stderr=True)
+
+
+def build(settings=None, **overrides):
+    """A Gateway from the settings (GRIDWATCH_SIP_*), its store and MQTT publisher."""
+    from gb28181.gateway import Gateway, GatewayConfig
+    from gb28181.publisher import Publisher
+    from gb28181.store import GatewayStore
+    from gridwatch.db import get_engine
+    from gridwatch.settings import get_settings
+
+    settings = settings or get_settings()
+    cfg = GatewayConfig(
+        host=settings.sip_host,
+        port=settings.sip_port,
+        sip_id=settings.sip_id,
+        domain=settings.sip_domain,
+        password=settings.sip_password,
+        secret=settings.secret_key,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return Gateway(cfg, GatewayStore(get_engine(settings)), Publisher(settings))
+
+
+async def run_gateway(gw, max_seconds: float | None = None) -> None:
+    """Start the gateway and serve until SIGTERM/SIGINT (or max_seconds)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gw.start()
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds) if max_seconds else await stop.wait()
+    except TimeoutError:
+        pass
+    finally:
+        await gw.stop()
+        logging.getLogger(__name__).info("gateway stopped: %s", dict(gw.stats))
+
+
+@app.callback()
+def gb28181_cmd(
+    ctx: typer.Context,
+    run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
+) -> None:
+    """Run the gateway on GRIDWATCH_SIP_HOST:GRIDWATCH_SIP_PORT (UDP and TCP)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gridwatch.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run_gateway(build(settings), run_for or None))
+    except OSError as exc:
+        err.print(
+            f"[bold red]error:[/] cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}"
+        )
+        raise typer.Exit(1) from None
+    except ConnectionError as exc:
+        err.print(f"[bold red]error:[/] {exc}; start it with `gridwatch services up`")
+        raise typer.Exit(1) from None
+
+
+@app.command("device")
+def device_cmd(
+    device_id: str = typer.Argument(..., help="20-digit id of a registered device."),
+    password: str | None = typer.Option(None, help="The device's own SIP password."),
+    crs: str | None = typer.Option(None, help="CRS of its Longitude/Latitude: wgs84 or gcj02."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Set a device's own SIP password and/or the CRS it reports positions in."""
+    from gb28181.store import GatewayStore
+    from gridwatch.db import get_engine
+    from gridwatch.settings import get_settings
+
+    if crs is not None and crs not in ("wgs84", "gcj02", "bd09"):
+        err.print(f"[bold red]error:[/] crs {crs!r}: use wgs84, gcj02 or bd09")
+        raise typer.Exit(2)
+    if password is None and crs is None:
+        err.print("[bold red]error:[/] give --password and/or --crs")
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        GatewayStore(get_engine(settings)).set_device(
+            device_id, password=password, realm=settings.sip_domain, crs=crs
+        )
+    except LookupError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out = {"device_id": device_id, "password_set": password is not None, "crs": crs}
+    print(json.dumps(out) if as_json else f"{device_id}: updated")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="gb28181")
