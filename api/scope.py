@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from hardware.region_code import RegionCode
+
 CODE_RE = re.compile(r"^[0-9]{12}$")
 
 
@@ -13,21 +15,13 @@ def region_prefix(code: str) -> str:
         raise ValueError(
             f"region code {code!r}: must be 12 digits (GB/T 2260 + township + village)"
         )
-    if code[2:] == "0" * 10:
-        return code[:2]
-    if code[4:] == "0" * 8:
-        return code[:4]
-    if code[6:] == "0" * 6:
-        return code[:6]
-    if code[9:] == "000":
-        return code[:9]
-    return code
+    return RegionCode(code).prefix
 
 
 def region_range(code: str) -> tuple[str, str]:
     """(lowest, highest) 12-digit code inside a region: an index-friendly BETWEEN filter."""
-    prefix = region_prefix(code)
-    return prefix.ljust(12, "0"), prefix.ljust(12, "9")
+    region_prefix(code)  # refuses what is not a 12-digit code
+    return RegionCode(code).range
 
 
 def covers(scope_code: str, region_code: str | None) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Connection, text
 
 from geo.importlog import ImportReport, file_sha256, record_import
+from hardware.region_code import RegionCode
 
 URBAN_RURAL_CODES = {111, 112, 121, 122, 123, 210, 220}
 LEVEL_NAMES = {1: "province", 2: "city", 3: "county", 4: "township", 5: "village"}
@@ -53,15 +54,7 @@ _HEADER_ALIASES = {
 
 def level_of(code: str) -> int:
     """Level from a 12-digit code: the deepest non-zero part (pp cc nn ttt vvv)."""
-    if code[9:12] != "000":
-        return 5
-    if code[6:9] != "000":
-        return 4
-    if code[4:6] != "00":
-        return 3
-    if code[2:4] != "00":
-        return 2
-    return 1
+    return RegionCode(code).depth
 
 
 def parent_candidates(code: str) -> list[str]:

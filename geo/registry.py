@@ -18,6 +18,7 @@ from geo.views import relink_devices
 from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id
 from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
+from hardware.region_code import RegionCode
 from hardware.sector import SectorError
 
 log = logging.getLogger(__name__)
@@ -405,7 +406,7 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
             f"position {d.lon:.6f},{d.lat:.6f} (WGS 84) is outside every imported region: "
             "region_code left empty"
         )
-    elif not region.startswith(_region_prefix(d.reg.id[:6] + "000000")):
+    elif not region.startswith(RegionCode.parse(d.reg.id[:6]).prefix):
         findings.append(
             f"id centre code {d.reg.id[:6]} does not match the county {region[:6]} the device stands in"
         )
@@ -699,7 +700,7 @@ def device_geojson(
     if not include_retired:
         where.append("d.retired_at IS NULL")
     if region_code is not None:
-        prefix = _region_prefix(region_code)
+        prefix = RegionCode.parse(region_code).prefix
         where.append("d.region_code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))")
         params["low"], params["high"] = prefix.ljust(12, "0"), prefix.ljust(12, "9")
     if device_ids is not None:
@@ -748,12 +749,3 @@ def device_geojson(
                 }
             )
     return {"type": "FeatureCollection", "features": features}
-
-
-def _region_prefix(code: str) -> str:
-    """The digits that every code under a 12-digit division code starts with."""
-    code = code.strip()
-    for length in (2, 4, 6, 9, 12):
-        if set(code[length:]) <= {"0"}:
-            return code[:length]
-    return code

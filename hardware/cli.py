@@ -19,6 +19,7 @@ from hardware.gbid import (
 from hardware.kinds import kind as kind_spec
 from hardware.kinds import kind_for_type
 from hardware.optics import DORI_PPM, OpticsError, optics
+from hardware.region_code import region_prefix
 
 console = Console()
 err = Console(stderr=True)
@@ -45,7 +46,7 @@ def _db_divisions_and_ids(region: str) -> tuple[set[str], list[str]]:
 
     from gridwatch.db import get_engine
 
-    prefix = region[:6].rstrip("0") or region[:2]
+    prefix = region_prefix(region)
     with get_engine().connect() as conn:
         codes = {r[0] for r in conn.execute(text("SELECT code FROM regions"))}
         ids = [

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 from hardware.fleet_model import FleetDevice, synthetic_railway, synthetic_roads
 from hardware.fleet_rng import Rng
 from hardware.kinds import KINDS
+from hardware.region_code import region_prefix
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,6 @@ def _nearest_line(
     return tuple((float(x), float(y)) for x, y, *_ in coords)
 
 
-def _prefix(region: str | None) -> str:
-    if not region:
-        return ""
-    code = region.strip()
-    if not code.isdigit() or len(code) not in (2, 4, 6, 9, 12):
-        raise ValueError(f"region: {region!r} is not a division code (2, 4, 6, 9 or 12 digits)")
-    return code.rstrip("0") if len(code) == 12 else code
-
-
 def load_fleet(
     engine: Engine, region: str | None = None, seed: int = 28181, gcj02_fraction: float = 0.3
 ) -> list[FleetDevice]:
@@ -73,7 +65,7 @@ def load_fleet(
     (from `railways`); when those tables are empty or far away, a synthetic road or railway is
     laid around the device. `gcj02_fraction` of movers report GCJ-02, as phone trackers do.
     """
-    prefix = _prefix(region)
+    prefix = region_prefix(region) if region else ""
     rng = Rng(seed, 0xDB)
     out: list[FleetDevice] = []
     skipped = 0

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from hardware.region_code import RegionCode
 from ingest.dbconn import Conn, execute
 
 CHANNEL = "gw_events"
@@ -128,7 +129,7 @@ def events_since(
     360121xxxxxx); events without a region are sent to every reader.
     """
     if region_code:
-        prefix = _region_prefix(region_code)
+        prefix = RegionCode.parse(region_code).prefix
         rows = execute(
             conn,
             "SELECT id, at, kind, region_code, payload FROM hub_events WHERE id > %s "
@@ -178,17 +179,6 @@ def event_messages_by_id(conn: Conn, ids: list[int]) -> list[bytes]:
         )
         out.append(f'{head[:-1]},"payload":{r[4]}}}'.encode())
     return out
-
-
-def _region_prefix(region_code: str) -> str:
-    """The significant prefix of a 12-digit division code (360121000000 -> 360121)."""
-    code = region_code.strip()
-    if len(code) != 12 or not code.isdigit():
-        raise ValueError(f"region_code {region_code!r} is not a 12-digit division code")
-    for keep in (2, 4, 6, 9):
-        if code[keep:] == "0" * (12 - keep):
-            return code[:keep]
-    return code
 
 
 def prune_events(

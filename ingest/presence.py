@@ -181,10 +181,10 @@ def online_rate(conn: Conn, scope: str | int, start: datetime, end: datetime) ->
     elif scope.isdigit() and len(scope) == 20:
         params["device"], where = scope, "id = %(device)s"
     elif scope.isdigit() and len(scope) == 12:
-        from ingest.events import _region_prefix
+        from hardware.region_code import region_prefix
 
         params["region"] = scope
-        params["prefix"] = _region_prefix(scope) + "%"
+        params["prefix"] = region_prefix(scope) + "%"
         where = "(region_code IN (SELECT code FROM sub_regions) OR region_code LIKE %(prefix)s)"
     else:
         row = execute(conn, "SELECT id FROM grids WHERE code = %s", (scope,)).fetchone()

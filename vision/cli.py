@@ -302,11 +302,12 @@ def _inspect_once(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from gridwatch.db import get_engine
+    from hardware.region_code import region_prefix
     from vision import store
     from vision.inspection import SnapshotCollector, run_round, thumbnail_bytes
 
     try:
-        store.region_prefix(region)
+        region_prefix(region)
     except ValueError as exc:
         _fail(str(exc))
     try:

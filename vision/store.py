@@ -8,24 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, text
 
 from hardware.kinds import KINDS
+from hardware.region_code import region_prefix
 from vision.pipeline import CameraConfig
 from vision.reference import Reference
 
 CAMERA_KINDS: tuple[str, ...] = tuple(
     sorted(name for name, spec in KINDS.items() if "snapshot" in spec.publishes)
 )
-
-
-def region_prefix(code: str) -> str:
-    """The digits every division code under `code` starts with (2, 4, 6, 9 or 12 digits given)."""
-    code = code.strip()
-    if not code.isdigit() or len(code) not in (2, 4, 6, 9, 12):
-        raise ValueError(f"region {code!r} is not a division code (2, 4, 6, 9 or 12 digits)")
-    code = code.ljust(12, "0")
-    for length in (2, 4, 6, 9):
-        if set(code[length:]) <= {"0"}:
-            return code[:length]
-    return code
 
 
 @dataclass(frozen=True)
