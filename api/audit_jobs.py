@@ -13,6 +13,14 @@ from api.trail import record
 
 log = logging.getLogger(__name__)
 
+# A running job holds this transaction-level advisory lock (namespace, job id) while it runs, so
+# any API process can tell a job whose runner is gone (an API restart) from one still running.
+JOB_LOCK_NAMESPACE = 28181
+# A job is only reaped this long after it was asked for: the background task takes its lock a
+# moment after the request that created the job has answered.
+START_GRACE_S = 60.0
+INTERRUPTED = "interrupted: the API process running it stopped before it finished; run it again"
+
 
 def create_job(conn: Connection, region_code: str, as_of: datetime | None, actor: str) -> int:
     """Record a new running job (and who asked for it); returns its id."""
@@ -39,6 +47,10 @@ def run_job(
     try:
         pack = load_rule_pack()
         with engine.begin() as conn:
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, CAST(:id % 2147483647 AS int))"),
+                {"ns": JOB_LOCK_NAMESPACE, "id": job_id},
+            )
             report = run_audit(conn, region_code, pack, as_of, actor=actor, save=True)
             suggestions = suggest(conn, report, pack)
             conn.execute(
@@ -68,6 +80,19 @@ def _fail(engine: Engine, job_id: int, reason: str) -> None:
             ),
             {"id": job_id, "e": reason[:2000]},
         )
+
+
+def reap_interrupted(engine: Engine) -> int:
+    """Mark failed the running jobs that no process runs any more (their lock is free)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            text(
+                "UPDATE api_audit_jobs SET status = 'failed', finished_at = now(), error = :e "
+                "WHERE status = 'running' AND requested_at < now() - make_interval(secs => :grace) "
+                "AND pg_try_advisory_xact_lock(:ns, CAST(id % 2147483647 AS int))"
+            ),
+            {"e": INTERRUPTED, "grace": START_GRACE_S, "ns": JOB_LOCK_NAMESPACE},
+        ).rowcount
 
 
 def load_job(conn: Connection, job_id: int) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
-from api.audit_jobs import create_job, load_job, report_models, run_job
+from api.audit_jobs import create_job, load_job, reap_interrupted, report_models, run_job
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
@@ -78,6 +78,7 @@ JOB_COLUMNS = (
 
 
 def _job_or_404(request: Request, job_id: int, user: Principal) -> dict:
+    reap_interrupted(request.app.state.engine)
     with request.app.state.engine.connect() as conn:
         job = load_job(conn, job_id)
     if job is None:
@@ -142,6 +143,7 @@ def list_audits(
         where.append("status = :status")
         params["status"] = status
     params.update(limit=page.limit + 1, offset=page.offset)
+    reap_interrupted(request.app.state.engine)
     with request.app.state.engine.connect() as conn:
         rows = (
             conn.execute(

@@ -72,3 +72,38 @@ def test_roles_and_regions(client, headers, job, places):
         "/api/v1/audits", headers=headers["t-operator"], params={"region": COUNTY_A}
     ).json()
     assert job["id"] in [j["id"] for j in listed["items"]]
+
+
+def test_a_job_whose_runner_is_gone_is_reported_interrupted(client, headers, engine, places):
+    """An API restart mid-audit left jobs 'running' forever; now a reader finds them failed,
+    while a job whose runner still holds its lock stays running."""
+    from sqlalchemy import text
+
+    from api.audit_jobs import JOB_LOCK_NAMESPACE
+
+    with engine.begin() as conn:
+        orphan, alive, fresh = (
+            conn.execute(
+                text(
+                    "INSERT INTO api_audit_jobs (region_code, requested_by, requested_at) "
+                    "VALUES (:r, 't-auditor', now() - make_interval(secs => :age)) RETURNING id"
+                ),
+                {"r": COUNTY_A, "age": age},
+            ).scalar_one()
+            for age in (600, 600, 1)
+        )
+    runner = engine.connect()
+    try:
+        runner.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, :id)"), {"ns": JOB_LOCK_NAMESPACE, "id": alive}
+        )
+        got = {
+            j: client.get(f"/api/v1/audits/{j}", headers=headers["t-auditor"]).json()
+            for j in (orphan, alive, fresh)
+        }
+    finally:
+        runner.rollback()
+        runner.close()
+    assert got[orphan]["status"] == "failed" and "interrupted" in got[orphan]["error"]
+    assert got[alive]["status"] == "running"
+    assert got[fresh]["status"] == "running"  # within the start grace, its runner may be starting
