@@ -62,17 +62,23 @@ class AlarmOutcome:
 
 _INSERT_SQL = """
 INSERT INTO alarms (device_id, msg_id, kind, severity, position, region_code, raised_at,
-                    last_raised_at, detail)
+                    last_raised_at, detail, outside_region)
 SELECT u.d, u.m, u.k, u.s,
-       coalesce(CASE WHEN u.lon IS NULL THEN NULL ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) END,
-                dv.last_position, dv.position),
-       dv.region_code, to_timestamp(u.ts), to_timestamp(u.ts), u.det
-FROM ROWS FROM (json_to_recordset(%s::json) AS (d bpchar, m text, k text, s int, ts float8,
-     lon float8, lat float8, det jsonb)) WITH ORDINALITY AS u(d, m, k, s, ts, lon, lat, det, n)
+       coalesce(u.pos, dv.last_position, dv.position),
+       dv.region_code, to_timestamp(u.ts), to_timestamp(u.ts), u.det,
+       -- the device put the alarm where its own region does not reach (NULL: no position
+       -- given, or no boundary to compare with)
+       CASE WHEN u.pos IS NULL OR rg.geom IS NULL THEN NULL ELSE NOT ST_Covers(rg.geom, u.pos) END
+FROM (SELECT x.*, CASE WHEN x.lon IS NULL THEN NULL
+                       ELSE ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326) END AS pos
+      FROM ROWS FROM (json_to_recordset(%s::json) AS (d bpchar, m text, k text, s int, ts float8,
+           lon float8, lat float8, det jsonb)) WITH ORDINALITY AS x(d, m, k, s, ts, lon, lat, det, n)
+     ) u
 JOIN devices dv ON dv.id = u.d
+LEFT JOIN regions rg ON rg.code = dv.region_code
 ORDER BY u.n
 RETURNING id, device_id, msg_id, kind, severity, region_code, ST_X(position), ST_Y(position),
-          raised_at
+          raised_at, outside_region
 """
 
 _LINK_SQL = """
@@ -223,6 +229,7 @@ def store_alarms(
                 "raised_at": r[8].isoformat(),
                 "state": "new",
                 "repeat_count": 1,
+                "outside_region": r[9],
             }
         )
 

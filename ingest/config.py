@@ -74,6 +74,58 @@ class IngestSettings(BaseSettings):
     db_retry_max_s: float = Field(
         default=5.0, gt=0, description="Longest back-off between database retries."
     )
+    fair_share: bool = Field(
+        default=True,
+        description="Enforce the per-device limits below (rates, dead-letter quota, quarantine).",
+    )
+    device_msgs_per_s: float = Field(
+        default=50.0, gt=0, description="Messages per second one device may send (sustained)."
+    )
+    device_alarms_per_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Alarm and analytics messages per second one device may send.",
+    )
+    device_burst_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A device may send this many seconds' worth of its rates at once (bucket size).",
+    )
+    device_deadletter_bytes_per_day: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Dead-letter bytes one device may cost per day; past it the device is "
+        "quarantined.",
+    )
+    quarantine_after: int = Field(
+        default=500,
+        ge=1,
+        description="Messages over its rates within 10 s that quarantine a device (the ones "
+        "before are dead-lettered as rate limited).",
+    )
+    quarantine_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a quarantined device's messages are dropped (counted, not stored); "
+        "operators get a device_flooding alarm when it starts.",
+    )
+    deadletter_retention_h: float = Field(
+        default=168.0, gt=0, description="Dead letters older than this are deleted."
+    )
+    deadletter_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=0,
+        description="Dead letters' payload bytes kept at most; the oldest beyond it are deleted.",
+    )
+    pending_max_per_source: int = Field(
+        default=1000,
+        ge=0,
+        description="Unknown device ids kept waiting for adoption per source (the id's 8-digit "
+        "centre code); messages of further new ids are dead-lettered.",
+    )
+    pending_ttl_h: float = Field(
+        default=168.0, gt=0, description="Pending devices not heard from for this long are deleted."
+    )
     publish_events: bool = Field(
         default=True, description="Relay hub events to MQTT gw/v1/hub/events (QoS 0)."
     )

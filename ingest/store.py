@@ -19,6 +19,7 @@ from ingest import alarms as alarm_store
 from ingest import geofences, presence
 from ingest.config import IngestSettings
 from ingest.events import emit_events, emit_position_events, records
+from ingest.fairshare import FairShare, Verdict
 from ingest.schemas import (
     ANALYTICS_ALARMS,
     JPEG_MAGIC,
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 PENDING_PAYLOAD_BYTES = 4096
 KNOWN_REFRESH_S = 300.0  # new ids are asked for as they come; this catches retirements
 UNKNOWN_TTL_S = 5.0
+ALARM_SUFFIXES = frozenset(("alarm", "analytics"))
+PENDING_KEY = "pending:"  # fair-share key of unknown ids: pending:<8-digit centre code>
+BAD_TOPIC_KEY = "topic:invalid"
+FLOODING_KIND = "device_flooding"  # the operators' alarm when a device is quarantined
+FLOODING_SEVERITY = 2
 
 
 @dataclass(slots=True)
@@ -50,6 +56,10 @@ class Message:
     retain: bool = False
     epoch: int = 0
     received: float = field(default_factory=time.time)
+    # Fair-share verdicts, taken once: a batch retried across a database outage (or split)
+    # must not charge its devices' budgets again.
+    share: int = -1
+    dl: int = -1
 
 
 @dataclass
@@ -77,6 +87,8 @@ class _Work:
     stamps: list[tuple[str, float]] = field(default_factory=list)
     crossings: list[geofences.Crossing] = field(default_factory=list)
     latest: list[tuple] = field(default_factory=list)  # newest position per device in the batch
+    dropped: int = 0  # messages of quarantined devices (counted, not stored)
+    quarantined: list[str] = field(default_factory=list)  # keys quarantined by this batch
 
 
 class BatchStore:
@@ -96,6 +108,8 @@ class BatchStore:
         # Set by a worker that refreshes the cache from its own thread (refresh_known): then
         # _resolve only loads it when it was never loaded.
         self.background_refresh = False
+        # Per-device budgets (set by the worker; None: no limits, e.g. tools and unit tests).
+        self.fair: FairShare | None = None
         # (batch, work, result) of a batch whose records committed but whose live state did not
         self._half_done: tuple[list[Message], _Work, BatchResult] | None = None
 
@@ -169,31 +183,40 @@ class BatchStore:
     # ------------------------------------------------------------------ classify
     def _classify(self, batch: list[Message]) -> _Work:
         w = _Work()
+        fair = self.fair
+        now = time.monotonic()
+        if fair is not None:
+            fair.prune(now)
         routed: list[tuple[Message, str, str]] = []
         for m in batch:
             if len(m.payload) > self.max_payload:
-                w.dead.append(
-                    (
-                        m.topic,
-                        m.payload[: self.max_payload],
-                        f"too large: {len(m.payload)} bytes > max_payload_bytes "
-                        f"{self.max_payload} (payload stored truncated)",
-                        m.received,
-                    )
+                self._dead(
+                    w,
+                    m,
+                    f"too large: {len(m.payload)} bytes > max_payload_bytes "
+                    f"{self.max_payload} (payload stored truncated)",
+                    now,
                 )
                 continue
             try:
                 device_id, suffix = parse_topic(m.topic)
             except TopicError as exc:
-                w.dead.append((m.topic, m.payload, f"bad topic: {exc}", m.received))
+                self._dead(w, m, f"bad topic: {exc}", now)
                 continue
             routed.append((m, device_id, suffix))
         known = self._resolve({d for _, d, _ in routed})
         for m, device_id, suffix in routed:
+            if fair is not None:
+                key = device_id if device_id in known else PENDING_KEY + device_id[:8]
+                if m.share < 0:
+                    m.share = fair.admit(key, suffix in ALARM_SUFFIXES, now)
+                if m.share:
+                    self._over_share(w, m, key, device_id, Verdict(m.share), now)
+                    continue
             if device_id not in known:
                 problem = check_device_id(device_id)
                 if problem:
-                    w.dead.append((m.topic, m.payload, f"bad topic: {problem}", m.received))
+                    self._dead(w, m, f"bad topic: {problem}", now)
                     continue
                 entry = w.pending.setdefault(device_id, [0, "", b"", None, None])
                 entry[0] += 1
@@ -209,14 +232,108 @@ class BatchStore:
             try:
                 self._route(w, m, device_id, suffix)
             except PayloadError as exc:
-                w.dead.append((m.topic, m.payload, f"invalid {suffix}: {exc}", m.received))
+                self._dead(w, m, f"invalid {suffix}: {exc}", now)
             except Exception as exc:  # noqa: BLE001 - no payload may stop the batch or the worker
                 # A parser failure we did not foresee (RecursionError, MemoryError, a bug):
                 # the message is refused by name like any invalid one.
                 log.warning("unparseable %s on %s: %r", suffix, m.topic, exc)
                 reason = f"invalid {suffix}: could not be parsed ({type(exc).__name__}: {exc})"
-                w.dead.append((m.topic, m.payload, reason[:500], m.received))
+                self._dead(w, m, reason[:500], now)
         return w
+
+    # ------------------------------------------------------------------ fair share
+    def _key(self, topic: str) -> str:
+        """Whose budget a message's dead letter is charged to: its device, the source of an
+        unknown id, or one shared key for topics outside the contract."""
+        try:
+            device_id, _ = parse_topic(topic)
+        except TopicError:
+            return BAD_TOPIC_KEY
+        return device_id if device_id in self.known else PENDING_KEY + device_id[:8]
+
+    def _dead(
+        self, w: _Work, m: Message, reason: str, now: float, payload: bytes | None = None
+    ) -> None:
+        """Dead-letter a message, within its device's daily dead-letter quota (fair share)."""
+        raw = m.payload[: self.max_payload] if payload is None else payload
+        fair = self.fair
+        if fair is not None:
+            key = self._key(m.topic)
+            if m.dl < 0:
+                m.dl = fair.charge_dead_letter(key, len(raw) + len(m.topic), now)
+            verdict = m.dl
+            if verdict == Verdict.QUARANTINED:
+                w.dropped += 1
+                return
+            if verdict == Verdict.QUARANTINE_START:
+                self._quarantine_started(w, m, key, now, raw)
+                return
+        w.dead.append((m.topic, raw, reason, m.received))
+
+    def _over_share(
+        self, w: _Work, m: Message, key: str, device_id: str, verdict: Verdict, now: float
+    ) -> None:
+        fair = self.fair
+        assert fair is not None
+        if verdict == Verdict.QUARANTINED:
+            w.dropped += 1
+        elif verdict == Verdict.QUARANTINE_START:
+            self._quarantine_started(w, m, key, now, m.payload[: self.max_payload])
+        else:
+            cfg = self.cfg
+            self._dead(
+                w,
+                m,
+                f"rate limited: {key} is over its share ({cfg.device_msgs_per_s:g} messages/s, "
+                f"{cfg.device_alarms_per_s:g} alarms/s, bursts of {cfg.device_burst_s:g} s)",
+                now,
+            )
+
+    def _quarantine_started(self, w: _Work, m: Message, key: str, now: float, raw: bytes) -> None:
+        """A device (or pending source) was just quarantined: keep the message that did it as
+        a dead letter saying so, and raise a device_flooding alarm for the operators."""
+        fair = self.fair
+        assert fair is not None
+        why = fair.why(key)
+        secs = self.cfg.quarantine_s
+        if key.startswith(PENDING_KEY) or key == BAD_TOPIC_KEY:
+            who = f"source {key}"
+        else:
+            who = f"device {key}"
+        log.warning("%s flooding: quarantined for %.0f s (%s)", who, secs, why)
+        w.dead.append(
+            (
+                m.topic,
+                raw,
+                f"quarantined: {who} flooding ({why}); its messages are dropped for {secs:.0f} s",
+                m.received,
+            )
+        )
+        w.quarantined.append(key)
+        if key in self.known:
+            at = fair.started(key) or time.time()
+            w.alarms.append(
+                alarm_store.AlarmIn(
+                    key,
+                    f"gw-quarantine-{at:.3f}",  # the same when a batch is retried
+                    FLOODING_KIND,
+                    FLOODING_SEVERITY,
+                    at,
+                    None,
+                    None,
+                    {
+                        "message": f"device {key} flooding: quarantined",
+                        "reason": why,
+                        "quarantined_for_s": secs,
+                        "limits": {
+                            "messages_per_s": self.cfg.device_msgs_per_s,
+                            "alarms_per_s": self.cfg.device_alarms_per_s,
+                            "burst_s": self.cfg.device_burst_s,
+                            "deadletter_bytes_per_day": self.cfg.device_deadletter_bytes_per_day,
+                        },
+                    },
+                )
+            )
 
     def _route(self, w: _Work, m: Message, device_id: str, suffix: str) -> None:
         if suffix == "heartbeat":
@@ -302,6 +419,10 @@ class BatchStore:
         self._half_done = None
         res.latencies = w.stamps
         res.counts["messages"] = len(batch)
+        if w.dropped:
+            res.counts["dropped"] = w.dropped
+        if w.quarantined:
+            res.counts["quarantined"] = len(w.quarantined)
         return res
 
     def _records(self, w: _Work, res: BatchResult) -> None:
@@ -309,6 +430,8 @@ class BatchStore:
         t0 = time.perf_counter()
         cur = self.conn.cursor()
         events: list[tuple[str, str | None, dict[str, Any]]] = []
+        if w.pending:
+            self._pending(cur, w, res)
         if w.dead:
             cur.execute(
                 "INSERT INTO dead_letters (topic, payload, reason, received_at) "
@@ -322,28 +445,6 @@ class BatchStore:
                 ),
             )
             res.counts["dead_letters"] = len(w.dead)
-        if w.pending:
-            ids = sorted(w.pending)  # lock order, see _live_state
-            cur.execute(
-                "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
-                "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
-                "ST_SetSRID(ST_MakePoint(lon, lat), 4326) END FROM unnest(%s::bpchar[], "
-                "%s::int[], %s::text[], %s::bytea[], %s::float8[], %s::float8[]) "
-                "AS u(id, n, t, p, lon, lat) "
-                "ON CONFLICT (id) DO UPDATE SET last_seen = now(), "
-                "message_count = pd.message_count + excluded.message_count, "
-                "last_topic = excluded.last_topic, last_payload = excluded.last_payload, "
-                "position = coalesce(excluded.position, pd.position)",
-                (
-                    ids,
-                    [w.pending[i][0] for i in ids],
-                    [w.pending[i][1] for i in ids],
-                    [w.pending[i][2] for i in ids],
-                    [w.pending[i][3] for i in ids],
-                    [w.pending[i][4] for i in ids],
-                ),
-            )
-            res.counts["pending"] = sum(v[0] for v in w.pending.values())
         t_positions = time.perf_counter()
         if w.positions:
             events += self._positions(cur, w)
@@ -392,6 +493,57 @@ class BatchStore:
             events=t_commit - t_events,
             commit=t_done - t_commit,
         )
+
+    def _pending(self, cur: psycopg.Cursor, w: _Work, res: BatchResult) -> None:
+        """Record messages of unknown ids for adoption, at most pending_max_per_source ids per
+        source (the id's 8-digit centre code) counting those already waiting; the messages of
+        ids beyond the cap are dead-lettered (within their source's dead-letter quota)."""
+        ids = sorted(w.pending)  # lock order, see _live_state
+        cap = self.cfg.pending_max_per_source
+        rows = cur.execute(
+            "WITH u AS (SELECT * FROM unnest(%(ids)s::bpchar[], %(n)s::int[], %(t)s::text[], "
+            "%(p)s::bytea[], %(lon)s::float8[], %(lat)s::float8[]) AS u(id, n, t, p, lon, lat)), "
+            "fresh AS (SELECT u.id, left(u.id::text, 8) AS src, row_number() OVER "
+            "(PARTITION BY left(u.id::text, 8) ORDER BY u.id) AS rk FROM u WHERE NOT EXISTS "
+            "(SELECT 1 FROM pending_devices pd WHERE pd.id = u.id)), "
+            "room AS (SELECT s.src, %(cap)s - (SELECT count(*) FROM pending_devices pd "
+            "WHERE left(pd.id::text, 8) = s.src) AS free FROM (SELECT DISTINCT src FROM fresh) s), "
+            "refused AS (SELECT f.id FROM fresh f JOIN room r ON r.src = f.src WHERE f.rk > r.free) "
+            "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
+            "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
+            "ST_SetSRID(ST_MakePoint(lon, lat), 4326) END FROM u "
+            "WHERE u.id NOT IN (SELECT id FROM refused) "
+            "ON CONFLICT (id) DO UPDATE SET last_seen = now(), "
+            "message_count = pd.message_count + excluded.message_count, "
+            "last_topic = excluded.last_topic, last_payload = excluded.last_payload, "
+            "position = coalesce(excluded.position, pd.position) RETURNING pd.id",
+            {
+                "ids": ids,
+                "n": [w.pending[i][0] for i in ids],
+                "t": [w.pending[i][1] for i in ids],
+                "p": [w.pending[i][2] for i in ids],
+                "lon": [w.pending[i][3] for i in ids],
+                "lat": [w.pending[i][4] for i in ids],
+                "cap": cap,
+            },
+        ).fetchall()
+        taken = {r[0] for r in rows}
+        res.counts["pending"] = sum(w.pending[i][0] for i in taken)
+        now = time.monotonic()
+        for i in ids:
+            if i in taken:
+                continue
+            n, topic, payload = w.pending[i][0], w.pending[i][1], w.pending[i][2]
+            res.counts["pending_refused"] += n
+            self._dead(
+                w,
+                Message(topic, payload, received=time.time()),
+                f"pending cap: {cap} unknown devices of source {i[:8]} are already waiting "
+                f"(GRIDWATCH_INGEST_PENDING_MAX_PER_SOURCE); register the device or clear "
+                f"pending ones ({n} message(s) of this id in the batch, the last kept)",
+                now,
+                payload,
+            )
 
     def _live_state(self, w: _Work, res: BatchResult) -> None:
         """Transaction 2: presence (last_seen, online/offline with intervals) and the newest

@@ -25,7 +25,9 @@ from ingest import presence
 from ingest.config import IngestSettings, get_ingest_settings
 from ingest.dbconn import connect
 from ingest.events import emit_events, event_messages_by_id, prune_events
+from ingest.fairshare import FairShare
 from ingest.mqttclient import LeanClient
+from ingest.retention import prune_dead_letters, prune_pending
 from ingest.store import KNOWN_REFRESH_S, BatchResult, BatchStore, Message
 from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
@@ -206,6 +208,8 @@ class IngestWorker:
                 if self.store is None:
                     self.store = BatchStore(conn, self.cfg, self.settings.max_payload_bytes)
                     self.store.background_refresh = True  # see _housekeeping
+                    if self.cfg.fair_share:
+                        self.store.fair = FairShare(self.cfg)
                     # Loaded before subscribing, not by the first batch (~60 ms at 100,000
                     # devices, while a backlog may already be waiting in the broker).
                     self.store.refresh_known(conn)
@@ -374,6 +378,7 @@ class IngestWorker:
                     store = self.store
                     if store is not None:
                         store.refresh_known(conn, page=5000, pause_s=0.005)
+                    self._prune_refused(conn)
                     if time.monotonic() >= next_hourly:
                         next_hourly = time.monotonic() + HOUSEKEEPING_S
                         ensure_partitions(conn)
@@ -390,6 +395,30 @@ class IngestWorker:
                 continue
             except Exception:  # noqa: BLE001 - retried at the next round; never kill the worker
                 log.exception("housekeeping failed")
+
+    def _prune_refused(self, conn: psycopg.Connection) -> None:
+        """Dead letters past their age or the size cap, and pending devices past their age
+        (every housekeeping round, so a flood of refused input is bounded within minutes)."""
+        cfg = self.cfg
+        gone = prune_dead_letters(
+            conn,
+            cfg.deadletter_retention_h,
+            cfg.deadletter_max_bytes,
+            pause_s=0.05,
+            stop=self._stop,
+        )
+        stale = prune_pending(conn, cfg.pending_ttl_h)
+        if gone or stale:
+            log.info("pruned %d dead letters and %d pending devices", gone, stale)
+        if self.store is not None and self.store.fair is not None:
+            for key, (left, dropped, why) in self.store.fair.quarantined().items():
+                log.warning(
+                    "%s quarantined for %.0f s more, %d messages dropped (%s)",
+                    key,
+                    left,
+                    dropped,
+                    why,
+                )
 
     # ------------------------------------------------------------------ event relay
     def _relay(self) -> None:

@@ -27,7 +27,7 @@ ALARM_COLUMNS = (
     "a.id, a.device_id, a.msg_id, a.kind, a.severity, ST_X(a.position) AS lon, ST_Y(a.position) AS lat, "
     "a.region_code, r.name AS region_name, d.name AS device_name, d.kind AS device_kind, a.raised_at, "
     "a.received_at, a.last_raised_at, a.repeat_count, a.state, a.detail, a.acknowledged_by, "
-    "a.acknowledged_at, a.dispatched_by, a.dispatched_at, a.closed_by, a.closed_at"
+    "a.acknowledged_at, a.dispatched_by, a.dispatched_at, a.closed_by, a.closed_at, a.outside_region"
 )
 FROM = "FROM alarms a LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN regions r ON r.code = a.region_code"
 
@@ -58,6 +58,11 @@ class AlarmOut(BaseModel):
     dispatched_at: datetime | None = None
     closed_by: str | None = None
     closed_at: datetime | None = None
+    outside_region: bool | None = Field(
+        default=None,
+        description="The device put the alarm at a position outside its own region (null: no "
+        "position given, or the region has no boundary)",
+    )
 
 
 class AlarmCamera(BaseModel):

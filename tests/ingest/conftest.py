@@ -178,6 +178,10 @@ class WorkerProcess:
             # the shared test broker must not keep queueing for finished tests' sessions
             GRIDWATCH_INGEST_SESSION_EXPIRY_S="120",
             GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT="true",
+            # fault tests stream hundreds of alarms/s through a handful of devices; the
+            # per-device limits are tested on their own (tests/security/test_ingest_abuse.py)
+            GRIDWATCH_INGEST_DEVICE_MSGS_PER_S="100000",
+            GRIDWATCH_INGEST_DEVICE_ALARMS_PER_S="100000",
             GRIDWATCH_LOG_LEVEL="INFO",
         )
         self.log = Path(f"/tmp/gw-ingest-test-{client_id}-{uuid.uuid4().hex[:6]}.log")

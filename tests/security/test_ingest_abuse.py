@@ -177,3 +177,244 @@ def test_batches_are_bounded_by_bytes(make_device, cfg) -> None:
         worker._inbox.append(Message("gw/v1/x/alarm", b"y" * 2_000_000, 1, 1))
         worker._inbox_bytes = 2_000_000
         assert len(worker._take_batch()) == 1
+
+
+# ---------------------------------------------------------------- fair share
+
+
+def fair_store(db_url: str, cfg, **limits) -> BatchStore:
+    """A BatchStore with per-device budgets, as the worker runs it."""
+    from ingest.fairshare import FairShare
+
+    c = cfg.model_copy(update=limits)
+    conn = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
+    s = BatchStore(conn, c, max_payload=4096)
+    s.fair = FairShare(c)
+    return s
+
+
+LIMITS = dict(
+    device_msgs_per_s=20.0,
+    device_alarms_per_s=2.0,
+    device_burst_s=5.0,
+    quarantine_after=50,
+    quarantine_s=600.0,
+)
+
+
+def test_flood_of_distinct_alarms_is_quarantined_with_an_operator_alarm(
+    db_url, cfg, make_device, pg
+) -> None:
+    """4,750 alarms of distinct kinds from one device in one second: it opens only its burst
+    of alarms, then is quarantined (one device_flooding alarm for the operators); a normal
+    device in the same batches loses nothing."""
+    abuser, normal = make_device("alarm_input"), make_device("alarm_input")
+    s = fair_store(db_url, cfg, **LIMITS)
+    counts: dict[str, int] = {}
+    try:
+        for b in range(10):
+            batch = [
+                Message(f"gw/v1/{abuser}/alarm", alarm(f"f-{b}-{i}", kind=f"k{b}_{i}"), 1)
+                for i in range(475)
+            ]
+            batch.insert(200, Message(f"gw/v1/{normal}/alarm", alarm(f"n-{b}", kind=f"n{b}"), 1))
+            for k, v in s.process(batch).counts.items():
+                counts[k] = counts.get(k, 0) + v
+    finally:
+        s.conn.close()
+    opened = pg.execute(
+        "SELECT kind, detail FROM alarms WHERE device_id = %s", (abuser,)
+    ).fetchall()
+    flood = [d for k, d in opened if k == "device_flooding"]
+    assert len(flood) == 1 and flood[0]["message"] == f"device {abuser} flooding: quarantined"
+    assert len(opened) - 1 == 10  # its burst: 2 alarms/s x 5 s
+    assert counts["quarantined"] == 1
+    assert counts["dropped"] == 4750 - 10 - 50  # after the burst, 49 limited + 1 that did it
+    reasons = [r for _, _, r in dead_letters(pg, abuser)]
+    assert sum(r.startswith("rate limited") for r in reasons) == 49
+    assert sum(r.startswith("quarantined: device") for r in reasons) == 1
+    n = pg.execute("SELECT count(*) FROM alarms WHERE device_id = %s", (normal,)).fetchone()[0]
+    assert n == 10
+
+
+def test_dead_letters_of_one_device_are_capped_per_day(db_url, cfg, make_device, pg) -> None:
+    d = make_device("alarm_input")
+    s = fair_store(db_url, cfg, device_deadletter_bytes_per_day=20_000)
+    junk = [Message(f"gw/v1/{d}/alarm", b"{" + b"x" * 999, 1) for _ in range(100)]
+    try:
+        res = s.process(junk)
+    finally:
+        s.conn.close()
+    stored = dead_letters(pg, d)
+    assert len(stored) == 20  # 19 within 20,000 bytes, then the one that quarantined it
+    assert stored[-1][2].startswith("quarantined:") and "bytes/day" in stored[-1][2]
+    assert res.counts["dropped"] == 80
+    flood = pg.execute(
+        "SELECT count(*) FROM alarms WHERE device_id = %s AND kind = 'device_flooding'", (d,)
+    ).fetchone()[0]
+    assert flood == 1
+
+
+def test_dead_letter_retention_by_age_and_size(pg) -> None:
+    from ingest.retention import prune_dead_letters
+
+    tag = f"gw/v1/retention-{time.time_ns()}"
+    pg.execute("DELETE FROM dead_letters")
+    pg.execute(
+        "INSERT INTO dead_letters (topic, payload, reason, received_at) "
+        "SELECT %s, convert_to(repeat('x', 1000), 'UTF8'), 'test', now() - ((31 - g) || ' hours')::interval "
+        "FROM generate_series(1, 30) g",
+        (tag,),
+    )
+    pg.commit()
+    with psycopg.connect(pg.info.dsn, password=pg.info.password, autocommit=True) as conn:
+        assert prune_dead_letters(conn, retention_h=20.5, max_bytes=10**9) == 10
+        assert prune_dead_letters(conn, retention_h=100, max_bytes=5500) == 15
+    left = pg.execute(
+        "SELECT count(*), sum(octet_length(payload)), max(received_at) < now() - interval '6 hours' "
+        "FROM dead_letters"
+    ).fetchone()
+    assert left[0] == 5 and left[1] <= 5500 and left[2] is False  # the newest kept
+
+
+def test_pending_devices_capped_per_source_and_expiring(db_url, cfg, pg) -> None:
+    from hardware.gbid import compose
+    from ingest.retention import prune_pending
+
+    s = fair_store(db_url, cfg, pending_max_per_source=3)
+    serial = int(time.time()) % 1_000_000
+    # the same source (centre code 36012101), then another one
+    crowd = [compose("36012101", 132, serial + i).code for i in range(6)]
+    other = compose("36012202", 132, serial).code
+    pg.execute("DELETE FROM pending_devices WHERE left(id::text, 8) IN ('36012101', '36012202')")
+    pg.commit()
+    try:
+        first = s.process([Message(f"gw/v1/{i}/heartbeat", b'{"ts": 1}', 1) for i in crowd[:2]])
+        second = s.process(
+            [Message(f"gw/v1/{i}/heartbeat", b'{"ts": 2}', 1) for i in crowd[2:] + [other]]
+            + [Message(f"gw/v1/{crowd[0]}/heartbeat", b'{"ts": 3}', 1)]  # already waiting
+        )
+    finally:
+        s.conn.close()
+    assert first.counts["pending"] == 2
+    assert second.counts["pending"] == 3 and second.counts["pending_refused"] == 3
+    waiting = {
+        r[0]
+        for r in pg.execute(
+            "SELECT id FROM pending_devices WHERE id = ANY(%s)", (crowd + [other],)
+        ).fetchall()
+    }
+    assert waiting == set(crowd[:3]) | {other}
+    refused = [r for i in crowd[3:] for _, _, r in dead_letters(pg, i)]
+    assert len(refused) == 3 and all(
+        r.startswith("pending cap: 3 unknown devices") for r in refused
+    )
+    pg.execute(
+        "UPDATE pending_devices SET last_seen = now() - interval '2 days' WHERE id = %s", (other,)
+    )
+    pg.commit()
+    with psycopg.connect(pg.info.dsn, password=pg.info.password, autocommit=True) as conn:
+        assert prune_pending(conn, ttl_h=24) >= 1
+    assert (
+        pg.execute("SELECT count(*) FROM pending_devices WHERE id = %s", (other,)).fetchone()[0]
+        == 0
+    )
+
+
+def test_alarm_outside_its_device_region_is_flagged(store, make_device, pg) -> None:
+    code = f"3601{time.time_ns() % 10**8:08d}"
+    pg.execute(
+        "INSERT INTO regions (code, level, name, geom) VALUES (%s, 4, 'test township', "
+        "ST_Multi(ST_MakeEnvelope(115.8, 28.6, 116.0, 28.8, 4326)))",
+        (code,),
+    )
+    pg.commit()
+    d = make_device("alarm_input", lon=115.9, lat=28.7, region_code=code)
+    store.process(
+        [
+            Message(f"gw/v1/{d}/alarm", alarm("in", kind="a", lon=115.95, lat=28.75), 1),
+            Message(f"gw/v1/{d}/alarm", alarm("out", kind="b", lon=116.5, lat=28.7), 1),
+            Message(f"gw/v1/{d}/alarm", alarm("none", kind="c"), 1),
+        ]
+    )
+    got = dict(
+        pg.execute(
+            "SELECT msg_id, outside_region FROM alarms WHERE device_id = %s", (d,)
+        ).fetchall()
+    )
+    assert got == {"in": False, "out": True, "none": None}
+
+
+def test_flood_against_the_real_worker(services, make_device, hub_client, pg) -> None:
+    """The worker process with its default fair-share machinery (limits lowered to keep the
+    test short): a device flooding distinct alarms is quarantined and an operator alarm says
+    so, while another device's alarms all arrive; the worker stays up."""
+    import uuid
+
+    from tests.ingest.conftest import WorkerProcess
+
+    abuser, normal = make_device("alarm_input"), make_device("alarm_input")
+    tag = uuid.uuid4().hex[:8]
+    w = WorkerProcess(f"t-flood-{tag}", f"t{tag}")
+    w.env.update(
+        GRIDWATCH_INGEST_DEVICE_MSGS_PER_S="20",
+        GRIDWATCH_INGEST_DEVICE_ALARMS_PER_S="2",
+        GRIDWATCH_INGEST_DEVICE_BURST_S="5",
+        GRIDWATCH_INGEST_QUARANTINE_AFTER="100",
+    )
+    w.start()
+    try:
+        assert w.wait_connected(), w.log.read_text(errors="replace")[-3000:]
+        infos = []
+        for i in range(3000):
+            infos.append(
+                hub_client.publish(f"gw/v1/{abuser}/alarm", alarm(f"f-{i}", kind=f"k{i}"), qos=1)
+            )
+            if i % 375 == 0:  # 8 alarms: within the normal device's burst
+                infos.append(
+                    hub_client.publish(
+                        f"gw/v1/{normal}/alarm", alarm(f"n-{i}", kind=f"n{i}"), qos=1
+                    )
+                )
+        for info in infos:
+            info.wait_for_publish(30)
+
+        def stored(d: str) -> int:
+            pg.rollback()
+            return pg.execute("SELECT count(*) FROM alarms WHERE device_id = %s", (d,)).fetchone()[
+                0
+            ]
+
+        assert wait_for(lambda: stored(normal) == 8, 60), stored(normal)
+        assert wait_for(
+            lambda: (
+                pg.execute(
+                    "SELECT count(*) FROM alarms WHERE device_id = %s AND kind = 'device_flooding'",
+                    (abuser,),
+                ).fetchone()[0]
+                == 1
+            ),
+            30,
+        )
+        assert stored(abuser) < 100, stored(abuser)  # not 3,000 open alarms
+        assert w.proc is not None and w.proc.poll() is None
+        assert "flooding: quarantined" in w.log.read_text(errors="replace")
+    finally:
+        w.stop()
+
+
+def test_a_retried_batch_does_not_charge_its_devices_twice(db_url, cfg, make_device) -> None:
+    """A batch is classified again on every retry across a database outage: its devices'
+    budgets are charged once, or an outage would turn their alarms into 'rate limited'."""
+    d = make_device("alarm_input")
+    s = fair_store(db_url, cfg, **LIMITS)  # 10 alarms of burst
+    batch = [Message(f"gw/v1/{d}/alarm", alarm(f"r-{i}", kind=f"r{i}"), 1) for i in range(8)]
+    try:
+        for _ in range(5):  # as the worker's retries would
+            w = s._classify(batch)
+            assert len(w.alarms) == 8 and not w.dead
+        later = [Message(f"gw/v1/{d}/alarm", alarm(f"l-{i}", kind=f"l{i}"), 1) for i in range(3)]
+        w = s._classify(later)
+        assert len(w.alarms) == 2 and w.dead[0][2].startswith("rate limited")
+    finally:
+        s.conn.close()
