@@ -100,6 +100,7 @@ class Gateway:
         self.children: dict[str, set[str]] = {}
         self.seen: OrderedDict[tuple[str, int, str], bytes | None] = OrderedDict()
         self.catalogs: dict[tuple[str, str], Assembly] = {}
+        self.storing: dict[str, asyncio.Future] = {}  # parent id -> its catalog store in flight
         self.client_tx: dict[str, tuple[asyncio.Future, asyncio.TimerHandle | None]] = {}
         self.stats: Counter[str] = Counter()
         self.udp: asyncio.DatagramTransport | None = None
@@ -236,17 +237,25 @@ class Gateway:
         """A request too broken to parse still gets a 4xx when its headers can be echoed."""
         try:
             head = data[: data.find(b"\r\n\r\n")] if b"\r\n\r\n" in data else data[:4096]
-            fake = sip.parse(head + b"\r\nContent-Length: 0\r\n\r\n")
+            lines = [
+                line
+                for line in head[:8192].split(b"\r\n")
+                if not line.lower().startswith((b"content-length", b"l:"))
+            ]
+            fake = sip.parse(b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n")
         except sip.SipError:
             return
         if fake.is_request:
-            reason = str(exc).replace("\r", " ").replace("\n", " ")[:100]
+            reason = str(exc).replace("\r", " ").replace("\n", " ").replace('"', "'")[:100]
             self.send(
                 transport,
                 addr,
                 writer,
                 sip.response(
-                    fake, exc.status, "Bad Request", [("Warning", f'399 gridwatch "{reason}"')]
+                    fake,
+                    exc.status,
+                    "Message Too Large" if exc.status == 513 else "Bad Request",
+                    [("Warning", f'399 gridwatch "{reason}"')],
                 ),
             )
 
@@ -543,6 +552,11 @@ class Gateway:
         its channels (a device never speaks for another's), else the sender."""
         if device_id == sender or device_id in self.children.get(sender, ()):
             return device_id
+        storing = self.storing.get(sender)
+        if storing is not None:  # its catalog is being stored: the channel may be in it
+            await asyncio.wait([storing], timeout=30.0)
+            if device_id in self.children.get(sender, ()):
+                return device_id
         known = await self._device(device_id)  # a channel stored by another gateway process
         if known is not None and known.parent_id == sender:
             self.children.setdefault(sender, set()).add(device_id)
@@ -629,6 +643,20 @@ class Gateway:
         parent = self.known.get(parent_id)
         if parent is None:
             return
+        previous = self.storing.get(parent_id)
+        done = asyncio.get_running_loop().create_future()
+        self.storing[parent_id] = done
+        try:
+            if previous is not None:
+                await asyncio.wait([previous], timeout=60.0)
+            await self._store_catalog_now(parent, items)
+        finally:
+            done.set_result(None)
+            if self.storing.get(parent_id) is done:
+                del self.storing[parent_id]
+
+    async def _store_catalog_now(self, parent: Known, items: list[manscdp.CatalogItem]) -> None:
+        parent_id = parent.device_id
         try:
             out = await asyncio.to_thread(self.store.save_catalog, parent, items)
         except Exception as exc:

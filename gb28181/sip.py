@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-MAX_MESSAGE_BYTES = 65_536  # a UDP datagram can be no larger; TCP messages are held to it too
+MAX_MESSAGE_BYTES = 32_768  # GB/T 28181 devices split catalogs well below this; TCP too
 MAX_HEADERS = 64
 MAX_HEADER_LINE = 2_048
 MAX_START_LINE = 1_024
