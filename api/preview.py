@@ -7,7 +7,15 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
-from geo.registry import DeviceRegistration, coverage_of, decode
+from geo.crs import utm_srid
+from geo.registry import (
+    DeviceRegistration,
+    RegistryError,
+    coverage_of,
+    decode,
+    village_of,
+    villages_near,
+)
 from hardware.sector import to_wkt
 
 POINT_MERGE_M = 15.0  # cameras closer than this are one monitoring point (DESIGN §5.4)
@@ -37,6 +45,10 @@ class Preview(BaseModel):
     region_code: str | None
     region_name: str | None = None
     village_code: str | None = None
+    village_name: str | None = None
+    village_basis: str | None = None
+    counts_toward_village: bool = False
+    villages_near: list[dict[str, Any]] = []
     grid_id: int | None = None
     grid_name: str | None = None
     hfov_deg: float | None = None
@@ -49,17 +61,6 @@ class Preview(BaseModel):
 
 def _has(conn: Connection, table: str) -> bool:
     return bool(conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar())
-
-
-def _village(conn: Connection, lon: float, lat: float) -> tuple[str, str] | None:
-    row = conn.execute(
-        text(
-            "SELECT code, name FROM regions WHERE level = 5 AND geom && ST_SetSRID(ST_MakePoint(:x,:y),4326) "
-            "AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:x,:y),4326)) LIMIT 1"
-        ),
-        {"x": lon, "y": lat},
-    ).first()
-    return (row.code, row.name) if row else None
 
 
 def _village_rule(
@@ -76,11 +77,11 @@ def _village_rule(
             required = int(row.points_required)
     points = conn.execute(
         text(
-            "SELECT count(*) FROM (SELECT ST_ClusterDBSCAN(ST_Transform(position, 32650), :eps, 1) "
+            "SELECT count(*) FROM (SELECT ST_ClusterDBSCAN(ST_Transform(position, :utm), :eps, 1) "
             "OVER () AS c FROM devices WHERE region_code = :c AND retired_at IS NULL AND networked "
             "AND fov IS NOT NULL AND id <> :id) s GROUP BY c"
         ),
-        {"c": code, "eps": POINT_MERGE_M, "id": device_id},
+        {"c": code, "eps": POINT_MERGE_M, "id": device_id, "utm": utm_srid(lon, lat)},
     ).all()
     before = len(points)
     near = conn.execute(
@@ -196,11 +197,25 @@ def preview(
         findings=findings,
     )
     out.sector = _plain(out.sector)
-    village = _village(conn, lon, lat)
-    if village is not None:
-        out.village_code = village[0]
+    try:
+        village = village_of(conn, lon, lat, reg.village_code)
+    except RegistryError as exc:
+        out.findings.append(str(exc))
+        village = village_of(conn, lon, lat)
+    out.village_code, out.village_name, out.village_basis = (
+        village.code,
+        village.name,
+        village.basis,
+    )
+    out.counts_toward_village = village.code is not None
+    out.villages_near = villages_near(conn, lon, lat)
+    if village.code is None:
         if d.kind.has_fov:
-            out.rules.append(_village_rule(conn, village[0], village[1], lon, lat, reg.id))
+            out.findings.append(
+                "this camera would count toward no village: " + village.note.split(": ", 1)[-1]
+            )
+    elif d.kind.has_fov:
+        out.rules.append(_village_rule(conn, village.code, village.name or "", lon, lat, reg.id))
     if cov.geometry is not None:
         wkt = to_wkt(cov.geometry)
         out.rules += _intersection_rules(conn, wkt)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
@@ -52,6 +52,36 @@ class Failure(BaseModel):
     reason: str | None
     lon: float | None = None
     lat: float | None = None
+    basis: str | None = None
+
+
+class UnitResult(BaseModel):
+    """One unit under one rule: status, measured value, threshold, and the basis it used."""
+
+    rule: str
+    unit_kind: str
+    unit_id: str
+    name: str | None
+    region_code: str | None
+    status: Literal["pass", "fail"]
+    value: float | None
+    target: float | None
+    basis: str | None
+    reason: str | None
+
+
+class RuleStatus(BaseModel):
+    """Every rule of the pack at the audited region: pass, fail, or not assessed and why."""
+
+    rule: str
+    title: str
+    status: Literal["pass", "fail", "not assessed"]
+    units: int
+    passed: int
+    failed: int
+    rate: float | None
+    target: float | None
+    missing: str | None = None
 
 
 class Finding(BaseModel):
@@ -94,6 +124,9 @@ class AuditReport(BaseModel):
     findings: list[Finding]
     notes: list[str] = Field(default_factory=list)
     timings_s: dict[str, float] = Field(default_factory=dict)
+    statuses: list[RuleStatus] = Field(default_factory=list)
+    units: list[UnitResult] = Field(default_factory=list)
+    retired: list[dict] = Field(default_factory=list)
 
     def summary(self) -> list[RollupRow]:
         """The roll-up rows of the audited region itself, one per rule, in rule-pack order."""
@@ -164,6 +197,7 @@ def run_audit(
             f"--region: {region_code!r} is not an imported region (import divisions first)"
         )
     prefix, low, high = code_range(region.code)
+    utm = _utm_for(conn, low, high)
     p = pack.params
     now = datetime.now(UTC)
     args: dict[str, Any] = {
@@ -179,6 +213,7 @@ def run_audit(
         "line_share": p.min_line_share,
         "public_kinds": p.public_area_kinds,
         "industry_kinds": p.key_industry_kinds,
+        "utm": utm,
     }
     notes: list[str] = []
     timings: dict[str, float] = {}
@@ -239,6 +274,20 @@ def run_audit(
             _absorb(conn, side["out"]["units"], side["out"]["finds"])
     if progress:
         progress("done", total, total)
+    units = out["unit_rows"]
+    if thread is not None:
+        # saved runs copied the other connection's units into this one's tables already
+        units = (
+            [UnitResult.model_construct(**r) for r in conn.execute(text(q.UNITS)).mappings()]
+            if save
+            else units + side["out"]["unit_rows"]
+        )
+    retired = [dict(r) for r in conn.execute(text(q.RETIRED), args).mappings()]
+    if retired:
+        notes.append(
+            f"{len(retired)} retired unit(s) (codes abolished in a later list) are not audited"
+        )
+    notes += _classification_notes(conn, args)
     report = AuditReport(
         region_code=region.code,
         region_name=region.name,
@@ -263,7 +312,10 @@ def run_audit(
         findings=findings,
         notes=notes,
         timings_s=timings,
+        units=units,
+        retired=retired,
     )
+    report.statuses = rule_statuses(report, pack, conn, args)
     if save:
         report.run_id = _save(conn, report, actor)
     return report
@@ -321,6 +373,9 @@ def _run_group(
             for r in conn.execute(text(q.FINDINGS)).mappings()
         ],
     }
+    out["unit_rows"] = [
+        UnitResult.model_construct(**r) for r in conn.execute(text(q.UNITS)).mappings()
+    ]
     if keep_units:
         out["units"] = [tuple(r) for r in conn.execute(text("SELECT * FROM _a_units"))]
         out["finds"] = [
@@ -447,6 +502,105 @@ def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[R
             else row["failed"] == 0
         )
         out.append(RollupRow.model_construct(**row, ok=bool(ok)))
+    return out
+
+
+def _utm_for(conn: Connection, low: str, high: str) -> int:
+    """The UTM zone of the audited region (its boundary, else its units' points), for metres."""
+    from geo.crs import utm_srid
+
+    row = conn.execute(
+        text(
+            "SELECT ST_X(c) AS x, ST_Y(c) AS y FROM (SELECT ST_Centroid(ST_Extent(coalesce(geom, point))::geometry) AS c "
+            "FROM regions WHERE code BETWEEN :l AND :h AND (geom IS NOT NULL OR point IS NOT NULL)) s"
+        ),
+        {"l": low, "h": high},
+    ).first()
+    if row is None or row.x is None:
+        row = conn.execute(
+            text(
+                "SELECT ST_X(c) AS x, ST_Y(c) AS y FROM (SELECT ST_Centroid(ST_Extent(position)::geometry) AS c "
+                "FROM devices WHERE region_code BETWEEN :l AND :h) s"
+            ),
+            {"l": low, "h": high},
+        ).first()
+    if row is None or row.x is None:
+        return 32650
+    return utm_srid(row.x, row.y)
+
+
+def _classification_notes(conn: Connection, args: dict) -> list[str]:
+    """How villages were told from communities: by urban-rural code, or by name as a fallback."""
+    if not q._exists(conn, "_a_vil"):
+        return []
+    row = conn.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE class_basis LIKE 'urban%') AS by_code, "
+            "count(*) FILTER (WHERE class_basis LIKE 'name%') AS by_name, "
+            "count(*) FILTER (WHERE admin) AS admin, count(*) FILTER (WHERE NOT admin) AS community FROM _a_vil"
+        )
+    ).one()
+    if not (row.by_code or row.by_name):
+        return []
+    return [
+        f"village-level units: {row.admin} administrative village(s) (210/220), {row.community} "
+        f"community/communities (1xx); told apart by urban-rural code for {row.by_code}, by name "
+        f"(no urban-rural code in the list) for {row.by_name}"
+    ]
+
+
+# what a rule kind needs; named when a rule has no unit to assess
+_NEEDS = {
+    "village_points": "administrative villages (import divisions to village level)",
+    "village_coverage": "administrative villages (import divisions to village level)",
+    "natural_village_points": "natural villages (gridwatch import villages)",
+    "smart_communities": "communities (居委会/社区) in the division list",
+    "key_sites": "key sites of these kinds (gridwatch import boundaries --kind keysite)",
+    "grid_tiling": "level-1 grids and the region's boundary (import boundaries --kind grid/region)",
+    "grid_workers": "grids at the rule's levels (gridwatch import boundaries --kind grid)",
+    "grid_households": "grids at the rule's levels (gridwatch import boundaries --kind grid)",
+    "networking_rate": "registered cameras in the region",
+    "online_rate": "networked cameras in the region",
+    "intact_rate": "video-quality results (camera_health) for the rule's cameras",
+    "hd_ratio": "registered cameras in the rule's period",
+}
+
+
+def rule_statuses(
+    report: AuditReport, pack: RulePack, conn: Connection | None = None, args: dict | None = None
+) -> list[RuleStatus]:
+    """One status per rule of the pack, in pack order; a rule with no unit is "not assessed"."""
+    own = {r.rule: r for r in report.summary()}
+    out = []
+    for r in pack.rules:
+        row = own.get(r.id)
+        if row is None or row.units == 0:
+            out.append(
+                RuleStatus(
+                    rule=r.id,
+                    title=r.title,
+                    status="not assessed",
+                    units=0,
+                    passed=0,
+                    failed=0,
+                    rate=None,
+                    target=r.target,
+                    missing=f"no input: needs {_NEEDS.get(r.kind, 'its inputs')}",
+                )
+            )
+            continue
+        out.append(
+            RuleStatus(
+                rule=r.id,
+                title=r.title,
+                status="pass" if row.ok else "fail",
+                units=row.units,
+                passed=row.passed,
+                failed=row.failed,
+                rate=row.rate,
+                target=r.target,
+            )
+        )
     return out
 
 

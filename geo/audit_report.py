@@ -28,74 +28,155 @@ CSV_COLUMNS = [
     "code",
     "name",
     "level",
+    "unit_kind",
+    "status",
+    "value",
+    "target",
+    "basis",
+    "reason",
     "units",
     "passed",
     "failed",
     "pct_passed",
     "rate",
-    "ok",
-    "unit_kind",
-    "value",
-    "target",
-    "reason",
     "lon",
     "lat",
     "area_m2",
 ]
 
 
+def report_rows(report: AuditReport, suggestions: Any = None) -> dict[str, list[dict]]:
+    """The report as flat rows by section: every rule (pass, fail or not assessed with the
+    missing input), every unit under every rule, the roll-up, located findings, suggestions."""
+    rules = [
+        {
+            "section": "rule",
+            "rule": r.rule,
+            "code": report.region_code,
+            "name": r.title,
+            "status": r.status,
+            "value": r.rate if r.rate is not None else r.passed,
+            "target": r.target,
+            "reason": r.missing,
+            "units": r.units,
+            "passed": r.passed,
+            "failed": r.failed,
+            "rate": r.rate,
+        }
+        for r in report.statuses
+    ]
+    units = [
+        {
+            "section": "unit",
+            "rule": u.rule,
+            "code": u.unit_id,
+            "name": u.name,
+            "level": u.unit_kind,
+            "unit_kind": u.unit_kind,
+            "status": u.status,
+            "value": u.value,
+            "target": u.target,
+            "basis": u.basis,
+            "reason": u.reason,
+        }
+        for u in report.units
+    ]
+    units += [
+        {
+            "section": "unit",
+            "rule": "",
+            "code": r["code"],
+            "name": r["name"],
+            "level": LEVEL_NAMES.get(r["level"], r["level"]),
+            "unit_kind": "retired",
+            "status": "retired",
+            "reason": f"retired {r['retired_at']:%Y-%m-%d}: code abolished in a later list; not audited",
+        }
+        for r in report.retired
+    ]
+    rollup = [
+        {
+            "section": "rollup",
+            **r.model_dump(),
+            "status": "pass" if r.ok else "fail",
+            "level": LEVEL_NAMES.get(r.level, r.level),
+        }
+        for r in report.rollup
+    ]
+    findings = [
+        {
+            "section": "finding",
+            "rule": f.rule,
+            "code": f.unit_id,
+            "unit_kind": f.kind,
+            "status": "fail",
+            "reason": f.detail,
+            "lon": f.lon,
+            "lat": f.lat,
+            "area_m2": round(f.area_m2, 1),
+        }
+        for f in report.findings
+    ]
+    sugg = []
+    if suggestions is not None:
+        sugg = [
+            {
+                "section": "suggestion",
+                "rule": ",".join(s.closes_rules),
+                "code": s.region_code,
+                "name": s.label,
+                "value": s.rank,
+                "reason": s.why,
+                "lon": s.lon,
+                "lat": s.lat,
+            }
+            for s in suggestions.candidates
+        ]
+    return {
+        "rules": rules,
+        "units": units,
+        "rollup": rollup,
+        "findings": findings,
+        "suggestions": sugg,
+    }
+
+
 def to_csv(report: AuditReport, suggestions: Any = None) -> str:
-    """One long table: roll-up rows, then failing units, then located findings (and suggestions)."""
+    """One long table for a spreadsheet: a `section` column (rule, unit, rollup, finding,
+    suggestion); unit rows are one per unit and rule with status, value, target and basis."""
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     w.writeheader()
-    for r in report.rollup:
-        w.writerow(
-            {"section": "rollup", **r.model_dump(), "level": LEVEL_NAMES.get(r.level, r.level)}
-        )
-    for f in report.failures:
-        w.writerow(
-            {
-                "section": "failure",
-                "rule": f.rule,
-                "code": f.unit_id,
-                "name": f.name,
-                "unit_kind": f.unit_kind,
-                "value": f.value,
-                "target": f.target,
-                "reason": f.reason,
-                "lon": f.lon,
-                "lat": f.lat,
-            }
-        )
-    for f in report.findings:
-        w.writerow(
-            {
-                "section": "finding",
-                "rule": f.rule,
-                "code": f.unit_id,
-                "unit_kind": f.kind,
-                "reason": f.detail,
-                "lon": f.lon,
-                "lat": f.lat,
-                "area_m2": round(f.area_m2, 1),
-            }
-        )
-    if suggestions is not None:
-        for s in suggestions.candidates:
-            w.writerow(
-                {
-                    "section": "suggestion",
-                    "rule": ",".join(s.closes_rules),
-                    "code": s.region_code,
-                    "name": s.label,
-                    "value": s.rank,
-                    "reason": s.why,
-                    "lon": s.lon,
-                    "lat": s.lat,
-                }
-            )
+    for rows in report_rows(report, suggestions).values():
+        w.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
     return out.getvalue()
+
+
+def to_xlsx(report: AuditReport, suggestions: Any = None) -> bytes:
+    """The same rows as the CSV, one worksheet per section, with a header row and filters."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    for section, rows in report_rows(report, suggestions).items():
+        ws = wb.create_sheet(section)
+        cols = [
+            c for c in CSV_COLUMNS if c != "section" and any(r.get(c) is not None for r in rows)
+        ]
+        ws.append(cols or ["(none)"])
+        for r in rows:
+            ws.append([_cell(r.get(c)) for c in cols])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, int | float | str):
+        # a leading = + - @ would make a formula in a spreadsheet: keep text as text
+        if isinstance(v, str) and v[:1] in ("=", "+", "-", "@"):
+            return "'" + v
+        return v
+    return str(v)
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -216,7 +297,9 @@ _CSS = """
 body{font-family:system-ui,-apple-system,'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:24px;color:#222}
 table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f0f0f0}.ok{color:#272}.bad{color:#b22;font-weight:600}.map{border:1px solid #aaa;background:#f8fbff}
-.small{color:#666;font-size:12px}
+.small{color:#666;font-size:12px}.na{color:#a60}
+@media print{.detail{display:none}body{margin:0}.map{max-height:120mm}h2{page-break-after:avoid}
+table{page-break-inside:auto}tr{page-break-inside:avoid}}
 """
 
 
@@ -246,21 +329,52 @@ def to_html(
     for note in report.notes:
         out.append(f"<p class='small'>note: {e(note)}</p>")
     out.append(
+        "<p class='small'>Printing gives the summary (rules, children, the first failing units and "
+        "suggestions); the full tables are in this page and in the CSV/XLSX output.</p>"
         "<h2>Rules</h2><table><tr><th>rule</th><th>requirement</th><th>source</th><th>units</th><th>passed</th>"
         "<th>result</th></tr>"
     )
-    for r in report.summary():
-        info = rules.get(r.rule)
-        result = (
-            f"{100 * r.rate:.1f}% (target {100 * (info.target or 0):.0f}%)"
-            if r.rate is not None and info
-            else f"{r.pct_passed}% of units"
-        )
+    for st in report.statuses:
+        info = rules.get(st.rule)
+        if st.status == "not assessed":
+            cls, result = "na", f"not assessed: {st.missing}"
+        else:
+            cls = "ok" if st.status == "pass" else "bad"
+            result = (
+                f"{100 * st.rate:.1f}% (target {100 * (st.target or 0):.0f}%)"
+                if st.rate is not None
+                else f"{st.passed} of {st.units} units"
+            )
+            result = f"{'met' if st.status == 'pass' else 'not met'}: {result}"
         out.append(
-            f"<tr><td>{e(r.rule)}</td><td>{e(info.title if info else '')}</td><td class='small'>{e(info.source if info else '')}</td>"
-            f"<td>{r.units}</td><td>{r.passed}</td><td class='{'ok' if r.ok else 'bad'}'>{'met' if r.ok else 'not met'}: {e(result)}</td></tr>"
+            f"<tr><td>{e(st.rule)}</td><td>{e(st.title)}</td><td class='small'>{e(info.source if info else '')}</td>"
+            f"<td>{st.units}</td><td>{st.passed}</td><td class='{cls}'>{e(result)}</td></tr>"
         )
-    out.append("</table><h2>Roll-up chart</h2>" + _bars(report))
+    out.append("</table>")
+    children = sorted(
+        {(r.code, r.name) for r in report.rollup if r.level == report.region_level + 1}
+    )
+    if children:
+        out.append(
+            f"<h2>By {e(LEVEL_NAMES.get(report.region_level + 1, 'unit'))}</h2><table><tr><th>code</th>"
+            "<th>name</th><th>rules met</th><th>not met</th></tr>"
+        )
+        for code, name in children[:60]:
+            rows = [r for r in report.rollup if r.code == code]
+            bad = [r.rule for r in rows if not r.ok]
+            out.append(
+                f"<tr><td>{e(code)}</td><td>{e(name)}</td><td>{len(rows) - len(bad)}/{len(rows)}</td>"
+                f"<td>{e(', '.join(bad))}</td></tr>"
+            )
+        out.append("</table>")
+    if report.retired:
+        out.append(
+            f"<p>{len(report.retired)} retired unit(s), not audited: "
+            + e(", ".join(f"{r['code']} {r['name']}" for r in report.retired[:20]))
+            + ("…" if len(report.retired) > 20 else "")
+            + "</p>"
+        )
+    out.append("<div class='detail'><h2>Roll-up chart</h2>" + _bars(report) + "</div>")
     out.append(f"<h2>Compliance map ({e(LEVEL_NAMES.get(level, 'units'))} level)</h2>")
     out.append(
         "<p class='small'>colour: share of rules met (red none, green all); purple dots: grid gaps/overlaps; "
@@ -268,7 +382,7 @@ def to_html(
     )
     out.append(_svg_map(report, level, shapes or {}, suggestions))
     out.append(
-        "<h2>Roll-up by region</h2><table><tr><th>code</th><th>name</th><th>level</th><th>rule</th><th>units</th>"
+        "<div class='detail'><h2>Roll-up by region</h2><table><tr><th>code</th><th>name</th><th>level</th><th>rule</th><th>units</th>"
         "<th>passed</th><th>failed</th><th>% passed</th><th>rate</th></tr>"
     )
     for r in report.rollup[:max_rows]:
@@ -277,16 +391,16 @@ def to_html(
             f"<td>{r.units}</td><td>{r.passed}</td><td>{r.failed}</td><td>{r.pct_passed}</td>"
             f"<td class='{'ok' if r.ok else 'bad'}'>{'' if r.rate is None else f'{100 * r.rate:.1f}%'}</td></tr>"
         )
-    out.append("</table>")
+    out.append("</table></div>")
     if suggestions is not None:
         out.append("<h2>Where the next monitoring points should go</h2>")
         out.append(f"<p>{e(suggestions.method)}</p>")
         out.append(
             "<table><tr><th>rank</th><th>position (WGS 84)</th><th>village</th><th>why</th><th>closes</th></tr>"
         )
-        for c in suggestions.candidates[:max_rows]:
+        for i, c in enumerate(suggestions.candidates[:max_rows]):
             out.append(
-                f"<tr><td>{c.rank}</td><td>{c.lon:.6f}, {c.lat:.6f}</td><td>{e(c.region_code or '')}</td><td>{e(c.why)}</td>"
+                f"<tr{' class=detail' if i >= 15 else ''}><td>{c.rank}</td><td>{c.lon:.6f}, {c.lat:.6f}</td><td>{e(c.region_code or '')}</td><td>{e(c.why)}</td>"
                 f"<td>{e(', '.join(c.closes_rules))}</td></tr>"
             )
         out.append("</table><table><tr><th>rule</th><th>now</th><th>if built</th></tr>")
@@ -297,22 +411,22 @@ def to_html(
         f"<h2>Failing units ({len(report.failures)})</h2><table><tr><th>rule</th><th>unit</th><th>name</th>"
         "<th>reason</th><th>where</th></tr>"
     )
-    for f in report.failures[:max_rows]:
+    for i, f in enumerate(report.failures[:max_rows]):
         where = f"{f.lon:.5f}, {f.lat:.5f}" if f.lon is not None else ""
         out.append(
-            f"<tr><td>{e(f.rule)}</td><td>{e(f.unit_id)}</td><td>{e(f.name or '')}</td><td>{e(f.reason or '')}</td><td>{where}</td></tr>"
+            f"<tr{' class=detail' if i >= 25 else ''}><td>{e(f.rule)}</td><td>{e(f.unit_id)}</td><td>{e(f.name or '')}</td><td>{e(f.reason or '')}</td><td>{where}</td></tr>"
         )
     if len(report.failures) > max_rows:
         out.append(
             f"<tr><td colspan='5'>… {len(report.failures) - max_rows} more in the JSON/CSV output</td></tr>"
         )
     out.append(
-        f"</table><h2>Grid gaps and overlaps ({len(report.findings)})</h2><table><tr><th>kind</th><th>parent</th>"
+        f"</table><div class='detail'><h2>Grid gaps and overlaps ({len(report.findings)})</h2><table><tr><th>kind</th><th>parent</th>"
         "<th>area m²</th><th>where</th><th>detail</th></tr>"
     )
     for f in report.findings[:max_rows]:
         out.append(
             f"<tr><td>{e(f.kind)}</td><td>{e(f.unit_id)}</td><td>{f.area_m2:,.0f}</td><td>{f.lon:.5f}, {f.lat:.5f}</td><td>{e(f.detail)}</td></tr>"
         )
-    out.append("</table></body></html>")
+    out.append("</table></div></body></html>")
     return "".join(out)

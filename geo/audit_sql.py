@@ -12,7 +12,7 @@ SESSION = (
     """CREATE TEMP TABLE _a_units (
         rule text, unit_kind text, unit_id text, region_code text, name text, passed boolean,
         value double precision, target double precision, num double precision, den double precision,
-        reason text, lon double precision, lat double precision) ON COMMIT DROP""",
+        reason text, lon double precision, lat double precision, basis text) ON COMMIT DROP""",
     """CREATE TEMP TABLE _a_find (
         rule text, pid text, kind text, unit_id text, region_code text, area_m2 double precision,
         detail text, geom geometry) ON COMMIT DROP""",
@@ -27,13 +27,34 @@ ONLINE_AT = (
 )
 
 
+# Where a camera counts, in order: the village code it was registered or imported with, the
+# village polygon containing it (stored region_code at level 5), the approximate village area
+# (Voronoi cell of village points) containing it within its stored township/county, else the
+# stored region (a township or county: it then counts toward no village).
+_PREFIX_LEN = """CASE WHEN substr(d.region_code, 7, 3) <> '000' THEN 9 WHEN substr(d.region_code, 5, 2) <> '00' THEN 6
+                     WHEN substr(d.region_code, 3, 2) <> '00' THEN 4 ELSE 2 END"""
+
+
 def cameras(online_expr: str) -> tuple[str, ...]:
-    """The cameras that count at the audit time, with whether each is online then."""
+    """The cameras that count at the audit time, with whether each is online then and the
+    village each counts toward with the basis (code, polygon, approximate, none)."""
     return (
         f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
-        SELECT d.id, d.region_code::text AS region_code, d.grid_id, d.networked, d.resolution_w,
+        SELECT d.id,
+               coalesce(vc.code, CASE WHEN right(d.region_code, 3) <> '000' THEN d.region_code END,
+                        va.village_code, d.region_code)::text AS region_code,
+               CASE WHEN vc.code IS NOT NULL THEN 'code' WHEN right(d.region_code, 3) <> '000' THEN 'polygon'
+                    WHEN va.village_code IS NOT NULL THEN 'approximate' ELSE 'none' END AS basis,
+               d.grid_id, d.networked, d.resolution_w,
                d.resolution_h, d.registered_at, d.position, ({online_expr}) AS online
         FROM devices d
+        LEFT JOIN regions vc ON vc.code = d.village_code AND vc.level = 5
+        LEFT JOIN LATERAL (
+          SELECT a.village_code FROM village_areas a
+          WHERE vc.code IS NULL AND right(d.region_code, 3) = '000' AND a.geom && d.position
+            AND ST_Covers(a.geom, d.position)
+            AND left(a.village_code, {_PREFIX_LEN}) = left(d.region_code, {_PREFIX_LEN})
+          ORDER BY a.village_code LIMIT 1) va ON true
         WHERE {CAMERA_FILTER}""",
         "ANALYZE _a_cam",
     )
@@ -51,9 +72,18 @@ def ensure_villages(conn: Connection, a: dict) -> None:
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
-        SELECT code::text AS code, name, geom,
-               NOT (name ~ '(居委会|居民委员会|社区)$') AS admin
-        FROM regions WHERE level = 5 AND code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))"""),
+        SELECT r.code::text AS code, r.name, r.geom, coalesce(r.geom, r.point) AS spot,
+               CASE WHEN r.urban_rural_code IS NOT NULL THEN r.urban_rural_code IN (210, 220)
+                    ELSE NOT (r.name ~ '(居委会|居民委员会|社区|生活区)$') END AS admin,
+               CASE WHEN r.urban_rural_code IS NOT NULL THEN 'urban-rural code ' || r.urban_rural_code
+                    ELSE 'name (no urban-rural code)' END AS class_basis,
+               CASE WHEN r.geom IS NOT NULL THEN 'boundary polygon'
+                    WHEN a.village_code IS NOT NULL
+                    THEN 'approximate area (Voronoi cell of village points, clipped to ' || a.clip || ')'
+               END AS loc
+        FROM regions r LEFT JOIN village_areas a ON a.village_code = r.code
+        WHERE r.level = 5 AND r.code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
+          AND (r.retired_at IS NULL OR r.retired_at > :at)"""),
         a,
     )
     conn.execute(text("ANALYZE _a_vil"))
@@ -67,7 +97,7 @@ def ensure_points(conn: Connection, a: dict) -> None:
     conn.execute(
         text("""CREATE TEMP TABLE _a_pt ON COMMIT DROP AS
         SELECT id, region_code, online,
-               ST_ClusterDBSCAN(ST_Transform(position, 32650), eps := :eps, minpoints := 1)
+               ST_ClusterDBSCAN(ST_Transform(position, :utm), eps := :eps, minpoints := 1)
                    OVER (PARTITION BY region_code) AS cid
         FROM _a_cam WHERE networked"""),
         a,
@@ -76,9 +106,13 @@ def ensure_points(conn: Connection, a: dict) -> None:
     # DBSCAN numbers the clusters of each partition 0..k-1: k points = max + 1
     conn.execute(
         text("""CREATE TEMP TABLE _a_vstat ON COMMIT DROP AS
-        SELECT c.region_code, c.cameras, c.networked, c.offline, coalesce(p.points, 0) AS points
+        SELECT c.region_code, c.cameras, c.networked, c.offline, coalesce(p.points, 0) AS points,
+               c.by_code, c.by_polygon, c.by_area
         FROM (SELECT region_code, count(*) AS cameras, count(*) FILTER (WHERE networked) AS networked,
-                     count(*) FILTER (WHERE networked AND NOT online) AS offline
+                     count(*) FILTER (WHERE networked AND NOT online) AS offline,
+                     count(*) FILTER (WHERE basis = 'code') AS by_code,
+                     count(*) FILTER (WHERE basis = 'polygon') AS by_polygon,
+                     count(*) FILTER (WHERE basis = 'approximate') AS by_area
               FROM _a_cam GROUP BY region_code) c
         LEFT JOIN (SELECT region_code, max(cid) + 1 AS points FROM _a_pt GROUP BY region_code) p
           ON p.region_code = c.region_code""")
@@ -128,15 +162,26 @@ def ensure_grids(conn: Connection, a: dict) -> None:
 _APPLIES = """CASE :applies WHEN 'all_villages' THEN true WHEN 'administrative_villages' THEN v.admin
               ELSE NOT v.admin END"""
 
+NO_LOCATION = (
+    "no location: register its cameras with a village code or import its boundary or point"
+)
+# which basis a village's count used: cameras by village code, its polygon or approximate area
+_BASIS = """concat_ws('; ', 'unit by ' || v.class_basis,
+  'cameras by ' || coalesce(nullif(concat_ws(' + ',
+     CASE WHEN coalesce(s.by_code, 0) > 0 THEN format('village code (%s)', s.by_code) END,
+     v.loc), ''), 'nothing: no village code, boundary or point'))"""
+_NO_LOC = "v.loc IS NULL AND coalesce(s.by_code, 0) = 0"
+
 VILLAGE_POINTS = f"""
 INSERT INTO _a_units
 SELECT :rule, 'village', v.code, v.code, v.name, ok, pts, :min, coalesce(s.offline, 0), coalesce(s.networked, 0),
-  CASE WHEN ok THEN NULL ELSE format(
+  CASE WHEN ok THEN NULL WHEN {_NO_LOC} THEN '{NO_LOCATION}' ELSE format(
     '%s monitoring point(s) from %s networked camera(s) (%s offline, %s not networked); needs %s',
     pts, coalesce(s.networked, 0), coalesce(s.offline, 0),
     coalesce(s.cameras, 0) - coalesce(s.networked, 0), trim_scale(CAST(:min AS numeric))) END,
-  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
-  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.spot)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.spot)) END,
+  {_BASIS}
 FROM _a_vil v LEFT JOIN _a_vstat s ON s.region_code = v.code
 CROSS JOIN LATERAL (SELECT coalesce(s.points, 0) AS pts, coalesce(s.points, 0) >= :min AS ok) x
 WHERE {_APPLIES}
@@ -179,9 +224,10 @@ NATURAL_VILLAGE_POINTS_SPATIAL = NATURAL_VILLAGE_POINTS_T.replace(
 VILLAGE_COVERAGE = f"""
 INSERT INTO _a_units
 SELECT :rule, 'village', v.code, v.code, v.name, ok, coalesce(s.points, 0), 1, ok::int, 1,
-  CASE WHEN ok THEN NULL ELSE 'no networked monitoring point' END,
-  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
-  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+  CASE WHEN ok THEN NULL WHEN {_NO_LOC} THEN '{NO_LOCATION}' ELSE 'no networked monitoring point' END,
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.spot)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.spot)) END,
+  {_BASIS}
 FROM _a_vil v LEFT JOIN _a_vstat s ON s.region_code = v.code
 CROSS JOIN LATERAL (SELECT coalesce(s.points, 0) >= 1 AS ok) x
 WHERE {_APPLIES}
@@ -197,8 +243,9 @@ WITH dev AS (
 INSERT INTO _a_units
 SELECT :rule, 'community', v.code, v.code, v.name, ok, coalesce(dev.n, 0), 1, ok::int, 1,
   CASE WHEN ok THEN NULL ELSE 'no networked access-control device (smart door, gate, credential reader)' END,
-  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.geom)) END,
-  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.geom)) END
+  CASE WHEN ok THEN NULL ELSE ST_X(ST_PointOnSurface(v.spot)) END,
+  CASE WHEN ok THEN NULL ELSE ST_Y(ST_PointOnSurface(v.spot)) END,
+  'unit by ' || v.class_basis
 FROM _a_vil v LEFT JOIN dev ON dev.rc = v.code
 CROSS JOIN LATERAL (SELECT coalesce(dev.n, 0) > 0 AS ok) x
 WHERE NOT v.admin
@@ -428,8 +475,20 @@ WHERE agg.code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
 """
 
 FAILURES = """
-SELECT rule, unit_kind, unit_id, name, region_code, value, target, reason, lon, lat
+SELECT rule, unit_kind, unit_id, name, region_code, value, target, reason, lon, lat, basis
 FROM _a_units WHERE NOT passed ORDER BY rule, region_code, unit_id
+"""
+
+UNITS = """
+SELECT rule, unit_kind, unit_id, name, region_code, CASE WHEN passed THEN 'pass' ELSE 'fail' END AS status,
+       value, target, basis, reason
+FROM _a_units ORDER BY rule, region_code, unit_id
+"""
+
+RETIRED = """
+SELECT code::text AS code, name, level, retired_at FROM regions
+WHERE code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12)) AND retired_at IS NOT NULL
+  AND retired_at <= :at ORDER BY code
 """
 
 FINDINGS = """
@@ -439,8 +498,8 @@ FROM _a_find ORDER BY area_m2 DESC
 """
 
 SAVE_RESULTS = """
-INSERT INTO audit_results (run_id, rule, unit_kind, unit_id, region_code, passed, value, target, reason)
-SELECT :run, rule, unit_kind, unit_id, region_code, passed, value, target, reason FROM _a_units
+INSERT INTO audit_results (run_id, rule, unit_kind, unit_id, region_code, passed, value, target, reason, basis)
+SELECT :run, rule, unit_kind, unit_id, region_code, passed, value, target, reason, basis FROM _a_units
 ON CONFLICT DO NOTHING
 """
 

@@ -78,9 +78,10 @@ WITH src AS (
   SELECT s.*,
     coalesce(
       (SELECT r.code FROM regions r WHERE r.level = 5 AND r.geom && s.position
-         AND ST_Covers(r.geom, s.position) ORDER BY r.code LIMIT 1),
+         AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL ORDER BY r.code LIMIT 1),
       (SELECT r.code FROM regions r WHERE r.level < 5 AND r.geom && s.position
-         AND ST_Covers(r.geom, s.position) ORDER BY r.level DESC, r.code LIMIT 1)) AS region_code,
+         AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL
+         ORDER BY r.level DESC, r.code LIMIT 1)) AS region_code,
     (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
        AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
   FROM src s

@@ -220,14 +220,19 @@ def _print_audit(report, suggestions, limit: int) -> None:
     title = (
         f"audit {report.region_name} ({report.region_code}) as of {report.as_of:%Y-%m-%d %H:%M} UTC"
     )
-    table = Table("rule", "units", "passed", "failed", "result", title=title)
-    for r in report.summary():
+    from rich.table import Column
+
+    table = Table(Column("rule", no_wrap=True), "units", "passed", "failed", "result", title=title)
+    for r in report.statuses:
         info = rules[r.rule]
+        if r.status == "not assessed":
+            table.add_row(r.rule, "0", "", "", f"[yellow]not assessed[/] {r.missing}")
+            continue
         if r.rate is not None:
             result = f"{_pct(r.rate)} (target {_pct(info.target)})"
         else:
-            result = f"{r.pct_passed}% of units"
-        verdict = "[green]met[/]" if r.ok else "[red]not met[/]"
+            result = f"{r.passed} of {r.units} units"
+        verdict = "[green]met[/]" if r.status == "pass" else "[red]not met[/]"
         table.add_row(r.rule, str(r.units), str(r.passed), str(r.failed), f"{verdict} {result}")
     console.print(table)
     levels = [r.level for r in report.rollup if r.level > report.region_level]
@@ -260,7 +265,10 @@ def _print_audit(report, suggestions, limit: int) -> None:
         )
         for f in report.failures[:limit]:
             where = f"{f.lon:.5f},{f.lat:.5f}" if f.lon is not None else ""
-            fails.add_row(f.rule, f.unit_id, f.name or "", f.reason or "", where)
+            reason = f.reason or ""
+            if f.basis:
+                reason += f" [dim]({f.basis})[/]"
+            fails.add_row(f.rule, f.unit_id, f.name or "", reason, where)
         console.print(fails)
     if report.findings:
         finds = Table(
@@ -284,6 +292,9 @@ def _print_audit(report, suggestions, limit: int) -> None:
         console.print(sug)
         for rule, (now, then) in suggestions.projected.items():
             console.print(f"  {rule}: {now} now -> {then} if all are built")
+    if report.retired:
+        sample = ", ".join(f"{r['code']} {r['name']}" for r in report.retired[:10])
+        console.print(f"[dim]retired, not audited:[/] {sample}", highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note[/] {note}", highlight=False)
 
@@ -296,7 +307,7 @@ def audit_cmd(
         None, "--rules", help="Rule pack (TOML); default: the built-in pack (DESIGN §6)."
     ),
     at: str = typer.Option(None, "--at", help="Audit time, ISO 8601 (default now)."),
-    fmt: str = typer.Option("table", "--format", help="table, json, csv or html."),
+    fmt: str = typer.Option("table", "--format", help="table, json, csv, xlsx or html."),
     output: Path = typer.Option(
         None, "--output", "-o", help="Write the report here (html defaults to audit-CODE.html)."
     ),
@@ -313,12 +324,12 @@ def audit_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from geo.audit import AuditError, run_audit
-    from geo.audit_report import map_shapes, to_csv, to_html, to_json
+    from geo.audit_report import map_shapes, to_csv, to_html, to_json, to_xlsx
     from geo.gaps import suggest as suggest_points
     from geo.rulepack import RulePackError, load_rule_pack
 
-    if fmt not in ("table", "json", "csv", "html"):
-        _fail(f"--format: {fmt!r} is not one of table, json, csv, html")
+    if fmt not in ("table", "json", "csv", "xlsx", "html"):
+        _fail(f"--format: {fmt!r} is not one of table, json, csv, xlsx, html")
     code = region.strip()
     if not code.isdigit() or len(code) not in (2, 4, 6, 9, 12):
         _fail(f"--region: {region!r} is not a division code (2, 4, 6, 9 or 12 digits)")
@@ -350,6 +361,11 @@ def audit_cmd(
         _fail(str(exc))
     if fmt == "table":
         _print_audit(report, suggestions, limit)
+        return
+    if fmt == "xlsx":
+        output = output or Path(f"audit-{report.region_code}.xlsx")
+        output.write_bytes(to_xlsx(report, suggestions))
+        err.print(f"wrote {output}")
         return
     body = {
         "json": lambda: to_json(report, suggestions),

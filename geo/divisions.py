@@ -45,11 +45,29 @@ _LEVEL_WORDS = {
 }
 _HEADER_ALIASES = {
     "code": ("code", "统计用区划代码", "区划代码", "代码", "division_code", "adcode"),
-    "urban_rural_code": ("urban_rural_code", "城乡分类代码", "城乡分类", "urc"),
+    "urban_rural_code": (
+        "urban_rural_code",
+        "ur_code",
+        "urcode",
+        "urc",
+        "urban_rural",
+        "urban_rural_type",
+        "城乡分类代码",
+        "城乡分类",
+        "城乡划分代码",
+        "城乡属性代码",
+        "城乡代码",
+    ),
     "name": ("name", "名称", "单位名称"),
     "level": ("level", "级别", "层级"),
     "parent_code": ("parent_code", "parent", "上级代码", "上级区划代码"),
+    "lon": ("lon", "lng", "longitude", "x", "经度"),
+    "lat": ("lat", "latitude", "y", "纬度"),
 }
+# versioned headers of the urban-rural code: ur_code_2016, 城乡分类代码2023, urban_rural_code_2020...
+_URC_VERSIONED = re.compile(
+    r"^(ur_?code|urban_rural(_code)?|城乡分类代码|城乡划分代码)[_ ]?(19|20)\d\d$"
+)
 
 
 def level_of(code: str) -> int:
@@ -79,9 +97,12 @@ class DivisionRow:
     name: str
     level: int
     urban_rural_code: int | None
+    lon: float | None = None
+    lat: float | None = None
     parent_code: str | None = None
     given_parent: str | None = None
     notes: list[str] = field(default_factory=list)
+    tail: bool = False  # the file's last line, without a line end (may be cut short)
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -122,6 +143,11 @@ def _columns(header: list[str]) -> dict[str, int]:
             if h in aliases:
                 found[key] = i
                 break
+    if "urban_rural_code" not in found:
+        # the newest versioned column wins (ur_code_2016 and ur_code_2023: 2023)
+        versioned = sorted((h[-4:], i) for i, h in enumerate(lowered) if _URC_VERSIONED.match(h))
+        if versioned:
+            found["urban_rural_code"] = versioned[-1][1]
     return found
 
 
@@ -140,6 +166,9 @@ def parse_divisions(data: bytes) -> tuple[list[DivisionRow], list[dict], str]:
     """
     content, encoding = decode_text(data)
     rows = _split_rows(content)
+    if not rows:
+        raise ValueError("the file is empty: no division rows")
+    truncated_tail = not content.endswith(("\n", "\r"))
     rejected: list[dict] = []
     out: list[DivisionRow] = []
     cols: dict[str, int] | None = None
@@ -155,11 +184,27 @@ def parse_divisions(data: bytes) -> tuple[list[DivisionRow], list[dict], str]:
             )
             return [], rejected, encoding
         rows = rows[1:]
+        if not rows:
+            raise ValueError("the file has a header but no division rows")
+    widths = sorted(len(c) for _, c in rows)
+    usual_width = widths[len(widths) // 2]
     seen: dict[str, int] = {}
-    for number, cells in rows:
+    for idx, (number, cells) in enumerate(rows):
+        if truncated_tail and idx == len(rows) - 1 and len(rows) > 1 and len(cells) < usual_width:
+            rejected.append(
+                {
+                    "line": number,
+                    "id": cells[0] if cells else None,
+                    "reason": f"the last line looks truncated (no line end, {len(cells)} of "
+                    f"{usual_width} columns); not imported",
+                }
+            )
+            continue
+        lon_text = lat_text = ""
         if cols is not None:
             code, urc, name = (_cell(cells, cols, k) for k in ("code", "urban_rural_code", "name"))
             level_text, parent = _cell(cells, cols, "level"), _cell(cells, cols, "parent_code")
+            lon_text, lat_text = _cell(cells, cols, "lon"), _cell(cells, cols, "lat")
         else:
             code = cells[0] if cells else ""
             if len(cells) >= 3 and re.fullmatch(r"\d{3}|", cells[1]):
@@ -193,6 +238,18 @@ def parse_divisions(data: bytes) -> tuple[list[DivisionRow], list[dict], str]:
             continue
         level = level_of(code)
         row = DivisionRow(number, code, name, level, None)
+        if lon_text or lat_text:
+            try:
+                row.lon, row.lat = float(lon_text), float(lat_text)
+            except ValueError:
+                row.notes.append(f"point {lon_text!r},{lat_text!r} is not two numbers; left empty")
+            else:
+                if not (-180 <= row.lon <= 180 and -90 <= row.lat <= 90):
+                    row.notes.append(
+                        f"point {lon_text},{lat_text} is not lon/lat degrees; left empty"
+                    )
+                    row.lon = row.lat = None
+        row.tail = truncated_tail and idx == len(rows) - 1
         if urc:
             if urc.isdigit() and int(urc) in URBAN_RURAL_CODES:
                 row.urban_rural_code = int(urc)
@@ -216,7 +273,12 @@ def parse_divisions(data: bytes) -> tuple[list[DivisionRow], list[dict], str]:
 def _resolve_parents(
     conn: Connection, rows: list[DivisionRow], report: ImportReport
 ) -> list[DivisionRow]:
-    in_file = {r.code for r in rows}
+    """Keep rows whose parent is accepted (from this file, level by level) or already stored.
+
+    A row whose parent is missing is rejected with the codes it needs; its children are then
+    rejected too, naming the missing ancestor (so a city list without its province row reports
+    one clear reason per row instead of failing on a foreign key).
+    """
     candidates = {c for r in rows for c in parent_candidates(r.code)}
     in_db = {
         r[0]
@@ -224,28 +286,68 @@ def _resolve_parents(
             text("SELECT code FROM regions WHERE code = ANY(:c)"), {"c": sorted(candidates)}
         )
     }
-    known = in_file | in_db
+    in_file = {r.code for r in rows}
+    accepted: set[str] = set()
+    missing_root: dict[str, str] = {}
     kept: list[DivisionRow] = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r.level, r.code)):
         if r.level == 1:
             r.parent_code = None
+            accepted.add(r.code)
             kept.append(r)
             continue
-        parent = next((c for c in parent_candidates(r.code) if c in known), None)
+        parent = next((c for c in parent_candidates(r.code) if c in accepted or c in in_db), None)
         if parent is None:
-            report.reject(
-                r.line,
-                r.code,
-                f"no parent: none of {', '.join(parent_candidates(r.code))} is in the file or the database",
-            )
+            wanted = parent_candidates(r.code)
+            root = next((missing_root[c] for c in wanted if c in missing_root), None)
+            if root is not None:
+                reason = (
+                    f"no parent: its ancestor {root} is neither in the file nor imported before"
+                )
+            elif any(c in in_file for c in wanted):
+                reason = f"no parent: {', '.join(wanted)} was rejected (see its line)"
+            else:
+                reason = (
+                    f"no parent: {', '.join(wanted)} is neither in the file nor imported before; "
+                    "import the list that contains it first (or a list with all levels)"
+                )
+            missing_root[r.code] = root or wanted[0]
+            report.reject(r.line, r.code, reason)
             continue
         if r.given_parent and r.given_parent != parent and r.given_parent[:2] != "10":
             report.finding(
                 f"line {r.line}: {r.code} lists parent {r.given_parent} but its code belongs under {parent}; {parent} used"
             )
         r.parent_code = parent
+        accepted.add(r.code)
         kept.append(r)
+    if missing_root:
+        roots = sorted({v for v in missing_root.values()})
+        report.finding(
+            f"{len(missing_root)} row(s) not imported because their parents are missing: "
+            f"{', '.join(roots[:5])}{' …' if len(roots) > 5 else ''}; import the parent list first"
+        )
     return kept
+
+
+def _refuse_truncated(
+    conn: Connection, rows: list[DivisionRow], report: ImportReport
+) -> list[DivisionRow]:
+    """A last line without a line end whose name is a cut-short stored name is refused, not a rename."""
+    tail = [r for r in rows if r.tail]
+    if not tail:
+        return rows
+    r = tail[0]
+    stored = conn.execute(text("SELECT name FROM regions WHERE code = :c"), {"c": r.code}).scalar()
+    if stored is not None and stored != r.name and stored.startswith(r.name):
+        report.reject(
+            r.line,
+            r.code,
+            f"the last line looks truncated (no line end; name {r.name!r} is the start of the "
+            f"stored {stored!r}); not renamed",
+        )
+        return [x for x in rows if x is not r]
+    return rows
 
 
 _UPSERT = """
@@ -254,18 +356,102 @@ SELECT * FROM unnest(CAST(:codes AS text[]), CAST(:levels AS smallint[]), CAST(:
                      CAST(:parents AS text[]), CAST(:urcs AS smallint[]))
 ON CONFLICT (code) DO UPDATE SET
   level = EXCLUDED.level, name = EXCLUDED.name, parent_code = EXCLUDED.parent_code,
-  urban_rural_code = EXCLUDED.urban_rural_code, updated_at = now()
-WHERE (r.level, r.name, r.parent_code, r.urban_rural_code)
-      IS DISTINCT FROM (EXCLUDED.level, EXCLUDED.name, EXCLUDED.parent_code, EXCLUDED.urban_rural_code)
+  urban_rural_code = coalesce(EXCLUDED.urban_rural_code, r.urban_rural_code), retired_at = NULL,
+  updated_at = now()
+WHERE (r.level, r.name, r.parent_code, r.urban_rural_code, r.retired_at)
+      IS DISTINCT FROM (EXCLUDED.level, EXCLUDED.name, EXCLUDED.parent_code,
+                        coalesce(EXCLUDED.urban_rural_code, r.urban_rural_code), NULL)
 RETURNING (xmax = 0) AS inserted
 """
 
 
-def import_divisions(conn: Connection, path: str | Path, actor: str = "import") -> ImportReport:
-    """Load a division list into regions (parents first); same file twice changes nothing."""
+_RETIRE = """
+UPDATE regions r SET retired_at = now(), updated_at = now()
+WHERE r.retired_at IS NULL AND r.parent_code = ANY(:parents) AND NOT (r.code = ANY(:codes))
+RETURNING r.code, r.name, r.level
+"""
+
+
+def _retire_missing(conn: Connection, rows: list[DivisionRow], report: ImportReport) -> None:
+    """Codes abolished between list versions: a parent listed in the file with its children
+    loses the stored children the file no longer has. They are kept with a retired date (not
+    deleted: devices and past audits refer to them) and are not audited."""
+    # only parents the file lists themselves: a file of a few villages' points retires nothing
+    listed = {r.code for r in rows}
+    parents = sorted({r.parent_code for r in rows if r.level >= 4 and r.parent_code in listed})
+    if not parents:
+        return
+    codes = [r.code for r in rows]
+    retired = conn.execute(text(_RETIRE), {"parents": parents, "codes": codes}).all()
+    # a retired township's villages go with it
+    below = [r.code for r in retired if r.level < 5]
+    while below:
+        more = conn.execute(
+            text(
+                "UPDATE regions SET retired_at = now(), updated_at = now() "
+                "WHERE retired_at IS NULL AND parent_code = ANY(:p) RETURNING code, name, level"
+            ),
+            {"p": below},
+        ).all()
+        retired += more
+        below = [r.code for r in more if r.level < 5]
+    if retired:
+        report.derived["retired"] = len(retired)
+        sample = ", ".join(f"{r.code} {r.name}" for r in retired[:5])
+        report.finding(
+            f"{len(retired)} code(s) no longer in this list were retired (kept, not audited): "
+            f"{sample}{' …' if len(retired) > 5 else ''}"
+        )
+
+
+def _store_points(
+    conn: Connection, rows: list[DivisionRow], crs: str, report: ImportReport
+) -> list[str]:
+    """Official points of units (lon/lat columns) in WGS 84; returns the counties touched."""
+    from geo.crs import to_wgs84
+
+    pts = [r for r in rows if r.lon is not None and r.lat is not None]
+    if not pts:
+        return []
+    lons, lats = [], []
+    for r in pts:
+        lon, lat = to_wgs84(r.lon, r.lat, crs)
+        lons.append(lon)
+        lats.append(lat)
+    changed = conn.execute(
+        text(
+            "UPDATE regions r SET point = ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), updated_at = now() "
+            "FROM unnest(CAST(:codes AS text[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) "
+            "AS u(code, lon, lat) WHERE r.code = u.code "
+            "AND r.point IS DISTINCT FROM ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326) RETURNING r.code"
+        ),
+        {"codes": [r.code for r in pts], "lons": lons, "lats": lats},
+    ).all()
+    if changed:
+        report.derived["points"] = len(changed)
+    return sorted({r.code[:6] for r in changed})
+
+
+def import_divisions(
+    conn: Connection,
+    path: str | Path,
+    actor: str = "import",
+    *,
+    crs: str = "wgs84",
+    retire_missing: bool = True,
+) -> ImportReport:
+    """Load a division list into regions (parents first); same file twice changes nothing.
+
+    Urban-rural codes already stored are kept when the file has none; codes the file no longer
+    lists under a parent it lists completely are retired (`retire_missing`); lon/lat columns
+    (in `crs`) become the units' official points and rebuild the approximate village areas.
+    """
+    from geo.crs import check_crs
+
+    crs = check_crs(crs)
     path = Path(path)
     data = path.read_bytes()
-    report = ImportReport(kind="divisions", path=str(path), sha256=file_sha256(data))
+    report = ImportReport(kind="divisions", path=str(path), sha256=file_sha256(data), crs=crs)
     rows, rejected, encoding = parse_divisions(data)
     report.encoding = encoding
     for rj in rejected:
@@ -273,6 +459,7 @@ def import_divisions(conn: Connection, path: str | Path, actor: str = "import") 
     for r in rows:
         for note in r.notes:
             report.finding(f"line {r.line}: {r.code}: {note}")
+    rows = _refuse_truncated(conn, rows, report)
     rows = _resolve_parents(conn, rows, report)
     rows.sort(key=lambda r: (r.level, r.code))
     report.total = len(rows) + len(report.rejected)
@@ -293,5 +480,14 @@ def import_divisions(conn: Connection, path: str | Path, actor: str = "import") 
         report.inserted += sum(1 for x in result if x.inserted)
         report.updated += sum(1 for x in result if not x.inserted)
     report.unchanged = len(rows) - report.inserted - report.updated
+    if retire_missing:
+        _retire_missing(conn, rows, report)
+    counties = _store_points(conn, rows, crs, report)
+    if report.derived.get("retired"):
+        counties = sorted(set(counties) | {r.code[:6] for r in rows if r.level >= 3})
+    if counties:
+        from geo.village_areas import rebuild
+
+        report.derived["approximate_village_areas"] = rebuild(conn, counties)
     record_import(conn, report, actor)
     return report

@@ -62,9 +62,13 @@ NV_KINDS = {"natural_village", "village", "自然村", "nv"}
 
 
 def _code12(value: object) -> str | None:
+    """A 12-digit division code from 6/9/12 digits; Tianditu's `gb` codes carry the ISO 3166
+    country number 156 in front (156360121 = county 360121), which is dropped."""
     if value is None:
         return None
     s = re.sub(r"\D", "", str(value).split(".")[0])
+    if s.startswith("156") and len(s) in (9, 12, 15):
+        s = s[3:]
     if len(s) in (6, 9):
         s = s.ljust(12, "0")
     return s if len(s) == 12 else None
@@ -96,7 +100,7 @@ def _geometry(f: Feature, dims: set[str], report: ImportReport, ident: object) -
 
 
 _REGION_AT = """
-(SELECT r.code FROM regions r WHERE r.geom && g AND ST_Covers(r.geom, g)
+(SELECT r.code FROM regions r WHERE r.geom && g AND ST_Covers(r.geom, g) AND r.retired_at IS NULL
   ORDER BY r.level DESC, r.code LIMIT 1)
 """
 
@@ -132,6 +136,10 @@ def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> 
             report.reject(
                 f.line, raw, "no 12-digit division code (property code / region_code / adcode)"
             )
+            continue
+        if f.geom is not None and f.geom.geom_type == "Point":
+            _region_point(conn, f, code, report)
+            codes.append(code)
             continue
         geom = _geometry(f, {"polygon"}, report, code)
         if geom is None:
@@ -189,6 +197,28 @@ def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> 
             report.finding(
                 f"region {row.code} extends {row.out_m2:,.0f} m² outside its parent {row.parent}"
             )
+
+
+def _region_point(conn: Connection, f: Feature, code: str, report: ImportReport) -> None:
+    """A point feature is the unit's official point (village lists have points, not polygons)."""
+    geom = _geometry(f, {"point"}, report, code)
+    if geom is None:
+        return
+    changed = conn.execute(
+        text(
+            "UPDATE regions SET point = ST_SetSRID(CAST(:g AS geometry), 4326), updated_at = now() "
+            "WHERE code = :c AND point IS DISTINCT FROM ST_SetSRID(CAST(:g AS geometry), 4326) RETURNING 1"
+        ),
+        {"c": code, "g": _hex(geom)},
+    ).first()
+    if changed:
+        report.updated += 1
+    elif conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": code}).first():
+        report.unchanged += 1
+    else:
+        report.reject(
+            f.line, code, "a point for a code not in the division list; import divisions first"
+        )
 
 
 # --- grids -------------------------------------------------------------------------------------
@@ -435,6 +465,7 @@ FROM located WHERE located.id = d.id AND d.{col} IS DISTINCT FROM located.new_va
 """
 _PICK_REGION = (
     "SELECT r.code FROM regions r WHERE r.geom && cand.position AND ST_Covers(r.geom, cand.position) "
+    "AND r.retired_at IS NULL "
     "ORDER BY r.level DESC, r.code LIMIT 1"
 )
 _PICK_GRID = (
@@ -497,6 +528,12 @@ def import_boundaries(
         )
         if moved:
             report.derived["devices_relocated"] = moved
+        if kind == "region":
+            from geo.village_areas import rebuild
+
+            areas = rebuild(conn, keys)
+            if areas:
+                report.derived["approximate_village_areas"] = areas
     record_import(conn, report, actor)
     return report
 

@@ -47,6 +47,7 @@ ALLOWED: dict[str, str] = {
     "heartbeat_s": "1-86400 s",
     "stream_url": "rtsp://, rtsps://, http://, https:// or file:// URL up to 2048 characters",
     "sub_kind": "a gridwatch sub-kind of the id's type code",
+    "village_code": "the 12-digit code of an imported, not retired administrative village or community",
 }
 
 
@@ -98,6 +99,7 @@ class DeviceRegistration(BaseModel):
     networked: bool = True
     stream_url: str | None = Field(default=None, max_length=2048)
     heartbeat_s: int | None = Field(default=None, ge=1, le=86400)
+    village_code: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
 
     @field_validator("heading_deg")
     @classmethod
@@ -267,11 +269,84 @@ def coverage_of(d: Decoded, level: str = DEFAULT_DORI) -> Coverage:
 _LOCATE_SQL = """
 SELECT
   (SELECT r.code FROM regions r
-    WHERE r.geom && p.g AND ST_Covers(r.geom, p.g) ORDER BY r.level DESC, r.code LIMIT 1) AS region_code,
+    WHERE r.geom && p.g AND ST_Covers(r.geom, p.g) AND r.retired_at IS NULL
+    ORDER BY r.level DESC, r.code LIMIT 1) AS region_code,
   (SELECT gr.id FROM grids gr
     WHERE gr.level = 3 AND gr.geom && p.g AND ST_Covers(gr.geom, p.g) ORDER BY gr.id LIMIT 1) AS grid_id
 FROM (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p
 """
+
+
+_VILLAGE_SQL = """
+SELECT r.code, r.name, 'polygon' AS basis FROM regions r
+ WHERE r.level = 5 AND r.retired_at IS NULL AND r.geom && p.g AND ST_Covers(r.geom, p.g)
+UNION ALL
+SELECT r.code, r.name, 'approximate' FROM village_areas a JOIN regions r ON r.code = a.village_code
+ WHERE r.retired_at IS NULL AND a.geom && p.g AND ST_Covers(a.geom, p.g)
+ORDER BY 3 DESC, 1 LIMIT 1
+"""
+
+
+class VillageBasis(BaseModel):
+    """The village a device counts toward and on what basis (code, polygon, approximate, none)."""
+
+    code: str | None
+    name: str | None = None
+    basis: Literal["code", "polygon", "approximate", "none"]
+    note: str
+
+
+def village_of(
+    conn: Connection, lon: float, lat: float, village_code: str | None = None
+) -> VillageBasis:
+    """Where a device counts: the village code it is registered with, else the village polygon
+    containing it, else the approximate village area (Voronoi of village points), else none."""
+    if village_code:
+        row = conn.execute(
+            text("SELECT code, name, level, retired_at FROM regions WHERE code = :c"),
+            {"c": village_code},
+        ).first()
+        if row is None or row.level != 5:
+            raise RegistryError(
+                "village_code",
+                f"{village_code} is not an imported village-level unit; allowed: {ALLOWED['village_code']}",
+            )
+        if row.retired_at is not None:
+            raise RegistryError(
+                "village_code",
+                f"{village_code} {row.name} was retired on {row.retired_at:%Y-%m-%d}",
+            )
+        return VillageBasis(code=row.code, name=row.name, basis="code", note="by its village code")
+    sql = f"SELECT * FROM (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p, LATERAL ({_VILLAGE_SQL}) v"
+    row = conn.execute(text(sql), {"lon": lon, "lat": lat}).first()
+    if row is None:
+        return VillageBasis(
+            code=None,
+            basis="none",
+            note="counts toward no village: no village polygon or approximate village area contains "
+            "it; give its village_code (or import the village's boundary or point)",
+        )
+    note = (
+        "inside the village's boundary"
+        if row.basis == "polygon"
+        else "inside the village's approximate area (Voronoi cell of village points)"
+    )
+    return VillageBasis(code=row.code, name=row.name, basis=row.basis, note=note)
+
+
+def villages_near(conn: Connection, lon: float, lat: float, limit: int = 8) -> list[dict]:
+    """Village-level units near a point (by boundary or official point), nearest first, so an
+    installer can pick the village code from a short list."""
+    rows = conn.execute(
+        text(
+            "SELECT code, name, round(ST_Distance(coalesce(geom, point)::geography, p.g::geography)) AS m "
+            "FROM regions, (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS g) p "
+            "WHERE level = 5 AND retired_at IS NULL AND coalesce(geom, point) IS NOT NULL "
+            "ORDER BY coalesce(geom, point) <-> p.g LIMIT :n"
+        ),
+        {"lon": lon, "lat": lat, "n": limit},
+    ).all()
+    return [{"code": r.code, "name": r.name, "distance_m": float(r.m)} for r in rows]
 
 
 def locate(conn: Connection, lon: float, lat: float) -> tuple[str | None, int | None]:
@@ -285,13 +360,13 @@ INSERT INTO devices (
   id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code, resource_class,
   vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm, sensor_format,
   resolution_w, resolution_h, hfov_deg, range_m, ptz, presets, fov, region_code, grid_id,
-  networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at)
+  networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at, village_code)
 VALUES (
   :id, :gb_edition, :type_code, :kind, :sub_kind, :name, :network_code, :industry_code,
   :resource_class, :vendor, :model, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :mount_height_m,
   :heading_deg, :focal_mm, :focal_max_mm, :sensor_format, :resolution_w, :resolution_h, :hfov_deg,
   :range_m, :ptz, CAST(:presets AS jsonb), ST_SetSRID(CAST(:fov AS geometry), 4326), :region_code, :grid_id,
-  :networked, :stream_url, :heartbeat_s, :actor, now(), now(), NULL)
+  :networked, :stream_url, :heartbeat_s, :actor, now(), now(), NULL, :village_code)
 ON CONFLICT (id) DO UPDATE SET
   gb_edition = EXCLUDED.gb_edition, type_code = EXCLUDED.type_code, kind = EXCLUDED.kind,
   sub_kind = EXCLUDED.sub_kind, name = EXCLUDED.name, network_code = EXCLUDED.network_code,
@@ -304,7 +379,7 @@ ON CONFLICT (id) DO UPDATE SET
   ptz = EXCLUDED.ptz, presets = EXCLUDED.presets, fov = EXCLUDED.fov,
   region_code = EXCLUDED.region_code, grid_id = EXCLUDED.grid_id, networked = EXCLUDED.networked,
   stream_url = EXCLUDED.stream_url, heartbeat_s = EXCLUDED.heartbeat_s,
-  updated_at = now(), retired_at = NULL,
+  village_code = EXCLUDED.village_code, updated_at = now(), retired_at = NULL,
   registered_by = CASE WHEN devices.retired_at IS NULL THEN devices.registered_by ELSE EXCLUDED.registered_by END,
   registered_at = CASE WHEN devices.retired_at IS NULL THEN devices.registered_at ELSE now() END
 RETURNING (xmax = 0) AS inserted
@@ -346,6 +421,7 @@ def _params(d: Decoded, cov: Coverage, region: str | None, grid: int | None, act
         "stream_url": reg.stream_url,
         "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,
         "actor": actor,
+        "village_code": reg.village_code,
     }
 
 
@@ -401,6 +477,18 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
     cov = coverage_of(d)
     region, grid = locate(conn, d.lon, d.lat)
     findings = list(d.findings) + cov.assumptions
+    village = village_of(conn, d.lon, d.lat, d.reg.village_code)
+    if village.basis == "code":
+        if region and region[9:] != "000" and region != village.code:
+            findings.append(
+                f"stands inside village {region} but is registered to village {village.code}; "
+                "it counts toward the registered village"
+            )
+        elif region and not village.code.startswith(_region_prefix(region)):
+            findings.append(f"village {village.code} is not inside region {region} where it stands")
+        region = village.code
+    elif d.kind.has_fov and village.basis == "none":
+        findings.append(village.note)
     if region is None:
         findings.append(
             f"position {d.lon:.6f},{d.lat:.6f} (WGS 84) is outside every imported region: "
@@ -438,6 +526,8 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
         "lat": d.lat,
         "region_code": region,
         "grid_id": grid,
+        "village_code": village.code,
+        "village_basis": village.basis,
         "hfov_deg": cov.hfov_deg,
         "range_m": cov.range_m,
         "fov_geojson": cov.geometry.__geo_interface__ if cov.geometry is not None else None,

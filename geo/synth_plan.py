@@ -304,7 +304,7 @@ def _village_names(
             out.append((f"{k_c:03d}", 121 if rng.random() < 0.8 else 122, f"{base}社区居委会"))
             k_c += 1
         else:
-            out.append((f"{k_v:03d}", 220 if rng.random() < 0.8 else 122, f"{base}村委会"))
+            out.append((f"{k_v:03d}", 220 if rng.random() < 0.8 else 210, f"{base}村委会"))
             k_v += 1
     return out
 

@@ -137,3 +137,11 @@ def from_wgs84(lon: float, lat: float, crs: str = "wgs84") -> tuple[float, float
     if name == "bd09":
         return wgs84_to_bd09(lon, lat)
     return _check(lon, lat)
+
+
+def utm_srid(lon: float, lat: float) -> int:
+    """EPSG code of the WGS 84 UTM zone containing a point (326zz north, 327zz south), for
+    metre computations chosen for the place rather than one hard-coded zone."""
+    lon, lat = _check(lon, lat)
+    zone = min(60, max(1, int((lon + 180.0) // 6.0) + 1))
+    return (32600 if lat >= 0 else 32700) + zone

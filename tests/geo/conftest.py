@@ -36,8 +36,8 @@ def tiny_county(engine) -> dict:
             ("360100000000", 2, "南昌市", "360000000000", None, None),
             (COUNTY, 3, "南昌县", "360100000000", None, box(115.90, 28.50, 116.00, 28.60)),
             (TOWNSHIP, 4, "莲塘镇", COUNTY, None, box(115.90, 28.50, 116.00, 28.60)),
-            (VILLAGE_W, 5, "莲塘村委会", TOWNSHIP, 122, box(115.90, 28.50, 115.95, 28.60)),
-            (VILLAGE_E, 5, "斗门村委会", TOWNSHIP, 122, box(115.95, 28.50, 116.00, 28.60)),
+            (VILLAGE_W, 5, "莲塘村委会", TOWNSHIP, 220, box(115.90, 28.50, 115.95, 28.60)),
+            (VILLAGE_E, 5, "斗门村委会", TOWNSHIP, 220, box(115.95, 28.50, 116.00, 28.60)),
         ]
         for code, level, name, parent, urc, geom in rows:
             c.execute(

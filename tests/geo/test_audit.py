@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -294,9 +296,14 @@ def test_reports_json_csv_and_self_contained_html(engine, region):
     assert doc["region_code"] == COUNTY and doc["suggestions"]["candidates"]
     csv_text = to_csv(report, sug)
     assert csv_text.splitlines()[0].startswith("section,rule,code")
-    assert sum(1 for line in csv_text.splitlines() if line.startswith("failure,")) == len(
-        report.failures
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    units = [r for r in rows if r["section"] == "unit"]
+    # one row per unit and rule, with status, measured value, threshold and basis columns
+    assert len(units) == len(report.units) and {"status", "value", "target", "basis"} <= set(
+        rows[0]
     )
+    assert sum(1 for r in units if r["status"] == "fail") == len(report.failures)
+    assert [r["rule"] for r in rows if r["section"] == "rule"] == [r.id for r in report.rules]
     page = to_html(report, level, shapes, sug)
     assert level == 5 and set(shapes) == {V1, V2, C1}
     assert "<svg" in page and "西检查站" in page
