@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, text
 
-from geo.crs import utm_srid
 from geo.registry import (
     DeviceRegistration,
     RegistryError,
@@ -16,6 +15,7 @@ from geo.registry import (
     village_of,
     villages_near,
 )
+from hardware.crs import utm_srid
 from hardware.sector import to_wkt
 
 POINT_MERGE_M = 15.0  # cameras closer than this are one monitoring point (DESIGN §5.4)

@@ -507,7 +507,7 @@ def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[R
 
 def _utm_for(conn: Connection, low: str, high: str) -> int:
     """The UTM zone of the audited region (its boundary, else its units' points), for metres."""
-    from geo.crs import utm_srid
+    from hardware.crs import utm_srid
 
     row = conn.execute(
         text(

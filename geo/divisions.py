@@ -408,7 +408,7 @@ def _store_points(
     conn: Connection, rows: list[DivisionRow], crs: str, report: ImportReport
 ) -> list[str]:
     """Official points of units (lon/lat columns) in WGS 84; returns the counties touched."""
-    from geo.crs import to_wgs84
+    from hardware.crs import to_wgs84
 
     pts = [r for r in rows if r.lon is not None and r.lat is not None]
     if not pts:
@@ -446,7 +446,7 @@ def import_divisions(
     lists under a parent it lists completely are retired (`retire_missing`); lon/lat columns
     (in `crs`) become the units' official points and rebuild the approximate village areas.
     """
-    from geo.crs import check_crs
+    from hardware.crs import check_crs
 
     crs = check_crs(crs)
     path = Path(path)

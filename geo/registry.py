@@ -484,7 +484,7 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
                 f"stands inside village {region} but is registered to village {village.code}; "
                 "it counts toward the registered village"
             )
-        elif region and not village.code.startswith(_region_prefix(region)):
+        elif region and not RegionCode.parse(region).contains(village.code):
             findings.append(f"village {village.code} is not inside region {region} where it stands")
         region = village.code
     elif d.kind.has_fov and village.basis == "none":
