@@ -73,6 +73,7 @@ def ensure_villages(conn: Connection, a: dict) -> None:
     conn.execute(
         text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
         SELECT r.code::text AS code, r.name, r.geom, coalesce(r.geom, r.point) AS spot,
+               coalesce(r.geom, a.geom) AS area,
                CASE WHEN r.urban_rural_code IS NOT NULL THEN r.urban_rural_code IN (210, 220)
                     ELSE NOT (r.name ~ '(居委会|居民委员会|社区|生活区)$') END AS admin,
                CASE WHEN r.urban_rural_code IS NOT NULL THEN 'urban-rural code ' || r.urban_rural_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import math
 from collections import defaultdict
 
 from pydantic import BaseModel, Field
@@ -36,6 +37,7 @@ class Candidate(BaseModel):
     why: str
     closes_rules: list[str]
     gain: int
+    adds: list[dict] = Field(default_factory=list)
 
 
 class Suggestions(BaseModel):
@@ -67,16 +69,16 @@ LEFT JOIN LATERAL (
   SELECT d.position AS pos FROM devices d JOIN _a_pt p ON p.id = d.id
   WHERE d.fov && ix.geom AND ST_Covers(d.fov, ix.geom) ORDER BY d.position <-> ix.geom LIMIT 1
 ) cov ON true
--- uncovered: at the intersection and 16 m north of it (two distinct points); covered: across
--- the intersection from the nearest covering point (more than 15 m from it)
+-- uncovered: at the intersection and 16 m north of it (two distinct points); covered: poles
+-- 20 m from it in eight directions (those inside a sector or near a camera are dropped below)
 CROSS JOIN LATERAL (
   SELECT ix.geom AS pos WHERE cov.pos IS NULL
   UNION ALL SELECT ST_Project(ix.geom::geography, 16, 0)::geometry WHERE cov.pos IS NULL
-  UNION ALL SELECT ST_Project(ix.geom::geography, 12, ST_Azimuth(cov.pos, ix.geom))::geometry
-  WHERE cov.pos IS NOT NULL
+  UNION ALL SELECT ST_Project(ix.geom::geography, 20, radians(45 * k))::geometry
+  FROM generate_series(0, 7) k WHERE cov.pos IS NOT NULL
 ) g
 UNION ALL
-SELECT 'key_site', 'site:' || s.id, NULL, (SELECT v.code FROM _a_vil v WHERE ST_Covers(v.geom, c.g) LIMIT 1),
+SELECT 'key_site', 'site:' || s.id, NULL, (SELECT v.code FROM _a_vil v WHERE ST_Covers(v.area, c.g) LIMIT 1),
        u.unit_id, ST_X(c.g), ST_Y(c.g), u.name
 FROM _a_units u JOIN _a_site s ON s.id::text = u.unit_id AND u.unit_kind = 'key_site'
 CROSS JOIN LATERAL (SELECT ST_PointOnSurface(s.geom) AS g) c
@@ -90,8 +92,19 @@ WHERE n.village_code IN (SELECT code FROM fail_v)
 UNION ALL
 SELECT 'village', 'v:' || v.code || ':' || g.path[1], NULL, v.code, NULL, ST_X(g.geom), ST_Y(g.geom),
        'spot in ' || v.name
-FROM _a_vil v CROSS JOIN LATERAL ST_Dump(ST_GeneratePoints(v.geom, 8, 1)) g
-WHERE v.code IN (SELECT code FROM fail_v)
+FROM _a_vil v CROSS JOIN LATERAL ST_Dump(ST_GeneratePoints(v.area, 24, 1)) g
+WHERE v.code IN (SELECT code FROM fail_v) AND v.area IS NOT NULL
+"""
+
+# A suggestion adds coverage only where no counting camera sees the spot already and no
+# monitoring point stands within point_cluster_m (it would merge into that point).
+_ADDS_COVERAGE = """
+SELECT c.* FROM ({candidates}) c
+CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(c.lon, c.lat), 4326) AS g) p
+WHERE NOT EXISTS (SELECT 1 FROM devices d JOIN _a_cam k ON k.id = d.id
+                  WHERE d.fov && p.g AND ST_Covers(d.fov, p.g))
+  AND NOT EXISTS (SELECT 1 FROM _a_cam k WHERE k.position && ST_Expand(p.g, 0.001)
+                  AND ST_DWithin(k.position::geography, p.g::geography, :eps))
 """
 
 
@@ -139,7 +152,7 @@ def suggest(conn: Connection, report: AuditReport, pack: RulePack) -> Suggestion
     )
     rows = (
         conn.execute(
-            text(_CANDIDATES),
+            text(_ADDS_COVERAGE.format(candidates=_CANDIDATES)),
             {
                 "low": low,
                 "high": high,
@@ -163,8 +176,10 @@ def suggest(conn: Connection, report: AuditReport, pack: RulePack) -> Suggestion
             units.append(("site", r["site"]))
         if units:
             cands.append((dict(r), units))
-    chosen = _greedy(cands, demand)
-    names = {f.unit_id: f.name for f in failures}
+    chosen = _greedy(cands, demand, pack.params.point_cluster_m)
+    kind_of = {getattr(v_rule, "id", None): "v", getattr(nv_rule, "id", None): "nv"}
+    # unit ids of different kinds can be equal (natural village 3, key site 3): key by kind too
+    names = {(kind_of.get(f.rule, "site"), f.unit_id): f.name for f in failures}
     rule_of = {
         "v": getattr(v_rule, "id", ""),
         "nv": getattr(nv_rule, "id", ""),
@@ -172,14 +187,25 @@ def suggest(conn: Connection, report: AuditReport, pack: RulePack) -> Suggestion
     }
     site_rule_of = {f.unit_id: f.rule for f in failures if f.rule in site_rules}
     contributed: dict[tuple[str, str], int] = defaultdict(int)
+    value = {(f.rule, f.unit_id): (f.value or 0, f.target or 0) for f in failures}
     for rank, (r, closes) in enumerate(chosen, start=1):
-        for u in closes:
-            contributed[u] += 1
-        why = "; ".join(
-            f"{'point for village' if k == 'v' else 'point at a main intersection of' if k == 'nv' else 'covers key site'} "
-            f"{names.get(uid, uid)}"
-            for k, uid in closes
-        )
+        adds = []
+        for k, uid in closes:
+            rid = site_rule_of.get(uid, rule_of[k]) if k == "site" else rule_of[k]
+            now, target = value.get((rid, uid), (0, 1))
+            before = int(now) + contributed[(k, uid)]
+            contributed[(k, uid)] += 1
+            adds.append(
+                {
+                    "rule": rid,
+                    "unit": uid,
+                    "name": names.get((k, uid), uid),
+                    "before": before,
+                    "after": before + 1,
+                    "target": target,
+                }
+            )
+        why = "; ".join(_adds_text(k, a) for (k, _), a in zip(closes, adds, strict=True))
         out.candidates.append(
             Candidate(
                 rank=rank,
@@ -196,21 +222,42 @@ def suggest(conn: Connection, report: AuditReport, pack: RulePack) -> Suggestion
                     }
                 ),
                 gain=len(closes),
+                adds=adds,
             )
         )
     for (k, uid), need in demand.items():
         if contributed[(k, uid)] < need:
             out.cannot_close.append(
-                f"{rule_of[k]} {names.get(uid, uid)} ({uid}): {need - contributed[(k, uid)]} more point(s) needed than candidates found"
+                f"{rule_of[k]} {names.get((k, uid), uid)} ({uid}): {need - contributed[(k, uid)]} more "
+                "point(s) needed than spots that add coverage (not in a camera's sector, not within "
+                "the point distance of a monitoring point)"
             )
     out.projected = _projected(report, v_rule, nv_rule, site_rules, contributed)
     return out
 
 
+def _adds_text(kind: str, a: dict) -> str:
+    """What one suggestion adds to one unit, from how many points to how many."""
+    if kind == "site":
+        return f"covers key site {a['name']} (uncovered now)"
+    what = "village" if kind == "v" else "the main intersections of natural village"
+    return f"{what} {a['name']}: {a['before']} -> {a['after']} of {a['target']:g} monitoring points"
+
+
+def _near(a: dict, b: dict, metres: float) -> bool:
+    """Whether two WGS 84 spots are within `metres` (equirectangular, fine at these scales)."""
+    dx = (a["lon"] - b["lon"]) * 111_320.0 * math.cos(math.radians(a["lat"]))
+    dy = (a["lat"] - b["lat"]) * 110_540.0
+    return dx * dx + dy * dy < metres * metres
+
+
 def _greedy(
-    cands: list[tuple[dict, list[tuple[str, str]]]], demand: dict[tuple[str, str], int]
+    cands: list[tuple[dict, list[tuple[str, str]]]],
+    demand: dict[tuple[str, str], int],
+    min_gap_m: float = 15.0,
 ) -> list[tuple[dict, list]]:
-    """Lazy greedy maximum coverage over candidate -> demand units, with kind order as tie-break."""
+    """Lazy greedy maximum coverage over candidate -> demand units, with kind order as tie-break;
+    a candidate within `min_gap_m` of one already chosen would be the same point and is skipped."""
     remaining = dict(demand)
     heap = [
         (-len(units), _KIND_ORDER.get(c["kind"], 9), c["key"], i)
@@ -226,6 +273,8 @@ def _greedy(
             continue
         if len(live) < -neg:  # stale gain: push back with the current one
             heapq.heappush(heap, (-len(live), order, key, i))
+            continue
+        if any(_near(c, prev, min_gap_m) for prev, _ in chosen):
             continue
         for u in live:
             remaining[u] -= 1

@@ -267,9 +267,30 @@ def test_suggestions_close_the_gaps_greedily(engine, region):
     assert {c.kind for c in top} == {"intersection", "key_site"} and all(c.gain == 2 for c in top)
     assert sug.projected["village_points"] == ("1/2 (50.0%)", "2/2 (100.0%)")
     assert sug.projected["natural_village_points"] == ("1/3 (33.3%)", "2/3 (66.7%)")
-    assert sug.projected["key_public_areas_covered"] == ("1/3 (33.3%)", "3/3 (100.0%)")
+    # the square lies in (offline) camera 6's sector: a new pole there would add no coverage
+    assert sug.projected["key_public_areas_covered"] == ("1/3 (33.3%)", "2/3 (66.7%)")
+    assert any("东广场" in s for s in sug.cannot_close), sug.cannot_close
     assert any("NV3" in s for s in sug.cannot_close)
     assert "Greedy maximum coverage" in sug.method
+    # no suggestion inside a camera's sector or within 15 m of a monitoring point
+    with engine.connect() as c:
+        for cand in sug.candidates:
+            near = c.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE ST_DWithin(position::geography, p::geography, 15)), "
+                    "count(*) FILTER (WHERE ST_Covers(fov, p)) FROM devices, "
+                    "(SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4326) AS p) q WHERE retired_at IS NULL"
+                ),
+                {"x": cand.lon, "y": cand.lat},
+            ).one()
+            assert tuple(near) == (0, 0), cand
+    # each says what it adds: which unit, from how many points to how many
+    village = next(c for c in sug.candidates if any(a["rule"] == "village_points" for a in c.adds))
+    add = next(a for a in village.adds if a["rule"] == "village_points")
+    assert (
+        add["after"] == add["before"] + 1
+        and f"{add['before']} -> {add['after']} of 5" in village.why
+    )
 
 
 def test_audit_in_the_past_and_saved_runs(engine, region):

@@ -10,13 +10,16 @@ import json
 from pathlib import Path
 
 import pytest
+from pyproj import Geod
 from sqlalchemy import make_url, text
 
 from geo.audit import run_audit
 from geo.audit_report import to_csv, to_html, to_json, to_xlsx
 from geo.divisions import import_divisions
+from geo.gaps import suggest
 from geo.importers import import_boundaries
 from geo.registry import register_device, village_of
+from geo.rulepack import load_rule_pack
 from tests.geo.conftest import new_id
 
 pytestmark = pytest.mark.integration
@@ -221,10 +224,16 @@ def _points_file(real, tmp_path, codes: list[str]) -> Path:
     return _write(tmp_path / "points.csv", rows)
 
 
+def _metres(x0: float, y0: float, x1: float, y1: float) -> float:
+    return Geod(ellps="WGS84").inv(x0, y0, x1, y1)[2]
+
+
 def test_where_a_camera_counts_code_polygon_or_approximate_area(real, tmp_path):
     _listed(real)
     villages = [r[0] for r in _rows(LIST_121)[1:] if r[1].endswith("村委会")]
     with_point, by_code, nothing = villages[:4], villages[4], villages[5]
+    with real.begin() as c:
+        assert not import_boundaries(c, BOUNDS, "region").rejected
     with real.begin() as c:
         report = import_divisions(c, _points_file(real, tmp_path, with_point))
         assert report.derived["points"] == 4 and report.derived["approximate_village_areas"] == 4
@@ -263,8 +272,30 @@ def test_where_a_camera_counts_code_polygon_or_approximate_area(real, tmp_path):
             )
         assert out["village_basis"] == "code" and out["region_code"] == by_code
         assert village_of(c, point[0], point[1]).basis == "approximate"
+        # two cameras at another village's official point: it fails with 2 points
+        second = c.execute(
+            text("SELECT ST_X(point), ST_Y(point) FROM regions WHERE code = :c"),
+            {"c": with_point[1]},
+        ).one()
+        for i in range(2):
+            register_device(
+                c,
+                {"id": new_id(), "lon": second[0] + 0.0004 * i, "lat": second[1], "heading_deg": 0},
+                "installer",
+                reload_broker=False,
+            )
     with real.begin() as c:
         audit = run_audit(c, COUNTY, save=False)
+        sug = suggest(c, audit, load_rule_pack())
+        cams = c.execute(text("SELECT ST_X(position), ST_Y(position) FROM devices")).all()
+    # suggestions for the point-only village stand in its approximate area, away from cameras,
+    # and say how far they take it
+    mine = [s for s in sug.candidates if s.region_code == with_point[1]]
+    assert len(mine) == 3
+    assert [a["before"] for s in mine for a in s.adds] == [2, 3, 4]
+    assert "2 -> 3 of 5 monitoring points" in mine[0].why
+    for s in sug.candidates:
+        assert all(_metres(s.lon, s.lat, x, y) > 15 for x, y in cams), s
     rows = {u.unit_id: u for u in audit.units if u.rule == "village_points"}
     assert rows[with_point[0]].status == "pass" and rows[with_point[0]].value == 6
     assert "approximate area (Voronoi" in rows[with_point[0]].basis
