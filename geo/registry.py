@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 
 from geo.coverage import DEFAULT_DORI, Coverage, LensInput, coverage
 from geo.views import relink_devices
-from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id
+from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id, type_meaning
 from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
 from hardware.region_code import RegionCode
@@ -100,6 +100,45 @@ class DeviceRegistration(BaseModel):
     stream_url: str | None = Field(default=None, max_length=2048)
     heartbeat_s: int | None = Field(default=None, ge=1, le=86400)
     village_code: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    accept_unassigned_type: bool = Field(
+        default=False,
+        description="Register a code whose type (digits 11-13) the standard does not assign, as 'other'.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _swapped(cls, data: Any) -> Any:
+        """A latitude beyond ±89° beside a longitude that would be a latitude: said so."""
+        if isinstance(data, Mapping):
+            lon, lat = data.get("lon"), data.get("lat")
+            if (
+                isinstance(lon, int | float)
+                and isinstance(lat, int | float)
+                and abs(lat) > 89
+                and abs(lat) <= 180
+                and abs(lon) <= 89
+            ):
+                raise ValueError(
+                    f"lat: {lat:g} is not a latitude but {lon:g} could be one: longitude and "
+                    f"latitude look swapped (give lon={lat:g}, lat={lon:g})"
+                )
+        return data
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_digits(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            code = v.strip()
+            if not code.isdigit() or not code.isascii():
+                raise ValueError(
+                    "holds characters other than the digits 0-9; a GB/T 28181 code is 20 digits"
+                )
+            if len(code) != 20:
+                raise ValueError(
+                    f"has {len(code)} digits; a GB/T 28181 code has 20 "
+                    f"({'some are missing' if len(code) < 20 else 'too many'})"
+                )
+        return v
 
     @field_validator("heading_deg")
     @classmethod
@@ -206,6 +245,14 @@ def decode(reg: DeviceRegistration) -> Decoded:
     except ValueError as exc:
         raise RegistryError("id", str(exc)) from None
     spec = kind_for_type(gid.type_code, reg.gb_edition)
+    assigned = type_meaning(gid.type_code, reg.gb_edition)[2]
+    if not assigned and not reg.accept_unassigned_type:
+        raise RegistryError(
+            "id",
+            f"type code {gid.type_code:03d} (digits 11-13) is not assigned in the "
+            f"{reg.gb_edition} edition of GB/T 28181: check the label; to register it anyway "
+            "as 'other', confirm it (accept_unassigned_type)",
+        )
     findings: list[str] = []
     if spec.flagged:
         findings.append(spec.note)

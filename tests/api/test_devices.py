@@ -94,10 +94,7 @@ def test_operator_cannot_register(client, headers):
     "patch, field",
     [
         ({"id": "123"}, "id"),
-        (
-            {"id": "36098300001995000001"},
-            "id",
-        ),  # type code 199 is not assigned -> flagged other? must still decode
+        ({"id": "36098300001995000001"}, "id"),  # type code 199 is not assigned
         ({"crs": "mercator"}, "crs"),
         ({"lat": 95}, "lat"),
         ({"heading_deg": 400}, "heading_deg"),
@@ -108,12 +105,27 @@ def test_operator_cannot_register(client, headers):
 def test_bad_registrations_are_422_with_field(client, headers, patch, field):
     body = {"id": device_id(), "lon": 115.32, "lat": 28.38, **CAM, **patch}
     r = client.post("/api/v1/devices", headers=headers["t-installer"], json=body)
-    if field == "id" and patch["id"].startswith("3609830000199"):
-        assert r.status_code in (201, 422)
-        return
     assert r.status_code == 422, r.text
     fields = [d["field"] for d in r.json()["detail"]]
     assert field in fields
+
+
+def test_field_errors_say_what_is_wrong(client, headers):
+    """Errors an installer can act on: the digit count, a lon/lat swap, an unassigned type."""
+    base = {"id": device_id(), "lon": 115.32, "lat": 28.38, **CAM}
+
+    def reason(patch: dict) -> str:
+        r = client.post("/api/v1/devices", headers=headers["t-installer"], json={**base, **patch})
+        assert r.status_code == 422, r.text
+        return r.json()["detail"][0]["reason"]
+
+    assert "has 19 digits" in reason({"id": base["id"][:19]})
+    assert "swapped" in reason({"lon": 28.38, "lat": 115.32})
+    assert "199" in reason({"id": "36098300001995000001"})
+    confirmed = {**base, "id": device_id(type_code="199"), "accept_unassigned_type": True}
+    r = client.post("/api/v1/devices", headers=headers["t-installer"], json=confirmed)
+    assert r.status_code == 201, r.text
+    assert r.json()["kind"] == "other"
 
 
 def test_preview_saves_nothing_and_reports_rules(client, headers, engine):
