@@ -228,7 +228,10 @@ def simulate_cmd(
         0, "--devices", min=0, max=1_000_000, help="Synthesise this many devices around --centre."
     ),
     from_db: bool = typer.Option(
-        False, "--from-db", help="Simulate the registered devices (of --region) from the database."
+        False,
+        "--from-db",
+        help="Simulate the devices (of --region) that the region generator or the demo "
+        "registered; devices registered by people are never simulated.",
     ),
     region: str | None = typer.Option(None, help="Division code: which devices / ID prefix."),
     centre: str = typer.Option("115.9,28.68", help="LON,LAT of synthesised devices (WGS 84)."),

@@ -19,7 +19,7 @@ _DEVICES_SQL = text(
     """
     SELECT id, kind, sub_kind, ST_X(position) AS lon, ST_Y(position) AS lat, heartbeat_s
     FROM devices
-    WHERE retired_at IS NULL AND position IS NOT NULL
+    WHERE retired_at IS NULL AND position IS NOT NULL AND registered_by = ANY(:actors)
       AND (:prefix = '' OR region_code LIKE :prefix || '%' OR id LIKE :prefix || '%')
     ORDER BY id
     """
@@ -35,6 +35,10 @@ _NEAREST_LINE_SQL = """
     LIMIT 1
 """
 ROUTE_SEARCH_M = 5_000.0
+# Who registers the devices the simulator may speak for: the region generator and the demo.
+# A device a person registered (an installer, an import) is never heartbeated by the
+# simulator, so it only looks online when real hardware talks.
+SIMULATED_ACTORS: tuple[str, ...] = ("synth", "demo")
 
 
 def _has_table(conn: Connection, name: str) -> bool:
@@ -59,7 +63,7 @@ def _nearest_line(
 def load_fleet(
     engine: Engine, region: str | None = None, seed: int = 28181, gcj02_fraction: float = 0.3
 ) -> list[FleetDevice]:
-    """The registered, positioned devices under `region`, ready for the simulator.
+    """The positioned devices under `region` that a generator registered, ready for the simulator.
 
     Patrol cars get the nearest road (from `roads`) as their beat, collars the nearest railway
     (from `railways`); when those tables are empty or far away, a synthetic road or railway is
@@ -70,7 +74,9 @@ def load_fleet(
     out: list[FleetDevice] = []
     skipped = 0
     with engine.connect() as conn:
-        rows = conn.execute(_DEVICES_SQL, {"prefix": prefix}).all()
+        rows = conn.execute(
+            _DEVICES_SQL, {"prefix": prefix, "actors": list(SIMULATED_ACTORS)}
+        ).all()
         has_roads = _has_table(conn, "roads")
         has_rail = _has_table(conn, "railways")
         for i, r in enumerate(rows):

@@ -29,8 +29,9 @@ def region_devices(engine) -> str:
         for dev_id, tc, kind, sub, lon, lat, hb in rows:
             conn.execute(
                 text(
-                    "INSERT INTO devices (id, type_code, kind, sub_kind, position, heartbeat_s) "
-                    "VALUES (:id, :tc, :k, :s, ST_SetSRID(ST_Point(:lon, :lat), 4326), :hb) "
+                    "INSERT INTO devices (id, type_code, kind, sub_kind, position, heartbeat_s, "
+                    "registered_by) VALUES (:id, :tc, :k, :s, ST_SetSRID(ST_Point(:lon, :lat), "
+                    "4326), :hb, 'synth') "
                     "ON CONFLICT (id) DO NOTHING"
                 ),
                 {"id": dev_id, "tc": tc, "k": kind, "s": sub, "lon": lon, "lat": lat, "hb": hb},
@@ -76,3 +77,23 @@ def test_other_regions_are_left_out_and_bad_region_refused(engine, region_device
     assert not [d for d in load_fleet(engine, "650105") if d.id.startswith("650104")]
     with pytest.raises(ValueError, match="region: 'x1'"):
         load_fleet(engine, "x1")
+
+
+def test_devices_registered_by_people_are_never_simulated(engine, region_devices) -> None:
+    """The demo misled: an installer's device looked online with no hardware behind it."""
+    with engine.begin() as conn:
+        for dev_id, actor in (
+            ("65010401001320000091", "t-installer"),
+            ("65010401001320000092", None),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, type_code, kind, position, heartbeat_s, registered_by) "
+                    "VALUES (:id, '132', 'ip_camera', ST_SetSRID(ST_Point(87.606, 43.803), 4326), "
+                    "60, :a) ON CONFLICT (id) DO NOTHING"
+                ),
+                {"id": dev_id, "a": actor},
+            )
+    ids = {d.id for d in load_fleet(engine, region_devices)}
+    assert "65010401001320000001" in ids
+    assert not ids & {"65010401001320000091", "65010401001320000092"}
