@@ -11,11 +11,14 @@ VENDOR_URL = "/assets/vendor"
 STATIC_URL = "/assets/gw"
 
 # Only these npm packages are served (nothing else under node_modules is reachable).
-VENDOR_PACKAGES = ("leaflet", "leaflet.vectorgrid")
+VENDOR_PACKAGES = ("leaflet", "leaflet.vectorgrid", "@zxing/library")
 
 LEAFLET_JS = f"{VENDOR_URL}/leaflet/dist/leaflet.js"
 LEAFLET_CSS = f"{VENDOR_URL}/leaflet/dist/leaflet.css"
 VECTORGRID_JS = f"{VENDOR_URL}/leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js"
+# Reads QR codes and barcodes from the installer's photo of a device label (where the browser
+# has no BarcodeDetector).
+ZXING_JS = f"{VENDOR_URL}/@zxing/library/umd/index.min.js"
 
 
 class AssetsMissing(RuntimeError):
@@ -28,6 +31,7 @@ def check_assets() -> list[str]:
         NODE_MODULES / "leaflet/dist/leaflet.js",
         NODE_MODULES / "leaflet/dist/leaflet.css",
         NODE_MODULES / "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
+        NODE_MODULES / "@zxing/library/umd/index.min.js",
     ]
     return [str(p) for p in needed if not p.is_file()]
 

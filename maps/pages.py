@@ -12,7 +12,7 @@ from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from maps.assets import LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, static_url
+from maps.assets import LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
 
 DEFAULT_BOUNDS = ((28.2, 115.7), (28.9, 116.3))  # Nanchang County, until data says otherwise
 
@@ -43,6 +43,13 @@ class PageConfig:
         )
 
 
+# Scripts a view loads before its own: the installer's field tools (locate, compass, label
+# scanning with the barcode reader, the offline queue).
+VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
+    "install": [("zxing", ZXING_JS), ("gw_install_field", static_url("gw-install-field.js"))],
+}
+
+
 class GridwatchApp(JSCSSMixin, MacroElement):
     """Loads gridwatch's scripts and starts the page's view on the folium map."""
 
@@ -62,6 +69,7 @@ class GridwatchApp(JSCSSMixin, MacroElement):
             ("vectorgrid", VECTORGRID_JS),
             ("gw_safe", static_url("gw-safe.js")),
             ("gw_common", static_url("gw-common.js")),
+            *VIEW_SCRIPTS.get(config.view, []),
             (f"gw_{config.view}", static_url(f"gw-{config.view}.js")),
         ]
         self.default_css = [("gw_css", static_url("gw.css"))]
@@ -120,6 +128,10 @@ def build_page(config: PageConfig, script_url: str = "page.js") -> Page:
     root.header.add_child(
         Element('<meta name="viewport" content="width=device-width, initial-scale=1">'), name="vp"
     )
+    if config.view == "install":
+        root.header.add_child(
+            Element('<link rel="manifest" href="/install/manifest.webmanifest">'), name="manifest"
+        )
     shell = static_file(SHELLS[config.view])
     root.html.add_child(Element(shell), name="gw_shell")
     app = GridwatchApp(config)

@@ -63,6 +63,7 @@ def _build(request: Request, view: str, region: str | None) -> Page:
         bounds=_bounds(request, region),
         tile_url=settings.tile_url,
         region=region,
+        extra={"installWorker": INSTALL_WORKER} if view == "install" else {},
     )
     script_url = f"{PATHS[view]}/page.js" + (f"?region={region}" if region else "")
     return build_page(config, script_url)
@@ -127,6 +128,39 @@ def audit(request: Request, region: str | None = REGION) -> HTMLResponse:
 @router.get("/map/page.js")
 def live_map_script(request: Request, region: str | None = REGION) -> Response:
     return _script(request, "live", region)
+
+
+INSTALL_WORKER = "/install/sw.js"
+MANIFEST = {
+    "name": "gridwatch 设备安装 installer",
+    "short_name": "gridwatch",
+    "start_url": "/install",
+    "scope": "/install",
+    "display": "standalone",
+    "background_color": "#14233a",
+    "theme_color": "#14233a",
+    "icons": [{"src": "/favicon.ico", "sizes": "any", "type": "image/svg+xml"}],
+}
+
+
+@router.get(INSTALL_WORKER)
+def install_worker() -> Response:
+    """The installer's service worker (offline page); allowed to control /install itself."""
+    return Response(
+        (STATIC / "gw-install-sw.js").read_text("utf-8"),
+        media_type="text/javascript",
+        headers={"Service-Worker-Allowed": "/install", "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/install/manifest.webmanifest")
+def install_manifest() -> Response:
+    """The web-app manifest: the install page can be added to a phone's home screen."""
+    import json
+
+    return Response(
+        json.dumps(MANIFEST, ensure_ascii=False), media_type="application/manifest+json"
+    )
 
 
 @router.get("/install/page.js")

@@ -103,7 +103,7 @@ class Stack:
 
     retries = 0
 
-    def wait_ready(self, timeout: float = 40.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         def healthy() -> bool:
             if not self.api.alive():
                 if "address already in use" in self.api.tail() and self.retries < 3:
