@@ -36,7 +36,7 @@ def test_every_asset_is_local_and_served(client, path):
     assets = ASSET.findall(html)
     assert any("leaflet.js" in a for a in assets) and any("VectorGrid" in a for a in assets)
     for url in assets:
-        assert url.startswith(("/assets/", f"{path}/page.js")), url
+        assert url.startswith(("/assets/", f"{path}/page.js", f"{path}/manifest")), url
         got = client.get(url)
         assert got.status_code == 200 and len(got.content) > 100, url
     assert not re.search(r"https?://(?!www\.w3\.org)", html), re.findall(
