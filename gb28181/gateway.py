@@ -24,7 +24,10 @@ from gb28181.store import GatewayStore, Known
 log = logging.getLogger(__name__)
 MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES = 60, 86_400, 3_600
 CATALOG_WAIT_S = 20.0  # parts of a catalog later than this: store what arrived
-SEEN_MAX = 20_000  # answered requests remembered for retransmissions
+SEEN_MAX = 20_000
+UDP_RCVBUF = (
+    4 << 20
+)  # capped by net.core.rmem_max  # answered requests remembered for retransmissions
 
 
 @dataclass
@@ -78,6 +81,12 @@ class _Udp(asyncio.DatagramProtocol):
 
     def connection_made(self, transport) -> None:
         self.gw.udp = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # ride out scheduling stalls without dropping datagrams
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            except OSError:
+                pass
 
     def datagram_received(self, data: bytes, addr) -> None:
         self.gw.on_data(data, "udp", (addr[0], addr[1]), None)
@@ -111,11 +120,12 @@ class Gateway:
         self._tasks: list[asyncio.Task] = []
         self._local_ip: dict[str, str] = {}
         self.ready = asyncio.Event()
+        self._db_slots = asyncio.Semaphore(4)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.known = await asyncio.to_thread(self.store.load_gb)
+        self.known = await asyncio.to_thread(self.store.load_all)
         now = time.time()
         for k in self.known.values():
             if k.parent_id:
@@ -218,6 +228,12 @@ class Gateway:
             if answer is not None:
                 self.send(transport, addr, writer, answer)
             return
+        if msg.method in ("MESSAGE", "NOTIFY"):  # keepalives are answered without a task
+            answer = self._message_now(msg, addr)
+            if answer is not None:
+                self._remember(key, answer)
+                self.send(transport, addr, writer, answer)
+                return
         self._remember(key, None)
         task = asyncio.ensure_future(self._handle(msg, key, transport, addr, writer))
         task.add_done_callback(self._task_done)
@@ -287,7 +303,8 @@ class Gateway:
     async def _device(self, device_id: str) -> Known | None:
         known = self.known.get(device_id)
         if known is None:
-            known = await asyncio.to_thread(self.store.lookup, device_id)
+            async with self._db_slots:  # a flood of unknown ids must not exhaust the pool
+                known = await asyncio.to_thread(self.store.lookup, device_id)
             if known is not None:
                 self.known[device_id] = known
         return known
@@ -462,9 +479,22 @@ class Gateway:
         await asyncio.gather(*(f for f in futures if f is not None))
 
     async def _sweeper(self) -> None:
-        """Registrations that ran out without a refresh: the device is offline."""
+        """Registrations that ran out without a refresh: the device is offline. Once a minute
+        the device list is read again (new passwords, CRS, retired devices)."""
+        reloaded = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
+            if time.monotonic() - reloaded > 60:
+                reloaded = time.monotonic()
+                try:
+                    fresh = await asyncio.to_thread(self.store.load_all)
+                    for k in fresh.values():
+                        old = self.known.get(k.device_id)
+                        if old is not None:
+                            k.edition = old.edition
+                    self.known = fresh
+                except Exception as exc:
+                    log.warning("device list not reloaded: %s", exc)
             now = time.time()
             for device_id in [d for d, r in self.regs.items() if r.until < now]:
                 try:
@@ -494,7 +524,9 @@ class Gateway:
                 self.pub.publish(f"gw/v1/{child}/heartbeat", payload, qos=0)
 
     # ------------------------------------------------------------------ MESSAGE / NOTIFY
-    async def _message(self, msg: sip.SipMessage, transport: str, addr) -> bytes:
+    def _message_now(self, msg: sip.SipMessage, addr) -> bytes | None:
+        """What can be answered at once (refusals, keepalives); None: needs _message. The
+        parsed body is kept on the message for _message."""
         try:
             sender = msg.from_user()
         except sip.SipError as exc:
@@ -515,11 +547,16 @@ class Gateway:
             self.stats["bad_body"] += 1
             reason = str(exc).replace('"', "'")[:120]
             return sip.response(msg, 400, "Bad Request", [("Warning", f'399 gridwatch "{reason}"')])
-        cmd = body.cmd_type
-        self.stats[f"{body.root}.{cmd}"] += 1
-        if cmd == "Keepalive":
+        self.stats[f"{body.root}.{body.cmd_type}"] += 1
+        if body.cmd_type == "Keepalive":
             self._heartbeat(sender)
             return sip.response(msg, 200, "OK")
+        msg.parsed = (sender, reg, body)  # type: ignore[attr-defined]
+        return None
+
+    async def _message(self, msg: sip.SipMessage, transport: str, addr) -> bytes:
+        sender, reg, body = msg.parsed  # type: ignore[attr-defined]
+        cmd = body.cmd_type
         if cmd == "Alarm" and body.root == "Notify":
             try:
                 await self._alarm(sender, body, reg)

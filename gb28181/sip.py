@@ -63,6 +63,7 @@ class SipMessage:
     reason: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    first: dict[str, str] = field(default_factory=dict)  # name -> first value (fast lookups)
 
     @property
     def is_request(self) -> bool:
@@ -70,6 +71,8 @@ class SipMessage:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of a header (case-insensitive; compact forms understood)."""
+        if self.first:
+            return self.first.get(name.lower(), default)
         name = name.lower()
         for key, value in self.headers:
             if key == name:
@@ -184,6 +187,10 @@ def parse(data: bytes, *, stream: bool = False) -> SipMessage:
         if len(headers) > MAX_HEADERS:
             raise SipError(f"more than {MAX_HEADERS} headers")
     msg.headers = headers
+    first: dict[str, str] = {}
+    for name, value in headers:
+        first.setdefault(name, value)
+    msg.first = first
     for name in ("via", "from", "to", "call-id", "cseq"):
         if msg.get(name) is None:
             raise SipError(f"missing {name} header")

@@ -78,6 +78,11 @@ class GatewayStore:
             )
             return {r.id: _known(r) for r in rows}
 
+    def load_all(self) -> dict[str, Known]:
+        """Every active device (a gateway fronts any of them that registers)."""
+        with self.engine.connect() as conn:
+            return {r.id: _known(r) for r in conn.execute(text(_SELECT))}
+
     def lookup(self, device_id: str) -> Known | None:
         """One registered device by id (a miss is remembered for a few seconds)."""
         missed = self._misses.get(device_id)

@@ -1,0 +1,430 @@
+"""GB/T 28181 gateway benchmark: registrations/s and keepalives/s of one gateway process with
+10,000 registered devices, and p99 alarm NOTIFY -> alarm committed, with a direct-MQTT baseline.
+
+    .venv/bin/python -m bench.gb28181_bench [--devices 10000] [--rates 2000,5000,8000]
+
+Runs on PostGIS + Mosquitto of its own (.gridwatch/bench-gb28181, ports 23408/23418, SIP 23438),
+started and stopped here. The load generator is this process (raw UDP sockets, messages built
+ahead); the gateway and the ingest worker are subprocesses. Gateway CPU seconds come from
+/proc, so a figure per gateway CPU-second is printed beside the wall-clock one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "gridwatch_bench_gb28181"
+DOMAIN = "3601210000"
+PASSWORD = "bench-sip-password"
+TICKS = 0.01  # sender pacing period
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["GRIDWATCH_DB_NAME"] = BENCH_DB
+    e.setdefault("GRIDWATCH_LOG_LEVEL", "WARNING")
+    e["GRIDWATCH_SIP_PASSWORD"] = PASSWORD
+    e["GRIDWATCH_SIP_DOMAIN"] = DOMAIN
+    e["GRIDWATCH_INGEST_SESSION_EXPIRY_S"] = "60"
+    e["GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT"] = "true"
+    e["GRIDWATCH_INGEST_SHARE_GROUP"] = ""
+    e["GRIDWATCH_INGEST_CLIENT_ID"] = "bench-gb28181-ingest"
+    return e
+
+
+def pg_url() -> str:
+    from gridwatch.settings import get_settings
+
+    return get_settings().db_url().replace("postgresql+psycopg://", "postgresql://")
+
+
+def prepare(n: int) -> list[str]:
+    from gridwatch.db import migrate
+    from hardware.gbid import compose
+
+    prefix = compose("360121", 132, 1).code[:14]
+    ids = [f"{prefix}{i:06d}" for i in range(1, n + 1)]
+    migrate()
+    with psycopg.connect(pg_url()) as conn:
+        conn.execute("TRUNCATE devices CASCADE")
+        with conn.cursor().copy(
+            "COPY devices (id, type_code, kind, position, heartbeat_s) FROM STDIN"
+        ) as copy:
+            rnd = random.Random(7)
+            for i in ids:
+                lon, lat = 115.7 + rnd.random() * 0.4, 28.5 + rnd.random() * 0.4
+                copy.write_row((i, "132", "ip_camera", f"SRID=4326;POINT({lon} {lat})", 3600))
+        conn.execute("ANALYZE devices")
+        conn.commit()
+    return ids
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------ messages
+def head(method: str, dev: str, call_id: str, cseq: int, to: str, extra: str, body: bytes) -> bytes:
+    return (
+        f"{method} sip:{DOMAIN}@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bK{call_id}{cseq}\r\n"
+        f"From: <sip:{dev}@{DOMAIN}>;tag=b{cseq}\r\nTo: <sip:{to}@{DOMAIN}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def keepalive(dev: str, sn: int) -> bytes:
+    body = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n'
+        f"<SN>{sn}</SN>\r\n<DeviceID>{dev}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n"
+    ).encode()
+    return head(
+        "MESSAGE",
+        dev,
+        f"k{sn}-{dev}",
+        sn,
+        DOMAIN,
+        "Content-Type: Application/MANSCDP+xml\r\n",
+        body,
+    )
+
+
+def alarm(dev: str, sn: int) -> bytes:
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 8 * 3600))
+    body = (
+        '<?xml version="1.0" encoding="GB2312"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n'
+        f"<SN>{sn}</SN>\r\n<DeviceID>{dev}</DeviceID>\r\n<AlarmPriority>1</AlarmPriority>\r\n"
+        f"<AlarmMethod>5</AlarmMethod>\r\n<AlarmTime>{when}</AlarmTime>\r\n"
+        "<Info><AlarmType>6</AlarmType></Info>\r\n</Notify>\r\n"
+    ).encode("gb2312")
+    return head(
+        "MESSAGE",
+        dev,
+        f"a{sn}-{dev}",
+        sn,
+        DOMAIN,
+        "Content-Type: Application/MANSCDP+xml\r\n",
+        body,
+    )
+
+
+class Peer:
+    """One UDP socket for every simulated device; a thread reads and answers."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.target = ("127.0.0.1", port)
+        self.counts: dict[int, int] = {}
+        self.ok_by_call: dict[str, float] = {}
+        self.registered: set[str] = set()
+        self.queries = 0
+        self.stop = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from gb28181 import sip
+        from gb28181.digest import ha1, md5_hex
+        from gb28181.simdevice import parse_challenge
+
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                data, _ = self.sock.recvfrom(65_536)
+            except TimeoutError:
+                continue
+            if data.startswith(b"SIP/2.0 "):
+                status = int(data[8:11])
+                call = data.split(b"Call-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
+                with self.lock:
+                    self.counts[status] = self.counts.get(status, 0) + 1
+                    if status == 200:
+                        self.ok_by_call[call] = time.monotonic()
+                if status == 401 and call.startswith("r"):
+                    msg = sip.parse(data)
+                    ch = parse_challenge(msg.get("www-authenticate") or "")
+                    dev = msg.from_user()
+                    uri = f"sip:{DOMAIN}@127.0.0.1"
+                    resp = md5_hex(
+                        f"{ha1(dev, DOMAIN, PASSWORD)}:{ch['nonce']}:{md5_hex('REGISTER:' + uri)}"
+                    )
+                    auth = (
+                        f'Authorization: Digest username="{dev}", realm="{DOMAIN}", '
+                        f'nonce="{ch["nonce"]}", uri="{uri}", response="{resp}", algorithm=MD5\r\n'
+                    )
+                    self.sock.sendto(
+                        head("REGISTER", dev, call, 2, dev, f"Expires: 3600\r\n{auth}", b""),
+                        self.target,
+                    )
+                elif status == 200 and call.startswith("r"):
+                    with self.lock:
+                        self.registered.add(call)
+            else:  # the gateway's queries after a registration: answer 200 like a device
+                try:
+                    msg = sip.parse(data)
+                except sip.SipError:
+                    continue
+                self.queries += 1
+                self.sock.sendto(sip.response(msg, 200, "OK"), self.target)
+
+    def wait_ready(self, dev: str, timeout: float = 120.0) -> None:
+        """OPTIONS until the gateway answers (it loads the device list first)."""
+        deadline = time.monotonic() + timeout
+        n = 0
+        while not self.counts and time.monotonic() < deadline:
+            n += 1
+            self.sock.sendto(head("OPTIONS", dev, f"o{n}", 1, DOMAIN, "", b""), self.target)
+            time.sleep(0.5)
+        if not self.counts:
+            raise SystemExit("the gateway did not answer OPTIONS")
+        with self.lock:
+            self.counts.clear()
+            self.ok_by_call.clear()
+
+    def paced(self, messages: list[bytes], rate: float) -> float:
+        """Send at `rate` per second; the seconds it took."""
+        start = time.monotonic()
+        per_tick = max(1, int(rate * TICKS))
+        for i in range(0, len(messages), per_tick):
+            for m in messages[i : i + per_tick]:
+                self.sock.sendto(m, self.target)
+            due = start + (i + per_tick) / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        return time.monotonic() - start
+
+    def ok(self) -> int:
+        with self.lock:
+            return self.counts.get(200, 0)
+
+
+def register_all(peer: Peer, ids: list[str], rate: float, gw_pid: int) -> dict:
+    cpu0 = cpu_seconds(gw_pid)
+    start = time.monotonic()
+    pending = list(ids)
+    for _ in range(3):  # resend what the first pass lost
+        msgs = [head("REGISTER", d, f"r-{d}", 1, d, "Expires: 3600\r\n", b"") for d in pending]
+        peer.paced(msgs, rate)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(peer.registered) < len(ids):
+            time.sleep(0.05)
+            if os.environ.get("GB_BENCH_DEBUG"):
+                print(
+                    f"  {time.monotonic() - start:.1f}s registered {len(peer.registered)} {peer.counts}"
+                )
+        with peer.lock:
+            done = {c[2:] for c in peer.registered}
+        pending = [d for d in ids if d not in done]
+        if not pending:
+            break
+    last = max(peer.ok_by_call[f"r-{d}"] for d in ids if f"r-{d}" in peer.ok_by_call)
+    took = last - start
+    cpu = cpu_seconds(gw_pid) - cpu0
+    n = len(ids) - len(pending)
+    return {
+        "registered": n,
+        "offered_per_s": rate,
+        "seconds": round(took, 2),
+        "per_s": round(n / took),
+        "gateway_cpu_s": round(cpu, 2),
+        "per_gateway_cpu_s": round(n / cpu) if cpu else None,
+    }
+
+
+def keepalives(peer: Peer, ids: list[str], rate: float, seconds: float, gw_pid: int) -> dict:
+    total = int(rate * seconds)
+    sn0 = random.randrange(1, 1_000_000)
+    msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(total)]
+    ok0 = peer.ok()
+    cpu0 = cpu_seconds(gw_pid)
+    took = peer.paced(msgs, rate)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and peer.ok() - ok0 < total:
+        time.sleep(0.05)
+    answered = peer.ok() - ok0
+    cpu = cpu_seconds(gw_pid) - cpu0
+    return {
+        "offered_per_s": rate,
+        "sent": total,
+        "answered": answered,
+        "per_s": round(answered / max(took, seconds)),
+        "lost": total - answered,
+        "gateway_cpu_s": round(cpu, 2),
+        "per_gateway_cpu_s": round(answered / cpu) if cpu else None,
+    }
+
+
+class Committed:
+    """LISTEN gw_events: when each device's alarm.new became visible (committed)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.ready = threading.Event()
+        self.thread.start()
+
+    def _run(self) -> None:
+        with psycopg.connect(pg_url(), autocommit=True) as conn:
+            conn.execute("LISTEN gw_events")
+            self.ready.set()
+            while not self.stop:
+                got = [
+                    (int(n.payload), time.monotonic())
+                    for n in conn.notifies(timeout=0.2, stop_after=200)
+                ]
+                if not got:
+                    continue
+                rows = conn.execute(
+                    "SELECT id, kind, payload->>'device_id' FROM hub_events WHERE id = ANY(%s)",
+                    ([i for i, _ in got],),
+                ).fetchall()
+                when = dict(got)
+                for event_id, kind, device_id in rows:
+                    if kind == "alarm.new":
+                        self.at.setdefault(device_id, when[event_id])
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def alarm_latency(peer: Peer, ids: list[str], rate: float, seconds: float, direct: bool) -> dict:
+    """Alarms from distinct devices at `rate`; ms from send to committed (p50/p99)."""
+    n = int(rate * seconds)
+    devs = ids[:n]
+    watcher = Committed()
+    watcher.ready.wait(10)
+    sent: dict[str, float] = {}
+    if direct:
+        from gridwatch.settings import get_settings
+        from tests.ingest.conftest import mqtt_client
+
+        s = get_settings()
+        host, port = s.mqtt_endpoint()
+        user, pw = s.hub_credentials()
+
+        class B:
+            pass
+
+        b = B()
+        b.host, b.port = host, port
+        client, _ = mqtt_client(b, user, pw)
+    start = time.monotonic()
+    for i, dev in enumerate(devs):
+        due = start + i / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        sent[dev] = time.monotonic()
+        if direct:
+            payload = {
+                "msg_id": f"direct-{i}-{random.randrange(1 << 30)}",
+                "ts": time.time(),
+                "kind": "zone_intrusion",
+                "severity": 1,
+            }
+            client.publish(f"gw/v1/{dev}/alarm", json.dumps(payload), qos=1)
+        else:
+            peer.sock.sendto(alarm(dev, 700_000 + i), peer.target)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(watcher.at) < n:
+        time.sleep(0.05)
+    watcher.stop = True
+    if direct:
+        client.disconnect()
+        client.loop_stop()
+    lat = [(watcher.at[d] - sent[d]) * 1000 for d in devs if d in watcher.at]
+    return {
+        "path": "direct MQTT (baseline)" if direct else "SIP via gateway",
+        "alarms": n,
+        "committed": len(lat),
+        "p50_ms": round(pct(lat, 0.5), 1),
+        "p99_ms": round(pct(lat, 0.99), 1),
+        "max_ms": round(max(lat), 1) if lat else None,
+    }
+
+
+def reset_alarms() -> None:
+    with psycopg.connect(pg_url()) as conn:
+        conn.execute("TRUNCATE alarms, alarm_messages CASCADE")
+        conn.commit()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--register-rate", type=float, default=3_000)
+    ap.add_argument("--rates", default="2000,5000,8000", help="offered keepalives/s")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--alarm-rate", type=float, default=50.0)
+    ap.add_argument("--alarm-seconds", type=float, default=20.0)
+    args = ap.parse_args()
+    os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
+    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench-gb28181"))
+    os.environ.setdefault("GRIDWATCH_PG_PORT", "23408")
+    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "23418")
+    os.environ.setdefault("GRIDWATCH_SIP_PORT", "23438")
+    from gridwatch.services import services_down, services_up
+
+    services_up()
+    procs: list[subprocess.Popen] = []
+    try:
+        ids = prepare(args.devices)
+        e = env()
+        gw = subprocess.Popen([sys.executable, "-m", "gridwatch", "gb28181"], env=e, cwd=ROOT)
+        procs.append(gw)
+        peer = Peer(int(os.environ["GRIDWATCH_SIP_PORT"]))
+        peer.wait_ready(ids[0])
+        out: dict = {"devices": args.devices, "cpus": os.cpu_count()}
+        out["registration"] = register_all(peer, ids, args.register_rate, gw.pid)
+        print(json.dumps(out["registration"]), flush=True)
+        time.sleep(10)  # the after-registration queries settle
+        out["keepalive"] = []
+        for rate in [float(r) for r in args.rates.split(",")]:
+            res = keepalives(peer, ids, rate, args.seconds, gw.pid)
+            out["keepalive"].append(res)
+            print(json.dumps(res), flush=True)
+        ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env=e, cwd=ROOT)
+        procs.append(ingest)
+        time.sleep(5)
+        out["alarm"] = []
+        for direct in (True, False):
+            reset_alarms()
+            res = alarm_latency(peer, ids, args.alarm_rate, args.alarm_seconds, direct)
+            out["alarm"].append(res)
+            print(json.dumps(res), flush=True)
+        peer.stop = True
+        print(json.dumps(out, indent=2))
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        services_down()
+
+
+if __name__ == "__main__":
+    main()
