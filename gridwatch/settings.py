@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     sip_domain: str = Field(
         default="3601210000", pattern=r"^[0-9]{10}$", description="The 10-digit SIP domain (realm)."
     )
+    sia_host: str = Field(
+        default="127.0.0.1", description="Address the SIA DC-09 alarm receiver listens on."
+    )
+    sia_port: int = Field(default=12000, description="Port of the SIA DC-09 receiver (TCP, UDP).")
     sip_password: str | None = Field(
         default=None,
         description="SIP password of devices without their own; unset: only those can register.",

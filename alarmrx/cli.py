@@ -1,0 +1,98 @@
+"""`gridwatch alarm-receiver`: run the SIA DC-09 receiver; map panel accounts to devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="SIA DC-09 alarm receiver (TCP and UDP) for intrusion and fire panels.",
+    invoke_without_command=True,
+)
+err = Console(stderr=True)
+
+
+def build(settings=None):
+    """A Receiver from the settings (GRIDWATCH_SIA_*), its store and MQTT publisher."""
+    from alarmrx.receiver import Receiver, ReceiverConfig
+    from alarmrx.store import SiaStore
+    from gb28181.publisher import Publisher
+    from gridwatch.db import get_engine
+    from gridwatch.settings import get_settings
+
+    settings = settings or get_settings()
+    cfg = ReceiverConfig(
+        host=settings.sia_host, port=settings.sia_port, region=settings.sip_domain[:6]
+    )
+    return Receiver(cfg, SiaStore(get_engine(settings)), Publisher(settings))
+
+
+async def run_receiver(rx, max_seconds: float | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await rx.start()
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds) if max_seconds else await stop.wait()
+    except TimeoutError:
+        pass
+    finally:
+        await rx.stop()
+        logging.getLogger(__name__).info("receiver stopped: %s", dict(rx.stats))
+
+
+@app.callback()
+def alarm_receiver_cmd(
+    ctx: typer.Context,
+    run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
+) -> None:
+    """Run the receiver on GRIDWATCH_SIA_HOST:GRIDWATCH_SIA_PORT (TCP and UDP)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from gridwatch.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run_receiver(build(settings), run_for or None))
+    except OSError as exc:
+        err.print(
+            f"[bold red]error:[/] cannot listen on {settings.sia_host}:{settings.sia_port}: {exc}"
+        )
+        raise typer.Exit(1) from None
+    except ConnectionError as exc:
+        err.print(f"[bold red]error:[/] {exc}; start it with `gridwatch services up`")
+        raise typer.Exit(1) from None
+
+
+@app.command("account")
+def account_cmd(
+    account: str = typer.Argument(..., help="The panel's account number (3-16 hex digits)."),
+    device_id: str = typer.Argument(..., help="20-digit id of the registered panel device."),
+    key: str | None = typer.Option(None, help="AES key as set in the panel (16/24/32 chars)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Map a panel account to a device (and its AES key, when the panel encrypts)."""
+    from alarmrx.store import SiaStore
+    from gridwatch.db import get_engine
+
+    try:
+        SiaStore(get_engine()).set_account(account, device_id, key)
+    except (ValueError, LookupError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out = {"account": account.upper(), "device_id": device_id, "encrypted": key is not None}
+    print(json.dumps(out) if as_json else f"account {account.upper()} -> {device_id}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="alarm-receiver")
