@@ -41,11 +41,23 @@ def serve_cmd(
             "[yellow]warning:[/] map assets missing (run ./gw setup, which runs npm ci in maps/assets): "
             + ", ".join(missing)
         )
+    from gridwatch.tls import tls_files
+
     host = host or settings.api_host
     port = port or settings.api_port
+    try:
+        tls = tls_files(settings)
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot set up HTTPS: {exc}")
+        return
+    scheme = "https" if tls else "http"
     console.print(
-        f"gridwatch API on http://{host}:{port}  (map: /map, installer: /install, audit: /audit, docs: /docs)"
+        f"gridwatch API on {scheme}://{host}:{port}  (map: /map, installer: /install, audit: /audit, docs: /docs)"
     )
+    if settings.public_url:
+        console.print(f"phones and browsers reach it at {settings.public_url}")
+    if tls and tls.ca:
+        console.print(f"HTTPS with the local CA {tls.ca}: install it on phones from /install/ca")
     try:
         uvicorn.run(
             "api.app:create_app",
@@ -55,6 +67,8 @@ def serve_cmd(
             workers=workers,
             log_level=(log_level or settings.log_level).lower(),
             timeout_graceful_shutdown=3,
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
         )
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port")

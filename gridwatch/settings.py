@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -34,6 +35,27 @@ class Settings(BaseSettings):
     db_name: str = Field(default="gridwatch", description="Database name in the local cluster.")
     api_host: str = Field(default="127.0.0.1", description="Address the API and map listen on.")
     api_port: int = Field(default=8470, description="Port the API and map listen on.")
+    public_url: str | None = Field(
+        default=None,
+        description="Address phones and browsers use to reach the pages and API "
+        "(https://hub.lan:8470); used in links, QR codes and certificates.",
+    )
+    mqtt_public_url: str | None = Field(
+        default=None,
+        description="Broker address devices are told to use (mqtt://host:port or mqtts://host:port).",
+    )
+    tls: Literal["off", "local"] = Field(
+        default="off",
+        description="HTTPS for the pages and API: 'local' makes a local CA under GRIDWATCH_HOME/tls "
+        "(install it on phones from /install/ca).",
+    )
+    tls_cert: str | None = Field(
+        default=None,
+        description="Your own certificate chain (PEM) for HTTPS; with GRIDWATCH_TLS_KEY.",
+    )
+    tls_key: str | None = Field(
+        default=None, description="The private key (PEM) of GRIDWATCH_TLS_CERT."
+    )
     tile_url: str | None = Field(
         default=None,
         description="Base-map tile URL template ({z}/{x}/{y}); none: region outlines are the base.",
@@ -100,6 +122,20 @@ class Settings(BaseSettings):
             parts = urlsplit(self.mqtt_url)
             return parts.hostname or "127.0.0.1", parts.port or 1883
         return "127.0.0.1", self.mqtt_port
+
+    def mqtt_public_endpoint(self) -> tuple[str, str, int]:
+        """(scheme, host, port) devices are told to connect to: GRIDWATCH_MQTT_PUBLIC_URL, else
+        the broker the hub uses."""
+        if self.mqtt_public_url:
+            parts = urlsplit(self.mqtt_public_url)
+            scheme = "mqtts" if parts.scheme in ("mqtts", "ssl", "tls") else "mqtt"
+            return (
+                scheme,
+                parts.hostname or "127.0.0.1",
+                parts.port or (8883 if scheme == "mqtts" else 1883),
+            )
+        host, port = self.mqtt_endpoint()
+        return "mqtt", host, port
 
     def hub_credentials(self) -> tuple[str, str]:
         """(user, password) the hub's own clients (ingest, API, tests) use on the broker."""

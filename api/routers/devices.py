@@ -145,6 +145,10 @@ class RetireIn(BaseModel):
 class MqttCredentials(BaseModel):
     """What to configure on the device so it can talk to the hub."""
 
+    url: str = Field(
+        description="Broker URL for the device (GRIDWATCH_MQTT_PUBLIC_URL, else the hub's broker)",
+        examples=["mqtts://hub.lan:8883"],
+    )
     host: str
     port: int
     username: str
@@ -597,8 +601,9 @@ def mqtt_credentials(
             raise ApiError(409, f"device {device_id} is retired; it has no broker access")
         user.require_region(row.region_code, "read device credentials")
         record(conn, user.username, "device.credentials_read", "device", device_id, None)
-    host, port = settings.mqtt_endpoint()
+    scheme, host, port = settings.mqtt_public_endpoint()
     return MqttCredentials(
+        url=f"{scheme}://{host}:{port}",
         host=host,
         port=port,
         username=device_username(device_id),

@@ -163,6 +163,89 @@ def install_manifest() -> Response:
     )
 
 
+def public_base(request: Request) -> str:
+    """The address phones use: GRIDWATCH_PUBLIC_URL, else the one this request came in on."""
+    configured = request.app.state.settings.public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+CA_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gridwatch · 安装证书 install the certificate</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;margin:16px;max-width:40em}}
+.qr svg{{width:220px;height:220px}} a.button{{display:inline-block;padding:10px 16px;background:#14233a;
+color:#fff;border-radius:4px;text-decoration:none}} code{{background:#eef1f4;padding:1px 4px}}</style>
+</head><body>
+<h1>安装 gridwatch 证书 / Install the gridwatch certificate</h1>
+<p>手机浏览器只对安全（HTTPS）页面开放定位、摄像头与指南针。在每部安装用手机上装一次本中心的证书：
+Phones open location, camera and compass only to secure (HTTPS) pages. Install this hub's
+certificate authority once on each installer's phone:</p>
+<p><a class="button" href="/install/ca.crt" download="gridwatch-ca.crt">下载证书 Download certificate</a></p>
+<ol>
+<li><b>Android</b>: 设置 → 安全 → 加密与凭据 → 安装证书 → CA 证书 / Settings → Security →
+Encryption &amp; credentials → Install a certificate → CA certificate; choose the downloaded file.</li>
+<li><b>iPhone</b>: open the file, then Settings → General → VPN &amp; Device Management → install the
+profile; then Settings → General → About → Certificate Trust Settings → turn on full trust.</li>
+</ol>
+<p>证书指纹 / fingerprint (SHA-256): <code>{fingerprint}</code></p>
+<p>然后用手机扫描打开安装页 / Then open the installer page on the phone:</p>
+<div class="qr">{qr}</div>
+<p><a href="{install}">{install}</a></p>
+</body></html>"""
+
+
+def _local_ca(request: Request):
+    from gridwatch.tls import tls_files
+
+    files = tls_files(request.app.state.settings)
+    if files is None or files.ca is None:
+        return None
+    return files.ca
+
+
+@router.get("/install/ca", response_class=HTMLResponse)
+def install_ca_page(request: Request) -> HTMLResponse:
+    """How to trust the hub's local CA on a phone, with a QR code of the installer page."""
+    import hashlib
+
+    import segno
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    ca = _local_ca(request)
+    install_url = public_base(request) + "/install"
+    if ca is None:
+        return HTMLResponse(
+            "<!doctype html><meta charset='utf-8'><p>This hub does not use its own local CA "
+            "(GRIDWATCH_TLS is not 'local'): phones need no certificate from it. The installer "
+            f"page is <a href='{html.escape(install_url)}'>{html.escape(install_url)}</a>.</p>",
+            status_code=404,
+        )
+    cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    der = cert.public_bytes(Encoding.DER)
+    fingerprint = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    qr = segno.make(install_url, error="m").svg_inline(scale=5)
+    return HTMLResponse(
+        CA_PAGE.format(fingerprint=fingerprint, qr=qr, install=html.escape(install_url)),
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+        },
+    )
+
+
+@router.get("/install/ca.crt")
+def install_ca_cert(request: Request) -> Response:
+    """The hub's local CA certificate (public part only), for phones to install."""
+    ca = _local_ca(request)
+    if ca is None:
+        return Response("this hub uses no local CA (GRIDWATCH_TLS is not 'local')", status_code=404)
+    return Response(
+        ca.read_bytes(),
+        media_type="application/x-x509-ca-cert",
+        headers={"Content-Disposition": 'attachment; filename="gridwatch-ca.crt"'},
+    )
+
+
 @router.get("/install/page.js")
 def install_script(request: Request, region: str | None = REGION) -> Response:
     return _script(request, "install", region)

@@ -404,7 +404,7 @@
         box.appendChild(gw.el("p", {}, [gw.el("span", { id: "gw-i-status", class: "gw-status-pill unknown", "data-status": "unknown", text: gw.t("waiting_heartbeat") })]));
         gw.api("/devices/" + out.id + "/mqtt-credentials").then(function (c) {
           box.appendChild(gw.el("b", { text: gw.t("mqtt_creds") }));
-          box.appendChild(gw.el("div", { class: "gw-creds", id: "gw-i-creds", text: "mqtt://" + c.host + ":" + c.port + "  user " + c.username + "  password " + c.password + "  topic " + c.topics.heartbeat }));
+          box.appendChild(gw.el("div", { class: "gw-creds", id: "gw-i-creds", text: (c.url || "mqtt://" + c.host + ":" + c.port) + "  user " + c.username + "  password " + c.password + "  topic " + c.topics.heartbeat }));
         }).catch(function () {});
         box.appendChild(gw.el("button", { type: "button", class: "secondary", text: gw.t("new_device"), onclick: resetForm }));
         watch(out.id, out.region_code);
