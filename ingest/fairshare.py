@@ -53,6 +53,9 @@ class FairShare:
         self.msg_cap = cfg.device_msgs_per_s * cfg.device_burst_s
         self.alarm_cap = cfg.device_alarms_per_s * cfg.device_burst_s
         self._pruned = clock()
+        # The keys in quarantine now -> until (monotonic); small, read by the worker's network
+        # thread to drop a quarantined device's messages before they cost anything more.
+        self.active: dict[str, float] = {}
 
     def _share(self, key: str, now: float) -> _Share:
         s = self.shares.get(key)
@@ -81,6 +84,7 @@ class FairShare:
                 s.dropped += 1
                 return Verdict.QUARANTINED
             s.until, s.dropped, s.over = 0.0, 0, 0
+            self.active.pop(key, None)
         if s.msgs >= 1.0 and (not alarm or s.alarms >= 1.0):
             s.msgs -= 1.0
             if alarm:
@@ -91,6 +95,7 @@ class FairShare:
         s.over += 1
         if s.over >= self.cfg.quarantine_after:
             return self._quarantine(
+                key,
                 s,
                 now,
                 f"{s.over} messages over its share within {OVER_WINDOW_S:.0f} s (limits "
@@ -110,13 +115,16 @@ class FairShare:
             s.dl_bytes -= nbytes
             return Verdict.ACCEPT
         return self._quarantine(
+            key,
             s,
             now,
             f"dead letters over {self.cfg.device_deadletter_bytes_per_day:,} bytes/day",
         )
 
-    def _quarantine(self, s: _Share, now: float, why: str) -> Verdict:
+    def _quarantine(self, key: str, s: _Share, now: float, why: str) -> Verdict:
         s.until = now + self.cfg.quarantine_s
+        # a new dict, not an update: the network thread reads it without a lock
+        self.active = {k: u for k, u in self.active.items() if u > now} | {key: s.until}
         s.dropped = 0
         s.why = why
         s.started = time.time()

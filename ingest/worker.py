@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -101,6 +102,12 @@ class IngestWorker:
         self._cond = threading.Condition()
         self._inbox: list[Message] = []
         self._inbox_bytes = 0
+        # Quarantined devices (fair share) -> until (monotonic): their messages are acked and
+        # dropped as they arrive, before a Message is even made (see _on_publish).
+        self._blocked: dict[str, float] = {}
+        self._dropped_acks: list[tuple[int, int]] = []  # (mid, epoch) of QoS 1 drops
+        self._dropped = 0
+        self._fair_seen: dict[str, float] | None = None
         self._epoch = 0
         self._connected = threading.Event()
         self.conn: psycopg.Connection | None = None
@@ -158,6 +165,15 @@ class IngestWorker:
         self._on_publish(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain)
 
     def _on_publish(self, topic: str, payload: bytes, qos: int, mid: int, retain: bool) -> None:
+        blocked = self._blocked
+        if blocked:
+            until = blocked.get(topic[6:26])
+            if until is not None and time.monotonic() < until and topic.startswith("gw/v1/"):
+                with self._cond:
+                    self._dropped += 1
+                    if qos:
+                        self._dropped_acks.append((mid, self._epoch))
+                return
         m = Message(topic, payload, qos, mid, retain, self._epoch, time.time())
         with self._cond:
             # Back-pressure: past inbox_max_bytes the network thread waits for the batch loop to
@@ -478,11 +494,26 @@ class IngestWorker:
                         if wait > 0:
                             self._cond.wait(timeout=wait)
                     batch = self._take_batch() if self._inbox else []
+                    drops, self._dropped_acks = self._dropped_acks, []
+                    dropped, self._dropped = self._dropped, 0
+                if drops or dropped:
+                    epoch = self._epoch
+                    self.client.ack_many(mid for mid, e in drops if e == epoch)
+                    self.stats.counts["dropped"] = self.stats.counts.get("dropped", 0) + dropped
                 if batch:
                     res = self.persist(batch)
                     epoch = self._epoch
                     self.client.ack_many(m.mid for m in batch if m.qos and m.epoch == epoch)
                     self.stats.add(res)
+                    fair = self.store.fair if self.store is not None else None
+                    if fair is not None and fair.active is not self._fair_seen:
+                        self._fair_seen = fair.active
+                        # registered devices only: a pending source's key is not a device id
+                        self._blocked = {
+                            k: u
+                            for k, u in fair.active.items()
+                            if not k.startswith(("pending:", "topic:"))
+                        }
         finally:
             self._stop.set()
             props = None
@@ -523,6 +554,9 @@ def run_worker(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     worker = IngestWorker(cfg=cfg, stats_file=stats_file)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck
+    # worker is without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run(max_seconds=max_seconds)

@@ -418,3 +418,67 @@ def test_a_retried_batch_does_not_charge_its_devices_twice(db_url, cfg, make_dev
         assert len(w.alarms) == 2 and w.dead[0][2].startswith("rate limited")
     finally:
         s.conn.close()
+
+
+def test_big_payloads_flow_in_byte_bounded_batches(services, make_device, hub_client, pg) -> None:
+    """The issue's stall: many ~250 kB payloads at once. Batches stay within
+    GRIDWATCH_INGEST_BATCH_MAX_BYTES (1 MB here), every big alarm is stored, and a small alarm
+    of another device sent after them arrives too; the worker never retries as if the
+    database were down."""
+    import uuid
+
+    from tests.ingest.conftest import WorkerProcess
+
+    senders = [make_device("alarm_input") for _ in range(8)]
+    normal = make_device("alarm_input")
+    tag = uuid.uuid4().hex[:8]
+    w = WorkerProcess(f"t-big-{tag}", f"t{tag}")
+    w.env.update(GRIDWATCH_INGEST_BATCH_MAX_BYTES="1000000", GRIDWATCH_LOG_LEVEL="INFO")
+    w.start()
+    try:
+        assert w.wait_connected(), w.log.read_text(errors="replace")[-3000:]
+        pad = "x" * 250_000
+        infos = [
+            hub_client.publish(
+                f"gw/v1/{senders[i % 8]}/alarm",
+                alarm(f"big-{i}", kind=f"big{i}", detail={"pad": pad}),
+                qos=1,
+            )
+            for i in range(48)
+        ]
+        infos.append(hub_client.publish(f"gw/v1/{normal}/alarm", alarm("small"), qos=1))
+        for info in infos:
+            info.wait_for_publish(60)
+
+        def stored() -> int:
+            pg.rollback()
+            return pg.execute(
+                "SELECT count(*) FROM alarms WHERE device_id = ANY(%s)", (senders + [normal],)
+            ).fetchone()[0]
+
+        assert wait_for(lambda: stored() == 49, 90), stored()
+        log = w.log.read_text(errors="replace")
+        assert "database unavailable" not in log and "batch kept, retrying" not in log, log[-2000:]
+        assert w.proc is not None and w.proc.poll() is None
+    finally:
+        w.stop()
+
+
+def test_a_quarantined_device_is_dropped_as_it_arrives(cfg) -> None:
+    """Once quarantined, a device's messages are acked and dropped in the network thread,
+    before a Message is made; the other devices' messages queue as usual."""
+    from ingest.worker import IngestWorker
+
+    worker = IngestWorker(cfg=cfg)
+    bad, good = "36012100001340000001", "36012100001340000002"
+    worker._blocked = {bad: time.monotonic() + 60}
+    for i in range(100):
+        worker._on_publish(f"gw/v1/{bad}/alarm", b"{}", 1, i + 1, False)
+    worker._on_publish(f"gw/v1/{good}/alarm", b"{}", 1, 500, False)
+    assert [m.topic for m in worker._inbox] == [f"gw/v1/{good}/alarm"]
+    assert worker._dropped == 100 and [mid for mid, _ in worker._dropped_acks] == list(
+        range(1, 101)
+    )
+    worker._blocked = {bad: time.monotonic() - 1}  # the quarantine is over
+    worker._on_publish(f"gw/v1/{bad}/alarm", b"{}", 1, 501, False)
+    assert len(worker._inbox) == 2
