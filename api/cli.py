@@ -5,21 +5,20 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from gridwatch.console import console, err, fail
 
 users_app = typer.Typer(
     help="User accounts: operators, installers, auditors, admins.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 1) -> NoReturn:
+    fail(message, code)
 
 
 def serve_cmd(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from geo.importlog import ImportReport
-
-console = Console()
-err = Console(stderr=True)
+from gridwatch.console import console, err, fail
 
 import_app = typer.Typer(
     help="Import division lists, boundaries, natural villages and roads (exit 1 if rows were rejected).",
@@ -27,9 +25,8 @@ CRS_HELP = (
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail(message, code)
 
 
 def _engine():

@@ -6,9 +6,9 @@ import json
 import sys
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gridwatch.console import console, fail
 from gridwatch.services import ServiceError, services_down, services_status, services_up
 from gridwatch.settings import get_settings
 
@@ -23,15 +23,6 @@ services_app = typer.Typer(
 db_app = typer.Typer(help="Database schema and migrations.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
-
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print an error for a person and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 def _print_status(as_json: bool) -> bool:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gridwatch.console import console, err, fail
 from hardware.gbid import (
     DEFAULT_EDITION,
     DeviceId,
@@ -21,17 +22,13 @@ from hardware.kinds import kind_for_type
 from hardware.optics import DORI_PPM, OpticsError, optics
 from hardware.region_code import region_prefix
 
-console = Console()
-err = Console(stderr=True)
-
 id_app = typer.Typer(
     help="GB/T 28181 device and channel IDs: decode and allocate.", no_args_is_help=True
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail(message, code)
 
 
 def _check_edition(edition: int) -> int:

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+from gridwatch.console import console, err
 
 deadletters_app = typer.Typer(
     help="Messages the ingest worker could not accept.", no_args_is_help=True

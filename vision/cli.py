@@ -7,13 +7,12 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+from gridwatch.console import console, err, fail
 
 vision_app = typer.Typer(
     help="Frame analysis: the vision worker, approving a camera's new view, checking a file.",
@@ -22,9 +21,8 @@ vision_app = typer.Typer(
 APPROVE_TOPIC = "gw/v1/hub/vision/cmd"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail(message, code)
 
 
 def register(app: typer.Typer) -> None:
