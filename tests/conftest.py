@@ -46,6 +46,25 @@ if not os.environ.get("GRIDWATCH_MQTT_URL"):
     os.environ.setdefault("GRIDWATCH_MQTT_PORT", "18840")
 
 
+# Markers follow from the fixtures a test uses, so they cannot be forgotten or left stale:
+# anything whose fixture closure reaches `services` (db_url, engine, mqtt_broker, stacks built on
+# them) is `integration`; anything using `browser` is `browser`. `-m "not integration"` then
+# starts no PostGIS or Mosquitto at all: they start lazily, when the first such fixture is set up.
+SERVICE_FIXTURE = "services"
+BROWSER_FIXTURE = "browser"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests `integration` / `browser` by the fixtures they (transitively) use."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if SERVICE_FIXTURE in names:
+            item.add_marker(pytest.mark.integration)
+        if BROWSER_FIXTURE in names:
+            item.add_marker(pytest.mark.browser)
+
+
 @dataclass(frozen=True)
 class Broker:
     """Where the test broker listens and the hub's credentials on it."""
@@ -101,3 +120,11 @@ def mqtt_broker(services: None) -> Broker:
     host, port = settings.mqtt_endpoint()
     user, password = settings.hub_credentials()
     return Broker(host, port, user, password)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, shared by every browser test of this run."""
+    from tests.maps.browser import shared_browser
+
+    return shared_browser()

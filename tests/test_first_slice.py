@@ -16,9 +16,7 @@ from sqlalchemy import text
 
 from tests.api.fixtures import GRID_A1, PASSWORDS, VILLAGE_A1, device_id, load_places
 from tests.api.stack import Stack, mosquitto_pub, wait_until
-from tests.maps.browser import open_page, shared_browser, sign_in
-
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+from tests.maps.browser import open_page, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +35,7 @@ def slice_stack(db_url, mqtt_broker, engine):
         s.stop()
 
 
-def test_first_slice(slice_stack, engine):
+def test_first_slice(slice_stack, engine, browser):
     stack = slice_stack
     installer = {
         "Authorization": f"Bearer {stack.token('t-installer', PASSWORDS['t-installer'][1])}"
@@ -106,7 +104,7 @@ def test_first_slice(slice_stack, engine):
     assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat])
 
     # 4b. the map page shows it online: click it on the map in Chromium, read the popup
-    context, page, net = open_page(shared_browser())
+    context, page, net = open_page(browser)
     try:
         sign_in(page, stack.base, "/map", "t-operator", PASSWORDS["t-operator"][1])
         page.evaluate(f"gw.map.setView([{lat}, {lon}], 18)")

@@ -11,8 +11,6 @@ from ingest.alarms import AlarmIn, store_alarms
 from ingest.events import emit_events
 from tests.api.fixtures import COUNTY_B, device_id
 
-pytestmark = pytest.mark.integration
-
 
 def _camera(client, headers, lon, lat, county=None, who="t-installer"):
     body = {

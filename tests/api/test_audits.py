@@ -7,8 +7,6 @@ import pytest
 from tests.api.fixtures import COUNTY_A, VILLAGE_A1, VILLAGE_A2
 from tests.api.stack import wait_until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def job(client, headers, places):

@@ -6,8 +6,6 @@ import pytest
 
 from api.auth import TokenError, hash_password, issue_token, read_token, verify_password
 
-pytestmark = pytest.mark.integration
-
 
 def test_password_hash_is_argon2_and_verifies():
     h = hash_password("correct horse")

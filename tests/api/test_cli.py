@@ -8,10 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
-pytestmark = pytest.mark.integration
-
 
 def gw(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -8,8 +8,6 @@ from sqlalchemy import text
 from hardware.crs import wgs84_to_gcj02
 from tests.api.fixtures import COUNTY_B, VILLAGE_A1, device_id
 
-pytestmark = pytest.mark.integration
-
 CAM = {
     "heading_deg": 90,
     "focal_mm": 4,

@@ -25,8 +25,6 @@ from schemathesis.checks import (
 from ingest.alarms import AlarmIn, store_alarms
 from tests.api.fixtures import device_id
 
-pytestmark = pytest.mark.integration
-
 MAX_EXAMPLES = 10
 CHECKS = [
     not_a_server_error,

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ingest.events import emit_event
-
-pytestmark = pytest.mark.integration
 
 
 def frames(text: str) -> list[dict]:

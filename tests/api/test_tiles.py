@@ -11,8 +11,6 @@ from maps.tiles import MOVING_KINDS
 from tests.api.fixtures import device_id
 from tests.api.mvt import decode
 
-pytestmark = pytest.mark.integration
-
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:
     n = 2**z

@@ -18,8 +18,6 @@ from geo.gaps import suggest
 from geo.registry import register_device
 from geo.rulepack import RulePackError, load_rule_pack
 
-pytestmark = pytest.mark.integration
-
 CITY, COUNTY, TOWN = "361000000000", "361021000000", "361021100000"
 V1, V2, C1 = "361021100201", "361021100202", "361021100001"
 AT = datetime.now(UTC).replace(microsecond=0)

@@ -9,8 +9,6 @@ from geo.bulk import register_many
 from geo.registry import RegistryError, register_device
 from tests.geo.conftest import new_id
 
-pytestmark = pytest.mark.integration
-
 
 def _regs(n: int) -> list[dict]:
     return [

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import text
 
 from geo.audit import run_audit
 from geo.live import refresh_all, village_status
 from geo.registry import register_device, retire_device, update_device
 from tests.geo.conftest import new_id
-
-pytestmark = pytest.mark.integration
 
 
 def _points(result: dict, code: str) -> int:

@@ -19,8 +19,6 @@ from geo.registry import (
 from hardware.crs import wgs84_to_gcj02
 from tests.geo.conftest import new_id
 
-pytestmark = pytest.mark.integration
-
 
 def cam(**kw) -> dict:
     base = {

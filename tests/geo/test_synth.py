@@ -10,8 +10,6 @@ from sqlalchemy import text
 
 from geo.synth import SCALES, build_plan, cameras, generate_region, voronoi_split
 
-pytestmark = pytest.mark.integration
-
 
 def _digest(plan) -> str:
     h = hashlib.sha256()

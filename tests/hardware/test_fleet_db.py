@@ -7,8 +7,6 @@ from sqlalchemy import text
 
 from hardware.fleet_db import load_fleet
 
-pytestmark = pytest.mark.integration
-
 ROAD = [(87.60, 43.80), (87.61, 43.805), (87.62, 43.81)]
 RAIL = [(87.60, 43.79), (87.63, 43.79)]
 

@@ -23,8 +23,6 @@ from hardware.fleet import Fleet
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_transport import PerDeviceLinks
 
-pytestmark = pytest.mark.integration
-
 # A region of their own, so other tests' devices on the same broker are not counted here.
 POOLED_REGION, PER_DEVICE_REGION = "65010201", "65010202"
 

@@ -10,8 +10,6 @@ from hardware.credentials import device_password
 from ingest.broker_auth import acl_text, mosquitto_hash
 from tests.ingest.conftest import Collector, mqtt_client, wait_for
 
-pytestmark = pytest.mark.integration
-
 
 def test_hash_format_is_mosquitto_pbkdf2() -> None:
     h = mosquitto_hash("secret", salt=b"\x00" * 12)

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from typer.testing import CliRunner
 
 from ingest.store import Message
-
-pytestmark = pytest.mark.integration
 
 
 def test_database_rejection_dead_letters_one_message_and_keeps_the_rest(
@@ -74,7 +71,7 @@ def test_deadletters_cli_lists_and_summarises(store, make_device) -> None:
     assert bad.exit_code != 0
 
 
-def test_batch_connection_plans_do_not_depend_on_empty_table_statistics(cfg) -> None:
+def test_batch_connection_plans_do_not_depend_on_empty_table_statistics(db_url, cfg) -> None:
     """The worker's batch connection: no JIT, no sequential scans (ingest/worker.py
     BATCH_SESSION); the sweep and the cache reload keep their own connections."""
     from ingest.worker import IngestWorker

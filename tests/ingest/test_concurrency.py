@@ -10,9 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 # One worker's side, in its own interpreter: its own hash seed gives its sets (and so the

@@ -14,8 +14,6 @@ from ingest.events import emit_event, event_messages_by_id, events_by_id, events
 from ingest.presence import online_rate, sweep
 from ingest.store import Message
 
-pytestmark = pytest.mark.integration
-
 
 def raise_alarm(store, device_id: str, msg_id: str = "l-1") -> int:
     payload = {"msg_id": msg_id, "ts": time.time(), "kind": "panic", "severity": 1}

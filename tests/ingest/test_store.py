@@ -11,8 +11,6 @@ import pytest
 from ingest.events import events_since
 from ingest.store import Message
 
-pytestmark = pytest.mark.integration
-
 
 def msg(device_id: str, suffix: str, payload: dict | bytes, qos: int = 1, retain: bool = False):
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -12,8 +12,6 @@ import pytest
 
 from tests.ingest.conftest import wait_for
 
-pytestmark = pytest.mark.integration
-
 
 def count(db_url: str, sql: str, params=()) -> int:
     try:

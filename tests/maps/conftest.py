@@ -8,7 +8,7 @@ import pytest
 
 from tests.api.fixtures import places, users  # noqa: F401 - shared fixtures
 from tests.api.stack import Stack
-from tests.maps.browser import open_page, shared_browser, sign_in  # noqa: F401 - used by the tests
+from tests.maps.browser import open_page, sign_in  # noqa: F401 - used by the tests
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +20,3 @@ def stack(db_url, mqtt_broker, users) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium, shared by every browser test of this run."""
-    return shared_browser()

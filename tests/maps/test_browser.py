@@ -16,8 +16,6 @@ from tests.api.fixtures import PASSWORDS, device_id
 from tests.api.stack import mosquitto_pub, wait_until
 from tests.maps.browser import open_page, sign_in
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
 # screenshots of each run land here (git-ignored); bench/map_screens.py makes the docs/img ones
 IMG = Path(__file__).resolve().parents[2] / "bench" / "out" / "screens"
 IMG.mkdir(parents=True, exist_ok=True)

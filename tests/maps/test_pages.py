@@ -9,8 +9,6 @@ from fastapi.testclient import TestClient
 
 from maps.pages import PageConfig, build_page
 
-pytestmark = pytest.mark.integration
-
 ASSET = re.compile(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"')
 
 

@@ -20,7 +20,6 @@ from vision.events import QualityEvent, from_payload
 from vision.synth import SynthConfig, SynthSequence
 from vision.worker import MqttLink, VisionWorker
 
-pytestmark = pytest.mark.integration
 COUNTY = "360124"  # a county no other test writes to (the suite shares one database)
 
 
