@@ -85,7 +85,10 @@ def db_migrate_cmd() -> None:
 
 @app.command("doctor")
 def doctor_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Check this machine for everything gridwatch needs; say what is missing and how to fix it."""
+    """Check this machine for everything gridwatch needs; say what is missing and how to fix it.
+
+    Exits 1 when something the hub needs is missing; what only the tests need is reported.
+    """
     from gridwatch.doctor import run_checks
 
     checks = run_checks(get_settings())
@@ -94,9 +97,10 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     else:
         table = Table("check", "ok", "detail / fix")
         for c in checks:
-            table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail)
+            mark = "[green]ok[/]" if c.ok else "[red]missing[/]" if c.required else "[yellow]no[/]"
+            table.add_row(c.name, mark, c.detail)
         console.print(table)
-    if not all(c.ok for c in checks):
+    if not all(c.ok for c in checks if c.required):
         raise typer.Exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
 import shutil
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    required: bool = True  # False: only the test suite needs it; missing it is not a failure
 
 
 PYTHON_MODULES = [
@@ -101,7 +103,18 @@ def run_checks(settings: Settings) -> list[Check]:
         Check(
             "chromium (browser tests)",
             chromium is not None,
-            chromium or "apt-get install chromium (needed by ./gw test only)",
+            chromium or "apt-get install chromium fonts-wqy-microhei (needed by ./gw test only)",
+            required=False,
+        )
+    )
+    # Playwright's bundled node (its driver) links libatomic.so.1, absent from a minimal Debian.
+    atomic = ctypes.util.find_library("atomic")
+    checks.append(
+        Check(
+            "libatomic (browser tests)",
+            atomic is not None,
+            atomic or "apt-get install libatomic1 (needed by ./gw test only)",
+            required=False,
         )
     )
     return checks

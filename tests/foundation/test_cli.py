@@ -25,7 +25,9 @@ def test_doctor_reports_every_check_as_json() -> None:
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert {"python packages", "postgis", "mosquitto", "map assets"} <= set(checks)
     assert checks["python packages"]["ok"]
-    assert result.exit_code == (0 if all(c["ok"] for c in checks.values()) else 1)
+    assert result.exit_code == (0 if all(c["ok"] for c in checks.values() if c["required"]) else 1)
+    # what only the test suite needs never fails the doctor (./gw setup on a demo machine)
+    assert not checks["chromium (browser tests)"]["required"]
 
 
 def test_doctor_fails_on_unreachable_external_broker(monkeypatch) -> None:
