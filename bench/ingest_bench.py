@@ -488,8 +488,8 @@ def main() -> None:
     # queue a copy of every bench message (up to max_queued_messages), and Mosquitto writes
     # its whole state to disk every 30 s — a 200 MB snapshot stalled delivery for ~0.3 s.
     os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench"))
-    os.environ.setdefault("GRIDWATCH_PG_PORT", "55442")
-    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "18840")
+    os.environ.setdefault("GRIDWATCH_PG_PORT", "25442")
+    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "21893")
     from gridwatch.services import services_down, services_up
 
     services_up()

@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 
+from gridwatch.ports import ephemeral_range
 from gridwatch.services import mosquitto_binary, pg_bindir, port_open, postgis_installed
 from gridwatch.settings import PROJECT_ROOT, Settings
 
@@ -90,6 +91,21 @@ def run_checks(settings: Settings) -> list[Check]:
                 "mqtt broker", reachable, f"{host}:{port}" + ("" if reachable else " unreachable")
             )
         )
+    low, high = ephemeral_range()
+    ports = [("GRIDWATCH_PG_PORT", settings.pg_port)] if settings.local_database else []
+    ports += [("GRIDWATCH_MQTT_PORT", settings.mqtt_port)] if settings.local_mqtt else []
+    risky = [f"{name}={port}" for name, port in ports if low <= port <= high]
+    checks.append(
+        Check(
+            "local ports",
+            not risky,
+            f"outside the ephemeral range {low}-{high}"
+            if not risky
+            else f"{', '.join(risky)} inside the ephemeral range {low}-{high}: any outgoing "
+            "connection can hold it; choose a port below 32768",
+            required=False,
+        )
+    )
     assets = map_assets_dir() / "leaflet" / "dist" / "leaflet.js"
     checks.append(
         Check(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from gridwatch.ports import describe_port_holder, port_blocked
 from gridwatch.settings import Settings, get_settings
 
 
@@ -293,10 +294,11 @@ class LocalPostgres(LocalService):
         if pid is not None and not _pid_alive(pid):
             # A crash left postmaster.pid behind; PostgreSQL copes, but say so.
             pass
-        if port_open("127.0.0.1", self.port):
+        if port_open("127.0.0.1", self.port) or port_blocked(self.port):
             raise ServiceError(
-                f"port {self.port} is already in use by another program, so the local PostGIS "
-                f"cannot start. Free it, or choose another port: export GRIDWATCH_PG_PORT=55433"
+                f"port {self.port} is already in use by {describe_port_holder(self.port)}, so the "
+                f"local PostGIS cannot start. Stop that, or choose another port: "
+                f"export GRIDWATCH_PG_PORT={self.port + 1}"
             )
         uid, gid = self._owner()
         self.log.touch(exist_ok=True)
@@ -451,10 +453,11 @@ class LocalMosquitto(LocalService):
         pid = _read_pid(self.pidfile)
         if pid is not None and not _pid_alive(pid):
             self.pidfile.unlink(missing_ok=True)
-        if port_open("127.0.0.1", self.port):
+        if port_open("127.0.0.1", self.port) or port_blocked(self.port):
             raise ServiceError(
-                f"port {self.port} is already in use by another program, so the local Mosquitto "
-                f"cannot start. Free it, or choose another port: export GRIDWATCH_MQTT_PORT=18831"
+                f"port {self.port} is already in use by {describe_port_holder(self.port)}, so the "
+                f"local Mosquitto cannot start. Stop that, or choose another port: "
+                f"export GRIDWATCH_MQTT_PORT={self.port + 1}"
             )
         self.write_config()
         result = subprocess.run(

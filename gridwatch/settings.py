@@ -30,8 +30,14 @@ class Settings(BaseSettings):
         default=None,
         description="Use this MQTT broker (mqtt://user:pass@host:port) instead of a local one.",
     )
-    pg_port: int = Field(default=55432, description="Port of the project-local PostGIS cluster.")
-    mqtt_port: int = Field(default=18830, description="Port of the project-local Mosquitto.")
+    pg_port: int = Field(
+        default=25432,
+        description="Port of the project-local PostGIS cluster (below 32768: outside Linux's ephemeral range).",
+    )
+    mqtt_port: int = Field(
+        default=21883,
+        description="Port of the project-local Mosquitto (below 32768: outside Linux's ephemeral range).",
+    )
     db_name: str = Field(default="gridwatch", description="Database name in the local cluster.")
     api_host: str = Field(default="127.0.0.1", description="Address the API and map listen on.")
     api_port: int = Field(default=8470, description="Port the API and map listen on.")

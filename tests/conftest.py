@@ -37,20 +37,21 @@ if "GRIDWATCH_HOME" not in os.environ and not (
     os.environ["GRIDWATCH_PG_PORT"] = str(_free_port())
     os.environ["GRIDWATCH_MQTT_PORT"] = str(_free_port())
 if not os.environ.get("GRIDWATCH_DATABASE_URL"):
-    os.environ.setdefault("GRIDWATCH_PG_PORT", "55442")
+    os.environ.setdefault("GRIDWATCH_PG_PORT", "25442")
     os.environ["GRIDWATCH_DB_NAME"] = _TEST_DB
 else:
     base, _, _ = os.environ["GRIDWATCH_DATABASE_URL"].rpartition("/")
     os.environ["GRIDWATCH_DATABASE_URL"] = f"{base}/{_TEST_DB}"
 if not os.environ.get("GRIDWATCH_MQTT_URL"):
-    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "18840")
+    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "21893")
 
 
 # Markers follow from the fixtures a test uses, so they cannot be forgotten or left stale:
 # anything whose fixture closure reaches `services` (db_url, engine, mqtt_broker, stacks built on
-# them) is `integration`; anything using `browser` is `browser`. `-m "not integration"` then
-# starts no PostGIS or Mosquitto at all: they start lazily, when the first such fixture is set up.
-SERVICE_FIXTURE = "services"
+# them) or `own_services_home` (a test starting services of its own) is `integration`; anything
+# using `browser` is `browser`. `-m "not integration"` then starts no PostGIS or Mosquitto at all:
+# they start lazily, when the first such fixture is set up.
+SERVICE_FIXTURES = {"services", "own_services_home"}
 BROWSER_FIXTURE = "browser"
 
 
@@ -59,7 +60,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests `integration` / `browser` by the fixtures they (transitively) use."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
-        if SERVICE_FIXTURE in names:
+        if SERVICE_FIXTURES & names:
             item.add_marker(pytest.mark.integration)
         if BROWSER_FIXTURE in names:
             item.add_marker(pytest.mark.browser)
@@ -85,6 +86,18 @@ def services() -> Iterator[None]:
     if _RUN_DIR is not None:
         services_down()
         shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture()
+def own_services_home(tmp_path: Path) -> Iterator[Path]:
+    """A GRIDWATCH_HOME for a test that starts a PostGIS or Mosquitto of its own there."""
+    yield tmp_path
+    from gridwatch.services import LocalMosquitto
+    from gridwatch.settings import Settings
+
+    broker = LocalMosquitto(Settings(home=tmp_path, pg_port=1))
+    if broker.pidfile.exists():  # never leave a test's broker running
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,8 @@ def test_data_directory_of_other_version_left_untouched(tmp_path) -> None:
     assert (pg.data / "precious").read_text() == "data"
 
 
-def test_concurrent_starts_leave_one_broker_and_its_pid_file(tmp_path) -> None:
+def test_concurrent_starts_leave_one_broker_and_its_pid_file(own_services_home) -> None:
+    tmp_path = own_services_home
     import os
     import subprocess
     import sys
@@ -133,8 +134,9 @@ def test_concurrent_starts_leave_one_broker_and_its_pid_file(tmp_path) -> None:
     assert not broker.running()
 
 
-def test_lost_pid_file_is_found_again(tmp_path, monkeypatch) -> None:
+def test_lost_pid_file_is_found_again(own_services_home, monkeypatch) -> None:
     """A broker whose PID file was deleted is still seen, reloaded and stopped."""
+    tmp_path = own_services_home
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
