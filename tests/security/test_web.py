@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.fixtures import PASSWORDS, device_id, places, users  # noqa: F401 - fixtures
 from tests.api.stack import Stack
-from tests.maps.browser import open_page, shared_browser, sign_in
+from tests.maps.browser import open_page, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -71,8 +71,8 @@ def hostile_camera(web_stack) -> str:
 
 
 @pytest.mark.browser
-def test_hostile_device_name_in_the_map_popup_is_text(web_stack, hostile_camera):
-    context, page, net = open_page(shared_browser())
+def test_hostile_device_name_in_the_map_popup_is_text(web_stack, hostile_camera, browser):
+    context, page, net = open_page(browser)
     context.add_init_script(RECORD_CSP)
     try:
         sign_in(page, web_stack.base, "/map", "t-operator", "operator-pass-1")
@@ -94,7 +94,7 @@ def test_hostile_device_name_in_the_map_popup_is_text(web_stack, hostile_camera)
 
 
 @pytest.mark.browser
-def test_csp_header_is_strict_and_the_browser_honours_it(web_stack):
+def test_csp_header_is_strict_and_the_browser_honours_it(web_stack, browser):
     r = httpx.get(f"{web_stack.base}/map", timeout=10)
     csp = r.headers["content-security-policy"]
     assert (
@@ -109,7 +109,7 @@ def test_csp_header_is_strict_and_the_browser_honours_it(web_stack):
     api = httpx.get(f"{web_stack.base}/api/v1/health", timeout=10)
     assert "content-security-policy" in api.headers and api.headers["x-frame-options"] == "DENY"
 
-    context, page, net = open_page(shared_browser())
+    context, page, net = open_page(browser)
     context.add_init_script(RECORD_CSP)
     try:
         sign_in(page, web_stack.base, "/map", "t-operator", "operator-pass-1")
