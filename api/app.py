@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops,
         pages,
         pending,
+        photos,
         places,
         stream,
         tiles,
     )
 
-    for module in (auth, devices, pending, places, alarms, audits, stream, admin, ops):
+    for module in (auth, devices, photos, pending, places, alarms, audits, stream, admin, ops):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(tiles.router)
     app.include_router(pages.router)

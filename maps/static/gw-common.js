@@ -130,7 +130,10 @@
     var headers = { Accept: "application/json" };
     if (gw.token) headers.Authorization = "Bearer " + gw.token;
     var init = { method: opts.method || "GET", headers: headers };
-    if (opts.body !== undefined) {
+    if (opts.raw !== undefined) {  // a file (an installation photo) sent as it is
+      headers["Content-Type"] = opts.contentType;
+      init.body = opts.raw;
+    } else if (opts.body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(opts.body);
     }

@@ -27,6 +27,7 @@
     not_found: ["未找到该设备", "no such device"], queued: ["当前无网络：已加入待发送队列，联网后自动发送", "no connection: queued, it is sent when the phone is back online"],
     queue_conflict: ["被拒绝", "refused"], queue_waiting: ["等待网络", "waiting for network"], remove: ["移除", "remove"],
     village: ["村", "village"], township: ["乡镇", "township"],
+    add_photo: ["添加安装照片", "Add installation photos"], photo_saved: ["照片已保存（{w}×{h}）", "photo saved ({w}×{h})"],
   };
   function say(key, vars) {
     var pair = WORDS[key];
@@ -406,6 +407,7 @@
           box.appendChild(gw.el("b", { text: gw.t("mqtt_creds") }));
           box.appendChild(gw.el("div", { class: "gw-creds", id: "gw-i-creds", text: (c.url || "mqtt://" + c.host + ":" + c.port) + "  user " + c.username + "  password " + c.password + "  topic " + c.topics.heartbeat }));
         }).catch(function () {});
+        box.appendChild(photoPicker(out.id));
         box.appendChild(gw.el("button", { type: "button", class: "secondary", text: gw.t("new_device"), onclick: resetForm }));
         watch(out.id, out.region_code);
         loadPending();
@@ -421,6 +423,28 @@
         problem(e, b);
       });
     });
+
+    // -------------------------------------------------------------- installation photos
+    function photoPicker(id) {
+      var list = gw.el("ul", { class: "gw-i-photos", id: "gw-i-photos" });
+      var input = gw.el("input", { type: "file", accept: "image/jpeg,image/png", capture: "environment", multiple: "multiple", id: "gw-i-photo-add", class: "gw-hidden" });
+      input.addEventListener("change", function () {
+        [].forEach.call(input.files || [], function (file) {
+          var item = gw.el("li", { text: file.name + " …" });
+          list.appendChild(item);
+          gw.api("/devices/" + id + "/photos", { method: "POST", raw: file, contentType: file.type || "image/jpeg" }).then(function (p) {
+            item.textContent = say("photo_saved", { w: p.width, h: p.height });
+            item.setAttribute("data-photo-id", p.id);
+          }, function (e) { item.textContent = file.name + ": " + (e.message || e.status); });
+        });
+        input.value = "";
+      });
+      return gw.el("div", {}, [
+        gw.el("label", { for: "gw-i-photo-add", class: "gw-i-photo secondary", text: say("add_photo") }),
+        input,
+        list,
+      ]);
+    }
 
     // -------------------------------------------------------------- the offline queue
     function showQueue() {

@@ -80,7 +80,7 @@ def test_opens_at_the_installers_region_and_explains_errors_on_the_map(stack, br
         context.close()
 
 
-def test_unassigned_type_code_needs_an_explicit_confirmation(stack, browser, engine):
+def test_unassigned_type_code_needs_an_explicit_confirmation(stack, browser, engine, tmp_path):
     context, page, _ = _phone(browser, stack)
     dev = device_id(type_code="199")
     try:
@@ -99,6 +99,18 @@ def test_unassigned_type_code_needs_an_explicit_confirmation(stack, browser, eng
         with engine.connect() as conn:
             kind = conn.execute(text("SELECT kind FROM devices WHERE id = :i"), {"i": dev}).scalar()
         assert kind == "other"
+        # a photo of the installation, taken right after saving, is kept with the device
+        photo = tmp_path / "pole.png"
+        segno.make("pole photo stand-in").save(str(photo), scale=20)
+        page.set_input_files("#gw-i-photo-add", str(photo))
+        page.locator("#gw-i-photos li[data-photo-id]").wait_for(timeout=15000)
+        with engine.connect() as conn:
+            assert (
+                conn.execute(
+                    text("SELECT count(*) FROM device_photos WHERE device_id = :i"), {"i": dev}
+                ).scalar()
+                == 1
+            )
     finally:
         context.close()
 
