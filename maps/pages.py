@@ -47,6 +47,8 @@ class PageConfig:
 # scanning with the barcode reader, the offline queue).
 VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
     "install": [("zxing", ZXING_JS), ("gw_install_field", static_url("gw-install-field.js"))],
+    # the operator's alarm queue and history
+    "live": [("gw_alarms", static_url("gw-alarms.js"))],
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import text
 
 from api.deps import Principal, require
@@ -23,13 +24,29 @@ STATES = ("new", "acknowledged", "dispatched", "resolved", "false_alarm")
 ALARM_ID = Path(..., ge=1, le=2**62)
 READERS = ("operator", "auditor")
 
+OPEN_STATES = ("new", "acknowledged", "dispatched")
+CLOSED_STATES = ("resolved", "false_alarm")
 ALARM_COLUMNS = (
     "a.id, a.device_id, a.msg_id, a.kind, a.severity, ST_X(a.position) AS lon, ST_Y(a.position) AS lat, "
     "a.region_code, r.name AS region_name, d.name AS device_name, d.kind AS device_kind, a.raised_at, "
     "a.received_at, a.last_raised_at, a.repeat_count, a.state, a.detail, a.acknowledged_by, "
-    "a.acknowledged_at, a.dispatched_by, a.dispatched_at, a.closed_by, a.closed_at, a.outside_region"
+    "a.acknowledged_at, a.dispatched_by, a.dispatched_at, a.closed_by, a.closed_at, a.outside_region, "
+    "CASE WHEN r.level = 5 THEN r.name END AS village_name, "
+    "CASE WHEN r.level = 5 THEN p.name WHEN r.level = 4 THEN r.name END AS township_name"
 )
-FROM = "FROM alarms a LEFT JOIN devices d ON d.id = a.device_id LEFT JOIN regions r ON r.code = a.region_code"
+# the alarm's region is the deepest one holding it: a village (level 5) under its township (4)
+FROM = (
+    "FROM alarms a LEFT JOIN devices d ON d.id = a.device_id "
+    "LEFT JOIN regions r ON r.code = a.region_code LEFT JOIN regions p ON p.code = r.parent_code"
+)
+ORDERS = {
+    "severity": "a.severity, a.raised_at, a.id",
+    "newest": "a.raised_at DESC, a.id DESC",
+    "oldest": "a.raised_at, a.id",
+    "closed": "a.closed_at DESC NULLS LAST, a.id DESC",
+}
+Order = Literal["severity", "newest", "oldest", "closed"]
+KIND_RE = r"^[a-z][a-z0-9_.:-]{0,63}$"
 
 
 class AlarmOut(BaseModel):
@@ -63,15 +80,27 @@ class AlarmOut(BaseModel):
         description="The device put the alarm at a position outside its own region (null: no "
         "position given, or the region has no boundary)",
     )
+    village_name: str | None = Field(None, description="Administrative village holding the alarm")
+    township_name: str | None = Field(None, description="Township (or street) holding the alarm")
 
 
 class AlarmCamera(BaseModel):
-    """A camera linked to an alarm: covers its position, or is the nearest one."""
+    """A camera linked to an alarm: its sector covers the position now, or it is only a near one."""
 
     device_id: str
     rank: int
-    relation: str
-    distance_m: float | None = None
+    relation: Literal["covers", "nearest"] = Field(
+        description="covers: the position lies inside the camera's sector now; nearest: it does not"
+    )
+    distance_m: float | None = Field(None, description="Camera to alarm, metres", examples=[112.5])
+    bearing_deg: float | None = Field(
+        None, description="Direction from the camera to the alarm, degrees from north"
+    )
+    faces: bool | None = Field(
+        None,
+        description="The camera's heading points at the alarm (within half its field of view), "
+        "whether or not it reaches; null when the heading is unknown",
+    )
     name: str | None = None
     status: str | None = None
     lon: float | None = None
@@ -95,14 +124,29 @@ class AlarmDetail(AlarmOut):
     trail: list[AlarmStep] = []
 
 
+class AlarmCounts(BaseModel):
+    """How many alarms match the filters, by state and by severity (counted by the server)."""
+
+    total: int = Field(description="Alarms matching every filter", examples=[209])
+    state: dict[str, int] = Field(
+        description="Matching alarms per state", examples=[{"new": 180, "acknowledged": 29}]
+    )
+    severity: dict[str, int] = Field(
+        description="Matching alarms per severity (1 most severe)", examples=[{"1": 9, "2": 200}]
+    )
+
+
 class AlarmPage(BaseModel):
-    """A page of alarms, newest first."""
+    """A page of alarms in the asked order (default: most severe first, then oldest first)."""
 
     items: list[AlarmOut]
     limit: int
     offset: int
     next_offset: int | None = None
     total_open: int | None = Field(None, description="Open alarms matching the region filter")
+    counts: AlarmCounts | None = Field(
+        None, description="Counts over every matching alarm (not just this page)"
+    )
 
 
 class ActionIn(BaseModel):
@@ -113,6 +157,11 @@ class ActionIn(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
+def _like(text_: str) -> str:
+    """A LIKE pattern matching `text_` literally (its % and _ escaped)."""
+    return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _filters(
     user: Principal,
     region: str | None,
@@ -121,6 +170,9 @@ def _filters(
     since: Rfc3339 | None,
     until: Rfc3339 | None,
     device_id: str | None,
+    severity: list[int] | None = None,
+    kind: list[str] | None = None,
+    q: str | None = None,
 ) -> tuple[list[str], dict]:
     cond, params = scope_sql("a.region_code", user.visible(region))
     where = [cond]
@@ -128,17 +180,26 @@ def _filters(
         wanted: list[str] = []
         for s in state:
             wanted += (
-                ["new", "acknowledged", "dispatched"]
-                if s == "open"
-                else ["resolved", "false_alarm"]
-                if s == "closed"
-                else [s]
+                list(OPEN_STATES) if s == "open" else list(CLOSED_STATES) if s == "closed" else [s]
             )
         where.append("a.state = ANY(:states)")
         params["states"] = sorted(set(wanted))
     if severity_max is not None:
         where.append("a.severity <= :sev")
         params["sev"] = severity_max
+    if severity:
+        where.append("a.severity = ANY(:sevs)")
+        params["sevs"] = sorted(set(severity))
+    if kind:
+        where.append("a.kind = ANY(:kinds)")
+        params["kinds"] = sorted(set(kind))
+    if q:
+        # device code (prefix), device name, village or township name
+        where.append(
+            "(a.device_id LIKE :qp OR d.name ILIKE :qa OR r.name ILIKE :qa OR p.name ILIKE :qa)"
+        )
+        params["qp"] = _like(q) + "%"
+        params["qa"] = "%" + _like(q) + "%"
     if since is not None:
         where.append("a.raised_at >= :since")
         params["since"] = since
@@ -160,43 +221,125 @@ REGION_QUERY = Query(
 )
 
 
-@router.get("/alarms", response_model=AlarmPage, summary="List alarms")
-def list_alarms(
-    request: Request,
+StateFilter = list[
+    Literal["new", "acknowledged", "dispatched", "resolved", "false_alarm", "open", "closed"]
+]
+
+
+class AlarmQuery(BaseModel):
+    """The filters every alarm listing takes (list, export)."""
+
+    region: str | None
+    state: list[str] | None
+    severity_max: int | None
+    severity: list[int] | None
+    kind: list[str] | None
+    q: str | None
+    since: datetime | None
+    until: datetime | None
+    device_id: str | None
+
+    def where(self, user: Principal) -> tuple[list[str], dict]:
+        if self.since and self.until and self.since > self.until:
+            raise ApiError(422, "since must not be after until", "since")
+        return _filters(
+            user,
+            self.region,
+            self.state,
+            self.severity_max,
+            self.since,
+            self.until,
+            self.device_id,
+            self.severity,
+            self.kind,
+            self.q,
+        )
+
+
+def alarm_query(
     region: str | None = REGION_QUERY,
-    state: list[
-        Literal["new", "acknowledged", "dispatched", "resolved", "false_alarm", "open", "closed"]
-    ]
-    | None = STATE_QUERY,
+    state: StateFilter | None = STATE_QUERY,
     severity_max: int | None = Query(
         None, ge=1, le=4, description="Only alarms at least this severe (1 most)"
+    ),
+    severity: list[int] | None = Query(
+        None, description="Only these severities (repeatable)", examples=[[1, 2]]
+    ),
+    kind: list[Annotated[str, StringConstraints(pattern=KIND_RE)]] | None = Query(
+        None, description="Only these alarm kinds (repeatable)", examples=[["intrusion", "smoke"]]
+    ),
+    q: str | None = Query(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Search: device code (prefix), device name, village or township name",
+        examples=["东村"],
     ),
     since: Rfc3339 | None = Query(None, description="Raised at or after (RFC 3339)"),
     until: Rfc3339 | None = Query(None, description="Raised before (RFC 3339)"),
     device_id: str | None = Query(None, pattern=r"^[0-9]{20}$"),
+) -> AlarmQuery:
+    if severity and any(not 1 <= s <= 4 for s in severity):
+        raise ApiError(422, "severity must be 1, 2, 3 or 4", "severity")
+    return AlarmQuery(
+        region=region,
+        state=list(state) if state else None,
+        severity_max=severity_max,
+        severity=severity,
+        kind=kind,
+        q=q.strip() or None if q else None,
+        since=since,
+        until=until,
+        device_id=device_id,
+    )
+
+
+def count_alarms(conn, where: list[str], params: dict) -> AlarmCounts:
+    """Counts by state and severity over every alarm matching `where`."""
+    rows = conn.execute(
+        text(
+            f"SELECT a.state, a.severity, count(*) AS n {FROM} WHERE {' AND '.join(where)} "
+            "GROUP BY a.state, a.severity"
+        ),
+        params,
+    ).all()
+    by_state: dict[str, int] = {}
+    by_sev: dict[str, int] = {}
+    for st, sev, n in rows:
+        by_state[st] = by_state.get(st, 0) + n
+        by_sev[str(sev)] = by_sev.get(str(sev), 0) + n
+    return AlarmCounts(total=sum(by_state.values()), state=by_state, severity=by_sev)
+
+
+@router.get("/alarms", response_model=AlarmPage, summary="List alarms", operation_id="list_alarms")
+def list_alarms(
+    request: Request,
+    query: AlarmQuery = Depends(alarm_query),
+    order: Order = Query(
+        "severity",
+        description="severity: most severe first, then oldest first (the queue); "
+        "newest / oldest by raise time; closed: most recently closed first (history)",
+    ),
     page: Page = Depends(paging),
     user: Principal = Depends(require(*READERS)),
 ) -> AlarmPage:
-    """Alarms in the user's regions, newest first, filtered by region, state, severity and time."""
-    if since and until and since > until:
-        raise ApiError(422, "since must not be after until", "since")
-    where, params = _filters(
-        user, region, list(state) if state else None, severity_max, since, until, device_id
-    )
+    """Alarms in the user's regions, filtered, paged, with the server's counts by state and severity."""
+    where, params = query.where(user)
     params.update(limit=page.limit + 1, offset=page.offset)
     with request.app.state.engine.connect() as conn:
         rows = (
             conn.execute(
                 text(
                     f"SELECT {ALARM_COLUMNS} {FROM} WHERE {' AND '.join(where)} "
-                    "ORDER BY a.raised_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
+                    f"ORDER BY {ORDERS[order]} LIMIT :limit OFFSET :offset"
                 ),
                 params,
             )
             .mappings()
             .all()
         )
-        ocond, oparams = scope_sql("region_code", user.visible(region))
+        counts = count_alarms(conn, where, params)
+        ocond, oparams = scope_sql("region_code", user.visible(query.region))
         total_open = conn.execute(
             text(
                 f"SELECT count(*) FROM alarms WHERE state IN ('new','acknowledged','dispatched') AND {ocond}"
@@ -209,6 +352,70 @@ def list_alarms(
         offset=page.offset,
         next_offset=page.offset + page.limit if len(rows) > page.limit else None,
         total_open=total_open,
+        counts=counts,
+    )
+
+
+EXPORT_LIMIT = 100_000
+
+
+@router.get(
+    "/alarms/export",
+    summary="Download alarms as CSV or XLSX",
+    operation_id="export_alarms",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+            },
+            "description": "the matching alarms with their trail, one row per alarm",
+        }
+    },
+)
+def export_alarms(
+    request: Request,
+    query: AlarmQuery = Depends(alarm_query),
+    format: Literal["csv", "xlsx"] = Query("csv", description="csv or xlsx"),
+    order: Order = Query("closed", description="as for the list; default most recently closed"),
+    user: Principal = Depends(require(*READERS, query_token=True)),  # a plain link downloads
+) -> Response:
+    """Every matching alarm (at most 100,000) with who did what and when: for the shift's history."""
+    from api.alarm_export import COLUMNS, to_csv, to_xlsx
+
+    where, params = query.where(user)
+    params["limit"] = EXPORT_LIMIT
+    with request.app.state.engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    f"SELECT {ALARM_COLUMNS}, (SELECT string_agg(e.state || ' ' || e.actor || ' ' || "
+                    "to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || "
+                    "coalesce(': ' || e.note, ''), ' | ' ORDER BY e.at, e.id) FROM alarm_events e "
+                    f"WHERE e.alarm_id = a.id) AS trail {FROM} WHERE {' AND '.join(where)} "
+                    f"ORDER BY {ORDERS[order]} LIMIT :limit"
+                ),
+                params,
+            )
+            .mappings()
+            .all()
+        )
+    records = [[r.get(c) for c in COLUMNS] for r in rows]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if format == "xlsx":
+        body = to_xlsx(records)
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    else:
+        body = to_csv(records)
+        media = "text/csv; charset=utf-8"
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="alarms-{stamp}.{format}"',
+            "Cache-Control": "no-store",
+        },
     )
 
 
@@ -217,10 +424,7 @@ def alarms_geojson(
     request: Request,
     bbox: str | None = BBOX_QUERY,
     region: str | None = REGION_QUERY,
-    state: list[
-        Literal["new", "acknowledged", "dispatched", "resolved", "false_alarm", "open", "closed"]
-    ]
-    | None = STATE_QUERY,
+    state: StateFilter | None = STATE_QUERY,
     severity_max: int | None = Query(None, ge=1, le=4),
     since: Rfc3339 | None = Query(None, description="Raised at or after (RFC 3339)"),
     until: Rfc3339 | None = Query(None, description="Raised before (RFC 3339)"),
@@ -253,6 +457,17 @@ def alarms_geojson(
     return collection(list(rows), page)
 
 
+def faces(bearing: float | None, heading: float | None, hfov: float | None) -> bool | None:
+    """True when `bearing` lies within half the field of view either side of `heading`."""
+    if bearing is None or heading is None:
+        return None
+    if hfov is not None and hfov >= 360:
+        return True
+    half = (hfov or 60.0) / 2
+    diff = abs((bearing - heading + 180) % 360 - 180)
+    return diff <= half
+
+
 def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
     row = (
         conn.execute(text(f"SELECT {ALARM_COLUMNS} {FROM} WHERE a.id = :id"), {"id": alarm_id})
@@ -265,22 +480,34 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
         raise ApiError(
             403, f"alarm {alarm_id} is outside the regions assigned to {user.username!r}"
         )
+    # "covers" is decided now, by the camera's current sector; the rest are only the nearest
     cams = (
         conn.execute(
             text(
-                "SELECT c.device_id, c.rank, c.relation, c.distance_m, d.name, d.status, "
+                "SELECT c.device_id, c.rank, "
+                "CASE WHEN d.fov IS NOT NULL AND a.position IS NOT NULL AND ST_Covers(d.fov, a.position) "
+                "THEN 'covers' ELSE 'nearest' END AS relation, "
+                "coalesce(ST_Distance(d.position::geography, a.position::geography), c.distance_m) AS distance_m, "
+                "degrees(ST_Azimuth(d.position::geography, a.position::geography)) AS bearing_deg, "
+                "d.heading_deg, d.hfov_deg, d.name, d.status, "
                 "ST_X(d.position) AS lon, ST_Y(d.position) AS lat, ST_AsGeoJSON(d.fov, 7)::json AS fov "
-                "FROM alarm_cameras c JOIN devices d ON d.id = c.device_id WHERE c.alarm_id = :id ORDER BY c.rank"
+                "FROM alarm_cameras c JOIN devices d ON d.id = c.device_id JOIN alarms a ON a.id = c.alarm_id "
+                "WHERE c.alarm_id = :id"
             ),
             {"id": alarm_id},
         )
         .mappings()
         .all()
     )
-    trail = lifecycle.history(conn, alarm_id)
-    return AlarmDetail(
-        **row, cameras=[AlarmCamera(**c) for c in cams], trail=[AlarmStep(**t) for t in trail]
+    cameras = sorted(
+        (
+            AlarmCamera(**c, faces=faces(c["bearing_deg"], c["heading_deg"], c["hfov_deg"]))
+            for c in cams
+        ),
+        key=lambda c: (c.relation != "covers", c.distance_m if c.distance_m is not None else 1e9),
     )
+    trail = lifecycle.history(conn, alarm_id)
+    return AlarmDetail(**row, cameras=cameras, trail=[AlarmStep(**t) for t in trail])
 
 
 @router.get(
@@ -366,3 +593,100 @@ _route("acknowledge", "new -> acknowledged, by the signed-in operator (logged wi
 _route("dispatch", "acknowledged -> dispatched: someone is sent.")
 _route("resolve", "acknowledged or dispatched -> resolved.")
 _route("false-alarm", "acknowledged or dispatched -> false alarm.")
+
+
+class BulkAcknowledgeIn(BaseModel):
+    """Alarms to acknowledge at once, with one note for every trail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(
+        min_length=1, max_length=500, description="Alarm ids (1-500)", examples=[[93, 94, 97]]
+    )
+    note: str | None = Field(
+        None,
+        max_length=2000,
+        description="Note written to each alarm's trail",
+        examples=["同一起事件"],
+    )
+
+
+class BulkFailure(BaseModel):
+    """An alarm of a bulk step that was not changed, and why."""
+
+    id: int
+    code: str = Field(description="Stable error code", examples=["alarm_bad_transition"])
+    reason: str
+
+
+class BulkResult(BaseModel):
+    """What a bulk step did: the alarms changed and the ones that were not, with the reason."""
+
+    done: list[int]
+    failed: list[BulkFailure]
+
+
+@router.post(
+    "/alarms/acknowledge",
+    response_model=BulkResult,
+    summary="Acknowledge several alarms with one note",
+    operation_id="acknowledge_alarms",
+)
+def acknowledge_many(
+    request: Request, body: BulkAcknowledgeIn, user: Principal = Depends(require("operator"))
+) -> BulkResult:
+    """new -> acknowledged for each alarm, each in its own step of the trail; the others are listed with the reason."""
+    done: list[int] = []
+    failed: list[BulkFailure] = []
+    ids = list(dict.fromkeys(i for i in body.ids))
+    with request.app.state.engine.begin() as conn:
+        regions = dict(
+            conn.execute(
+                text("SELECT id, region_code FROM alarms WHERE id = ANY(:ids)"), {"ids": ids}
+            ).all()
+        )
+        for alarm_id in ids:
+            if alarm_id not in regions:
+                failed.append(
+                    BulkFailure(
+                        id=alarm_id,
+                        code="alarm_not_found",
+                        reason=f"alarm {alarm_id} does not exist",
+                    )
+                )
+                continue
+            if not user.may_touch(regions[alarm_id]):
+                failed.append(
+                    BulkFailure(
+                        id=alarm_id,
+                        code="alarm_outside_region",
+                        reason=f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
+                    )
+                )
+                continue
+            try:
+                with conn.begin_nested():
+                    result = lifecycle.acknowledge(conn, alarm_id, user.username, body.note)
+                    record(
+                        conn,
+                        user.username,
+                        "alarm.acknowledge",
+                        "alarm",
+                        str(alarm_id),
+                        {
+                            "from": result.get("previous_state"),
+                            "to": result.get("state"),
+                            "note": body.note,
+                            "bulk": len(ids),
+                        },
+                    )
+            except (lifecycle.AlarmNotFound, lifecycle.AlarmTransitionError) as exc:
+                code = (
+                    "alarm_not_found"
+                    if isinstance(exc, lifecycle.AlarmNotFound)
+                    else "alarm_bad_transition"
+                )
+                failed.append(BulkFailure(id=alarm_id, code=code, reason=str(exc)))
+                continue
+            done.append(alarm_id)
+    return BulkResult(done=done, failed=failed)

@@ -29,6 +29,30 @@
     legend: ["图例", "Legend"], cluster: ["聚合", "cluster"],
     kind: ["类型", "kind"], status: ["状态", "status"], last_seen: ["最后在线", "last seen"], region: ["区域", "region"],
     geofence_enter: ["进入电子围栏", "entered geofence"], geofence_exit: ["离开电子围栏", "left geofence"],
+    // alarm queue and history
+    tab_queue: ["告警队列", "Queue"], tab_history: ["历史告警", "History"],
+    sev_1: ["一级", "sev 1"], sev_2: ["二级", "sev 2"], sev_3: ["三级", "sev 3"], sev_4: ["四级", "sev 4"],
+    open_alarms: ["未处理告警", "Open alarms"], matching: ["符合筛选", "matching"],
+    search_alarms: ["编码 / 名称 / 村", "code / name / village"],
+    all_open: ["全部未处理", "all open"], all_closed: ["全部已关闭", "all closed"],
+    all_severities: ["全部级别", "all severities"], sev_max_1: ["仅一级", "severity 1 only"],
+    sev_max_2: ["二级及以上", "severity 1-2"], sev_max_3: ["三级及以上", "severity 1-3"],
+    all_kinds: ["全部类型", "all kinds"], all_regions: ["全部乡镇", "all townships"],
+    any_time: ["任意时间", "any time"], last_1h: ["近1小时", "last hour"], last_24h: ["近24小时", "last 24 h"],
+    last_7d: ["近7天", "last 7 days"], order_severity: ["按级别、时长", "severity, then age"],
+    order_newest: ["最新在前", "newest first"], select_new: ["全选新告警", "select new"],
+    bulk_note: ["统一备注", "one note for all"], more: ["加载更多", "more"],
+    from: ["从", "from"], to: ["到", "to"], export_csv: ["导出 CSV", "CSV"], export_xlsx: ["导出 Excel", "Excel"],
+    closed_at: ["关闭时间", "closed"], place: ["地点", "place"], outcome: ["结果", "outcome"],
+    repeats: ["重复次数", "repeats"], device: ["设备", "device"], raised_at: ["发生时间", "raised"],
+    last_raised_at: ["最近一次", "last raised"], fault: ["故障", "fault"], trail: ["处置记录", "trail"],
+    note_for_step: ["处置备注（随下一步记录）", "note for the next step"],
+    n_new: ["{n} 条新告警 — 显示", "{n} new — show"], bulk_done: ["已确认 {n} 条", "{n} acknowledged"],
+    bulk_failed: ["{n} 条未处理", "{n} not changed"],
+    no_covering_camera: ["没有摄像机覆盖该点", "no camera covers this spot"],
+    cameras_nearest: ["最近的摄像机（未覆盖）", "Nearest cameras (not covering)"],
+    faces_spot: ["朝向该点", "faces the spot"], faces_away: ["朝向别处", "faces away"],
+    mute: ["静音", "Mute"],
     // installer
     device_code: ["设备编码（20位国标编码）", "Device code (20-digit GB/T 28181)"],
     device_name: ["名称", "Name"], coords: ["坐标", "Coordinates"], crs: ["坐标系", "Coordinate system"],
@@ -65,6 +89,7 @@
     if (!pair) return key;
     return gw.lang === "en" ? pair[1] : pair[0];
   };
+  gw.ALARM_KINDS = ALARM_KINDS;
   gw.alarmKind = function (kind) {
     var pair = ALARM_KINDS[kind];
     if (!pair) return kind;
@@ -113,18 +138,42 @@
       timer = setTimeout(function () { fn.apply(null, args); }, ms);
     };
   };
+  gw.throttle = function (fn, ms) {
+    var last = 0, timer = null;
+    return function () {
+      var wait = last + ms - Date.now();
+      if (timer) return;
+      timer = setTimeout(function () { timer = null; last = Date.now(); fn(); }, Math.max(0, wait));
+    };
+  };
+  /* the significant prefix of a 12-digit division code (as api/scope.py region_prefix) */
+  gw.regionPrefix = function (code) {
+    if (/^\d{2}0{10}$/.test(code)) return code.slice(0, 2);
+    if (/^\d{4}0{8}$/.test(code)) return code.slice(0, 4);
+    if (/^\d{6}0{6}$/.test(code)) return code.slice(0, 6);
+    if (/^\d{9}000$/.test(code)) return code.slice(0, 9);
+    return code;
+  };
   gw.colors = { online: "#1e9e4a", offline: "#d33a2c", unknown: "#8a94a3" };
   gw.sevColors = { 1: "#b0001e", 2: "#d33a2c", 3: "#e39b1a", 4: "#c8b400" };
 
   // ------------------------------------------------------------------ auth + API
   gw.token = localStorage.getItem("gw.token");
   gw.user = null;
-  function ApiError(status, detail) {
+  function ApiError(status, detail, code) {
     this.status = status;
     this.detail = detail;
+    this.code = code || null;
     this.message = typeof detail === "string" ? detail : (detail || []).map(function (d) { return d.field + ": " + d.reason; }).join("; ");
   }
   gw.ApiError = ApiError;
+  /* an error for people: the stable code translated when we know it, else the server's reason */
+  gw.errorText = function (e) {
+    if (!e) return "";
+    if (e.code && LABELS["err_" + e.code]) return gw.t("err_" + e.code);
+    if (e.status && LABELS["err_http_" + e.status] && !e.message) return gw.t("err_http_" + e.status);
+    return e.message || String(e);
+  };
   gw.api = function (path, opts) {
     opts = opts || {};
     var headers = { Accept: "application/json" };
@@ -142,7 +191,7 @@
       return r.text().then(function (text) {
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
-        if (!r.ok) throw new ApiError(r.status, data && data.detail !== undefined ? data.detail : data);
+        if (!r.ok) throw new ApiError(r.status, data && data.detail !== undefined ? data.detail : data, data && data.code);
         return data;
       });
     });
@@ -240,25 +289,82 @@
     return L.vectorGrid.protobuf(url, opts);
   };
 
-  // ------------------------------------------------------------------ sound
+  // ------------------------------------------------------------------ alerts: a sound per severity, notifications
   var audio = null;
   gw.soundOn = localStorage.getItem("gw.sound") === "1";
-  gw.beep = function () {
-    if (!gw.soundOn) return;
+  // severity -> [tones (Hz), seconds between repeats]: the most severe is highest, fastest and longest
+  var SOUNDS = { 1: [[1320, 990, 1320, 990], 1.5], 2: [[880, 880], 3], 3: [[660], 6], 4: [[440], 12] };
+  gw.play = function (severity) {
+    var tones = (SOUNDS[severity] || SOUNDS[4])[0];
+    gw.lastSound = { severity: severity, at: Date.now() };
     try {
       audio = audio || new (window.AudioContext || window.webkitAudioContext)();
-      [0, 0.25].forEach(function (at) {
+      tones.forEach(function (hz, i) {
         var osc = audio.createOscillator();
         var gain = audio.createGain();
-        osc.frequency.value = 880;
-        gain.gain.value = 0.15;
+        osc.frequency.value = hz;
+        osc.type = severity === 1 ? "square" : "sine";
+        gain.gain.value = severity === 1 ? 0.12 : 0.15;
         osc.connect(gain);
         gain.connect(audio.destination);
-        osc.start(audio.currentTime + at);
-        osc.stop(audio.currentTime + at + 0.15);
+        osc.start(audio.currentTime + i * 0.2);
+        osc.stop(audio.currentTime + i * 0.2 + 0.14);
       });
     } catch (e) { /* no audio device: silent */ }
   };
+  gw.beep = function () { if (gw.soundOn) gw.play(2); };
+  var ringing = {}; // alarm id -> severity, until acknowledged or muted
+  var ringTimer = null;
+  function ringTop() {
+    var sevs = Object.keys(ringing).map(function (k) { return ringing[k]; });
+    return sevs.length ? Math.min.apply(null, sevs) : null;
+  }
+  function ringUi() {
+    var n = Object.keys(ringing).length;
+    var mute = document.getElementById("gw-mute");
+    if (mute) {
+      mute.classList.toggle("gw-hidden", n === 0);
+      mute.setAttribute("data-ringing", n);
+      var label = mute.querySelector("span");
+      if (label) label.textContent = gw.t("mute") + " (" + n + ")";
+    }
+  }
+  function ring() {
+    clearTimeout(ringTimer);
+    ringTimer = null;
+    var top = ringTop();
+    ringUi();
+    if (top === null || !gw.soundOn) return;
+    gw.play(top);
+    ringTimer = setTimeout(ring, SOUNDS[top][1] * 1000);
+  }
+  gw.ringing = function () { return Object.assign({}, ringing); };
+  gw.alert = function (a) {
+    if (a.state && a.state !== "new") return;
+    if (gw.soundOn) {
+      var wasTop = ringTop();
+      ringing[a.id] = a.severity;
+      if (wasTop === null || a.severity < wasTop) ring(); else ringUi();
+    }
+    if (a.severity <= 2 && document.hidden && window.Notification && Notification.permission === "granted") {
+      try {
+        var n = new Notification(gw.t("severity") + " " + a.severity + " · " + gw.alarmKind(a.kind), {
+          body: (a.device_name || a.device_id || "") + (a.region_code ? " · " + a.region_code : ""),
+          tag: "gw-alarm-" + a.id,
+          requireInteraction: a.severity === 1,
+        });
+        n.onclick = function () { window.focus(); if (gw.live) gw.live.select(a.id); n.close(); };
+        gw.notified = (gw.notified || 0) + 1;
+      } catch (e) { /* notifications refused by the browser */ }
+    }
+  };
+  gw.alertHandled = function (a) {
+    if (ringing[a.id] !== undefined && a.state !== "new") {
+      delete ringing[a.id];
+      if (ringTop() === null) ring(); else ringUi();
+    }
+  };
+  gw.mute = function () { ringing = {}; ring(); };
   function wireBar() {
     var snd = document.getElementById("gw-sound");
     if (snd) {
@@ -267,9 +373,13 @@
         gw.soundOn = !gw.soundOn;
         localStorage.setItem("gw.sound", gw.soundOn ? "1" : "0");
         snd.setAttribute("aria-pressed", gw.soundOn ? "true" : "false");
-        if (gw.soundOn) gw.beep();
+        if (gw.soundOn) gw.play(3); else gw.mute();
+        // alerts while the tab is in the background: ask once, on the operator's own click
+        if (gw.soundOn && window.Notification && Notification.permission === "default") Notification.requestPermission();
       });
     }
+    var mute = document.getElementById("gw-mute");
+    if (mute) mute.addEventListener("click", gw.mute);
     var lang = document.getElementById("gw-lang");
     if (lang) lang.addEventListener("click", function () { gw.setLang(gw.lang === "en" ? "zh" : "en"); });
   }

@@ -126,125 +126,89 @@
       }).catch(function () {});
     }
 
-    // ---------------------------------------------------------------- alarms
+    // ---------------------------------------------------------------- alarms (the queue is gw-alarms.js)
     var alarmLayer = L.layerGroup().addTo(map);
     var highlight = L.layerGroup().addTo(map);
-    var list = document.getElementById("gw-alarms");
-    var alarms = {};
-    var selected = null;
     var OPEN = { new: 1, acknowledged: 1, dispatched: 1 };
-    var NEXT = {
-      new: [["acknowledge", "acknowledge"]],
-      acknowledged: [["dispatch", "dispatch"], ["resolve", "resolve"], ["false-alarm", "false_alarm"]],
-      dispatched: [["resolve", "resolve"], ["false-alarm", "false_alarm"]],
-    };
-    function countAlarms() {
-      var n = Object.keys(alarms).filter(function (k) { return OPEN[alarms[k].data.state]; }).length;
-      document.getElementById("gw-n-alarms").textContent = n;
-      document.getElementById("gw-no-alarms").classList.toggle("gw-hidden", n > 0);
-    }
-    function renderItem(entry) {
-      var a = entry.data;
-      var li = entry.li;
-      li.className = "gw-alarm sev-" + a.severity + (selected === a.id ? " selected" : "") + (entry.flash ? " gw-flash" : "");
-      li.setAttribute("data-alarm-id", a.id);
-      li.setAttribute("data-state", a.state);
-      li.innerHTML = "";
-      li.appendChild(gw.el("div", { class: "gw-a-head" }, [
-        gw.el("span", { text: gw.alarmKind(a.kind) }),
-        gw.el("span", { class: "gw-a-state " + a.state, text: gw.t("state_" + a.state) }),
-      ]));
-      li.appendChild(gw.el("div", { class: "gw-a-meta", text: gw.t("severity") + " " + a.severity + " · " + gw.time(a.raised_at) + " · " + (a.device_name || a.device_id) + (a.repeat_count > 1 ? " ×" + a.repeat_count : "") }));
-      var buttons = gw.el("div", {});
-      (NEXT[a.state] || []).forEach(function (pair, i) {
-        buttons.appendChild(gw.el("button", {
-          type: "button", class: i === 0 ? "primary" : "", "data-action": pair[0], text: gw.t(pair[1]),
-          onclick: function (ev) { ev.stopPropagation(); act(a.id, pair[0], ev.target); },
-        }));
-      });
-      li.appendChild(buttons);
-      if (entry.cams) li.appendChild(entry.cams);
-    }
+    var markers = {};
     function markerStyle(a) {
-      return { radius: 10, color: gw.sevColors[a.severity] || "#d33a2c", weight: 3, fill: true, fillColor: "#fff", fillOpacity: 0.9, pane: "gwAlarms", className: "gw-alarm-marker" + (OPEN[a.state] ? "" : " closed") };
+      return { radius: 10, color: gw.sevColors[a.severity] || "#d33a2c", weight: 3, fill: true, fillColor: "#fff", fillOpacity: 0.9, pane: "gwAlarms", className: "gw-alarm-marker sev-" + a.severity + (OPEN[a.state] ? "" : " closed") };
     }
-    function upsertAlarm(a, fresh) {
-      var entry = alarms[a.id];
-      if (!entry) {
-        entry = alarms[a.id] = { data: a, li: gw.el("li", { onclick: function () { select(a.id); } }) };
-        list.insertBefore(entry.li, list.firstChild);
+    function showMarker(entry) {
+      var a = entry.data;
+      if (!has(a.lat) || !has(a.lon)) return;
+      var m = markers[a.id];
+      if (!m) {
+        m = markers[a.id] = L.circleMarker([a.lat, a.lon], markerStyle(a)).addTo(alarmLayer);
+        m.on("click", function () { queue.select(a.id); });
       } else {
-        entry.data = Object.assign(entry.data, a);
+        m.setStyle(markerStyle(a));
+        if (m._path) m._path.setAttribute("class", "leaflet-interactive " + markerStyle(a).className);
       }
-      entry.flash = !!fresh;
-      a = entry.data;
-      if (a.lat !== null && a.lat !== undefined && a.lon !== null && a.lon !== undefined) {
-        if (!entry.marker) {
-          entry.marker = L.circleMarker([a.lat, a.lon], markerStyle(a)).addTo(alarmLayer);
-          entry.marker.on("click", function () { select(a.id); });
-        } else {
-          entry.marker.setStyle(markerStyle(a));
-          if (entry.marker._path) entry.marker._path.setAttribute("class", "leaflet-interactive " + markerStyle(a).className);
-        }
-      }
-      renderItem(entry);
-      if (!OPEN[a.state]) {
-        setTimeout(function () {
-          if (alarms[a.id] && !OPEN[alarms[a.id].data.state]) {
-            if (alarms[a.id].marker) alarmLayer.removeLayer(alarms[a.id].marker);
-            alarms[a.id].li.remove();
-            delete alarms[a.id];
-            if (selected === a.id) { highlight.clearLayers(); selected = null; }
-            countAlarms();
-          }
-        }, 6000);
-      }
-      countAlarms();
-      return entry;
     }
-    function act(id, action, button) {
-      if (button) button.disabled = true;
-      gw.api("/alarms/" + id + "/" + action, { method: "POST", body: {} }).then(function (detail) {
-        upsertAlarm(detail, false);
-      }).catch(function (e) {
-        if (button) button.disabled = false;
-        gw.toast(e.message);
-      });
+    function hideMarker(entry) {
+      var m = markers[entry.data.id];
+      if (m) { alarmLayer.removeLayer(m); delete markers[entry.data.id]; }
     }
-    function select(id) {
-      selected = id;
-      Object.keys(alarms).forEach(function (k) { alarms[k].li.classList.toggle("selected", Number(k) === id); });
+    function has(v) { return v !== null && v !== undefined; }
+    function cameraList(d) {
+      var box = gw.el("div", { class: "gw-a-cams" });
+      var covering = d.cameras.filter(function (c) { return c.relation === "covers"; });
+      var nearest = d.cameras.filter(function (c) { return c.relation !== "covers"; });
+      if (!d.cameras.length) box.appendChild(gw.el("div", { class: "gw-sub", text: gw.t("no_cameras") }));
+      function line(c) {
+        var bits = [c.name || c.device_id];
+        if (has(c.distance_m)) bits.push(Math.round(c.distance_m) + " m");
+        if (c.relation !== "covers" && c.faces !== null && c.faces !== undefined) bits.push(gw.t(c.faces ? "faces_spot" : "faces_away"));
+        if (c.status) bits.push(gw.t(c.status));
+        var row = gw.el("div", { class: "gw-a-cam " + (c.relation === "covers" ? "covers" : "nearest"), "data-camera-id": c.device_id, "data-relation": c.relation, role: "button", tabindex: "0", text: "▸ " + bits.join(" · ") });
+        row.addEventListener("click", function (ev) { ev.stopPropagation(); openCamera(c.device_id, has(c.lat) ? L.latLng(c.lat, c.lon) : null); });
+        return row;
+      }
+      if (covering.length) {
+        box.appendChild(gw.el("div", { class: "gw-sub", text: gw.t("cameras_covering") }));
+        covering.forEach(function (c) { box.appendChild(line(c)); });
+      } else if (d.cameras.length) {
+        box.appendChild(gw.el("div", { class: "gw-sub gw-no-cover", text: gw.t("no_covering_camera") }));
+      }
+      if (nearest.length) {
+        box.appendChild(gw.el("div", { class: "gw-sub", text: gw.t("cameras_nearest") }));
+        nearest.forEach(function (c) { box.appendChild(line(c)); });
+      }
+      return box;
+    }
+    function highlightAlarm(d) {
       highlight.clearLayers();
-      gw.api("/alarms/" + id).then(function (d) {
-        var entry = upsertAlarm(d, false);
-        var bounds = [];
-        if (d.lat !== null && d.lat !== undefined) bounds.push([d.lat, d.lon]);
-        var cams = gw.el("div", { class: "gw-a-cams" });
-        if (!d.cameras.length) cams.textContent = gw.t("no_cameras");
-        else cams.appendChild(gw.el("div", { text: gw.t("cameras_covering") + ":" }));
-        d.cameras.forEach(function (c) {
-          cams.appendChild(gw.el("div", { class: "gw-a-cam", "data-camera-id": c.device_id, text: "▸ " + (c.name || c.device_id) + (c.relation === "nearest" ? " (" + gw.t("nearest_camera") + (c.distance_m ? " " + Math.round(c.distance_m) + " m" : "") + ")" : "") }));
-          if (c.fov) {
-            L.geoJSON(c.fov, { pane: "gwHighlight", style: { color: "#ff7b00", weight: 3, fillColor: "#ffb347", fillOpacity: 0.35, className: "gw-cover-highlight" } }).addTo(highlight);
-          }
-          if (c.lat !== null && c.lat !== undefined) {
-            L.circleMarker([c.lat, c.lon], { pane: "gwHighlight", radius: 7, color: "#ff7b00", weight: 3, fillColor: "#fff", fillOpacity: 1, className: "gw-cover-camera" }).addTo(highlight);
-            bounds.push([c.lat, c.lon]);
-          }
-        });
-        entry.cams = cams;
-        renderItem(entry);
-        if (bounds.length === 1) map.setView(bounds[0], Math.max(map.getZoom(), 16));
-        else if (bounds.length > 1) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 18 });
-      }).catch(function (e) { gw.toast(e.message); });
-    }
-    function loadAlarms() {
-      var q = "/alarms?state=open&limit=200" + (region ? "&region=" + region : "");
-      return gw.api(q).then(function (page) {
-        page.items.slice().reverse().forEach(function (a) { upsertAlarm(a, false); });
+      var bounds = [];
+      if (has(d.lat)) bounds.push([d.lat, d.lon]);
+      d.cameras.forEach(function (c) {
+        var covers = c.relation === "covers";
+        if (c.fov) {
+          L.geoJSON(c.fov, { pane: "gwHighlight", style: { color: covers ? "#ff7b00" : "#7a8699", weight: covers ? 3 : 1.5, dashArray: covers ? null : "4 4", fillColor: covers ? "#ffb347" : "#c5ccd6", fillOpacity: covers ? 0.35 : 0.15, className: covers ? "gw-cover-highlight" : "gw-near-highlight" } }).addTo(highlight);
+        }
+        if (has(c.lat)) {
+          var m = L.circleMarker([c.lat, c.lon], { pane: "gwHighlight", radius: 7, color: covers ? "#ff7b00" : "#7a8699", weight: 3, fillColor: "#fff", fillOpacity: 1, className: covers ? "gw-cover-camera" : "gw-near-camera" }).addTo(highlight);
+          m.on("click", function () { openCamera(c.device_id, m.getLatLng()); });
+          bounds.push([c.lat, c.lon]);
+        }
       });
+      if (bounds.length === 1) map.setView(bounds[0], Math.max(map.getZoom(), 16));
+      else if (bounds.length > 1) map.fitBounds(bounds, { padding: [60, 60], maxZoom: 18 });
     }
-
+    function openCamera(id, latlng) {
+      if (gw.cameraPanel) gw.cameraPanel(id, latlng);
+      else showDevice(id, latlng || map.getCenter());
+    }
+    var queue = gw.alarmQueue(cfg, {
+      shown: showMarker,
+      hidden: hideMarker,
+      selected: highlightAlarm,
+      cameras: cameraList,
+    });
+    var history = gw.alarmHistory(cfg);
+    var historyLoaded = false;
+    gw.sideTabs(function () { if (!historyLoaded) { historyLoaded = true; history.load(true); } });
+    gw.fillFilterOptions(cfg);
     // ---------------------------------------------------------------- stream
     var conn = document.getElementById("gw-conn");
     var connText = document.getElementById("gw-conn-text");
@@ -252,10 +216,11 @@
     gw.stream(region, function (kind, ev) {
       var p = ev.payload || {};
       if (kind === "alarm.new") {
-        upsertAlarm(p, true);
-        gw.beep();
+        queue.arrive(p);
+        gw.alert(p);
       } else if (kind === "alarm.updated") {
-        if (alarms[p.id] || OPEN[p.state]) upsertAlarm(p, false);
+        queue.update(p);
+        gw.alertHandled(p);
       } else if (kind === "device.status") {
         setStatus(p.device_id, p.status);
         if (unitMarkers[p.device_id]) unitMarkers[p.device_id].setOpacity(p.status === "offline" ? 0.45 : 1);
@@ -273,7 +238,7 @@
       conn.setAttribute("data-state", state);
       if (state === "live" && !loaded) {
         loaded = true;
-        loadAlarms();
+        queue.start();
         loadUnits();
       }
     });
@@ -291,10 +256,7 @@
       control = L.control.layers(null, overlays, { collapsed: true, position: "topleft" }).addTo(map);
     }
     layerControl();
-    gw.onLang.push(function () {
-      layerControl();
-      Object.keys(alarms).forEach(function (k) { renderItem(alarms[k]); });
-    });
-    gw.live = { map: map, alarms: alarms, devices: devices, select: select };
+    gw.onLang.push(function () { layerControl(); });
+    gw.live = { map: map, queue: queue, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
   };
 })();

@@ -1,0 +1,254 @@
+"""The operator's console in Chromium (network limited to localhost): a complete, calm alarm queue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from ingest.alarms import AlarmIn, store_alarms
+from ingest.events import emit_events
+from tests.api.fixtures import PASSWORDS, VILLAGE_A1, device_id
+from tests.api.stack import wait_until
+from tests.maps.browser import open_page, sign_in
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+IMG = Path(__file__).resolve().parents[2] / "bench" / "out" / "screens"
+IMG.mkdir(parents=True, exist_ok=True)
+BULK = 5000
+
+
+def _auth(stack, user):
+    return {"Authorization": f"Bearer {stack.token(user, PASSWORDS[user][1])}"}
+
+
+@pytest.fixture(scope="module")
+def camera(stack):
+    """One camera in village A1 (东村), facing north."""
+    body = {
+        "id": device_id(),
+        "lon": 115.3452,
+        "lat": 28.3952,
+        "heading_deg": 0,
+        "focal_mm": 4,
+        "name": "控制台测试杆",
+    }
+    r = httpx.post(
+        f"{stack.base}/api/v1/devices", headers=_auth(stack, "t-installer"), json=body, timeout=20
+    )
+    assert r.status_code == 201, r.text
+    return body["id"]
+
+
+def _raise(engine, dev, kind="intrusion", severity=2, ago=0.0, lon=115.3452, lat=28.3953):
+    msg = f"c-{dev}-{time.time_ns()}"
+    with engine.begin() as conn:
+        out = store_alarms(conn, [AlarmIn(dev, msg, kind, severity, time.time() - ago, lon, lat)])
+        emit_events(conn, out.events())
+    return out.new[0]["id"]
+
+
+@pytest.fixture()
+def clean_queue(engine):
+    """Every open alarm is closed before and after (other tests' alarms must not fill the list)."""
+
+    def close():
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE alarms SET state = 'resolved', closed_by = 'test', closed_at = now() "
+                    "WHERE state IN ('new', 'acknowledged', 'dispatched')"
+                )
+            )
+
+    close()
+    yield
+    close()
+
+
+def _open_map(stack, browser):
+    context, page, net = open_page(browser)
+    sign_in(page, stack.base, "/map", "t-operator", "operator-pass-1")
+    try:
+        page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
+    except Exception:
+        context.close()
+        raise AssertionError(f"the map did not go live: {net.problems()}") from None
+    return context, page, net
+
+
+def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_queue):
+    # 5,000 open alarms: the 12 severity-1 ones are the OLDEST (the old page lost exactly those)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alarms (device_id, msg_id, kind, severity, position, region_code, raised_at, "
+                "last_raised_at, state) SELECT :d, 'bulk-' || g, "
+                "(ARRAY['intrusion','smoke','panic','tamper'])[1 + g % 4], "
+                "CASE WHEN g <= 12 THEN 1 ELSE 2 + g % 3 END, "
+                "ST_SetSRID(ST_MakePoint(115.31 + (g % 97) * 0.0009, 28.36 + (g % 89) * 0.0007), 4326), "
+                ":r, now() - make_interval(secs => 100000 - g), now() - make_interval(secs => 100000 - g), 'new' "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"d": camera, "r": VILLAGE_A1, "n": BULK},
+        )
+    context, page, net = _open_map(stack, browser)
+    try:
+        page.wait_for_function(
+            f"Number(document.getElementById('gw-counts').getAttribute('data-total')) === {BULK}",
+            timeout=15000,
+        )
+        assert page.inner_text("#gw-c-sev-1") == "12"
+        assert page.inner_text("#gw-n-alarms") == str(BULK)
+        page.wait_for_function(
+            "Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) > 0"
+        )
+        # the DOM holds one page, not 5,000 rows; the most severe come first
+        loaded = int(page.get_attribute("#gw-alarms", "data-loaded"))
+        assert loaded == 100 and page.locator("#gw-alarms > li").count() == 100
+        sevs = page.eval_on_selector_all(
+            "#gw-alarms > li", "els => els.map(e => Number(e.dataset.severity))"
+        )
+        assert sevs[:12] == [1] * 12 and sevs == sorted(sevs)
+        first = page.locator("#gw-alarms > li").first
+        assert "东村" in first.inner_text() and "筠阳街道" in first.inner_text()
+        # scrolling to the end loads the next page
+        page.eval_on_selector("#gw-alarms", "el => { el.scrollTop = el.scrollHeight; }")
+        page.wait_for_function(
+            "Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) >= 200",
+            timeout=10000,
+        )
+        ids = page.eval_on_selector_all("#gw-alarms > li", "els => els.map(e => e.dataset.alarmId)")
+        assert len(ids) == len(set(ids))
+        # the severity chip filters; the counts stay the server's
+        page.click("#gw-counts .gw-chip[data-sev='1']")
+        page.wait_for_function("document.getElementById('gw-n-alarms').textContent === '12'")
+        wait_until(lambda: page.locator("#gw-alarms > li").count() == 12, 10)
+        page.screenshot(path=str(IMG / "console-5000.png"))
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM alarms WHERE msg_id LIKE 'bulk-%'"))
+
+
+def test_new_alarms_wait_behind_a_banner_while_the_pointer_is_on_the_list(
+    stack, browser, camera, engine, clean_queue
+):
+    kinds = ("smoke", "tamper", "motion", "door_forced")  # one device: repeats of a kind would merge
+    ids = [_raise(engine, camera, k, 3, ago=600 - i) for i, k in enumerate(kinds)]
+    context, page, net = _open_map(stack, browser)
+    try:
+        wait_until(lambda: page.locator("#gw-alarms > li").count() == 4, 10)
+        row = page.locator(f"#gw-alarms > li[data-alarm-id='{ids[2]}']")
+        row.hover()
+        before = row.bounding_box()
+        urgent = _raise(engine, camera, "panic", 1)  # sorts first: would push every row down
+        page.locator("#gw-new-banner[data-n='1']").wait_for(timeout=5000)
+        assert page.locator(f"#gw-alarms > li[data-alarm-id='{urgent}']").count() == 0
+        assert row.bounding_box() == before
+        assert "sev-1" in page.get_attribute("#gw-new-banner", "class")
+        page.click("#gw-new-banner")
+        page.locator(f"#gw-alarms > li[data-alarm-id='{urgent}']").wait_for(timeout=5000)
+        first = page.locator("#gw-alarms > li").first.get_attribute("data-alarm-id")
+        assert first == str(urgent)
+        assert page.locator("#gw-new-banner").is_hidden()
+        # with the pointer away from the list, a new alarm goes straight to its place
+        page.mouse.move(200, 300)
+        page.evaluate("document.getElementById('gw-alarms').scrollTop = 0")
+        later = _raise(engine, camera, "intrusion", 2)
+        page.locator(f"#gw-alarms > li[data-alarm-id='{later}'].gw-flash").wait_for(timeout=5000)
+        order = page.eval_on_selector_all(
+            "#gw-alarms > li", "els => els.map(e => Number(e.dataset.alarmId))"
+        )
+        assert order[:2] == [urgent, later]
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
+def test_trail_with_notes_and_bulk_acknowledge(stack, browser, camera, engine, clean_queue):
+    a, b, c = (
+        _raise(engine, camera, k, 2, ago=30 - i) for i, k in enumerate(("smoke", "tamper", "panic"))
+    )
+    context, page, net = _open_map(stack, browser)
+    try:
+        wait_until(lambda: page.locator("#gw-alarms > li").count() == 3, 10)
+        row = page.locator(f"#gw-alarms > li[data-alarm-id='{a}']")
+        row.click()
+        row.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=5000)
+        assert "东村" in row.locator(".gw-a-detail").inner_text()
+        row.locator(".gw-a-note").fill("看到烟雾 <b>smoke</b> seen")
+        row.locator(".gw-a-actions button[data-action=acknowledge]").click()
+        step = row.locator(".gw-trail li[data-step=acknowledged]")
+        step.wait_for(timeout=5000)
+        assert "看到烟雾 <b>smoke</b> seen" in step.inner_text()  # shown as text, never as markup
+        assert step.locator("b >> text=smoke").count() == 0
+        # bulk: the other two with one note
+        page.locator(f"#gw-alarms > li[data-alarm-id='{b}'] .gw-a-pick").check()
+        page.locator(f"#gw-alarms > li[data-alarm-id='{c}'] .gw-a-pick").check()
+        assert page.inner_text("#gw-bulk-n") == "2"
+        page.fill("#gw-bulk-note", "同一起事件")
+        page.click("#gw-bulk-ack")
+        page.locator(f"#gw-alarms > li[data-alarm-id='{c}'][data-state=acknowledged]").wait_for(
+            timeout=5000
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT alarm_id, actor, note FROM alarm_events WHERE state = 'acknowledged' "
+                    "AND alarm_id = ANY(:ids) ORDER BY alarm_id"
+                ),
+                {"ids": [a, b, c]},
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (a, "t-operator", "看到烟雾 <b>smoke</b> seen"),
+            (b, "t-operator", "同一起事件"),
+            (c, "t-operator", "同一起事件"),
+        ]
+        # search by village, then by a code that matches nothing
+        page.fill("#gw-q", "东村")
+        wait_until(lambda: page.inner_text("#gw-n-alarms") == "3", 10)
+        page.fill("#gw-q", "99999999")
+        page.locator("#gw-no-alarms:not(.gw-hidden)").wait_for(timeout=5000)
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
+def test_history_lists_closed_alarms_and_exports(stack, browser, camera, engine, clean_queue):
+    aid = _raise(engine, camera, "panic", 1, ago=5)
+    h = _auth(stack, "t-operator")
+    for step, note in (("acknowledge", None), ("false-alarm", "误触 pressed by a child")):
+        r = httpx.post(
+            f"{stack.base}/api/v1/alarms/{aid}/{step}",
+            headers=h,
+            json={"note": note} if note else {},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+    context, page, net = _open_map(stack, browser)
+    try:
+        page.click("#gw-tab-history")
+        page.select_option("#gw-h-state", "false_alarm")
+        page.select_option("#gw-h-sev", "1")
+        row = page.locator(f"#gw-h-rows tr[data-alarm-id='{aid}']")
+        row.wait_for(timeout=10000)
+        row.click()
+        page.locator("#gw-h-detail .gw-trail li[data-step=false_alarm]").wait_for(timeout=5000)
+        assert "误触 pressed by a child" in page.inner_text("#gw-h-detail")
+        with page.expect_download() as download:
+            page.click("#gw-h-csv")
+        body = Path(download.value.path()).read_text(encoding="utf-8-sig")
+        assert str(aid) in body and "false_alarm" in body
+        with page.expect_download() as download:
+            page.click("#gw-h-xlsx")
+        assert Path(download.value.path()).read_bytes()[:2] == b"PK"
+        page.screenshot(path=str(IMG / "console-history.png"))
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
