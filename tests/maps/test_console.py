@@ -139,7 +139,8 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
 def test_new_alarms_wait_behind_a_banner_while_the_pointer_is_on_the_list(
     stack, browser, camera, engine, clean_queue
 ):
-    kinds = ("smoke", "tamper", "motion", "door_forced")  # one device: repeats of a kind would merge
+    # one device: repeats of a kind would merge
+    kinds = ("smoke", "tamper", "motion", "door_forced")
     ids = [_raise(engine, camera, k, 3, ago=600 - i) for i, k in enumerate(kinds)]
     context, page, net = _open_map(stack, browser)
     try:
