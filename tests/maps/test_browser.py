@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from shapely.geometry import shape
 from sqlalchemy import text
 
 from hardware.crs import wgs84_to_gcj02
@@ -85,14 +86,19 @@ def test_alarm_appears_within_a_second_and_is_acknowledged(stack, browser, camer
         sign_in(page, stack.base, "/map", "t-operator", "operator-pass-1")
         page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
         msg_id = f"e2e-{uuid.uuid4().hex[:10]}"
+        # inside the camera's sector (its centre), so the camera truly covers the spot
+        dev = httpx.get(
+            f"{stack.base}/api/v1/devices/{cam}", headers=_auth(stack, "t-operator"), timeout=10
+        ).json()
+        spot = shape(dev["fov"]).centroid
         payload = json.dumps(
             {
                 "msg_id": msg_id,
                 "ts": time.time(),
                 "kind": "intrusion",
                 "severity": 1,
-                "lon": 115.3411,
-                "lat": 28.3912,
+                "lon": round(spot.x, 7),
+                "lat": round(spot.y, 7),
             }
         )
         mosquitto_pub(
@@ -111,7 +117,7 @@ def test_alarm_appears_within_a_second_and_is_acknowledged(stack, browser, camer
         alarm_id = int(item.first.get_attribute("data-alarm-id"))
         item = page.locator(f".gw-alarm[data-alarm-id='{alarm_id}']")
         item.click()  # select: the covering camera is highlighted
-        page.locator(f".gw-a-cam[data-camera-id='{cam}']").wait_for(timeout=5000)
+        page.locator(f".gw-a-cam.covers[data-camera-id='{cam}']").wait_for(timeout=5000)
         assert page.locator("path.gw-cover-highlight").count() >= 1
         page.screenshot(path=str(IMG / "live-map.png"))
         item.locator("button[data-action=acknowledge]").click()

@@ -99,13 +99,13 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
     context, page, net = _open_map(stack, browser)
     try:
         page.wait_for_function(
-            f"Number(document.getElementById('gw-counts').getAttribute('data-total')) === {BULK}",
+            f"() => Number(document.getElementById('gw-counts').getAttribute('data-total')) === {BULK}",
             timeout=15000,
         )
         assert page.inner_text("#gw-c-sev-1") == "12"
         assert page.inner_text("#gw-n-alarms") == str(BULK)
         page.wait_for_function(
-            "Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) > 0"
+            "() => Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) > 0"
         )
         # the DOM holds one page, not 5,000 rows; the most severe come first
         loaded = int(page.get_attribute("#gw-alarms", "data-loaded"))
@@ -119,14 +119,14 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
         # scrolling to the end loads the next page
         page.eval_on_selector("#gw-alarms", "el => { el.scrollTop = el.scrollHeight; }")
         page.wait_for_function(
-            "Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) >= 200",
+            "() => Number(document.getElementById('gw-alarms').getAttribute('data-loaded')) >= 200",
             timeout=10000,
         )
         ids = page.eval_on_selector_all("#gw-alarms > li", "els => els.map(e => e.dataset.alarmId)")
         assert len(ids) == len(set(ids))
         # the severity chip filters; the counts stay the server's
         page.click("#gw-counts .gw-chip[data-sev='1']")
-        page.wait_for_function("document.getElementById('gw-n-alarms').textContent === '12'")
+        page.wait_for_function("() => document.getElementById('gw-n-alarms').textContent === '12'")
         wait_until(lambda: page.locator("#gw-alarms > li").count() == 12, 10)
         page.screenshot(path=str(IMG / "console-5000.png"))
         assert not net.problems(), net.problems()
