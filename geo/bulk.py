@@ -57,6 +57,7 @@ _COLUMNS = (
     "stream_url",
     "heartbeat_s",
     "registration",
+    "village_code",
 )
 
 _TEMP_DDL = """
@@ -66,7 +67,7 @@ CREATE TEMP TABLE IF NOT EXISTS _bulk_devices (
   lon double precision, lat double precision, mount_height_m real, heading_deg real, focal_mm real,
   focal_max_mm real, sensor_format text, resolution_w integer, resolution_h integer, hfov_deg real,
   range_m real, ptz boolean, presets jsonb, fov geometry, networked boolean, stream_url text,
-  heartbeat_s integer, registration jsonb
+  heartbeat_s integer, registration jsonb, village_code char(12)
 ) ON COMMIT DROP
 """
 
@@ -77,6 +78,7 @@ WITH src AS (
 ), located AS (
   SELECT s.*,
     coalesce(
+      (SELECT r.code FROM regions r WHERE r.code = s.village_code AND r.level = 5),
       (SELECT r.code FROM regions r WHERE r.level = 5 AND r.geom && s.position
          AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL ORDER BY r.code LIMIT 1),
       (SELECT r.code FROM regions r WHERE r.level < 5 AND r.geom && s.position
@@ -90,12 +92,13 @@ WITH src AS (
     id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code, resource_class,
     vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm, sensor_format,
     resolution_w, resolution_h, hfov_deg, range_m, ptz, presets, fov, region_code, grid_id,
-    networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at)
+    networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at,
+    village_code)
   SELECT id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code,
     resource_class, vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm,
     sensor_format, resolution_w, resolution_h, hfov_deg, range_m, ptz, presets,
     ST_SetSRID(fov, 4326), region_code, grid_id, networked, stream_url, heartbeat_s, :actor,
-    now(), now(), NULL
+    now(), now(), NULL, village_code
   FROM located
   ON CONFLICT (id) DO UPDATE SET
     gb_edition = EXCLUDED.gb_edition, type_code = EXCLUDED.type_code, kind = EXCLUDED.kind,
@@ -109,13 +112,22 @@ WITH src AS (
     range_m = EXCLUDED.range_m, ptz = EXCLUDED.ptz, presets = EXCLUDED.presets, fov = EXCLUDED.fov,
     region_code = EXCLUDED.region_code, grid_id = EXCLUDED.grid_id,
     networked = EXCLUDED.networked, stream_url = EXCLUDED.stream_url,
-    heartbeat_s = EXCLUDED.heartbeat_s, updated_at = now(), retired_at = NULL
+    heartbeat_s = EXCLUDED.heartbeat_s, village_code = EXCLUDED.village_code, updated_at = now(),
+    retired_at = NULL
   RETURNING (xmax = 0) AS inserted, region_code IS NULL AS outside
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted,
        count(*) FILTER (WHERE NOT inserted) AS updated,
        count(*) FILTER (WHERE outside) AS outside
 FROM ins
+"""
+
+# Rows equal to what is stored (same registration, device active) are left alone: an import
+# run twice changes nothing.
+_UNCHANGED_SQL = """
+DELETE FROM _bulk_devices b USING device_registrations r JOIN devices d ON d.id = r.device_id
+WHERE r.device_id = b.id AND r.registration = b.registration AND d.retired_at IS NULL
+RETURNING b.id
 """
 
 _REGISTRATIONS_SQL = """
@@ -166,6 +178,7 @@ def _row(reg: DeviceRegistration, level: str) -> tuple:
         reg.stream_url,
         reg.heartbeat_s or d.kind.heartbeat_s,
         reg.model_dump_json(exclude_none=True),
+        reg.village_code,
     )
 
 
@@ -179,6 +192,8 @@ def register_many(
     skip_invalid: bool = False,
     reload_broker: bool = True,
     refresh_compliance: bool = True,
+    skip_unchanged: bool = False,
+    dry_run: bool = False,
 ) -> dict:
     """Register many devices at once (new ids inserted, known ids updated and un-retired).
 
@@ -186,10 +201,13 @@ def register_many(
     registration; rows go in by COPY and one INSERT ... SELECT per batch, which also locates each
     device (administrative village, else the deepest region; base grid). One audit_log row
     records the batch. With skip_invalid, bad rows are reported (index, id, field, reason)
-    instead of raising RegistryError.
+    instead of raising RegistryError. With skip_unchanged, rows equal to the stored registration
+    are counted as `unchanged` and not written; with dry_run everything is checked and counted,
+    then rolled back (the caller's transaction is left as it was, by a savepoint).
     """
     actor = _actor(actor)
-    totals = {"inserted": 0, "updated": 0, "outside": 0, "rejected": []}
+    totals = {"inserted": 0, "updated": 0, "outside": 0, "unchanged": 0, "rejected": []}
+    known_villages: dict[str, bool] = {}
     seen: set[str] = set()
     with _Tx(conn) as tx:
         index = 0
@@ -200,6 +218,11 @@ def register_many(
                     reg = validate_registration(raw)
                     if reg.id in seen:
                         raise RegistryError("id", f"{reg.id} appears twice in this batch")
+                    if reg.village_code and not _village_ok(conn, reg.village_code, known_villages):
+                        raise RegistryError(
+                            "village_code",
+                            f"{reg.village_code} is not an imported, not retired village-level unit",
+                        )
                     rows.append(_row(reg, level))
                     seen.add(reg.id)
                 except RegistryError as exc:
@@ -219,13 +242,19 @@ def register_many(
                 with cur.copy(f"COPY _bulk_devices ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
+            if skip_unchanged:
+                totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
+            if dry_run:
+                save = conn.begin_nested()
             counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
             conn.execute(text(_REGISTRATIONS_SQL))
             relink_devices(conn, from_table="_bulk_devices")
             totals["inserted"] += counts.inserted
             totals["updated"] += counts.updated
             totals["outside"] += counts.outside
-        total = totals["inserted"] + totals["updated"]
+            if dry_run:
+                save.rollback()
+        total = 0 if dry_run else totals["inserted"] + totals["updated"]
         if total >= 1000:
             # The planner's picture of the fleet changes with a big import; autovacuum analyzes
             # devices rarely (migration 0008: presence writes would trigger it every minute).
@@ -244,6 +273,17 @@ def register_many(
         refresh_broker()
     totals["devices"] = total
     return totals
+
+
+def _village_ok(conn: Connection, code: str, cache: dict[str, bool]) -> bool:
+    if code not in cache:
+        cache[code] = bool(
+            conn.execute(
+                text("SELECT 1 FROM regions WHERE code = :c AND level = 5 AND retired_at IS NULL"),
+                {"c": code},
+            ).first()
+        )
+    return cache[code]
 
 
 def _refresh_all(conn: Connection) -> None:

@@ -101,6 +101,26 @@ def import_divisions_cmd(
     _show(_run(import_divisions, file, actor=actor), as_json)
 
 
+@import_app.command("devices")
+def import_devices_cmd(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Camera inventory: CSV, XLSX or GeoJSON."
+    ),
+    crs: str = typer.Option(
+        None, "--crs", help="wgs84, gcj02 or bd09 (default: WGS 84, checked against boundaries)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check and report; store nothing."),
+    actor: str = typer.Option("import", "--actor"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Devices from an inventory (id, name, kind, lon/lat, village code, heading, height, focal
+    length, resolution, stream URL; Chinese headers too); each row inserted, updated, unchanged
+    or refused with the reason. Running it twice changes nothing."""
+    from geo.import_devices import import_devices
+
+    _show(_run(import_devices, file, crs=crs, dry_run=dry_run, actor=actor), as_json)
+
+
 @import_app.command("boundaries")
 def import_boundaries_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="GeoJSON or GeoPackage."),

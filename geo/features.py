@@ -67,6 +67,7 @@ class FeatureFile:
     crs: str
     rejected: list[tuple[int | None, str | None, str]]
     data: bytes
+    declared: bool = False  # the CRS was given (--crs) or declared by the file, not assumed
 
 
 # --- CRS ---------------------------------------------------------------------------------------
@@ -308,6 +309,9 @@ def read_features(
         raw, used = _read_csv(data, crs)
     else:
         raw, used = _read_geojson(data, crs)
+    from geo.crs_guard import check_projected_degrees
+
+    check_projected_degrees([r[3] for r in raw if r[3] is not None], used)
     fn = transformer(used)
     features: list[Feature] = []
     rejected: list[tuple[int | None, str | None, str]] = []
@@ -322,7 +326,7 @@ def read_features(
                 rejected.append((line, fid, f"cannot convert from {used}: {exc}"))
                 continue
         features.append(Feature(line, fid, props, geom))
-    return FeatureFile(features, used, rejected, data)
+    return FeatureFile(features, used, rejected, data, declared=crs is not None or used != "wgs84")
 
 
 def prop(props: dict, *names: str, default: object = None) -> object:

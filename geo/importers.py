@@ -115,6 +115,8 @@ def region_at(conn: Connection, geom) -> str | None:
     ).scalar()
 
 
+_REGION_KEYS = ("code", "region_code", "adcode", "区划代码", "统计用区划代码", "gb")
+
 # --- regions -----------------------------------------------------------------------------------
 
 
@@ -503,6 +505,15 @@ def import_boundaries(
     if kind not in handlers:
         raise ValueError(f"kind: {kind!r} is not one of region, grid, keysite")
     ff, report = _start(f"boundaries:{kind}", path, crs, layer)
+    if kind == "region":
+        from geo.crs_guard import check_region_shift
+
+        codes = [
+            (_code12(prop(f.props, *_REGION_KEYS, default=f.fid)), f.geom) for f in ff.features
+        ]
+        check_region_shift(
+            conn, [(c, g) for c, g in codes if c and g is not None], ff.crs, ff.declared
+        )
     handlers[kind](conn, ff, report)
     if kind in ("region", "grid") and (report.inserted or report.updated):
         keys = [
