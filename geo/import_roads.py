@@ -11,6 +11,7 @@ from geo.features import prop
 from geo.import_villages import _IX_UPSERT, _NV_FOR_POINT
 from geo.importers import _count, _geometry, _hex, _start
 from geo.importlog import ImportReport, record_import
+from geo.live import utm_of
 from geo.views import relink_intersections
 
 RAIL_VALUES = {"rail", "railway", "铁路", "light_rail", "subway", "high_speed"}
@@ -42,7 +43,7 @@ RETURNING (xmax = 0) AS inserted
 """
 
 # Points where two or more distinct roads meet or cross, clustered within `snap` metres
-# (EPSG:32650, UTM 50N, covers Jiangxi), with how many roads meet and their classes.
+# (in the UTM zone of the roads), with how many roads meet and their classes.
 DERIVE_INTERSECTIONS_SQL = """
 WITH pairs AS (
   SELECT a.id AS a, b.id AS b, (ST_Dump(ST_Intersection(a.geom, b.geom))).geom AS g
@@ -52,7 +53,7 @@ WITH pairs AS (
 ), pts AS (
   SELECT a, b, CASE WHEN ST_GeometryType(g) = 'ST_Point' THEN g ELSE ST_StartPoint(g) END AS g FROM pairs
 ), clustered AS (
-  SELECT a, b, g, ST_ClusterDBSCAN(ST_Transform(g, 32650), eps := :snap, minpoints := 1) OVER () AS cid FROM pts
+  SELECT a, b, g, ST_ClusterDBSCAN(ST_Transform(g, :utm), eps := :snap, minpoints := 1) OVER () AS cid FROM pts
 ), nodes AS (
   SELECT cid, ST_Centroid(ST_Collect(g)) AS g,
          (SELECT count(DISTINCT coalesce(r.name, r.id::text)) FROM roads r
@@ -131,7 +132,12 @@ def derive_intersections(
 ) -> dict[str, int]:
     """Recompute the road-derived intersections (source_key 'x:lon,lat'); returns counts."""
     rows = conn.execute(
-        text(DERIVE_INTERSECTIONS_SQL), {"snap": snap_m, "main_classes": sorted(MAIN_ROAD_CLASSES)}
+        text(DERIVE_INTERSECTIONS_SQL),
+        {
+            "snap": snap_m,
+            "main_classes": sorted(MAIN_ROAD_CLASSES),
+            "utm": utm_of(conn, "roads", "geom"),
+        },
     ).all()
     keys: list[str] = []
     moved: list[int] = []

@@ -33,7 +33,7 @@ def _thresholds(pack: RulePack | None) -> dict:
 # villages whose main intersections are seen by enough points; upserted into the cache tables.
 _VILLAGES_SQL = """
 WITH cams AS (
-  SELECT d.id, d.region_code::text AS rc, d.status, ST_Transform(d.position, 32650) AS pm
+  SELECT d.id, d.region_code::text AS rc, d.status, ST_Transform(d.position, :utm) AS pm
   FROM devices d
   WHERE d.region_code = ANY(CAST(:codes AS char(12)[])) AND d.kind = ANY(:kinds) AND d.networked AND d.retired_at IS NULL AND d.position IS NOT NULL
 ), pts AS (
@@ -112,6 +112,22 @@ SELECT
 """
 
 
+def utm_of(conn: Connection, table: str, column: str, codes: list[str] | None = None) -> int:
+    """The UTM zone (EPSG) of the middle of `table.column` (optionally of devices in `codes`),
+    for metre computations chosen for the place; EPSG:32650 when there is nothing to go by."""
+    from hardware.crs import utm_srid
+
+    where = "WHERE region_code = ANY(CAST(:codes AS char(12)[]))" if codes is not None else ""
+    row = conn.execute(
+        text(
+            f"SELECT ST_X(c) AS x, ST_Y(c) AS y FROM (SELECT ST_Centroid(ST_Extent({column})::geometry) AS c "
+            f"FROM {table} {where}) s"
+        ),
+        {"codes": codes or []},
+    ).first()
+    return 32650 if row is None or row.x is None else utm_srid(row.x, row.y)
+
+
 def refresh(
     conn: Connection, village_codes: list[str], grid_ids: list[int], pack: RulePack | None = None
 ) -> dict:
@@ -120,7 +136,14 @@ def refresh(
     villages = (
         [
             dict(r)
-            for r in conn.execute(text(_VILLAGES_SQL), {**t, "codes": village_codes}).mappings()
+            for r in conn.execute(
+                text(_VILLAGES_SQL),
+                {
+                    **t,
+                    "codes": village_codes,
+                    "utm": utm_of(conn, "devices", "position", village_codes),
+                },
+            ).mappings()
         ]
         if village_codes
         else []

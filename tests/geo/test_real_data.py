@@ -362,3 +362,52 @@ def test_every_rule_appears_in_every_output(real, tmp_path, monkeypatch):
     assert res.exit_code == 0 and len(list(load_workbook(xlsx)["units"].values)) > 1
     assert result.exit_code == 0, result.output
     assert all(i in result.output for i in ids) and "not assessed" in result.output
+
+
+def test_monitoring_points_are_clustered_in_the_regions_own_utm_zone(engine):
+    """Kashgar (75.99 E) is 41 degrees from EPSG:32650's meridian: there a 14 m gap measured in
+    zone 50 reads ~16 m and two cameras on one pole became two monitoring points."""
+    from hardware.crs import utm_srid
+
+    assert utm_srid(117.0, 28.6) == 32650 and utm_srid(75.99, 39.47) == 32643
+    rows = [
+        ("650000000000", 1, "新疆", None, None),
+        ("653100000000", 2, "喀什地区", "650000000000", None),
+        (
+            "653101000000",
+            3,
+            "喀什市",
+            "653100000000",
+            "POLYGON((75.9 39.4,76.1 39.4,76.1 39.6,75.9 39.6,75.9 39.4))",
+        ),
+        ("653101100000", 4, "镇", "653101000000", None),
+        (
+            "653101100200",
+            5,
+            "一村村委会",
+            "653101100000",
+            "POLYGON((75.9 39.4,76.1 39.4,76.1 39.6,75.9 39.6,75.9 39.4))",
+        ),
+    ]
+    with engine.begin() as c:
+        for code, level, name, parent, wkt in rows:
+            c.execute(
+                text(
+                    "INSERT INTO regions (code, level, name, parent_code, urban_rural_code, geom) VALUES "
+                    "(:c, :l, :n, :p, CASE WHEN :l = 5 THEN 220 END, ST_Multi(ST_GeomFromText(:g, 4326))) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                {"c": code, "l": level, "n": name, "p": parent, "g": wkt},
+            )
+        lon, lat = 75.99, 39.47
+        dlon = 14.0 / (111_320.0 * 0.7716)  # 14 m east
+        for x in (lon, lon + dlon):
+            register_device(
+                c,
+                {"id": new_id(county="653101"), "lon": x, "lat": lat, "heading_deg": 0},
+                "installer",
+                reload_broker=False,
+            )
+        report = run_audit(c, "653101000000", save=False)
+    unit = next(u for u in report.units if u.rule == "village_points")
+    assert unit.value == 1
