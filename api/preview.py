@@ -63,6 +63,14 @@ def _has(conn: Connection, table: str) -> bool:
     return bool(conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar())
 
 
+# devices that count toward village :c — by its code, its polygon, or its approximate area
+_COUNTS_IN = (
+    "(d.region_code = :c OR d.village_code = :c OR (d.village_code IS NULL "
+    "AND right(d.region_code, 3) = '000' AND EXISTS (SELECT 1 FROM village_areas a "
+    "WHERE a.village_code = :c AND a.geom && d.position AND ST_Covers(a.geom, d.position))))"
+)
+
+
 def _village_rule(
     conn: Connection, code: str, name: str, lon: float, lat: float, device_id: str
 ) -> RuleEffect:
@@ -78,7 +86,7 @@ def _village_rule(
     points = conn.execute(
         text(
             "SELECT count(*) FROM (SELECT ST_ClusterDBSCAN(ST_Transform(position, :utm), :eps, 1) "
-            "OVER () AS c FROM devices WHERE region_code = :c AND retired_at IS NULL AND networked "
+            f"OVER () AS c FROM devices d WHERE {_COUNTS_IN} AND retired_at IS NULL AND networked "
             "AND fov IS NOT NULL AND id <> :id) s GROUP BY c"
         ),
         {"c": code, "eps": POINT_MERGE_M, "id": device_id, "utm": utm_srid(lon, lat)},
@@ -86,7 +94,7 @@ def _village_rule(
     before = len(points)
     near = conn.execute(
         text(
-            "SELECT EXISTS (SELECT 1 FROM devices WHERE region_code = :c AND retired_at IS NULL "
+            f"SELECT EXISTS (SELECT 1 FROM devices d WHERE {_COUNTS_IN} AND retired_at IS NULL "
             "AND fov IS NOT NULL AND id <> :id AND ST_DWithin(position::geography, "
             "ST_SetSRID(ST_MakePoint(:x,:y),4326)::geography, :eps))"
         ),

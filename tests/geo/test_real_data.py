@@ -300,6 +300,15 @@ def test_where_a_camera_counts_code_polygon_or_approximate_area(real, tmp_path):
     assert rows[with_point[0]].status == "pass" and rows[with_point[0]].value == 6
     assert "approximate area (Voronoi" in rows[with_point[0]].basis
     assert rows[by_code].status == "pass" and "village code (5)" in rows[by_code].basis
+    from api.preview import preview
+    from geo.registry import DeviceRegistration
+
+    with real.connect() as c:  # one more camera there: the installer sees 6 -> 7 points
+        reg = DeviceRegistration(id=new_id(), lon=point[0], lat=point[1] + 0.001, heading_deg=0)
+        out = preview(c, reg, reg.lon, reg.lat, COUNTY, None)
+    assert out.village_code == with_point[0] and out.village_basis == "approximate"
+    rule = next(r for r in out.rules if r.rule == "village_monitoring_points")
+    assert (rule.before, rule.after) == (6, 7)
     assert rows[nothing].status == "fail"
     assert rows[nothing].reason == (
         "no location: register its cameras with a village code or import its boundary or point"
