@@ -51,6 +51,10 @@ def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) ->
 
     extras = ensure_demo_devices(engine, DEMO_REGION, seed)
     say(f"alarm sensors, patrol cars and livestock collars: {extras['devices']}")
+    from gb28181.demo import ensure_demo_gb_devices
+
+    gb = ensure_demo_gb_devices(engine, DEMO_REGION)
+    say(f"GB/T 28181 devices: {gb['gb28181']} (NVRs and a camera), SIA DC-09 panel {gb['panel']}")
     from api.users import ensure_user
 
     with engine.begin() as conn:
@@ -95,6 +99,17 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     )
     sup.add("api", sup.gridwatch_argv("serve"))
     sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
+    # GB/T 28181 gateway + SIA DC-09 receiver, and their simulated devices (docs/gb28181.md)
+    from gb28181.demo import DEMO_SIP_PASSWORD
+
+    sip_env = {"GRIDWATCH_SIP_PASSWORD": settings.sip_password or DEMO_SIP_PASSWORD}
+    sup.add("gb28181", sup.gridwatch_argv("gb28181"), env=sip_env)
+    sup.add("alarm-receiver", sup.gridwatch_argv("alarm-receiver"))
+    if options.fleet:
+        sup.add(
+            "gb-devices", sup.gridwatch_argv("gb28181", "demo-devices", "--speed", str(options.speed)),
+            env=sip_env,
+        )  # fmt: skip
     if options.fleet:
         sup.add(
             "fleet",

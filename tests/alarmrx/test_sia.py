@@ -207,3 +207,18 @@ def test_receiver_restart_loses_nothing_acknowledged(receiver, register, start_w
     assert got
     rx2 = receiver(rx.port)
     assert answer_type(Tcp(rx2.port).send(message(acct, f"#{acct}|Nri1/BA", seq=200))) == "ACK"
+
+
+def test_demo_panel_messages_parse() -> None:
+    """The demo's panel simulator writes what pysiaalarm (and our test sender) accept."""
+    from alarmrx.panelsim import dc09
+
+    accounts = {"C0FFEE": SIAAccount("C0FFEE")}
+    ev = SIAEvent.from_line(dc09("C0FFEE", 7, "#C0FFEE|Nri2/TA").decode().strip(), accounts)
+    assert ev.valid_message and ev.code == "TA" and ev.valid_timestamp
+    null = SIAEvent.from_line(dc09("C0FFEE", 8, "", kind="NULL").decode().strip(), accounts)
+    assert null.valid_message and null.code == "RP"
+    assert (
+        dc09("C0FFEE", 9, "#C0FFEE|Nri2/TR")[1:5]
+        == message("C0FFEE", "#C0FFEE|Nri2/TR", seq=9)[1:5]
+    )
