@@ -365,6 +365,95 @@ def alarm_latency(peer: Peer, ids: list[str], rate: float, seconds: float, direc
     }
 
 
+class _Capture:
+    """A UDP transport stand-in: the gateway's answers, kept."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def sendto(self, data: bytes, addr) -> None:
+        self.out.append(data)
+
+
+def inprocess(ids: list[str], keepalives_n: int) -> dict:
+    """The gateway's own cost, free of UDP and scheduling on a shared machine: the real Gateway
+    (real store and MQTT publisher on the bench services) fed messages directly; CPU seconds
+    of this process per message. Baseline beside it: parsing alone (SIP + MANSCDP)."""
+    import asyncio
+
+    from gb28181 import manscdp, sip
+    from gb28181.cli import build
+    from gb28181.digest import ha1, md5_hex
+    from gb28181.simdevice import parse_challenge
+    from gridwatch.settings import Settings
+
+    settings = Settings(sip_password=PASSWORD, sip_domain=DOMAIN)
+
+    async def run() -> dict:
+        gw = build(settings, query_after_register=False)
+        gw.known = await asyncio.to_thread(gw.store.load_all)
+        await asyncio.to_thread(gw.pub.start, asyncio.get_running_loop())
+        gw._tasks = [asyncio.create_task(gw._registration_writer())]
+        gw.udp = _Capture()
+        addr = ("127.0.0.1", 5999)
+        c0 = time.process_time()
+        for d in ids:
+            gw.on_data(
+                head("REGISTER", d, f"r-{d}", 1, d, "Expires: 3600\r\n", b""), "udp", addr, None
+            )
+        await asyncio.sleep(0)
+        challenges = [sip.parse(m) for m in gw.udp.out if m.startswith(b"SIP/2.0 401")]
+        gw.udp.out.clear()
+        uri = f"sip:{DOMAIN}@127.0.0.1"
+        auth_msgs = []
+        for msg in challenges:  # the devices' side, not counted
+            ch = parse_challenge(msg.get("www-authenticate") or "")
+            dev = msg.from_user()
+            resp = md5_hex(
+                f"{ha1(dev, DOMAIN, PASSWORD)}:{ch['nonce']}:{md5_hex('REGISTER:' + uri)}"
+            )
+            auth = (
+                f'Authorization: Digest username="{dev}", realm="{DOMAIN}", nonce="{ch["nonce"]}", '
+                f'uri="{uri}", response="{resp}", algorithm=MD5\r\n'
+            )
+            auth_msgs.append(
+                head("REGISTER", dev, msg.call_id, 2, dev, f"Expires: 3600\r\n{auth}", b"")
+            )
+        c1 = time.process_time()
+        for m in auth_msgs:
+            gw.on_data(m, "udp", addr, None)
+        while len(gw.regs) < len(ids):
+            await asyncio.sleep(0.01)
+        c2 = time.process_time()
+        reg_cpu = (c1 - c0) + (c2 - c1) - 0  # both legs of every registration
+        sn0 = random.randrange(1, 1_000_000)
+        msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(keepalives_n)]
+        gw.udp.out.clear()
+        c3 = time.process_time()
+        for m in msgs:
+            gw.on_data(m, "udp", addr, None)
+        c4 = time.process_time()
+        ok = sum(1 for m in gw.udp.out if m.startswith(b"SIP/2.0 200"))
+        c5 = time.process_time()
+        for m in msgs:  # baseline: parsing alone
+            parsed = sip.parse(m)
+            manscdp.parse(parsed.body, parsed.charset())
+        c6 = time.process_time()
+        for t in gw._tasks:
+            t.cancel()
+        await asyncio.to_thread(gw.pub.stop)
+        return {
+            "registrations": len(gw.regs),
+            "registrations_per_cpu_s": round(len(ids) / reg_cpu),
+            "keepalives": keepalives_n,
+            "keepalives_answered_200": ok,
+            "keepalives_per_cpu_s": round(keepalives_n / (c4 - c3)),
+            "baseline_parse_only_per_cpu_s": round(keepalives_n / (c6 - c5)),
+        }
+
+    return asyncio.run(run())
+
+
 def reset_alarms() -> None:
     with psycopg.connect(pg_url()) as conn:
         conn.execute("TRUNCATE alarms, alarm_messages CASCADE")
@@ -379,6 +468,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--alarm-rate", type=float, default=50.0)
     ap.add_argument("--alarm-seconds", type=float, default=20.0)
+    ap.add_argument(
+        "--inprocess", type=int, default=50_000,
+        help="keepalives fed to an in-process gateway first (CPU cost per message; 0: skip)",
+    )  # fmt: skip
+    ap.add_argument("--only-inprocess", action="store_true")
     args = ap.parse_args()
     os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
     os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench-gb28181"))
@@ -392,6 +486,14 @@ def main() -> None:
     try:
         ids = prepare(args.devices)
         e = env()
+        if args.inprocess:
+            res = inprocess(ids, args.inprocess)
+            print(json.dumps(res), flush=True)
+            with psycopg.connect(pg_url()) as conn:  # the socket phase starts unregistered
+                conn.execute("TRUNCATE gb_devices")
+                conn.commit()
+        if args.only_inprocess:
+            return
         gw = subprocess.Popen([sys.executable, "-m", "gridwatch", "gb28181"], env=e, cwd=ROOT)
         procs.append(gw)
         peer = Peer(int(os.environ["GRIDWATCH_SIP_PORT"]))

@@ -517,11 +517,11 @@ class Gateway:
     # ------------------------------------------------------------------ heartbeats
     def _heartbeat(self, device_id: str, status: str = "ok") -> None:
         payload = orjson.dumps({"ts": time.time(), "status": status})
-        self.pub.publish(f"gw/v1/{device_id}/heartbeat", payload, qos=0)
+        self.pub.publish_soon(f"gw/v1/{device_id}/heartbeat", payload)
         for child in self.children.get(device_id, ()):
             k = self.known.get(child)
             if k is not None and k.channel_status != "OFF":
-                self.pub.publish(f"gw/v1/{child}/heartbeat", payload, qos=0)
+                self.pub.publish_soon(f"gw/v1/{child}/heartbeat", payload)
 
     # ------------------------------------------------------------------ MESSAGE / NOTIFY
     def _message_now(self, msg: sip.SipMessage, addr) -> bytes | None:
@@ -721,7 +721,7 @@ class Gateway:
             if status == "OFF":
                 self.pub.publish(f"gw/v1/{cid}/state", b"offline", qos=1)
             elif parent_id in self.regs:
-                self.pub.publish(f"gw/v1/{cid}/heartbeat", payload, qos=0)
+                self.pub.publish_soon(f"gw/v1/{cid}/heartbeat", payload)
         log.info(
             "catalog of %s: %d channels stored, %d deleted",
             parent_id,

@@ -60,7 +60,7 @@ class ReceiverProcess:
             [sys.executable, "-m", "gridwatch", "alarm-receiver"], env=self.env, cwd=ROOT,
             stdout=logf, stderr=logf,
         )  # fmt: skip
-        ok = wait_for(lambda: "SIA DC-09 receiver on" in self.log.read_text(errors="replace"), 30)
+        ok = wait_for(lambda: "SIA DC-09 receiver on" in self.log.read_text(errors="replace"), 120)
         assert ok, self.log.read_text(errors="replace")[-3000:]
         return self
 
@@ -75,9 +75,9 @@ def receiver(services, db_url):
     started: list[ReceiverProcess] = []
 
     def start(port: int | None = None) -> ReceiverProcess:
-        rx = ReceiverProcess(port or free_port()).start()
-        started.append(rx)
-        return rx
+        rx = ReceiverProcess(port or free_port())
+        started.append(rx)  # stopped at the end even when it never came up
+        return rx.start()
 
     yield start
     for rx in started:

@@ -70,7 +70,7 @@ class GatewayProcess:
             stdout=logf,
             stderr=logf,
         )
-        ok = wait_for(lambda: "gb28181 gateway" in self.text() or self.proc.poll() is not None, 30)
+        ok = wait_for(lambda: "gb28181 gateway" in self.text() or self.proc.poll() is not None, 120)
         assert ok and self.proc.poll() is None, self.text()[-3000:]
         return self
 
@@ -97,9 +97,9 @@ def gateway(services, db_url) -> Iterator[Callable[..., GatewayProcess]]:
     started: list[GatewayProcess] = []
 
     def start(**kwargs) -> GatewayProcess:
-        gw = GatewayProcess(**kwargs).start()
-        started.append(gw)
-        return gw
+        gw = GatewayProcess(**kwargs)
+        started.append(gw)  # stopped at the end even when it never came up
+        return gw.start()
 
     yield start
     for gw in started:
