@@ -689,6 +689,11 @@ class BatchStore:
                         {
                             "faults": faults,
                             "new_faults": sorted(set(faults) - (before[1] if before else set())),
+                            # The evidence: scores here, the marked JPEG in the camera_health
+                            # row of this device at health_ts (its `thumbnail` column).
+                            "scores": r.scores(),
+                            "health_ts": r.ts,
+                            "has_image": thumb is not None,
                         },
                     )
                 )

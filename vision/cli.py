@@ -189,6 +189,13 @@ def set_cmd(
             f"{config}: "
             + "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         )
+    from vision.zones import rule_mask_problems
+
+    refuse, warn = rule_mask_problems(cfg.zones, cfg.tripwires, cfg.privacy)
+    if refuse:
+        _fail(f"{config}: " + "; ".join(refuse))
+    for line in warn:
+        err.print(f"[bold yellow]warning:[/] {line}", highlight=False)
     try:
         save_camera_config(get_engine(), cfg)
     except Exception as exc:  # noqa: BLE001
@@ -202,25 +209,69 @@ def set_cmd(
         )
 
 
+RULE_KEYS = ("zones", "tripwires", "privacy", "motion_include", "motion_exclude")
+
+
+def _validation_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in errors()
+        )
+    return str(exc)
+
+
+def _load_rules(path: Path) -> dict:
+    """Zones, tripwires, dwell and masks from a JSON object (the CameraConfig fields)."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            _fail(f"{path}: larger than 1 MB; a rule file is a few kB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _fail(f"{path}: not JSON: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"{path}: expected a JSON object with some of {', '.join(RULE_KEYS)}")
+    extra = sorted(set(data) - set(RULE_KEYS))
+    if extra:
+        _fail(f"{path}: unknown keys {', '.join(extra)}; allowed: {', '.join(RULE_KEYS)}")
+    return data
+
+
 @vision_app.command("check")
 def check_cmd(
     path: Path = typer.Argument(..., help="A video file (or stream URL) to diagnose offline."),
-    fps: float = typer.Option(5.0, min=0.1, max=60, help="Frames analysed per second of video."),
+    fps: float = typer.Option(5.0, min=0.1, max=30, help="Frames analysed per second of video."),
     max_frames: int = typer.Option(3000, min=1, help="Stop after this many analysed frames."),
+    zones: Path = typer.Option(
+        None,
+        "--zones",
+        help="JSON object with zones (dwell_s for dwell), tripwires, privacy and motion masks.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event."),
 ) -> None:
-    """Run motion and quality diagnosis over a video and print what was found, when."""
+    """Run motion, zones/tripwires/dwell and quality diagnosis over a video; print the events."""
     from vision.events import MotionEvent
     from vision.pipeline import CameraConfig, CameraPipeline
     from vision.sources import IsolatedCapture
+    from vision.zones import rule_mask_problems
 
     url = str(path)
     if "://" not in url and not path.exists():
         _fail(f"{path}: no such file")
-    pipe = CameraPipeline(
-        CameraConfig(id="0" * 20, fps=fps, quality_report_s=1e9, motion_interval_s=1e9)
-    )
-    cap = IsolatedCapture(url, max_failures=2, backoff_s=0.2)
+    rules = _load_rules(zones) if zones is not None else {}
+    try:
+        cfg = CameraConfig(
+            id="0" * 20, fps=fps, quality_report_s=1e9, motion_interval_s=1e9, **rules
+        )
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError, told plainly
+        _fail(f"{zones or 'settings'}: {_validation_message(exc)}")
+    refuse, warn = rule_mask_problems(cfg.zones, cfg.tripwires, cfg.privacy)
+    for line in refuse + warn:
+        err.print(f"[bold yellow]warning:[/] {line}", highlight=False)
+    pipe = CameraPipeline(cfg)
+    cap = IsolatedCapture(url, mask=cfg.privacy_mask, max_failures=2, backoff_s=0.2)
     rows: list[dict] = []
     last_t = -1e9
     n = 0
@@ -238,7 +289,7 @@ def check_cmd(
             n += 1
             f.ts = t
             for e in pipe.process(f):
-                d = e.model_dump(exclude={"msg_id", "thumbnail_jpeg_b64"})
+                d = e.model_dump(exclude={"msg_id", "thumbnail_jpeg_b64", "evidence"})
                 if isinstance(e, MotionEvent) and not e.boxes:
                     d["ended"] = True
                 rows.append(d)
@@ -249,25 +300,30 @@ def check_cmd(
     if as_json:
         for r in rows:
             print(json.dumps(r))
-        return
-    table = Table("t (s)", "event", "detail", title=f"{url}: {n} frames at {fps:g} fps")
-    for r in rows:
-        if r["type"] == "quality":
-            detail = (
-                "intact"
-                if r["intact"]
-                else ", ".join(
-                    f"{f['code']} {f['score']:.2f}>={f['threshold']:.2f}" for f in r["faults"]
+    else:
+        table = Table("t (s)", "event", "detail", title=f"{url}: {n} frames at {fps:g} fps")
+        for r in rows:
+            if r["type"] == "quality":
+                detail = (
+                    "intact"
+                    if r["intact"]
+                    else ", ".join(
+                        f"{f['code']} {f['score']:.2f}>={f['threshold']:.2f}" for f in r["faults"]
+                    )
                 )
-            )
-        elif r["type"] == "motion":
-            detail = (
-                "ended" if r.get("ended") else f"share {r['share']:.3f}, {len(r['boxes'])} boxes"
-            )
-        else:
-            detail = json.dumps({k: v for k, v in r.items() if k not in ("ts", "type")})
-        table.add_row(f"{r['ts']:.1f}", r["type"], detail)
-    console.print(table)
+            elif r["type"] == "motion":
+                detail = (
+                    "ended"
+                    if r.get("ended")
+                    else f"share {r['share']:.3f}, {len(r['boxes'])} boxes"
+                )
+            else:
+                detail = json.dumps({k: v for k, v in r.items() if k not in ("ts", "type")})
+            table.add_row(f"{r['ts']:.1f}", r["type"], detail)
+        console.print(table)
+    if cap.last_error and (cap.failures or "died" in cap.last_error):
+        # The decoder failed on the way: what came before is shown, but this is not a pass.
+        _fail(f"{url}: {cap.last_error} after {n} analysed frames", 1)
 
 
 def inspect_cmd(

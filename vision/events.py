@@ -27,6 +27,12 @@ class FaultScore(BaseModel):
     code: str
     score: float
     threshold: float
+    area: list[float] | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="affected part of the picture, normalised [x, y, w, h]; none: all of it",
+    )
 
 
 class QualityEvent(_Event):
@@ -36,6 +42,11 @@ class QualityEvent(_Event):
     intact: bool
     faults: list[FaultScore] = Field(default_factory=list)
     thumbnail_jpeg_b64: str | None = None
+    reason: str | None = Field(
+        default=None,
+        max_length=300,
+        description="why there is no picture, with signal_loss (e.g. 'decoder died: SIGABRT')",
+    )
 
 
 class MotionEvent(_Event):

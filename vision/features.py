@@ -43,6 +43,7 @@ class Features:
     cell_mean: np.ndarray  # (gh, gw) float32
     cell_std: np.ndarray  # (gh, gw) float32
     hp: np.ndarray  # small luma minus its 7x7 local mean (structure, light-invariant-ish)
+    hp2: np.ndarray  # coarse structure: small at 1/4 size minus its 5x5 local mean
     col_prof: np.ndarray  # normalised high-passed column profile of small
     row_prof: np.ndarray  # normalised high-passed row profile of small
     power: np.ndarray  # half-plane power spectrum of point-sampled luma q2, sums to 1
@@ -234,6 +235,8 @@ def measure(
     cs = np.sqrt(np.maximum(c2 - cm * cm, 0.0))
 
     hp = sf - cv2.blur(sf, HP_KERNEL)
+    c4 = cv2.resize(sf, (max(8, w // 4), max(6, h // 4)), interpolation=cv2.INTER_AREA)
+    hp2 = c4 - cv2.blur(c4, (5, 5))
     col = _profile(cv2.reduce(sf, 0, cv2.REDUCE_AVG))
     row = _profile(cv2.reduce(sf, 1, cv2.REDUCE_AVG))
 
@@ -256,6 +259,7 @@ def measure(
         cell_mean=cm,
         cell_std=cs,
         hp=hp,
+        hp2=hp2,
         col_prof=col,
         row_prof=row,
         power=power,
@@ -300,3 +304,48 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray, dx: float, dy: float) -> float:
         np.sqrt(cv2.sumElems(cv2.multiply(pa, pa))[0] * cv2.sumElems(cv2.multiply(pb, pb))[0])
     )
     return num / den if den > 1e-6 else 0.0
+
+
+BLOCKS_X, BLOCKS_Y = 4, 3
+
+
+def block_shift(
+    a: np.ndarray, b: np.ndarray, moving: np.ndarray | None = None, min_response: float = 0.15
+) -> tuple[float, float, int]:
+    """Global shift (pixels) of picture b against a from the static background only.
+
+    The picture is cut into a 4x3 grid; each block's shift comes from phase correlation. Blocks
+    that are flat, where the motion detector sees something moving (`moving`, 0/1 like a), or
+    whose correlation peak is weak are left out; the blocks left must agree (within a pixel
+    of their median) for a credible shift. A car crossing one block therefore does not move the
+    camera, while a shaking or panning camera moves every block alike. Returns (dx, dy,
+    blocks that agreed); 0 agreeing blocks means "no credible estimate".
+    """
+    h, w = a.shape
+    bw, bh = w // BLOCKS_X, h // BLOCKS_Y
+    if a.shape != b.shape or bw < 8 or bh < 8:
+        return 0.0, 0.0, 0
+    win = _window(bh, bw)
+    use_mask = moving is not None and moving.shape == a.shape
+    shifts: list[tuple[float, float]] = []
+    for j in range(BLOCKS_Y):
+        for i in range(BLOCKS_X):
+            ys, xs = slice(j * bh, (j + 1) * bh), slice(i * bw, (i + 1) * bw)
+            if use_mask and cv2.countNonZero(moving[ys, xs]) > 0.5 * bw * bh:  # type: ignore[index]
+                continue
+            pa, pb = a[ys, xs], b[ys, xs]
+            if float(pa.std()) < 1.0 or float(pb.std()) < 1.0:
+                continue
+            (dx, dy), resp = cv2.phaseCorrelate(pa, pb, win)
+            if resp >= min_response:
+                shifts.append((dx, dy))
+    if len(shifts) < 3:
+        return 0.0, 0.0, 0
+    s = np.array(shifts, np.float64)
+    med = np.median(s, axis=0)
+    agree = np.hypot(s[:, 0] - med[0], s[:, 1] - med[1]) <= 1.0
+    n = int(agree.sum())
+    if n < max(3, int(np.ceil(0.6 * len(s)))):
+        return 0.0, 0.0, 0
+    m = s[agree].mean(axis=0)
+    return float(m[0]), float(m[1]), n

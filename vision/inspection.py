@@ -67,10 +67,11 @@ def inspect_stream(
     ref_blob: bytes | None,
     privacy_json: str | None,
     timeout_s: float = 8.0,
+    opener: str = "vision.sources:open_capture",
 ) -> InspectionOutcome:
     """Look at a stream camera (runs in a pool process)."""
     mask = PrivacyMask.model_validate_json(privacy_json) if privacy_json else PrivacyMask()
-    cap = IsolatedCapture(url, mask=mask, max_failures=1)
+    cap = IsolatedCapture(url, mask=mask, max_failures=1, opener=opener)
     frames: list[Frame] = []
     try:
         deadline = time.monotonic() + timeout_s
@@ -85,12 +86,16 @@ def inspect_stream(
         cap.close()
     if not frames:
         return _lost(device_id, cap.last_error or "no frame")
+    if cap.failures or cap.last_error:
+        # The decoder died (or failed) during the look, even after delivering frames: an
+        # error with its reason ("decoder died: SIGABRT"), never "intact".
+        return _lost(device_id, cap.last_error or "decoder failed")
     qa = _analyzer(ref_blob)
     rep = None
     for f in frames:
         rep = qa.update(prepare(f))
     assert rep is not None
-    thumb = thumbnail_b64(frames[-1].image) if not rep.intact else None
+    thumb = thumbnail_b64(frames[-1].image, faults=rep.faults) if not rep.intact else None
     return InspectionOutcome(
         device_id=device_id, intact=rep.intact, faults=rep.faults, thumbnail_jpeg_b64=thumb
     )
@@ -115,7 +120,7 @@ def inspect_jpegs(
         dec.close()
     if rep is None or img is None:
         return _lost(device_id, "no snapshot")
-    thumb = thumbnail_b64(img) if not rep.intact else None
+    thumb = thumbnail_b64(img, faults=rep.faults) if not rep.intact else None
     return InspectionOutcome(
         device_id=device_id, intact=rep.intact, faults=rep.faults, thumbnail_jpeg_b64=thumb
     )

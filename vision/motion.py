@@ -14,8 +14,9 @@ Model, per pixel of the ~160-wide luma image: a running mean B and variance V. E
 5. Selective update: background pixels learn at `alpha`, foreground ones 4x slower so a parked
    car is absorbed after a while.
 
-Nothing is reported for the first `warmup_frames` frames (the model is learning), nor for a few
-frames after a re-seed.
+From the second frame on motion is reported against the per-pixel median of the frames seen so
+far (the first `warmup_frames` are all kept for that), then the running model takes over.
+Nothing is reported for a few frames after a re-seed.
 """
 
 from __future__ import annotations
@@ -119,14 +120,16 @@ class MotionDetector:
         assert self._roi is not None
         i = small.astype(np.float32)
         m.n += 1
+        warm = self._warm is not None
         if self._warm is not None:
             # Warm-up: keep the frames; the background is their per-pixel median, so people and
-            # cars passing meanwhile leave no ghosts. Nothing is reported.
+            # cars passing meanwhile leave no ghosts once a few frames are in. Motion is
+            # reported from the second frame on (against the median so far, with a cautious
+            # noise floor until three frames give a spread).
             self._warm.append(small.copy())
+            self._seed_from(self._warm)
             if len(self._warm) >= cfg.warmup_frames:
-                self._seed_from(self._warm)
                 self._warm = None
-            return MotionResult(ts=p.ts, ready=False, share=0.0, boxes=[])
 
         h, w = small.shape
         gw = min(cfg.grid_cells, w)
@@ -156,6 +159,8 @@ class MotionDetector:
             # The whole picture changed: re-seed the background from this frame.
             m.b[:] = i
             m.quiet_until = m.n + cfg.reseed_frames
+            if self._warm is not None:
+                self._warm = [small.copy()]  # the warm-up frames showed another picture
             self.last_mask = np.zeros_like(fg)
             return MotionResult(ts=p.ts, ready=not warming, share=0.0, boxes=[], global_change=True)
 
@@ -163,6 +168,10 @@ class MotionDetector:
         self.raw_mask = clean
         clean = cv2.dilate(clean, None)
         self.last_mask = clean
+        if warm:  # the median of the warm-up frames is the background for now
+            boxes = self._boxes(clean, p.full_w, p.full_h)
+            share = float(np.count_nonzero(clean & self._roi)) / self._roi_px
+            return MotionResult(ts=p.ts, ready=True, share=round(share, 5), boxes=boxes)
         # Selective background update (foreground learns slower).
         a = cfg.alpha
         bg = (clean == 0).view(np.uint8)
@@ -179,8 +188,12 @@ class MotionDetector:
         assert self._m is not None
         stack = np.stack(frames).astype(np.float32)
         med = np.median(stack, axis=0)
-        mad = np.median(np.abs(stack - med), axis=0) * 1.4826
         self._m.b = med.astype(np.float32)
+        if len(frames) < 3:
+            # Two frames give no spread: a cautious floor (twice the noise floor).
+            self._m.v = np.full(med.shape, (2 * self.cfg.min_sigma) ** 2, np.float32)
+            return
+        mad = np.median(np.abs(stack - med), axis=0) * 1.4826
         self._m.v = np.maximum(mad * mad, self.cfg.min_sigma**2).astype(np.float32)
 
     def _ncc_keep(self, i: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vision.events import MotionEvent, QualityEvent
+from vision.events import FaultScore, MotionEvent, QualityEvent
 from vision.frames import Frame, Prepared, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionConfig, MotionDetector
@@ -53,17 +53,49 @@ class CameraConfig(BaseModel):
 Event = BaseModel
 
 
-def thumbnail_b64(image: np.ndarray, width: int = THUMB_WIDTH, quality: int = 70) -> str:
-    """A small JPEG of an (already masked) frame, base64."""
+def thumbnail_b64(
+    image: np.ndarray,
+    width: int = THUMB_WIDTH,
+    quality: int = 70,
+    faults: list[FaultScore] | None = None,
+) -> str:
+    """A small JPEG of an (already masked) frame, base64; with `faults`, the evidence: each
+    fault's affected area outlined and every fault's code and score written on the picture."""
     h, w = image.shape[:2]
     if w > width:
         image = cv2.resize(
             image, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA
         )
+    if faults:
+        image = mark_faults(image, faults)
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the thumbnail")
     return base64.b64encode(buf.tobytes()).decode()
+
+
+def mark_faults(image: np.ndarray, faults: list[FaultScore]) -> np.ndarray:
+    """A copy of a small BGR (or grey) image with fault areas outlined and labelled."""
+    img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    img = img.copy()
+    h, w = img.shape[:2]
+    red, white, black = (40, 40, 230), (255, 255, 255), (0, 0, 0)
+    for f in faults:
+        if f.area is not None:
+            x, y, bw, bh = f.area
+            p0 = (int(x * w), int(y * h))
+            p1 = (min(w - 1, int((x + bw) * w)), min(h - 1, int((y + bh) * h)))
+            cv2.rectangle(img, p0, p1, red, 2)
+            cv2.putText(img, f.code, (p0[0] + 3, p0[1] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, red, 1)
+    scale = max(0.35, w / 900)
+    for k, f in enumerate(faults):
+        label = f"{f.code} {f.score:.2f} >= {f.threshold:.2f}"
+        org = (4, int(14 * scale / 0.35) * (k + 1))
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, black, 3)
+        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, white, 1)
+    if not any(f.area for f in faults):
+        cv2.rectangle(img, (0, 0), (w - 1, h - 1), red, 2)  # the whole picture is affected
+    return img
 
 
 class CameraPipeline:
@@ -105,8 +137,8 @@ class CameraPipeline:
         if self.cfg.motion:
             r = self.motion.update(p)
             if r.ready:
-                moving_px = self.motion.raw_mask
-                events += self.zones.update(p.ts, r.boxes, p.full_w, p.full_h)
+                moving_px = None if r.global_change else self.motion.raw_mask
+                events += self.zones.update(p.ts, r.boxes, p.full_w, p.full_h, p.small)
                 moving = bool(r.boxes) and r.share >= self.cfg.min_motion_share
                 due = p.ts - self._last_motion_sent >= self.cfg.motion_interval_s
                 if moving and (not self._motion_on or due):
@@ -134,10 +166,12 @@ class CameraPipeline:
                 events.append(q)
         return events
 
-    def no_frame(self, ts: float) -> list[Event]:
-        """The source had nothing at ts; becomes signal loss after the quality timeout."""
+    def no_frame(self, ts: float, reason: str | None = None) -> list[Event]:
+        """The source had nothing at ts; becomes signal loss after the quality timeout.
+
+        `reason` (why the source has no picture) is published with the signal loss."""
         self._last_image = None  # the last good picture is not evidence of a lost signal
-        rep = self.quality.no_frame(ts)
+        rep = self.quality.no_frame(ts, reason)
         q = self._quality_event(rep, None)
         return [q] if q is not None else []
 
@@ -156,5 +190,5 @@ class CameraPipeline:
             if img is None and p is not None:
                 img = p.colour if p.colour is not None else p.q
             if img is not None:
-                thumb = thumbnail_b64(img)
+                thumb = thumbnail_b64(img, faults=rep.faults)
         return rep.to_event(thumb)

@@ -35,10 +35,10 @@ from pydantic import BaseModel, Field
 
 from vision.events import FaultScore, QualityEvent
 from vision.faults import FAULT_CODES
-from vision.features import Features, aligned_ncc, measure, profile_shift, stripe_score
+from vision.features import Features, block_shift, measure, stripe_score
 from vision.frames import Prepared
 from vision.geometry import Polygon, rasterise
-from vision.reference import Reference
+from vision.reference import Reference, block_ncc, ncc
 
 # suppressor -> faults it explains away (evaluated in FAULT_ORDER).
 PRECEDENCE: dict[str, tuple[str, ...]] = {
@@ -68,6 +68,8 @@ FAULT_ORDER: tuple[str, ...] = (
     "scene_change",
 )
 assert set(FAULT_ORDER) == set(FAULT_CODES)
+JUDGE_STD = 5.0  # a cell needs this much learned texture (grey levels) to be judged for a cover
+MIN_JUDGED = 10  # ... and a view needs this many such cells
 
 
 class QualityConfig(BaseModel):
@@ -120,6 +122,8 @@ class QualityReport(BaseModel):
     def codes(self) -> list[str]:
         return [f.code for f in self.faults]
 
+    reason: str | None = Field(default=None, description="why there is no frame (signal loss)")
+
     def to_event(self, thumbnail_jpeg_b64: str | None = None) -> QualityEvent:
         """The analytics payload of this report."""
         return QualityEvent(
@@ -127,7 +131,23 @@ class QualityReport(BaseModel):
             intact=self.intact,
             faults=self.faults,
             thumbnail_jpeg_b64=thumbnail_jpeg_b64,
+            reason=self.reason if "signal_loss" in self.codes() else None,
         )
+
+
+def _cells_box(cells: np.ndarray) -> list[float] | None:
+    """Normalised [x, y, w, h] around the true cells of a grid (None when there are none)."""
+    ys, xs = np.nonzero(cells)
+    if xs.size == 0:
+        return None
+    gh, gw = cells.shape
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    return [
+        round(x0 / gw, 4),
+        round(y0 / gh, 4),
+        round((x1 - x0) / gw, 4),
+        round((y1 - y0) / gh, 4),
+    ]
 
 
 def _ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -170,6 +190,10 @@ class QualityAnalyzer:
         self.last_features: Features | None = None
         self.last_layout = 1.0
         self._moving: np.ndarray | None = None
+        self._measured_ncc: tuple[float, float] | None = None
+        self._reason: str | None = None
+        self._areas: dict[str, list[float] | None] = {}  # fault -> normalised box this frame
+        self._area_on: dict[str, list[float] | None] = {}  # ... when it turned on
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -184,8 +208,10 @@ class QualityAnalyzer:
         """Currently active fault codes."""
         return self._active
 
-    def no_frame(self, ts: float) -> QualityReport:
-        """The source delivered nothing at ts (dead, timed out): signal loss after the timeout."""
+    def no_frame(self, ts: float, reason: str | None = None) -> QualityReport:
+        """The source delivered nothing at ts (dead, timed out): signal loss after the timeout.
+
+        `reason` (e.g. the source's last error) travels with the signal-loss report."""
         since = self._last_frame_ts
         lost = since is None or ts - since >= self.cfg.signal_timeout_s
         st = self._state["signal_loss"]
@@ -194,15 +220,27 @@ class QualityAnalyzer:
             st.on_run, st.off_run = self.cfg.on_count, 0
             if since is None:
                 self._last_frame_ts = None
-        return self._report(ts, {"signal_loss": 1.0 if lost else st.score})
+        rep = self._report(ts, {"signal_loss": 1.0 if lost else st.score})
+        if reason and "signal_loss" in rep.codes():
+            rep.reason = reason[:300]
+            if reason != self._reason:
+                rep.changed = True  # a new reason is news even if the fault was already on
+            self._reason = reason
+        return rep
 
     def update(self, p: Prepared, moving: np.ndarray | None = None) -> QualityReport:
         """Diagnose one frame; `moving` (uint8, like p.small) marks pixels the motion detector
         saw moving, which the structural comparison with the reference then leaves out (busy
         traffic is not a changed scene)."""
         f = measure(p, *self._valid_masks(p))
+        self._measured_ncc = None
+        self._areas.clear()
         self.last_features = f
-        self._moving = moving if moving is not None and moving.shape == f.hp.shape else None
+        self._moving = None
+        if moving is not None and moving.shape == f.hp.shape:
+            share = cv2.countNonZero(moving) / moving.size
+            # Half the picture "moving" is the camera or the light, not things in the scene.
+            self._moving = moving if share < 0.5 else None
         scores, thresholds = self._scores(f)
         over = self._decide(scores, thresholds)
         self._debounce(scores, thresholds, over)
@@ -213,9 +251,20 @@ class QualityAnalyzer:
         elif (
             self.cfg.adapt_rate > 0
             and not self._active
-            and all(scores.get(c, 0.0) < 0.8 * thresholds[c] for c in FAULT_CODES)
+            and all(
+                scores.get(c, 0.0) < 0.8 * thresholds[c] for c in FAULT_CODES if c != "scene_change"
+            )
+            and not any(self._state[c].on_run for c in FAULT_CODES)
         ):
-            self.ref.adapt(f, self.cfg.adapt_rate)
+            # Only what stands still is learned, so passing crowds and traffic never become
+            # the reference, and slow changes (daylight, a parked car) are followed.
+            self.ref.adapt(f, self.cfg.adapt_rate, self._static(f.hp.shape))
+            # What a clean frame scores follows too (slowly, 5%/frame): a learning phase
+            # whose frames were alike (codec-frozen noise) must not set the bar too high.
+            m = self._measured_ncc
+            if m is not None:
+                r0, r1 = self.ref.self_ncc
+                self.ref.self_ncc = (0.95 * r0 + 0.05 * m[0], 0.95 * r1 + 0.05 * m[1])
         self._prev = f
         self._last_frame_ts = f.ts
         return self._report(f.ts, scores)
@@ -245,20 +294,20 @@ class QualityAnalyzer:
         t["signal_loss"] = cfg.flat
         t["frozen"] = cfg.frozen_s
         prev = self._prev
-        w, h = f.hp.shape[1], f.hp.shape[0]
+        w = f.hp.shape[1]
 
         s["signal_loss"] = f.flat_share if f.mode < 235 else 0.0
+        if f.mode < 40 and f.sharp_q >= 0.3:
+            s["signal_loss"] = 0.0  # a very dark picture that still has detail: too dark
         s["frozen"] = self._frozen_seconds(f, prev)
         s["too_dark"] = 1.0 - max(f.mean, f.p95 / 3.0) / 255.0
         s["too_bright"] = max(f.mean / 255.0, f.sat_share)
 
         # Frame-to-frame global shift (shake, drift).
+        # Frame-to-frame shift of the static background only (blocks where nothing moves).
         if prev is not None and prev.hp.shape == f.hp.shape and s["frozen"] == 0.0:
-            dx, cx = profile_shift(prev.col_prof, f.col_prof, w // 4)
-            dy, cy = profile_shift(prev.row_prof, f.row_prof, h // 4)
+            dx, dy, _n = block_shift(prev.hp, f.hp, self._moving)
             dt = max(1e-3, f.ts - prev.ts)
-            if min(cx, cy) < self.cfg.min_profile_ncc:
-                dx = dy = 0.0  # no credible match (flat or new picture): no evidence of motion
             self._shifts.append((100.0 * dx / w, 100.0 * dy / w, dt))
         s["shake"], s["ptz_drift"] = self._motion_scores()
 
@@ -275,21 +324,27 @@ class QualityAnalyzer:
             layout = _ncc(f.cell_mean, ref.cell_mean)
             self.last_layout = layout
             s["stripes"] = stripe_score(f.power, ref.power_max, f.q2) if layout >= 0.7 else 0.0
-            gain = f.mean / max(1.0, float(ref.cell_mean.mean()))
-            judge = ref.cell_std > 4.0
+            judge = ref.cell_std > JUDGE_STD
             n_judge = int(judge.sum())
-            # A cell is covered when its texture fell far below what the global brightness
+            # The camera's own brightness change, from the cells a cover leaves alone: the
+            # upper quartile of the per-cell ratio to the learned reference (a dark cover lowers
+            # the frame's mean, but not the brightness of what is still visible).
+            ratio = (f.cell_mean + 2.0) / (ref.cell_mean + 2.0)
+            gain = float(np.percentile(ratio[judge], 75)) if n_judge else 1.0
+            # A cell is covered when its texture fell far below what that brightness change
             # explains (a darker scene keeps its texture in proportion; a cover does not).
             # Blown-out cells are too bright, not covered.
             covered = (
-                (f.cell_std < 0.35 * ref.cell_std * max(gain, 0.02) + 0.5)
+                (f.cell_std < 0.35 * ref.cell_std * min(4.0, max(gain, 0.02)) + 0.5)
                 & judge
                 & (f.cell_mean < 235.0)
             )
-            s["occlusion"] = float(covered.sum()) / n_judge if n_judge else 0.0
+            # Too few textured cells (a plain view) cannot tell a cover from the scene.
+            s["occlusion"] = float(covered.sum()) / n_judge if n_judge >= MIN_JUDGED else 0.0
+            self._areas["occlusion"] = _cells_box(covered)
             if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, judge & ~covered):
                 s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover
-            s["scene_change"] = 1.0 - self._structure_ncc(f.hp, ref.hp)
+            s["scene_change"] = self._scene_change(f)
             if f.chroma is not None and ref.chroma is not None:
                 shift = float(np.hypot(f.chroma[0] - ref.chroma[0], f.chroma[1] - ref.chroma[1]))
                 k = float(np.hypot(*f.chroma)) / (f.chroma_spread + 1.0)
@@ -311,29 +366,60 @@ class QualityAnalyzer:
                 s[c] = 0.0
         return s, t
 
-    def _structure_ncc(self, a: np.ndarray, b: np.ndarray) -> float:
-        """NCC of two high-passed images, over the pixels not seen moving in this frame."""
+    def _static(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """1.0 where nothing was seen moving (with a margin), at `shape`; None: all static."""
         mv = self._moving
         if mv is None or not mv.any():
-            return aligned_ncc(a, b, 0.0, 0.0)
-        keep = cv2.dilate(mv, np.ones((5, 5), np.uint8)) == 0
-        if int(keep.sum()) < keep.size // 4:
-            return aligned_ncc(a, b, 0.0, 0.0)  # mostly moving: judge the whole picture
-        wa, wb = a * keep, b * keep
-        den = float(np.sqrt(float((wa * wa).sum()) * float((wb * wb).sum())))
-        return float((wa * wb).sum()) / den if den > 1e-6 else 0.0
+            return None
+        keep = (cv2.dilate(mv, np.ones((5, 5), np.uint8)) == 0).astype(np.float32)
+        if keep.shape != shape:
+            keep = (
+                cv2.resize(keep, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0.99
+            ).astype(np.float32)
+        return keep
+
+    def _scene_change(self, f: Features) -> float:
+        """1 - structure match with the reference, relative to what clean frames scored.
+
+        Judged at the scale (fine or coarse) where the learned view has dependable structure:
+        a plain view (asphalt, a white wall) is judged on its coarse layout, where compression
+        noise averages out. Pixels seen moving are left out. 0 when neither scale can tell.
+        """
+        ref = self.ref
+        assert ref.hp is not None
+        best: float | None = None
+        scales = [(0, f.hp, ref.hp)]
+        if ref.hp2 is not None and ref.hp2.shape == f.hp2.shape:
+            scales.append((1, f.hp2, ref.hp2))
+        measured = list(ref.self_ncc)
+        for k, a, b in scales:
+            m = block_ncc(a, b, self._static(a.shape))
+            if m is None:
+                continue
+            measured[k] = m
+            own = ref.self_ncc[k]
+            if own < 0.35:
+                continue
+            rel = m / own
+            best = rel if best is None else max(best, rel)
+        self._measured_ncc = (measured[0], measured[1])
+        if best is None:
+            return self._state["scene_change"].score  # too little still to judge: hold
+        return float(min(1.5, max(0.0, 1.0 - best)))
 
     def _rest_matches(self, f: Features, visible: np.ndarray) -> bool:
         """True when the textured cells left uncovered still have the reference structure."""
         assert self.ref.hp is not None
-        judged = int((self.ref.cell_std > 4.0).sum())
+        judged = int((self.ref.cell_std > JUDGE_STD).sum())
         if int(visible.sum()) < max(3, judged // 5):
             return True  # mostly covered: too little left to compare
         h, w = f.hp.shape
         rest = cv2.resize(visible.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-        a, b = f.hp * rest, self.ref.hp * rest
-        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-        return den > 1e-6 and float((a * b).sum()) / den >= 0.5
+        keep = self._static((h, w))
+        if keep is not None:
+            rest = rest * keep  # people walking in the visible part do not make it a new view
+        own = max(0.35, self.ref.self_ncc[0])
+        return ncc(f.hp * rest, self.ref.hp * rest) >= 0.5 * own
 
     def _frozen_seconds(self, f: Features, prev: Features | None) -> float:
         cfg = self.cfg
@@ -418,11 +504,18 @@ class QualityAnalyzer:
         active = frozenset(c for c in FAULT_CODES if self._state[c].active)
         changed = active != self._active
         self._active = active
+        for c in active:
+            if c in self._areas or c not in self._area_on:
+                self._area_on[c] = self._areas.get(c)
+        for c in list(self._area_on):
+            if c not in active:
+                del self._area_on[c]
         faults = [
             FaultScore(
                 code=c,
                 score=round(self._state[c].score, 4),
                 threshold=round(self._state[c].threshold, 4),
+                area=self._area_on.get(c),
             )
             for c in FAULT_ORDER
             if c in active

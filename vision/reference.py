@@ -12,11 +12,44 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from vision.features import Features
 
-FORMAT_VERSION = 1
+
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two zero-mean-ish structure images (0 if flat)."""
+    den = float(np.sqrt(float((a * a).sum()) * float((b * b).sum())))
+    return float((a * b).sum()) / den if den > 1e-6 else 0.0
+
+
+MIN_STRUCTURE = 2.0  # RMS grey levels of structure a block needs to be judged
+
+
+def block_ncc(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float | None:
+    """Median over a 4x3 grid of the blocks' NCC: a car or a crowd in a few blocks does not
+    move it, a changed view moves every block. Blocks mostly masked out (`keep` 0) or flat in
+    both pictures are skipped; None when fewer than 4 blocks are left."""
+    h, w = a.shape
+    bh, bw = h // 3, w // 4
+    vals = []
+    for j in range(3):
+        for i in range(4):
+            ys, xs = slice(j * bh, (j + 1) * bh), slice(i * bw, (i + 1) * bw)
+            pa, pb = a[ys, xs], b[ys, xs]
+            if keep is not None:
+                k = keep[ys, xs]
+                if float(k.mean()) < 0.5:
+                    continue
+                pa, pb = pa * k, pb * k
+            if float((b[ys, xs] ** 2).mean()) < MIN_STRUCTURE**2:
+                continue  # plain in the learned view (asphalt, a wall): nothing to compare
+            vals.append(ncc(pa, pb))
+    return float(np.median(vals)) if len(vals) >= 4 else None
+
+
+FORMAT_VERSION = 2
 
 
 def _half(a: np.ndarray | None) -> np.ndarray | None:
@@ -43,6 +76,10 @@ class Reference:
     cell_mean: np.ndarray | None = None
     cell_std: np.ndarray | None = None
     hp: np.ndarray | None = None
+    hp2: np.ndarray | None = None  # coarse structure (None in references saved by version 1)
+    # How well single learning frames matched the learned structure (fine, coarse): what a
+    # clean frame scores, so the scene-change test can be judged relative to it.
+    self_ncc: tuple[float, float] = (1.0, 0.0)
     col_prof: np.ndarray | None = None
     row_prof: np.ndarray | None = None
     power_max: np.ndarray | None = None
@@ -83,7 +120,13 @@ class Reference:
         )
         self.cell_mean = np.median(np.stack([x.cell_mean for x in fs]), axis=0).astype(np.float32)
         self.cell_std = np.median(np.stack([x.cell_std for x in fs]), axis=0).astype(np.float32)
-        self.hp = np.mean(np.stack([x.hp for x in fs]), axis=0).astype(np.float32)
+        # Per-pixel median: people and cars passing while learning leave no trace.
+        self.hp = np.median(np.stack([x.hp for x in fs]), axis=0).astype(np.float32)
+        self.hp2 = np.median(np.stack([x.hp2 for x in fs]), axis=0).astype(np.float32)
+        self.self_ncc = (
+            float(np.median([block_ncc(x.hp, self.hp) or 0.0 for x in fs])),
+            float(np.median([block_ncc(x.hp2, self.hp2) or 0.0 for x in fs])),
+        )
         self.col_prof = fs[-1].col_prof.copy()
         self.row_prof = fs[-1].row_prof.copy()
         self.power_max = np.max(np.stack([x.power for x in fs]), axis=0).astype(np.float32)
@@ -92,8 +135,12 @@ class Reference:
         self._pending = []
         return True
 
-    def adapt(self, f: Features, rate: float) -> None:
-        """Follow slow changes of an intact camera (exponential forgetting at `rate`)."""
+    def adapt(self, f: Features, rate: float, static: np.ndarray | None = None) -> None:
+        """Follow slow changes of an intact camera (exponential forgetting at `rate`).
+
+        `static` (float 0/1 like f.hp) limits the structure update to pixels where nothing
+        moves, so a crowd or traffic passing is not learned as the scene.
+        """
         if not self.ready or not self.compatible(f):
             return
         a, b = rate, 1.0 - rate
@@ -107,9 +154,21 @@ class Reference:
                 b * self.chroma[1] + a * f.chroma[1],
             )
         assert self.cell_mean is not None and self.cell_std is not None and self.hp is not None
-        self.cell_mean = b * self.cell_mean + a * f.cell_mean
-        self.cell_std = b * self.cell_std + a * f.cell_std
-        self.hp = b * self.hp + a * f.hp
+        if static is None:
+            self.cell_mean = b * self.cell_mean + a * f.cell_mean
+            self.cell_std = b * self.cell_std + a * f.cell_std
+        else:  # cells something moved through keep what they had
+            gh, gw = self.cell_mean.shape
+            still = cv2.resize(static, (gw, gh), interpolation=cv2.INTER_AREA) > 0.99
+            k = a * still.astype(np.float32)
+            self.cell_mean = self.cell_mean + k * (f.cell_mean - self.cell_mean)
+            self.cell_std = self.cell_std + k * (f.cell_std - self.cell_std)
+        if static is None:
+            self.hp = b * self.hp + a * f.hp
+        else:
+            self.hp = self.hp + a * static * (f.hp - self.hp)
+        if self.hp2 is not None and self.hp2.shape == f.hp2.shape:
+            self.hp2 = b * self.hp2 + a * f.hp2
         assert self.power_max is not None
         # Peaks decay slowly and new ones grow only at `rate`: never absorbed in one frame.
         self.power_max = np.maximum(
@@ -132,6 +191,8 @@ class Reference:
             "cell_mean": self.cell_mean,
             "cell_std": self.cell_std,
             "hp": _half(self.hp),
+            "hp2": _half(self.hp2) if self.hp2 is not None else np.zeros(0, np.float16),
+            "self_ncc": np.array(self.self_ncc),
             "col_prof": _half(self.col_prof),
             "row_prof": _half(self.row_prof),
             "power_max": _half(self.power_max),
@@ -144,8 +205,11 @@ class Reference:
         """Load a reference saved by to_bytes (raises ValueError on a foreign blob)."""
         try:
             z = np.load(io.BytesIO(blob), allow_pickle=False)
-            if int(z["version"]) != FORMAT_VERSION:
-                raise KeyError(f"format {int(z['version'])} is not {FORMAT_VERSION}")
+            version = int(z["version"])
+            if version not in (1, FORMAT_VERSION):
+                raise KeyError(f"format {version} is not {FORMAT_VERSION}")
+            hp2 = _single(z["hp2"]) if version >= 2 and z["hp2"].size else None
+            self_ncc = tuple(float(v) for v in z["self_ncc"]) if version >= 2 else (1.0, 0.0)
             mean, sq, ss, noise, n = (float(v) for v in z["scalars"])
             chroma = tuple(float(v) for v in z["chroma"])
             return cls(
@@ -160,6 +224,8 @@ class Reference:
                 cell_mean=z["cell_mean"],
                 cell_std=z["cell_std"],
                 hp=_single(z["hp"]),
+                hp2=hp2,
+                self_ncc=(self_ncc[0], self_ncc[1]),
                 col_prof=_single(z["col_prof"]),
                 row_prof=_single(z["row_prof"]),
                 power_max=_single(z["power_max"]),

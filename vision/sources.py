@@ -16,8 +16,10 @@ import importlib
 import importlib.util
 import multiprocessing as mp
 import random
+import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Connection
@@ -38,6 +40,18 @@ NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp
 
 class SourceError(RuntimeError):
     """A source that cannot deliver frames, with a readable reason."""
+
+
+def exit_reason(code: int | None) -> str:
+    """How a decoder process ended, for people: "decoder died: SIGABRT", "... exit code 3"."""
+    if code is None:
+        return "decoder died (exit status unknown)"
+    if code < 0:
+        try:
+            return f"decoder died: {signal.Signals(-code).name}"
+        except ValueError:
+            return f"decoder died: signal {-code}"
+    return f"decoder died: exit code {code}"
 
 
 def open_capture(url: str) -> Any:
@@ -161,7 +175,14 @@ class IsolatedCapture:
 
     `read()` returns the next frame (files) or the newest frame (live streams), or None when
     there is none right now (connecting, reconnecting after a failure, ended). `status` and
-    `last_error` say why. Failures restart the child after 1, 2, 4 ... `max_backoff_s` s.
+    `last_error` say why ("decoder died: SIGABRT" when the decoder was killed by a signal).
+
+    Restarts have a budget over time: up to `restart_budget` failures in `budget_window_s`
+    restart after `backoff_s`; beyond that the delay doubles per extra failure up to
+    `max_backoff_s`. Good frames in between do not reset the count, so a decoder that dies
+    mid-stream over and over backs off. `max_failures` (total) ends the source as "failed".
+    `read(wait=...)` bounds how long one call may block: a worker serving many cameras passes
+    a small `wait`, so a slow, starting or dying decoder never delays the others.
     """
 
     def __init__(
@@ -174,6 +195,9 @@ class IsolatedCapture:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         max_failures: int | None = None,
+        restart_budget: int = 5,
+        budget_window_s: float = 60.0,
+        open_timeout_s: float = 15.0,
     ) -> None:
         self.url = url
         self.mask = mask or PrivacyMask()
@@ -183,6 +207,12 @@ class IsolatedCapture:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.max_failures = max_failures
+        self.restart_budget = restart_budget
+        self.budget_window_s = budget_window_s
+        self.open_timeout_s = open_timeout_s
+        self._fail_times: deque[float] = deque()
+        self._open_deadline = 0.0
+        self._pending_deadline: float | None = None
         self.status: Status = "starting"
         self.last_error: str | None = None
         self.failures = 0
@@ -208,6 +238,8 @@ class IsolatedCapture:
         child.close()
         self._conn = parent
         self.status = "starting"
+        self._open_deadline = time.monotonic() + self.open_timeout_s
+        self._pending_deadline = None
 
     def _fail(self, reason: str) -> None:
         self.last_error = reason
@@ -216,9 +248,24 @@ class IsolatedCapture:
         if self.max_failures is not None and self.failures >= self.max_failures:
             self.status = "failed"
             return
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (self.failures - 1))
-        self._retry_at = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        now = time.monotonic()
+        self._fail_times.append(now)
+        while self._fail_times and self._fail_times[0] < now - self.budget_window_s:
+            self._fail_times.popleft()
+        over = len(self._fail_times) - self.restart_budget
+        delay = self.backoff_s if over <= 0 else self.backoff_s * 2**over
+        delay = min(self.max_backoff_s, delay)
+        self._retry_at = now + delay * random.uniform(0.8, 1.2)
         self.status = "reconnecting"
+
+    def _died(self) -> str:
+        """The reason of a child that went away (its exit signal or code)."""
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(0.5)
+            code = proc.exitcode
+        return exit_reason(code)
 
     def _stop_child(self, kill: bool = False) -> None:
         if self._conn is not None:
@@ -231,6 +278,10 @@ class IsolatedCapture:
             self._conn = None
         if self._proc is not None:
             self._proc.join(0.5 if not kill else 0.05)
+            code = self._proc.exitcode
+            if not kill and code not in (None, 0) and self.status != "failed":
+                # It died on its own before we asked it to stop: say so, never "fine".
+                self.last_error = exit_reason(code)
             if self._proc.is_alive():
                 self._proc.kill()
                 self._proc.join(1.0)
@@ -261,8 +312,13 @@ class IsolatedCapture:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def read(self, timeout: float = 5.0) -> Frame | None:
-        """The next/newest frame, or None (see `status`)."""
+    def read(self, timeout: float = 5.0, wait: float | None = None) -> Frame | None:
+        """The next/newest frame, or None (see `status`).
+
+        `timeout`: how long the decoder may take for one frame before it counts as hung
+        (+1 s). `wait`: how long this call may block (default: the whole timeout); with a
+        short wait a frame not ready yet is picked up by a later call.
+        """
         if self.status in ("ended", "failed"):
             return None
         if self._proc is None:
@@ -272,33 +328,40 @@ class IsolatedCapture:
                 self.restarts += 1
             self._start()
         assert self._conn is not None and self._proc is not None
+        block = timeout + 1.0 if wait is None else max(0.0, wait)
         try:
             if self.status == "starting":
-                if not self._conn.poll(max(timeout, 10.0)):
-                    self._fail("decoder did not open the source in time")
+                left = self._open_deadline - time.monotonic()
+                if not self._conn.poll(max(0.0, left if wait is None else min(block, left))):
+                    if self._proc.exitcode is not None:  # died before it could even say so
+                        self._fail(self._died())
+                    elif time.monotonic() >= self._open_deadline:
+                        self._fail("decoder did not open the source in time")
                     return None
                 msg = self._conn.recv()
                 if msg[0] != "opened":
                     self._fail(str(msg[1]) if len(msg) > 1 else "open failed")
                     return None
                 self.status = "live"
-            self._conn.send(("next", timeout))
-            if not self._conn.poll(timeout + 1.0):
-                self._fail(f"decoder gave no frame within {timeout + 1.0:.1f} s (hung?)")
+            if self._pending_deadline is None:
+                self._conn.send(("next", timeout))
+                self._pending_deadline = time.monotonic() + timeout + 1.0
+            if not self._conn.poll(block):
+                if self._proc.exitcode is not None:
+                    self._fail(self._died())
+                elif time.monotonic() >= self._pending_deadline:
+                    self._fail(f"decoder gave no frame within {timeout + 1.0:.1f} s (hung?)")
                 return None
             msg = self._conn.recv()
+            self._pending_deadline = None
         except (EOFError, OSError, BrokenPipeError):
-            code = self._proc.exitcode if self._proc is not None else None
-            self._proc.join(0.5) if self._proc is not None else None
-            code = self._proc.exitcode if self._proc is not None else code
-            self._fail(f"decoder process died (exit code {code})")
+            self._fail(self._died())
             return None
         kind = msg[0]
         if kind == "frame":
             _, shape, dtype, ts, pts, seq = msg
             assert self._shm is not None
             img = np.ndarray(shape, np.dtype(dtype), buffer=self._shm.buf).copy()
-            self.failures = 0
             self.mask.apply(img)
             return Frame(image=img, ts=float(ts), pts=pts, seq=int(seq))
         if kind == "none":

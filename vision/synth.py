@@ -216,6 +216,120 @@ def _vehicle(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.n
     return np.clip(patch, 0, 255).astype(np.uint8), alpha
 
 
+def fault_params(r: np.random.Generator, w: int, h: int) -> dict[str, float]:
+    """Random strengths of every fault for a view w x h (one draw per sequence)."""
+    return {
+        "blur_sigma": r.uniform(4.0, 9.0) * w / 1920 * 1.5 + 1.0,
+        "dark_gain": r.uniform(0.06, 0.16),
+        "bright_gain": r.uniform(2.4, 3.5),
+        "bright_offset": r.uniform(60, 120),
+        "cast_channel": float(r.integers(0, 3)),
+        "cast_strength": r.uniform(0.45, 0.7),
+        "snow_sigma": r.uniform(28, 45),
+        "snow_salt": r.uniform(0.03, 0.08),
+        "stripe_amp": r.uniform(18, 35),
+        "stripe_period": r.uniform(0.04, 0.15),
+        "stripe_angle": float(r.choice([0.0, 90.0, r.uniform(10, 40)])),
+        "stripe_speed": r.uniform(0.05, 0.3),
+        "occl_cover": r.uniform(0.45, 1.0),
+        "occl_level": r.uniform(10, 70),
+        "occl_side": float(r.integers(0, 4)),
+        "scene_dx": r.choice([-1.0, 1.0]) * r.uniform(0.45, 0.9) * w,
+        "scene_dy": r.uniform(-0.3, 0.3) * h,
+        "shake_amp": r.uniform(0.02, 0.05) * w,
+        "drift_v": r.choice([-1.0, 1.0]) * r.uniform(0.01, 0.03) * w,
+        "drift_vy": r.uniform(-0.005, 0.005) * h,
+    }
+
+
+def apply_fault(
+    img: np.ndarray,
+    f: str,
+    variant: str,
+    p: dict[str, float],
+    k: int,
+    rng: np.random.Generator,
+    cache: dict[str, np.ndarray],
+) -> np.ndarray | None:
+    """The picture-level effect of fault `f` on one BGR frame, k frames after it started.
+
+    Covers the faults that change pixels (signal loss, blur, dark, bright, cast, snow, stripes,
+    cover); view faults (moved, shake, drift) and frozen frames are made by the caller.
+    None means "no frame at all" (signal loss, variant "none").
+    """
+    h, w = img.shape[:2]
+    if f == "signal_loss":
+        if variant == "none":
+            return None
+        if variant == "blue":
+            out = np.empty_like(img)
+            out[:] = (200, 40, 20)
+            cv2.putText(
+                out,
+                "NO SIGNAL",
+                (w // 3, h // 2),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                h / 400,
+                (255, 255, 255),
+                max(1, h // 200),
+            )
+            return out
+        return np.full_like(img, 2)
+    if f == "blur":
+        return cv2.GaussianBlur(img, (0, 0), p["blur_sigma"])
+    if f == "too_dark":
+        return cv2.convertScaleAbs(img, alpha=p["dark_gain"])
+    if f == "too_bright":
+        return cv2.convertScaleAbs(img, alpha=p["bright_gain"], beta=p["bright_offset"])
+    if f == "colour_cast":
+        c = int(p["cast_channel"])
+        out = img.astype(np.float32)
+        for ch in range(3):
+            if ch != c:
+                out[..., ch] *= 1.0 - p["cast_strength"]
+        out[..., c] = out[..., c] * (1.0 + p["cast_strength"] * 0.5) + 30
+        return np.clip(out, 0, 255).astype(np.uint8)
+    if f == "snow_noise":
+        n = rng.normal(0, p["snow_sigma"], (h, w)).astype(np.float32)
+        out = img.astype(np.float32) + n[..., None]
+        salt = rng.random((h, w))
+        out[salt < p["snow_salt"] / 2] = 0
+        out[salt > 1 - p["snow_salt"] / 2] = 255
+        return np.clip(out, 0, 255).astype(np.uint8)
+    if f == "stripes":
+        th = math.radians(p["stripe_angle"])
+        period = p["stripe_period"] * h
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        phase = 2 * math.pi * (k * p["stripe_speed"])
+        s = np.sin((yy * math.cos(th) + xx * math.sin(th)) * 2 * math.pi / period + phase)
+        out = img.astype(np.float32) + (p["stripe_amp"] * s)[..., None]
+        return np.clip(out, 0, 255).astype(np.uint8)
+    if f == "occlusion":
+        cover = p["occl_cover"]
+        m = np.zeros((h, w), np.uint8)
+        side = int(p["occl_side"])
+        if cover > 0.95:
+            m[:] = 1
+        elif side == 0:
+            cv2.ellipse(m, (0, h // 2), (int(2 * cover * w), int(h * 0.9)), 0, 0, 360, 1, -1)
+        elif side == 1:
+            cv2.ellipse(m, (w, h // 2), (int(2 * cover * w), int(h * 0.9)), 0, 0, 360, 1, -1)
+        elif side == 2:
+            cv2.ellipse(m, (w // 2, h), (int(w * 0.9), int(2 * cover * h)), 0, 0, 360, 1, -1)
+        else:
+            cv2.circle(m, (w // 2, h // 2), int(math.sqrt(cover * w * h / math.pi)), 1, -1)
+        lvl = p["occl_level"]
+        tex = cache.get("occlusion")
+        if tex is None or tex.shape[:2] != (h, w):
+            tex = _texture(rng, h, w, (lvl, lvl * 1.05, lvl * 1.1), 0.08, 3)
+            cache["occlusion"] = tex
+        out = img.copy()
+        sel = m.astype(bool)
+        out[sel] = np.clip(tex[sel], 0, 255).astype(np.uint8)
+        return out
+    return img
+
+
 class SynthSequence:
     """Iterates labelled frames of one configured sequence, deterministically by seed."""
 
@@ -236,6 +350,7 @@ class SynthSequence:
         self.events = self._plan_light_events()
         self._frozen: np.ndarray | None = None
         self._frozen_pts: float | None = None
+        self._cache: dict[str, np.ndarray] = {}
 
     # ---- planning -------------------------------------------------------------------------
 
@@ -247,30 +362,7 @@ class SynthSequence:
         return "default"
 
     def _fault_params(self) -> dict[str, float]:
-        r = self.rng
-        w = self.cfg.width
-        return {
-            "blur_sigma": r.uniform(4.0, 9.0) * w / 1920 * 1.5 + 1.0,
-            "dark_gain": r.uniform(0.06, 0.16),
-            "bright_gain": r.uniform(2.4, 3.5),
-            "bright_offset": r.uniform(60, 120),
-            "cast_channel": float(r.integers(0, 3)),
-            "cast_strength": r.uniform(0.45, 0.7),
-            "snow_sigma": r.uniform(28, 45),
-            "snow_salt": r.uniform(0.03, 0.08),
-            "stripe_amp": r.uniform(18, 35),
-            "stripe_period": r.uniform(0.04, 0.15),
-            "stripe_angle": float(r.choice([0.0, 90.0, r.uniform(10, 40)])),
-            "stripe_speed": r.uniform(0.05, 0.3),
-            "occl_cover": r.uniform(0.45, 1.0),
-            "occl_level": r.uniform(10, 70),
-            "occl_side": float(r.integers(0, 4)),
-            "scene_dx": r.choice([-1.0, 1.0]) * r.uniform(0.45, 0.9) * w,
-            "scene_dy": r.uniform(-0.3, 0.3) * self.cfg.height,
-            "shake_amp": r.uniform(0.02, 0.05) * w,
-            "drift_v": r.choice([-1.0, 1.0]) * r.uniform(0.01, 0.03) * w,
-            "drift_vy": r.uniform(-0.005, 0.005) * self.cfg.height,
-        }
+        return fault_params(self.rng, self.cfg.width, self.cfg.height)
 
     def _plan_light_events(self) -> dict[str, float]:
         r, n = self.rng, self.cfg.n_frames
@@ -456,78 +548,11 @@ class SynthSequence:
         return cv2.GaussianBlur(f, (k, k), 0)
 
     def _apply_fault(self, img: np.ndarray, i: int) -> np.ndarray | None:
-        cfg, p = self.cfg, self.params
-        f = cfg.fault
-        h, w = img.shape[:2]
+        cfg = self.cfg
+        if cfg.fault is None:
+            return img
         k = i - cfg.fault_start
-        if f == "signal_loss":
-            if self.variant == "none":
-                return None
-            if self.variant == "blue":
-                out = np.empty_like(img)
-                out[:] = (200, 40, 20)
-                cv2.putText(
-                    out,
-                    "NO SIGNAL",
-                    (w // 3, h // 2),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    h / 400,
-                    (255, 255, 255),
-                    max(1, h // 200),
-                )
-                return out
-            return np.full_like(img, 2)
-        if f == "blur":
-            return cv2.GaussianBlur(img, (0, 0), p["blur_sigma"])
-        if f == "too_dark":
-            return cv2.convertScaleAbs(img, alpha=p["dark_gain"])
-        if f == "too_bright":
-            return cv2.convertScaleAbs(img, alpha=p["bright_gain"], beta=p["bright_offset"])
-        if f == "colour_cast":
-            c = int(p["cast_channel"])
-            out = img.astype(np.float32)
-            for ch in range(3):
-                if ch != c:
-                    out[..., ch] *= 1.0 - p["cast_strength"]
-            out[..., c] = out[..., c] * (1.0 + p["cast_strength"] * 0.5) + 30
-            return np.clip(out, 0, 255).astype(np.uint8)
-        if f == "snow_noise":
-            n = self.rng.normal(0, p["snow_sigma"], (h, w)).astype(np.float32)
-            out = img.astype(np.float32) + n[..., None]
-            salt = self.rng.random((h, w))
-            out[salt < p["snow_salt"] / 2] = 0
-            out[salt > 1 - p["snow_salt"] / 2] = 255
-            return np.clip(out, 0, 255).astype(np.uint8)
-        if f == "stripes":
-            th = math.radians(p["stripe_angle"])
-            period = p["stripe_period"] * h
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            phase = 2 * math.pi * (k * p["stripe_speed"])
-            s = np.sin((yy * math.cos(th) + xx * math.sin(th)) * 2 * math.pi / period + phase)
-            out = img.astype(np.float32) + (p["stripe_amp"] * s)[..., None]
-            return np.clip(out, 0, 255).astype(np.uint8)
-        if f == "occlusion":
-            cover = p["occl_cover"]
-            m = np.zeros((h, w), np.uint8)
-            side = int(p["occl_side"])
-            if cover > 0.95:
-                m[:] = 1
-            elif side == 0:
-                cv2.ellipse(m, (0, h // 2), (int(2 * cover * w), int(h * 0.9)), 0, 0, 360, 1, -1)
-            elif side == 1:
-                cv2.ellipse(m, (w, h // 2), (int(2 * cover * w), int(h * 0.9)), 0, 0, 360, 1, -1)
-            elif side == 2:
-                cv2.ellipse(m, (w // 2, h), (int(w * 0.9), int(2 * cover * h)), 0, 0, 360, 1, -1)
-            else:
-                cv2.circle(m, (w // 2, h // 2), int(math.sqrt(cover * w * h / math.pi)), 1, -1)
-            lvl = p["occl_level"]
-            if not hasattr(self, "_occ_tex"):
-                self._occ_tex = _texture(self.rng, h, w, (lvl, lvl * 1.05, lvl * 1.1), 0.08, 3)
-            out = img.copy()
-            sel = m.astype(bool)
-            out[sel] = np.clip(self._occ_tex[sel], 0, 255).astype(np.uint8)
-            return out
-        return img
+        return apply_fault(img, cfg.fault, self.variant, self.params, k, self.rng, self._cache)
 
     def _add_noise(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]

@@ -62,6 +62,8 @@ class _Stream:
     period: float
     due: float
     saved_ref: bool = False
+    served: int = 0  # frames analysed, over the worker's life
+    skipped: int = 0  # due frames skipped because the worker was late, over its life
 
 
 @dataclass
@@ -88,6 +90,7 @@ class VisionWorker:
         stats_s: float = 10.0,
         name: str | None = None,
         shard: tuple[int, int] = (0, 1),
+        openers: dict[str, str] | None = None,
     ) -> None:
         self.publish = publish
         self.quality_cfg = quality
@@ -105,7 +108,8 @@ class VisionWorker:
         self.snap_pipes: dict[str, CameraPipeline] = {}
         for c in cameras:
             if c.source:
-                src = IsolatedCapture(c.source, mask=c.privacy_mask)
+                opener = (openers or {}).get(c.id, "vision.sources:open_capture")
+                src = IsolatedCapture(c.source, mask=c.privacy_mask, opener=opener)
                 self.streams.append(_Stream(c, self._pipeline(c), src, 1.0 / c.fps, now))
             else:
                 self.snap_cfg[c.id] = c
@@ -188,20 +192,24 @@ class VisionWorker:
                 nxt = min(nxt, s.due)
                 continue
             lag = now - s.due
-            frame = s.src.read(timeout=0.05 if s.src.live else 1.0)
+            # Never block on one camera: a starting, slow or dying decoder answers later.
+            frame = s.src.read(timeout=0.05 if s.src.live else 5.0, wait=0.02)
             wall = time.time()
             if frame is not None:
                 events = s.pipe.process(frame)
                 self._count.frames += 1
                 self._count.lags.append(lag)
+                s.served += 1
             else:  # connecting, reconnecting, dead: signal loss once the timeout has passed
-                events = s.pipe.no_frame(wall)
+                why = s.src.last_error or f"no picture yet (source {s.src.status})"
+                events = s.pipe.no_frame(wall, why)
             self._emit(s.cfg.id, events)
             self._maybe_save(s.cfg.id, s.pipe)
             s.due += s.period
             if s.due < now - s.period:  # more than a period behind: skip, do not pile up
                 missed = int((now - s.due) / s.period)
                 self._count.skipped += missed
+                s.skipped += missed
                 s.due += missed * s.period
             nxt = min(nxt, s.due)
         return max(0.0, nxt - time.monotonic())

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from vision.events import Box, DwellEvent, TripwireEvent, ZoneEvent
-from vision.geometry import Point, Polygon, segments_cross, side_of
+from vision.geometry import Point, Polygon, rasterise, segments_cross, side_of
 
 
 class Zone(BaseModel):
@@ -42,12 +44,27 @@ class Tripwire(BaseModel):
 
 
 class TrackerConfig(BaseModel):
-    """Association gate (share of frame diagonal per frame), patience and confirmation."""
+    """Association gate, patience, confirmation and how long still objects are held."""
 
-    max_step: float = Field(default=0.12, gt=0)
+    max_step: float = Field(default=0.12, gt=0, description="smallest gate, share of frame")
+    size_gate: float = Field(
+        default=1.5,
+        gt=0,
+        description="gate also grows to this many box sizes: a car moves about its own length "
+        "between frames at 5 fps, which no fixed step allows",
+    )
     max_missed: int = Field(default=3, ge=0)
     min_hits: int = Field(default=2, ge=1)
     max_coast: int = Field(default=15, ge=0, description="frames a track may ride a merged box")
+    still_diff: float = Field(
+        default=8.0, gt=0, description="mean grey difference under which a lost object is 'still'"
+    )
+    max_still: int = Field(
+        default=3000, ge=0, description="frames a still object is held (10 min at 5 fps)"
+    )
+    recross_frames: int = Field(
+        default=10, ge=0, description="a crossing back over the same line this soon is jitter"
+    )
 
 
 @dataclass
@@ -64,6 +81,9 @@ class Track:
     coasted: int = 0
     inside: dict[str, float] = field(default_factory=dict)  # zone -> entered at ts
     dwelt: set[str] = field(default_factory=set)
+    still: int = 0  # frames held in place without a motion box (standing still)
+    patch: np.ndarray | None = None  # the analysis image under its box when last seen moving
+    crossed: dict[str, tuple[int, str]] = field(default_factory=dict)  # line -> (frame, dir)
 
     def predicted(self) -> Point:
         return (self.pos[0] + self.vel[0], self.pos[1] + self.vel[1])
@@ -87,18 +107,30 @@ class Tracker:
         self.cfg = config or TrackerConfig()
         self.tracks: dict[int, Track] = {}
         self._next = 1
+        self.frame = 0
 
-    def update(self, boxes: list[Box], full_w: int, full_h: int) -> list[Track]:
-        """Associate this frame's boxes; returns the tracks seen in this frame."""
+    def update(
+        self, boxes: list[Box], full_w: int, full_h: int, image: np.ndarray | None = None
+    ) -> list[Track]:
+        """Associate this frame's boxes; returns the tracks seen in this frame.
+
+        `image` (the small analysis luma, any size) lets an object that stopped moving stay
+        tracked: a confirmed track without a box whose picture is unchanged is standing still.
+        """
+        self.frame += 1
         pts = [((x + w / 2) / full_w, (y + h) / full_h) for x, y, w, h in boxes]
-        gate2 = self.cfg.max_step**2
+        sizes = [max(w / full_w, h / full_h) for x, y, w, h in boxes]
         pairs = []
         for tid, t in self.tracks.items():
             px, py = t.predicted()
+            tsize = max(t.box[2] / full_w, t.box[3] / full_h)
             for j, p in enumerate(pts):
+                # Gate: the larger of a fixed step and a few box sizes, widened while missed.
+                gate = max(self.cfg.max_step, self.cfg.size_gate * max(tsize, sizes[j]))
+                gate *= 1 + t.missed
                 d2 = (px - p[0]) ** 2 + (py - p[1]) ** 2
-                if d2 <= gate2 * (1 + t.missed) ** 2:
-                    pairs.append((d2, tid, j))
+                if d2 <= gate * gate or _overlap(t.box, boxes[j]) >= 0.3:
+                    pairs.append((d2 / (gate * gate), tid, j))
         pairs.sort()
         used_t: set[int] = set()
         used_b: set[int] = set()
@@ -109,7 +141,8 @@ class Tracker:
             t = self.tracks[tid]
             t.move_to(pts[j], boxes[j])
             t.hits += 1
-            t.missed = t.coasted = 0
+            t.missed = t.coasted = t.still = 0
+            t.patch = _patch(image, boxes[j], full_w, full_h)
             used_t.add(tid)
             used_b.add(j)
             seen.append(t)
@@ -132,6 +165,18 @@ class Tracker:
                 t.coasted += 1
                 seen.append(t)
                 continue
+            if (
+                t.hits >= self.cfg.min_hits
+                and t.still < self.cfg.max_still
+                and self._unchanged(t, image, full_w, full_h)
+            ):
+                # No motion box, but the picture where it stood has not changed: it stopped
+                # (a person waiting), and the motion background is absorbing it. Hold it.
+                t.prev, t.vel = None, (0.0, 0.0)
+                t.still += 1
+                t.missed = 0
+                seen.append(t)
+                continue
             t.missed += 1
             t.prev = None
             if t.missed > self.cfg.max_missed:
@@ -139,10 +184,40 @@ class Tracker:
         for j, p in enumerate(pts):
             if j not in used_b:
                 t = Track(id=self._next, pos=p, box=boxes[j])
+                t.patch = _patch(image, boxes[j], full_w, full_h)
                 self._next += 1
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
+
+    def _unchanged(self, t: Track, image: np.ndarray | None, full_w: int, full_h: int) -> bool:
+        now = _patch(image, t.box, full_w, full_h)
+        if now is None or t.patch is None or now.shape != t.patch.shape:
+            return False
+        return float(cv2.absdiff(now, t.patch).mean()) < self.cfg.still_diff
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box (0..1)."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _patch(image: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.ndarray | None:
+    """The analysis image under a full-resolution box (None without an image)."""
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    sx, sy = w / full_w, h / full_h
+    x0, y0 = int(box[0] * sx), int(box[1] * sy)
+    x1, y1 = (
+        max(x0 + 1, int(round((box[0] + box[2]) * sx))),
+        max(y0 + 1, int(round((box[1] + box[3]) * sy))),
+    )
+    p = image[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)]
+    return p.copy() if p.size else None
 
 
 class ZoneEngine:
@@ -164,15 +239,22 @@ class ZoneEngine:
         return bool(self.zones or self.tripwires)
 
     def update(
-        self, ts: float, boxes: list[Box], full_w: int, full_h: int
+        self,
+        ts: float,
+        boxes: list[Box],
+        full_w: int,
+        full_h: int,
+        image: np.ndarray | None = None,
     ) -> list[ZoneEvent | TripwireEvent | DwellEvent]:
-        """Events caused by this frame's boxes."""
+        """Events caused by this frame's boxes (`image`: the small luma, for still objects)."""
         if not self.active:
             return []
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
-        for t in self.tracker.update(boxes, full_w, full_h):
-            ok = t.hits >= confirmed
+        for t in self.tracker.update(boxes, full_w, full_h, image):
+            # A track riding another object's box (coasting) keeps its state but announces
+            # nothing new: one object, one entry.
+            ok = t.hits >= confirmed and t.coasted == 0
             for z in self.zones:
                 now_in = z.polygon.contains(*t.pos)
                 was_in = z.id in t.inside
@@ -201,8 +283,67 @@ class ZoneEngine:
                 if not segments_cross(line.a, line.b, t.prev, t.pos):
                     continue
                 went = "left_to_right" if side_of(line.a, line.b, t.prev) < 0 else "right_to_left"
+                last = t.crossed.get(line.id)
+                now = self.tracker.frame
+                t.crossed[line.id] = (now, went)
+                if last is not None and last[1] != went:
+                    if now - last[0] <= self.tracker.cfg.recross_frames:
+                        continue  # back over the line at once: box jitter in a crowd, not news
                 if line.direction in ("both", went):
                     events.append(
                         TripwireEvent(ts=ts, line=line.id, direction=went, track=t.id, box=t.box)
                     )
         return events
+
+
+MASK_GRID = (320, 180)  # raster for comparing rules with privacy masks
+REFUSE_SHARE = 0.5  # a rule this much inside masks sees nothing: refused
+WARN_SHARE = 0.1  # ... this much inside or along (within ~2% of the width): warned
+
+
+def rule_mask_overlap(
+    zones: list[Zone], tripwires: list[Tripwire], privacy: list[Polygon]
+) -> list[tuple[str, float, float]]:
+    """(rule id, share inside masks, share inside or along masks) for each zone and tripwire.
+
+    Masked pixels are black before analysis, so nothing inside a mask can enter a zone or cross
+    a line there; a line running along a mask edge only sees half of each object.
+    """
+    if not privacy or not (zones or tripwires):
+        return []
+    w, h = MASK_GRID
+    mask = rasterise(privacy, w, h)
+    near = cv2.dilate(mask, np.ones((7, 7), np.uint8))
+    out = []
+    for z in zones:
+        r = rasterise([z.polygon], w, h).astype(bool)
+        n = max(1, int(r.sum()))
+        out.append((z.id, float(mask[r].sum()) / n, float(near[r].sum()) / n))
+    for t in tripwires:
+        r = np.zeros((h, w), np.uint8)
+        a = (int(t.a[0] * (w - 1)), int(t.a[1] * (h - 1)))
+        b = (int(t.b[0] * (w - 1)), int(t.b[1] * (h - 1)))
+        cv2.line(r, a, b, 1, 1)
+        sel = r.astype(bool)
+        n = max(1, int(sel.sum()))
+        out.append((t.id, float(mask[sel].sum()) / n, float(near[sel].sum()) / n))
+    return out
+
+
+def rule_mask_problems(
+    zones: list[Zone], tripwires: list[Tripwire], privacy: list[Polygon]
+) -> tuple[list[str], list[str]]:
+    """(refusals, warnings) for rules inside or along privacy masks, as sentences."""
+    refuse, warn = [], []
+    for rid, inside, near in rule_mask_overlap(zones, tripwires, privacy):
+        if inside >= REFUSE_SHARE:
+            refuse.append(
+                f"rule {rid!r} lies {inside:.0%} inside privacy masks, where the picture is "
+                "blacked out: it could never fire"
+            )
+        elif near >= WARN_SHARE:
+            warn.append(
+                f"rule {rid!r} lies {near:.0%} inside or along privacy masks: objects there "
+                "are partly hidden and may be missed"
+            )
+    return refuse, warn

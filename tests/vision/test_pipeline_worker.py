@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -89,6 +90,13 @@ def test_worker_runs_file_and_snapshot_cameras(tmp_path: Path) -> None:
     for fr in snaps:
         worker.offer_snapshot(CAM2, cv2.imencode(".jpg", fr.image)[1].tobytes(), fr.ts)
         worker._process_snapshots(budget=5)
+    # The decoder child starts in the background (the worker never waits for it): serve
+    # until it delivers, however slow the machine, then run the worker's own loop.
+    for _ in range(3000):
+        worker._process_streams()
+        if worker.streams[0].served or worker.streams[0].src.status in ("ended", "failed"):
+            break
+        time.sleep(0.02)
     worker.run(duration=4.0)
     by_cam: dict[str, list] = {}
     for topic, payload in published:

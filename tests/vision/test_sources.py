@@ -173,3 +173,55 @@ def test_snapshots_decode_reduced_masked_and_reject_garbage() -> None:
         assert dec.decode(data) is not None  # still serving after garbage
     finally:
         dec.close()
+
+
+def test_decoder_dying_mid_stream_has_a_restart_budget_and_ends(good_video: Path) -> None:
+    # Each fresh child delivers two good frames and aborts: good frames in between must not
+    # reset the count, so a bounded source ends and an unbounded one backs off.
+    cap = IsolatedCapture(
+        str(good_video), opener=f"{CRASHERS}:abort_after_two", backoff_s=0.01, max_failures=3
+    )
+    try:
+        frames = 0
+        for _ in range(200):
+            if cap.read(timeout=5) is not None:
+                frames += 1
+            if cap.status == "failed":
+                break
+            time.sleep(0.02)
+        assert cap.status == "failed" and cap.failures == 3
+        assert frames == 6
+        assert cap.last_error == "decoder died: SIGABRT"
+    finally:
+        cap.close()
+    cap = IsolatedCapture(
+        str(good_video),
+        opener=f"{CRASHERS}:abort_after_two",
+        backoff_s=0.05,
+        max_backoff_s=30.0,
+        restart_budget=2,
+    )
+    try:
+        delays = []
+        for _ in range(300):
+            cap.read(timeout=5)
+            if cap.status == "reconnecting" and cap._proc is None:
+                delays.append(cap._retry_at - time.monotonic())
+                if len(delays) == 4:
+                    break
+                cap._retry_at = 0.0  # skip the wait; the delay it chose is what is checked
+        assert max(delays[:2]) < 0.07  # within the budget: quick restarts (0.05 s +-20%)
+        assert delays[3] > 0.12 and delays[3] > delays[2]  # beyond it: 0.1, 0.2 s ...
+    finally:
+        cap.close()
+
+
+def test_inspection_never_calls_a_dying_decoder_intact(good_video: Path) -> None:
+    from vision.inspection import inspect_stream
+
+    out = inspect_stream(
+        "1" * 20, str(good_video), None, None, opener=f"{CRASHERS}:abort_after_one"
+    )
+    assert not out.intact
+    assert out.error == "decoder died: SIGABRT"
+    assert [f.code for f in out.faults] == ["signal_loss"]

@@ -27,6 +27,10 @@ def abort_after_two(url: str) -> _AbortAfter:
     return _AbortAfter(url, 2)
 
 
+def abort_after_one(url: str) -> _AbortAfter:
+    return _AbortAfter(url, 1)
+
+
 class _Hang:
     def read(self):
         time.sleep(3600)
