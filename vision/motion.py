@@ -13,6 +13,9 @@ Model, per pixel of the ~160-wide luma image: a running mean B and variance V. E
    (lights, IR switch, camera moved): nothing is reported and the background is re-seeded.
 5. Selective update: background pixels learn at `alpha`, foreground ones 4x slower so a parked
    car is absorbed after a while.
+6. Ghosts: a second, long-memory background learns only where nothing is in front (10x
+   slower); foreground that matches it is the scene uncovered again (a person who stood
+   still, then left), not motion.
 
 From the second frame on motion is reported against the per-pixel median of the frames seen so
 far (the first `warmup_frames` are all kept for that), then the running model takes over.
@@ -50,6 +53,12 @@ class MotionConfig(BaseModel):
     fg_rate: float = Field(
         default=0.25, ge=0, le=1, description="foreground learns this much slower"
     )
+    slow_rate: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="long-memory background (ghosts) learns this much slower",
+    )
 
 
 class MotionResult(BaseModel):
@@ -66,6 +75,7 @@ class MotionResult(BaseModel):
 class _Model:
     b: np.ndarray
     v: np.ndarray
+    slow: np.ndarray  # long-memory background, learned only where nothing is in front
     n: int = 0
     quiet_until: int = 0
     tmp: dict[str, np.ndarray] = field(default_factory=dict)
@@ -106,7 +116,7 @@ class MotionDetector:
         self._shape = (h, w)
         f = small.astype(np.float32)
         var0 = np.full((h, w), (2 * self.cfg.min_sigma) ** 2, np.float32)
-        self._m = _Model(b=f.copy(), v=var0, n=1)
+        self._m = _Model(b=f.copy(), v=var0, slow=f.copy(), n=1)
         self._warm: list[np.ndarray] | None = [small.copy()]
 
     def update(self, p: Prepared) -> MotionResult:
@@ -148,6 +158,12 @@ class MotionDetector:
         rel = gb * cfg.rel_sigma
         thr = np.maximum(np.maximum(m.v, cfg.min_sigma**2), rel * rel) * (cfg.k_sigma**2)
         fg = (d2 > thr).view(np.uint8)
+        if not warm:
+            # Ghosts: where an object stood long enough to be absorbed and then left, the
+            # picture is the scene again. It differs from the running background but matches
+            # the long-memory one: not motion.
+            ds = i - np.minimum(m.slow * g, 255.0)
+            fg &= (ds * ds > thr).view(np.uint8)
         if lighting and fg.any():
             fg &= self._ncc_keep(i, gb)
             # Highlights clip, so they brighten less than the gain: not motion.
@@ -158,6 +174,7 @@ class MotionDetector:
         if raw_share > cfg.global_share:
             # The whole picture changed: re-seed the background from this frame.
             m.b[:] = i
+            m.slow[:] = i
             m.quiet_until = m.n + cfg.reseed_frames
             if self._warm is not None:
                 self._warm = [small.copy()]  # the warm-up frames showed another picture
@@ -178,6 +195,7 @@ class MotionDetector:
         cv2.accumulateWeighted(i, m.b, a, mask=bg)
         cv2.accumulateWeighted(i, m.b, a * cfg.fg_rate, mask=clean)
         cv2.accumulateWeighted(np.minimum(d2, thr * 4), m.v, a, mask=bg)
+        cv2.accumulateWeighted(i, m.slow, a * cfg.slow_rate, mask=bg)
         if warming:
             return MotionResult(ts=p.ts, ready=False, share=0.0, boxes=[])
         boxes = self._boxes(clean, p.full_w, p.full_h)
@@ -189,6 +207,7 @@ class MotionDetector:
         stack = np.stack(frames).astype(np.float32)
         med = np.median(stack, axis=0)
         self._m.b = med.astype(np.float32)
+        self._m.slow = self._m.b.copy()
         if len(frames) < 3:
             # Two frames give no spread: a cautious floor (twice the noise floor).
             self._m.v = np.full(med.shape, (2 * self.cfg.min_sigma) ** 2, np.float32)

@@ -341,6 +341,11 @@ class QualityAnalyzer:
             )
             # Too few textured cells (a plain view) cannot tell a cover from the scene.
             s["occlusion"] = float(covered.sum()) / n_judge if n_judge >= MIN_JUDGED else 0.0
+            rest = judge & ~covered
+            if s["occlusion"] > 0 and int(rest.sum()) >= 3:
+                kept = f.cell_std[rest] / (ref.cell_std[rest] * min(4.0, max(gain, 0.02)) + 0.5)
+                if float(np.median(kept)) < 0.6:
+                    s["occlusion"] = 0.0  # the uncovered part lost its texture too: blur
             self._areas["occlusion"] = _cells_box(covered)
             if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, judge & ~covered):
                 s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover

@@ -81,6 +81,7 @@ class Track:
     coasted: int = 0
     inside: dict[str, float] = field(default_factory=dict)  # zone -> entered at ts
     dwelt: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)  # zones whose entry this stay was sent
     still: int = 0  # frames held in place without a motion box (standing still)
     patch: np.ndarray | None = None  # the analysis image under its box when last seen moving
     crossed: dict[str, tuple[int, str]] = field(default_factory=dict)  # line -> (frame, dir)
@@ -238,6 +239,14 @@ class ZoneEngine:
         """False when there is nothing to watch (the tracker is then skipped)."""
         return bool(self.zones or self.tripwires)
 
+    def _same_object_announced(self, t: Track, zone: str) -> bool:
+        """True when another live track overlapping t's box already announced this zone (an
+        object split into two boxes, or a track restarted on it)."""
+        return any(
+            o is not t and zone in o.announced and _overlap(o.box, t.box) >= 0.3
+            for o in self.tracker.tracks.values()
+        )
+
     def update(
         self,
         ts: float,
@@ -260,14 +269,16 @@ class ZoneEngine:
                 was_in = z.id in t.inside
                 if now_in and not was_in:
                     t.inside[z.id] = ts
-                    if z.intrusion and ok:
-                        events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
                     t.dwelt.discard(z.id)
                 elif not now_in and was_in:
                     del t.inside[z.id]
-                elif now_in and z.intrusion and ok and t.hits == confirmed:
-                    # Appeared inside and just got confirmed: that is an intrusion too.
-                    events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
+                    t.announced.discard(z.id)
+                # One entry per stay, announced once the track is confirmed (also when it
+                # appeared inside), and not again for a second track on the same object.
+                if now_in and z.intrusion and ok and z.id not in t.announced:
+                    t.announced.add(z.id)
+                    if not self._same_object_announced(t, z.id):
+                        events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
                 if now_in and z.dwell_s and z.id not in t.dwelt and ok:
                     stay = ts - t.inside[z.id]
                     if stay >= z.dwell_s:

@@ -1,0 +1,101 @@
+"""Real footage (tests/data/video, hand-counted labels): zones, tripwires, dwell and clean VQD."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.vision_quality import load_clip, run_real
+from vision.frames import Frame
+from vision.pipeline import CameraConfig, CameraPipeline
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "video"
+LABELS = json.loads((DATA / "labels.json").read_text(encoding="utf-8"))
+TOLERANCE_S = 1.5  # hand labels come from a 2.5 fps contact sheet; ground points lag a bit
+
+
+def _events(name: str, fps: float = 5.0) -> list:
+    clip = load_clip(str(DATA / name), fps)
+    pipe = CameraPipeline(CameraConfig(id="0" * 20, fps=fps, **LABELS[name]["rules"]))
+    out = []
+    for img, t in zip(clip.frames, clip.ts, strict=True):
+        out += [
+            e for e in pipe.process(Frame(img, t, t)) if e.type in ("zone", "tripwire", "dwell")
+        ]
+    return out
+
+
+def _match(truth: list[float], found: list[float]) -> tuple[int, int]:
+    """(true events found within the tolerance, events that match no true one)."""
+    left = sorted(found)
+    hits = 0
+    for t in sorted(truth):
+        m = next((f for f in left if abs(f - t) <= TOLERANCE_S), None)
+        if m is not None:
+            hits += 1
+            left.remove(m)
+    return hits, len(left)
+
+
+def test_cars_crossing_and_entering_at_5_fps_on_a_real_road() -> None:
+    ev = _events("road_topdown.mp4")
+    lab = LABELS["road_topdown.mp4"]
+    crossings = [e.ts for e in ev if e.type == "tripwire"]
+    hits, false = _match([c["t"] for c in lab["crossings"]], crossings)
+    assert (hits, false) == (len(lab["crossings"]), 0), crossings
+    entries = [e.ts for e in ev if e.type == "zone"]
+    hits, false = _match([c["t"] for c in lab["entries"]], entries)
+    # Measured: every car's entry found; the last car, leaving at the bottom edge, is split
+    # into a second track once (1 false entry in 4): recorded in bench/RESULTS.md.
+    assert hits == len(lab["entries"]), entries
+    assert false <= 1, entries
+
+
+def test_dwell_for_people_standing_still_indoors() -> None:
+    ev = _events("indoor_hall.mp4")
+    lab = LABELS["indoor_hall.mp4"]
+    dwell = [e for e in ev if e.type == "dwell"]
+    threshold = lab["rules"]["zones"][0]["dwell_s"]
+    assert len(dwell) == len(lab["dwells"]), [(e.ts, e.track) for e in dwell]
+    for e, truth in zip(dwell, lab["dwells"], strict=True):
+        # Found within 2 s of the moment the stay reached the threshold.
+        assert 0 <= e.ts - (truth["enter"] + threshold) <= 2.0 + 0.5, (e.ts, truth)
+
+
+@pytest.mark.parametrize("name", ["plaza_pets.mp4", "road_topdown.mp4", "indoor_hall.mp4"])
+def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
+    clip = load_clip(str(DATA / name), 5.0)
+    out, _ = run_real(clip, None, len(clip.frames), len(clip.frames), seed=1)
+    assert out.onsets == []
+
+
+def test_check_command_takes_rules_and_says_what_is_wrong(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridwatch.cli import app
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(LABELS["road_topdown.mp4"]["rules"]), encoding="utf-8")
+    clip = str(DATA / "road_topdown.mp4")
+    res = CliRunner().invoke(app, ["vision", "check", clip, "--zones", str(rules), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert sum(r["type"] == "tripwire" for r in rows) == len(
+        LABELS["road_topdown.mp4"]["crossings"]
+    )
+    # Out of range: a plain message and exit 2, no traceback.
+    res = CliRunner().invoke(app, ["vision", "check", clip, "--fps", "40"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "30" in res.output
+    # A tripwire drawn inside a privacy mask is pointed out.
+    masked = dict(LABELS["road_topdown.mp4"]["rules"])
+    masked["privacy"] = [{"points": [[0, 0.3], [1, 0.3], [1, 0.7], [0, 0.7]]}]
+    rules.write_text(json.dumps(masked), encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["vision", "check", clip, "--zones", str(rules), "--max-frames", "3"]
+    )
+    assert "rule 'mid' lies 100% inside privacy masks" in res.output
+    rules.write_text('{"zones": [{"id": "x"}]}', encoding="utf-8")
+    res = CliRunner().invoke(app, ["vision", "check", clip, "--zones", str(rules)])
+    assert res.exit_code == 2 and "zones.0.polygon: Field required" in res.output
