@@ -75,27 +75,28 @@ def thumbnail_b64(
 
 
 def mark_faults(image: np.ndarray, faults: list[FaultScore]) -> np.ndarray:
-    """A copy of a small BGR (or grey) image with fault areas outlined and labelled."""
+    """The evidence picture: a copy of a small BGR (or grey) frame with each fault's area
+    outlined in red, and a caption strip below it with every fault's code and score.
+
+    Nothing is written over the picture outside fault areas, so privacy-masked parts stay
+    black."""
     img = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     img = img.copy()
     h, w = img.shape[:2]
-    red, white, black = (40, 40, 230), (255, 255, 255), (0, 0, 0)
+    red, white = (40, 40, 230), (255, 255, 255)
     for f in faults:
         if f.area is not None:
             x, y, bw, bh = f.area
             p0 = (int(x * w), int(y * h))
             p1 = (min(w - 1, int((x + bw) * w)), min(h - 1, int((y + bh) * h)))
             cv2.rectangle(img, p0, p1, red, 2)
-            cv2.putText(img, f.code, (p0[0] + 3, p0[1] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, red, 1)
-    scale = max(0.35, w / 900)
+    line = 16
+    strip = np.zeros((line * len(faults) + 4, w, 3), np.uint8)
     for k, f in enumerate(faults):
-        label = f"{f.code} {f.score:.2f} >= {f.threshold:.2f}"
-        org = (4, int(14 * scale / 0.35) * (k + 1))
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, black, 3)
-        cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, white, 1)
-    if not any(f.area for f in faults):
-        cv2.rectangle(img, (0, 0), (w - 1, h - 1), red, 2)  # the whole picture is affected
-    return img
+        where = "marked area" if f.area is not None else "whole picture"
+        label = f"{f.code} {f.score:.2f} >= {f.threshold:.2f} ({where})"
+        cv2.putText(strip, label, (4, line * (k + 1) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4, white, 1)
+    return np.vstack([img, strip])
 
 
 class CameraPipeline:

@@ -45,8 +45,9 @@ def test_quality_events_on_change_with_masked_thumbnail() -> None:
     thumb = cv2.imdecode(
         np.frombuffer(base64.b64decode(bad.thumbnail_jpeg_b64), np.uint8), cv2.IMREAD_COLOR
     )
-    assert thumb.shape[1] == 320
-    assert thumb[:, :150].max() < 16  # the masked half stays black in the evidence
+    assert thumb.shape[1] == 320 and thumb.shape[0] > 180  # the picture + the caption strip
+    assert thumb[:180, :150].max() < 16  # the masked half stays black in the evidence
+    assert thumb[180:].max() > 200  # the caption (fault code and score) is written below
 
 
 def test_motion_events_start_repeat_and_stop() -> None:
