@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.headers import SecurityHeaders, inline_script_hashes, page_policy
+from api.logs import install_log_redaction
 from api.metrics import Metrics, install_metrics
 from gridwatch.db import get_engine
 from gridwatch.settings import Settings, get_settings
@@ -30,6 +31,7 @@ gridwatch's REST API and live event stream.
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API and the map pages for `settings` (default: the process settings)."""
     settings = settings or get_settings()
+    install_log_redaction()
     from api.stream import Broadcaster
 
     broadcaster = Broadcaster(settings)
@@ -90,7 +92,7 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def docs():
         page = get_swagger_ui_html(openapi_url=app.openapi_url or "", title="gridwatch API")
-        body = page.body.decode()
+        body = bytes(page.body).decode()
         scripts = " ".join(["'self'", "https://cdn.jsdelivr.net", *inline_script_hashes(body)])
         page.headers["content-security-policy"] = (
             f"default-src 'self'; script-src {scripts}; style-src 'self' https://cdn.jsdelivr.net; "

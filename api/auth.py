@@ -40,12 +40,15 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 @dataclass(frozen=True)
 class TokenClaims:
-    """What a valid token says: who, which role, until when (epoch seconds)."""
+    """What a valid token says: who, which role, until when (epoch seconds), and the user's
+    token version when it was issued (a password change or disabling increments it: revoked)."""
 
     user_id: int
     username: str
     role: str
     expires: int
+    version: int = 0
+    issued: int = 0
 
 
 def _b64(data: bytes) -> str:
@@ -62,11 +65,18 @@ def _sign(secret: str, body: str) -> str:
 
 
 def issue_token(
-    secret: str, user_id: int, username: str, role: str, ttl_s: int = DEFAULT_TTL_S
+    secret: str,
+    user_id: int,
+    username: str,
+    role: str,
+    ttl_s: int = DEFAULT_TTL_S,
+    version: int = 0,
 ) -> tuple[str, int]:
-    """A signed bearer token and its expiry (epoch seconds)."""
-    expires = int(time.time()) + ttl_s
+    """A signed bearer token and its expiry (epoch seconds); `version` is users.token_version."""
+    now = int(time.time())
+    expires = now + ttl_s
     claims = {"uid": user_id, "sub": username, "role": role, "exp": expires}
+    claims |= {"ver": version, "iat": now}
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{TOKEN_PREFIX}.{body}.{_sign(secret, body)}", expires
 
@@ -86,9 +96,17 @@ def read_token(secret: str, token: str, now: float | None = None) -> TokenClaims
             username=str(claims["sub"]),
             role=str(claims["role"]),
             expires=int(claims["exp"]),
+            version=int(claims.get("ver", 0)),
+            issued=int(claims.get("iat", 0)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise TokenError("token claims are unreadable") from exc
     if result.expires < (now if now is not None else time.time()):
         raise TokenError("token expired; sign in again")
     return result
+
+
+def csrf_token(secret: str, session_token: str) -> str:
+    """The CSRF token that goes with a session cookie: derived from it, so nothing is stored."""
+    mac = hmac.new(secret.encode(), f"csrf.{session_token}".encode(), hashlib.sha256).digest()
+    return _b64(mac)

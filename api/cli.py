@@ -160,4 +160,65 @@ def users_passwd(
             set_password(conn, name, password, actor=f"cli:{getpass.getuser()}")
     except UserError as exc:
         _fail(str(exc), 2)
-    console.print(f"password of {name} changed")
+    console.print(f"password of {name} changed; the tokens issued before are revoked")
+
+
+def _change(name: str, change, done: str, as_json: bool) -> None:
+    from api.users import UserError, get_user
+
+    try:
+        with _engine().begin() as conn:
+            change(conn)
+            user = get_user(conn, username=name)
+    except UserError as exc:
+        _fail(str(exc), 2)
+    except Exception as exc:
+        _fail(f"could not reach the database: {exc.__class__.__name__}: {exc}")
+    if as_json:
+        print(json.dumps({"username": name, "done": done, "user": user and user.model_dump()}))
+    else:
+        console.print(f"{name}: {done}")
+
+
+@users_app.command("disable")
+def users_disable(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Disable a user: refused at sign-in, and every token issued to them stops working."""
+    from api.users import set_active
+
+    actor = f"cli:{getpass.getuser()}"
+    _change(
+        name, lambda c: set_active(c, name, False, actor=actor), "disabled, tokens revoked", as_json
+    )
+
+
+@users_app.command("enable")
+def users_enable(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Enable a disabled user again (old tokens stay revoked: they sign in anew)."""
+    from api.users import set_active
+
+    actor = f"cli:{getpass.getuser()}"
+    _change(name, lambda c: set_active(c, name, True, actor=actor), "enabled", as_json)
+
+
+@users_app.command("revoke")
+def users_revoke(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Sign a user out everywhere: every token issued so far stops working."""
+    from api.users import revoke_tokens
+
+    actor = f"cli:{getpass.getuser()}"
+    _change(name, lambda c: revoke_tokens(c, name, actor=actor), "tokens revoked", as_json)
+
+
+@users_app.command("delete")
+def users_delete(
+    name: str,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete a user (their tokens stop working; the audit log keeps their name)."""
+    from api.users import delete_user
+
+    if not yes and not typer.confirm(f"delete user {name}?"):
+        _fail("not deleted", 1)
+    actor = f"cli:{getpass.getuser()}"
+    _change(name, lambda c: delete_user(c, name, actor=actor), "deleted", as_json)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from api.auth import TokenError, read_token
+from api.auth import TokenError, csrf_token, read_token
 from api.errors import ApiError
 from api.scope import covered_by_any, intersect_scope
-from api.users import get_user
+from api.users import token_subject
 from gridwatch.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="Bearer token from POST /api/v1/auth/token")
@@ -70,6 +71,12 @@ class Principal:
             )
 
 
+SESSION_COOKIE = "gw_session"  # the pages' token: HttpOnly, SameSite=Strict
+CSRF_COOKIE = "gw_csrf"  # readable by the page's script, echoed as X-CSRF-Token
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def _principal(request: Request, token: str | None) -> Principal:
     if not token:
         raise ApiError(
@@ -81,40 +88,52 @@ def _principal(request: Request, token: str | None) -> Principal:
     except TokenError as exc:
         raise ApiError(401, f"not authenticated: {exc}") from None
     with request.app.state.engine.connect() as conn:
-        user = get_user(conn, user_id=claims.user_id)
-    if user is None or not user.active or user.username != claims.username:
+        found = token_subject(conn, claims.user_id)
+    if found is None or not found[0].active or found[0].username != claims.username:
         raise ApiError(
             401, "not authenticated: the user of this token no longer exists or is disabled"
         )
+    user, version = found
+    if claims.version != version:
+        raise ApiError(
+            401,
+            "not authenticated: this token was revoked (password changed, user disabled or "
+            "signed out everywhere); sign in again",
+        )
     return Principal(id=user.id, username=user.username, role=user.role, regions=user.regions)
+
+
+def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer header, else the page session cookie (which needs the CSRF header to change
+    anything). Tokens in URLs are refused: they end up in logs and browser history."""
+    if credentials is not None:
+        return credentials.credentials
+    if "access_token" in request.query_params:
+        raise ApiError(
+            400,
+            "tokens in URLs are refused (they end up in logs); send 'Authorization: Bearer "
+            "<token>', or sign in the page (POST /api/v1/auth/session) to use its cookie",
+        )
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        expected = csrf_token(request.app.state.settings.secret_key, token)
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise ApiError(403, "CSRF check failed: send the X-CSRF-Token header of your session")
+    return token
 
 
 def current_user(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Principal:
-    """The signed-in user from the Authorization header; 401 otherwise."""
-    return _principal(request, credentials.credentials if credentials else None)
+    """The signed-in user from the Authorization header or the session cookie; 401 otherwise."""
+    return _principal(request, _token(request, credentials))
 
 
-def current_user_or_query(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-    access_token: str | None = Query(
-        None,
-        max_length=2048,
-        description="Token for clients that cannot set headers (EventSource, map tiles).",
-    ),
-) -> Principal:
-    """The signed-in user from the header or an access_token query parameter."""
-    token = credentials.credentials if credentials else access_token
-    return _principal(request, token)
-
-
-def require(*roles: str, query_token: bool = False) -> Callable[..., Principal]:
+def require(*roles: str) -> Callable[..., Principal]:
     """A dependency that admits only the given roles (admin always); 403 with the reason."""
-    base = current_user_or_query if query_token else current_user
 
-    def check(user: Principal = Depends(base)) -> Principal:
+    def check(user: Principal = Depends(current_user)) -> Principal:
         if user.role != "admin" and user.role not in roles:
             raise ApiError(
                 403,

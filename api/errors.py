@@ -39,10 +39,17 @@ class ErrorOut(BaseModel):
 class ApiError(Exception):
     """An error the API answers with a status and a reason (and for 422, the field)."""
 
-    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.status = status
         self.reason = reason
         self.field = field
+        self.headers = headers
         super().__init__(reason)
 
 
@@ -164,7 +171,8 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=422,
                 content={"detail": [field_error(exc.field or "request", exc.reason)]},
             )
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        headers |= exc.headers or {}
         return JSONResponse(status_code=exc.status, content={"detail": exc.reason}, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

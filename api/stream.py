@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -42,13 +43,46 @@ def visible(events: list[HubEvent], scopes: list[str] | None) -> list[HubEvent]:
 
 
 def read_since(engine, last_id: int, scopes: list[str] | None, limit: int = 1000) -> list[HubEvent]:
-    """Events after last_id that these scopes may see (ingest.events.events_since, the one reader)."""
+    """Events after last_id that these scopes may see (ingest.events.events_since, the one reader);
+    the cameras linked to alarms carry their region, so each reader gets only its own (scoped)."""
     region = scopes[0] if scopes is not None and len(scopes) == 1 else None
     with engine.connect() as conn:
         events = events_since(conn, last_id, region, limit)
-    if scopes is not None and not scopes:
-        return []
-    return visible(events, scopes)
+        if scopes is not None and not scopes:
+            return []
+        events = visible(events, scopes)
+        _camera_regions(conn, events)
+    return events
+
+
+def _linked(event: HubEvent) -> list[dict]:
+    cams = event.payload.get("cameras") if isinstance(event.payload, dict) else None
+    return [c for c in cams if isinstance(c, dict)] if isinstance(cams, list) else []
+
+
+def _camera_regions(conn, events: list[HubEvent]) -> None:
+    """Write each linked camera's region into the event (one query for the whole batch)."""
+    ids = {str(c.get("device_id")) for e in events for c in _linked(e) if "region_code" not in c}
+    if not ids:
+        return
+    rows = conn.execute(
+        text("SELECT id, region_code FROM devices WHERE id = ANY(:ids)"), {"ids": list(ids)}
+    )
+    regions = {str(r[0]).strip(): r[1] for r in rows}
+    for event in events:
+        for cam in _linked(event):
+            cam.setdefault("region_code", regions.get(str(cam.get("device_id"))))
+
+
+def scoped(event: HubEvent, scopes: list[str] | None) -> HubEvent:
+    """The event as a reader with these scopes may see it: linked cameras outside are dropped."""
+    cams = _linked(event)
+    if scopes is None or not cams:
+        return event
+    keep = [c for c in cams if covered_by_any(scopes, c.get("region_code"))]
+    if len(keep) == len(cams):
+        return event
+    return dataclasses.replace(event, payload={**event.payload, "cameras": keep})
 
 
 class Broadcaster:

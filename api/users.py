@@ -135,12 +135,82 @@ def set_password(conn: Connection, username: str, password: str, actor: str = "s
     except ValueError as exc:
         raise UserError("password", str(exc).split(": ", 1)[-1]) from None
     done = conn.execute(
-        text("UPDATE users SET password_hash = :h WHERE username = :n"),
+        text(
+            "UPDATE users SET password_hash = :h, token_version = token_version + 1 "
+            "WHERE username = :n"
+        ),
         {"h": password_hash, "n": username},
     ).rowcount
     if not done:
         raise UserError("username", f"no user called {username!r}")
-    record(conn, actor, "set_password", "user", username, None)
+    record(conn, actor, "set_password", "user", username, {"tokens_revoked": True})
+
+
+def set_active(conn: Connection, username: str, active: bool, actor: str = "system") -> UserInfo:
+    """Enable or disable a user; disabling revokes every token issued to them."""
+    done = conn.execute(
+        text(
+            "UPDATE users SET active = :a, "
+            "token_version = token_version + CASE WHEN :a THEN 0 ELSE 1 END WHERE username = :n"
+        ),
+        {"a": active, "n": username},
+    ).rowcount
+    if not done:
+        raise UserError("username", f"no user called {username!r}")
+    record(conn, actor, "enable" if active else "disable", "user", username, None)
+    user = get_user(conn, username=username)
+    assert user is not None
+    return user
+
+
+def revoke_tokens(conn: Connection, username: str, actor: str = "system") -> None:
+    """Sign a user out everywhere: every token issued so far stops working."""
+    done = conn.execute(
+        text("UPDATE users SET token_version = token_version + 1 WHERE username = :n"),
+        {"n": username},
+    ).rowcount
+    if not done:
+        raise UserError("username", f"no user called {username!r}")
+    record(conn, actor, "revoke_tokens", "user", username, None)
+
+
+def delete_user(conn: Connection, username: str, actor: str = "system") -> None:
+    """Delete a user (regions go with it; the audit log keeps their name as actor)."""
+    done = conn.execute(text("DELETE FROM users WHERE username = :n"), {"n": username}).rowcount
+    if not done:
+        raise UserError("username", f"no user called {username!r}")
+    record(conn, actor, "delete", "user", username, None)
+
+
+def token_subject(conn: Connection, user_id: int) -> tuple[UserInfo, int] | None:
+    """The user a token names, with the current token version, in one query (every request)."""
+    row = (
+        conn.execute(
+            text(
+                "SELECT u.id, u.username, u.role, u.full_name, u.active, u.token_version, "
+                "coalesce(array_agg(r.region_code ORDER BY r.region_code) "
+                "FILTER (WHERE r.region_code IS NOT NULL), '{}') AS regions "
+                "FROM users u LEFT JOIN user_regions r ON r.user_id = u.id "
+                "WHERE u.id = :i GROUP BY u.id"
+            ),
+            {"i": user_id},
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    info = dict(row)
+    version = info.pop("token_version")
+    return UserInfo(**info), int(version)
+
+
+def password_record(conn: Connection, username: str) -> tuple[int, str, bool] | None:
+    """(id, argon2 hash, active) of a user name, for signing in; None when there is none."""
+    row = conn.execute(
+        text("SELECT id, password_hash, active FROM users WHERE username = :n"), {"n": username}
+    ).first()
+    return None if row is None else (int(row.id), str(row.password_hash), bool(row.active))
 
 
 def authenticate(conn: Connection, username: str, password: str) -> UserInfo | None:

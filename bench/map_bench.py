@@ -197,10 +197,14 @@ FIRST_PATH_OBSERVER = """
 
 def first_load(browser, url: str, token: str, settle_s: float = 2.0) -> dict:
     """Bytes over the wire and time to first drawn device, for a cold page load of `url`."""
+    from urllib.parse import urlsplit
+
+    from tests.maps.browser import add_session
+
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.add_init_script(
-        f"localStorage.setItem('gw.token', {json.dumps(token)}); localStorage.setItem('gw.lang', 'en');"
-    )
+    parts = urlsplit(url)
+    add_session(context, f"{parts.scheme}://{parts.netloc}", token)
+    context.add_init_script("localStorage.setItem('gw.lang', 'en');")
     context.add_init_script(FIRST_PATH_OBSERVER)
     page = context.new_page()
     responses = []

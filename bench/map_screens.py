@@ -128,11 +128,12 @@ def main() -> int:
     return 0
 
 
-def _context(browser, token: str, lang: str, **kw):
+def _context(browser, base: str, token: str, lang: str, **kw):
+    from tests.maps.browser import add_session
+
     context = browser.new_context(viewport=kw.pop("viewport", {"width": 1440, "height": 860}), **kw)
-    context.add_init_script(
-        f"localStorage.setItem('gw.token', {json.dumps(token)}); localStorage.setItem('gw.lang', '{lang}');"
-    )
+    add_session(context, base, token)
+    context.add_init_script(f"localStorage.setItem('gw.lang', '{lang}');")
     return context
 
 
@@ -161,7 +162,7 @@ def _publish_alarms(
 
 
 def live(browser, base: str, token: str, broker_port: int, cams, lang: str, name: str) -> None:
-    context = _context(browser, token, lang)
+    context = _context(browser, base, token, lang)
     page = context.new_page()
     page.goto(f"{base}/map")
     page.wait_for_selector("#gw-conn[data-state=live]", timeout=20000)
@@ -178,7 +179,7 @@ def live(browser, base: str, token: str, broker_port: int, cams, lang: str, name
 
 
 def overview(browser, base: str, token: str) -> None:
-    context = _context(browser, token, "en")
+    context = _context(browser, base, token, "en")
     page = context.new_page()
     page.goto(f"{base}/map")
     page.wait_for_selector(".leaflet-tile-container svg path", timeout=20000)
@@ -193,6 +194,7 @@ def installer(browser, base: str, token: str, cam) -> None:
 
     context = _context(
         browser,
+        base,
         token,
         "zh",
         viewport={"width": 390, "height": 844},
@@ -223,7 +225,7 @@ def installer(browser, base: str, token: str, cam) -> None:
 
 
 def audit(browser, base: str, token: str) -> None:
-    context = _context(browser, token, "en")
+    context = _context(browser, base, token, "en")
     page = context.new_page()
     page.goto(f"{base}/audit")
     page.wait_for_selector("#gw-a-region[data-ready='1']", timeout=20000)

@@ -56,6 +56,7 @@ class Supervisor:
     def __init__(self, log_dir: Path, max_restarts: int = 5) -> None:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.chmod(0o700)  # logs may name users and devices: not for other local users
         self.children: list[Child] = []
         self.max_restarts = max_restarts
 
@@ -97,6 +98,7 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         out = open(child.log, "ab")
+        child.log.chmod(0o600)
         env = {**os.environ, **child.env}
         child.proc = subprocess.Popen(
             child.argv,

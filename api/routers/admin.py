@@ -5,14 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError
 from api.types import Rfc3339
-from api.users import UserError, UserInfo, create_user, list_users
+from api.users import (
+    UserError,
+    UserInfo,
+    create_user,
+    delete_user,
+    get_user,
+    list_users,
+    revoke_tokens,
+    set_active,
+    set_password,
+)
 
 router = APIRouter(tags=["admin"], responses=COMMON_RESPONSES)
 
@@ -29,6 +39,17 @@ class UserIn(BaseModel):
         description="12-digit division codes the user works in",
     )
     full_name: str | None = Field(default=None, max_length=200)
+
+
+class UserChange(BaseModel):
+    """What an admin changes about a user; disabling or a new password revokes their tokens."""
+
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    revoke_tokens: bool = Field(False, description="Sign the user out everywhere")
+
+
+USERNAME = Path(..., min_length=2, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 class AuditEntry(BaseModel):
@@ -85,6 +106,63 @@ def add_user(
         if "already exists" in exc.reason:
             raise ApiError(409, str(exc)) from None
         raise ApiError(422, exc.reason, exc.field) from None
+
+
+def _not_self(user: Principal, username: str, what: str) -> None:
+    if username == user.username:
+        raise ApiError(409, f"you cannot {what} your own account (another admin can)")
+
+
+@router.patch(
+    "/users/{username}",
+    response_model=UserInfo,
+    summary="Enable, disable, set a password, revoke tokens",
+    responses={404: {"description": "no such user"}, 409: {"description": "your own account"}},
+)
+def change_user(
+    body: UserChange,
+    request: Request,
+    username: str = USERNAME,
+    user: Principal = Depends(require("admin")),
+) -> UserInfo:
+    """Disabling a user, giving a new password or `revoke_tokens` makes every token issued to
+    them stop working at once (admin only)."""
+    if body.active is False:
+        _not_self(user, username, "disable")
+    try:
+        with request.app.state.engine.begin() as conn:
+            if get_user(conn, username=username) is None:
+                raise ApiError(404, f"no user called {username!r}")
+            if body.password is not None:
+                set_password(conn, username, body.password, actor=user.username)
+            if body.active is not None:
+                set_active(conn, username, body.active, actor=user.username)
+            if body.revoke_tokens:
+                revoke_tokens(conn, username, actor=user.username)
+            info = get_user(conn, username=username)
+    except UserError as exc:
+        raise ApiError(422, exc.reason, exc.field) from None
+    assert info is not None
+    return info
+
+
+@router.delete(
+    "/users/{username}",
+    status_code=204,
+    summary="Delete a user",
+    responses={404: {"description": "no such user"}, 409: {"description": "your own account"}},
+)
+def remove_user(
+    request: Request, username: str = USERNAME, user: Principal = Depends(require("admin"))
+) -> Response:
+    """Delete a user: their tokens stop working at once; the audit log keeps their name."""
+    _not_self(user, username, "delete")
+    try:
+        with request.app.state.engine.begin() as conn:
+            delete_user(conn, username, actor=user.username)
+    except UserError as exc:
+        raise ApiError(404, str(exc)) from None
+    return Response(status_code=204)
 
 
 @router.get("/audit-log", response_model=AuditPage, summary="Read the audit log")

@@ -379,7 +379,7 @@ def export_alarms(
     query: AlarmQuery = Depends(alarm_query),
     format: Literal["csv", "xlsx"] = Query("csv", description="csv or xlsx"),
     order: Order = Query("closed", description="as for the list; default most recently closed"),
-    user: Principal = Depends(require(*READERS, query_token=True)),  # a plain link downloads
+    user: Principal = Depends(require(*READERS)),  # a plain link downloads (session cookie)
 ) -> Response:
     """Every matching alarm (at most 100,000) with who did what and when: for the shift's history."""
     from api.alarm_export import COLUMNS, to_csv, to_xlsx
@@ -489,7 +489,7 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
                 "THEN 'covers' ELSE 'nearest' END AS relation, "
                 "coalesce(ST_Distance(d.position::geography, a.position::geography), c.distance_m) AS distance_m, "
                 "degrees(ST_Azimuth(d.position::geography, a.position::geography)) AS bearing_deg, "
-                "d.heading_deg, d.hfov_deg, d.name, d.status, "
+                "d.heading_deg, d.hfov_deg, d.name, d.status, d.region_code, "
                 "ST_X(d.position) AS lon, ST_Y(d.position) AS lat, ST_AsGeoJSON(d.fov, 7)::json AS fov "
                 "FROM alarm_cameras c JOIN devices d ON d.id = c.device_id JOIN alarms a ON a.id = c.alarm_id "
                 "WHERE c.alarm_id = :id"
@@ -503,6 +503,8 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
         (
             AlarmCamera(**c, faces=faces(c["bearing_deg"], c["heading_deg"], c["hfov_deg"]))
             for c in cams
+            # an alarm may lie next to another region's camera: only those the reader may see
+            if user.may_touch(c["region_code"])
         ),
         key=lambda c: (c.relation != "covers", c.distance_m if c.distance_m is not None else 1e9),
     )

@@ -281,7 +281,7 @@ def choropleth(
 def report_html(
     request: Request,
     job_id: int = JOB_ID,
-    user: Principal = Depends(require(*READERS, query_token=True)),
+    user: Principal = Depends(require(*READERS)),
 ) -> HTMLResponse:
     """The self-contained report (map, charts, failing units, suggestions; no internet needed to open it)."""
     from geo.audit_report import map_shapes, to_html
@@ -315,7 +315,7 @@ def report_html(
 def report_csv(
     request: Request,
     job_id: int = JOB_ID,
-    user: Principal = Depends(require(*READERS, query_token=True)),
+    user: Principal = Depends(require(*READERS)),
 ) -> Response:
     """Roll-up, failing units and suggestions as CSV."""
     from geo.audit_report import to_csv

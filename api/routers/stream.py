@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES
-from api.stream import read_since
+from api.stream import read_since, scoped
 from ingest.events import HubEvent
 
 router = APIRouter(tags=["stream"], responses=COMMON_RESPONSES)
@@ -19,9 +19,25 @@ KEEPALIVE_S = 15.0
 RETRY_MS = 1000
 
 
-def _frame(event: HubEvent) -> str:
-    data = json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":"), default=str)
-    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+_FRAMES: dict[tuple, str] = {}  # (event id, scopes) -> frame: one serialisation per audience
+_FRAMES_MAX = 4096
+
+
+def _frame(event: HubEvent, scopes: list[str] | None) -> str:
+    """The SSE frame of an event as readers with these scopes see it; a thousand clients of the
+    same scope share one serialisation."""
+    key = (event.id, tuple(scopes) if scopes is not None else None)
+    frame = _FRAMES.get(key)
+    if frame is None:
+        data = json.dumps(
+            scoped(event, scopes).to_json(), ensure_ascii=False, separators=(",", ":"), default=str
+        )
+        frame = f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+        if len(_FRAMES) >= _FRAMES_MAX:
+            for old in list(_FRAMES)[: _FRAMES_MAX // 2]:
+                del _FRAMES[old]
+        _FRAMES[key] = frame
+    return frame
 
 
 @router.get(
@@ -49,12 +65,13 @@ async def stream(
     once: bool = Query(
         False, description="Send the replay and a hello, then close (for scripts and tests)"
     ),
-    user: Principal = Depends(require(*ANY_ROLE, query_token=True)),
+    user: Principal = Depends(require(*ANY_ROLE)),
 ) -> StreamingResponse:
     """Each event is `id: <n>`, `event: <kind>` (alarm.new, alarm.updated, device.status,
     device.position, geofence.enter, geofence.exit, x.device.*), `data: <json>`. A reconnecting
     EventSource sends Last-Event-ID and receives every event it missed first. The first event,
-    `hello`, carries the id the stream starts after. Use `access_token=` when headers cannot be set."""
+    `hello`, carries the id the stream starts after. Pages authenticate with their session cookie
+    (EventSource sends it), scripts with the Authorization header; tokens in URLs are refused."""
     broadcaster = request.app.state.broadcaster
     engine = request.app.state.engine
     scopes = user.visible(region)
@@ -69,7 +86,7 @@ async def stream(
                 while True:  # replay from the database what the client missed
                     backlog = await asyncio.to_thread(read_since, engine, sent, scopes)
                     for event in backlog:
-                        yield _frame(event)
+                        yield _frame(event, scopes)
                         sent = event.id
                     if len(backlog) < 1000:
                         break
@@ -85,12 +102,18 @@ async def stream(
                         return
                     yield ": keepalive\n\n"
                     continue
-                if event is None or sub.overflowed:
-                    return  # too far behind: the client reconnects with Last-Event-ID and replays
-                if event.id <= sent:
-                    continue
-                yield _frame(event)
-                sent = event.id
+                chunk = []
+                while True:  # what is queued goes out as one write
+                    if event is None or sub.overflowed:
+                        return  # too far behind: the client reconnects with Last-Event-ID, replays
+                    if event.id > sent:
+                        chunk.append(_frame(event, scopes))
+                        sent = event.id
+                    if sub.queue.empty() or len(chunk) >= 100:
+                        break
+                    event = sub.queue.get_nowait()
+                if chunk:
+                    yield "".join(chunk)
         finally:
             broadcaster.unsubscribe(sub)
 

@@ -67,7 +67,7 @@ def tile(
     z: int = Path(..., ge=0, le=MAX_ZOOM),
     x: int = Path(..., ge=0, le=2**MAX_ZOOM - 1),
     y: int = Path(..., ge=0, le=2**MAX_ZOOM - 1),
-    user: Principal = Depends(require(*ANY_ROLE, query_token=True)),
+    user: Principal = Depends(require(*ANY_ROLE)),
 ) -> Response:
     """`devices`: below zoom 15 one point per cluster cell (count, online, offline, unknown), from 15
     on every fixed device (id, kind, status, heading) plus a `coverage` layer of sectors. Patrol units

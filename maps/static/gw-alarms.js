@@ -458,7 +458,7 @@
       return p;
     }
     function links() {
-      var p = params().concat(["access_token=" + encodeURIComponent(gw.token || "")]).join("&");
+      var p = params().join("&"); // the session cookie signs the download in: no token in the URL
       $("gw-h-csv").setAttribute("href", gw.cfg.api + "/alarms/export?format=csv&" + p);
       $("gw-h-xlsx").setAttribute("href", gw.cfg.api + "/alarms/export?format=xlsx&" + p);
     }

@@ -137,7 +137,7 @@
       if (!job) return;
       ["html", "csv"].forEach(function (kind) {
         var a = $("gw-a-" + kind);
-        a.href = cfg.api + "/audits/" + job.id + "/report." + kind + "?access_token=" + encodeURIComponent(gw.token);
+        a.href = cfg.api + "/audits/" + job.id + "/report." + kind; // the session cookie signs it
         a.setAttribute("download", "gridwatch-audit-" + job.region_code + "-" + job.id + "." + kind);
       });
     }

@@ -158,7 +158,14 @@
   gw.sevColors = { 1: "#b0001e", 2: "#d33a2c", 3: "#e39b1a", 4: "#c8b400" };
 
   // ------------------------------------------------------------------ auth + API
-  gw.token = localStorage.getItem("gw.token");
+  // The session token lives in an HttpOnly cookie no script can read (POST /auth/session);
+  // requests that change something echo the session's CSRF token as X-CSRF-Token.
+  localStorage.removeItem("gw.token"); // pages before 2026-12 kept a bearer token here
+  function cookie(name) {
+    var m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : null;
+  }
+  gw.csrf = function () { return cookie("gw_csrf"); };
   gw.user = null;
   function ApiError(status, detail, code) {
     this.status = status;
@@ -177,8 +184,8 @@
   gw.api = function (path, opts) {
     opts = opts || {};
     var headers = { Accept: "application/json" };
-    if (gw.token) headers.Authorization = "Bearer " + gw.token;
-    var init = { method: opts.method || "GET", headers: headers };
+    var init = { method: opts.method || "GET", headers: headers, credentials: "same-origin" };
+    if (init.method !== "GET" && gw.csrf()) headers["X-CSRF-Token"] = gw.csrf();
     if (opts.raw !== undefined) {  // a file (an installation photo) sent as it is
       headers["Content-Type"] = opts.contentType;
       init.body = opts.raw;
@@ -217,13 +224,11 @@
       ev.preventDefault();
       var err = document.getElementById("gw-login-error");
       err.textContent = "";
-      gw.api("/auth/token", {
+      gw.api("/auth/session", {
         method: "POST",
         noLogin: true,
         body: { username: document.getElementById("gw-login-user").value, password: document.getElementById("gw-login-pass").value },
       }).then(function (out) {
-        gw.token = out.access_token;
-        localStorage.setItem("gw.token", gw.token);
         setUser(out.user);
         hideLogin();
         onReady();
@@ -231,9 +236,8 @@
     });
     var out = document.getElementById("gw-logout");
     if (out) out.addEventListener("click", function () {
-      localStorage.removeItem("gw.token");
-      gw.token = null;
-      location.reload();
+      gw.api("/auth/session", { method: "DELETE", noLogin: true }).catch(function () {})
+        .then(function () { location.reload(); });
     });
   }
 
@@ -243,10 +247,10 @@
     var source = null;
     var stopped = false;
     function open() {
-      var q = ["access_token=" + encodeURIComponent(gw.token || "")];
+      var q = []; // the session cookie authenticates the stream: no token in the URL
       if (region) q.push("region=" + region);
       if (lastId !== null) q.push("since=" + lastId);
-      source = new EventSource(gw.cfg.api + "/stream?" + q.join("&"));
+      source = new EventSource(gw.cfg.api + "/stream" + (q.length ? "?" + q.join("&") : ""));
       source.addEventListener("hello", function (ev) {
         var hello = JSON.parse(ev.data);
         if (lastId === null) lastId = hello.last_id;
@@ -284,7 +288,7 @@
       vectorTileLayerStyles: styles,
       interactive: false,
       maxZoom: 22,
-      fetchOptions: { headers: { Authorization: "Bearer " + gw.token } },
+      fetchOptions: { credentials: "same-origin" },
     }, options || {});
     return L.vectorGrid.protobuf(url, opts);
   };
@@ -398,8 +402,8 @@
       gw.views[cfg.view](map, cfg);
     }
     wireLogin(ready);
-    if (!gw.token) { gw.showLogin(); return; }
+    if (!gw.csrf()) { gw.showLogin(); return; } // no session cookie pair: not signed in
     gw.api("/auth/me", { noLogin: true }).then(function (user) { setUser(user); ready(); })
-      .catch(function () { localStorage.removeItem("gw.token"); gw.token = null; gw.showLogin(); });
+      .catch(function () { gw.showLogin(); });
   };
 })();

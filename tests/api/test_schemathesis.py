@@ -34,6 +34,9 @@ CHECKS = [
 ]
 # The stream never ends by design (an in-process call would wait forever); it has its own tests.
 SKIP = {"/api/v1/stream"}
+# Changing the admin's own password: every wrong current password counts toward the admin's
+# sign-in lockout, which the other tests sign in as; it has its own tests (tests/security).
+SKIP |= {"/api/v1/auth/password"}
 
 
 @pytest.fixture

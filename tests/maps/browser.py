@@ -96,3 +96,24 @@ def sign_in(page, base: str, path: str, username: str, password: str) -> None:
     page.fill("#gw-login-pass", password)
     page.click("#gw-login-submit")
     page.wait_for_selector("#gw-login", state="hidden")
+
+
+def add_session(context, base: str, token: str) -> None:
+    """Sign a browser context in with an existing token, as POST /api/v1/auth/session would:
+    the HttpOnly session cookie and the CSRF cookie that goes with it."""
+    from api.auth import csrf_token
+    from gridwatch.settings import get_settings
+
+    csrf = csrf_token(get_settings().secret_key, token)
+    context.add_cookies(
+        [
+            {
+                "name": "gw_session",
+                "value": token,
+                "url": base,
+                "httpOnly": True,
+                "sameSite": "Strict",
+            },
+            {"name": "gw_csrf", "value": csrf, "url": base, "sameSite": "Strict"},
+        ]
+    )

@@ -1,0 +1,375 @@
+"""API under load: read requests/s, 1,000 concurrent SSE clients, and a storm of wrong sign-ins.
+
+Run (with a demo running on the same machine, e.g. in another shell `./gw demo`, and the same
+GRIDWATCH_* settings so this reaches the demo's database and broker):
+
+    .venv/bin/python -m bench.api_load_bench [--workers 2] [--seconds 10] [--sse 1000]
+
+It starts `gridwatch serve` as a subprocess on a free port against the demo's database, once with
+one worker (the baseline) and once with --workers, and measures, each in the same run:
+
+* reads: a mix of signed-in GETs (open alarms, device summary of a box, devices, regions, who am I)
+  over 32 keep-alive connections for --seconds: requests/s, p50/p95; the trivial endpoint
+  (/favicon.ico, no sign-in, no database) beside it is the framework's ceiling;
+* SSE: --sse clients on /api/v1/stream at once (Authorization header), then 20 events emitted on
+  the real bus (hub_events + NOTIFY, ingest.events.emit_events): share of clients that received
+  every event and the delivery latency, while the read mix runs alongside;
+* sign-in storm: 32 parallel wrong sign-ins (unknown names, so each one costs an argon2 check)
+  while the read mix runs: read p95 with and without the storm.
+
+The load generator is asyncio over raw sockets (no per-request client overhead) and runs on the
+same 2 cores as the server and the demo: figures are lower bounds and noisy when others run.
+Results: bench/out/api_load_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+USER, PASSWORD = "bench-reader", "bench-reader-pass-1"
+
+
+def say(text: str) -> None:
+    print(f"[api-bench] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Api:
+    """`gridwatch serve --workers N` on a free port, stopped with SIGTERM."""
+
+    def __init__(self, workers: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = OUT / f"api_load_bench_api_w{workers}.log"
+        argv = [sys.executable, "-m", "gridwatch", "serve", "--port", str(self.port)]
+        argv += ["--workers", str(workers), "--log-level", "warning"]
+        with open(self.log, "wb") as f:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.base}/favicon.ico", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not come up; see {self.log}")
+            time.sleep(0.3)
+        time.sleep(1.0 * workers)  # every worker up, not just the first
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------- a small HTTP/1.1 client
+
+
+async def _request(reader, writer, method: str, path: str, headers: dict, body: bytes = b""):
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if body:
+        head += f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
+    writer.write(head.encode() + b"\r\n" + body)
+    status = int((await reader.readline()).split()[1])
+    length, chunked = 0, False
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "transfer-encoding" and "chunked" in value:
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def read_load(port: int, paths: list[str], headers: dict, seconds: float, conns: int = 32):
+    """`conns` keep-alive connections issuing GETs round-robin for `seconds`: count, latencies."""
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        n = i
+        try:
+            while time.monotonic() < stop_at:
+                t = time.perf_counter()
+                status = await _request(reader, writer, "GET", paths[n % len(paths)], headers)
+                latencies.append(time.perf_counter() - t)
+                if status != 200:
+                    errors += 1
+                n += 1
+        finally:
+            writer.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(conns)))
+    took = time.monotonic() - t0
+    return summary(latencies, took, errors)
+
+
+def summary(latencies: list[float], took: float, errors: int) -> dict:
+    ordered = sorted(latencies) or [0.0]
+    return {
+        "requests": len(latencies),
+        "rps": round(len(latencies) / took, 1),
+        "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
+        "p95_ms": round(1000 * ordered[int(len(ordered) * 0.95)], 1),
+        "errors": errors,
+    }
+
+
+async def login_storm(port: int, seconds: float, parallel: int = 32) -> dict:
+    """`parallel` clients sending wrong sign-ins (unknown names: each costs an argon2 check)."""
+    codes: dict[int, int] = {}
+    stop_at = time.monotonic() + seconds
+
+    async def one(i: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        n = 0
+        try:
+            while time.monotonic() < stop_at:
+                body = json.dumps({"username": f"storm-{i}-{n}", "password": "wrong-pass"}).encode()
+                status = await _request(reader, writer, "POST", "/api/v1/auth/token", {}, body)
+                codes[status] = codes.get(status, 0) + 1
+                n += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one(i) for i in range(parallel)))
+    return {str(k): v for k, v in sorted(codes.items())}
+
+
+# ---------------------------------------------------------------------------- SSE clients
+
+
+async def sse_clients(port: int, token: str, n: int, events: int, emit, read) -> dict:
+    """n stream clients; once all said hello, emit `events` events and time their delivery."""
+    hello = asyncio.Event()
+    ready = 0
+    got: list[dict[int, float]] = [dict() for _ in range(n)]
+    writers = []
+
+    async def client(i: int) -> None:
+        nonlocal ready
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+        writers.append(writer)
+        writer.write(
+            f"GET /api/v1/stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        status = int((await reader.readline()).split()[1])
+        if status != 200:
+            raise RuntimeError(f"stream answered {status}")
+        said_hello = False
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").strip()
+            if "event: hello" in text and not said_hello:
+                said_hello = True
+                ready += 1
+                if ready == n:
+                    hello.set()
+            elif text.startswith("data: ") and '"bench_seq"' in text:
+                seq = json.loads(text.split("data: ", 1)[1].split("\\r")[0].strip())
+                got[i][seq["payload"]["bench_seq"]] = time.time()
+
+    t0 = time.monotonic()
+    tasks = [asyncio.create_task(client(i)) for i in range(n)]
+    try:
+        await asyncio.wait_for(hello.wait(), timeout=300)
+    except TimeoutError:
+        pass
+    connect_s = time.monotonic() - t0
+    say(f"  {ready}/{n} stream clients connected in {connect_s:.1f} s")
+    sent: dict[int, float] = {}
+    reads = asyncio.create_task(read())
+    for seq in range(events):
+        sent[seq] = await asyncio.to_thread(emit, seq)
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(5)
+    read_result = await reads
+    for w in writers:
+        w.close()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    delays = [got[i][s] - sent[s] for i in range(n) for s in sent if s in got[i]]
+    complete = sum(1 for i in range(n) if len(got[i]) == events)
+    ordered = sorted(delays) or [0.0]
+    return {
+        "clients": n,
+        "connected": ready,
+        "connect_s": round(connect_s, 1),
+        "events": events,
+        "clients_with_every_event": complete,
+        "deliveries": len(delays),
+        "delivery_p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
+        "delivery_p95_ms": round(1000 * ordered[int(len(ordered) * 0.95)], 1),
+        "delivery_max_ms": round(1000 * ordered[-1], 1),
+        "reads_meanwhile": read_result,
+    }
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def prepare(engine) -> tuple[list[str], str | None]:
+    """The bench user and a read mix over the data that is there (the demo county)."""
+    from sqlalchemy import text
+
+    from api.users import ensure_user
+
+    with engine.begin() as conn:
+        ensure_user(conn, USER, PASSWORD, "operator")
+        box = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                "(SELECT ST_Extent(position) e FROM (SELECT position FROM devices "
+                "WHERE position IS NOT NULL LIMIT 500) d) s"
+            )
+        ).first()
+        region = conn.execute(text("SELECT region_code FROM devices LIMIT 1")).scalar()
+    bbox = ",".join(f"{v:.5f}" for v in box) if box and box[0] is not None else None
+    paths = [
+        "/api/v1/alarms?state=open&limit=50",
+        "/api/v1/devices?limit=50",
+        "/api/v1/regions?level=4&limit=50",
+        "/api/v1/auth/me",
+    ]
+    if bbox:
+        paths.append(f"/api/v1/devices/summary?bbox={bbox}")
+    return paths, region
+
+
+def emitter(engine, region: str | None):
+    from ingest.events import emit_events
+
+    def emit(seq: int) -> float:
+        with engine.begin() as conn:
+            emit_events(conn, [("device.status", region, {"device_id": "bench", "bench_seq": seq})])
+        return time.time()  # committed: NOTIFY goes out now
+
+    return emit
+
+
+def measure(api: Api, workers: int, paths: list[str], region, engine, args, sse: int) -> dict:
+    """Every measurement against one running API."""
+    token = httpx.post(
+        f"{api.base}/api/v1/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30
+    ).json()["access_token"]
+    h = {"Authorization": f"Bearer {token}"}
+    key = f"workers_{workers}"
+    r: dict = {}
+    r["trivial"] = asyncio.run(read_load(api.port, ["/favicon.ico"], {}, args.seconds))
+    say(f"{key} trivial endpoint: {r['trivial']}")
+    r["reads"] = asyncio.run(read_load(api.port, paths, h, args.seconds))
+    say(f"{key} reads: {r['reads']}")
+
+    async def storm_and_reads():
+        storm = asyncio.create_task(login_storm(api.port, args.seconds))
+        reads = await read_load(api.port, paths, h, args.seconds)
+        return reads, await storm
+
+    r["reads_during_login_storm"], r["login_storm_codes"] = asyncio.run(storm_and_reads())
+    say(f"{key} reads during 32 parallel wrong sign-ins: {r['reads_during_login_storm']}")
+    say(f"{key} sign-in answers: {r['login_storm_codes']}")
+    if sse:
+        r["sse"] = asyncio.run(
+            sse_clients(
+                api.port,
+                token,
+                sse,
+                20,
+                emitter(engine, region),
+                lambda: read_load(api.port, paths, h, args.seconds),
+            )
+        )
+        say(f"{key} SSE: {r['sse']}")
+    return r
+
+
+def run(args) -> dict:
+    from gridwatch.db import get_engine
+
+    engine = get_engine()
+    paths, region = prepare(engine)
+    say(f"read mix: {paths}")
+    results: dict = {"workers": args.workers, "seconds": args.seconds, "paths": paths}
+    for workers in (1, args.workers) if args.workers != 1 else (1,):
+        api = Api(workers)
+        try:
+            sse = args.sse if workers == args.workers else 0
+            results[f"workers_{workers}"] = measure(api, workers, paths, region, engine, args, sse)
+        finally:
+            api.stop()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--sse", type=int, default=1000, help="concurrent stream clients (0: skip)")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    raise_fd_limit()
+    results = run(args)
+    (OUT / "api_load_bench.json").write_text(json.dumps(results, indent=2))
+    base = results.get("workers_1", {}).get("reads", {}).get("rps")
+    best = results.get(f"workers_{args.workers}", {}).get("reads", {}).get("rps")
+    if base and best:
+        say(
+            f"reads: {best} req/s with {args.workers} workers vs {base} with one ({best / base:.2f}x)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
