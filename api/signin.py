@@ -1,8 +1,8 @@
 """Signing in under attack: backoff and lockout per user name and per address, argon2 off the loop.
 
 Failed sign-ins are counted in `login_failures` (shared by every API worker process), keyed
-`user:<name>` and `addr:<client address>`. After `FREE` failures a key is locked for 1 s, then
-2 s, 4 s ... up to `MAX_LOCK_S`; a locked key is refused with 429 and Retry-After *before* any
+`user:<name>` and `addr:<client address>`. After `FREE` failures a key is locked for 30 s, then
+60 s, 120 s ... up to `MAX_LOCK_S` (15 min); a locked key is refused with 429 and Retry-After *before* any
 password is checked, so guessing costs the server nothing while locked. A success clears the
 user's count; failures older than `FORGET_S` are forgotten. Loopback addresses (the machine
 itself, a local reverse proxy that does not forward the client's address) have no address
@@ -31,6 +31,7 @@ from api.users import _DUMMY_HASH, UserInfo, get_user, password_record
 
 USER_FREE = 5  # failures per user name before the backoff starts
 ADDR_FREE = 20  # failures per client address before the backoff starts
+FIRST_LOCK_S = 30  # the first lock, doubled with every further failure
 MAX_LOCK_S = 900  # the longest lock (15 minutes)
 FORGET_S = 3600  # failures older than this no longer count
 QUEUE_MAX = 16  # sign-ins waiting for a password check, per process
@@ -95,7 +96,7 @@ def lock_for(failures: int, free: int) -> int:
     """Seconds a key is locked after `failures` consecutive failures (0 while still free)."""
     if failures < free:
         return 0
-    return min(MAX_LOCK_S, 2 ** min(failures - free, 20))
+    return min(MAX_LOCK_S, FIRST_LOCK_S * 2 ** min(failures - free, 20))
 
 
 def _locked_for(engine: Engine, keys: Keys) -> float:

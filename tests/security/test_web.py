@@ -538,3 +538,13 @@ def test_service_logs_are_private(tmp_path):
         assert stat.S_IMODE((tmp_path / "logs" / "quiet.log").stat().st_mode) == 0o600
     finally:
         sup.stop_all()
+
+
+def test_lock_grows_with_every_failure_up_to_a_cap():
+    from api.signin import ADDR_FREE, FIRST_LOCK_S, MAX_LOCK_S, USER_FREE, lock_for
+
+    assert [lock_for(n, USER_FREE) for n in range(USER_FREE)] == [0] * USER_FREE
+    assert lock_for(USER_FREE, USER_FREE) == FIRST_LOCK_S
+    assert lock_for(USER_FREE + 1, USER_FREE) == 2 * FIRST_LOCK_S
+    assert lock_for(USER_FREE + 50, USER_FREE) == MAX_LOCK_S
+    assert lock_for(ADDR_FREE - 1, ADDR_FREE) == 0
