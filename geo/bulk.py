@@ -213,6 +213,7 @@ def register_many(
         index = 0
         for chunk in _chunks(regs, batch):
             rows = []
+            stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
             for raw in chunk:
                 try:
                     reg = validate_registration(raw)
@@ -223,8 +224,14 @@ def register_many(
                             "village_code",
                             f"{reg.village_code} is not an imported, not retired village-level unit",
                         )
-                    rows.append(_row(reg, level))
                     seen.add(reg.id)
+                    if stored and stored.get(reg.id) == json.loads(
+                        reg.model_dump_json(exclude_none=True)
+                    ):
+                        totals["unchanged"] += 1  # equal to what is stored: no FOV, no write
+                        index += 1
+                        continue
+                    rows.append(_row(reg, level))
                 except RegistryError as exc:
                     if not skip_invalid:
                         raise RegistryError(exc.field, f"row {index}: {exc.reason}") from None
@@ -273,6 +280,20 @@ def register_many(
         refresh_broker()
     totals["devices"] = total
     return totals
+
+
+def _stored_registrations(conn: Connection, chunk: list) -> dict[str, dict]:
+    """The stored registrations of the active devices among a chunk's ids."""
+    ids = [str(r.get("id") if isinstance(r, Mapping) else getattr(r, "id", "")) for r in chunk]
+    rows = conn.execute(
+        text(
+            "SELECT r.device_id, r.registration FROM device_registrations r JOIN devices d "
+            "ON d.id = r.device_id WHERE r.device_id = ANY(CAST(:ids AS char(20)[])) "
+            "AND d.retired_at IS NULL"
+        ),
+        {"ids": ids},
+    ).all()
+    return {r.device_id: r.registration for r in rows}
 
 
 def _village_ok(conn: Connection, code: str, cache: dict[str, bool]) -> bool:
