@@ -162,8 +162,10 @@ class MotionDetector:
             # Ghosts: where an object stood long enough to be absorbed and then left, the
             # picture is the scene again. It differs from the running background but matches
             # the long-memory one: not motion.
-            ds = i - np.minimum(m.slow * g, 255.0)
-            fg &= (ds * ds > thr).view(np.uint8)
+            idx = np.flatnonzero(fg)  # only foreground pixels need the check (few)
+            if idx.size:
+                ds = i.ravel()[idx] - np.minimum(m.slow.ravel()[idx] * g.ravel()[idx], 255.0)
+                fg.ravel()[idx] = ds * ds > thr.ravel()[idx]
         if lighting and fg.any():
             fg &= self._ncc_keep(i, gb)
             # Highlights clip, so they brighten less than the gain: not motion.

@@ -65,6 +65,9 @@ class TrackerConfig(BaseModel):
     recross_frames: int = Field(
         default=10, ge=0, description="a crossing back over the same line this soon is jitter"
     )
+    min_box: float = Field(
+        default=0.0008, ge=0, description="smallest box (share of the frame) that fires events"
+    )
 
 
 @dataclass
@@ -263,7 +266,8 @@ class ZoneEngine:
         for t in self.tracker.update(boxes, full_w, full_h, image):
             # A track riding another object's box (coasting) keeps its state but announces
             # nothing new: one object, one entry.
-            ok = t.hits >= confirmed and t.coasted == 0
+            big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h
+            ok = t.hits >= confirmed and t.coasted == 0 and big
             for z in self.zones:
                 now_in = z.polygon.contains(*t.pos)
                 was_in = z.id in t.inside
