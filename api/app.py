@@ -6,8 +6,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
-from api.headers import SecurityHeaders, inline_script_hashes, page_policy
+from api.headers import SecurityHeaders, page_policy
 from api.logs import install_log_redaction
 from api.metrics import Metrics, install_metrics
 from gridwatch.db import get_engine
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served below with its own Content-Security-Policy
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings)
@@ -60,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_metrics(app)
     app.add_middleware(SecurityHeaders, policy=page_policy(settings.tile_url))
-    _install_docs(app)
+    install_docs(app)
 
     from api.routers import (
         admin,
@@ -83,20 +85,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     pages.mount_assets(app)
     return app
-
-
-def _install_docs(app: FastAPI) -> None:
-    """/docs: FastAPI's Swagger UI page; its one inline script is allowed by hash, nothing else."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-
-    @app.get("/docs", include_in_schema=False)
-    def docs():
-        page = get_swagger_ui_html(openapi_url=app.openapi_url or "", title="gridwatch API")
-        body = bytes(page.body).decode()
-        scripts = " ".join(["'self'", "https://cdn.jsdelivr.net", *inline_script_hashes(body)])
-        page.headers["content-security-policy"] = (
-            f"default-src 'self'; script-src {scripts}; style-src 'self' https://cdn.jsdelivr.net; "
-            "img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
-            "base-uri 'none'; frame-ancestors 'none'"
-        )
-        return page

@@ -11,7 +11,13 @@ VENDOR_URL = "/assets/vendor"
 STATIC_URL = "/assets/gw"
 
 # Only these npm packages are served (nothing else under node_modules is reachable).
-VENDOR_PACKAGES = ("leaflet", "leaflet.vectorgrid", "@zxing/library")
+VENDOR_PACKAGES = (
+    "leaflet",
+    "leaflet.vectorgrid",
+    "@zxing/library",
+    "swagger-ui-dist",  # /docs
+    "redoc",  # /redoc
+)
 
 LEAFLET_JS = f"{VENDOR_URL}/leaflet/dist/leaflet.js"
 LEAFLET_CSS = f"{VENDOR_URL}/leaflet/dist/leaflet.css"
@@ -32,6 +38,8 @@ def check_assets() -> list[str]:
         NODE_MODULES / "leaflet/dist/leaflet.css",
         NODE_MODULES / "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
         NODE_MODULES / "@zxing/library/umd/index.min.js",
+        NODE_MODULES / "swagger-ui-dist/swagger-ui-bundle.js",
+        NODE_MODULES / "redoc/bundles/redoc.standalone.js",
     ]
     return [str(p) for p in needed if not p.is_file()]
 
