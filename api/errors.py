@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,12 +28,37 @@ class ValidationErrorOut(BaseModel):
     """A 422 answer: every invalid field with its reason."""
 
     detail: list[FieldError]
+    code: str | None = Field(None, description="Stable error code", examples=["invalid_input"])
 
 
 class ErrorOut(BaseModel):
-    """A 4xx answer with a readable reason."""
+    """A 4xx answer with a readable reason and a stable code the pages translate."""
 
     detail: str
+    code: str | None = Field(
+        None, description="Stable error code", examples=["alarm_bad_transition"]
+    )
+
+
+# the code of an error that names none: by HTTP status
+STATUS_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def error_code(status: int) -> str:
+    """The stable code for an HTTP status (error for one we do not name)."""
+    return STATUS_CODES.get(status, "error")
 
 
 class ApiError(Exception):
@@ -45,11 +70,13 @@ class ApiError(Exception):
         reason: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
         self.field = field
         self.headers = headers
+        self.code = code or error_code(status)  # stable: the pages translate it
         super().__init__(reason)
 
 
@@ -133,7 +160,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             status_code=503,
             content={
-                "detail": "the database is not reachable right now; try again in a few seconds"
+                "detail": "the database is not reachable right now; try again in a few seconds",
+                "code": "database_unavailable",
             },
             headers={"Retry-After": "5"},
         )
@@ -144,7 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
         reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
         return JSONResponse(
             status_code=422,
-            content={"detail": [field_error("request", f"invalid value: {reason}")]},
+            content={
+                "detail": [field_error("request", f"invalid value: {reason}")],
+                "code": "invalid_input",
+            },
         )
 
     @app.exception_handler(RequestValidationError)
@@ -162,18 +193,25 @@ def install_error_handlers(app: FastAPI) -> None:
                     "reason": reason,
                 }
             )
-        return JSONResponse(status_code=422, content={"detail": detail})
+        return JSONResponse(status_code=422, content={"detail": detail, "code": "invalid_input"})
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         if exc.status == 422:
             return JSONResponse(
                 status_code=422,
-                content={"detail": [field_error(exc.field or "request", exc.reason)]},
+                content={
+                    "detail": [field_error(exc.field or "request", exc.reason)],
+                    "code": exc.code,
+                },
             )
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
         headers |= exc.headers or {}
-        return JSONResponse(status_code=exc.status, content={"detail": exc.reason}, headers=headers)
+        return JSONResponse(
+            status_code=exc.status,
+            content={"detail": exc.reason, "code": exc.code},
+            headers=headers,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -182,17 +220,22 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 status_code=405,
                 content={
-                    "detail": f"method {request.method} is not allowed here (allowed: {', '.join(allowed)})"
+                    "detail": f"method {request.method} is not allowed here (allowed: {', '.join(allowed)})",
+                    "code": "method_not_allowed",
                 },
                 headers={"Allow": ", ".join(allowed)},
             )
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             reason = "the request body is not valid JSON (UTF-8)"
             return JSONResponse(
-                status_code=422, content={"detail": [field_error("body", reason, "json_invalid")]}
+                status_code=422,
+                content={
+                    "detail": [field_error("body", reason, "json_invalid")],
+                    "code": "invalid_json",
+                },
             )
         return JSONResponse(
             status_code=exc.status_code,
-            content={"detail": str(exc.detail)},
+            content={"detail": str(exc.detail), "code": error_code(exc.status_code)},
             headers=getattr(exc, "headers", None),
         )

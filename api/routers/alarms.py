@@ -475,10 +475,12 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
         .first()
     )
     if row is None:
-        raise ApiError(404, f"alarm {alarm_id} does not exist")
+        raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
     if not user.may_touch(row["region_code"]):
         raise ApiError(
-            403, f"alarm {alarm_id} is outside the regions assigned to {user.username!r}"
+            403,
+            f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
+            code="alarm_outside_region",
         )
     # "covers" is decided now, by the camera's current sector; the rest are only the nearest
     cams = (
@@ -544,17 +546,19 @@ def _act(
             text("SELECT region_code FROM alarms WHERE id = :id"), {"id": alarm_id}
         ).first()
         if region is None:
-            raise ApiError(404, f"alarm {alarm_id} does not exist")
+            raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
         if not user.may_touch(region.region_code):
             raise ApiError(
-                403, f"alarm {alarm_id} is outside the regions assigned to {user.username!r}"
+                403,
+                f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
+                code="alarm_outside_region",
             )
         try:
             result = func(conn, alarm_id, user.username, note)
         except lifecycle.AlarmNotFound as exc:
-            raise ApiError(404, str(exc)) from None
+            raise ApiError(404, str(exc), code="alarm_not_found") from None
         except lifecycle.AlarmTransitionError as exc:
-            raise ApiError(409, str(exc)) from None
+            raise ApiError(409, str(exc), code="alarm_bad_transition") from None
         record(
             conn,
             user.username,

@@ -36,6 +36,13 @@
       return true;
     });
   }
+  /* the faults a video-quality alarm names (detail.fault or detail.faults) */
+  gw.alarmFaults = function (a) {
+    var d = a.detail;
+    if (!d || typeof d !== "object") return [];
+    var list = Array.isArray(d.faults) ? d.faults : d.fault ? [d.fault] : [];
+    return list.map(function (f) { return typeof f === "string" ? f : f && f.code; }).filter(function (f) { return typeof f === "string"; });
+  };
   gw.placeText = function (a) {
     var parts = [a.village_name, a.township_name].filter(has);
     if (!parts.length && has(a.region_name)) parts.push(a.region_name);
@@ -56,7 +63,8 @@
       [gw.t("raised_at"), gw.time(d.raised_at)],
       [gw.t("last_raised_at"), gw.time(d.last_raised_at)],
     ];
-    if (d.detail && typeof d.detail === "object" && d.detail.fault) facts.push([gw.t("fault"), gw.t("fault_" + d.detail.fault)]);
+    var faults = gw.alarmFaults(d);
+    if (faults.length) facts.push([gw.t("fault"), faults.map(function (f) { return gw.t("fault_" + f); }).join(", ")]);
     var table = gw.el("table", { class: "gw-table gw-facts" });
     facts.forEach(function (f) { table.appendChild(gw.el("tr", {}, [gw.el("th", { text: f[0] }), gw.el("td", { text: f[1] })])); });
     box.appendChild(table);
@@ -165,7 +173,7 @@
       var top = gw.el("div", { class: "gw-a-top" }, [
         gw.el("div", { class: "gw-a-head" }, [
           pick,
-          gw.el("span", { class: "gw-a-kind", text: gw.alarmKind(a.kind) }),
+          gw.el("span", { class: "gw-a-kind", text: gw.alarmKind(a.kind) + gw.alarmFaults(a).map(function (f) { return " · " + gw.t("fault_" + f); }).join("") }),
           a.repeat_count > 1 ? gw.el("span", { class: "gw-a-rep", title: gw.t("repeats"), text: "×" + a.repeat_count }) : null,
           gw.el("span", { class: "gw-a-state " + a.state, text: gw.t("state_" + a.state) }),
         ]),
@@ -286,7 +294,11 @@
         return;
       }
       var i = position(a);
-      if (i >= rows.length && nextOffset !== null) { nextOffset += 1; return; } // belongs to a later page
+      if (i >= rows.length && nextOffset !== null) { // sorts past the loaded page: announce it
+        pending[a.id] = a;
+        showBanner();
+        return;
+      }
       var entry = makeEntry(a);
       entry.flash = true;
       render(entry);

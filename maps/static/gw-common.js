@@ -53,6 +53,24 @@
     cameras_nearest: ["最近的摄像机（未覆盖）", "Nearest cameras (not covering)"],
     faces_spot: ["朝向该点", "faces the spot"], faces_away: ["朝向别处", "faces away"],
     mute: ["静音", "Mute"],
+    // server errors by their stable code (api/errors.py)
+    err_bad_request: ["请求无效", "bad request"], err_not_authenticated: ["未登录或登录已过期", "not signed in (or the session expired)"],
+    err_forbidden: ["无权执行此操作", "not allowed for your role or region"], err_not_found: ["不存在", "not found"],
+    err_method_not_allowed: ["不支持此操作", "operation not allowed here"], err_conflict: ["与当前状态冲突", "conflicts with the current state"],
+    err_too_large: ["内容过大", "too large"], err_unsupported_media_type: ["格式不支持", "unsupported format"],
+    err_invalid_input: ["输入有误", "invalid input"], err_invalid_json: ["请求不是有效的 JSON", "the request is not valid JSON"],
+    err_too_many_requests: ["请求过于频繁，请稍后再试", "too many requests, try again shortly"],
+    err_unavailable: ["服务暂不可用", "service unavailable"], err_database_unavailable: ["数据库暂不可用，请稍后重试", "the database is not reachable; try again in a few seconds"],
+    err_error: ["出错了", "something went wrong"],
+    err_alarm_not_found: ["告警不存在", "this alarm does not exist"],
+    err_alarm_outside_region: ["该告警不在您负责的区域", "this alarm is outside your regions"],
+    err_alarm_bad_transition: ["告警当前状态不允许此操作（可能已被他人处理）", "the alarm's state does not allow this step (someone may have handled it)"],
+    // video-quality faults (vision/faults.py)
+    fault_signal_loss: ["信号丢失（黑屏/蓝屏）", "signal loss"], fault_frozen: ["画面冻结", "frozen picture"],
+    fault_occlusion: ["遮挡", "occlusion"], fault_blur: ["模糊/失焦", "blur"], fault_too_dark: ["过暗", "too dark"],
+    fault_too_bright: ["过亮", "too bright"], fault_colour_cast: ["偏色", "colour cast"], fault_snow_noise: ["雪花噪声", "snow noise"],
+    fault_stripes: ["条纹干扰", "stripes"], fault_scene_change: ["场景变化（移位）", "scene change"],
+    fault_shake: ["抖动", "shake"], fault_ptz_drift: ["云台失控", "PTZ drift"],
     // installer
     device_code: ["设备编码（20位国标编码）", "Device code (20-digit GB/T 28181)"],
     device_name: ["名称", "Name"], coords: ["坐标", "Coordinates"], crs: ["坐标系", "Coordinate system"],
@@ -82,6 +100,8 @@
     low_battery: ["电量低", "low battery"], power_loss: ["断电", "power loss"], watchlist_hit: ["布控比中", "watch-list hit"],
     zone_alarm: ["防区报警", "zone alarm"], tripwire: ["越线", "tripwire"], zone: ["区域入侵", "zone entry"],
     geofence_intrusion: ["闯入电子围栏", "geofence intrusion"], geofence_exit: ["离开责任区", "left its beat"],
+    video_quality: ["视频质量故障", "video quality fault"], device_flooding: ["设备消息泛滥", "device flooding"],
+    zone_intrusion: ["区域入侵", "zone intrusion"], tripwire_crossing: ["越线", "tripwire crossing"], loitering: ["徘徊逗留", "loitering"],
   };
   gw.lang = localStorage.getItem("gw.lang") || ((navigator.language || "zh").slice(0, 2) === "en" ? "en" : "zh");
   gw.t = function (key) {

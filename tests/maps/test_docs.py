@@ -22,7 +22,7 @@ def test_swagger_ui_offline(stack, browser):
     errors = _watch_console(page)
     try:
         page.goto(f"{stack.base}/docs")
-        page.locator(".swagger-ui .opblock").first.wait_for(timeout=30000)
+        page.locator(".swagger-ui .opblock").first.wait_for(timeout=90000)
         assert page.locator(".swagger-ui .opblock").count() > 30
         assert "gridwatch" in page.inner_text(".swagger-ui .info")
         page.wait_for_load_state("networkidle")
@@ -37,7 +37,7 @@ def test_redoc_offline(stack, browser):
     errors = _watch_console(page)
     try:
         page.goto(f"{stack.base}/redoc")
-        page.locator("[data-section-id]").first.wait_for(timeout=30000)
+        page.locator("[data-section-id]").first.wait_for(timeout=90000)
         assert "List alarms" in page.inner_text("body")
         page.wait_for_load_state("networkidle")
         # ReDoc's side menu always shows Redocly's logo from their CDN: our policy stops it in the
