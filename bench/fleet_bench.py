@@ -39,7 +39,7 @@ from hardware.fleet import QOS, Fleet, FleetSummary
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule
 from hardware.kinds import topic
-from ingest.broker_auth import write_broker_files
+from ingest.broker_acl import device_key, plugin_path, write_broker_files
 
 SUFFIX = {HEARTBEAT: "heartbeat", POSITION: "position", ALARM: "alarm"}
 
@@ -59,10 +59,13 @@ def private_broker(device_ids: list[str]):
     settings = get_settings()
     root = Path(tempfile.mkdtemp(prefix="gw-fleet-bench-"))
     port = _free_port()
-    write_broker_files(root / "passwd", root / "acl", settings=settings, device_ids=device_ids)
+    write_broker_files(
+        root / "dynsec.json", root / "acl", settings=settings, devices=dict.fromkeys(device_ids, "")
+    )
     (root / "mosquitto.conf").write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous false\n"
-        f"password_file {root / 'passwd'}\nacl_file {root / 'acl'}\n"
+        f"plugin {plugin_path()}\nplugin_opt_config_file {root / 'dynsec.json'}\n"
+        f"acl_file {root / 'acl'}\n"
         "persistence false\nmax_keepalive 600\nmax_queued_messages 1000000\n"
         f"log_dest file {root / 'log'}\nconnection_messages false\n"
         + ("user root\n" if os.geteuid() == 0 else "")
@@ -183,8 +186,8 @@ def run_fleet(
         opts,
         "127.0.0.1",
         port,
-        secret=settings.secret_key,
-        hub=settings.hub_credentials(),
+        secret=device_key(settings),
+        hub=settings.hub_credentials("simulator"),
         connections=connections,
     )
     return fleet.run(connect_timeout_s=600, drain_s=120)
@@ -244,10 +247,10 @@ def main() -> None:
     with private_broker([d.id for d in small]) as (port, settings):
         sat_s = 600.0  # simulated seconds played at saturation
         probe = small[:600]
-        ceiling = naive_ceiling(probe, port, settings.secret_key)
+        ceiling = naive_ceiling(probe, port, device_key(settings))
         gc.collect()
         long_s = 36_000.0  # small fleets play 10 simulated hours, for enough messages to time
-        naive = run_naive(naive_devices, port, settings.secret_key, long_s, args.seed)
+        naive = run_naive(naive_devices, port, device_key(settings), long_s, args.seed)
         rows.append({**naive, "behind": None, "lag_p99": None, "note": "saturation"})
         gc.collect()
         fds0 = _fds()

@@ -508,7 +508,7 @@ def _run_modes(args: argparse.Namespace) -> list[dict]:
     url = settings.db_url()
     fleet = device_ids(args.devices)
     prepare_db(url, fleet)
-    hub = settings.hub_credentials()
+    hub = settings.hub_credentials("simulator")
     results = []
     default_rate, default_cpu = args.rate, args.worker_cpu
     for spec in args.modes.split(","):

@@ -20,6 +20,7 @@ from geo.registry import (
     _Tx,
     coverage_of,
     decode,
+    notify_broker,
     refresh_broker,
     validate_registration,
 )
@@ -276,8 +277,11 @@ def register_many(
             )
             if refresh_compliance:
                 _refresh_all(conn)
-    if reload_broker and total and tx.owned:
-        refresh_broker()
+    if reload_broker and total:
+        if tx.owned:
+            refresh_broker()
+        else:  # the provisioner reconciles every device once the caller commits
+            notify_broker(conn, ["*"])
     totals["devices"] = total
     return totals
 

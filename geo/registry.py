@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -763,12 +761,27 @@ def retire_device(
 
 # --- broker ------------------------------------------------------------------------------------
 
+BROKER_CHANNEL = "gw_broker"  # NOTIFY payload: a device id whose broker access changed
+
+
+def notify_broker(conn: Connection, device_ids: Iterable[str]) -> None:
+    """Tell the broker provisioner (ingest.provision) that these devices' access changed.
+
+    A NOTIFY in the caller's transaction: it is delivered when (and only if) the change commits,
+    so no one polls for visibility. The provisioner re-reads each device and creates, re-keys or
+    removes its broker client."""
+    ids = sorted(set(device_ids))
+    for start in range(0, len(ids), 1000):
+        conn.execute(
+            text("SELECT pg_notify(:ch, i) FROM unnest(CAST(:ids AS text[])) AS i"),
+            {"ch": BROKER_CHANNEL, "ids": ids[start : start + 1000]},
+        )
+
 
 def refresh_broker() -> bool:
-    """Rewrite the local Mosquitto's password file and ACL from the devices table and SIGHUP it.
+    """Reconcile the local broker's device clients with the devices table now (bulk changes).
 
-    Best effort: returns False (and logs) when there is no local broker or the reload failed.
-    """
+    Best effort: returns False (and logs) when there is no local broker or it failed."""
     from gridwatch.settings import get_settings
 
     settings = get_settings()
@@ -780,39 +793,21 @@ def refresh_broker() -> bool:
         LocalMosquitto(settings).reload()
         return True
     except Exception as exc:  # never fail a registration on the broker
-        log.warning("broker reload after a device change failed: %s", exc)
+        log.warning("broker sync after a device change failed: %s", exc)
         return False
-
-
-def _wait_then_refresh(device_id: str, active: bool, timeout_s: float = 10.0) -> None:
-    from gridwatch.db import get_engine
-
-    deadline = time.monotonic() + timeout_s
-    sql = text("SELECT retired_at IS NULL FROM devices WHERE id = :id")
-    while time.monotonic() < deadline:
-        try:
-            with get_engine().connect() as c:
-                state = c.execute(sql, {"id": device_id}).scalar()
-            if (state is True) == active:
-                break
-        except Exception:  # noqa: BLE001 - best effort
-            break
-        time.sleep(0.05)
-    refresh_broker()
 
 
 def _broker_changed(
     conn: Connection, owned: bool, enabled: bool, device_id: str, active: bool
 ) -> None:
-    """After a commit we own: reload now; inside the caller's transaction: once it is visible."""
+    """Notify the provisioner: inside the transaction when the caller's, else in a short one."""
     if not enabled:
         return
     if owned:
-        refresh_broker()
+        with conn.begin():
+            notify_broker(conn, [device_id])
     else:
-        threading.Thread(
-            target=_wait_then_refresh, args=(device_id, active), daemon=True, name="broker-refresh"
-        ).start()
+        notify_broker(conn, [device_id])
 
 
 # --- GeoJSON -----------------------------------------------------------------------------------

@@ -89,14 +89,9 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
         LocalMosquitto(settings).reload()  # device credentials for the generated fleet
 
     sup = Supervisor(settings.home / "logs")
-    # A demo's worker ends its broker session when it stops (the fleet stops with it): a
-    # session left behind would queue a copy of everything published later, up to 1,000,000
-    # messages, in the broker. A worker that crashes keeps its session and resumes.
-    sup.add(
-        "ingest",
-        sup.gridwatch_argv("ingest"),
-        env={"GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT": "true"},
-    )
+    # The worker keeps its broker session when it stops, so nothing in flight is lost; the
+    # fleet stops with it, so the session does not fill while the demo is down.
+    sup.add("ingest", sup.gridwatch_argv("ingest"))
     sup.add("api", sup.gridwatch_argv("serve"))
     sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
     # GB/T 28181 gateway + SIA DC-09 receiver, and their simulated devices (docs/gb28181.md)

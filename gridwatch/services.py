@@ -372,7 +372,8 @@ def mosquitto_binary() -> Path | None:
 
 
 class LocalMosquitto(LocalService):
-    """A Mosquitto broker with its config, password file and ACL in GRIDWATCH_HOME/mqtt."""
+    """A Mosquitto broker in GRIDWATCH_HOME/mqtt: its config, the dynamic-security plugin's state
+    (every account and role) and the static per-device pattern ACL."""
 
     name = "mosquitto"
 
@@ -380,7 +381,7 @@ class LocalMosquitto(LocalService):
         self.settings = settings or get_settings()
         self.root = self.settings.home / "mqtt"
         self.conf = self.root / "mosquitto.conf"
-        self.passwd = self.root / "passwd"
+        self.dynsec = self.root / "dynamic-security.json"
         self.acl = self.root / "acl"
         self.pidfile = self.root / "mosquitto.pid"
         self.log = self.root / "mosquitto.log"
@@ -414,19 +415,28 @@ class LocalMosquitto(LocalService):
         return self.pid() is not None and port_open("127.0.0.1", self.port)
 
     def write_config(self) -> None:
-        """Write mosquitto.conf; the password file and ACL come from ingest.broker_auth."""
-        from ingest.broker_auth import write_broker_files
+        """Write mosquitto.conf, the plugin's state and the ACL (ingest.broker_acl), broker stopped."""
+        from ingest.broker_acl import plugin_path, write_broker_files
 
+        plugin = plugin_path()
+        if plugin is None:
+            raise ServiceError(
+                "mosquitto_dynamic_security.so not found; it ships with Debian's mosquitto "
+                "package: apt-get install mosquitto"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
         self.data.mkdir(parents=True, exist_ok=True)
-        write_broker_files(self.passwd, self.acl, settings=self.settings)
+        write_broker_files(self.dynsec, self.acl, settings=self.settings)
+        self.passwd_legacy_cleanup()
         self.conf.write_text(
             "# written by gridwatch; edit GRIDWATCH_* settings instead\n"
             "per_listener_settings false\n"
             f"listener {self.port} 127.0.0.1\n"
             "protocol mqtt\n"
             "allow_anonymous false\n"
-            f"password_file {self.passwd}\n"
+            f"plugin {plugin}\n"
+            f"plugin_opt_config_file {self.dynsec}\n"
             f"acl_file {self.acl}\n"
             "persistence true\n"
             f"persistence_location {self.data}/\n"
@@ -435,12 +445,16 @@ class LocalMosquitto(LocalService):
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             "connection_messages false\n"
-            f"message_size_limit {self.settings.max_payload_bytes * 4}\n"
+            f"max_packet_size {max_packet_size(self.settings)}\n"
             "max_inflight_messages 1000\n"
             "max_queued_messages 1000000\n"
             "max_keepalive 600\n"
             "user root\n"
         )
+
+    def passwd_legacy_cleanup(self) -> None:
+        """Remove the password file older versions wrote (every device's hash, no longer read)."""
+        (self.root / "passwd").unlink(missing_ok=True)
 
     @locked
     def start(self, timeout: float = 15.0) -> None:
@@ -473,15 +487,14 @@ class LocalMosquitto(LocalService):
         tail = self.log.read_text(errors="replace").splitlines()[-10:] if self.log.exists() else []
         raise ServiceError("mosquitto did not open its port:\n" + "\n".join(tail))
 
-    @locked
     def reload(self) -> None:
-        """Rewrite the password file and ACL, then ask the broker to re-read them (SIGHUP)."""
-        from ingest.broker_auth import write_broker_files
+        """Bring the running broker's device clients in line with the database (dynamic-security
+        commands; no file rewrite, no SIGHUP). Registration events do this one device at a time
+        (ingest.provision); this is for bulk changes and start-up."""
+        from ingest.broker_acl import sync_devices
 
-        write_broker_files(self.passwd, self.acl, settings=self.settings)
-        pid = self.pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGHUP)
+        if self.running():
+            sync_devices(settings=self.settings)
 
     @locked
     def stop(self, timeout: float = 10.0) -> None:
@@ -498,6 +511,14 @@ class LocalMosquitto(LocalService):
 
     def status_detail(self) -> str:
         return str(self.conf)
+
+
+def max_packet_size(settings: Settings) -> int:
+    """The broker's packet limit, far above the largest accepted payload: a payload up to it
+    reaches ingest and becomes a dead letter with its reason. (Mosquitto's message_size_limit
+    would acknowledge and drop an MQTT 3.1.1 device's oversized alarm, PUBACK carrying no reason
+    code in 3.1.1; above max_packet_size MQTT 5 devices are told the limit in CONNACK.)"""
+    return settings.max_payload_bytes * 64 + 65_536
 
 
 # --------------------------------------------------------------------------- both

@@ -66,10 +66,6 @@ class Settings(BaseSettings):
         default=None,
         description="Base-map tile URL template ({z}/{x}/{y}); none: region outlines are the base.",
     )
-    hub_mqtt_user: str = Field(default="gridwatch-hub", description="Hub's own MQTT user.")
-    hub_mqtt_password: str = Field(
-        default="gridwatch-hub-secret", description="Hub's own MQTT password (change it)."
-    )
     max_payload_bytes: int = Field(
         default=262_144, description="Largest MQTT payload accepted; larger ones are dead-lettered."
     )
@@ -143,13 +139,18 @@ class Settings(BaseSettings):
         host, port = self.mqtt_endpoint()
         return "mqtt", host, port
 
-    def hub_credentials(self) -> tuple[str, str]:
-        """(user, password) the hub's own clients (ingest, API, tests) use on the broker."""
+    def hub_credentials(self, role: str = "ingest") -> tuple[str, str]:
+        """(user, password) of the hub's broker account for `role` (ingest, api, vision,
+        simulator, admin): generated per role for the local broker (GRIDWATCH_HOME/secrets.json),
+        the account in GRIDWATCH_MQTT_URL for an external one."""
         if self.mqtt_url:
             parts = urlsplit(self.mqtt_url)
             if parts.username:
                 return parts.username, parts.password or ""
-        return self.hub_mqtt_user, self.hub_mqtt_password
+        from gridwatch.secrets import load_secrets
+        from ingest.broker_acl import hub_username
+
+        return hub_username(role), load_secrets(self.home)["mqtt"][role]
 
 
 @lru_cache(maxsize=1)

@@ -301,14 +301,16 @@ def simulate_cmd(
     except Exception as exc:
         _fail(f"--from-db: cannot read devices ({exc.__class__.__name__}: {exc})", 1)
         return
+    from ingest.broker_acl import device_key
+
     host, port = settings.mqtt_endpoint()
     fleet = Fleet(
         fleet_devices,
         options,
         host,
         port,
-        secret=settings.secret_key,
-        hub=settings.hub_credentials(),
+        secret=device_key(settings),
+        hub=settings.hub_credentials("simulator"),
         connections=connections or None,
         say=say,
     )

@@ -14,8 +14,10 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDWATCH_INGEST_", extra="ignore")
 
     share_group: str = Field(
-        default="ingest",
-        description="Shared-subscription group ($share/<group>/...); empty: plain subscriptions.",
+        default="",
+        description="Empty (default): a plain subscription in a persistent session, which the "
+        "broker restores and queues for across its restarts (one worker). 'auto': share the "
+        "load among several workers in the generated, unguessable group; or a group name.",
     )
     client_id: str = Field(
         default="gridwatch-ingest-1",
@@ -26,8 +28,9 @@ class IngestSettings(BaseSettings):
     )
     discard_session_on_exit: bool = Field(
         default=False,
-        description="On a clean stop, end the broker session too (benchmarks, tests); by "
-        "default it is kept so a restarted worker resumes where it stopped.",
+        description="On a clean stop, end the broker session too (benchmarks, tests), after "
+        "unsubscribing and storing what is in flight; by default it is kept so a restarted "
+        "worker resumes where it stopped.",
     )
     receive_maximum: int = Field(
         default=20000, ge=1, le=65535, description="QoS 1 messages in flight to this worker."

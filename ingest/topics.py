@@ -9,6 +9,10 @@ from hardware.gbid import GbIdError, parse_device_id
 PREFIX = "gw/v1/"
 INBOUND = ("heartbeat", "alarm", "position", "analytics", "snapshot", "state")
 HUB_EVENTS_TOPIC = "gw/v1/hub/events"
+HUB_PREFIX = "gw/v1/hub/"
+COMMAND = "cmd"  # the one topic a device reads
+SNAPSHOT = "snapshot"
+ANALYTICS = "analytics"
 
 
 class TopicError(ValueError):
@@ -49,9 +53,45 @@ def parse_topic(topic: str) -> tuple[str, str]:
     return device_id, suffix
 
 
-def subscriptions(share_group: str = "ingest") -> list[str]:
+def subscriptions(share_group: str = "") -> list[str]:
     """The topic filters the ingest worker subscribes to (shared when share_group is set)."""
-    filters = [f"{PREFIX}+/{suffix}" for suffix in INBOUND]
+    filters = inbound_filters()
     if share_group:
-        return [f"$share/{share_group}/{f}" for f in filters]
+        return [shared(share_group, f) for f in filters]
     return filters
+
+
+# The topic patterns below are the single source for the ingest subscriptions, the broker's
+# ACL (ingest/broker_acl.py) and the provisioning of devices and gateways.
+
+
+def device_topic(device_id: str, suffix: str) -> str:
+    """gw/v1/{id}/{suffix}."""
+    return f"{PREFIX}{device_id}/{suffix}"
+
+
+def device_inbound_topics(device_id: str) -> list[str]:
+    """The topics a device (or a gateway fronting it) may publish to."""
+    return [device_topic(device_id, s) for s in INBOUND]
+
+
+def inbound_filters(suffixes: tuple[str, ...] = INBOUND) -> list[str]:
+    """gw/v1/+/{suffix} for every inbound suffix: what ingest reads."""
+    return [f"{PREFIX}+/{s}" for s in suffixes]
+
+
+def command_filter() -> str:
+    """gw/v1/+/cmd: every device's command topic (the API publishes there)."""
+    return f"{PREFIX}+/{COMMAND}"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """The shared-subscription form of a filter; group '+' is the ACL pattern for any group."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def acl_patterns() -> list[tuple[str, str]]:
+    """(access, pattern) lines of the static per-device ACL, %u = the device's user name (its id)."""
+    out = [("write", device_topic("%u", s)) for s in INBOUND]
+    out.append(("read", device_topic("%u", COMMAND)))
+    return out

@@ -28,6 +28,7 @@ from ingest.dbconn import connect
 from ingest.events import emit_events, event_messages_by_id, prune_events
 from ingest.fairshare import FairShare
 from ingest.mqttclient import LeanClient
+from ingest.provision import run_provisioner
 from ingest.retention import prune_dead_letters, prune_pending
 from ingest.store import KNOWN_REFRESH_S, BatchResult, BatchStore, Message
 from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
@@ -115,6 +116,18 @@ class IngestWorker:
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ MQTT
+    @property
+    def share_group(self) -> str:
+        """'' (default: a plain subscription in a persistent session, which Mosquitto restores
+        across its restarts); 'auto': the generated, unguessable group of GRIDWATCH_HOME; else
+        the named group (several workers share it; see docs/security.md for its restart limit)."""
+        group = self.cfg.share_group
+        if group == "auto":
+            from gridwatch.secrets import load_secrets
+
+            return load_secrets(self.settings.home)["share_group"]
+        return group
+
     def _make_client(self) -> LeanClient:
         client = LeanClient(
             CallbackAPIVersion.VERSION2,
@@ -142,17 +155,15 @@ class IngestWorker:
             self._inbox = [m for m in self._inbox if m.qos == 0]
             self._inbox_bytes = sum(len(m.payload) for m in self._inbox)
             self._cond.notify_all()
-        retain = 0 if self.cfg.share_group else 1  # shared subscriptions get no retained msgs
+        group = self.share_group
+        retain = 0 if group else 1  # shared subscriptions get no retained msgs
         client.subscribe(
-            [
-                (f, SubscribeOptions(qos=1, retainHandling=retain))
-                for f in subscriptions(self.cfg.share_group)
-            ]
+            [(f, SubscribeOptions(qos=1, retainHandling=retain)) for f in subscriptions(group)]
         )
         log.info(
             "connected (session present: %s), subscribed to %s",
             flags.session_present,
-            ", ".join(subscriptions(self.cfg.share_group)),
+            ", ".join(subscriptions(group)) if not group else f"{len(subscriptions())} shared",
         )
         self._connected.set()
 
@@ -475,6 +486,9 @@ class IngestWorker:
             threading.Thread(target=self._relay, name="event-relay", daemon=True).start()
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         threading.Thread(target=self._sweeper, name="offline-sweep", daemon=True).start()
+        threading.Thread(
+            target=run_provisioner, args=(self._stop, self.settings), name="provision", daemon=True
+        ).start()
         started = time.monotonic()
         batch_s = self.cfg.batch_ms / 1000.0
         try:
@@ -516,6 +530,7 @@ class IngestWorker:
                         }
         finally:
             self._stop.set()
+            self._drain()
             props = None
             if self.cfg.discard_session_on_exit:
                 props = Properties(PacketTypes.DISCONNECT)
@@ -524,6 +539,39 @@ class IngestWorker:
             self.client.loop_stop()
             self._drop_db()
             self.write_stats()
+
+    def _drain(self) -> None:
+        """On a clean stop, store and acknowledge what has arrived instead of leaving it to a
+        redelivery. When the session is to be discarded, stop the subscription first and wait
+        for the messages already in flight, so ending the session loses none of them."""
+        if self.cfg.discard_session_on_exit and self._connected.is_set():
+            self.client.unsubscribe(subscriptions(self.share_group))
+            quiet_since = time.monotonic()
+            seen = -1
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < 0.5:
+                with self._cond:
+                    n = len(self._inbox)
+                if n != seen:
+                    seen, quiet_since = n, time.monotonic()
+                time.sleep(0.05)
+        acked = False
+        while True:
+            with self._cond:
+                batch = self._take_batch() if self._inbox else []
+            if not batch:
+                break
+            try:
+                res = self.persist(batch)
+            except Exception:  # noqa: BLE001 - unacked: redelivered to the next start
+                log.warning("%d message(s) left unacknowledged at stop", len(batch))
+                break
+            epoch = self._epoch
+            self.client.ack_many(m.mid for m in batch if m.qos and m.epoch == epoch)
+            self.stats.add(res)
+            acked = True
+        if acked:
+            time.sleep(0.1)  # let the network thread write the acks before the DISCONNECT
 
     def write_stats(self) -> None:
         if self.stats_file is None:

@@ -124,14 +124,56 @@ def engine(db_url: str):
     return get_engine(url=db_url)
 
 
+def observer_account(settings=None) -> tuple[str, str]:
+    """A broker account for tests that stand in for devices and watchers: it may publish and
+    subscribe under gw/v1/ (shared too). Created through the dynamic-security admin account on
+    the project-local broker; with an external broker, the URL's account."""
+    import secrets
+
+    from gridwatch.settings import get_settings
+    from ingest.broker_acl import DENY_REST, DynsecAdmin, _acl
+
+    settings = settings or get_settings()
+    if not settings.local_mqtt:
+        return settings.hub_credentials()
+    user, password = "gridwatch-test", secrets.token_urlsafe(16)
+    acls = [
+        _acl("publishClientSend", "gw/v1/#"),
+        _acl("subscribePattern", "gw/v1/#"),
+        _acl("subscribePattern", "$share/+/gw/v1/#"),
+        _acl("publishClientReceive", "gw/v1/#"),
+        *DENY_REST,
+    ]
+    with DynsecAdmin(settings) as admin:
+        admin.run(
+            [{"command": "createRole", "rolename": user, "acls": acls}],
+            ok_errors=("Role already exists",),
+        )
+        got = admin.run(
+            [
+                {
+                    "command": "createClient",
+                    "username": user,
+                    "password": password,
+                    "roles": [{"rolename": user}],
+                }
+            ],
+            ok_errors=("Client already exists",),
+        )
+        if got[0].get("error"):
+            admin.run([{"command": "setClientPassword", "username": user, "password": password}])
+    return user, password
+
+
 @pytest.fixture(scope="session")
 def mqtt_broker(services: None) -> Broker:
-    """The real Mosquitto the project started, with the hub's credentials."""
+    """The real Mosquitto the project started, with a test account that may publish and
+    subscribe under gw/v1/ (the hub's own accounts are least-privilege roles)."""
     from gridwatch.settings import get_settings
 
     settings = get_settings()
     host, port = settings.mqtt_endpoint()
-    user, password = settings.hub_credentials()
+    user, password = observer_account(settings)
     return Broker(host, port, user, password)
 
 

@@ -37,7 +37,7 @@ def _mqtt(client_id: str):
 
     s = get_settings()
     host, port = s.mqtt_endpoint()
-    user, password = s.hub_credentials()
+    user, password = s.hub_credentials("vision")
     return MqttLink(host, port, user, password, client_id)
 
 

@@ -252,20 +252,26 @@ def _connect(broker, user: str, password: str) -> int:
 
 
 def test_registration_lets_the_device_onto_the_broker(engine, tiny_county, mqtt_broker):
+    import threading
+    import time
+
     from gridwatch.settings import get_settings
-    from hardware.credentials import device_password
+    from ingest.broker_acl import current_device_password
+    from ingest.provision import run_provisioner
 
     if not get_settings().local_mqtt:
         pytest.skip(
             "the broker is external (GRIDWATCH_MQTT_URL): gridwatch does not manage its users"
         )
     reg = cam()
-    password = device_password(reg["id"], get_settings().secret_key)
+    password = current_device_password(reg["id"])
     assert _connect(mqtt_broker, reg["id"], password) != 0  # unknown before registration
+    # the broker follows the registry's NOTIFY events (what the ingest worker runs)
+    stop = threading.Event()
+    threading.Thread(target=run_provisioner, args=(stop,), daemon=True).start()
+    time.sleep(1.0)
     with engine.connect() as c:
         register_device(c, reg, "installer1")
-    import time
-
     deadline = time.monotonic() + 5
     while _connect(mqtt_broker, reg["id"], password) != 0 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -276,3 +282,4 @@ def test_registration_lets_the_device_onto_the_broker(engine, tiny_county, mqtt_
     while _connect(mqtt_broker, reg["id"], password) == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _connect(mqtt_broker, reg["id"], password) != 0
+    stop.set()

@@ -22,6 +22,7 @@ from gridwatch.settings import Settings
 from hardware.fleet import Fleet
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_transport import PerDeviceLinks
+from ingest.broker_acl import device_key
 
 # A region of their own, so other tests' devices on the same broker are not counted here.
 POOLED_REGION, PER_DEVICE_REGION = "65010201", "65010202"
@@ -152,7 +153,9 @@ def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetD
     _register(engine, devices)
     broker = LocalMosquitto(settings)
     broker.start()
-    user, password = settings.hub_credentials()
+    from tests.conftest import observer_account
+
+    user, password = observer_account(settings)
     try:
         yield PrivateBroker("127.0.0.1", settings.mqtt_port, user, password), devices, settings
     finally:
@@ -176,7 +179,7 @@ def test_per_device_links_flap_with_wills_and_lose_nothing(device_broker) -> Non
         opts,
         broker.host,
         broker.port,
-        secret=settings.secret_key,
+        secret=device_key(settings),
     )
     summary = fleet.run(drain_s=15)
     ledger = fleet.ledger
@@ -196,7 +199,7 @@ def test_per_device_links_flap_with_wills_and_lose_nothing(device_broker) -> Non
 def test_per_device_credentials_are_what_the_broker_checks(device_broker) -> None:
     broker, registered, settings = device_broker
     ids = [d.id for d in registered[:3]]
-    good = PerDeviceLinks(broker.host, broker.port, settings.secret_key, ids)
+    good = PerDeviceLinks(broker.host, broker.port, device_key(settings), ids)
     good.start(timeout_s=10)
     assert good.pool.stats.connects == 3 and not good.pool.stats.connect_failures
     good.pool.close()
@@ -251,7 +254,7 @@ def test_devices_reconnect_after_a_broker_restart(device_broker) -> None:
         snapshot_fraction=0.0,
         run_tag="tr",
     )
-    fleet = Fleet(registered, opts, broker.host, broker.port, secret=settings.secret_key)
+    fleet = Fleet(registered, opts, broker.host, broker.port, secret=device_key(settings))
     result: dict = {}
     runner = threading.Thread(target=lambda: result.setdefault("s", fleet.run(drain_s=15)))
     runner.start()

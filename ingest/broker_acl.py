@@ -1,0 +1,484 @@
+"""Broker least privilege: Mosquitto dynamic-security roles, clients and provisioning commands.
+
+The local Mosquitto loads the dynamic-security plugin. Mosquitto 2.0.11's plugin has no `%u`
+substitution, so the per-device rule ("your own topics only") is a static pattern ACL file that
+never changes; the plugin holds every identity (hub roles, devices, gateways) and each role
+explicitly denies every subscription it does not grant (the ACL file alone grants them all).
+Every topic comes from ingest/topics.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gridwatch.secrets import HUB_ROLES, load_secrets
+from gridwatch.settings import Settings, get_settings
+from hardware.credentials import device_password
+from ingest import topics
+
+log = logging.getLogger(__name__)
+
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
+DEVICE_GROUP = "devices"
+DEVICE_ROLE = "device"
+GATEWAY_PREFIX = "gateway-"
+PBKDF2_ITERATIONS = 101  # the plugin's default
+COMMANDS_PER_MESSAGE = 200
+
+
+class BrokerAdminError(RuntimeError):
+    """A dynamic-security command failed or the broker did not answer; the message says which."""
+
+
+def plugin_path() -> Path | None:
+    """mosquitto_dynamic_security.so from Debian's mosquitto package, if installed."""
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    return None
+
+
+def hub_username(role: str) -> str:
+    """The hub's broker user name for a role."""
+    return f"gridwatch-{role}"
+
+
+def is_device_username(username: str) -> bool:
+    """Device users are their 20-digit ids; nothing else is."""
+    return len(username) == 20 and username.isascii() and username.isdigit()
+
+
+# --------------------------------------------------------------------------- roles
+
+
+def _acl(acltype: str, topic: str, allow: bool = True, priority: int = 10) -> dict[str, Any]:
+    return {"acltype": acltype, "topic": topic, "allow": allow, "priority": priority}
+
+
+# Whatever a role does not grant it may not subscribe to ('#' matches every filter, $share too).
+DENY_REST = [_acl("subscribePattern", "#", allow=False, priority=0)]
+
+
+def _reads(filters: Iterable[str], shared_too: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for f in filters:
+        out.append(_acl("subscribeLiteral", f))
+        out.append(_acl("publishClientReceive", f))
+        if shared_too:
+            out.append(_acl("subscribePattern", topics.shared("+", f)))
+    return out
+
+
+def role_acls(role: str) -> list[dict[str, Any]]:
+    """The ACL of a hub role or of the device role."""
+    if role == "ingest":  # the only reader of devices' inbound topics and of the share group
+        acls = _reads(topics.inbound_filters(), shared_too=True)
+        acls += _reads([topics.HUB_EVENTS_TOPIC])
+        acls.append(_acl("publishClientSend", topics.HUB_EVENTS_TOPIC))
+    elif role == "api":  # sends commands, reads the event relay
+        acls = [_acl("publishClientSend", topics.command_filter())]
+        acls += _reads([topics.HUB_EVENTS_TOPIC])
+    elif role == "vision":  # reads snapshots, publishes analytics and its own status
+        acls = _reads(topics.inbound_filters((topics.SNAPSHOT,)), shared_too=True)
+        acls.append(_acl("publishClientSend", topics.inbound_filters((topics.ANALYTICS,))[0]))
+        acls.append(_acl("publishClientSend", topics.HUB_PREFIX + "vision/+"))
+    elif role == "simulator":  # demo and benchmark fleets publishing for many devices
+        acls = [_acl("publishClientSend", f) for f in topics.inbound_filters()]
+        acls += _reads([topics.command_filter()])
+    elif role == "admin":
+        acls = [
+            _acl("publishClientSend", CONTROL_TOPIC),
+            _acl("subscribeLiteral", RESPONSE_TOPIC),
+            _acl("publishClientReceive", RESPONSE_TOPIC),
+        ]
+    elif role == DEVICE_ROLE:
+        # Devices may subscribe to command topics only; what they receive is limited to their
+        # own by the pattern ACL (read gw/v1/%u/cmd), and they publish per that ACL too.
+        acls = [_acl("subscribePattern", topics.command_filter())]
+    else:
+        raise ValueError(f"unknown broker role {role!r}")
+    return acls + DENY_REST
+
+
+def gateway_acls(device_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """A gateway's ACL: publish the inbound topics of exactly the devices it fronts, read their
+    command topics, nothing else."""
+    acls: list[dict[str, Any]] = []
+    for device_id in sorted(set(device_ids)):
+        reason = topics.check_device_id(device_id)
+        if reason:
+            raise ValueError(reason)
+        acls += [_acl("publishClientSend", t) for t in topics.device_inbound_topics(device_id)]
+        acls += _reads([topics.device_topic(device_id, topics.COMMAND)])
+    return acls + DENY_REST
+
+
+def acl_file_text() -> str:
+    """The static per-device pattern ACL (written once; it names no device)."""
+    lines = [
+        "# written by gridwatch (ingest/broker_acl.py); the same for every start, no device named",
+        "# per-device rules: a device's user name is its 20-digit id (Mosquitto %u)",
+    ]
+    lines += [f"pattern {access} {pattern}" for access, pattern in topics.acl_patterns()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- config file
+
+
+def password_entry(password: str, salt: bytes | None = None) -> dict[str, Any]:
+    """The plugin's stored form of a password: PBKDF2-SHA512, 12-byte salt, base64."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    return {
+        "password": base64.b64encode(digest).decode(),
+        "salt": base64.b64encode(salt).decode(),
+        "iterations": PBKDF2_ITERATIONS,
+    }
+
+
+def device_key(settings: Settings | None = None) -> str:
+    """The hub's key for device passwords (GRIDWATCH_HOME/secrets.json), separate from tokens."""
+    settings = settings or get_settings()
+    return load_secrets(settings.home)["device_key"]
+
+
+def current_device_password(
+    device_id: str, nonce: str = "", settings: Settings | None = None
+) -> str:
+    """A device's current MQTT password (its nonce changes at every reset)."""
+    return device_password(device_id, device_key(settings), nonce)
+
+
+def active_devices(settings: Settings, ids: list[str] | None = None) -> dict[str, str]:
+    """{id: nonce} of devices that may connect (of `ids` when given); {} without the schema."""
+    from sqlalchemy import text
+
+    from gridwatch.db import get_engine
+
+    try:
+        with get_engine(settings).connect() as conn:
+            has_nonces = conn.execute(
+                text("SELECT to_regclass('device_mqtt_nonces') IS NOT NULL")
+            ).scalar_one()
+            sql = (
+                "SELECT d.id, coalesce(n.nonce, '') FROM devices d "
+                "LEFT JOIN device_mqtt_nonces n ON n.device_id = d.id "
+                "WHERE d.retired_at IS NULL"
+                if has_nonces
+                else "SELECT d.id, '' FROM devices d WHERE d.retired_at IS NULL"
+            )
+            if ids is not None:
+                sql += " AND d.id = ANY(:ids)"
+            return {r[0]: r[1] for r in conn.execute(text(sql), {"ids": ids})}
+    except Exception as exc:  # the database may be down or not migrated yet at first start
+        log.info("no device clients written (%s)", exc.__class__.__name__)
+        return {}
+
+
+def build_config(
+    settings: Settings,
+    devices: dict[str, str],
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The plugin's full state: hub accounts, the device group and role, every active device;
+    other clients and roles of `previous` (the file the broker last saved: gateways) are kept."""
+    key = device_key(settings)
+    hub = load_secrets(settings.home)["mqtt"]
+    salt = secrets.token_bytes(12)  # one salt per rebuild keeps 100,000 hashes quick
+    clients = [
+        {
+            "username": hub_username(role),
+            "textname": f"gridwatch hub: {role}",
+            "roles": [{"rolename": role}],
+            **password_entry(hub[role]),
+        }
+        for role in HUB_ROLES
+    ]
+    clients += [
+        {
+            "username": device_id,
+            "groups": [{"groupname": DEVICE_GROUP}],
+            **password_entry(device_password(device_id, key, nonce), salt),
+        }
+        for device_id, nonce in sorted(devices.items())
+    ]
+    roles = [{"rolename": r, "acls": role_acls(r)} for r in (*HUB_ROLES, DEVICE_ROLE)]
+    if previous:  # accounts made at run time (gateways, ...) survive a restart as they were
+        ours_c = {c["username"] for c in clients}
+        ours_r = {r["rolename"] for r in roles}
+        clients += [
+            c
+            for c in previous.get("clients", [])
+            if c.get("username") not in ours_c and not is_device_username(c.get("username", ""))
+        ]
+        roles += [r for r in previous.get("roles", []) if r.get("rolename") not in ours_r]
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": False,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": clients,
+        "groups": [{"groupname": DEVICE_GROUP, "roles": [{"rolename": DEVICE_ROLE}]}],
+        "roles": roles,
+    }
+
+
+def write_broker_files(
+    config_path: Path,
+    acl_path: Path,
+    settings: Settings | None = None,
+    devices: dict[str, str] | None = None,
+) -> int:
+    """Write the plugin's state and the static ACL (broker stopped); how many devices."""
+    settings = settings or get_settings()
+    devices = devices if devices is not None else active_devices(settings)
+    previous = None
+    if config_path.exists():
+        try:
+            previous = json.loads(config_path.read_text())
+        except ValueError:
+            previous = None
+    config = build_config(settings, devices, previous)
+    for path, content in ((config_path, json.dumps(config)), (acl_path, acl_file_text())):
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        tmp.replace(path)
+    return len(devices)
+
+
+# --------------------------------------------------------------------------- run-time admin
+
+
+class DynsecAdmin:
+    """A connection as the hub's `admin` account sending dynamic-security commands."""
+
+    def __init__(self, settings: Settings | None = None, timeout: float = 15.0) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.settings = settings or get_settings()
+        self.timeout = timeout
+        self._responses: dict[str, list[dict[str, Any]]] = {}
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._refused: str | None = None
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"gridwatch-admin-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(*self.settings.hub_credentials("admin"))
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *a: self._ready.set()
+        client.on_message = self._on_message
+        self.client = client
+        host, port = self.settings.mqtt_endpoint()
+        client.connect(host, port, keepalive=30)
+        client.loop_start()
+        if not self._ready.wait(timeout):
+            self.close()
+            raise BrokerAdminError(
+                f"the broker did not accept the admin account in {timeout:.0f}s"
+                + (f" ({self._refused})" if self._refused else "")
+            )
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            return
+        client.subscribe(RESPONSE_TOPIC, qos=1)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        for r in body.get("responses", []):
+            corr = r.get("correlationData")
+            if corr:
+                with self._cond:
+                    self._responses.setdefault(corr, []).append(r)
+                    self._cond.notify_all()
+
+    def run(self, commands: list[dict[str, Any]], ok_errors: tuple[str, ...] = ()) -> list[dict]:
+        """Send commands (in chunks), wait for every answer; BrokerAdminError on a failure
+        other than `ok_errors` (e.g. "Client already exists")."""
+        out: list[dict] = []
+        for start in range(0, len(commands), COMMANDS_PER_MESSAGE):
+            chunk = commands[start : start + COMMANDS_PER_MESSAGE]
+            corr = uuid.uuid4().hex
+            payload = {"commands": [{**c, "correlationData": corr} for c in chunk]}
+            self.client.publish(CONTROL_TOPIC, json.dumps(payload), qos=1)
+            deadline = time.monotonic() + self.timeout + len(chunk) * 0.05
+            with self._cond:
+                while len(self._responses.get(corr, [])) < len(chunk):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise BrokerAdminError(
+                            f"the broker answered {len(self._responses.get(corr, []))} of "
+                            f"{len(chunk)} dynamic-security commands"
+                        )
+                    self._cond.wait(left)
+                got = self._responses.pop(corr)
+            for r in got:
+                err = r.get("error")
+                if err and err not in ok_errors:
+                    raise BrokerAdminError(f"{r.get('command')}: {err}")
+            out += got
+        return out
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> DynsecAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ queries
+    def client_names(self) -> set[str]:
+        r = self.run([{"command": "listClients", "verbose": False, "count": -1, "offset": 0}])
+        return set(r[0].get("data", {}).get("clients", []))
+
+    # ------------------------------------------------------------------ devices
+    def put_devices(self, devices: dict[str, str], existing: set[str] | None = None) -> int:
+        """Create device clients (or re-key existing ones) with their current passwords."""
+        if not devices:
+            return 0
+        key = device_key(self.settings)
+        existing = existing if existing is not None else self.client_names()
+        cmds: list[dict[str, Any]] = []
+        for device_id, nonce in devices.items():
+            pw = device_password(device_id, key, nonce)
+            if device_id in existing:
+                cmds.append({"command": "setClientPassword", "username": device_id, "password": pw})
+            else:
+                cmds.append(
+                    {
+                        "command": "createClient",
+                        "username": device_id,
+                        "password": pw,
+                        "groups": [{"groupname": DEVICE_GROUP}],
+                    }
+                )
+        self.run(cmds, ok_errors=("Client already exists",))
+        return len(cmds)
+
+    def remove_devices(self, device_ids: Iterable[str]) -> int:
+        cmds = [
+            {"command": "deleteClient", "username": d} for d in device_ids if is_device_username(d)
+        ]
+        self.run(cmds, ok_errors=("Client not found",))
+        return len(cmds)
+
+    def reconcile(self, devices: dict[str, str] | None = None) -> tuple[int, int]:
+        """Make the broker's device clients equal the active devices: (added, removed)."""
+        devices = devices if devices is not None else active_devices(self.settings)
+        names = self.client_names()
+        present = {n for n in names if is_device_username(n)}
+        missing = {d: n for d, n in devices.items() if d not in present}
+        extra = present - set(devices)
+        self.put_devices(missing, names)
+        self.remove_devices(extra)
+        return len(missing), len(extra)
+
+    # ------------------------------------------------------------------ gateways
+    def put_gateway(self, name: str, device_ids: Iterable[str], password: str | None) -> str:
+        """Create or update gateway `name` fronting `device_ids`; its password (new if None).
+
+        The role is edited in place (removeRoleACL/addRoleACL): deleting a role that a client
+        holds crashes Mosquitto 2.0.11's plugin when that client is next checked."""
+        username = gateway_username(name)
+        want = {(a["acltype"], a["topic"]): a for a in gateway_acls(device_ids)}
+        got = self.run(
+            [{"command": "getRole", "rolename": username}], ok_errors=("Role not found",)
+        )
+        if got[0].get("error"):
+            self.run([{"command": "createRole", "rolename": username, "acls": list(want.values())}])
+        else:
+            have = {(a["acltype"], a["topic"]) for a in got[0]["data"]["role"].get("acls", [])}
+            self.run(
+                [
+                    {"command": "removeRoleACL", "rolename": username, "acltype": t, "topic": tp}
+                    for t, tp in have - set(want)
+                ]
+                + [
+                    {"command": "addRoleACL", "rolename": username, **want[k]}
+                    for k in set(want) - have
+                ]
+            )
+        password = password or secrets.token_urlsafe(24)
+        created = self.run(
+            [
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": username}],
+                }
+            ],
+            ok_errors=("Client already exists",),
+        )
+        if created[0].get("error"):
+            self.run([{"command": "setClientPassword", "username": username, "password": password}])
+        return password
+
+
+def gateway_username(name: str) -> str:
+    """gateway-<name>: the broker user of a gateway (name: letters, digits, '-', '_')."""
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"gateway name {name!r}: 1-64 letters, digits, '-' or '_'")
+    return GATEWAY_PREFIX + name
+
+
+def gateway_account(
+    name: str,
+    device_ids: Iterable[str],
+    password: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[str, str]:
+    """Give gateway `name` a broker account that may publish for exactly `device_ids` (and read
+    their command topics); called again, it replaces the device list (and the password when
+    one is given, else a new one is drawn). Returns (username, password)."""
+    with DynsecAdmin(settings) as admin:
+        return gateway_username(name), admin.put_gateway(name, device_ids, password)
+
+
+def sync_devices(device_ids: Iterable[str] | None = None, settings: Settings | None = None) -> None:
+    """Bring the broker's device clients in line with the database: for `device_ids` only, or
+    (None) all of them. Used by the provisioner and after bulk changes."""
+    settings = settings or get_settings()
+    with DynsecAdmin(settings) as admin:
+        if device_ids is None:
+            added, removed = admin.reconcile()
+            log.info("broker device clients: %d added, %d removed", added, removed)
+            return
+        ids = list(device_ids)
+        active = active_devices(settings, ids)
+        admin.put_devices({d: active[d] for d in ids if d in active})
+        admin.remove_devices(d for d in ids if d not in active)
