@@ -127,6 +127,7 @@ def demo_cmd(
 __import__("hardware.cli").cli.register(app)  # id decode/new, optics, simulate
 app.command("ingest")(__import__("ingest.cli").cli.ingest_cmd)  # MQTT ingest worker
 app.add_typer(__import__("ingest.cli").cli.deadletters_app, name="deadletters")
+app.add_typer(__import__("ingest.cli").cli.devices_app, name="devices")  # broker credentials
 app.command("serve")(__import__("api.cli").cli.serve_cmd)  # API, live stream and maps (uvicorn)
 app.add_typer(__import__("api.cli").cli.users_app, name="users")  # user accounts and roles
 __import__("geo.cli").cli.register(app)  # import, generate region, audit

@@ -482,3 +482,62 @@ def sync_devices(device_ids: Iterable[str] | None = None, settings: Settings | N
         active = active_devices(settings, ids)
         admin.put_devices({d: active[d] for d in ids if d in active})
         admin.remove_devices(d for d in ids if d not in active)
+
+
+# --------------------------------------------------------------------------- device credentials
+
+
+class CredentialsError(ValueError):
+    """A device's credentials cannot be shown or reset; the message says why."""
+
+
+def broker_url(settings: Settings) -> str:
+    """mqtt://host:port devices connect to (no credentials in it)."""
+    host, port = settings.mqtt_endpoint()
+    return f"mqtt://{host}:{port}"
+
+
+def reset_device_credentials(
+    device_id: str, actor: str, settings: Settings | None = None
+) -> dict[str, str]:
+    """Draw a new random nonce for the device (its old password stops working), push the new
+    password to the broker and return {username, password, broker_url}: the only time the
+    password is shown. CredentialsError for an unknown or retired device."""
+    from sqlalchemy import text
+
+    from gridwatch.db import get_engine
+
+    settings = settings or get_settings()
+    nonce = secrets.token_urlsafe(24)
+    with get_engine(settings).begin() as conn:
+        row = conn.execute(
+            text("SELECT retired_at FROM devices WHERE id = :id FOR UPDATE"), {"id": device_id}
+        ).first()
+        if row is None:
+            raise CredentialsError(f"device {device_id} is not registered")
+        if row.retired_at is not None:
+            raise CredentialsError(f"device {device_id} is retired; it has no broker access")
+        conn.execute(
+            text(
+                "INSERT INTO device_mqtt_nonces (device_id, nonce, issued_by) "
+                "VALUES (:id, :n, :by) ON CONFLICT (device_id) DO UPDATE "
+                "SET nonce = EXCLUDED.nonce, issued_at = now(), issued_by = EXCLUDED.issued_by"
+            ),
+            {"id": device_id, "n": nonce, "by": actor},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO audit_log (actor, action, entity, entity_id, detail) "
+                "VALUES (:a, 'device.credentials_reset', 'device', :id, '{}'::jsonb)"
+            ),
+            {"a": actor, "id": device_id},
+        )
+        conn.execute(text("SELECT pg_notify('gw_broker', :id)"), {"id": device_id})
+    password = device_password(device_id, device_key(settings), nonce)
+    if settings.local_mqtt:
+        try:  # at once, not only when the provisioner gets the event
+            with DynsecAdmin(settings) as admin:
+                admin.put_devices({device_id: nonce})
+        except BrokerAdminError as exc:
+            log.warning("broker not updated now (%s); the provisioner will", exc)
+    return {"username": device_id, "password": password, "broker_url": broker_url(settings)}

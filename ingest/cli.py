@@ -86,3 +86,45 @@ def deadletters_summary(as_json: bool = typer.Option(False, "--json")) -> None:
     for c, n in rows:
         table.add_row(c, str(n))
     console.print(table)
+
+
+devices_app = typer.Typer(help="Registered devices' broker credentials.", no_args_is_help=True)
+
+
+@devices_app.command("credentials")
+def device_credentials(
+    device_id: str = typer.Argument(..., help="The device's 20-digit GB/T 28181 id."),
+    reset: bool = typer.Option(
+        False, "--reset", help="Draw a new password (the old one stops working) and show it once."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The device's MQTT user name and broker URL; with --reset, a new password, shown once."""
+    from gridwatch.settings import get_settings
+    from ingest.broker_acl import CredentialsError, broker_url, reset_device_credentials
+
+    settings = get_settings()
+    if not reset:
+        out = {"username": device_id, "broker_url": broker_url(settings)}
+        note = "the password is shown only when it is set: run again with --reset"
+        if as_json:
+            print(json.dumps({**out, "password": None, "note": note}))
+        else:
+            console.print(f"username    {device_id}\nbroker URL  {out['broker_url']}\n{note}")
+        return
+    try:
+        out = reset_device_credentials(device_id, actor="cli", settings=settings)
+    except CredentialsError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - a person gets the reason, not a traceback
+        err.print(f"[bold red]error:[/] cannot reset credentials: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(out))
+    else:
+        console.print(
+            f"username    {out['username']}\npassword    {out['password']}\n"
+            f"broker URL  {out['broker_url']}\n"
+            "This password is shown once; the old one no longer works."
+        )

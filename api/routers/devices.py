@@ -33,7 +33,7 @@ from geo.registry import (
     retire_device,
     update_device,
 )
-from hardware.credentials import device_password, device_username
+from hardware.credentials import device_username
 from hardware.kinds import TOPIC_PREFIX
 from maps.tiles import MOVING_KINDS
 
@@ -152,7 +152,9 @@ class MqttCredentials(BaseModel):
     host: str
     port: int
     username: str
-    password: str
+    password: str | None = Field(
+        None, description="Only in the answer to POST (a reset): shown once, never stored."
+    )
     topics: dict[str, str]
 
 
@@ -580,17 +582,8 @@ def retire(
     return _result(out)
 
 
-@router.get(
-    "/devices/{device_id}/mqtt-credentials",
-    response_model=MqttCredentials,
-    summary="Device MQTT credentials",
-    responses={**NOT_FOUND, **CONFLICT},
-)
-def mqtt_credentials(
-    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
-) -> MqttCredentials:
-    """The broker address, user name and password to configure on the device (reading them is logged)."""
-    settings = request.app.state.settings
+def _credentials_scope(request: Request, device_id: str, user: Principal, action: str) -> None:
+    """404 unknown, 409 retired, 403 outside the user's regions; the access is logged."""
     with request.app.state.engine.begin() as conn:
         row = conn.execute(
             text("SELECT region_code, retired_at FROM devices WHERE id = :id"), {"id": device_id}
@@ -599,17 +592,58 @@ def mqtt_credentials(
             raise ApiError(404, f"device {device_id} is not registered")
         if row.retired_at is not None:
             raise ApiError(409, f"device {device_id} is retired; it has no broker access")
-        user.require_region(row.region_code, "read device credentials")
-        record(conn, user.username, "device.credentials_read", "device", device_id, None)
-    scheme, host, port = settings.mqtt_public_endpoint()
+        user.require_region(row.region_code, f"{action.replace('_', ' ')} device credentials")
+        record(conn, user.username, f"device.credentials_{action}", "device", device_id, None)
+
+
+def _credentials(request: Request, device_id: str, password: str | None) -> MqttCredentials:
+    scheme, host, port = request.app.state.settings.mqtt_public_endpoint()
     return MqttCredentials(
         url=f"{scheme}://{host}:{port}",
         host=host,
         port=port,
         username=device_username(device_id),
-        password=device_password(device_id, settings.secret_key),
+        password=password,
         topics={
             s: f"{TOPIC_PREFIX}/{device_id}/{s}"
             for s in ("heartbeat", "alarm", "position", "state", "cmd")
         },
     )
+
+
+@router.get(
+    "/devices/{device_id}/mqtt-credentials",
+    response_model=MqttCredentials,
+    summary="Device MQTT settings (no password)",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def mqtt_credentials(
+    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
+) -> MqttCredentials:
+    """The broker address, user name and topics to configure on the device. The password is
+    shown only once, when it is set: POST to this path (reading is logged)."""
+    _credentials_scope(request, device_id, user, "read")
+    return _credentials(request, device_id, None)
+
+
+@router.post(
+    "/devices/{device_id}/mqtt-credentials",
+    response_model=MqttCredentials,
+    summary="Set a new device MQTT password (shown once)",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def reset_mqtt_credentials(
+    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
+) -> MqttCredentials:
+    """Draw a new random password for the device (the old one stops working at once) and return
+    it with the broker address: the only time it is shown. Logged in the audit log."""
+    from ingest.broker_acl import CredentialsError, reset_device_credentials
+
+    _credentials_scope(request, device_id, user, "reset")
+    try:
+        out = reset_device_credentials(
+            device_id, user.username, settings=request.app.state.settings
+        )
+    except CredentialsError as exc:
+        raise ApiError(409, str(exc)) from None
+    return _credentials(request, device_id, out["password"])

@@ -403,7 +403,7 @@
       register(b).then(function (out) {
         var box = showSaved(out, gw.t("saved"));
         box.appendChild(gw.el("p", {}, [gw.el("span", { id: "gw-i-status", class: "gw-status-pill unknown", "data-status": "unknown", text: gw.t("waiting_heartbeat") })]));
-        gw.api("/devices/" + out.id + "/mqtt-credentials").then(function (c) {
+        gw.api("/devices/" + out.id + "/mqtt-credentials", { method: "POST" }).then(function (c) {  // a new password, shown once
           box.appendChild(gw.el("b", { text: gw.t("mqtt_creds") }));
           box.appendChild(gw.el("div", { class: "gw-creds", id: "gw-i-creds", text: (c.url || "mqtt://" + c.host + ":" + c.port) + "  user " + c.username + "  password " + c.password + "  topic " + c.topics.heartbeat }));
         }).catch(function () {});

@@ -246,7 +246,11 @@ def test_installer_sees_only_own_regions(client, headers):
 
 def test_mqtt_credentials_for_the_installer(client, headers, engine):
     body, r = register(client, headers)
-    creds = client.get(
+    shown = client.get(
+        f"/api/v1/devices/{body['id']}/mqtt-credentials", headers=headers["t-installer"]
+    )
+    assert shown.status_code == 200 and shown.json()["password"] is None  # shown once only
+    creds = client.post(
         f"/api/v1/devices/{body['id']}/mqtt-credentials", headers=headers["t-installer"]
     )
     assert creds.status_code == 200

@@ -47,7 +47,7 @@ def cameras(stack):
 
 
 def _creds(stack, dev):
-    r = httpx.get(
+    r = httpx.post(
         f"{stack.base}/api/v1/devices/{dev}/mqtt-credentials",
         headers=_auth(stack, "t-installer"),
         timeout=10,
