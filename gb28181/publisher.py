@@ -22,9 +22,11 @@ def gateway_account(settings: Settings) -> tuple[str, str]:
     """(user, password) the gateways (GB/T 28181, SIA DC-09) use on the broker.
 
     The one place to change when the broker gives gateways an account of their own (a role that
-    may publish only for the devices a gateway fronts); until then the hub's own account.
+    may publish only for the devices a gateway fronts: ingest.broker_acl.gateway_account(name,
+    device_ids)); until then the hub's shared `gateway` role (publish under gw/v1/{id}/ for any
+    device, read command topics; not the ingest account).
     """
-    return settings.hub_credentials()
+    return settings.hub_credentials("gateway")
 
 
 class Publisher:
