@@ -44,6 +44,12 @@ def serve_cmd(
 
     host = host or settings.api_host
     port = port or settings.api_port
+    from gridwatch.secrets import WeakSecretError, require_strong_secrets
+
+    try:
+        require_strong_secrets(settings, host, "gridwatch serve")
+    except WeakSecretError as exc:
+        _fail(str(exc))
     try:
         tls = tls_files(settings)
     except (OSError, ValueError) as exc:

@@ -91,8 +91,15 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     sup = Supervisor(settings.home / "logs")
     # The worker keeps its broker session when it stops, so nothing in flight is lost; the
     # fleet stops with it, so the session does not fill while the demo is down.
-    sup.add("ingest", sup.gridwatch_argv("ingest"))
-    sup.add("api", sup.gridwatch_argv("serve"))
+    # GRIDWATCH_DEMO=1: the demo's users have printed demo passwords, and serve/ingest accept
+    # whatever GRIDWATCH_SECRET_KEY / broker passwords the environment gives (docs/security.md).
+    demo_env = {"GRIDWATCH_DEMO": "1"}
+    say(
+        "this demo uses demo secrets (GRIDWATCH_DEMO=1: demo users with printed passwords, "
+        f"keys in {settings.home / 'secrets.json'}); do not expose it beyond this machine"
+    )
+    sup.add("ingest", sup.gridwatch_argv("ingest"), env=demo_env)
+    sup.add("api", sup.gridwatch_argv("serve"), env=demo_env)
     sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
     # GB/T 28181 gateway + SIA DC-09 receiver, and their simulated devices (docs/gb28181.md)
     from gb28181.demo import DEMO_SIP_PASSWORD

@@ -58,3 +58,62 @@ def load_secrets(home: Path) -> dict[str, Any]:
         elif path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)
         return data
+
+
+# Secrets published in READMEs and old defaults: never accepted outside a demo or loopback.
+KNOWN_DEFAULTS = frozenset(
+    {"change-me-gridwatch-dev-secret", "gridwatch-hub-secret", "change-me", "secret", "password"}
+)
+MIN_KEY_CHARS = 32
+MIN_PASSWORD_CHARS = 16
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+class WeakSecretError(RuntimeError):
+    """A default or weak secret outside a demo or loopback; the message says which and how."""
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    return bool(host) and (host == "::1" or host == "localhost" or str(host).startswith("127."))
+
+
+def weak_secrets(settings: Any) -> list[str]:
+    """What is default or weak in these settings: the token key, the broker account in
+    GRIDWATCH_MQTT_URL and the password in GRIDWATCH_DATABASE_URL."""
+    from urllib.parse import urlsplit
+
+    out: list[str] = []
+    key = settings.secret_key or ""
+    if key in KNOWN_DEFAULTS:
+        out.append("GRIDWATCH_SECRET_KEY is a published default")
+    elif len(key) < MIN_KEY_CHARS:
+        out.append(f"GRIDWATCH_SECRET_KEY has {len(key)} characters (< {MIN_KEY_CHARS})")
+    for name, url in (
+        ("GRIDWATCH_MQTT_URL", settings.mqtt_url),
+        ("GRIDWATCH_DATABASE_URL", settings.database_url),
+    ):
+        if not url:
+            continue
+        pw = urlsplit(url).password or ""
+        if pw in KNOWN_DEFAULTS:
+            out.append(f"the password in {name} is a published default")
+        elif len(pw) < MIN_PASSWORD_CHARS:
+            out.append(f"the password in {name} has {len(pw)} characters (< {MIN_PASSWORD_CHARS})")
+    return out
+
+
+def require_strong_secrets(settings: Any, exposed_host: str | None, what: str) -> None:
+    """Refuse to start `what` with a default or weak secret unless GRIDWATCH_DEMO=1 or every
+    address it exposes or uses is loopback (`exposed_host`); WeakSecretError says what to do."""
+    problems = weak_secrets(settings)
+    if not problems or os.environ.get("GRIDWATCH_DEMO") == "1" or is_loopback(exposed_host):
+        return
+    raise WeakSecretError(
+        f"{what} refuses to start on {exposed_host}: "
+        + "; ".join(problems)
+        + ". Unset GRIDWATCH_SECRET_KEY to use the key generated in "
+        f"{secrets_path(settings.home)}, or set one of {MIN_KEY_CHARS}+ random characters "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'); give the broker and "
+        "database accounts strong passwords. For a demo only: GRIDWATCH_DEMO=1."
+    )

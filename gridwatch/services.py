@@ -254,6 +254,16 @@ class LocalPostgres(LocalService):
         for path in (self.root, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, uid, gid)
+        # Password authentication (scram-sha-256) for every connection, socket or TCP, with the
+        # password generated into GRIDWATCH_HOME/secrets.json; the file initdb reads it from is
+        # readable by the cluster's owner only and removed at once.
+        from gridwatch.secrets import load_secrets
+
+        pwfile = self.root / ".pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(load_secrets(self.settings.home)["pg_password"] + "\n")
+        os.chown(pwfile, uid, gid)
         cmd = [
             *self._run_as(),
             str(bindir / "initdb"),
@@ -261,11 +271,15 @@ class LocalPostgres(LocalService):
             str(self.data),
             "-U",
             "gridwatch",
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
         ]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True)
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed:\n{result.stderr.strip()}")
         with open(self.data / "postgresql.conf", "a") as conf:

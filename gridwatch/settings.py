@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,9 @@ class Settings(BaseSettings):
         default=262_144, description="Largest MQTT payload accepted; larger ones are dead-lettered."
     )
     secret_key: str = Field(
-        default="change-me-gridwatch-dev-secret", description="Key that signs API bearer tokens."
+        default="",
+        description="Key that signs API bearer tokens (nothing else); empty: the key generated "
+        "in GRIDWATCH_HOME/secrets.json at first set-up.",
     )
     log_level: str = Field(default="INFO", description="Logging level of workers and the API.")
     sip_host: str = Field(
@@ -94,6 +96,18 @@ class Settings(BaseSettings):
         description="SIP password of devices without their own; unset: only those can register.",
     )
 
+    @model_validator(mode="after")
+    def _generated_token_key(self) -> Settings:
+        """An unset GRIDWATCH_SECRET_KEY means the generated one (made at first use, 0600)."""
+        if not self.secret_key:
+            from gridwatch.secrets import load_secrets
+
+            try:
+                self.secret_key = load_secrets(self.home)["token_key"]
+            except OSError:  # an unwritable home: leave it empty, the API refuses to sign
+                pass
+        return self
+
     @property
     def local_database(self) -> bool:
         """True when gridwatch starts and owns its own PostGIS cluster."""
@@ -116,7 +130,12 @@ class Settings(BaseSettings):
                 url = f"{base}/{dbname}"
             return url
         name = dbname or self.db_name
-        return f"postgresql+psycopg://gridwatch@127.0.0.1:{self.pg_port}/{name}"
+        from urllib.parse import quote
+
+        from gridwatch.secrets import load_secrets
+
+        password = quote(load_secrets(self.home)["pg_password"], safe="")
+        return f"postgresql+psycopg://gridwatch:{password}@127.0.0.1:{self.pg_port}/{name}"
 
     def mqtt_endpoint(self) -> tuple[str, int]:
         """(host, port) of the configured or local broker."""

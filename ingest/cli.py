@@ -34,6 +34,15 @@ def ingest_cmd(
     if no_share:
         update["share_group"] = ""
     cfg = get_ingest_settings().model_copy(update=update)
+    from gridwatch.secrets import WeakSecretError, require_strong_secrets
+    from gridwatch.settings import get_settings
+
+    settings = get_settings()
+    try:  # the worker exposes nothing; what matters is whether its broker is off this host
+        require_strong_secrets(settings, settings.mqtt_endpoint()[0], "gridwatch ingest")
+    except WeakSecretError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     try:
         run_worker(stats_file=stats_file, max_seconds=max_seconds, cfg=cfg)
     except KeyboardInterrupt:
