@@ -18,6 +18,11 @@ pytestmark = pytest.mark.integration
 OLD_KEY = "change-me-gridwatch-dev-secret"
 
 
+def _said(res: subprocess.CompletedProcess) -> str:
+    """What the command printed, as one line (rich wraps long messages)."""
+    return " ".join((res.stdout + res.stderr).split())
+
+
 def _gridwatch(args: list[str], **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != "GRIDWATCH_DEMO"}
     full.update(env)
@@ -35,16 +40,16 @@ def test_serve_refuses_the_old_default_key_off_loopback() -> None:
         ["serve", "--port", "1"], GRIDWATCH_SECRET_KEY=OLD_KEY, GRIDWATCH_API_HOST="0.0.0.0"
     )
     assert res.returncode != 0
-    assert "GRIDWATCH_SECRET_KEY is a published default" in res.stderr + res.stdout
+    assert "GRIDWATCH_SECRET_KEY is a published default" in _said(res)
     short = _gridwatch(["serve", "--port", "1", "--host", "0.0.0.0"], GRIDWATCH_SECRET_KEY="short")
-    assert short.returncode != 0 and "characters" in short.stderr + short.stdout
+    assert short.returncode != 0 and "characters" in _said(short)
 
 
 def test_ingest_refuses_the_old_hub_password_on_a_remote_broker() -> None:
     url = "mqtt://gridwatch-hub:gridwatch-hub-secret@192.0.2.1:1883"
     res = _gridwatch(["ingest", "--max-seconds", "1"], GRIDWATCH_MQTT_URL=url)
     assert res.returncode == 2
-    assert "GRIDWATCH_MQTT_URL is a published default" in res.stderr + res.stdout
+    assert "GRIDWATCH_MQTT_URL is a published default" in _said(res)
 
 
 def test_demo_flag_and_loopback_are_the_only_exceptions() -> None:
