@@ -37,6 +37,7 @@ DEVICE_ROLE = "device"
 GATEWAY_PREFIX = "gateway-"
 PBKDF2_ITERATIONS = 101  # the plugin's default
 COMMANDS_PER_MESSAGE = 200
+BULK_COMMANDS = 200  # more device changes than this at once: rebuild the state file instead
 
 
 class BrokerAdminError(RuntimeError):
@@ -399,17 +400,6 @@ class DynsecAdmin:
         self.run(cmds, ok_errors=("Client not found",))
         return len(cmds)
 
-    def reconcile(self, devices: dict[str, str] | None = None) -> tuple[int, int]:
-        """Make the broker's device clients equal the active devices: (added, removed)."""
-        devices = devices if devices is not None else active_devices(self.settings)
-        names = self.client_names()
-        present = {n for n in names if is_device_username(n)}
-        missing = {d: n for d, n in devices.items() if d not in present}
-        extra = present - set(devices)
-        self.put_devices(missing, names)
-        self.remove_devices(extra)
-        return len(missing), len(extra)
-
     # ------------------------------------------------------------------ gateways
     def put_gateway(self, name: str, device_ids: Iterable[str], password: str | None) -> str:
         """Create or update gateway `name` fronting `device_ids`; its password (new if None).
@@ -474,17 +464,38 @@ def gateway_account(
 
 def sync_devices(device_ids: Iterable[str] | None = None, settings: Settings | None = None) -> None:
     """Bring the broker's device clients in line with the database: for `device_ids` only, or
-    (None) all of them. Used by the provisioner and after bulk changes."""
+    (None) all of them. Used by the provisioner and after bulk changes.
+
+    The plugin rewrites its whole state file after every command (~60 ms per command at a few
+    thousand devices), so a bulk change of more than BULK_COMMANDS clients on the local broker
+    rebuilds the file and restarts the broker instead (sessions and the default plain ingest
+    subscription are restored from its persistence file; devices reconnect)."""
     settings = settings or get_settings()
     with DynsecAdmin(settings) as admin:
-        if device_ids is None:
-            added, removed = admin.reconcile()
-            log.info("broker device clients: %d added, %d removed", added, removed)
+        if device_ids is not None:
+            ids = list(device_ids)
+            active = active_devices(settings, ids)
+            admin.put_devices({d: active[d] for d in ids if d in active})
+            admin.remove_devices(d for d in ids if d not in active)
             return
-        ids = list(device_ids)
-        active = active_devices(settings, ids)
-        admin.put_devices({d: active[d] for d in ids if d in active})
-        admin.remove_devices(d for d in ids if d not in active)
+        devices = active_devices(settings)
+        names = admin.client_names()
+        present = {n for n in names if is_device_username(n)}
+        missing = {d: n for d, n in devices.items() if d not in present}
+        extra = present - set(devices)
+        if len(missing) + len(extra) <= BULK_COMMANDS or not settings.local_mqtt:
+            admin.put_devices(missing, names)
+            admin.remove_devices(extra)
+            log.info("broker device clients: %d added, %d removed", len(missing), len(extra))
+            return
+    from gridwatch.services import LocalMosquitto
+
+    log.info(
+        "broker device clients: %d to add, %d to remove: rebuilding and restarting the broker",
+        len(missing),
+        len(extra),
+    )
+    LocalMosquitto(settings).restart()
 
 
 # --------------------------------------------------------------------------- device credentials

@@ -212,3 +212,29 @@ def test_retired_device_loses_access(devices, mqtt_broker, pg) -> None:
     client, rc = mqtt_client(mqtt_broker, a, current_device_password(a))
     _close(client)
     assert rc is not None and rc.is_failure
+
+
+def test_bulk_registration_reaches_the_broker_by_a_rebuild(make_device, mqtt_broker) -> None:
+    """More than BULK_COMMANDS new devices at once: the state file is rebuilt and the broker
+    restarted (one command per device would rewrite the whole file each time)."""
+    from ingest.broker_acl import BULK_COMMANDS
+
+    _local()
+    _sync()
+    ids = [make_device("alarm_input") for _ in range(BULK_COMMANDS + 20)]
+    _sync()
+    for d in (ids[0], ids[-1]):
+        assert wait_for(lambda d=d: _ok(_try(mqtt_broker, d)), timeout=20), d
+    # the hub's accounts and the test account survived the rebuild
+    c = _login(mqtt_broker, mqtt_broker.user, mqtt_broker.password)
+    _close(c)
+
+
+def _try(broker, device_id: str):
+    client, rc = mqtt_client(broker, device_id, current_device_password(device_id))
+    _close(client)
+    return rc
+
+
+def _ok(rc) -> bool:
+    return rc is not None and not rc.is_failure
