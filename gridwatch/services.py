@@ -508,7 +508,7 @@ class LocalMosquitto(LocalService):
         from ingest.broker_acl import sync_devices
 
         if self.running():
-            sync_devices(settings=self.settings)
+            sync_devices(settings=self.settings, allow_restart=True)
 
     @locked
     def stop(self, timeout: float = 10.0) -> None:

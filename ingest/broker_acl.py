@@ -172,8 +172,12 @@ def current_device_password(
     return device_password(device_id, device_key(settings), nonce)
 
 
-def active_devices(settings: Settings, ids: list[str] | None = None) -> dict[str, str]:
-    """{id: nonce} of devices that may connect (of `ids` when given); {} without the schema."""
+def active_devices(
+    settings: Settings, ids: list[str] | None = None, strict: bool = True
+) -> dict[str, str]:
+    """{id: nonce} of devices that may connect (of `ids` when given). A database error raises
+    (an empty answer would remove every device from the broker) unless not `strict` (the
+    broker's first start, before the database exists or is migrated: {})."""
     from sqlalchemy import text
 
     from gridwatch.db import get_engine
@@ -193,7 +197,9 @@ def active_devices(settings: Settings, ids: list[str] | None = None) -> dict[str
             if ids is not None:
                 sql += " AND d.id = ANY(:ids)"
             return {r[0]: r[1] for r in conn.execute(text(sql), {"ids": ids})}
-    except Exception as exc:  # the database may be down or not migrated yet at first start
+    except Exception as exc:
+        if strict:
+            raise
         log.info("no device clients written (%s)", exc.__class__.__name__)
         return {}
 
@@ -202,9 +208,11 @@ def build_config(
     settings: Settings,
     devices: dict[str, str],
     previous: dict[str, Any] | None = None,
+    keep_devices: bool = False,
 ) -> dict[str, Any]:
     """The plugin's full state: hub accounts, the device group and role, every active device;
-    other clients and roles of `previous` (the file the broker last saved: gateways) are kept."""
+    other clients and roles of `previous` (the file the broker last saved: gateways) are kept,
+    and its device clients too when `keep_devices` (the database could not be read)."""
     key = device_key(settings)
     hub = load_secrets(settings.home)["mqtt"]
     salt = secrets.token_bytes(12)  # one salt per rebuild keeps 100,000 hashes quick
@@ -232,7 +240,8 @@ def build_config(
         clients += [
             c
             for c in previous.get("clients", [])
-            if c.get("username") not in ours_c and not is_device_username(c.get("username", ""))
+            if c.get("username") not in ours_c
+            and (keep_devices or not is_device_username(c.get("username", "")))
         ]
         roles += [r for r in previous.get("roles", []) if r.get("rolename") not in ours_r]
     return {
@@ -256,21 +265,28 @@ def write_broker_files(
 ) -> int:
     """Write the plugin's state and the static ACL (broker stopped); how many devices."""
     settings = settings or get_settings()
-    devices = devices if devices is not None else active_devices(settings)
+    if devices is None:
+        # Before the database exists (first start) there are no devices; a broker restarted while
+        # the database is down keeps the device clients it last saved.
+        try:
+            devices = active_devices(settings)
+        except Exception as exc:  # noqa: BLE001
+            log.info("device clients kept from the last state (%s)", exc.__class__.__name__)
+            devices = None
     previous = None
     if config_path.exists():
         try:
             previous = json.loads(config_path.read_text())
         except ValueError:
             previous = None
-    config = build_config(settings, devices, previous)
+    config = build_config(settings, devices or {}, previous, keep_devices=devices is None)
     for path, content in ((config_path, json.dumps(config)), (acl_path, acl_file_text())):
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(content)
         tmp.replace(path)
-    return len(devices)
+    return len(devices or {})
 
 
 # --------------------------------------------------------------------------- run-time admin
@@ -462,14 +478,20 @@ def gateway_account(
         return gateway_username(name), admin.put_gateway(name, device_ids, password)
 
 
-def sync_devices(device_ids: Iterable[str] | None = None, settings: Settings | None = None) -> None:
+def sync_devices(
+    device_ids: Iterable[str] | None = None,
+    settings: Settings | None = None,
+    allow_restart: bool = False,
+) -> None:
     """Bring the broker's device clients in line with the database: for `device_ids` only, or
     (None) all of them. Used by the provisioner and after bulk changes.
 
     The plugin rewrites its whole state file after every command (~60 ms per command at a few
-    thousand devices), so a bulk change of more than BULK_COMMANDS clients on the local broker
-    rebuilds the file and restarts the broker instead (sessions and the default plain ingest
-    subscription are restored from its persistence file; devices reconnect)."""
+    thousand devices), so with `allow_restart` (an explicit bulk load, never the provisioner) a
+    change of more than BULK_COMMANDS clients on the local broker rebuilds the file and restarts
+    the broker instead (sessions and the default plain ingest subscription are restored from its
+    persistence file; devices reconnect). Without it, a large change only adds the missing
+    devices and leaves removals to their own retire events."""
     settings = settings or get_settings()
     with DynsecAdmin(settings) as admin:
         if device_ids is not None:
@@ -483,10 +505,12 @@ def sync_devices(device_ids: Iterable[str] | None = None, settings: Settings | N
         present = {n for n in names if is_device_username(n)}
         missing = {d: n for d, n in devices.items() if d not in present}
         extra = present - set(devices)
-        if len(missing) + len(extra) <= BULK_COMMANDS or not settings.local_mqtt:
+        small = len(missing) + len(extra) <= BULK_COMMANDS
+        if small or not (allow_restart and settings.local_mqtt):
             admin.put_devices(missing, names)
-            admin.remove_devices(extra)
-            log.info("broker device clients: %d added, %d removed", len(missing), len(extra))
+            removed = extra if small else set()
+            admin.remove_devices(removed)
+            log.info("broker device clients: %d added, %d removed", len(missing), len(removed))
             return
     from gridwatch.services import LocalMosquitto
 
