@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -21,6 +22,8 @@ from typing import IO, Any
 
 from gridwatch.ports import describe_port_holder, port_blocked
 from gridwatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(RuntimeError):
@@ -507,8 +510,16 @@ class LocalMosquitto(LocalService):
         (ingest.provision); this is for bulk changes and start-up."""
         from ingest.broker_acl import sync_devices
 
-        if self.running():
+        if not self.running():
+            return
+        try:
             sync_devices(settings=self.settings, allow_restart=True)
+        except OSError as exc:  # the broker went away meanwhile
+            raise ServiceError(f"the broker did not take the device changes: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - no database: nothing to sync now
+            if "OperationalError" not in type(exc).__name__:
+                raise
+            log.warning("broker not synced: the database is unavailable (%s)", exc)
 
     @locked
     def stop(self, timeout: float = 10.0) -> None:

@@ -149,7 +149,7 @@ def test_lost_pid_file_is_found_again(own_services_home, monkeypatch) -> None:
         assert broker.running()
         assert int(broker.pidfile.read_text()) == pid
         broker.pidfile.unlink()
-        broker.reload()  # SIGHUP reaches the broker, which keeps running
+        broker.reload()  # no database to sync from: the broker keeps running as it was
         assert broker.running() and broker.pid() == pid
         broker.pidfile.unlink()
     finally:

@@ -149,6 +149,8 @@ def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetD
         pytest.skip("per-device credentials need a project-local broker (GRIDWATCH_MQTT_URL set)")
     home = Path(tempfile.mkdtemp(prefix="gw-fleet-"))
     settings = base.model_copy(update={"home": home, "mqtt_port": _free_port()})
+    # the same database (its password) and device key as the run's own home
+    shutil.copy(base.home / "secrets.json", home / "secrets.json")
     devices = synthesize_fleet(16, region=PER_DEVICE_REGION, seed=22, mix={"ip_camera": 1.0})
     _register(engine, devices)
     broker = LocalMosquitto(settings)
