@@ -285,7 +285,7 @@ def main() -> None:
         url = settings.db_url()
         fleet = device_ids(args.devices)
         prepare_db(url, fleet)
-        hub = settings.hub_credentials()
+        hub = settings.hub_credentials("simulator")
         for case in args.cases.split(","):
             abuse = None if case.startswith("baseline") else args.abuse
             results.append(

@@ -1,7 +1,7 @@
 """Fleet simulator throughput: selector-driven paho links vs a thread-per-device baseline.
 
 Runs against a private Mosquitto (own directory and port, password file and ACL written by
-ingest.broker_auth), so it neither needs nor disturbs the project's services:
+ingest.broker_acl), so it neither needs nor disturbs the project's services:
 
     .venv/bin/python -m bench.fleet_bench            # full run (about 4 minutes)
     .venv/bin/python -m bench.fleet_bench --quick    # small smoke run

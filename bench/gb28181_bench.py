@@ -322,7 +322,7 @@ def alarm_latency(peer: Peer, ids: list[str], rate: float, seconds: float, direc
 
         s = get_settings()
         host, port = s.mqtt_endpoint()
-        user, pw = s.hub_credentials()
+        user, pw = s.hub_credentials("simulator")
 
         class B:
             pass

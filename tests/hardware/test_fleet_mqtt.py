@@ -137,7 +137,7 @@ def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetD
     """Cameras registered in the database and a broker holding their credentials.
 
     The project's own Mosquitto set-up (gridwatch.services.LocalMosquitto: config, password file
-    and ACL from ingest.broker_auth, read from this run's database), started in a directory of
+    and ACL from ingest.broker_acl, read from this run's database), started in a directory of
     its own: the shared test broker's password file is rewritten from *their* databases whenever
     a concurrent test run reloads it, which would lock these devices out mid-test.
     """
