@@ -11,6 +11,11 @@
 #   npm-cache/ npm's cache after `npm ci` of maps/assets' lock (npm ci --offline --cache)
 #   MANIFEST   what was bundled, from which machine, when
 
+# What a bundle is made for: when these differ from the checkout's, the bundle is stale.
+bundle_inputs() {
+  echo "inputs: $(cat "$ROOT/pyproject.toml" "$ROOT/maps/assets/package-lock.json" | sha256sum | cut -c1-16)"
+}
+
 PIP_FROM=()
 NPM_FROM=()
 NPM_SOURCE="the npm registry"
@@ -39,6 +44,10 @@ bundle_unpack() {
     echo "deb [trusted=yes] file:$BUNDLE_DIR/debs ./" > "$BUNDLE_DIR/apt/sources.list"
     bundle_apt update -qq >/dev/null || die "apt cannot read the bundle's package index"
     echo "$stamp" > "$BUNDLE_DIR/.unpacked"
+  fi
+  if grep -q '^inputs: ' "$BUNDLE_DIR/MANIFEST" && ! grep -qx "$(bundle_inputs)" "$BUNDLE_DIR/MANIFEST"; then
+    say "warning: this bundle was made for other dependencies (pyproject.toml or maps/assets' lock"
+    say "changed since); what it lacks cannot be installed. Make a new one with ./gw bundle."
   fi
   PIP_FROM=(--no-index --find-links "$BUNDLE_DIR/wheels")
   NPM_FROM=(--offline --cache "$BUNDLE_DIR/npm-cache")
@@ -107,6 +116,7 @@ bundle_build() {
     echo "debian packages asked for: ${pkgs[*]}"
     echo "debs: $n_debs (with dependencies), wheels: $n_wheels, npm cache: maps/assets/package-lock.json"
     echo "install: ./gw demo --from-bundle FILE   or   ./gw test --from-bundle FILE"
+    bundle_inputs
   } > "$work/MANIFEST"
   tar -cf "$out.part" -C "$work" MANIFEST debs wheels npm-cache && mv "$out.part" "$out"
   say "wrote $out: $(du -h "$out" | cut -f1), $n_debs debs, $n_wheels wheels, in $((SECONDS - started)) s"
