@@ -75,11 +75,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pending,
         photos,
         places,
+        snapshots,
         stream,
         tiles,
     )
 
-    for module in (auth, devices, photos, pending, places, alarms, audits, stream, admin, ops):
+    for module in (
+        auth,
+        snapshots,
+        devices,
+        photos,
+        pending,
+        places,
+        alarms,
+        audits,
+        stream,
+        admin,
+        ops,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(tiles.router)
     app.include_router(pages.router)

@@ -53,6 +53,7 @@
     cameras_nearest: ["最近的摄像机（未覆盖）", "Nearest cameras (not covering)"],
     faces_spot: ["朝向该点", "faces the spot"], faces_away: ["朝向别处", "faces away"],
     mute: ["静音", "Mute"],
+    optics: ["视场/距离/朝向", "FOV / range / heading"], snapshot_at: ["抓拍于", "snapshot taken"],
     // server errors by their stable code (api/errors.py)
     err_bad_request: ["请求无效", "bad request"], err_not_authenticated: ["未登录或登录已过期", "not signed in (or the session expired)"],
     err_forbidden: ["无权执行此操作", "not allowed for your role or region"], err_not_found: ["不存在", "not found"],
@@ -63,6 +64,8 @@
     err_unavailable: ["服务暂不可用", "service unavailable"], err_database_unavailable: ["数据库暂不可用，请稍后重试", "the database is not reachable; try again in a few seconds"],
     err_error: ["出错了", "something went wrong"],
     err_alarm_not_found: ["告警不存在", "this alarm does not exist"],
+    err_device_not_found: ["设备未登记", "this device is not registered"], err_no_snapshot: ["该摄像机尚无抓拍图", "no snapshot from this camera yet"],
+    err_snapshot_unreadable: ["抓拍图无法读取", "the snapshot cannot be read"],
     err_alarm_outside_region: ["该告警不在您负责的区域", "this alarm is outside your regions"],
     err_alarm_bad_transition: ["告警当前状态不允许此操作（可能已被他人处理）", "the alarm's state does not allow this step (someone may have handled it)"],
     // video-quality faults (vision/faults.py)

@@ -78,8 +78,33 @@
         var box = gw.el("div", { class: "gw-device-popup" }, [gw.el("b", { text: d.name || d.id }), gw.el("table", { class: "gw-table" }, rows.map(function (r) {
           return gw.el("tr", {}, [gw.el("th", { text: r[0] }), gw.el("td", { text: String(r[1]) })]);
         }))]);
-        L.popup().setLatLng(latlng).setContent(box).openOn(map);
-      }).catch(function (e) { gw.toast(e.message); });
+        if (d.hfov_deg !== null && d.hfov_deg !== undefined) {
+          box.querySelector("table").appendChild(gw.el("tr", {}, [gw.el("th", { text: gw.t("optics") }), gw.el("td", {
+            text: Math.round(d.hfov_deg) + "° · " + (d.range_m ? Math.round(d.range_m) + " m" : "–") + (d.heading_deg !== null && d.heading_deg !== undefined ? " · " + Math.round(d.heading_deg) + "°N" : ""),
+          })]));
+          box.appendChild(snapshot(d.id));
+        }
+        L.popup({ maxWidth: 340 }).setLatLng(latlng).setContent(box).openOn(map);
+      }).catch(function (e) { gw.toast(gw.errorText(e)); });
+    }
+    /* the camera's latest picture (privacy-masked by the hub) and how old it is */
+    function snapshot(id) {
+      var box = gw.el("div", { class: "gw-snapshot", "data-camera-id": id });
+      fetch(gw.cfg.api + "/devices/" + id + "/snapshot", { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) {
+          return r.json().catch(function () { return {}; }).then(function (j) {
+            box.appendChild(gw.el("div", { class: "gw-empty", "data-code": j.code || "", text: gw.errorText({ code: j.code, message: j.detail, status: r.status }) }));
+          });
+        }
+        var at = r.headers.get("X-Snapshot-At");
+        return r.blob().then(function (blob) {
+          var img = gw.el("img", { class: "gw-snapshot-img", alt: "snapshot " + id, src: URL.createObjectURL(blob) });
+          img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
+          box.appendChild(img);
+          if (at) box.appendChild(gw.el("div", { class: "gw-snapshot-age", "data-at": at, text: gw.t("snapshot_at") + " " + gw.time(at) }));
+        });
+      }).catch(function () {});
+      return box;
     }
 
     // ---------------------------------------------------------------- counts in view

@@ -253,3 +253,38 @@ def test_history_lists_closed_alarms_and_exports(stack, browser, camera, engine,
         assert not net.problems(), net.problems()
     finally:
         context.close()
+
+
+def test_alarm_camera_opens_its_picture(stack, browser, camera, engine, clean_queue):
+    import cv2
+    import numpy as np
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((90, 160, 3), 180, np.uint8))
+    assert ok
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO device_snapshots (device_id, at, jpeg) VALUES (:d, now(), :j) "
+                "ON CONFLICT (device_id) DO UPDATE SET at = now(), jpeg = EXCLUDED.jpeg"
+            ),
+            {"d": camera, "j": jpeg.tobytes()},
+        )
+    aid = _raise(engine, camera, "intrusion", 1, lon=115.3452, lat=28.3956)
+    context, page, net = _open_map(stack, browser)
+    try:
+        row = page.locator(f"#gw-alarms > li[data-alarm-id='{aid}']")
+        row.click()
+        cam = row.locator(f".gw-a-cam[data-camera-id='{camera}']")
+        cam.wait_for(timeout=5000)
+        cam.click()
+        img = page.locator(f".leaflet-popup-content .gw-snapshot[data-camera-id='{camera}'] img")
+        img.wait_for(timeout=10000)
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.gw-snapshot-img'); return i && i.naturalWidth === 160; }",
+            timeout=10000,
+        )
+        assert page.locator(".leaflet-popup-content .gw-snapshot-age").count() == 1
+        page.screenshot(path=str(IMG / "console-camera.png"))
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
