@@ -32,6 +32,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from gridwatch.secrets import device_key
 from gridwatch.services import mosquitto_binary
 from gridwatch.settings import get_settings
 from hardware.credentials import device_password
@@ -39,7 +40,7 @@ from hardware.fleet import QOS, Fleet, FleetSummary
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule
 from hardware.kinds import topic
-from ingest.broker_acl import device_key, plugin_path, write_broker_files
+from ingest.broker_acl import plugin_path, write_broker_files
 
 SUFFIX = {HEARTBEAT: "heartbeat", POSITION: "position", ALARM: "alarm"}
 

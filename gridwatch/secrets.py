@@ -117,3 +117,17 @@ def require_strong_secrets(settings: Any, exposed_host: str | None, what: str) -
         "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))'); give the broker and "
         "database accounts strong passwords. For a demo only: GRIDWATCH_DEMO=1."
     )
+
+
+def hub_username(role: str) -> str:
+    """The hub's broker user name for a role."""
+    return f"gridwatch-{role}"
+
+
+def device_key(settings: Any = None) -> str:
+    """The hub's key for device passwords (GRIDWATCH_HOME/secrets.json), separate from tokens."""
+    if settings is None:
+        from gridwatch.settings import get_settings
+
+        settings = get_settings()
+    return load_secrets(settings.home)["device_key"]

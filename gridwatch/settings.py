@@ -166,8 +166,7 @@ class Settings(BaseSettings):
             parts = urlsplit(self.mqtt_url)
             if parts.username:
                 return parts.username, parts.password or ""
-        from gridwatch.secrets import load_secrets
-        from ingest.broker_acl import hub_username
+        from gridwatch.secrets import hub_username, load_secrets
 
         return hub_username(role), load_secrets(self.home)["mqtt"][role]
 

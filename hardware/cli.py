@@ -301,7 +301,7 @@ def simulate_cmd(
     except Exception as exc:
         _fail(f"--from-db: cannot read devices ({exc.__class__.__name__}: {exc})", 1)
         return
-    from ingest.broker_acl import device_key
+    from gridwatch.secrets import device_key
 
     host, port = settings.mqtt_endpoint()
     fleet = Fleet(

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gridwatch.secrets import HUB_ROLES, load_secrets
+from gridwatch.secrets import HUB_ROLES, device_key, hub_username, load_secrets
 from gridwatch.settings import Settings, get_settings
 from hardware.credentials import device_password
 from ingest import topics
@@ -55,11 +55,6 @@ def plugin_path() -> Path | None:
         if found:
             return Path(found[0])
     return None
-
-
-def hub_username(role: str) -> str:
-    """The hub's broker user name for a role."""
-    return f"gridwatch-{role}"
 
 
 def is_device_username(username: str) -> bool:
@@ -157,12 +152,6 @@ def password_entry(password: str, salt: bytes | None = None) -> dict[str, Any]:
         "salt": base64.b64encode(salt).decode(),
         "iterations": PBKDF2_ITERATIONS,
     }
-
-
-def device_key(settings: Settings | None = None) -> str:
-    """The hub's key for device passwords (GRIDWATCH_HOME/secrets.json), separate from tokens."""
-    settings = settings or get_settings()
-    return load_secrets(settings.home)["device_key"]
 
 
 def current_device_password(

@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from gridwatch.secrets import device_key
 from gridwatch.settings import Settings
 from hardware.fleet import Fleet
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_transport import PerDeviceLinks
-from ingest.broker_acl import device_key
 
 # A region of their own, so other tests' devices on the same broker are not counted here.
 POOLED_REGION, PER_DEVICE_REGION = "65010201", "65010202"
