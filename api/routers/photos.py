@@ -41,10 +41,21 @@ def _reencode(data: bytes) -> tuple[bytes, int, int]:
     """Decode the upload (JPEG/PNG only, size-checked first), shrink it, write a clean JPEG:
     nothing of the uploaded file but its pixels is kept."""
     import cv2
-    import numpy as np
 
     if data[:3] != b"\xff\xd8\xff" and data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ApiError(415, "a photo must be a JPEG or PNG image")
+    try:
+        return _decode_and_shrink(data)
+    except cv2.error:  # a damaged file OpenCV refuses half-way: the sender's fault, not ours
+        raise ApiError(
+            422, "the photo cannot be decoded (damaged or not an image)", field="body"
+        ) from None
+
+
+def _decode_and_shrink(data: bytes) -> tuple[bytes, int, int]:
+    import cv2
+    import numpy as np
+
     header = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
     if header is None:
         raise ApiError(422, "the photo cannot be decoded (damaged or not an image)", field="body")

@@ -95,3 +95,18 @@ def test_photos_stay_in_the_installers_region(client, headers, device):
         client.get(f"/api/v1/devices/{device}/photos", headers=headers["t-installer-b"]).status_code
         == 403
     )
+
+
+def test_odd_but_valid_and_damaged_images_never_crash(client, headers, device):
+    """Schemathesis found a fuzzed image that made OpenCV's resize assert (a 500)."""
+    h = {**headers["t-installer"], "Content-Type": "image/png"}
+    thin = cv2.imencode(".png", np.zeros((20, 5000, 3), np.uint8))[1].tobytes()
+    assert (
+        client.post(f"/api/v1/devices/{device}/photos", headers=h, content=thin).status_code == 201
+    )
+    for body in (
+        cv2.imencode(".png", np.zeros((1, 9000, 3), np.uint8))[1].tobytes(),
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 10,
+    ):
+        r = client.post(f"/api/v1/devices/{device}/photos", headers=h, content=body)
+        assert r.status_code in (201, 422), r.text
