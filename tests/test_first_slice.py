@@ -71,7 +71,8 @@ def test_first_slice(slice_stack, engine, browser):
     assert row[3] == f"POINT({lon} {lat})" and row[4] == "ST_Polygon"
 
     # 3. a heartbeat over MQTT with the device's own credentials marks it online (ingest worker)
-    creds = httpx.get(
+    # the password is shown once, when the installer sets it (GET never returns it)
+    creds = httpx.post(
         f"{stack.base}/api/v1/devices/{dev}/mqtt-credentials", headers=installer, timeout=10
     ).json()
     assert creds["username"] == dev

@@ -306,13 +306,15 @@ def device_summary(
         None,
         max_length=200,
         pattern=BBOX_PATTERN,
-        description="west,south,east,north (WGS 84); up to 1000 square degrees",
+        description="west,south,east,north (WGS 84); any size (counts only)",
     ),
     region: str | None = REGION_QUERY,
     user: Principal = Depends(require(*ANY_ROLE)),
 ) -> DeviceSummary:
     """Counts only (cheap at any zoom): what the map's side panel shows for the current view."""
-    box = parse_bbox(bbox, max_sq_deg=1000.0)
+    # A command centre over a province or the whole country zooms out that far: counts stay one
+    # indexed aggregate, so no size limit (the page asked with the whole view and got a 422).
+    box = parse_bbox(bbox, max_sq_deg=360.0 * 180.0)
     cond, params = scope_sql("region_code", user.visible(region))
     where = [cond, "retired_at IS NULL"]
     if box is not None:

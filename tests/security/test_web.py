@@ -412,7 +412,7 @@ def test_linked_cameras_are_filtered_by_the_readers_scope(web_stack, engine):
         for frame in r.text.split("\n\n"):
             if "event: alarm.new" in frame:
                 data = json.loads(frame.split("data: ", 1)[1])
-                if data["payload"]["id"] == alarm:
+                if data["payload"].get("id") == alarm:
                     found |= {c["device_id"] for c in data["payload"].get("cameras", [])}
         return found
 
