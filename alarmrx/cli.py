@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 
 import typer
 from rich.console import Console
@@ -32,21 +31,6 @@ def build(settings=None):
     return Receiver(cfg, SiaStore(get_engine(settings)), Publisher(settings))
 
 
-async def run_receiver(rx, max_seconds: float | None = None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await rx.start()
-    try:
-        await asyncio.wait_for(stop.wait(), max_seconds) if max_seconds else await stop.wait()
-    except TimeoutError:
-        pass
-    finally:
-        await rx.stop()
-        logging.getLogger(__name__).info("receiver stopped: %s", dict(rx.stats))
-
-
 @app.callback()
 def alarm_receiver_cmd(
     ctx: typer.Context,
@@ -62,8 +46,10 @@ def alarm_receiver_cmd(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from gb28181.cli import run_service
+
     try:
-        asyncio.run(run_receiver(build(settings), run_for or None))
+        asyncio.run(run_service(build(settings), "receiver", run_for or None))
     except OSError as exc:
         err.print(
             f"[bold red]error:[/] cannot listen on {settings.sia_host}:{settings.sia_port}: {exc}"

@@ -39,20 +39,21 @@ def build(settings=None, **overrides):
     return Gateway(cfg, GatewayStore(get_engine(settings)), Publisher(settings))
 
 
-async def run_gateway(gw, max_seconds: float | None = None) -> None:
-    """Start the gateway and serve until SIGTERM/SIGINT (or max_seconds)."""
+async def run_service(service, what: str, max_seconds: float | None = None) -> None:
+    """Start a gateway service (start/stop/stats) and serve until SIGTERM/SIGINT (or max_seconds);
+    the SIA receiver runs through this too."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await gw.start()
+    await service.start()
     try:
         await asyncio.wait_for(stop.wait(), max_seconds) if max_seconds else await stop.wait()
     except TimeoutError:
         pass
     finally:
-        await gw.stop()
-        logging.getLogger(__name__).info("gateway stopped: %s", dict(gw.stats))
+        await service.stop()
+        logging.getLogger(__name__).info("%s stopped: %s", what, dict(service.stats))
 
 
 @app.callback()
@@ -71,7 +72,7 @@ def gb28181_cmd(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(run_gateway(build(settings), run_for or None))
+        asyncio.run(run_service(build(settings), "gateway", run_for or None))
     except OSError as exc:
         err.print(
             f"[bold red]error:[/] cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}"
