@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import text
+from sqlalchemy import and_, case, cast, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import JSON
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
@@ -23,6 +23,7 @@ from api.geojson import (
 )
 from api.placement import check_position, device_region, registry_error
 from api.preview import Preview, preview
+from api.query import all_of, in_scope, one_page
 from api.scope import scope_sql
 from api.trail import record
 from geo.registry import (
@@ -33,6 +34,8 @@ from geo.registry import (
     retire_device,
     update_device,
 )
+from gridwatch import schema
+from gridwatch.table_models import table_model
 from hardware.credentials import device_username
 from hardware.kinds import TOPIC_PREFIX
 from maps.tiles import MOVING_KINDS
@@ -46,60 +49,50 @@ REGION_QUERY = Query(
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no such device"}}
 CONFLICT = {409: {"model": ErrorOut, "description": "already registered / already retired"}}
 
-DEVICE_COLUMNS = (
-    "d.id, d.name, d.kind, d.sub_kind, d.type_code, d.gb_edition, d.network_code, d.industry_code, "
-    "d.resource_class, d.vendor, d.model, ST_X(d.position) AS lon, ST_Y(d.position) AS lat, "
-    "d.mount_height_m, d.heading_deg, d.focal_mm, d.focal_max_mm, d.sensor_format, d.resolution_w, "
-    "d.resolution_h, d.hfov_deg, d.range_m, d.ptz, d.region_code, d.grid_id, d.networked, d.status, "
-    "d.last_seen, d.heartbeat_s, d.registered_by, d.registered_at, d.updated_at, d.retired_at"
+# Columns of `devices` a device's API view leaves out: geometry is given as lon/lat (and the
+# coverage polygon as GeoJSON on request); presets, the stream URL (may carry credentials) and
+# the moving devices' last fix are for the map and the workers.
+HIDDEN_COLUMNS = frozenset(
+    {
+        "position",
+        "fov",
+        "presets",
+        "stream_url",
+        "last_position",
+        "last_position_at",
+        "last_speed_kmh",
+        "last_heading_deg",
+        "village_code",
+    }
+)
+OUT_COLUMNS = tuple(c.name for c in schema.devices.c if c.name not in HIDDEN_COLUMNS)
+_dev = schema.devices
+DEVICE_SELECT = (
+    *(_dev.c[name] for name in OUT_COLUMNS),
+    func.ST_X(_dev.c.position).label("lon"),
+    func.ST_Y(_dev.c.position).label("lat"),
 )
 
-
-class DeviceOut(BaseModel):
-    """A registered device as stored (positions WGS 84)."""
-
-    id: str
-    name: str | None = None
-    kind: str
-    sub_kind: str | None = None
-    type_code: str
-    gb_edition: int
-    network_code: int | None = None
-    industry_code: str | None = None
-    resource_class: int | None = None
-    vendor: str | None = None
-    model: str | None = None
-    lon: float | None = None
-    lat: float | None = None
-    mount_height_m: float | None = None
-    heading_deg: float | None = None
-    focal_mm: float | None = None
-    focal_max_mm: float | None = None
-    sensor_format: str | None = None
-    resolution_w: int | None = None
-    resolution_h: int | None = None
-    hfov_deg: float | None = None
-    range_m: float | None = None
-    ptz: bool = False
-    region_code: str | None = None
-    grid_id: int | None = None
-    networked: bool = True
-    status: str
-    last_seen: datetime | None = None
-    heartbeat_s: int | None = None
-    registered_by: str | None = None
-    registered_at: datetime | None = None
-    updated_at: datetime | None = None
-    retired_at: datetime | None = None
-    fov: dict[str, Any] | None = Field(
-        None, description="Coverage polygon (GeoJSON), when asked for"
-    )
+DeviceOut: type[BaseModel] = table_model(
+    "DeviceOut",
+    _dev,
+    OUT_COLUMNS,
+    doc="A registered device as stored (positions WGS 84).",
+    extra={
+        "lon": (float | None, None),
+        "lat": (float | None, None),
+        "fov": (
+            dict[str, Any] | None,
+            Field(None, description="Coverage polygon (GeoJSON), when asked for"),
+        ),
+    },
+)
 
 
 class DevicePage(BaseModel):
     """A page of devices; `next_cursor` for keyset paging by id."""
 
-    items: list[DeviceOut]
+    items: list[DeviceOut]  # type: ignore[valid-type]  # a model built from schema.devices
     limit: int
     offset: int
     next_offset: int | None = None
@@ -248,36 +241,20 @@ def list_devices(
     user: Principal = Depends(require(*ANY_ROLE)),
 ) -> DevicePage:
     """Devices in the user's regions, filtered, ordered by id; offset or cursor paging."""
-    cond, params = scope_sql("d.region_code", user.visible(region))
-    where = [cond]
-    if not include_retired:
-        where.append("d.retired_at IS NULL")
-    if kind:
-        where.append("d.kind = :kind")
-        params["kind"] = kind
-    if status:
-        where.append("d.status = :status")
-        params["status"] = status
+    d = schema.devices
+    cond = all_of(
+        in_scope(d.c.region_code, user.visible(region)),
+        None if include_retired else d.c.retired_at.is_(None),
+        d.c.kind == kind if kind else None,
+        d.c.status == status if status else None,
+        d.c.id > after if after else None,
+    )
     if q:
-        where.append("(d.id LIKE :qp OR d.name ILIKE :qn)")
         clean = q.replace("%", "").replace("_", "")
-        params.update(qp=f"{clean}%", qn=f"%{clean}%")
-    if after:
-        where.append("d.id > :after")
-        params["after"] = after
-    params.update(limit=page.limit + 1, offset=page.offset)
+        cond = and_(cond, or_(d.c.id.like(f"{clean}%"), d.c.name.ilike(f"%{clean}%")))
+    stmt = one_page(select(*DEVICE_SELECT).where(cond).order_by(d.c.id), page)
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT {DEVICE_COLUMNS} FROM devices d WHERE {' AND '.join(where)} "
-                    "ORDER BY d.id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     more = len(rows) > page.limit
     items = [DeviceOut(**r) for r in rows[: page.limit]]
     return DevicePage(
@@ -285,7 +262,7 @@ def list_devices(
         limit=page.limit,
         offset=page.offset,
         next_offset=page.offset + page.limit if more else None,
-        next_cursor=items[-1].id if more and items else None,
+        next_cursor=rows[page.limit - 1]["id"] if more else None,
     )
 
 
@@ -398,20 +375,13 @@ def get_device(
     device_id: str = ID_PATH,
     with_fov: bool = Query(True, description="Include the coverage polygon"),
     user: Principal = Depends(require(*ANY_ROLE)),
-) -> DeviceOut:
+) -> BaseModel:
     """A device with its coverage polygon."""
+    geojson = cast(func.ST_AsGeoJSON(schema.devices.c.fov, 7), JSON)
+    fov = case((literal(with_fov), geojson), else_=None)
+    stmt = select(*DEVICE_SELECT, fov.label("fov")).where(schema.devices.c.id == device_id)
     with request.app.state.engine.connect() as conn:
-        row = (
-            conn.execute(
-                text(
-                    f"SELECT {DEVICE_COLUMNS}, CASE WHEN :f THEN ST_AsGeoJSON(d.fov, 7)::json END AS fov "
-                    "FROM devices d WHERE d.id = :id"
-                ),
-                {"id": device_id, "f": with_fov},
-            )
-            .mappings()
-            .first()
-        )
+        row = conn.execute(stmt).mappings().first()
     if row is None:
         raise ApiError(404, f"device {device_id} is not registered")
     if not user.may_touch(row["region_code"]):
