@@ -451,6 +451,7 @@ class LocalMosquitto(LocalService):
             "per_listener_settings false\n"
             f"listener {self.port} 127.0.0.1\n"
             "protocol mqtt\n"
+            f"{self.tls_listener()}"
             "allow_anonymous false\n"
             f"plugin {plugin}\n"
             f"plugin_opt_config_file {self.dynsec}\n"
@@ -467,6 +468,33 @@ class LocalMosquitto(LocalService):
             "max_queued_messages 1000000\n"
             "max_keepalive 600\n"
             "user root\n"
+        )
+
+    def tls_listener(self) -> str:
+        """The device listener over TLS (GRIDWATCH_MQTT_TLS_PORT), with the certificate HTTPS
+        uses; empty when none is asked for. Plain MQTT stays on loopback only."""
+        port = self.settings.mqtt_tls_port
+        if not port:
+            return ""
+        from gridwatch.tls import tls_files
+
+        files = tls_files(self.settings)
+        if files is None:
+            raise ServiceError(
+                f"GRIDWATCH_MQTT_TLS_PORT={port} needs a certificate: set GRIDWATCH_TLS=local "
+                "(the hub's local CA) or GRIDWATCH_TLS_CERT and GRIDWATCH_TLS_KEY"
+            )
+        if port_open("127.0.0.1", port) and not self.running():
+            raise ServiceError(
+                f"port {port} is already in use by {describe_port_holder(port)}, so the broker's "
+                f"TLS listener cannot open. Choose another: export GRIDWATCH_MQTT_TLS_PORT={port + 1}"
+            )
+        return (
+            f"listener {port} {self.settings.mqtt_tls_host}\n"
+            "protocol mqtt\n"
+            f"certfile {files.cert}\n"
+            f"keyfile {files.key}\n"
+            "tls_version tlsv1.2\n"
         )
 
     def passwd_legacy_cleanup(self) -> None:

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
         default=None,
         description="Broker address devices are told to use (mqtt://host:port or mqtts://host:port).",
     )
+    mqtt_tls_port: int = Field(
+        default=0,
+        description="A second, TLS-only listener of the local Mosquitto for devices (e.g. 8883), "
+        "on GRIDWATCH_MQTT_TLS_HOST, with the certificate HTTPS uses (GRIDWATCH_TLS=local or "
+        "GRIDWATCH_TLS_CERT/KEY); 0: none, the broker listens on loopback only.",
+    )
+    mqtt_tls_host: str = Field(
+        default="0.0.0.0",
+        description="Address the broker's TLS listener (GRIDWATCH_MQTT_TLS_PORT) binds.",
+    )
     tls: Literal["off", "local"] = Field(
         default="off",
         description="HTTPS for the pages and API: 'local' makes a local CA under GRIDWATCH_HOME/tls "
@@ -146,7 +156,7 @@ class Settings(BaseSettings):
 
     def mqtt_public_endpoint(self) -> tuple[str, str, int]:
         """(scheme, host, port) devices are told to connect to: GRIDWATCH_MQTT_PUBLIC_URL, else
-        the broker the hub uses."""
+        the local broker's TLS listener at the public URL's host, else the broker the hub uses."""
         if self.mqtt_public_url:
             parts = urlsplit(self.mqtt_public_url)
             scheme = "mqtts" if parts.scheme in ("mqtts", "ssl", "tls") else "mqtt"
@@ -155,6 +165,9 @@ class Settings(BaseSettings):
                 parts.hostname or "127.0.0.1",
                 parts.port or (8883 if scheme == "mqtts" else 1883),
             )
+        if self.mqtt_tls_port and self.local_mqtt:
+            host = urlsplit(self.public_url).hostname if self.public_url else None
+            return "mqtts", host or "127.0.0.1", self.mqtt_tls_port
         host, port = self.mqtt_endpoint()
         return "mqtt", host, port
 
