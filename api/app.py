@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alarms,
         audits,
         auth,
+        cameras,
         devices,
         ops,
         pages,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         auth,
         snapshots,
+        cameras,
         devices,
         photos,
         pending,

@@ -68,6 +68,12 @@
     var table = gw.el("table", { class: "gw-table gw-facts" });
     facts.forEach(function (f) { table.appendChild(gw.el("tr", {}, [gw.el("th", { text: f[0] }), gw.el("td", { text: f[1] })])); });
     box.appendChild(table);
+    var det = d.detail && typeof d.detail === "object" ? d.detail : {};
+    if (faults.length && det.has_image && typeof det.health_ts === "number") {
+      // the diagnosis' marked picture: the evidence for the faults this alarm names
+      var at = new Date(det.health_ts * 1000 + 1).toISOString();
+      box.appendChild(gw.el("img", { class: "gw-a-evidence", alt: "evidence", src: gw.cfg.api + "/devices/" + d.device_id + "/health/evidence?at=" + encodeURIComponent(at) }));
+    }
     box.appendChild(gw.el("div", { class: "gw-sub", text: gw.t("trail") }));
     var trail = gw.el("ol", { class: "gw-trail" });
     (d.trail || []).forEach(function (s) {

@@ -54,6 +54,13 @@
     faces_spot: ["朝向该点", "faces the spot"], faces_away: ["朝向别处", "faces away"],
     mute: ["静音", "Mute"],
     optics: ["视场/距离/朝向", "FOV / range / heading"], snapshot_at: ["抓拍于", "snapshot taken"],
+    // device side panel (gw-camera.js)
+    vqd_health: ["视频质量诊断", "Video quality"], not_checked: ["尚未诊断", "not diagnosed yet"], intact: ["完好", "intact"],
+    checked_at: ["诊断于", "checked"], since: ["始于", "since"], online_24h: ["近24小时在线", "Online, last 24 h"],
+    now: ["现在", "now"], never_online_24h: ["近24小时未上线", "not online in the last 24 h"],
+    optics_title: ["镜头与视场", "Optics"], focal_length: ["焦距", "focal length"], fov: ["水平视场角", "horizontal FOV"],
+    range: ["有效距离", "range"], linked_alarms: ["关联告警", "Linked alarms"], no_linked_alarms: ["无关联告警", "no linked alarms"],
+    rel_own: ["本设备", "own"], rel_covers: ["覆盖", "covers"], rel_nearest: ["邻近", "nearest"],
     // server errors by their stable code (api/errors.py)
     err_bad_request: ["请求无效", "bad request"], err_not_authenticated: ["未登录或登录已过期", "not signed in (or the session expired)"],
     err_forbidden: ["无权执行此操作", "not allowed for your role or region"], err_not_found: ["不存在", "not found"],

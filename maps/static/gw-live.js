@@ -56,7 +56,7 @@
     devices.on("click", function (e) {
       var p = e.layer.properties || {};
       if (p.cluster && p.count > 1) { map.setView(e.latlng, Math.min(map.getZoom() + 2, 18)); return; }
-      if (p.id) showDevice(p.id, e.latlng);
+      if (p.id) { showDevice(p.id, e.latlng); gw.cameraPanel(p.id); }
     });
     context.addTo(map);
     devices.addTo(map);
@@ -82,31 +82,11 @@
           box.querySelector("table").appendChild(gw.el("tr", {}, [gw.el("th", { text: gw.t("optics") }), gw.el("td", {
             text: Math.round(d.hfov_deg) + "° · " + (d.range_m ? Math.round(d.range_m) + " m" : "–") + (d.heading_deg !== null && d.heading_deg !== undefined ? " · " + Math.round(d.heading_deg) + "°N" : ""),
           })]));
-          box.appendChild(snapshot(d.id));
+          box.appendChild(gw.snapshotBox(d.id));
         }
         L.popup({ maxWidth: 340 }).setLatLng(latlng).setContent(box).openOn(map);
       }).catch(function (e) { gw.toast(gw.errorText(e)); });
     }
-    /* the camera's latest picture (privacy-masked by the hub) and how old it is */
-    function snapshot(id) {
-      var box = gw.el("div", { class: "gw-snapshot", "data-camera-id": id });
-      fetch(gw.cfg.api + "/devices/" + id + "/snapshot", { credentials: "same-origin" }).then(function (r) {
-        if (!r.ok) {
-          return r.json().catch(function () { return {}; }).then(function (j) {
-            box.appendChild(gw.el("div", { class: "gw-empty", "data-code": j.code || "", text: gw.errorText({ code: j.code, message: j.detail, status: r.status }) }));
-          });
-        }
-        var at = r.headers.get("X-Snapshot-At");
-        return r.blob().then(function (blob) {
-          var img = gw.el("img", { class: "gw-snapshot-img", alt: "snapshot " + id, src: URL.createObjectURL(blob) });
-          img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
-          box.appendChild(img);
-          if (at) box.appendChild(gw.el("div", { class: "gw-snapshot-age", "data-at": at, text: gw.t("snapshot_at") + " " + gw.time(at) }));
-        });
-      }).catch(function () {});
-      return box;
-    }
-
     // ---------------------------------------------------------------- counts in view
     var nTotal = document.getElementById("gw-n-total");
     function refreshCounts() {

@@ -277,14 +277,100 @@ def test_alarm_camera_opens_its_picture(stack, browser, camera, engine, clean_qu
         cam = row.locator(f".gw-a-cam[data-camera-id='{camera}']")
         cam.wait_for(timeout=5000)
         cam.click()
-        img = page.locator(f".leaflet-popup-content .gw-snapshot[data-camera-id='{camera}'] img")
-        img.wait_for(timeout=10000)
+        panel = page.locator(f"#gw-cam-panel[data-device-id='{camera}']")
+        panel.locator(".gw-snapshot img").wait_for(timeout=10000)
         page.wait_for_function(
-            "() => { const i = document.querySelector('.gw-snapshot-img'); return i && i.naturalWidth === 160; }",
+            "() => { const i = document.querySelector('#gw-cam-panel .gw-snapshot-img'); return i && i.naturalWidth === 160; }",
             timeout=10000,
         )
-        assert page.locator(".leaflet-popup-content .gw-snapshot-age").count() == 1
+        assert panel.locator(".gw-snapshot-age").count() == 1
         page.screenshot(path=str(IMG / "console-camera.png"))
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
+HOSTILE = '<img src=x onerror="window.__xss=1">杆'
+
+
+def test_camera_panel_health_history_optics_and_alarms(stack, browser, engine, clean_queue):
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import cv2
+    import numpy as np
+
+    body = {
+        "id": device_id(),
+        "lon": 115.3462,
+        "lat": 28.3962,
+        "heading_deg": 45,
+        "focal_mm": 6,
+        "name": HOSTILE,
+    }
+    r = httpx.post(
+        f"{stack.base}/api/v1/devices", headers=_auth(stack, "t-installer"), json=body, timeout=20
+    )
+    assert r.status_code == 201, r.text
+    cam = body["id"]
+    now = datetime.now(UTC)
+    ok, jpeg = cv2.imencode(".jpg", np.full((72, 96, 3), 40, np.uint8))
+    assert ok
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE devices SET registered_at = :t WHERE id = :d"),
+            {"d": cam, "t": now - timedelta(hours=48)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO camera_health (device_id, ts, intact, faults, thumbnail) VALUES "
+                "(:d, :a, false, CAST(:f AS jsonb), :j), (:d, :b, false, CAST(:f AS jsonb), NULL)"
+            ),
+            {
+                "d": cam,
+                "a": now - timedelta(minutes=50),
+                "b": now - timedelta(minutes=5),
+                "f": json.dumps(["occlusion"]),
+                "j": jpeg.tobytes(),
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO device_presence (device_id, started_at, ended_at, end_reason) VALUES "
+                "(:d, :a, :b, 'last_will')"
+            ),
+            {"d": cam, "a": now - timedelta(hours=12), "b": now - timedelta(hours=6)},
+        )
+    aid = _raise(engine, cam, "tamper", 2)
+    context, page, net = _open_map(stack, browser)
+    try:
+        page.evaluate("id => gw.live.openCamera(id, null)", cam)
+        panel = page.locator(f"#gw-cam-panel[data-device-id='{cam}']")
+        panel.wait_for(timeout=10000)
+        # the hostile name is text, never markup
+        assert panel.locator(".gw-cp-name").inner_text() == HOSTILE
+        assert panel.locator(".gw-cp-name img").count() == 0
+        fault = panel.locator(".gw-cp-health .gw-cp-fault[data-fault=occlusion]")
+        fault.wait_for(timeout=10000)
+        assert "occlusion" in fault.inner_text() and "since" in fault.inner_text()
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#gw-cam-panel .gw-cp-evidence'); return i && i.complete && i.naturalWidth === 96; }",
+            timeout=10000,
+        )
+        share = panel.locator(".gw-cp-presence[data-share]")
+        share.wait_for(timeout=10000)
+        assert abs(float(share.get_attribute("data-share")) - 0.25) < 0.01
+        assert panel.locator(".gw-cp-bar i.gw-cp-up").count() == 1
+        optics = panel.locator(".gw-cp-optics").inner_text()
+        assert "6 mm" in optics and "45°" in optics
+        linked = panel.locator(f".gw-cp-alarm[data-alarm-id='{aid}'][data-relation=own]")
+        linked.wait_for(timeout=10000)
+        linked.click()
+        page.locator(f"#gw-alarms > li.selected[data-alarm-id='{aid}']").wait_for(timeout=10000)
+        assert page.evaluate("window.__xss") is None
+        page.screenshot(path=str(IMG / "console-camera-panel.png"))
+        page.keyboard.press("Escape")
+        assert page.locator("#gw-cam-panel").count() == 0
         assert not net.problems(), net.problems()
     finally:
         context.close()
