@@ -73,6 +73,7 @@
     err_alarm_not_found: ["告警不存在", "this alarm does not exist"],
     err_device_not_found: ["设备未登记", "this device is not registered"], err_no_snapshot: ["该摄像机尚无抓拍图", "no snapshot from this camera yet"],
     err_snapshot_unreadable: ["抓拍图无法读取", "the snapshot cannot be read"],
+    err_no_evidence: ["该诊断无证据图", "no diagnosis picture for this camera"],
     err_alarm_outside_region: ["该告警不在您负责的区域", "this alarm is outside your regions"],
     err_alarm_bad_transition: ["告警当前状态不允许此操作（可能已被他人处理）", "the alarm's state does not allow this step (someone may have handled it)"],
     // video-quality faults (vision/faults.py)
