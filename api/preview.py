@@ -59,10 +59,6 @@ class Preview(BaseModel):
     rules: list[RuleEffect] = []
 
 
-def _has(conn: Connection, table: str) -> bool:
-    return bool(conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar())
-
-
 # devices that count toward village :c — by its code, its polygon, or its approximate area
 _COUNTS_IN = (
     "(d.region_code = :c OR d.village_code = :c OR (d.village_code IS NULL "
@@ -76,13 +72,12 @@ def _village_rule(
 ) -> RuleEffect:
     """Monitoring points in the administrative village, now and with this camera."""
     required = 5
-    if _has(conn, "village_compliance"):
-        row = conn.execute(
-            text("SELECT points, points_required FROM village_compliance WHERE village_code = :c"),
-            {"c": code},
-        ).first()
-        if row is not None:
-            required = int(row.points_required)
+    row = conn.execute(
+        text("SELECT points, points_required FROM village_compliance WHERE village_code = :c"),
+        {"c": code},
+    ).first()
+    if row is not None:
+        required = int(row.points_required)
     points = conn.execute(
         text(
             "SELECT count(*) FROM (SELECT ST_ClusterDBSCAN(ST_Transform(position, :utm), :eps, 1) "
@@ -120,8 +115,6 @@ def _village_rule(
 
 def _intersection_rules(conn: Connection, sector_wkt: str) -> list[RuleEffect]:
     """Main intersections of natural villages that the sector reaches."""
-    if not _has(conn, "intersections"):
-        return []
     rows = conn.execute(
         text(
             "SELECT i.id, coalesce(i.name, 'intersection ' || i.id) AS name, nv.name AS village, nv.local_code "

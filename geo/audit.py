@@ -160,10 +160,6 @@ def _parse_at(at: datetime | str | None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _has_table(conn: Connection, name: str) -> bool:
-    return conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
-
-
 def run_audit(
     conn: Connection,
     region_code: str,
@@ -229,13 +225,8 @@ def run_audit(
             if progress:
                 progress(name, done[0], total)
 
-    presence = _has_table(conn, "device_presence")
     live_now = abs((as_of - now).total_seconds()) < 120
-    online_expr = q.ONLINE_NOW if live_now or not presence else q.ONLINE_AT
-    if not live_now and not presence:
-        notes.append(
-            "no presence history (device_presence): online status is today's, not as of --at"
-        )
+    online_expr = q.ONLINE_NOW if live_now else q.ONLINE_AT
     if progress:
         progress("cameras", 0, total)
     grid_rules = [r for r in rules if r.kind in SIDE_KINDS]
@@ -251,7 +242,7 @@ def run_audit(
             try:
                 with conn.engine.connect() as c2, c2.begin():
                     side["out"] = _run_group(
-                        c2, pack, grid_rules, args, notes, presence, online_expr, prefix, tick, save
+                        c2, pack, grid_rules, args, notes, online_expr, prefix, tick, save
                     )
             except Exception as exc:  # re-raised in the caller's thread
                 side["error"] = exc
@@ -259,9 +250,7 @@ def run_audit(
         thread = threading.Thread(target=side_job, name="audit-grids", daemon=True)
         thread.start()
     main_rules = other_rules if parallel else rules
-    out = _run_group(
-        conn, pack, main_rules, args, notes, presence, online_expr, prefix, tick, False
-    )
+    out = _run_group(conn, pack, main_rules, args, notes, online_expr, prefix, tick, False)
     rollup, failures, findings = out["rollup"], out["failures"], out["findings"]
     if thread is not None:
         thread.join()
@@ -332,7 +321,6 @@ def _run_group(
     rules: list[Rule],
     args: dict,
     notes: list[str],
-    presence: bool,
     online_expr: str,
     prefix: str,
     tick: Callable[[str, float], None],
@@ -348,7 +336,7 @@ def _run_group(
         tick("cameras", time.perf_counter() - t)
     for rule in rules:
         t = time.perf_counter()
-        _run_rule(conn, pack, rule, args, notes, presence, online_expr)
+        _run_rule(conn, pack, rule, args, notes, online_expr)
         tick(rule.id, time.perf_counter() - t)
     t = time.perf_counter()
     sub = pack.model_copy(update={"rule": rules})
@@ -415,7 +403,6 @@ def _run_rule(
     rule: Rule,
     args: dict,
     notes: list[str],
-    presence: bool,
     online_expr: str,
 ) -> None:
     a = {
@@ -432,10 +419,7 @@ def _run_rule(
         conn.execute(text(q.VILLAGE_POINTS), a)
     elif rule.kind == "natural_village_points":
         q.ensure_points(conn, a)
-        from geo.views import available
-
-        sql = q.NATURAL_VILLAGE_POINTS if available(conn) else q.NATURAL_VILLAGE_POINTS_SPATIAL
-        conn.execute(text(sql), a)
+        conn.execute(text(q.NATURAL_VILLAGE_POINTS), a)
     elif rule.kind == "village_coverage":
         q.ensure_points(conn, a)
         conn.execute(text(q.VILLAGE_COVERAGE), a)
@@ -447,7 +431,7 @@ def _run_rule(
         conn.execute(text(q.KEY_SITES), {**a, "site_kinds": pack.site_kinds(rule)})
     elif rule.kind == "grid_tiling":
         q.ensure_grids(conn, a)
-        if q._exists(conn, "_a_par"):
+        if q.temp_table_exists(conn, "_a_par"):
             raise AuditError(f"rule {rule.id}: only one grid_tiling rule per pack")
         for stmt in q.GRID_TILING:
             conn.execute(text(stmt), a)
@@ -460,15 +444,8 @@ def _run_rule(
     elif rule.kind == "networking_rate":
         conn.execute(text(q.NETWORKING_RATE), a)
     elif rule.kind == "online_rate":
-        if presence:
-            conn.execute(text(q.ONLINE_RATE_PRESENCE), a)
-        else:
-            notes.append(f"{rule.id}: no presence history; the rate is the share online now")
-            conn.execute(text(q.ONLINE_RATE_STATUS), a)
+        conn.execute(text(q.ONLINE_RATE_PRESENCE), a)
     elif rule.kind == "intact_rate":
-        if not _has_table(conn, "camera_health"):
-            notes.append(f"{rule.id}: no video-quality results (camera_health): not assessed")
-            return
         if rule.camera_set != "all":
             q.ensure_sites(conn, a, online_expr)
         conn.execute(text(q.intact_rate(rule.camera_set)), a)
@@ -531,7 +508,7 @@ def _utm_for(conn: Connection, low: str, high: str) -> int:
 
 def _classification_notes(conn: Connection, args: dict) -> list[str]:
     """How villages were told from communities: by urban-rural code, or by name as a fallback."""
-    if not q._exists(conn, "_a_vil"):
+    if not q.temp_table_exists(conn, "_a_vil"):
         return []
     row = conn.execute(
         text(

@@ -60,7 +60,8 @@ def cameras(online_expr: str) -> tuple[str, ...]:
     )
 
 
-def _exists(conn: Connection, table: str) -> bool:
+def temp_table_exists(conn: Connection, table: str) -> bool:
+    """True when this session already built the audit's temp table `table` (pg_temp)."""
     return conn.execute(
         text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"pg_temp.{table}"}
     ).scalar_one()
@@ -68,7 +69,7 @@ def _exists(conn: Connection, table: str) -> bool:
 
 def ensure_villages(conn: Connection, a: dict) -> None:
     """_a_vil: level-5 units under the region; admin = an administrative village, not a community."""
-    if _exists(conn, "_a_vil"):
+    if temp_table_exists(conn, "_a_vil"):
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
@@ -93,7 +94,7 @@ def ensure_villages(conn: Connection, a: dict) -> None:
 def ensure_points(conn: Connection, a: dict) -> None:
     """_a_pt: networked cameras clustered into monitoring points; _a_vstat: per-region counts."""
     ensure_villages(conn, a)
-    if _exists(conn, "_a_pt"):
+    if temp_table_exists(conn, "_a_pt"):
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_pt ON COMMIT DROP AS
@@ -122,7 +123,7 @@ def ensure_points(conn: Connection, a: dict) -> None:
 
 def ensure_sites(conn: Connection, a: dict, online_expr: str) -> None:
     """_a_site: key sites under the region; _a_sitecam: counting cameras whose sector reaches each site."""
-    if _exists(conn, "_a_site"):
+    if temp_table_exists(conn, "_a_site"):
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_site ON COMMIT DROP AS
@@ -146,7 +147,7 @@ def ensure_sites(conn: Connection, a: dict, online_expr: str) -> None:
 
 
 def ensure_grids(conn: Connection, a: dict) -> None:
-    if _exists(conn, "_a_grid"):
+    if temp_table_exists(conn, "_a_grid"):
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_grid ON COMMIT DROP AS
@@ -213,15 +214,10 @@ CROSS JOIN LATERAL (SELECT coalesce(cnt.points, 0) AS pts,
                            coalesce(nix.n, 0) > 0 AND coalesce(cnt.points, 0) >= :min AS ok) x
 """
 
-# with the maintained link table, or the spatial join itself
+# with the link table geo/views.py keeps current
 NATURAL_VILLAGE_POINTS = NATURAL_VILLAGE_POINTS_T.replace(
     "{link}", "intersection_views v ON v.intersection_id = ix.id"
 )
-NATURAL_VILLAGE_POINTS_SPATIAL = NATURAL_VILLAGE_POINTS_T.replace(
-    "{link}",
-    "(SELECT d.id AS device_id, d.fov FROM devices d) v ON v.fov && ix.geom AND ST_Covers(v.fov, ix.geom)",
-)
-
 VILLAGE_COVERAGE = f"""
 INSERT INTO _a_units
 SELECT :rule, 'village', v.code, v.code, v.name, ok, coalesce(s.points, 0), 1, ok::int, 1,
@@ -401,12 +397,6 @@ ONLINE_RATE_PRESENCE = _RATE_UNIT.format(
              SELECT tot.region_code, coalesce(up.s, 0) AS num, tot.den, tot.cams
              FROM tot LEFT JOIN up ON up.region_code = tot.region_code""",
     reason="format('online %s%% of the period (%s networked cameras)', round(CAST(100 * t.num / t.den AS numeric), 1), t.cams)",
-)
-
-ONLINE_RATE_STATUS = _RATE_UNIT.format(
-    inner="""SELECT region_code, count(*) FILTER (WHERE online)::float8 AS num, count(*)::float8 AS den
-             FROM _a_cam WHERE networked GROUP BY region_code""",
-    reason="format('%s of %s networked cameras offline now', (t.den - t.num)::int, t.den::int)",
 )
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
 
 from geo.audit import AuditReport, code_range
+from geo.audit_sql import temp_table_exists
 from geo.rulepack import RulePack
 
 METHOD = (
@@ -141,8 +142,7 @@ def suggest(conn: Connection, report: AuditReport, pack: RulePack) -> Suggestion
     if not demand:
         out.projected = _projected(report, v_rule, nv_rule, site_rules, {})
         return out
-    has_pt = conn.execute(text("SELECT to_regclass('pg_temp._a_pt') IS NOT NULL")).scalar_one()
-    if not has_pt:
+    if not temp_table_exists(conn, "_a_pt"):
         out.cannot_close.append("run the audit with the village rules enabled to get suggestions")
         return out
     conn.execute(

@@ -485,13 +485,7 @@ def _audit(conn: Connection, actor: str, action: str, device_id: str | None, det
     )
 
 
-def _has_table(conn: Connection, name: str) -> bool:
-    return conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
-
-
 def _save_registration(conn: Connection, reg: DeviceRegistration) -> None:
-    if not _has_table(conn, "device_registrations"):
-        return
     conn.execute(
         text(
             "INSERT INTO device_registrations (device_id, registration, updated_at) "
@@ -632,13 +626,12 @@ def register_device(
 
 
 def _current_registration(conn: Connection, device_id: str) -> dict:
-    if _has_table(conn, "device_registrations"):
-        row = conn.execute(
-            text("SELECT registration FROM device_registrations WHERE device_id = :id"),
-            {"id": device_id},
-        ).first()
-        if row is not None:
-            return dict(row.registration)
+    saved = conn.execute(
+        text("SELECT registration FROM device_registrations WHERE device_id = :id"),
+        {"id": device_id},
+    ).first()
+    if saved is not None:
+        return dict(saved.registration)
     row = (
         conn.execute(
             text(

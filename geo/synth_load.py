@@ -24,10 +24,6 @@ def _hex(geom: BaseGeometry | None) -> str | None:
     return None if geom is None else shapely.to_wkb(geom, hex=True, include_srid=False)
 
 
-def _has(conn: Connection, table: str) -> bool:
-    return conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar_one()
-
-
 def load_plan(conn: Connection, plan: Plan) -> dict[str, int]:
     """Write a plan's regions, grids, workers, villages, intersections, roads and key sites."""
     conn.execute(
@@ -195,34 +191,32 @@ def simulate_status(conn: Connection, seed: int, days: int = 7) -> dict[str, int
         )
     )
     out = {"presence_intervals": 0, "health_rows": 0}
-    if _has(conn, "device_presence"):
-        start = f"now() - interval '{int(days)} days'"
-        out["presence_intervals"] = conn.execute(
-            text(
-                "INSERT INTO device_presence (device_id, started_at, ended_at, end_reason) "
-                f"SELECT d.id, {start}, CASE WHEN d.status = 'online' AND abs({h}) % 7 <> 0 THEN NULL ELSE "
-                f"  CASE WHEN d.status = 'online' THEN {start} + interval '2 days' ELSE d.last_seen END END, "
-                f"  CASE WHEN d.status = 'online' AND abs({h}) % 7 <> 0 THEN NULL ELSE 'missed_heartbeats' END "
-                "FROM devices d WHERE d.registered_by = 'synth' "
-                "AND NOT EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id)"
-            )
-        ).rowcount
-        out["presence_intervals"] += conn.execute(
-            text(
-                "INSERT INTO device_presence (device_id, started_at) "
-                f"SELECT d.id, {start} + interval '2 days' + (abs({h}) % 10) * interval '1 hour' FROM devices d "
-                "WHERE d.registered_by = 'synth' AND d.status = 'online' "
-                "AND NOT EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id AND p.ended_at IS NULL)"
-            )
-        ).rowcount
-    if _has(conn, "camera_health"):
-        out["health_rows"] = conn.execute(
-            text(
-                "INSERT INTO camera_health (device_id, ts, intact, faults) "
-                f"SELECT d.id, now() - interval '1 hour', abs({h}) % 100 >= 3, "
-                f"CASE WHEN abs({h}) % 100 < 3 THEN jsonb_build_array((ARRAY['blur','occlusion','too_dark','frozen'])[1 + abs({h}) % 4]) "
-                "ELSE '[]'::jsonb END FROM devices d WHERE d.registered_by = 'synth' AND d.fov IS NOT NULL AND d.networked "
-                "ON CONFLICT (device_id, ts) DO NOTHING"
-            )
-        ).rowcount
+    start = f"now() - interval '{int(days)} days'"
+    out["presence_intervals"] = conn.execute(
+        text(
+            "INSERT INTO device_presence (device_id, started_at, ended_at, end_reason) "
+            f"SELECT d.id, {start}, CASE WHEN d.status = 'online' AND abs({h}) % 7 <> 0 THEN NULL ELSE "
+            f"  CASE WHEN d.status = 'online' THEN {start} + interval '2 days' ELSE d.last_seen END END, "
+            f"  CASE WHEN d.status = 'online' AND abs({h}) % 7 <> 0 THEN NULL ELSE 'missed_heartbeats' END "
+            "FROM devices d WHERE d.registered_by = 'synth' "
+            "AND NOT EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id)"
+        )
+    ).rowcount
+    out["presence_intervals"] += conn.execute(
+        text(
+            "INSERT INTO device_presence (device_id, started_at) "
+            f"SELECT d.id, {start} + interval '2 days' + (abs({h}) % 10) * interval '1 hour' FROM devices d "
+            "WHERE d.registered_by = 'synth' AND d.status = 'online' "
+            "AND NOT EXISTS (SELECT 1 FROM device_presence p WHERE p.device_id = d.id AND p.ended_at IS NULL)"
+        )
+    ).rowcount
+    out["health_rows"] = conn.execute(
+        text(
+            "INSERT INTO camera_health (device_id, ts, intact, faults) "
+            f"SELECT d.id, now() - interval '1 hour', abs({h}) % 100 >= 3, "
+            f"CASE WHEN abs({h}) % 100 < 3 THEN jsonb_build_array((ARRAY['blur','occlusion','too_dark','frozen'])[1 + abs({h}) % 4]) "
+            "ELSE '[]'::jsonb END FROM devices d WHERE d.registered_by = 'synth' AND d.fov IS NOT NULL AND d.networked "
+            "ON CONFLICT (device_id, ts) DO NOTHING"
+        )
+    ).rowcount
     return out

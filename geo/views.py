@@ -7,17 +7,10 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, text
 
 
-def available(conn: Connection) -> bool:
-    """True when the link table exists (migration 0005_geo_views)."""
-    return conn.execute(text("SELECT to_regclass('intersection_views') IS NOT NULL")).scalar_one()
-
-
 def relink_devices(
     conn: Connection, device_ids: Iterable[str] | None = None, from_table: str | None = None
 ) -> int:
     """Recompute the links of some devices (by ids, or every id in a temp table's `id` column)."""
-    if not available(conn):
-        return 0
     if from_table is not None:
         ids_sql, params = f"SELECT id FROM {from_table}", {}
     else:
@@ -36,7 +29,7 @@ def relink_devices(
 def relink_intersections(conn: Connection, intersection_ids: Iterable[int]) -> int:
     """Recompute the links of some intersections (after an import moved or added them)."""
     ids = list(intersection_ids)
-    if not ids or not available(conn):
+    if not ids:
         return 0
     conn.execute(
         text("DELETE FROM intersection_views WHERE intersection_id = ANY(:ids)"), {"ids": ids}
@@ -53,8 +46,6 @@ def relink_intersections(conn: Connection, intersection_ids: Iterable[int]) -> i
 
 def rebuild(conn: Connection) -> int:
     """Rebuild every link (after devices' coverage was changed outside the registry)."""
-    if not available(conn):
-        return 0
     conn.execute(text("TRUNCATE intersection_views"))
     return conn.execute(
         text(

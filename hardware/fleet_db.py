@@ -41,10 +41,6 @@ ROUTE_SEARCH_M = 5_000.0
 SIMULATED_ACTORS: tuple[str, ...] = ("synth", "demo")
 
 
-def _has_table(conn: Connection, name: str) -> bool:
-    return conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar_one()
-
-
 def _nearest_line(
     conn: Connection, table: str, lon: float, lat: float
 ) -> tuple[tuple[float, float], ...] | None:
@@ -77,8 +73,6 @@ def load_fleet(
         rows = conn.execute(
             _DEVICES_SQL, {"prefix": prefix, "actors": list(SIMULATED_ACTORS)}
         ).all()
-        has_roads = _has_table(conn, "roads")
-        has_rail = _has_table(conn, "railways")
         for i, r in enumerate(rows):
             kind = (r.kind or "").strip()
             sub = (r.sub_kind or "").strip() or None
@@ -90,10 +84,10 @@ def load_fleet(
             name = sub or kind
             route = None
             if name == "patrol_car":
-                route = _nearest_line(conn, "roads", r.lon, r.lat) if has_roads else None
+                route = _nearest_line(conn, "roads", r.lon, r.lat)
                 route = route or tuple(synthetic_roads((r.lon, r.lat), 3000.0, seed + i, 1)[0])
             elif name == "livestock_collar":
-                route = _nearest_line(conn, "railways", r.lon, r.lat) if has_rail else None
+                route = _nearest_line(conn, "railways", r.lon, r.lat)
                 route = route or tuple(synthetic_railway((r.lon, r.lat), 3000.0, seed + i))
             crs = "gcj02" if route is not None and rng.uniform(i) < gcj02_fraction else "wgs84"
             out.append(

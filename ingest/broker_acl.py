@@ -173,15 +173,10 @@ def active_devices(
 
     try:
         with get_engine(settings).connect() as conn:
-            has_nonces = conn.execute(
-                text("SELECT to_regclass('device_mqtt_nonces') IS NOT NULL")
-            ).scalar_one()
             sql = (
                 "SELECT d.id, coalesce(n.nonce, '') FROM devices d "
                 "LEFT JOIN device_mqtt_nonces n ON n.device_id = d.id "
                 "WHERE d.retired_at IS NULL"
-                if has_nonces
-                else "SELECT d.id, '' FROM devices d WHERE d.retired_at IS NULL"
             )
             if ids is not None:
                 sql += " AND d.id = ANY(:ids)"

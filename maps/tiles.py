@@ -190,29 +190,24 @@ def context_tile(conn: Connection, tile: Tile) -> bytes:
                    id, name, kind
             FROM key_sites WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
         )
-    if tile.z >= ROADS_FROM_Z and _has_table(conn, "roads"):
+    if tile.z >= ROADS_FROM_Z:
         parts.append(
             f"""coalesce((SELECT ST_AsMVT(t, 'roads', :extent, 'geom') FROM (
             SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
                    id, coalesce(name, '') AS name, class
             FROM roads WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
         )
-    if tile.z >= ROADS_FROM_Z and _has_table(conn, "railways"):
+    if tile.z >= ROADS_FROM_Z:
         parts.append(
             f"""coalesce((SELECT ST_AsMVT(t, 'railways', :extent, 'geom') FROM (
             SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
                    id, coalesce(name, '') AS name
             FROM railways WHERE geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
         )
-    if _has_table(conn, "geofences"):
-        parts.append(
-            f"""coalesce((SELECT ST_AsMVT(t, 'geofences', :extent, 'geom') FROM (
-            SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
-                   id, name, kind
-            FROM geofences WHERE active AND geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
-        )
+    parts.append(
+        f"""coalesce((SELECT ST_AsMVT(t, 'geofences', :extent, 'geom') FROM (
+        SELECT ST_AsMVTGeom(ST_Transform(geom, 3857), {MERC}, :extent, :buffer, true) AS geom,
+               id, name, kind
+        FROM geofences WHERE active AND geom && {ENV}) t WHERE geom IS NOT NULL), ''::bytea)"""
+    )
     return _mvt(conn, "SELECT " + " || ".join(parts), params)
-
-
-def _has_table(conn: Connection, name: str) -> bool:
-    return bool(conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}).scalar())
