@@ -568,6 +568,7 @@ alarm_cameras = Table(
     ),
     ForeignKeyConstraint(["device_id"], ["devices.id"], name="alarm_cameras_device_id_fkey"),
     PrimaryKeyConstraint("alarm_id", "device_id", name="alarm_cameras_pkey"),
+    Index("alarm_cameras_device_idx", "device_id"),
 )
 
 alarm_messages = Table(

@@ -37,7 +37,8 @@ def schema_diff(conn) -> list:
 def test_schema_matches_the_migrated_database(engine) -> None:
     with engine.connect() as conn:
         diff = schema_diff(conn)
-    assert diff == [], "gridwatch/schema.py and the migrations differ:\n" + "\n".join(
+    hint = "a new migration must also be described in gridwatch/schema.py"
+    assert diff == [], f"schema.py and the migrations differ ({hint}):\n" + "\n".join(
         map(str, diff)
     )
 
