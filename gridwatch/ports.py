@@ -172,3 +172,31 @@ def ephemeral_range() -> tuple[int, int]:
         return int(low), int(high)
     except (OSError, ValueError):
         return 32768, 60999  # Linux's default
+
+
+def free_local_port(low: int = 10_000, tries: int = 200) -> int:
+    """A port free on 127.0.0.1 now and outside the ephemeral range, for a server started later
+    (tests' and benchmarks' own services). A port from the ephemeral range (what binding port 0
+    gives) can be drawn by any outgoing connection before the server binds it."""
+    import random
+    import socket
+
+    start, end = ephemeral_range()
+    high = start - 1 if start > low + 1000 else 65_535
+    if high == 65_535:  # an odd kernel range: take what lies above it
+        low = max(low, end + 1)
+    if low > high:  # the whole range is ephemeral: the kernel's pick is all there is
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(tries):
+        port = random.randint(low, high)
+        if port_blocked(port):
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port found in {low}-{high} after {tries} tries")

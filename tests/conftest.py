@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +23,11 @@ _RUN_DIR: Path | None = None
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port outside the ephemeral range: the services bind it only when the first
+    integration test needs them, and an outgoing connection may draw an ephemeral one meanwhile."""
+    from gridwatch.ports import free_local_port
+
+    return free_local_port()
 
 
 if "GRIDWATCH_HOME" not in os.environ and not (

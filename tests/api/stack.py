@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,21 +12,14 @@ from pathlib import Path
 
 import httpx
 
+from gridwatch.ports import free_local_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
     """A free port below the kernel's ephemeral range, so outgoing connections do not take it first."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 30000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-30000")
+    return free_local_port()
 
 
 def wait_until(check, timeout: float = 30.0, every: float = 0.05):

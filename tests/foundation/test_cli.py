@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 
 from typer.testing import CliRunner
 
 from gridwatch.cli import app
+from gridwatch.ports import free_local_port
 from gridwatch.services import services_up
 from gridwatch.settings import Settings, get_settings
 
@@ -15,9 +15,7 @@ runner = CliRunner()
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_local_port()
 
 
 def test_doctor_reports_every_check_as_json() -> None:

@@ -3,7 +3,6 @@ loopback stays plain, and devices are told the mqtts:// address."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 from pathlib import Path
@@ -11,14 +10,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from gridwatch.ports import free_local_port
 from gridwatch.services import LocalMosquitto, ServiceError
 from gridwatch.settings import Settings
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_local_port()
 
 
 def _connect(port: int, user: str, password: str, ca: Path | None) -> mqtt.ReasonCode | str:

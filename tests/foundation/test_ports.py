@@ -103,3 +103,16 @@ def test_doctor_warns_of_a_port_in_the_ephemeral_range(monkeypatch) -> None:
     checks = {c["name"]: c for c in json.loads(res.stdout)}
     assert not checks["local ports"]["ok"] and not checks["local ports"]["required"]
     assert f"GRIDWATCH_MQTT_PORT={low + 1}" in checks["local ports"]["detail"]
+
+
+def test_free_local_port_is_outside_the_ephemeral_range_and_bindable() -> None:
+    import socket
+
+    from gridwatch.ports import ephemeral_range, free_local_port
+
+    low, _high = ephemeral_range()
+    for _ in range(20):
+        port = free_local_port()
+        assert port < low
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

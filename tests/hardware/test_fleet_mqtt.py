@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -18,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from gridwatch.ports import free_local_port
 from gridwatch.secrets import device_key
 from gridwatch.settings import Settings
 from hardware.fleet import Fleet
@@ -127,9 +127,7 @@ class PrivateBroker(NamedTuple):
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_local_port()
 
 
 @pytest.fixture(scope="module")
