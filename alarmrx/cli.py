@@ -20,7 +20,7 @@ def build(settings=None):
     """A Receiver from the settings (GRIDWATCH_SIA_*), its store and MQTT publisher."""
     from alarmrx.receiver import Receiver, ReceiverConfig
     from alarmrx.store import SiaStore
-    from gb28181.publisher import Publisher
+    from gb28181.publisher import GatewayPublisher
     from gridwatch.db import get_engine
     from gridwatch.settings import get_settings
 
@@ -28,7 +28,8 @@ def build(settings=None):
     cfg = ReceiverConfig(
         host=settings.sia_host, port=settings.sia_port, region=settings.sip_domain[:6]
     )
-    return Receiver(cfg, SiaStore(get_engine(settings)), Publisher(settings))
+    publisher = GatewayPublisher(settings, f"sia-{cfg.port}", shards=4)
+    return Receiver(cfg, SiaStore(get_engine(settings)), publisher)
 
 
 @app.callback()

@@ -20,7 +20,8 @@ from pysiaalarm.utils import ResponseType
 
 from alarmrx.codes import classify
 from alarmrx.store import SiaStore
-from gb28181.publisher import Publisher
+from gb28181.publisher import GatewayPublisher
+from gb28181.store import add_pending
 from hardware.gbid import compose
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class _Udp(asyncio.DatagramProtocol):
 class Receiver:
     """One receiver process: start(), then serve until stop()."""
 
-    def __init__(self, cfg: ReceiverConfig, store: SiaStore, publisher: Publisher) -> None:
+    def __init__(self, cfg: ReceiverConfig, store: SiaStore, publisher: GatewayPublisher) -> None:
         self.cfg = cfg
         self.store = store
         self.pub = publisher
@@ -84,7 +85,11 @@ class Receiver:
         self._reload: asyncio.Task | None = None
 
     async def load_accounts(self) -> None:
+        """Panel accounts from the database; the broker lets this receiver publish for exactly
+        their devices (granted before an event of a new account can be accepted)."""
         rows = await asyncio.to_thread(self.store.accounts)
+        if self.pub.loop is not None:
+            await self.pub.set_devices(d for _, d, _ in rows)
         self.accounts = {
             a: SIAAccount(a, key, allowed_timeband=self.cfg.timeband) for a, _, key in rows
         }
@@ -93,7 +98,7 @@ class Receiver:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await self.load_accounts()
-        await asyncio.to_thread(self.pub.start, loop)
+        await asyncio.to_thread(self.pub.start, loop, self.devices.values())
         if self.cfg.udp:
             self.udp, _ = await loop.create_datagram_endpoint(
                 lambda: _Udp(self), local_addr=(self.cfg.host, self.cfg.port)
@@ -206,9 +211,16 @@ class Receiver:
             "status": "sia_unknown_account",
             "metrics": {"via": "sia-dc09", "account": account, "address": f"{addr[0]}:{addr[1]}"},
         }
-        fut = self.pub.publish(f"gw/v1/{device_id}/heartbeat", orjson.dumps(payload), qos=1)
-        if fut is not None:
-            await fut
+        # written to the database: this receiver's broker account publishes for mapped panels only
+        taken = await asyncio.to_thread(
+            add_pending,
+            self.store.engine,
+            device_id,
+            f"gw/v1/{device_id}/heartbeat",
+            orjson.dumps(payload),
+        )
+        if not taken:
+            self.stats["pending_refused"] += 1
 
     async def _deliver(self, event: SIAEvent) -> None:
         device_id = self.devices[event.sia_account.account_id]

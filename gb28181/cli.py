@@ -20,7 +20,7 @@ err = Console(stderr=True)
 def build(settings=None, **overrides):
     """A Gateway from the settings (GRIDWATCH_SIP_*), its store and MQTT publisher."""
     from gb28181.gateway import Gateway, GatewayConfig
-    from gb28181.publisher import Publisher
+    from gb28181.publisher import GatewayPublisher
     from gb28181.store import GatewayStore
     from gridwatch.db import get_engine
     from gridwatch.settings import get_settings
@@ -36,7 +36,8 @@ def build(settings=None, **overrides):
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)
-    return Gateway(cfg, GatewayStore(get_engine(settings)), Publisher(settings))
+    store = GatewayStore(get_engine(settings), gateway=cfg.name)
+    return Gateway(cfg, store, GatewayPublisher(settings, cfg.name, cfg.broker_shards))
 
 
 async def run_service(service, what: str, max_seconds: float | None = None) -> None:

@@ -18,7 +18,7 @@ from gb28181 import manscdp, sip
 from gb28181.alarmmap import kind_of, msg_id, severity_of
 from gb28181.digest import DigestError, FailureLimiter, Nonces, expected_response, ha1
 from gb28181.digest import parse_authorization as parse_auth
-from gb28181.publisher import Publisher
+from gb28181.publisher import GatewayPublisher
 from gb28181.store import GatewayStore, Known
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ class GatewayConfig:
     tcp: bool = True
     query_after_register: bool = True
     group_commit_ms: float = 20.0
+    broker_shards: int = 16  # broker accounts of this gateway (see GatewayPublisher)
+
+    @property
+    def name(self) -> str:
+        """This gateway's name: its broker accounts are gateway-gb28181-<SIP id>[-shard]."""
+        return f"gb28181-{self.sip_id}"
 
 
 @dataclass
@@ -98,7 +104,9 @@ class _Udp(asyncio.DatagramProtocol):
 class Gateway:
     """One gateway process; run with `await start()` then `await serve_forever()`."""
 
-    def __init__(self, cfg: GatewayConfig, store: GatewayStore, publisher: Publisher) -> None:
+    def __init__(
+        self, cfg: GatewayConfig, store: GatewayStore, publisher: GatewayPublisher
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.pub = publisher
@@ -126,18 +134,25 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.known = await asyncio.to_thread(self.store.load_all)
+        fronted = set(await asyncio.to_thread(self.store.fronted))
         now = time.time()
         for k in self.known.values():
             if k.parent_id:
                 self.children.setdefault(k.parent_id, set()).add(k.device_id)
-            if k.registered_until and k.registered_until > now and k.address and k.transport:
+            if (
+                k.device_id in fronted
+                and k.registered_until
+                and k.registered_until > now
+                and k.address
+                and k.transport
+            ):
                 host, _, port = k.address.rpartition(":")
                 self.regs[k.device_id] = Registration(
                     k.device_id, k.transport, (host, int(port)), k.registered_until, k.edition
                 )
         self.pub.subscriptions = ["gw/v1/+/cmd"]
         self.pub.on_command = self.on_command
-        await asyncio.to_thread(self.pub.start, loop)
+        await asyncio.to_thread(self.pub.start, loop, fronted)
         if self.cfg.udp:
             await loop.create_datagram_endpoint(
                 lambda: _Udp(self), local_addr=(self.cfg.host, self.cfg.port)
@@ -395,6 +410,11 @@ class Gateway:
             return sip.response(msg, 200, "OK", [*date, ("Expires", "0")])
         was = self.regs.get(device_id)
         until = time.time() + expires
+        try:  # its own broker rules first: nothing it sends may be refused
+            await self.pub.grant([device_id, *self.children.get(device_id, ())])
+        except Exception as exc:
+            log.warning("broker did not grant %s to this gateway: %s", device_id, exc)
+            return sip.response(msg, 503, "Service Unavailable", [("Retry-After", "5")])
         await self._save_registration(
             (device_id, transport, f"{addr[0]}:{addr[1]}", until, edition)
         )
@@ -419,8 +439,9 @@ class Gateway:
         return known.edition if known is not None else 2016
 
     async def _pending(self, device_id: str, transport: str, addr: tuple[str, int]) -> None:
-        """An unknown id that knew the platform password: published like any unknown MQTT
-        device, so ingest puts it on the pending list with its address for an installer."""
+        """An unknown id that knew the platform password: on the pending-devices list (the one
+        ingest fills from unknown MQTT ids) with its address, for an installer. Written to the
+        database: this gateway's broker accounts may publish only for devices it fronts."""
         payload = {
             "ts": _now_iso(),
             "status": "sip_register",
@@ -430,9 +451,14 @@ class Gateway:
                 "address": f"{addr[0]}:{addr[1]}",
             },
         }
-        fut = self.pub.publish(f"gw/v1/{device_id}/heartbeat", orjson.dumps(payload), qos=1)
-        if fut is not None:
-            await fut
+        topic = f"gw/v1/{device_id}/heartbeat"
+        async with self._db_slots:
+            taken = await asyncio.to_thread(
+                self.store.add_pending, device_id, topic, orjson.dumps(payload)
+            )
+        if not taken:
+            self.stats["pending_refused"] += 1
+            log.info("%s not put on the pending list: its source is over the cap", device_id)
 
     async def _save_registration(self, row: tuple) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -493,6 +519,7 @@ class Gateway:
                         if old is not None:
                             k.edition = old.edition
                     self.known = fresh
+                    await self._refront()
                 except Exception as exc:
                     log.warning("device list not reloaded: %s", exc)
             now = time.time()
@@ -513,6 +540,16 @@ class Gateway:
                     asm.sum_num,
                 )
                 await self._store_catalog(key[0], list(asm.items.values()))
+
+    async def _refront(self) -> None:
+        """Broker rules for what this gateway fronts now: devices that registered with another
+        gateway since (and their channels) or were retired lose theirs."""
+        fronted = set(await asyncio.to_thread(self.store.fronted))
+        keep = {d for d in fronted if d in self.known}
+        for device_id in self.regs:
+            keep.add(device_id)
+            keep.update(self.children.get(device_id, ()))
+        await self.pub.set_devices(keep)
 
     # ------------------------------------------------------------------ heartbeats
     def _heartbeat(self, device_id: str, status: str = "ok") -> None:
@@ -596,6 +633,7 @@ class Gateway:
                 return device_id
         known = await self._device(device_id)  # a channel stored by another gateway process
         if known is not None and known.parent_id == sender:
+            await self.pub.grant([device_id])
             self.children.setdefault(sender, set()).add(device_id)
             return device_id
         return sender
@@ -710,6 +748,12 @@ class Gateway:
                 out["rejected"][0],
             )
         channels = await asyncio.to_thread(self.store.channels_of, parent_id)
+        try:  # the channels' broker rules before anything is published for them
+            await self.pub.grant(channels)
+        except Exception as exc:
+            log.warning("channels of %s not granted on the broker: %s", parent_id, exc)
+            self.stats["catalog_errors"] += 1
+            return
         self.known.update(channels)
         kids = self.children.setdefault(parent_id, set())
         kids.update(channels)

@@ -1,5 +1,6 @@
 """The gateway's MQTT side: publishes contract-v1 payloads under each device's topics with the
-gateway's own broker account, and tells the event loop when the broker has acknowledged."""
+gateway's own broker accounts (each limited to the devices it fronts), and tells the event loop
+when the broker has acknowledged."""
 
 from __future__ import annotations
 
@@ -8,40 +9,36 @@ import logging
 import struct
 import threading
 import uuid
+import zlib
+from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch.settings import Settings
+from ingest import topics
 from ingest.mqttclient import PUBACK, PUBLISH_QOS0, _fixed_header
 
 log = logging.getLogger(__name__)
 
 
-def gateway_account(settings: Settings) -> tuple[str, str]:
-    """(user, password) the gateways (GB/T 28181, SIA DC-09) use on the broker.
-
-    The one place to change when the broker gives gateways an account of their own (a role that
-    may publish only for the devices a gateway fronts: ingest.broker_acl.gateway_account(name,
-    device_ids)); until then the hub's shared `gateway` role (publish under gw/v1/{id}/ for any
-    device, read command topics; not the ingest account).
-    """
-    return settings.hub_credentials("gateway")
-
-
 class Publisher:
     """A paho MQTT 5 client; publish() returns a future resolved at PUBACK (QoS 1)."""
 
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, account: tuple[str, str], client_id: str | None = None
+    ) -> None:
         self.settings = settings
         self.client_id = client_id or f"gridwatch-gw-{uuid.uuid4().hex[:8]}"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
         )
-        user, password = gateway_account(settings)
-        self.client.username_pw_set(user, password)
+        self.client.username_pw_set(*account)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
+        # the broker disconnects the client when its account's rules change (a grant): back
+        # at once rather than after paho's default second
+        self.client.reconnect_delay_set(min_delay=0.05, max_delay=30)  # type: ignore[arg-type]
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -51,7 +48,8 @@ class Publisher:
         self._early: dict[int, int] = {}
         self._ignore: set[int] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.on_command = None  # callable(topic, payload) on the event loop, set by the gateway
+        # callable(topic, payload) on the event loop, set by the gateway
+        self.on_command: Callable[[str, bytes], None] | None = None
         self.subscriptions: list[str] = []
         self._qos0: list[bytes] = []
         self._qos0_scheduled = False
@@ -143,3 +141,135 @@ class Publisher:
         if rc is not None:
             self._resolve(fut, rc)
         return fut
+
+
+Grant = Callable[[str, Iterable[str], str | None], tuple[str, str]]
+
+
+def _grant_with_admin(settings: Settings) -> Grant:
+    def grant(name: str, device_ids: Iterable[str], password: str | None) -> tuple[str, str]:
+        from ingest.broker_acl import gateway_account
+
+        return gateway_account(name, device_ids, password, settings)
+
+    return grant
+
+
+class GatewayPublisher:
+    """A gateway's broker side: its devices split in `shards` by a hash of their id, each shard
+    with a broker account that may publish for that shard's devices only and its own client.
+
+    Least privilege with bounded cost: the broker tries an account's rules one by one, and it
+    disconnects an account's client whenever its rules change, so a grant touches one shard.
+    A device is granted (grant()) once it has proved itself (a registration with the right
+    password, a channel in its parent's catalog, a mapped panel account); a message for a
+    device that is not granted is refused by the broker (QoS 1: the future fails)."""
+
+    def __init__(
+        self, settings: Settings, name: str, shards: int = 16, grant: Grant | None = None
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.shards = max(1, shards)
+        self._grant = grant or _grant_with_admin(settings)
+        self.granted: dict[int, set[str]] = {}
+        self.pubs: dict[int, Publisher] = {}
+        self._passwords: dict[int, str] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._wanted: dict[int, set[str]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.subscriptions: list[str] = []
+        self.on_command: Callable[[str, bytes], None] | None = None
+        self.refused = 0  # messages for devices not granted: never sent
+
+    def shard(self, device_id: str) -> int:
+        return zlib.crc32(device_id.encode()) % self.shards
+
+    def account(self, k: int) -> str:
+        """The gateway name of shard k (broker user gateway-<name>)."""
+        return f"{self.name}-{k}" if self.shards > 1 else self.name
+
+    def is_granted(self, device_id: str) -> bool:
+        return device_id in self.granted.get(self.shard(device_id), ())
+
+    def _split(self, device_ids: Iterable[str]) -> dict[int, set[str]]:
+        out: dict[int, set[str]] = {}
+        for d in device_ids:
+            out.setdefault(self.shard(d), set()).add(d)
+        return out
+
+    def _put(self, k: int, ids: set[str]) -> None:
+        """(Blocking) give shard k's account exactly `ids`; connect its client the first time."""
+        user, password = self._grant(self.account(k), ids, self._passwords.get(k))
+        self._passwords[k] = password
+        self.granted[k] = set(ids)
+        if k not in self.pubs:
+            pub = Publisher(self.settings, (user, password), f"gridwatch-{user}")
+            pub.subscriptions = self.subscriptions
+            pub.on_command = self.on_command
+            assert self.loop is not None
+            pub.start(self.loop)
+            self.pubs[k] = pub
+
+    def start(self, loop: asyncio.AbstractEventLoop, device_ids: Iterable[str] = ()) -> None:
+        """(Blocking) grant the devices fronted so far and connect their shards."""
+        self.loop = loop
+        for k, ids in self._split(device_ids).items():
+            self._put(k, ids)
+
+    async def grant(self, device_ids: Iterable[str]) -> None:
+        """Let this gateway publish for `device_ids` too (a no-op for those already granted);
+        BrokerAdminError / ConnectionError when the broker could not be told."""
+        for k, ids in self._split(device_ids).items():
+            if ids <= self.granted.get(k, set()):
+                continue
+            self._wanted.setdefault(k, set()).update(ids)
+            lock = self._locks.setdefault(k, asyncio.Lock())
+            async with lock:  # one grant of a shard at a time, carrying all asked for meanwhile
+                have = self.granted.get(k, set())
+                if ids <= have:
+                    continue
+                wanted = self._wanted.pop(k, set())
+                await asyncio.to_thread(self._put, k, have | wanted | ids)
+
+    async def set_devices(self, device_ids: Iterable[str]) -> None:
+        """Front exactly `device_ids` from now on: shards whose set changes are re-granted
+        (devices re-homed to another gateway, panel accounts removed, lose their rules)."""
+        want = self._split(device_ids)
+        for k in sorted(set(want) | set(self.granted)):
+            lock = self._locks.setdefault(k, asyncio.Lock())
+            async with lock:
+                ids = want.get(k, set())
+                if ids != self.granted.get(k, set()):
+                    await asyncio.to_thread(self._put, k, ids)
+
+    def stop(self) -> None:
+        for pub in self.pubs.values():
+            pub.stop()
+
+    def _pub(self, topic: str) -> Publisher | None:
+        device_id = topic[len(topics.PREFIX) :].split("/", 1)[0]
+        k = self.shard(device_id)
+        if device_id not in self.granted.get(k, ()):
+            self.refused += 1
+            return None
+        return self.pubs.get(k)
+
+    def publish_soon(self, topic: str, payload: bytes) -> None:
+        """QoS 0 (heartbeats) through the device's shard; dropped when it is not granted."""
+        pub = self._pub(topic)
+        if pub is not None:
+            pub.publish_soon(topic, payload)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future | None:
+        """Through the device's shard; for QoS 1 a future done at PUBACK (failed with
+        ConnectionError when the device is not one this gateway fronts)."""
+        pub = self._pub(topic)
+        if pub is None:
+            if qos == 0:
+                return None
+            assert self.loop is not None
+            fut = self.loop.create_future()
+            fut.set_exception(ConnectionError(f"{topic}: not a device this gateway fronts"))
+            return fut
+        return pub.publish(topic, payload, qos)

@@ -65,8 +65,9 @@ def _known(r) -> Known:
 class GatewayStore:
     """Synchronous database calls of the gateway (run them off the event loop)."""
 
-    def __init__(self, engine: Engine, miss_ttl_s: float = 15.0) -> None:
+    def __init__(self, engine: Engine, miss_ttl_s: float = 15.0, gateway: str = "") -> None:
         self.engine = engine
+        self.gateway = gateway  # this gateway's name (gb_devices.gateway of what it fronts)
         self.miss_ttl_s = miss_ttl_s
         self._misses: dict[str, float] = {}
 
@@ -82,6 +83,23 @@ class GatewayStore:
         """Every active device (a gateway fronts any of them that registers)."""
         with self.engine.connect() as conn:
             return {r.id: _known(r) for r in conn.execute(text(_SELECT))}
+
+    def fronted(self) -> list[str]:
+        """Active devices this gateway fronts: those that last registered with it, and their
+        channels."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT g.device_id FROM gb_devices g JOIN devices d ON d.id = g.device_id "
+                    "WHERE d.retired_at IS NULL AND (g.gateway = :gw OR g.parent_id IN "
+                    "(SELECT p.device_id FROM gb_devices p WHERE p.gateway = :gw))"
+                ),
+                {"gw": self.gateway},
+            )
+            return [r[0] for r in rows]
+
+    def add_pending(self, device_id: str, topic: str, payload: bytes) -> bool:
+        return add_pending(self.engine, device_id, topic, payload)
 
     def lookup(self, device_id: str) -> Known | None:
         """One registered device by id (a miss is remembered for a few seconds)."""
@@ -106,16 +124,24 @@ class GatewayStore:
             conn.execute(
                 text(
                     "INSERT INTO gb_devices AS g (device_id, transport, address, registered_at, "
-                    "registered_until, edition, updated_at) VALUES (:id, :transport, :address, "
-                    "now(), to_timestamp(:until), :edition, now()) "
+                    "registered_until, edition, gateway, updated_at) VALUES (:id, :transport, "
+                    ":address, now(), to_timestamp(:until), :edition, :gw, now()) "
                     "ON CONFLICT (device_id) DO UPDATE SET transport = EXCLUDED.transport, "
+                    "gateway = EXCLUDED.gateway, "
                     "address = EXCLUDED.address, registered_until = EXCLUDED.registered_until, "
                     "registered_at = CASE WHEN EXCLUDED.registered_until IS NULL "
                     "THEN g.registered_at ELSE now() END, "
                     "edition = EXCLUDED.edition, updated_at = now()"
                 ),
                 [
-                    {"id": i, "transport": t, "address": a, "until": u, "edition": e}
+                    {
+                        "id": i,
+                        "transport": t,
+                        "address": a,
+                        "until": u,
+                        "edition": e,
+                        "gw": self.gateway,
+                    }
                     for i, t, a, u, e in rows
                 ],
             )
@@ -261,6 +287,20 @@ class GatewayStore:
         with self.engine.connect() as conn:
             rows = conn.execute(text(_SELECT + " AND g.parent_id = :p"), {"p": parent_id})
             return {r.id: _known(r) for r in rows}
+
+
+def add_pending(engine: Engine, device_id: str, topic: str, payload: bytes) -> bool:
+    """An unknown id on the pending-devices list (the same rows and per-source cap as ingest's:
+    a gateway's broker accounts may publish only for devices it fronts); False when its source
+    is over the cap."""
+    from ingest.config import get_ingest_settings
+    from ingest.store import upsert_pending
+
+    cap = get_ingest_settings().pending_max_per_source
+    with engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        taken = upsert_pending(cur, {device_id: [1, topic, payload, None, None]}, cap)
+    return device_id in taken
 
 
 def _status(item: CatalogItem) -> str | None:

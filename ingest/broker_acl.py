@@ -119,14 +119,22 @@ def role_acls(role: str) -> list[dict[str, Any]]:
 
 def gateway_acls(device_ids: Iterable[str]) -> list[dict[str, Any]]:
     """A gateway's ACL: publish the inbound topics of exactly the devices it fronts, read their
-    command topics, nothing else."""
-    acls: list[dict[str, Any]] = []
+    command topics, nothing else.
+
+    One publish rule per device (gw/v1/{id}/+, the command topic denied first): Mosquitto
+    2.0.11's plugin tries a role's publish rules one by one, so their number is the cost of
+    every message a gateway sends."""
+    acls = [
+        _acl("publishClientSend", topics.command_filter(), allow=False, priority=20),
+        _acl("subscribeLiteral", topics.command_filter()),
+        _acl("subscribePattern", topics.command_filter()),
+    ]
     for device_id in sorted(set(device_ids)):
         reason = topics.check_device_id(device_id)
         if reason:
             raise ValueError(reason)
-        acls += [_acl("publishClientSend", t) for t in topics.device_inbound_topics(device_id)]
-        acls += _reads([topics.device_topic(device_id, topics.COMMAND)])
+        acls.append(_acl("publishClientSend", topics.device_topic(device_id, "+")))
+        acls.append(_acl("publishClientReceive", topics.device_topic(device_id, topics.COMMAND)))
     return acls + DENY_REST
 
 
@@ -404,41 +412,42 @@ class DynsecAdmin:
     def put_gateway(self, name: str, device_ids: Iterable[str], password: str | None) -> str:
         """Create or update gateway `name` fronting `device_ids`; its password (new if None).
 
-        The role is edited in place (removeRoleACL/addRoleACL): deleting a role that a client
-        holds crashes Mosquitto 2.0.11's plugin when that client is next checked."""
+        A new generation of its role is made with every rule in one command and swapped in
+        (four commands whatever the number of devices: the plugin rewrites its whole state
+        file after each command, so one command per rule would take minutes for a large
+        gateway). The old role is deleted only once no client holds it (deleting a held role
+        crashes Mosquitto 2.0.11's plugin). The plugin disconnects the gateway's client when
+        its roles change; it reconnects with the same password."""
         username = gateway_username(name)
-        want = {(a["acltype"], a["topic"]): a for a in gateway_acls(device_ids)}
+        role = f"{username}.{secrets.token_hex(4)}"
         got = self.run(
-            [{"command": "getRole", "rolename": username}], ok_errors=("Role not found",)
+            [{"command": "getClient", "username": username}], ok_errors=("Client not found",)
         )
-        if got[0].get("error"):
-            self.run([{"command": "createRole", "rolename": username, "acls": list(want.values())}])
-        else:
-            have = {(a["acltype"], a["topic"]) for a in got[0]["data"]["role"].get("acls", [])}
-            self.run(
-                [
-                    {"command": "removeRoleACL", "rolename": username, "acltype": t, "topic": tp}
-                    for t, tp in have - set(want)
-                ]
-                + [
-                    {"command": "addRoleACL", "rolename": username, **want[k]}
-                    for k in set(want) - have
-                ]
-            )
+        exists = not got[0].get("error")
+        old = [r["rolename"] for r in got[0]["data"]["client"].get("roles", [])] if exists else []
         password = password or secrets.token_urlsafe(24)
-        created = self.run(
-            [
+        cmds: list[dict[str, Any]] = [
+            {"command": "createRole", "rolename": role, "acls": gateway_acls(device_ids)}
+        ]
+        if exists:
+            cmds.append(
+                {"command": "setClientPassword", "username": username, "password": password}
+            )
+            cmds.append({"command": "addClientRole", "username": username, "rolename": role})
+            cmds += [
+                {"command": "removeClientRole", "username": username, "rolename": r} for r in old
+            ]
+            cmds += [{"command": "deleteRole", "rolename": r} for r in old]
+        else:
+            cmds.append(
                 {
                     "command": "createClient",
                     "username": username,
                     "password": password,
-                    "roles": [{"rolename": username}],
+                    "roles": [{"rolename": role}],
                 }
-            ],
-            ok_errors=("Client already exists",),
-        )
-        if created[0].get("error"):
-            self.run([{"command": "setClientPassword", "username": username, "password": password}])
+            )
+        self.run(cmds)
         return password
 
 

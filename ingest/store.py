@@ -500,34 +500,7 @@ class BatchStore:
         ids beyond the cap are dead-lettered (within their source's dead-letter quota)."""
         ids = sorted(w.pending)  # lock order, see _live_state
         cap = self.cfg.pending_max_per_source
-        rows = cur.execute(
-            "WITH u AS (SELECT * FROM unnest(%(ids)s::bpchar[], %(n)s::int[], %(t)s::text[], "
-            "%(p)s::bytea[], %(lon)s::float8[], %(lat)s::float8[]) AS u(id, n, t, p, lon, lat)), "
-            "fresh AS (SELECT u.id, left(u.id::text, 8) AS src, row_number() OVER "
-            "(PARTITION BY left(u.id::text, 8) ORDER BY u.id) AS rk FROM u WHERE NOT EXISTS "
-            "(SELECT 1 FROM pending_devices pd WHERE pd.id = u.id)), "
-            "room AS (SELECT s.src, %(cap)s - (SELECT count(*) FROM pending_devices pd "
-            "WHERE left(pd.id::text, 8) = s.src) AS free FROM (SELECT DISTINCT src FROM fresh) s), "
-            "refused AS (SELECT f.id FROM fresh f JOIN room r ON r.src = f.src WHERE f.rk > r.free) "
-            "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
-            "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
-            "ST_SetSRID(ST_MakePoint(lon, lat), 4326) END FROM u "
-            "WHERE u.id NOT IN (SELECT id FROM refused) "
-            "ON CONFLICT (id) DO UPDATE SET last_seen = now(), "
-            "message_count = pd.message_count + excluded.message_count, "
-            "last_topic = excluded.last_topic, last_payload = excluded.last_payload, "
-            "position = coalesce(excluded.position, pd.position) RETURNING pd.id",
-            {
-                "ids": ids,
-                "n": [w.pending[i][0] for i in ids],
-                "t": [w.pending[i][1] for i in ids],
-                "p": [w.pending[i][2] for i in ids],
-                "lon": [w.pending[i][3] for i in ids],
-                "lat": [w.pending[i][4] for i in ids],
-                "cap": cap,
-            },
-        ).fetchall()
-        taken = {r[0] for r in rows}
+        taken = upsert_pending(cur, w.pending, cap)
         res.counts["pending"] = sum(w.pending[i][0] for i in taken)
         now = time.monotonic()
         for i in ids:
@@ -712,3 +685,39 @@ class BatchStore:
                 [r[5] for r in rows],
             ),
         )
+
+
+def upsert_pending(cur: psycopg.Cursor, pending: dict[str, list], cap: int) -> set[str]:
+    """Record unknown ids for adoption: {id: [count, topic, payload, lon, lat]}; at most `cap`
+    ids per source (the id's 8-digit centre code) counting those already waiting. Returns the
+    ids taken (the others are over their source's cap). Used by ingest and by the protocol
+    gateways, which may not publish for devices they do not front."""
+    ids = sorted(pending)  # lock order, see _live_state
+    rows = cur.execute(
+        "WITH u AS (SELECT * FROM unnest(%(ids)s::bpchar[], %(n)s::int[], %(t)s::text[], "
+        "%(p)s::bytea[], %(lon)s::float8[], %(lat)s::float8[]) AS u(id, n, t, p, lon, lat)), "
+        "fresh AS (SELECT u.id, left(u.id::text, 8) AS src, row_number() OVER "
+        "(PARTITION BY left(u.id::text, 8) ORDER BY u.id) AS rk FROM u WHERE NOT EXISTS "
+        "(SELECT 1 FROM pending_devices pd WHERE pd.id = u.id)), "
+        "room AS (SELECT s.src, %(cap)s - (SELECT count(*) FROM pending_devices pd "
+        "WHERE left(pd.id::text, 8) = s.src) AS free FROM (SELECT DISTINCT src FROM fresh) s), "
+        "refused AS (SELECT f.id FROM fresh f JOIN room r ON r.src = f.src WHERE f.rk > r.free) "
+        "INSERT INTO pending_devices AS pd (id, message_count, last_topic, last_payload, "
+        "position) SELECT id, n, t, p, CASE WHEN lon IS NULL THEN NULL ELSE "
+        "ST_SetSRID(ST_MakePoint(lon, lat), 4326) END FROM u "
+        "WHERE u.id NOT IN (SELECT id FROM refused) "
+        "ON CONFLICT (id) DO UPDATE SET last_seen = now(), "
+        "message_count = pd.message_count + excluded.message_count, "
+        "last_topic = excluded.last_topic, last_payload = excluded.last_payload, "
+        "position = coalesce(excluded.position, pd.position) RETURNING pd.id",
+        {
+            "ids": ids,
+            "n": [pending[i][0] for i in ids],
+            "t": [pending[i][1] for i in ids],
+            "p": [pending[i][2] for i in ids],
+            "lon": [pending[i][3] for i in ids],
+            "lat": [pending[i][4] for i in ids],
+            "cap": cap,
+        },
+    ).fetchall()
+    return {r[0] for r in rows}

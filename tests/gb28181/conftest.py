@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hardware.gbid import compose
-from tests.ingest.conftest import pg, start_worker, wait_for  # noqa: F401 - shared fixtures
+from tests.ingest.conftest import hub_client, pg, start_worker, wait_for  # noqa: F401 - shared fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "gb-test-password"
@@ -47,7 +47,9 @@ def new_id(type_code: int = 132) -> str:
 class GatewayProcess:
     """`python -m gridwatch gb28181` on its own port, inheriting the test environment."""
 
-    def __init__(self, port: int | None = None, password: str | None = PASSWORD) -> None:
+    def __init__(
+        self, port: int | None = None, password: str | None = PASSWORD, sip_id: str | None = None
+    ) -> None:
         self.port = port or free_port()
         self.env = dict(os.environ)
         self.env.update(
@@ -58,6 +60,8 @@ class GatewayProcess:
         )
         if password is not None:
             self.env["GRIDWATCH_SIP_PASSWORD"] = password
+        if sip_id is not None:  # another gateway: its own name and broker accounts
+            self.env["GRIDWATCH_SIP_ID"] = sip_id
         self.log = Path(f"/tmp/gw-gb28181-test-{uuid.uuid4().hex[:8]}.log")
         self.proc: subprocess.Popen | None = None
 
