@@ -26,6 +26,7 @@
     scanned: ["已识别编码 {id}", "read code {id}"], no_camera: ["无法打开摄像头（需 HTTPS 与授权）", "cannot open the camera (HTTPS and permission needed)"],
     not_found: ["未找到该设备", "no such device"], queued: ["当前无网络：已加入待发送队列，联网后自动发送", "no connection: queued, it is sent when the phone is back online"],
     queue_conflict: ["被拒绝", "refused"], queue_waiting: ["等待网络", "waiting for network"], remove: ["移除", "remove"],
+    resolve: ["处理", "resolve"], queue_compare: ["队列中的登记被拒绝（{reason}）：已载入现有设备并填入队列中的数值，核对后保存修改", "the queued registration was refused ({reason}): the existing device is open with the queued values over it; check them and save the changes"],
     village: ["村", "village"], township: ["乡镇", "township"],
     add_photo: ["添加安装照片", "Add installation photos"], photo_saved: ["照片已保存（{w}×{h}）", "photo saved ({w}×{h})"],
   };
@@ -295,11 +296,9 @@
       if (![].some.call(sel.options, function (o) { return o.value === text; })) sel.appendChild(gw.el("option", { text: text }));
       sel.value = text;
     }
-    $("gw-i-find").addEventListener("click", function () {
-      var id = $("gw-i-id").value.trim();
-      var bad = check({ id: id, lon: 0, lat: 0 });
-      if (bad && /^id:/.test(bad)) { problem(bad); return; }
-      gw.api("/devices/" + id + "?with_fov=true").then(function (d) {
+    function findDevice(id) {
+      /* Load a registered device into the form for editing; resolves to it (or rejects). */
+      return gw.api("/devices/" + id + "?with_fov=true").then(function (d) {
         problem("");
         setEditing(d);
         $("gw-i-name").value = d.name || "";
@@ -310,8 +309,45 @@
         if (d.resolution_w) selectValue("gw-i-res", d.resolution_w + "x" + d.resolution_h);
         if (d.mount_height_m !== null && d.mount_height_m !== undefined) $("gw-i-height").value = d.mount_height_m;
         preview();
-      }, function (e) { problem(e.status === 404 ? say("not_found") : e); });
+        return d;
+      });
+    }
+    $("gw-i-find").addEventListener("click", function () {
+      var id = $("gw-i-id").value.trim();
+      var bad = check({ id: id, lon: 0, lat: 0 });
+      if (bad && /^id:/.test(bad)) { problem(bad); return; }
+      findDevice(id).catch(function (e) { problem(e.status === 404 ? say("not_found") : e); });
     });
+    function fillFromQueued(b) {
+      /* Put a queued registration's values into the form (over a loaded device's). */
+      if (b.name) $("gw-i-name").value = b.name;
+      if (!isNaN(b.lon) && !isNaN(b.lat)) { setCoords(b.lon, b.lat, b.crs); showTypedPoint(b); }
+      if (b.heading_deg !== undefined) setHeading(Math.round(b.heading_deg) % 360);
+      selectValue("gw-i-focal", b.focal_mm);
+      selectValue("gw-i-sensor", b.sensor_format);
+      if (b.resolution_w) selectValue("gw-i-res", b.resolution_w + "x" + b.resolution_h);
+      if (b.mount_height_m !== undefined) $("gw-i-height").value = b.mount_height_m;
+    }
+    function resolveQueued(q) {
+      /* A refused queued registration: open the device it collides with (the queued values
+         over it, to compare and save as a change) or, when there is none, the queued form with
+         the server's reason. The queue entry goes: its values are in the form now. */
+      var b = q.body;
+      setEditing(null);
+      resetForm();
+      $("gw-i-id").value = b.id;
+      findDevice(b.id).then(function () {
+        fillFromQueued(b);
+        schedulePreview();
+        $("gw-i-mode-text").textContent = say("editing", { id: b.id }) + " · " + say("queue_compare", { reason: q.message });
+      }, function () {
+        fillFromQueued(b);
+        schedulePreview();
+        problem(q.message, b);
+      });
+      field.queue.drop(b.id);
+      showQueue();
+    }
     $("gw-i-cancel-edit").addEventListener("click", function () { setEditing(null); resetForm(); });
     $("gw-i-retire").addEventListener("click", function () { $("gw-i-retire-box").classList.toggle("gw-hidden"); });
     $("gw-i-retire-confirm").addEventListener("click", function () {
@@ -457,6 +493,7 @@
         ul.appendChild(gw.el("li", { class: "gw-alarm sev-" + (q.state === "conflict" ? "2" : "4"), "data-queued-id": q.body.id, "data-state": q.state }, [
           gw.el("div", { class: "gw-a-head", text: (q.body.name ? q.body.name + " · " : "") + q.body.id }),
           gw.el("div", { class: "gw-a-meta", text: gw.time(q.queued_at) + " · " + state }),
+          q.state === "conflict" ? gw.el("button", { type: "button", class: "gw-i-resolve", text: say("resolve"), onclick: function () { resolveQueued(q); } }) : null,
           gw.el("button", { type: "button", class: "secondary", text: say("remove"), onclick: function () { field.queue.drop(q.body.id); showQueue(); } }),
         ]));
       });

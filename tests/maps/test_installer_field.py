@@ -241,3 +241,48 @@ def test_the_install_page_opens_offline_after_one_visit(stack, browser):
         wait_js(page, "window.gw && window.gw.field", 10)
     finally:
         context.close()
+
+
+def test_a_refused_queued_registration_is_resolved_from_the_phone(stack, browser, engine):
+    """Offline, the installer registers a code someone else registered meanwhile, under a hostile
+    name: back online the queue shows the refusal with the server's reason (the name as text,
+    nothing run), and 'resolve' opens the existing device with the queued values to save."""
+    dev = device_id()
+    hostile = '<img src=x onerror="window.__pwned=1">杆'
+    body = {"id": dev, "lon": 115.353, "lat": 28.404, "name": "原杆", **CAM}
+    r = httpx.post(f"{stack.base}/api/v1/devices", headers=_auth(stack, "t-installer"), json=body)
+    assert r.status_code == 201, r.text
+    context, page, _ = _phone(browser, stack)
+    try:
+        wait_js(page, "window.gw && gw.install", 10)
+        context.set_offline(True)
+        page.fill("#gw-i-id", dev)
+        page.fill("#gw-i-name", hostile)
+        page.fill("#gw-i-lon", "115.3538")
+        page.fill("#gw-i-lat", "28.4045")
+        page.select_option("#gw-i-crs", "wgs84")
+        page.click("#gw-i-save")
+        page.locator(f"#gw-i-queue li[data-queued-id='{dev}']").wait_for(timeout=10000)
+        context.set_offline(False)
+        item = page.locator(f"#gw-i-queue li[data-queued-id='{dev}'][data-state='conflict']")
+        item.wait_for(timeout=15000)
+        assert hostile in item.inner_text()  # shown as text
+        assert page.locator("#gw-i-queue img").count() == 0
+        item.locator(".gw-i-resolve").click()
+        page.locator("#gw-i-mode:not(.gw-hidden)").wait_for(timeout=10000)
+        wait_js(page, "document.getElementById('gw-i-name').value.length > 3", 10)
+        assert page.input_value("#gw-i-name") == hostile
+        assert page.input_value("#gw-i-lon") == "115.353800"
+        mode = page.inner_text("#gw-i-mode-text")  # the refusal and its reason stay in view
+        assert ("被拒绝" in mode or "refused" in mode) and dev in mode, mode
+        page.locator("#gw-i-queue-box.gw-hidden").wait_for(state="attached", timeout=5000)
+        page.click("#gw-i-save")
+        page.locator("#gw-i-where").wait_for(timeout=10000)
+        with engine.connect() as conn:
+            name, lon = conn.execute(
+                text("SELECT name, ST_X(position) FROM devices WHERE id = :i"), {"i": dev}
+            ).one()
+        assert name == hostile and lon == pytest.approx(115.3538, abs=1e-6)
+        assert page.evaluate("() => window.__pwned === undefined")
+    finally:
+        context.close()
