@@ -353,6 +353,7 @@ gb_devices = Table(
     Column("info", JSONB),
     Column("catalog_at", DateTime(True)),
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("gateway", Text),
     CheckConstraint(
         "crs = ANY (ARRAY['wgs84'::text, 'gcj02'::text, 'bd09'::text])", name="gb_devices_crs_check"
     ),
@@ -373,6 +374,7 @@ gb_devices = Table(
         ["parent_id"], ["devices.id"], ondelete="CASCADE", name="gb_devices_parent_id_fkey"
     ),
     PrimaryKeyConstraint("device_id", name="gb_devices_pkey"),
+    Index("gb_devices_gateway", "gateway", postgresql_where="(gateway IS NOT NULL)"),
     Index("gb_devices_parent", "parent_id", postgresql_where="(parent_id IS NOT NULL)"),
     Index(
         "gb_devices_registered",
