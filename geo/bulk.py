@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-import shapely
 from sqlalchemy import Connection, text
 
 from geo.coverage import DEFAULT_DORI
+from geo.device_rows import GIVEN, bulk_temp_table_sql, bulk_upsert_sql, given_values
 from geo.registry import (
     DeviceRegistration,
     RegistryError,
@@ -28,95 +28,27 @@ from geo.views import relink_devices
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = (
-    "id",
-    "gb_edition",
-    "type_code",
-    "kind",
-    "sub_kind",
-    "name",
-    "network_code",
-    "industry_code",
-    "resource_class",
-    "vendor",
-    "model",
-    "lon",
-    "lat",
-    "mount_height_m",
-    "heading_deg",
-    "focal_mm",
-    "focal_max_mm",
-    "sensor_format",
-    "resolution_w",
-    "resolution_h",
-    "hfov_deg",
-    "range_m",
-    "ptz",
-    "presets",
-    "fov",
-    "networked",
-    "stream_url",
-    "heartbeat_s",
-    "registration",
-    "village_code",
-)
+_TEMP_DDL = bulk_temp_table_sql("_bulk_devices")
+_COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 
-_TEMP_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS _bulk_devices (
-  id char(20), gb_edition smallint, type_code char(3), kind text, sub_kind text, name text,
-  network_code smallint, industry_code char(2), resource_class smallint, vendor text, model text,
-  lon double precision, lat double precision, mount_height_m real, heading_deg real, focal_mm real,
-  focal_max_mm real, sensor_format text, resolution_w integer, resolution_h integer, hfov_deg real,
-  range_m real, ptz boolean, presets jsonb, fov geometry, networked boolean, stream_url text,
-  heartbeat_s integer, registration jsonb, village_code char(12)
-) ON COMMIT DROP
+# Region: the administrative village containing the point if any, else the deepest region;
+# the base grid containing it. Raw SQL: one set-based PostGIS pass over the whole batch.
+_LOCATED_SQL = """
+SELECT s.*,
+  coalesce(
+    (SELECT r.code FROM regions r WHERE r.code = s.village_code AND r.level = 5),
+    (SELECT r.code FROM regions r WHERE r.level = 5 AND r.geom && s.position
+       AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL ORDER BY r.code LIMIT 1),
+    (SELECT r.code FROM regions r WHERE r.level < 5 AND r.geom && s.position
+       AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL
+       ORDER BY r.level DESC, r.code LIMIT 1)) AS region_code,
+  (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
+     AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
+FROM _bulk_devices s
 """
 
-# Region: the administrative village containing the point if any, else the deepest region.
-_INSERT_SQL = """
-WITH src AS (
-  SELECT b.*, ST_SetSRID(ST_MakePoint(b.lon, b.lat), 4326) AS position FROM _bulk_devices b
-), located AS (
-  SELECT s.*,
-    coalesce(
-      (SELECT r.code FROM regions r WHERE r.code = s.village_code AND r.level = 5),
-      (SELECT r.code FROM regions r WHERE r.level = 5 AND r.geom && s.position
-         AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL ORDER BY r.code LIMIT 1),
-      (SELECT r.code FROM regions r WHERE r.level < 5 AND r.geom && s.position
-         AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL
-         ORDER BY r.level DESC, r.code LIMIT 1)) AS region_code,
-    (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
-       AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
-  FROM src s
-), ins AS (
-  INSERT INTO devices AS d (
-    id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code, resource_class,
-    vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm, sensor_format,
-    resolution_w, resolution_h, hfov_deg, range_m, ptz, presets, fov, region_code, grid_id,
-    networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at,
-    village_code)
-  SELECT id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code,
-    resource_class, vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm,
-    sensor_format, resolution_w, resolution_h, hfov_deg, range_m, ptz, presets,
-    ST_SetSRID(fov, 4326), region_code, grid_id, networked, stream_url, heartbeat_s, :actor,
-    now(), now(), NULL, village_code
-  FROM located
-  ON CONFLICT (id) DO UPDATE SET
-    gb_edition = EXCLUDED.gb_edition, type_code = EXCLUDED.type_code, kind = EXCLUDED.kind,
-    sub_kind = EXCLUDED.sub_kind, name = EXCLUDED.name, network_code = EXCLUDED.network_code,
-    industry_code = EXCLUDED.industry_code, resource_class = EXCLUDED.resource_class,
-    vendor = EXCLUDED.vendor, model = EXCLUDED.model, position = EXCLUDED.position,
-    mount_height_m = EXCLUDED.mount_height_m, heading_deg = EXCLUDED.heading_deg,
-    focal_mm = EXCLUDED.focal_mm, focal_max_mm = EXCLUDED.focal_max_mm,
-    sensor_format = EXCLUDED.sensor_format, resolution_w = EXCLUDED.resolution_w,
-    resolution_h = EXCLUDED.resolution_h, hfov_deg = EXCLUDED.hfov_deg,
-    range_m = EXCLUDED.range_m, ptz = EXCLUDED.ptz, presets = EXCLUDED.presets, fov = EXCLUDED.fov,
-    region_code = EXCLUDED.region_code, grid_id = EXCLUDED.grid_id,
-    networked = EXCLUDED.networked, stream_url = EXCLUDED.stream_url,
-    heartbeat_s = EXCLUDED.heartbeat_s, village_code = EXCLUDED.village_code, updated_at = now(),
-    retired_at = NULL
-  RETURNING (xmax = 0) AS inserted, region_code IS NULL AS outside
-)
+_INSERT_SQL = f"""
+WITH located AS ({_LOCATED_SQL}), ins AS ({bulk_upsert_sql("located")})
 SELECT count(*) FILTER (WHERE inserted) AS inserted,
        count(*) FILTER (WHERE NOT inserted) AS updated,
        count(*) FILTER (WHERE outside) AS outside
@@ -145,42 +77,12 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _row(reg: DeviceRegistration, level: str) -> tuple:
+    """One staging row: the GIVEN columns in order, then the registration as given."""
     d = decode(reg)
-    cov = coverage_of(d, level)
-    presets = json.dumps([p.model_dump() for p in reg.presets]) if reg.presets else None
-    fov = shapely.to_wkb(cov.geometry, hex=True) if cov.geometry is not None else None
-    return (
-        reg.id,
-        reg.gb_edition,
-        d.type_code,
-        d.kind.name,
-        reg.sub_kind,
-        reg.name,
-        d.network_code,
-        d.industry_code,
-        reg.resource_class,
-        reg.vendor,
-        reg.model,
-        d.lon,
-        d.lat,
-        reg.mount_height_m,
-        reg.heading_deg,
-        reg.focal_mm,
-        reg.focal_max_mm,
-        reg.sensor_format,
-        reg.resolution_w,
-        reg.resolution_h,
-        cov.hfov_deg,
-        cov.range_m,
-        reg.ptz,
-        presets,
-        fov,
-        reg.networked,
-        reg.stream_url,
-        reg.heartbeat_s or d.kind.heartbeat_s,
-        reg.model_dump_json(exclude_none=True),
-        reg.village_code,
-    )
+    values = given_values(d, coverage_of(d, level))
+    if values["presets"] is not None:
+        values["presets"] = json.dumps(values["presets"])
+    return (*(values[name] for name in GIVEN), reg.model_dump_json(exclude_none=True))
 
 
 def register_many(
@@ -247,7 +149,7 @@ def register_many(
             conn.execute(text("TRUNCATE _bulk_devices"))
             raw_conn = conn.connection.driver_connection
             with raw_conn.cursor() as cur:
-                with cur.copy(f"COPY _bulk_devices ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
             if skip_unchanged:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-import shapely
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, select, text
 
 from geo.coverage import DEFAULT_DORI, Coverage, LensInput, coverage
+from geo.device_rows import given_values, upsert_one
 from geo.views import relink_devices
+from gridwatch import schema
 from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id, type_meaning
 from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
@@ -400,76 +401,6 @@ def locate(conn: Connection, lon: float, lat: float) -> tuple[str | None, int | 
     return row.region_code, row.grid_id
 
 
-_UPSERT_SQL = """
-INSERT INTO devices (
-  id, gb_edition, type_code, kind, sub_kind, name, network_code, industry_code, resource_class,
-  vendor, model, position, mount_height_m, heading_deg, focal_mm, focal_max_mm, sensor_format,
-  resolution_w, resolution_h, hfov_deg, range_m, ptz, presets, fov, region_code, grid_id,
-  networked, stream_url, heartbeat_s, registered_by, registered_at, updated_at, retired_at, village_code)
-VALUES (
-  :id, :gb_edition, :type_code, :kind, :sub_kind, :name, :network_code, :industry_code,
-  :resource_class, :vendor, :model, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :mount_height_m,
-  :heading_deg, :focal_mm, :focal_max_mm, :sensor_format, :resolution_w, :resolution_h, :hfov_deg,
-  :range_m, :ptz, CAST(:presets AS jsonb), ST_SetSRID(CAST(:fov AS geometry), 4326), :region_code, :grid_id,
-  :networked, :stream_url, :heartbeat_s, :actor, now(), now(), NULL, :village_code)
-ON CONFLICT (id) DO UPDATE SET
-  gb_edition = EXCLUDED.gb_edition, type_code = EXCLUDED.type_code, kind = EXCLUDED.kind,
-  sub_kind = EXCLUDED.sub_kind, name = EXCLUDED.name, network_code = EXCLUDED.network_code,
-  industry_code = EXCLUDED.industry_code, resource_class = EXCLUDED.resource_class,
-  vendor = EXCLUDED.vendor, model = EXCLUDED.model, position = EXCLUDED.position,
-  mount_height_m = EXCLUDED.mount_height_m, heading_deg = EXCLUDED.heading_deg,
-  focal_mm = EXCLUDED.focal_mm, focal_max_mm = EXCLUDED.focal_max_mm,
-  sensor_format = EXCLUDED.sensor_format, resolution_w = EXCLUDED.resolution_w,
-  resolution_h = EXCLUDED.resolution_h, hfov_deg = EXCLUDED.hfov_deg, range_m = EXCLUDED.range_m,
-  ptz = EXCLUDED.ptz, presets = EXCLUDED.presets, fov = EXCLUDED.fov,
-  region_code = EXCLUDED.region_code, grid_id = EXCLUDED.grid_id, networked = EXCLUDED.networked,
-  stream_url = EXCLUDED.stream_url, heartbeat_s = EXCLUDED.heartbeat_s,
-  village_code = EXCLUDED.village_code, updated_at = now(), retired_at = NULL,
-  registered_by = CASE WHEN devices.retired_at IS NULL THEN devices.registered_by ELSE EXCLUDED.registered_by END,
-  registered_at = CASE WHEN devices.retired_at IS NULL THEN devices.registered_at ELSE now() END
-RETURNING (xmax = 0) AS inserted
-"""
-
-
-def _params(d: Decoded, cov: Coverage, region: str | None, grid: int | None, actor: str) -> dict:
-    reg = d.reg
-    presets = [p.model_dump() for p in reg.presets] if reg.presets else None
-    return {
-        "id": reg.id,
-        "gb_edition": reg.gb_edition,
-        "type_code": d.type_code,
-        "kind": d.kind.name,
-        "sub_kind": reg.sub_kind,
-        "name": reg.name,
-        "network_code": d.network_code,
-        "industry_code": d.industry_code,
-        "resource_class": reg.resource_class,
-        "vendor": reg.vendor,
-        "model": reg.model,
-        "lon": d.lon,
-        "lat": d.lat,
-        "mount_height_m": reg.mount_height_m,
-        "heading_deg": reg.heading_deg,
-        "focal_mm": reg.focal_mm,
-        "focal_max_mm": reg.focal_max_mm,
-        "sensor_format": reg.sensor_format,
-        "resolution_w": reg.resolution_w,
-        "resolution_h": reg.resolution_h,
-        "hfov_deg": cov.hfov_deg,
-        "range_m": cov.range_m,
-        "ptz": reg.ptz,
-        "presets": json.dumps(presets) if presets is not None else None,
-        "fov": shapely.to_wkb(cov.geometry, hex=True) if cov.geometry is not None else None,
-        "region_code": region,
-        "grid_id": grid,
-        "networked": reg.networked,
-        "stream_url": reg.stream_url,
-        "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,
-        "actor": actor,
-        "village_code": reg.village_code,
-    }
-
-
 def _audit(conn: Connection, actor: str, action: str, device_id: str | None, detail: dict) -> None:
     conn.execute(
         text(
@@ -539,7 +470,7 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
         )
     if d.kind.has_fov and grid is None and region is not None:
         findings.append("no base grid contains this position")
-    row = conn.execute(text(_UPSERT_SQL), _params(d, cov, region, grid, actor)).one()
+    row = conn.execute(upsert_one(given_values(d, cov), region, grid, actor)).one()
     _save_registration(conn, d.reg)
     relink_devices(conn, [d.reg.id])
     detail = {
@@ -632,19 +563,13 @@ def _current_registration(conn: Connection, device_id: str) -> dict:
     ).first()
     if saved is not None:
         return dict(saved.registration)
-    row = (
-        conn.execute(
-            text(
-                "SELECT id, name, ST_X(position) AS lon, ST_Y(position) AS lat, gb_edition, sub_kind, "
-                "mount_height_m, heading_deg, focal_mm, focal_max_mm, sensor_format, resolution_w, "
-                "resolution_h, ptz, presets, resource_class, network_code, vendor, model, networked, "
-                "stream_url, heartbeat_s FROM devices WHERE id = :id"
-            ),
-            {"id": device_id},
-        )
-        .mappings()
-        .one()
-    )
+    # no saved registration (a device from before they were kept): read it from its columns
+    dev = schema.devices
+    fields = [dev.c[f] for f in DeviceRegistration.model_fields if f in dev.c]
+    stmt = select(
+        *fields, func.ST_X(dev.c.position).label("lon"), func.ST_Y(dev.c.position).label("lat")
+    ).where(dev.c.id == device_id)
+    row = conn.execute(stmt).mappings().one()
     data = {k: v for k, v in row.items() if v is not None}
     data["presets"] = data.get("presets") or []
     return data

@@ -1,0 +1,144 @@
+"""The `devices` row a registration writes: its columns, values and upserts, derived from gridwatch.schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import case, func, literal_column, null
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningInsert
+
+from gridwatch.schema import devices
+
+# Columns a registration does not set: the live state ingest keeps, and the bookkeeping the
+# upserts set themselves (who registered and when survive an update of an active device).
+NOT_REGISTERED = frozenset(
+    {
+        "status",
+        "last_seen",
+        "last_position",
+        "last_position_at",
+        "last_speed_kmh",
+        "last_heading_deg",
+        "registered_by",
+        "registered_at",
+        "updated_at",
+        "retired_at",
+    }
+)
+# Columns PostGIS fills from the position (region and base grid), not the registration.
+LOCATED = ("region_code", "grid_id")
+#: Every column a registration writes, in the table's order.
+REGISTERED = tuple(c.name for c in devices.c if c.name not in NOT_REGISTERED)
+#: The columns given per device (the located ones are computed from them).
+GIVEN = tuple(name for name in REGISTERED if name not in LOCATED)
+
+
+def ewkb(geom: BaseGeometry | None) -> str | None:
+    """Hex EWKB with SRID 4326: what a geometry(…, 4326) column takes by COPY or a bound value."""
+    if geom is None:
+        return None
+    return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
+
+
+def given_values(d: Any, cov: Any) -> dict[str, Any]:
+    """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage."""
+    reg = d.reg
+    presets = [p.model_dump() for p in reg.presets] if reg.presets else None
+    values = {
+        "id": reg.id,
+        "gb_edition": reg.gb_edition,
+        "type_code": d.type_code,
+        "kind": d.kind.name,
+        "sub_kind": reg.sub_kind,
+        "name": reg.name,
+        "network_code": d.network_code,
+        "industry_code": d.industry_code,
+        "resource_class": reg.resource_class,
+        "vendor": reg.vendor,
+        "model": reg.model,
+        "position": ewkb(shapely.Point(d.lon, d.lat)),
+        "mount_height_m": reg.mount_height_m,
+        "heading_deg": reg.heading_deg,
+        "focal_mm": reg.focal_mm,
+        "focal_max_mm": reg.focal_max_mm,
+        "sensor_format": reg.sensor_format,
+        "resolution_w": reg.resolution_w,
+        "resolution_h": reg.resolution_h,
+        "hfov_deg": cov.hfov_deg,
+        "range_m": cov.range_m,
+        "ptz": reg.ptz,
+        "presets": presets,
+        "fov": ewkb(cov.geometry),
+        "networked": reg.networked,
+        "stream_url": reg.stream_url,
+        "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,
+        "village_code": reg.village_code,
+    }
+    missing = set(GIVEN) ^ set(values)
+    if missing:  # a column added to schema.devices must be given a value here (or excluded above)
+        raise RuntimeError(f"devices columns without a registration value: {sorted(missing)}")
+    return values
+
+
+def _on_conflict_set(excluded: Any) -> dict[str, Any]:
+    """An update of a known id: every registered column, un-retired; a re-registration of a
+    retired id takes the new registrant and time, an active one keeps the original."""
+    still_active = devices.c.retired_at.is_(None)
+    out: dict[str, Any] = {name: excluded[name] for name in REGISTERED if name != "id"}
+    out.update(
+        updated_at=func.now(),
+        retired_at=null(),
+        registered_by=case((still_active, devices.c.registered_by), else_=excluded.registered_by),
+        registered_at=case((still_active, devices.c.registered_at), else_=func.now()),
+    )
+    return out
+
+
+def upsert_one(
+    values: dict[str, Any], region: str | None, grid: int | None, actor: str
+) -> ReturningInsert[Any]:
+    """INSERT ... ON CONFLICT (id) DO UPDATE of one device, RETURNING inserted (new id or not)."""
+    row = dict(values)
+    if row["presets"] is None:
+        row["presets"] = null()  # SQL NULL, not the JSON null a None would become
+    stmt = insert(devices).values(
+        **row,
+        region_code=region,
+        grid_id=grid,
+        registered_by=actor,
+        registered_at=func.now(),
+        updated_at=func.now(),
+        retired_at=null(),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[devices.c.id], set_=_on_conflict_set(stmt.excluded)
+    ).returning(literal_column("(xmax = 0)").label("inserted"))
+
+
+def bulk_temp_table_sql(name: str) -> str:
+    """DDL of the session's staging table for COPY: the GIVEN columns with the types of
+    `devices` itself, plus the registration as given (jsonb); dropped at commit."""
+    cols = ", ".join(GIVEN)
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DROP AS "
+        f"SELECT {cols}, CAST(NULL AS jsonb) AS registration FROM devices WITH NO DATA"
+    )
+
+
+def bulk_upsert_sql(source: str) -> str:
+    """INSERT ... SELECT of every row of `source` (GIVEN columns plus region_code and grid_id),
+    with the same conflict rule as upsert_one for every row; RETURNING inserted and outside."""
+    excluded_sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in REGISTERED if n != "id")
+    return (
+        f"INSERT INTO devices AS d ({', '.join(REGISTERED)}, registered_by, registered_at, "
+        "updated_at, retired_at) "
+        f"SELECT {', '.join(REGISTERED)}, :actor, now(), now(), NULL FROM {source} "
+        f"ON CONFLICT (id) DO UPDATE SET {excluded_sets}, updated_at = now(), retired_at = NULL, "
+        "registered_by = CASE WHEN d.retired_at IS NULL THEN d.registered_by "
+        "ELSE EXCLUDED.registered_by END, "
+        "registered_at = CASE WHEN d.retired_at IS NULL THEN d.registered_at ELSE now() END "
+        "RETURNING (xmax = 0) AS inserted, region_code IS NULL AS outside"
+    )
