@@ -12,6 +12,7 @@ from api.headers import SecurityHeaders, page_policy
 from api.logs import install_log_redaction
 from api.metrics import Metrics, install_metrics
 from gridwatch.db import get_engine
+from gridwatch.secrets import generated_key
 from gridwatch.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
-    app.state.engine = get_engine(settings)
+    app.state.csrf_key = generated_key("csrf_key", settings)  # tokens' key signs nothing else
+    app.state.engine = get_engine(settings, role="api")
     app.state.broadcaster = broadcaster
     app.state.metrics = Metrics()
     install_error_handlers(app)

@@ -117,7 +117,7 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     token = request.cookies.get(SESSION_COOKIE)
     if token and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
-        expected = csrf_token(request.app.state.settings.secret_key, token)
+        expected = csrf_token(request.app.state.csrf_key, token)
         if not hmac.compare_digest(sent.encode(), expected.encode()):
             raise ApiError(403, "CSRF check failed: send the X-CSRF-Token header of your session")
     return token

@@ -101,7 +101,7 @@ class Broadcaster:
         return len(self.subscribers)
 
     def _engine(self):
-        return get_engine(self.settings)
+        return get_engine(self.settings, role="api")
 
     async def start(self) -> None:
         """Remember where the bus is now, then listen and fan out in the background."""
@@ -126,7 +126,7 @@ class Broadcaster:
             return int(conn.execute(text("SELECT coalesce(max(id), 0) FROM hub_events")).scalar())
 
     async def _listen(self) -> None:
-        url = self.settings.db_url().replace("postgresql+psycopg://", "postgresql://", 1)
+        url = self.settings.db_url(role="api").replace("postgresql+psycopg://", "postgresql://", 1)
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

@@ -23,6 +23,7 @@ def build(settings=None, **overrides):
     from gb28181.publisher import GatewayPublisher
     from gb28181.store import GatewayStore
     from gridwatch.db import get_engine
+    from gridwatch.secrets import generated_key
     from gridwatch.settings import get_settings
 
     settings = settings or get_settings()
@@ -32,7 +33,7 @@ def build(settings=None, **overrides):
         sip_id=settings.sip_id,
         domain=settings.sip_domain,
         password=settings.sip_password,
-        secret=settings.secret_key,
+        secret=generated_key("sip_nonce_key", settings),
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 import time
 from collections import Counter, OrderedDict
@@ -39,7 +40,9 @@ class GatewayConfig:
     sip_id: str = "36012100002000000001"
     domain: str = "3601210000"
     password: str | None = None
-    secret: str = "change-me"
+    # digest nonces' key: `gridwatch gb28181` gives the generated one (secrets.json) so nonces
+    # survive a restart; otherwise a random one per gateway, never a published default
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     udp: bool = True
     tcp: bool = True
     query_after_register: bool = True

@@ -23,10 +23,13 @@ def _engine_for(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, future=True)
 
 
-def get_engine(settings: Settings | None = None, url: str | None = None) -> Engine:
-    """The shared engine for the configured database (or an explicit URL)."""
+def get_engine(
+    settings: Settings | None = None, url: str | None = None, role: str = "owner"
+) -> Engine:
+    """The shared engine for the configured database as `role` (gridwatch/dbroles.py), or an
+    explicit URL."""
     settings = settings or get_settings()
-    return _engine_for(url or settings.db_url())
+    return _engine_for(url or settings.db_url(role=role))
 
 
 @contextmanager
@@ -44,9 +47,24 @@ def session_scope(settings: Settings | None = None, url: str | None = None) -> I
         session.close()
 
 
+def _local_role(url: str) -> bool:
+    """True when url names one of the local cluster's hub roles (not an external account)."""
+    settings = get_settings()
+    user = make_url(url).username or ""
+    return settings.local_database and user.startswith("gridwatch_")
+
+
+def _as_admin(url: str) -> str:
+    """The same database as the local cluster's superuser when url is a hub role's, else url."""
+    if not _local_role(url):
+        return url
+    return get_settings().db_url(make_url(url).database, role="admin")
+
+
 def ensure_database(url: str) -> bool:
-    """Create the database named in url if it is missing, and enable PostGIS; True if created."""
-    target = make_url(url)
+    """Create the database named in url if it is missing, and enable PostGIS; True if created.
+    On the local cluster this is the superuser's work, whichever role url names."""
+    target = make_url(_as_admin(url))
     admin = target.set(database="postgres")
     created = False
     engine = create_engine(admin, isolation_level="AUTOCOMMIT", future=True)
@@ -71,7 +89,7 @@ def ensure_database(url: str) -> bool:
 
 def drop_database(url: str) -> None:
     """Drop the database named in url (used for throw-away test databases)."""
-    target = make_url(url)
+    target = make_url(_as_admin(url))
     engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -92,7 +110,18 @@ def migrate(url: str | None = None) -> None:
     """Create the database if needed and upgrade it to every head (each package's branch)."""
     url = url or get_settings().db_url()
     ensure_database(url)
+    local = _local_role(url)
+    if local:  # the roles first, then alembic as the owner, then what each role may do
+        from gridwatch.dbroles import apply_grants, provision_roles
+        from gridwatch.secrets import load_secrets
+
+        settings = get_settings()
+        dbname = make_url(url).database
+        provision_roles(_as_admin(url), load_secrets(settings.home)["pg_roles"])
+        url = settings.db_url(dbname, role="owner")
     command.upgrade(alembic_config(url), "heads")
+    if local:
+        apply_grants(url)
 
 
 def current_revisions(url: str | None = None) -> set[str]:

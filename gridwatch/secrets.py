@@ -11,6 +11,8 @@ from typing import Any
 
 # Broker accounts of the hub, one per role (see ingest/broker_acl.py for what each may do).
 HUB_ROLES = ("ingest", "api", "vision", "simulator", "gateway", "admin")
+# Database roles of the local cluster (see gridwatch/dbroles.py for what each may do).
+PG_ROLES = ("owner", "api", "ingest", "auditor")
 FILE_NAME = "secrets.json"
 
 
@@ -18,8 +20,12 @@ def _new() -> dict[str, Any]:
     return {
         "token_key": secrets.token_urlsafe(48),  # signs API tokens, nothing else
         "device_key": secrets.token_urlsafe(48),  # derives device MQTT passwords, nothing else
+        "csrf_key": secrets.token_urlsafe(48),  # the API's CSRF tokens, nothing else
+        "sip_nonce_key": secrets.token_urlsafe(48),  # GB/T 28181 digest nonces, nothing else
         "share_group": "ingest-" + secrets.token_hex(12),  # not guessable
-        "pg_password": secrets.token_urlsafe(32),
+        "pg_password": secrets.token_urlsafe(32),  # the local cluster's superuser, admin only
+        # the services' least-privilege database roles (gridwatch/dbroles.py)
+        "pg_roles": {role: secrets.token_urlsafe(32) for role in PG_ROLES},
         "mqtt": {role: secrets.token_urlsafe(32) for role in HUB_ROLES},
     }
 
@@ -45,9 +51,10 @@ def load_secrets(home: Path) -> dict[str, Any]:
         for key, value in fresh.items():
             if key not in data:
                 data[key], changed = value, True
-        for role, pw in fresh["mqtt"].items():
-            if role not in data["mqtt"]:
-                data["mqtt"][role], changed = pw, True
+        for group in ("mqtt", "pg_roles"):
+            for role, pw in fresh[group].items():
+                if role not in data[group]:
+                    data[group][role], changed = pw, True
         if changed:
             tmp = path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -124,10 +131,17 @@ def hub_username(role: str) -> str:
     return f"gridwatch-{role}"
 
 
-def device_key(settings: Any = None) -> str:
-    """The hub's key for device passwords (GRIDWATCH_HOME/secrets.json), separate from tokens."""
+def generated_key(name: str, settings: Any = None) -> str:
+    """One of the hub's generated keys in GRIDWATCH_HOME/secrets.json, each for one purpose:
+    device_key (device passwords), csrf_key (the API's CSRF tokens), sip_nonce_key (GB/T 28181
+    digest nonces); API tokens are signed with settings.secret_key alone."""
     if settings is None:
         from gridwatch.settings import get_settings
 
         settings = get_settings()
-    return load_secrets(settings.home)["device_key"]
+    return str(load_secrets(settings.home)[name])
+
+
+def device_key(settings: Any = None) -> str:
+    """The hub's key for device passwords (GRIDWATCH_HOME/secrets.json), separate from tokens."""
+    return generated_key("device_key", settings)

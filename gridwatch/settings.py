@@ -128,8 +128,11 @@ class Settings(BaseSettings):
         """True when gridwatch starts and owns its own Mosquitto."""
         return self.mqtt_url is None
 
-    def db_url(self, dbname: str | None = None) -> str:
-        """SQLAlchemy URL (psycopg 3 driver) of the configured or local database."""
+    def db_url(self, dbname: str | None = None, role: str = "owner") -> str:
+        """SQLAlchemy URL (psycopg 3 driver) of the configured or local database, for one of the
+        local cluster's roles (gridwatch/dbroles.py): owner (migrations, admin commands), api,
+        ingest, auditor, or admin (the superuser: roles, databases, extensions). An external
+        GRIDWATCH_DATABASE_URL is used as given for every role."""
         if self.database_url:
             url = self.database_url
             for prefix in ("postgresql://", "postgres://"):
@@ -142,10 +145,14 @@ class Settings(BaseSettings):
         name = dbname or self.db_name
         from urllib.parse import quote
 
+        from gridwatch.dbroles import role_user
         from gridwatch.secrets import load_secrets
 
-        password = quote(load_secrets(self.home)["pg_password"], safe="")
-        return f"postgresql+psycopg://gridwatch:{password}@127.0.0.1:{self.pg_port}/{name}"
+        stored = load_secrets(self.home)
+        secret = stored["pg_password"] if role == "admin" else stored["pg_roles"][role]
+        password = quote(secret, safe="")
+        user = role_user(role)
+        return f"postgresql+psycopg://{user}:{password}@127.0.0.1:{self.pg_port}/{name}"
 
     def mqtt_endpoint(self) -> tuple[str, int]:
         """(host, port) of the configured or local broker."""

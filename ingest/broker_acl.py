@@ -180,7 +180,7 @@ def active_devices(
     from gridwatch.db import get_engine
 
     try:
-        with get_engine(settings).connect() as conn:
+        with get_engine(settings, role="ingest").connect() as conn:
             sql = (
                 "SELECT d.id, coalesce(n.nonce, '') FROM devices d "
                 "LEFT JOIN device_mqtt_nonces n ON n.device_id = d.id "
@@ -529,7 +529,7 @@ def broker_url(settings: Settings) -> str:
 
 
 def reset_device_credentials(
-    device_id: str, actor: str, settings: Settings | None = None
+    device_id: str, actor: str, settings: Settings | None = None, role: str = "owner"
 ) -> dict[str, str]:
     """Draw a new random nonce for the device (its old password stops working), push the new
     password to the broker and return {username, password, broker_url}: the only time the
@@ -540,7 +540,7 @@ def reset_device_credentials(
 
     settings = settings or get_settings()
     nonce = secrets.token_urlsafe(24)
-    with get_engine(settings).begin() as conn:
+    with get_engine(settings, role=role).begin() as conn:
         row = conn.execute(
             text("SELECT retired_at FROM devices WHERE id = :id FOR UPDATE"), {"id": device_id}
         ).first()

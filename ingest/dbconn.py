@@ -26,9 +26,10 @@ def execute(conn: Conn, sql: str, params: Any = None) -> Any:
 
 
 def connect(url: str | None = None, **kwargs: Any) -> psycopg.Connection:
-    """A psycopg 3 connection to the configured database (SQLAlchemy URL accepted)."""
+    """A psycopg 3 connection to the configured database as the ingest role (least privilege:
+    gridwatch/dbroles.py), or to `url` (SQLAlchemy URL accepted)."""
     from gridwatch.settings import get_settings
 
-    url = url or get_settings().db_url()
+    url = url or get_settings().db_url(role="ingest")
     url = url.replace("postgresql+psycopg://", "postgresql://", 1)
     return psycopg.connect(url, **kwargs)

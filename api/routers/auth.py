@@ -89,7 +89,7 @@ async def sign_in_session(body: Credentials, request: Request, response: Respons
     """Sign a browser in: the token goes into an HttpOnly, SameSite=Strict cookie that scripts
     cannot read; requests that change something must carry `X-CSRF-Token: <csrf_token>`."""
     user, token, expires = await _checked(request, body)
-    csrf = csrf_token(request.app.state.settings.secret_key, token)
+    csrf = csrf_token(request.app.state.csrf_key, token)
     secure = request.url.scheme == "https"
     for name, value, http_only in ((SESSION_COOKIE, token, True), (CSRF_COOKIE, csrf, False)):
         response.set_cookie(

@@ -614,7 +614,7 @@ def reset_mqtt_credentials(
     _credentials_scope(request, device_id, user, "reset")
     try:
         out = reset_device_credentials(
-            device_id, user.username, settings=request.app.state.settings
+            device_id, user.username, settings=request.app.state.settings, role="api"
         )
     except CredentialsError as exc:
         raise ApiError(409, str(exc)) from None

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from gridwatch.settings import get_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # One worker's side, in its own interpreter: its own hash seed gives its sets (and so the
@@ -61,6 +63,10 @@ def test_two_workers_on_shared_devices_never_deadlock(db_url, make_device, pg, t
     path = tmp_path / "devices.json"
     path.write_text(json.dumps(spec))
     url = db_url.replace("postgresql+psycopg://", "postgresql://")
+    settings = get_settings()
+    if settings.local_database:  # SET deadlock_timeout is the superuser's (a test knob only)
+        url = settings.db_url(db_url.rsplit("/", 1)[1], role="admin")
+        url = url.replace("postgresql+psycopg://", "postgresql://")
     start = time.time() + 2.0
     procs = [
         subprocess.Popen(

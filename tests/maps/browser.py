@@ -107,9 +107,10 @@ def add_session(context, base: str, token: str) -> None:
     """Sign a browser context in with an existing token, as POST /api/v1/auth/session would:
     the HttpOnly session cookie and the CSRF cookie that goes with it."""
     from api.auth import csrf_token
+    from gridwatch.secrets import generated_key
     from gridwatch.settings import get_settings
 
-    csrf = csrf_token(get_settings().secret_key, token)
+    csrf = csrf_token(generated_key("csrf_key", get_settings()), token)
     context.add_cookies(
         [
             {

@@ -72,7 +72,15 @@ def test_generated_secrets_are_private_and_separate(tmp_path) -> None:
     mode = stat.S_IMODE((tmp_path / "secrets.json").stat().st_mode)
     assert mode == 0o600
     assert s.secret_key == data["token_key"] and not weak_secrets(s)
-    keys = [data["token_key"], data["device_key"], data["pg_password"], *data["mqtt"].values()]
+    keys = [
+        data["token_key"],
+        data["device_key"],
+        data["csrf_key"],
+        data["sip_nonce_key"],
+        data["pg_password"],
+        *data["pg_roles"].values(),
+        *data["mqtt"].values(),
+    ]
     assert len(set(keys)) == len(keys)  # tokens and everything else use separate keys
     assert load_secrets(tmp_path) == data  # stable once made
 
