@@ -8,7 +8,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,8 @@ class Receiver:
         self.udp = None
         self.tcp = None
         self._reload: asyncio.Task | None = None
+        # retransmissions seen lately: (account, sequence, code, zone, user) -> (msg_id, when)
+        self._recent: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
 
     async def load_accounts(self) -> None:
         """Panel accounts from the database; the broker lets this receiver publish for exactly
@@ -251,7 +253,7 @@ class Receiver:
             return
         ts = event.timestamp.timestamp() if hasattr(event.timestamp, "timestamp") else time.time()
         body: dict[str, Any] = {
-            "msg_id": msg_id(event),
+            "msg_id": self._msg_id(event),
             "ts": ts,
             "kind": kind,
             "severity": severity,
@@ -260,6 +262,26 @@ class Receiver:
         fut = self.pub.publish(f"gw/v1/{device_id}/alarm", orjson.dumps(body), qos=1)
         if fut is not None:
             await fut
+
+    def _msg_id(self, event: SIAEvent) -> str:
+        """msg_id of the event, the same for a panel's retransmission of it: DC-09 repeats an
+        unacknowledged message with the same sequence number, and a panel that stamps the
+        retry afresh (or a retry that crosses a second) must not make a second alarm."""
+        key = (event.account, event.sequence, event.code, event.ri, event.id)
+        now = time.monotonic()
+        seen = self._recent.get(key)
+        if seen is not None and now - seen[1] < RETRANSMIT_WINDOW_S:
+            return seen[0]
+        mid = msg_id(event)
+        self._recent[key] = (mid, now)
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_MAX:
+            self._recent.popitem(last=False)
+        return mid
+
+
+RETRANSMIT_WINDOW_S = 120.0  # longer than the timestamp window: a retry is refused after it
+RECENT_MAX = 20_000
 
 
 def msg_id(event: SIAEvent) -> str:

@@ -129,8 +129,13 @@ def test_panel_alarms_restorals_supervision_unknown(receiver, register, start_wo
     assert bad.returncode == 1 and "hexadecimal" in bad.stderr
     rx = receiver()
     tcp = Tcp(rx.port)
-    assert answer_type(tcp.send(message(acct, f"#{acct}|Nri3/BA", seq=1))) == "ACK"
-    assert answer_type(tcp.send(message(acct, f"#{acct}|Nri3/BA", seq=1))) == "ACK"  # retransmit
+    first = message(acct, f"#{acct}|Nri3/BA", seq=1)
+    assert answer_type(tcp.send(first)) == "ACK"
+    assert answer_type(tcp.send(first)) == "ACK"  # a retransmission: the same bytes
+    # a retry the panel stamped afresh (the test used to rebuild the message here, and the two
+    # stamps differed whenever a second ticked between them: a third alarm message)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert answer_type(tcp.send(message(acct, f"#{acct}|Nri3/BA", seq=1, when=later))) == "ACK"
     assert (
         answer_type(tcp.send(message(acct, f"#{acct}|1301 00 000", kind="ADM-CID", seq=2))) == "ACK"
     )
