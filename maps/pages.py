@@ -48,7 +48,11 @@ class PageConfig:
 VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
     "install": [("zxing", ZXING_JS), ("gw_install_field", static_url("gw-install-field.js"))],
     # the operator's alarm queue and history
-    "live": [("gw_alarms", static_url("gw-alarms.js")), ("gw_camera", static_url("gw-camera.js"))],
+    "live": [
+        ("gw_alarms", static_url("gw-alarms.js")),
+        ("gw_camera", static_url("gw-camera.js")),
+        ("gw_devices", static_url("gw-devices.js")),
+    ],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -23,7 +24,7 @@ from api.geojson import (
 )
 from api.placement import check_position, device_region, registry_error
 from api.preview import Preview, preview
-from api.query import all_of, in_scope, one_page
+from api.query import all_of, in_box, in_scope, one_page
 from api.scope import scope_sql
 from api.trail import record
 from geo.registry import (
@@ -84,6 +85,17 @@ DeviceOut: type[BaseModel] = table_model(
         "fov": (
             dict[str, Any] | None,
             Field(None, description="Coverage polygon (GeoJSON), when asked for"),
+        ),
+        # lists only (GET /devices): where it is by name, since when it is down, its health
+        "village_name": (str | None, Field(None, description="Village holding it (lists)")),
+        "township_name": (str | None, Field(None, description="Township holding it (lists)")),
+        "offline_since": (
+            datetime | None,
+            Field(None, description="Offline ones (lists): end of the last online period"),
+        ),
+        "health": (
+            Literal["intact", "faulty"] | None,
+            Field(None, description="Cameras (lists): the latest video-quality diagnosis"),
         ),
     },
 )
@@ -226,33 +238,107 @@ def _emit(conn, kind: str, region: str | None, payload: dict) -> None:
     emit_event(conn, kind, region, payload)
 
 
+def _list_columns() -> tuple[Any, ...]:
+    """The list's own columns: village and township by name, since when offline, health."""
+    d, r, p = schema.devices, _region, _parent
+    h, pr = schema.camera_health, schema.device_presence
+    intact = (
+        select(h.c.intact)
+        .where(h.c.device_id == d.c.id)
+        .order_by(h.c.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    ended = select(func.max(pr.c.ended_at)).where(pr.c.device_id == d.c.id).scalar_subquery()
+    return (
+        case((r.c.level == 5, r.c.name)).label("village_name"),
+        case((r.c.level == 5, p.c.name), (r.c.level == 4, r.c.name)).label("township_name"),
+        case((d.c.status == "offline", func.coalesce(ended, d.c.last_seen))).label("offline_since"),
+        case((intact.is_(True), "intact"), (intact.is_(False), "faulty")).label("health"),
+    )
+
+
+_region = schema.regions.alias("r")
+_parent = schema.regions.alias("p")
+
+
+def _like(value: str) -> str:
+    """A LIKE pattern matching `value` literally (its escape, % and _ escaped)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 @router.get("/devices", response_model=DevicePage, summary="List devices")
 def list_devices(
     request: Request,
     region: str | None = REGION_QUERY,
-    kind: str | None = Query(None, max_length=64),
+    kind: list[str] | None = Query(None, description="Only these kinds (repeatable)"),
     status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
-    q: str | None = Query(None, max_length=64, description="id prefix or name contains"),
+    q: str | None = Query(
+        None,
+        max_length=64,
+        description="Search: id prefix; or name, village or township name contains",
+        examples=["东村"],
+    ),
+    health: Literal["intact", "faulty", "unchecked"] | None = Query(
+        None, description="Cameras by their latest video-quality diagnosis"
+    ),
+    bbox: str | None = BBOX_QUERY,
+    order: Literal["id", "offline_since"] = Query(
+        "id", description="id; or offline_since: offline devices first, latest outage first"
+    ),
     include_retired: bool = False,
     after: str | None = Query(
-        None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one"
+        None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one (order=id)"
     ),
     page: Page = Depends(paging),
     user: Principal = Depends(require(*ANY_ROLE)),
 ) -> DevicePage:
-    """Devices in the user's regions, filtered, ordered by id; offset or cursor paging."""
-    d = schema.devices
+    """Devices in the user's regions, filtered, with village, outage and health; offset or
+    cursor paging."""
+    if kind and (len(kind) > 20 or any(len(k) > 64 for k in kind)):
+        raise ApiError(422, "at most 20 kinds of at most 64 characters", "kind")
+    d, r, p, h = schema.devices, _region, _parent, schema.camera_health
+    box = parse_bbox(bbox)
+    checked = select(h.c.device_id).where(h.c.device_id == d.c.id).exists()
+    latest = (
+        select(h.c.intact)
+        .where(h.c.device_id == d.c.id)
+        .order_by(h.c.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     cond = all_of(
         in_scope(d.c.region_code, user.visible(region)),
         None if include_retired else d.c.retired_at.is_(None),
-        d.c.kind == kind if kind else None,
+        d.c.kind.in_(sorted(set(kind))) if kind else None,
         d.c.status == status if status else None,
-        d.c.id > after if after else None,
+        d.c.id > after if after and order == "id" else None,
+        in_box(func.coalesce(d.c.last_position, d.c.position), box) if box else None,
+        ~checked if health == "unchecked" else None,
+        latest.is_(health == "intact") if health in ("intact", "faulty") else None,
     )
+    q = q.strip() if q else None
     if q:
-        clean = q.replace("%", "").replace("_", "")
-        cond = and_(cond, or_(d.c.id.like(f"{clean}%"), d.c.name.ilike(f"%{clean}%")))
-    stmt = one_page(select(*DEVICE_SELECT).where(cond).order_by(d.c.id), page)
+        name = f"%{_like(q)}%"
+        cond = and_(
+            cond,
+            or_(
+                d.c.id.like(f"{_like(q)}%"),
+                d.c.name.ilike(name),
+                r.c.name.ilike(name),
+                p.c.name.ilike(name),
+            ),
+        )
+    cols = _list_columns()
+    order_by = (
+        (d.c.id,)
+        if order == "id"
+        else ((d.c.status != "offline"), cols[2].desc().nulls_last(), d.c.id)
+    )
+    source = d.outerjoin(r, r.c.code == d.c.region_code).outerjoin(p, p.c.code == r.c.parent_code)
+    stmt = one_page(
+        select(*DEVICE_SELECT, *cols).select_from(source).where(cond).order_by(*order_by), page
+    )
     with request.app.state.engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     more = len(rows) > page.limit
@@ -262,7 +348,7 @@ def list_devices(
         limit=page.limit,
         offset=page.offset,
         next_offset=page.offset + page.limit if more else None,
-        next_cursor=rows[page.limit - 1]["id"] if more else None,
+        next_cursor=rows[page.limit - 1]["id"] if more and order == "id" else None,
     )
 
 

@@ -519,17 +519,18 @@
   };
 
   // ------------------------------------------------------------------ tabs
-  gw.sideTabs = function (onHistory) {
-    var tabs = { queue: $("gw-tab-queue"), history: $("gw-tab-history") };
+  /* the side panel's tabs; onShow[name]() runs when a tab is shown */
+  gw.sideTabs = function (onShow) {
+    var tabs = {};
+    ["queue", "history", "devices"].forEach(function (k) { if ($("gw-tab-" + k)) tabs[k] = $("gw-tab-" + k); });
     function show(name) {
       Object.keys(tabs).forEach(function (k) {
         tabs[k].classList.toggle("active", k === name);
         tabs[k].setAttribute("aria-selected", k === name ? "true" : "false");
         $("gw-" + k).classList.toggle("gw-hidden", k !== name);
       });
-      if (name === "history") onHistory();
+      if (onShow[name]) onShow[name]();
     }
-    tabs.queue.addEventListener("click", function () { show("queue"); });
-    tabs.history.addEventListener("click", function () { show("history"); });
+    Object.keys(tabs).forEach(function (k) { tabs[k].addEventListener("click", function () { show(k); }); });
   };
 })();

@@ -61,6 +61,13 @@
     optics_title: ["镜头与视场", "Optics"], focal_length: ["焦距", "focal length"], fov: ["水平视场角", "horizontal FOV"],
     range: ["有效距离", "range"], linked_alarms: ["关联告警", "Linked alarms"], no_linked_alarms: ["无关联告警", "no linked alarms"],
     rel_own: ["本设备", "own"], rel_covers: ["覆盖", "covers"], rel_nearest: ["邻近", "nearest"],
+    // devices tab and KPI strip (gw-devices.js)
+    tab_devices: ["设备", "Devices"], search_devices: ["编码 / 名称 / 村", "code / name / village"],
+    all_statuses: ["全部状态", "any status"], offline_list: ["离线设备（最近在前）", "offline (latest first)"],
+    any_health: ["全部诊断", "any health"], health_faulty: ["有故障", "with a fault"], in_view_only: ["仅视野内", "in view only"],
+    no_devices: ["没有符合条件的设备", "no matching devices"], offline_since: ["离线始于", "offline since"],
+    kpi_online: ["在线率(24h)", "online (24 h)"], kpi_intact: ["完好率", "intact"], kpi_networked: ["联网率", "networked"],
+    kpi_faulty: ["故障摄像机", "faulty cameras"], kpi_alarms: ["视野内告警(1/2/3/4级)", "alarms in view (sev 1/2/3/4)"],
     // server errors by their stable code (api/errors.py)
     err_bad_request: ["请求无效", "bad request"], err_not_authenticated: ["未登录或登录已过期", "not signed in (or the session expired)"],
     err_forbidden: ["无权执行此操作", "not allowed for your role or region"], err_not_found: ["不存在", "not found"],

@@ -212,7 +212,12 @@
     });
     var history = gw.alarmHistory(cfg);
     var historyLoaded = false;
-    gw.sideTabs(function () { if (!historyLoaded) { historyLoaded = true; history.load(true); } });
+    var deviceList = gw.deviceList(map, cfg);
+    var kpi = gw.kpiStrip(map, cfg);
+    gw.sideTabs({
+      history: function () { if (!historyLoaded) { historyLoaded = true; history.load(true); } },
+      devices: function () { deviceList.show(); },
+    });
     gw.fillFilterOptions(cfg);
     // ---------------------------------------------------------------- stream
     var conn = document.getElementById("gw-conn");
@@ -223,9 +228,11 @@
       if (kind === "alarm.new") {
         queue.arrive(p);
         gw.alert(p);
+        kpi.refresh();
       } else if (kind === "alarm.updated") {
         queue.update(p);
         gw.alertHandled(p);
+        kpi.refresh();
       } else if (kind === "device.status") {
         setStatus(p.device_id, p.status);
         if (unitMarkers[p.device_id]) unitMarkers[p.device_id].setOpacity(p.status === "offline" ? 0.45 : 1);
@@ -262,6 +269,6 @@
     }
     layerControl();
     gw.onLang.push(function () { layerControl(); });
-    gw.live = { map: map, queue: queue, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
+    gw.live = { map: map, queue: queue, deviceList: deviceList, kpi: kpi, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
   };
 })();

@@ -374,3 +374,81 @@ def test_camera_panel_health_history_optics_and_alarms(stack, browser, engine, c
         assert not net.problems(), net.problems()
     finally:
         context.close()
+
+
+def test_devices_tab_search_offline_list_and_kpi_strip(stack, browser, engine, clean_queue):
+    from datetime import UTC, datetime, timedelta
+
+    h = _auth(stack, "t-installer")
+    ids = []
+    for n, name in enumerate(("晒谷场杆", "渡口杆")):
+        body = {
+            "id": device_id(),
+            "lon": 115.3810 + n * 0.001,
+            "lat": 28.4810,
+            "heading_deg": 0,
+            "focal_mm": 4,
+            "name": name,
+        }
+        r = httpx.post(f"{stack.base}/api/v1/devices", headers=h, json=body, timeout=20)
+        assert r.status_code == 201, r.text
+        ids.append(body["id"])
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE devices SET registered_at = :t WHERE id = ANY(:ids)"),
+            {"t": now - timedelta(hours=48), "ids": ids},
+        )
+        conn.execute(text("UPDATE devices SET status = 'offline' WHERE id = :d"), {"d": ids[1]})
+        conn.execute(
+            text(
+                "INSERT INTO device_presence (device_id, started_at, ended_at, end_reason) "
+                "VALUES (:d, :a, :b, 'missed_heartbeats')"
+            ),
+            {"d": ids[1], "a": now - timedelta(hours=30), "b": now - timedelta(hours=12)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO camera_health (device_id, ts, intact, faults) "
+                "VALUES (:d, now(), false, '[\"blur\"]'::jsonb)"
+            ),
+            {"d": ids[1]},
+        )
+    aid = _raise(engine, ids[0], "panic", 1, lon=115.3811, lat=28.4811)
+    context, page, net = _open_map(stack, browser)
+    try:
+        # the KPI strip follows the view: two cameras, one offline for the last 12 h, one faulty
+        page.evaluate("() => gw.map.fitBounds([[28.4805, 115.3805], [28.4815, 115.3825]])")
+        page.wait_for_function(
+            "() => document.getElementById('gw-kpi').dataset.cameras === '2'", timeout=10000
+        )
+        kpi = page.locator("#gw-kpi")
+        assert kpi.get_attribute("data-faulty") == "1" and kpi.get_attribute("data-sev1") == "1"
+        # camera 0: no presence at all (0 of 24 h); camera 1: 12 of 24 h
+        assert abs(float(kpi.get_attribute("data-online-rate")) - 0.25) < 0.01
+        assert page.inner_text("#gw-k-online") == "25%"
+        # find by name in the devices tab
+        page.click("#gw-tab-devices")
+        page.fill("#gw-d-q", "渡口")
+        row = page.locator(f"#gw-d-rows tr[data-device-id='{ids[1]}']")
+        row.wait_for(timeout=10000)
+        wait_until(lambda: page.locator("#gw-d-rows tr").count() == 1, 10)
+        assert "西村" in row.inner_text() and row.get_attribute("data-health") == "faulty"
+        # the offline list says since when
+        page.fill("#gw-d-q", "")
+        page.select_option("#gw-d-status", "offline")
+        page.check("#gw-d-view")
+        page.wait_for_function(
+            f"() => {{ const r = document.querySelectorAll('#gw-d-rows tr'); return r.length === 1 && r[0].dataset.deviceId === '{ids[1]}'; }}",
+            timeout=10000,
+        )
+        assert "offline since" in page.inner_text("#gw-d-rows")
+        # a row opens the device's panel
+        row.click()
+        page.locator(
+            f"#gw-cam-panel[data-device-id='{ids[1]}'] .gw-cp-fault[data-fault=blur]"
+        ).wait_for(timeout=10000)
+        page.screenshot(path=str(IMG / "console-devices.png"))
+        assert aid and not net.problems(), net.problems()
+    finally:
+        context.close()
