@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import Select, func, select, text
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
-from api.geojson import BBOX_QUERY, BBox, FeatureCollection, Page, collection, paging, parse_bbox
-from api.scope import scope_sql
+from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
+from api.query import all_of, in_box, in_scope, one_page
+from gridwatch import schema
 
 router = APIRouter(tags=["places"], responses=COMMON_RESPONSES)
 
@@ -42,22 +45,10 @@ class RegionPage(BaseModel):
     next_offset: int | None = None
 
 
-def _where_bbox(column: str, bbox: BBox | None) -> tuple[str, dict]:
-    if bbox is None:
-        return "TRUE", {}
-    return f"{column} && {BBox.SQL}", bbox.params()
-
-
-def _feature_page(
-    request: Request, select_from: str, where: list[str], params: dict, order_by: str, page: Page
-) -> FeatureCollection:
-    """Run `select_from WHERE ... ORDER BY ...` for one page and wrap the rows as GeoJSON."""
-    sql = (
-        f"{select_from} WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT :limit OFFSET :offset"
-    )
-    params = {**params, "limit": page.limit + 1, "offset": page.offset}
+def _feature_page(request: Request, stmt: Select[Any], page: Page) -> FeatureCollection:
+    """Run one page of `stmt` (rows carry `geojson`) and wrap the rows as GeoJSON."""
     with request.app.state.engine.connect() as conn:
-        rows = conn.execute(text(sql), params).mappings().all()
+        rows = conn.execute(one_page(stmt, page)).mappings().all()
     return collection(list(rows), page)
 
 
@@ -73,28 +64,16 @@ def list_regions(
     _user: Principal = Depends(require(*ANY_ROLE)),
 ) -> RegionPage:
     """Regions, filtered by parent, level or name; ordered by code."""
-    where, params = ["TRUE"], {"limit": page.limit + 1, "offset": page.offset}
-    if parent:
-        where.append("parent_code = :parent")
-        params["parent"] = parent
-    if level:
-        where.append("level = :level")
-        params["level"] = level
-    if q:
-        where.append("name ILIKE :q")
-        params["q"] = f"%{q.replace('%', '').replace('_', '')}%"
+    r = schema.regions
+    cond = all_of(
+        r.c.parent_code == parent if parent else None,
+        r.c.level == level if level else None,
+        r.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%") if q else None,
+    )
+    cols = (r.c.code, r.c.level, r.c.name, r.c.parent_code, r.c.urban_rural_code)
+    stmt = one_page(select(*cols).where(cond).order_by(r.c.code), page)
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT code, level, name, parent_code, urban_rural_code FROM regions "
-                    f"WHERE {' AND '.join(where)} ORDER BY code LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     more = len(rows) > page.limit
     return RegionPage(
         items=[RegionOut(**r) for r in rows[: page.limit]],
@@ -138,11 +117,11 @@ def get_region(
     return RegionOut(**row)
 
 
-def _simplify(tolerance_m: float | None, column: str) -> str:
-    if not tolerance_m:
-        return f"ST_AsGeoJSON({column}, 6)"
-    deg = tolerance_m / 111_320.0
-    return f"ST_AsGeoJSON(ST_SimplifyPreserveTopology({column}, {deg:.8f}), 6)"
+def _outline(tolerance_m: float | None, geom: Any) -> Any:
+    """The outline as GeoJSON text (6 decimals), simplified to about `tolerance_m` if given."""
+    if tolerance_m:
+        geom = func.ST_SimplifyPreserveTopology(geom, tolerance_m / 111_320.0)
+    return func.ST_AsGeoJSON(geom, 6).label("geojson")
 
 
 SIMPLIFY_QUERY = Query(
@@ -162,19 +141,16 @@ def regions_geojson(
 ) -> FeatureCollection:
     """Region boundaries intersecting the box, as GeoJSON MultiPolygons."""
     box = parse_bbox(bbox)
-    where_box, params = _where_bbox("geom", box)
-    where = [where_box, "geom IS NOT NULL"]
-    if level:
-        where.append("level = :level")
-        params["level"] = level
-    if parent:
-        where.append("parent_code = :parent")
-        params["parent"] = parent
-    select = (
-        "SELECT code AS id, code, level, name, parent_code, urban_rural_code, "
-        f"{_simplify(simplify_m, 'geom')} AS geojson FROM regions"
+    r = schema.regions
+    cond = all_of(
+        in_box(r.c.geom, box),
+        r.c.geom.is_not(None),
+        r.c.level == level if level else None,
+        r.c.parent_code == parent if parent else None,
     )
-    return _feature_page(request, select, where, params, "code", page)
+    cols = (r.c.code.label("id"), r.c.code, r.c.level, r.c.name, r.c.parent_code)
+    stmt = select(*cols, r.c.urban_rural_code, _outline(simplify_m, r.c.geom))
+    return _feature_page(request, stmt.where(cond).order_by(r.c.code), page)
 
 
 @router.get("/geo/grids", response_model=FeatureCollection, summary="Grids (GeoJSON)")
@@ -189,21 +165,16 @@ def grids_geojson(
 ) -> FeatureCollection:
     """Management grids with level, households and worker count."""
     box = parse_bbox(bbox)
-    where_box, params = _where_bbox("g.geom", box)
-    where = [where_box]
-    if level:
-        where.append("g.level = :level")
-        params["level"] = level
-    if region:
-        cond, p = scope_sql("g.region_code", [region])
-        where.append(cond)
-        params.update(p)
-    select = (
-        "SELECT g.id, g.code, g.name, g.level, g.parent_id, g.region_code, g.households, "
-        "(SELECT count(*) FROM grid_workers w WHERE w.grid_id = g.id) AS workers, "
-        f"{_simplify(simplify_m, 'g.geom')} AS geojson FROM grids g"
+    g, w = schema.grids, schema.grid_workers
+    cond = all_of(
+        in_box(g.c.geom, box),
+        g.c.level == level if level else None,
+        in_scope(g.c.region_code, [region]) if region else None,
     )
-    return _feature_page(request, select, where, params, "g.id", page)
+    workers = select(func.count()).where(w.c.grid_id == g.c.id).scalar_subquery()
+    cols = (g.c.id, g.c.code, g.c.name, g.c.level, g.c.parent_id, g.c.region_code, g.c.households)
+    stmt = select(*cols, workers.label("workers"), _outline(simplify_m, g.c.geom))
+    return _feature_page(request, stmt.where(cond).order_by(g.c.id), page)
 
 
 @router.get("/geo/key-sites", response_model=FeatureCollection, summary="Key sites (GeoJSON)")
@@ -217,17 +188,14 @@ def key_sites_geojson(
 ) -> FeatureCollection:
     """Key sites that must be under electronic watch (roads, squares, stations, docks, exits…)."""
     box = parse_bbox(bbox)
-    where_box, params = _where_bbox("geom", box)
-    where = [where_box]
-    if kind:
-        where.append("kind = :kind")
-        params["kind"] = kind
-    if region:
-        cond, p = scope_sql("region_code", [region])
-        where.append(cond)
-        params.update(p)
-    select = "SELECT id, name, kind, region_code, ST_AsGeoJSON(geom, 6) AS geojson FROM key_sites"
-    return _feature_page(request, select, where, params, "id", page)
+    k = schema.key_sites
+    cond = all_of(
+        in_box(k.c.geom, box),
+        k.c.kind == kind if kind else None,
+        in_scope(k.c.region_code, [region]) if region else None,
+    )
+    stmt = select(k.c.id, k.c.name, k.c.kind, k.c.region_code, _outline(None, k.c.geom))
+    return _feature_page(request, stmt.where(cond).order_by(k.c.id), page)
 
 
 @router.get(
@@ -243,16 +211,14 @@ def coverage_geojson(
 ) -> FeatureCollection:
     """Each camera's field-of-view polygon (sector, PTZ union or disc) with its status."""
     box = parse_bbox(bbox)
-    where_box, params = _where_bbox("fov", box)
-    scopes = user.visible(region)
-    cond, p = scope_sql("region_code", scopes)
-    params.update(p)
-    where = [where_box, cond, "fov IS NOT NULL", "retired_at IS NULL"]
-    if status:
-        where.append("status = :status")
-        params["status"] = status
-    select = (
-        "SELECT id, name, kind, status, region_code, heading_deg, hfov_deg, range_m, "
-        "ST_AsGeoJSON(fov, 6) AS geojson FROM devices"
+    d = schema.devices
+    cond = all_of(
+        in_box(d.c.fov, box),
+        in_scope(d.c.region_code, user.visible(region)),
+        d.c.fov.is_not(None),
+        d.c.retired_at.is_(None),
+        d.c.status == status if status else None,
     )
-    return _feature_page(request, select, where, params, "id", page)
+    cols = (d.c.id, d.c.name, d.c.kind, d.c.status, d.c.region_code, d.c.heading_deg)
+    stmt = select(*cols, d.c.hfov_deg, d.c.range_m, _outline(None, d.c.fov))
+    return _feature_page(request, stmt.where(cond).order_by(d.c.id), page)

@@ -37,3 +37,24 @@ def test_grids_and_key_sites_in_a_region(client, headers) -> None:
     assert "东村广场" in names
     none = client.get("/api/v1/geo/key-sites", headers=h, params={"bbox": BOX, "kind": "dock"})
     assert "东村广场" not in [f["properties"]["name"] for f in none.json()["features"]]
+
+
+def test_region_list_filters_and_simplified_outlines(client, headers) -> None:
+    """Core-built filters (parent, level, name) and the simplified outline are bound values."""
+    h = headers["t-operator"]
+    listed = client.get("/api/v1/regions", headers=h, params={"level": 5, "q": "%_"})
+    assert listed.status_code == 200, listed.text  # % and _ are not wildcards for the user
+    level5 = client.get("/api/v1/regions", headers=h, params={"level": 5, "limit": 500}).json()
+    codes = {r["code"] for r in level5["items"]}
+    assert {VILLAGE_A1, VILLAGE_A2} <= codes and all(r["level"] == 5 for r in level5["items"])
+    outlines = client.get(
+        "/api/v1/geo/regions",
+        headers=h,
+        params={"bbox": BOX, "level": 5, "simplify_m": 50, "limit": 500},
+    )
+    assert outlines.status_code == 200, outlines.text
+    features = outlines.json()["features"]
+    assert features and all(f["geometry"] for f in features)
+    cover = client.get("/api/v1/geo/coverage", headers=h, params={"bbox": BOX, "status": "online"})
+    assert cover.status_code == 200, cover.text
+    assert all(f["properties"]["status"] == "online" for f in cover.json()["features"])
