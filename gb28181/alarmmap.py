@@ -9,7 +9,7 @@ import hashlib
 # same way, 1 most severe. 0 ("all", only meaningful in queries) and anything else -> 3.
 PRIORITY_SEVERITY = {1: 1, 2: 2, 3: 3, 4: 4}
 
-# AlarmMethod (报警方式), GB/T 28181-2016 Annex A (kept in 2022).
+# AlarmMethod (报警方式), GB/T 28181-2016 Annex A; 2022 (A.2.5) keeps the same seven.
 METHODS = {
     1: "telephone",  # 电话报警
     2: "device",  # 设备报警
@@ -20,8 +20,8 @@ METHODS = {
     7: "other",  # 其他报警
 }
 
-# AlarmType (报警类型, in <Info>), which depends on the method. 2016 tables; 2022 keeps them.
-TYPES: dict[int, dict[int, str]] = {
+# AlarmType (报警类型, in <Info>), which depends on the method: the 2016 tables.
+TYPES_2016: dict[int, dict[int, str]] = {
     2: {  # 设备报警
         1: "video_loss",  # 视频丢失报警
         2: "tamper",  # 设备防拆报警
@@ -48,6 +48,12 @@ TYPES: dict[int, dict[int, str]] = {
         2: "fan_fault",  # 存储设备风扇故障报警
     },
 }
+# GB/T 28181-2022 keeps every 2016 code with its meaning and adds, for video alarms (method 5),
+# 13 图像遮挡报警 (the picture is covered). Its alarm notification, reset and query bodies list
+# the same tables otherwise.
+TYPES_2022: dict[int, dict[int, str]] = {m: dict(t) for m, t in TYPES_2016.items()}
+TYPES_2022[5][13] = "occlusion"  # 图像遮挡报警
+TYPES = {2016: TYPES_2016, 2022: TYPES_2022}
 SUPPORTED_EDITIONS = (2016, 2022)
 
 
@@ -62,10 +68,16 @@ def severity_of(priority: str | None) -> int:
 
 
 def kind_of(method: str | None, alarm_type: str | None, edition: int = 2016) -> str:
-    """The hub's alarm kind: the table's name, else gb_{method}[_type_N] keeping the codes."""
+    """The hub's alarm kind from the device's edition's table, else gb_{method}[_type_N]
+    keeping the codes. A code only the later edition defines is still read from it for a
+    device taken as 2016 (many 2022 devices send no X-GB-Ver header, and 2022 only adds codes,
+    never changes one)."""
     m, t = _int(method), _int(alarm_type)
-    if m is not None and t is not None and t in TYPES.get(m, {}):
-        return TYPES[m][t]
+    if m is not None and t is not None:
+        for ed in (edition, *SUPPORTED_EDITIONS):
+            name = TYPES.get(ed, {}).get(m, {}).get(t)
+            if name is not None:
+                return name
     base = f"gb_{METHODS.get(m, 'unknown') if m is not None else 'unknown'}"
     return f"{base}_type_{t}" if t is not None else base
 

@@ -51,6 +51,13 @@ def test_tcp_catalog_position_and_on_demand_query(
                 )
             )
             assert await ep.position(dev, 115.85, 28.65, speed=42.0) == 200
+            # a 2022-only alarm type from the channel: 13 图像遮挡报警
+            assert (
+                await ep.alarm(
+                    dev, source=dev.channels[0].device_id, priority=2, method=5, alarm_type=13
+                )
+                == 200
+            )
             # the subscription for positions arrived over the same TCP connection
             assert await until(lambda: any(m.method == "SUBSCRIBE" for m in ep.received), 10)
             before = dev.queries.count("Query.Catalog")
@@ -75,6 +82,14 @@ def test_tcp_catalog_position_and_on_demand_query(
         i=dev.channels[0].device_id,
     )
     assert ch == [(115.8, 28.6)]
+    alarm = wait_for(
+        lambda: q(
+            engine,
+            "SELECT kind, severity, detail->'gb28181'->>'edition' FROM alarms WHERE device_id = :i",
+            i=dev.channels[0].device_id,
+        )
+    )
+    assert alarm == [("occlusion", 2, "2022")]
 
 
 def _publish_cmd(broker, device_id: str, payload: dict) -> None:

@@ -169,3 +169,30 @@ def test_gb2312_body_and_alarm_mapping() -> None:
 def test_bodies_refused(body: bytes, reason: str) -> None:
     with pytest.raises(manscdp.BodyError, match=reason):
         manscdp.parse(body)
+
+
+def test_alarm_tables_of_both_editions() -> None:
+    # GB/T 28181-2016 Annex A, every code, and what 2022 adds (13 图像遮挡报警, video method)
+    expected_2016 = {
+        (2, 1): "video_loss", (2, 2): "tamper", (2, 3): "disk_full",
+        (2, 4): "high_temperature", (2, 5): "low_temperature",
+        (5, 1): "manual_video", (5, 2): "motion", (5, 3): "left_object",
+        (5, 4): "object_removed", (5, 5): "tripwire_crossing", (5, 6): "zone_intrusion",
+        (5, 7): "wrong_direction", (5, 8): "loitering", (5, 9): "flow_count",
+        (5, 10): "crowd_density", (5, 11): "video_anomaly", (5, 12): "fast_moving",
+        (6, 1): "disk_fault", (6, 2): "fan_fault",
+    }  # fmt: skip
+    for (m, t), kind in expected_2016.items():
+        assert alarmmap.kind_of(str(m), str(t), 2016) == kind
+        assert alarmmap.kind_of(str(m), str(t), 2022) == kind  # 2022 keeps every 2016 code
+    assert alarmmap.TYPES_2016[5].get(13) is None
+    assert alarmmap.kind_of("5", "13", 2022) == "occlusion"
+    # a device taken as 2016 (no X-GB-Ver) that sends a 2022 code is still understood
+    assert alarmmap.kind_of("5", "13", 2016) == "occlusion"
+    assert alarmmap.kind_of("5", "14", 2022) == "gb_video_type_14"
+    assert alarmmap.kind_of("4", None, 2022) == "gb_gps"
+    assert alarmmap.kind_of("2", None, 2016) == "gb_device"
+    assert alarmmap.kind_of("x", "1", 2022) == "gb_unknown_type_1"
+    assert [alarmmap.severity_of(p) for p in ("1", "2", "3", "4", "0", None, "9")] == [
+        1, 2, 3, 4, 3, 3, 3,
+    ]  # fmt: skip
