@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
+import shapely
 from sqlalchemy import Connection, text
 
-from geo.coverage import DEFAULT_DORI
-from geo.device_rows import GIVEN, bulk_temp_table_sql, bulk_upsert_sql, given_values
+from geo.coverage import DEFAULT_DORI, Coverage, draw_all
+from geo.device_rows import GIVEN, bulk_temp_table_sql, bulk_upsert_sql, ewkb_many, given_values
 from geo.registry import (
+    Decoded,
     DeviceRegistration,
     RegistryError,
     _actor,
@@ -31,17 +35,15 @@ log = logging.getLogger(__name__)
 _TEMP_DDL = bulk_temp_table_sql("_bulk_devices")
 _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 
-# Region: the administrative village containing the point if any, else the deepest region;
-# the base grid containing it. Raw SQL: one set-based PostGIS pass over the whole batch.
+# Region: the village of its code, else the deepest active region whose boundary covers the
+# point (an administrative village first), found among the small pieces of region_parts; the base
+# grid containing it. Raw SQL: one set-based PostGIS pass over the whole batch.
 _LOCATED_SQL = """
 SELECT s.*,
   coalesce(
     (SELECT r.code FROM regions r WHERE r.code = s.village_code AND r.level = 5),
-    (SELECT r.code FROM regions r WHERE r.level = 5 AND r.geom && s.position
-       AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL ORDER BY r.code LIMIT 1),
-    (SELECT r.code FROM regions r WHERE r.level < 5 AND r.geom && s.position
-       AND ST_Covers(r.geom, s.position) AND r.retired_at IS NULL
-       ORDER BY r.level DESC, r.code LIMIT 1)) AS region_code,
+    (SELECT p.code FROM region_parts p WHERE p.geom && s.position
+       AND ST_Covers(p.geom, s.position) ORDER BY p.level DESC, p.code LIMIT 1)) AS region_code,
   (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
      AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
 FROM _bulk_devices s
@@ -70,16 +72,27 @@ ON CONFLICT (device_id) DO UPDATE SET registration = EXCLUDED.registration, upda
 """
 
 
+@contextmanager
+def step(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the wall time of a block to timings[name] (seconds)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
 
 
-def _row(reg: DeviceRegistration, level: str) -> tuple:
+def _row(
+    reg: DeviceRegistration, d: Decoded, cov: Coverage, position: str, fov: str | None
+) -> tuple:
     """One staging row: the GIVEN columns in order, then the registration as given."""
-    d = decode(reg)
-    values = given_values(d, coverage_of(d, level))
+    values = given_values(d, cov, position=position, fov=fov)
     if values["presets"] is not None:
         values["presets"] = json.dumps(values["presets"])
     return (*(values[name] for name in GIVEN), reg.model_dump_json(exclude_none=True))
@@ -97,6 +110,7 @@ def register_many(
     refresh_compliance: bool = True,
     skip_unchanged: bool = False,
     dry_run: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """Register many devices at once (new ids inserted, known ids updated and un-retired).
 
@@ -106,59 +120,87 @@ def register_many(
     records the batch. With skip_invalid, bad rows are reported (index, id, field, reason)
     instead of raising RegistryError. With skip_unchanged, rows equal to the stored registration
     are counted as `unchanged` and not written; with dry_run everything is checked and counted,
-    then rolled back (the caller's transaction is left as it was, by a savepoint).
+    then rolled back (the caller's transaction is left as it was, by a savepoint). `timings`,
+    when given, receives the seconds spent per step.
     """
     actor = _actor(actor)
     totals = {"inserted": 0, "updated": 0, "outside": 0, "unchanged": 0, "rejected": []}
+    tm = timings if timings is not None else {}
     known_villages: dict[str, bool] = {}
     seen: set[str] = set()
     with _Tx(conn) as tx:
         index = 0
         for chunk in _chunks(regs, batch):
-            rows = []
-            stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
-            for raw in chunk:
-                try:
-                    reg = validate_registration(raw)
-                    if reg.id in seen:
-                        raise RegistryError("id", f"{reg.id} appears twice in this batch")
-                    if reg.village_code and not _village_ok(conn, reg.village_code, known_villages):
-                        raise RegistryError(
-                            "village_code",
-                            f"{reg.village_code} is not an imported, not retired village-level unit",
+            todo: list[tuple[DeviceRegistration, Decoded, Coverage]] = []
+            with step(tm, "lookups"):
+                stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
+                _known_villages(conn, chunk, known_villages)
+            with step(tm, "validate"):
+                for raw in chunk:
+                    try:
+                        reg = validate_registration(raw)
+                        if reg.id in seen:
+                            raise RegistryError("id", f"{reg.id} appears twice in this batch")
+                        if reg.village_code and not _village_ok(
+                            conn, reg.village_code, known_villages
+                        ):
+                            raise RegistryError(
+                                "village_code",
+                                f"{reg.village_code} is not an imported, not retired "
+                                "village-level unit",
+                            )
+                        seen.add(reg.id)
+                        if stored and stored.get(reg.id) == json.loads(
+                            reg.model_dump_json(exclude_none=True)
+                        ):
+                            totals["unchanged"] += 1  # equal to what is stored: no FOV, no write
+                            index += 1
+                            continue
+                        d = decode(reg)
+                        todo.append((reg, d, coverage_of(d, level, draw=False)))
+                    except RegistryError as exc:
+                        if not skip_invalid:
+                            raise RegistryError(exc.field, f"row {index}: {exc.reason}") from None
+                        rid = (
+                            raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
                         )
-                    seen.add(reg.id)
-                    if stored and stored.get(reg.id) == json.loads(
-                        reg.model_dump_json(exclude_none=True)
-                    ):
-                        totals["unchanged"] += 1  # equal to what is stored: no FOV, no write
-                        index += 1
-                        continue
-                    rows.append(_row(reg, level))
-                except RegistryError as exc:
-                    if not skip_invalid:
-                        raise RegistryError(exc.field, f"row {index}: {exc.reason}") from None
-                    rid = raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
-                    totals["rejected"].append(
-                        {"index": index, "id": rid, "field": exc.field, "reason": exc.reason}
-                    )
-                index += 1
-            if not rows:
+                        totals["rejected"].append(
+                            {"index": index, "id": rid, "field": exc.field, "reason": exc.reason}
+                        )
+                    index += 1
+            if not todo:
                 continue
-            conn.execute(text(_TEMP_DDL))
-            conn.execute(text("TRUNCATE _bulk_devices"))
-            raw_conn = conn.connection.driver_connection
-            with raw_conn.cursor() as cur:
-                with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+            with step(tm, "fov"):
+                draw_all([cov for _, _, cov in todo])  # every sector of the batch in one call
+                fovs = ewkb_many([cov.geometry for _, _, cov in todo])
+                positions = ewkb_many(
+                    shapely.points([(d.lon, d.lat) for _, d, _ in todo]) if todo else []
+                )
+            with step(tm, "copy"):
+                rows = [
+                    _row(*item, pos, fov)
+                    for item, pos, fov in zip(todo, positions, fovs, strict=True)
+                ]
+                conn.execute(text(_TEMP_DDL))
+                conn.execute(text("TRUNCATE _bulk_devices"))
+                raw_conn = conn.connection.driver_connection
+                with raw_conn.cursor() as cur:
+                    with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
             if skip_unchanged:
-                totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
+                with step(tm, "unchanged"):
+                    totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
             if dry_run:
                 save = conn.begin_nested()
-            counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
-            conn.execute(text(_REGISTRATIONS_SQL))
-            relink_devices(conn, from_table="_bulk_devices")
+            with step(tm, "insert"):
+                # JIT compiling this one statement took longer than running it
+                conn.execute(text("SET LOCAL jit = off"))
+                counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
+            with step(tm, "registrations"):
+                conn.execute(text(_REGISTRATIONS_SQL))
+            with step(tm, "relink"):
+                relink_devices(conn, from_table="_bulk_devices")
             totals["inserted"] += counts.inserted
             totals["updated"] += counts.updated
             totals["outside"] += counts.outside
@@ -168,7 +210,8 @@ def register_many(
         if total >= 1000:
             # The planner's picture of the fleet changes with a big import; autovacuum analyzes
             # devices rarely (migration 0008: presence writes would trigger it every minute).
-            conn.execute(text("ANALYZE devices"))
+            with step(tm, "analyze"):
+                conn.execute(text("ANALYZE devices"))
         if total:
             _audit(
                 conn,
@@ -178,7 +221,8 @@ def register_many(
                 {k: (len(v) if isinstance(v, list) else v) for k, v in totals.items()},
             )
             if refresh_compliance:
-                _refresh_all(conn)
+                with step(tm, "compliance"):
+                    _refresh_all(conn)
     if reload_broker and total:
         if tx.owned:
             refresh_broker()
@@ -200,6 +244,26 @@ def _stored_registrations(conn: Connection, chunk: list) -> dict[str, dict]:
         {"ids": ids},
     ).all()
     return {r.device_id: r.registration for r in rows}
+
+
+def _known_villages(conn: Connection, chunk: list, cache: dict[str, bool]) -> None:
+    """Look up every village code of a chunk in one query (into the _village_ok cache)."""
+    codes = set()
+    for r in chunk:
+        code = r.get("village_code") if isinstance(r, Mapping) else getattr(r, "village_code", None)
+        if isinstance(code, str) and len(code) == 12 and code.isdigit() and code not in cache:
+            codes.add(code)
+    if not codes:
+        return
+    found = conn.execute(
+        text(
+            "SELECT code FROM regions WHERE code = ANY(CAST(:codes AS char(12)[])) "
+            "AND level = 5 AND retired_at IS NULL"
+        ),
+        {"codes": sorted(codes)},
+    ).scalars()
+    cache.update(dict.fromkeys(codes, False))
+    cache.update(dict.fromkeys(found, True))
 
 
 def _village_ok(conn: Connection, code: str, cache: dict[str, bool]) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from hardware.optics import DORI_PPM, CameraOptics, OpticsError, optics, range_for_ppm
-from hardware.sector import Preset, disc, ptz_coverage, sector
+from hardware.sector import Preset, check_sector, ptz_coverage, sector, sectors
 
 # What we assume when an installer leaves the lens out: the commonest Xueliang bullet camera
 # (4 mm fixed lens, 1/2.8" sensor, 1080p) and, for a fisheye, a 1.4 mm lens. Every assumption
@@ -29,6 +31,8 @@ class Coverage:
     range_m: float | None
     geometry: BaseGeometry | None
     assumptions: list[str] = field(default_factory=list)
+    # (lon, lat, heading, half angle, radius), checked, while the geometry is still to draw
+    pending: tuple[float, float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,13 @@ def camera_optics(lens: LensInput, assumptions: list[str]) -> CameraOptics:
         assumptions.append("resolution not given: assumed 1920x1080")
     else:
         resolution = (lens.resolution_w, lens.resolution_h)
-    return optics(f"{focal:g}-{focal_max:g}", sensor, resolution)
+    return _optics(f"{focal:g}-{focal_max:g}", sensor, resolution)
+
+
+@lru_cache(maxsize=1024)
+def _optics(focal: str, sensor: str, resolution: tuple[int, int]) -> CameraOptics:
+    # CameraOptics is frozen: an inventory of thousands of cameras has a handful of lenses
+    return optics(focal, sensor, resolution)
 
 
 def _equivalent_focal(cam: CameraOptics, hfov: float) -> float:
@@ -72,35 +82,49 @@ def _equivalent_focal(cam: CameraOptics, hfov: float) -> float:
     return cam.sensor_width_mm / (2.0 * math.tan(math.radians(hfov) / 2.0))
 
 
-def coverage(lon: float, lat: float, lens: LensInput, level: str = DEFAULT_DORI) -> Coverage:
-    """Coverage of one camera at (lon, lat) WGS 84: sector, PTZ union of presets, or fisheye disc.
+@dataclass(frozen=True)
+class _Shape:
+    """A lens's coverage apart from where the camera stands: what to draw and how big."""
 
-    Raises hardware OpticsError / SectorError (both ValueError naming the field) on bad input.
-    """
+    hfov_deg: float
+    range_m: float
+    draw: str  # "sector" (needs a heading), "disc" or "ptz"
+    presets: tuple[Preset, ...]
+    assumptions: tuple[str, ...]
+
+
+@lru_cache(maxsize=4096)
+def _shape(key: tuple, level: str) -> _Shape:
+    """Optics of a lens turned into a shape (cached by every lens field except the heading)."""
+    fields = ("focal_mm", "focal_max_mm", "sensor_format", "resolution_w", "resolution_h")
+    lens = LensInput(
+        **dict(zip(fields, key[:5], strict=True)),
+        hfov_deg=key[5],
+        ptz=key[6],
+        presets=key[7],
+        fisheye=key[8],
+    )
     if level not in DORI_PPM:
         raise OpticsError("dori level", level, ", ".join(DORI_PPM))
     assumptions: list[str] = []
     cam = camera_optics(lens, assumptions)
     if lens.fisheye or (lens.hfov_deg is not None and lens.hfov_deg >= 180.0):
-        radius = cam.dori_range_m(level)
-        return Coverage(360.0, radius, disc(lon, lat, radius), assumptions)
+        return _Shape(360.0, cam.dori_range_m(level), "disc", (), tuple(assumptions))
     if lens.ptz:
         if lens.presets:
-            presets = []
-            for heading, focal in lens.presets:
-                presets.append(
-                    Preset(
-                        heading_deg=heading,
-                        half_angle_deg=cam.hfov_deg(focal) / 2.0,
-                        radius_m=cam.dori_range_m(level, focal),
-                    )
+            presets = tuple(
+                Preset(
+                    heading_deg=heading,
+                    half_angle_deg=cam.hfov_deg(focal) / 2.0,
+                    radius_m=cam.dori_range_m(level, focal),
                 )
-            shape = ptz_coverage(lon, lat, presets)
-            return Coverage(cam.hfov_deg(), max(p.radius_m for p in presets), shape, assumptions)
+                for heading, focal in lens.presets
+            )
+            radius = max(p.radius_m for p in presets)
+            return _Shape(cam.hfov_deg(), radius, "ptz", presets, tuple(assumptions))
         # no presets: a PTZ can pan all round; its reach is the range at the wide end
-        radius = cam.dori_range_m(level)
         assumptions.append("ptz without presets: coverage is the full circle at the wide end")
-        return Coverage(360.0, radius, disc(lon, lat, radius), assumptions)
+        return _Shape(360.0, cam.dori_range_m(level), "disc", (), tuple(assumptions))
     if lens.hfov_deg is not None:
         hfov = float(lens.hfov_deg)
         if lens.focal_mm is not None:
@@ -111,9 +135,53 @@ def coverage(lon: float, lat: float, lens: LensInput, level: str = DEFAULT_DORI)
     else:
         hfov = cam.hfov_deg()
         radius = cam.dori_range_m(level)
-    if lens.heading_deg is None:
-        assumptions.append("heading_deg not given: no coverage sector drawn")
-        return Coverage(hfov, radius, None, assumptions)
-    return Coverage(
-        hfov, radius, sector(lon, lat, lens.heading_deg, hfov / 2.0, radius), assumptions
+    return _Shape(hfov, radius, "sector", (), tuple(assumptions))
+
+
+def coverage(
+    lon: float, lat: float, lens: LensInput, level: str = DEFAULT_DORI, *, draw: bool = True
+) -> Coverage:
+    """Coverage of one camera at (lon, lat) WGS 84: sector, PTZ union of presets, or fisheye disc.
+
+    With draw=False the inputs are checked and the shape is left for `draw_all` to draw for many
+    cameras at once (Coverage.pending). Raises hardware OpticsError / SectorError (both
+    ValueError naming the field) on bad input.
+    """
+    shape = _shape(
+        (
+            lens.focal_mm,
+            lens.focal_max_mm,
+            lens.sensor_format,
+            lens.resolution_w,
+            lens.resolution_h,
+            lens.hfov_deg,
+            lens.ptz,
+            tuple(lens.presets),
+            lens.fisheye,
+        ),
+        level,
     )
+    assumptions = list(shape.assumptions)
+    if shape.draw == "ptz":
+        geom = ptz_coverage(lon, lat, shape.presets)
+        return Coverage(shape.hfov_deg, shape.range_m, geom, assumptions)
+    if shape.draw == "disc":
+        spec = check_sector(lon, lat, 0.0, 180.0, shape.range_m)
+    elif lens.heading_deg is None:
+        assumptions.append("heading_deg not given: no coverage sector drawn")
+        return Coverage(shape.hfov_deg, shape.range_m, None, assumptions)
+    else:
+        spec = check_sector(lon, lat, lens.heading_deg, shape.hfov_deg / 2.0, shape.range_m)
+    if not draw:
+        return Coverage(shape.hfov_deg, shape.range_m, None, assumptions, pending=spec)
+    return Coverage(shape.hfov_deg, shape.range_m, sector(*spec), assumptions)
+
+
+def draw_all(covs: Sequence[Coverage]) -> None:
+    """Draw the pending sectors and discs of many coverages in one vectorised call (in place)."""
+    todo = [c for c in covs if c.pending is not None]
+    if not todo:
+        return
+    specs = np.array([c.pending for c in todo], dtype=float)
+    for c, geom in zip(todo, sectors(*specs.T), strict=True):
+        c.geometry, c.pending = geom, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import case, func, literal_column, null
@@ -43,8 +44,19 @@ def ewkb(geom: BaseGeometry | None) -> str | None:
     return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
 
 
-def given_values(d: Any, cov: Any) -> dict[str, Any]:
-    """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage."""
+def ewkb_many(geoms: Any) -> list[str | None]:
+    """ewkb() of many geometries at once (None stays None): binary WKB by shapely's vectorised
+    writer, hex by bytes.hex, several times faster than hex WKB from shapely per geometry."""
+    arr = shapely.set_srid(np.asarray(geoms, dtype=object), 4326)
+    return [None if b is None else b.hex().upper() for b in shapely.to_wkb(arr, include_srid=True)]
+
+
+def given_values(
+    d: Any, cov: Any, *, position: str | None = None, fov: str | None = None
+) -> dict[str, Any]:
+    """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage.
+
+    `position` and `fov` may be given as hex EWKB already (ewkb_many, for a batch)."""
     reg = d.reg
     presets = [p.model_dump() for p in reg.presets] if reg.presets else None
     values = {
@@ -59,7 +71,7 @@ def given_values(d: Any, cov: Any) -> dict[str, Any]:
         "resource_class": reg.resource_class,
         "vendor": reg.vendor,
         "model": reg.model,
-        "position": ewkb(shapely.Point(d.lon, d.lat)),
+        "position": position or ewkb(shapely.Point(d.lon, d.lat)),
         "mount_height_m": reg.mount_height_m,
         "heading_deg": reg.heading_deg,
         "focal_mm": reg.focal_mm,
@@ -71,7 +83,7 @@ def given_values(d: Any, cov: Any) -> dict[str, Any]:
         "range_m": cov.range_m,
         "ptz": reg.ptz,
         "presets": presets,
-        "fov": ewkb(cov.geometry),
+        "fov": fov if fov is not None else ewkb(cov.geometry),
         "networked": reg.networked,
         "stream_url": reg.stream_url,
         "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,

@@ -128,22 +128,27 @@ def _read_rows(path: Path, data: bytes) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _num(value: Any) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    s = str(value).strip().lower().removesuffix("mm").removesuffix("m").removesuffix("°").strip()
-    return float(s)
+    try:
+        return float(value)  # the common case: a plain number (spaces allowed)
+    except ValueError:
+        pass
+    s = str(value).strip().lower()
+    if not s:
+        return None
+    return float(s.removesuffix("mm").removesuffix("m").removesuffix("°").strip())
 
 
 def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
     """A DeviceRegistration-shaped dict from a row (ValueError with the column on bad input)."""
-
-    def get(field: str) -> Any:
-        h = cols.get(field)
-        v = row.get(h) if h is not None else None
-        return v.strip() if isinstance(v, str) else v
-
+    values = {f: row.get(h) for f, h in cols.items()}
+    for f, v in values.items():
+        if isinstance(v, str):
+            values[f] = v.strip()
+    get = values.get
     reg: dict[str, Any] = {"crs": crs}
     device_id = get("id")
     if device_id is None or device_id == "":
@@ -203,7 +208,7 @@ def import_devices(
     GCJ-02-like shift, which is refused naming --crs gcj02. `dry_run` checks and reports
     without storing.
     """
-    from geo.bulk import register_many
+    from geo.bulk import register_many, step
     from geo.crs_guard import check_points
 
     path = Path(path)
@@ -213,7 +218,9 @@ def import_devices(
     declared = crs is not None
     crs = check_crs(crs or "wgs84")
     report = ImportReport(kind="devices", path=str(path), sha256=file_sha256(data), crs=crs)
-    rows = _read_rows(path, data)
+    tm = report.timings_s
+    with step(tm, "read"):
+        rows = _read_rows(path, data)
     if not rows:
         raise ValueError("the file has no device rows")
     cols = _columns(list({k for _, r in rows[:50] for k in r}))
@@ -222,6 +229,42 @@ def import_devices(
         raise ValueError(
             f"no {', '.join(missing)} column (headers such as id/国标编码, lon/经度, lat/纬度)"
         )
+    with step(tm, "rows"):
+        regs, lines = _parse_rows(rows, cols, crs, report)
+    report.total = len(rows)
+    with step(tm, "checks"):
+        _resolve_village_names(conn, regs, lines, report)
+        check_points(conn, [(r["lon"], r["lat"]) for r in regs], crs, declared)
+        if cols.get("kind"):
+            _check_kinds(rows, cols["kind"], regs, lines, report)
+    totals = register_many(
+        conn,
+        regs,
+        actor,
+        skip_invalid=True,
+        reload_broker=not dry_run,
+        skip_unchanged=True,
+        dry_run=dry_run,
+        timings=tm,
+    )
+    for r in totals["rejected"]:
+        report.reject(lines[r["index"]], r["id"], f"{r['field']}: {r['reason']}")
+    report.inserted, report.updated = totals["inserted"], totals["updated"]
+    report.unchanged = totals.get("unchanged", 0)
+    if totals.get("outside"):
+        report.finding(f"{totals['outside']} device(s) stand outside every imported region")
+    if not dry_run:
+        with step(tm, "record"):
+            record_import(conn, report, actor)
+    else:
+        report.finding("dry run: nothing was stored")
+    return report
+
+
+def _parse_rows(
+    rows: list[tuple[int, dict[str, Any]]], cols: dict[str, str], crs: str, report: ImportReport
+) -> tuple[list[dict], list[int]]:
+    """Registrations from the rows with each one's line; bad rows rejected with the reason."""
     regs, lines = [], []
     for line, row in rows:
         if "__error__" in row:
@@ -241,31 +284,7 @@ def import_devices(
             continue
         regs.append(reg)
         lines.append(line)
-    report.total = len(rows)
-    _resolve_village_names(conn, regs, lines, report)
-    check_points(conn, [(r["lon"], r["lat"]) for r in regs], crs, declared)
-    if cols.get("kind"):
-        _check_kinds(rows, cols["kind"], regs, lines, report)
-    totals = register_many(
-        conn,
-        regs,
-        actor,
-        skip_invalid=True,
-        reload_broker=not dry_run,
-        skip_unchanged=True,
-        dry_run=dry_run,
-    )
-    for r in totals["rejected"]:
-        report.reject(lines[r["index"]], r["id"], f"{r['field']}: {r['reason']}")
-    report.inserted, report.updated = totals["inserted"], totals["updated"]
-    report.unchanged = totals.get("unchanged", 0)
-    if totals.get("outside"):
-        report.finding(f"{totals['outside']} device(s) stand outside every imported region")
-    if not dry_run:
-        record_import(conn, report, actor)
-    else:
-        report.finding("dry run: nothing was stored")
-    return report
+    return regs, lines
 
 
 def _check_kinds(

@@ -34,6 +34,8 @@ class ImportReport(BaseModel):
     findings: list[str] = Field(default_factory=list)
     derived: dict[str, int] = Field(default_factory=dict)
     same_file_as_before: bool = False
+    # seconds per step, for benchmarks (left out of summaries and JSON)
+    timings_s: dict[str, float] = Field(default_factory=dict, exclude=True)
 
     @property
     def status(self) -> Literal["unchanged", "changed"]:

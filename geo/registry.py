@@ -297,12 +297,15 @@ def lens_of(reg: DeviceRegistration) -> LensInput:
     )
 
 
-def coverage_of(d: Decoded, level: str = DEFAULT_DORI) -> Coverage:
-    """Coverage of a decoded registration (empty for kinds without a field of view)."""
+def coverage_of(d: Decoded, level: str = DEFAULT_DORI, *, draw: bool = True) -> Coverage:
+    """Coverage of a decoded registration (empty for kinds without a field of view).
+
+    draw=False checks everything and leaves the shape pending for geo.coverage.draw_all.
+    """
     if not d.kind.has_fov:
         return Coverage(None, None, None, [])
     try:
-        return coverage(d.lon, d.lat, lens_of(d.reg), level)
+        return coverage(d.lon, d.lat, lens_of(d.reg), level, draw=draw)
     except (OpticsError, SectorError) as exc:
         field = {"focal": "focal_mm", "sensor": "sensor_format", "heading": "heading_deg"}.get(
             exc.field, exc.field
@@ -314,8 +317,7 @@ def coverage_of(d: Decoded, level: str = DEFAULT_DORI) -> Coverage:
 
 _LOCATE_SQL = """
 SELECT
-  (SELECT r.code FROM regions r
-    WHERE r.geom && p.g AND ST_Covers(r.geom, p.g) AND r.retired_at IS NULL
+  (SELECT r.code FROM region_parts r WHERE r.geom && p.g AND ST_Covers(r.geom, p.g)
     ORDER BY r.level DESC, r.code LIMIT 1) AS region_code,
   (SELECT gr.id FROM grids gr
     WHERE gr.level = 3 AND gr.geom && p.g AND ST_Covers(gr.geom, p.g) ORDER BY gr.id LIMIT 1) AS grid_id

@@ -204,6 +204,11 @@ def _province_data() -> dict:
 
 def province_names() -> dict[str, tuple[str, str]]:
     """The 34 GB/T 2260 province-level codes -> (English name, Chinese name)."""
+    return dict(_province_names())
+
+
+@lru_cache(maxsize=1)
+def _province_names() -> dict[str, tuple[str, str]]:
     return {k: (v[0], v[1]) for k, v in _province_data()["provinces"].items()}
 
 
@@ -280,6 +285,8 @@ def _check_digits(code: str, allowed_lengths: tuple[int, ...]) -> None:
         lengths = ", ".join(str(n) for n in allowed_lengths[:-1])
         lengths = f"{lengths} or {allowed_lengths[-1]}" if lengths else str(allowed_lengths[-1])
         raise GbIdError(code, f"has {len(code)} characters; expected {lengths} digits")
+    if code.isascii() and code.isdigit():
+        return
     bad = [i + 1 for i, ch in enumerate(code) if ch not in DIGITS]
     if bad:
         where = ", ".join(str(i) for i in bad[:8]) + (" ..." if len(bad) > 8 else "")
@@ -395,7 +402,7 @@ def parse_division(code: str, known: DivisionLookup | None = None) -> DivisionCo
         code=code,
         level=levels[len(parts) - 1],  # type: ignore[arg-type]
         province=parts[0],
-        province_name=province_names()[parts[0]][0],
+        province_name=_province_names()[parts[0]][0],
         city=parts[1] if len(parts) > 1 else None,
         county=parts[2] if len(parts) > 2 else None,
         unit=parts[3] if len(parts) > 3 else None,
@@ -428,7 +435,7 @@ def parse_device_id(
         code=code,
         edition=edition,
         province=code[0:2],
-        province_name=province_names()[code[0:2]][0],
+        province_name=_province_names()[code[0:2]][0],
         city=code[2:4],
         county=code[4:6],
         unit=code[6:8],

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+import shapely
 from pydantic import BaseModel, ConfigDict
 from pyproj import Geod
 from shapely import to_wkt as _shapely_to_wkt
@@ -87,6 +88,17 @@ def disc(lon: float, lat: float, radius_m: float) -> Polygon:
     return orient(Polygon(_forward(lon, lat, azimuths, r)), 1.0)
 
 
+def check_sector(
+    lon: float, lat: float, heading_deg: float, half_angle_deg: float, radius_m: float
+) -> tuple[float, float, float, float, float]:
+    """The inputs of `sector` checked and normalised (heading in [0, 360)), or SectorError."""
+    lon, lat = _check_apex(lon, lat)
+    heading = normalise_heading(heading_deg)
+    half = _finite("half_angle_deg", half_angle_deg, 1e-6, 180.0, "degrees")
+    r = _finite("radius_m", radius_m, 1e-3, MAX_RADIUS_M, "metres")
+    return lon, lat, heading, half, r
+
+
 def sector(
     lon: float, lat: float, heading_deg: float, half_angle_deg: float, radius_m: float
 ) -> Polygon:
@@ -95,17 +107,87 @@ def sector(
     `half_angle_deg` is half the horizontal FOV (0-180]; 180 gives the disc. Edges from the
     apex and along the arc are geodesics computed with pyproj.Geod on the WGS 84 ellipsoid;
     the arc has a vertex at least every ARC_STEP_DEG degrees. Exterior ring counter-clockwise.
+    `sectors` draws the same polygons for many cameras at once.
     """
-    lon, lat = _check_apex(lon, lat)
-    heading = normalise_heading(heading_deg)
-    half = _finite("half_angle_deg", half_angle_deg, 1e-6, 180.0, "degrees")
-    r = _finite("radius_m", radius_m, 1e-3, MAX_RADIUS_M, "metres")
+    lon, lat, heading, half, r = check_sector(lon, lat, heading_deg, half_angle_deg, radius_m)
     if half >= 180.0:
         return disc(lon, lat, r)
     n = max(2, int(math.ceil(2.0 * half / ARC_STEP_DEG)) + 1)
     azimuths = np.linspace(heading - half, heading + half, n)
     ring = [(lon, lat), *_forward(lon, lat, azimuths, r), (lon, lat)]
     return orient(Polygon(ring), 1.0)
+
+
+def sectors(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    heading_deg: np.ndarray,
+    half_angle_deg: np.ndarray,
+    radius_m: np.ndarray,
+) -> np.ndarray:
+    """Many sectors at once: the same polygons as `sector` element by element, as an array.
+
+    One pyproj.Geod call for every arc vertex of every camera, rings built and oriented by
+    shapely's vectorised functions. Inputs are 1-d arrays of equal length; a half-angle of 180
+    or more gives the disc. Raises SectorError naming the first bad field (index in the value).
+    """
+    arrays = [np.asarray(a, dtype=float) for a in (lon, lat, heading_deg, half_angle_deg, radius_m)]
+    lon, lat, heading, half, r = arrays
+    if len({a.shape for a in arrays}) != 1 or lon.ndim != 1:
+        raise SectorError("sectors", [a.shape for a in arrays], "1-d arrays of equal length")
+    count = len(lon)
+    if count == 0:
+        return np.empty(0, dtype=object)
+    for field, values, low, high, unit in (
+        ("lon", lon, -180.0, 180.0, "degrees"),
+        ("lat", lat, -MAX_ABS_LAT, MAX_ABS_LAT, "degrees"),
+        ("heading", heading, -np.inf, np.inf, "a finite number of degrees"),
+        ("half_angle_deg", half, 1e-6, 180.0, "degrees"),
+        ("radius_m", r, 1e-3, MAX_RADIUS_M, "metres"),
+    ):
+        bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if bad.any():
+            i = int(np.argmax(bad))
+            allowed = unit if field == "heading" else f"{low:g}-{high:g} {unit}"
+            raise SectorError(field, f"{values[i]!r} (item {i})", allowed)
+    heading = heading % 360.0
+    is_disc = half >= 180.0
+    n_disc = int(math.ceil(360.0 / ARC_STEP_DEG))
+    # arc vertices per sector exactly as `sector` counts them (ceil on the same float)
+    arc_n = np.where(
+        is_disc,
+        n_disc,
+        np.maximum(2, np.ceil(2.0 * half / ARC_STEP_DEG).astype(np.int64) + 1),
+    ).astype(np.int64)
+    # azimuths: linspace per sector, flattened (each sector's own formula, vectorised)
+    owner = np.repeat(np.arange(count), arc_n)
+    start = np.cumsum(arc_n) - arc_n
+    k = np.arange(len(owner)) - start[owner]
+    lo = np.where(is_disc, 0.0, heading - half)
+    hi = np.where(is_disc, 360.0, heading + half)
+    # np.linspace(a, b, n) is a + k*step with step = (b - a)/div, div = n - 1 (n for endpoint=False)
+    div = np.where(is_disc, arc_n, arc_n - 1).astype(float)
+    step = (hi - lo) / div
+    az = lo[owner] + k * step[owner]
+    last = ~is_disc[owner] & (k == arc_n[owner] - 1)
+    az[last] = hi[owner][last]  # linspace puts the end point exactly
+    lons, lats, _ = GEOD.fwd(lon[owner], lat[owner], az, r[owner])
+    lons = lon[owner] + ((np.asarray(lons) - lon[owner] + 180.0) % 360.0 - 180.0)
+    lats = np.asarray(lats)
+    # rings: apex, arc, apex for a sector; the arc closed on itself for a disc
+    ring_n = np.where(is_disc, arc_n + 1, arc_n + 2)
+    ring_start = np.cumsum(ring_n) - ring_n
+    xy = np.empty((int(ring_n.sum()), 2))
+    arc_at = ring_start[owner] + k + np.where(is_disc, 0, 1)[owner]
+    xy[arc_at, 0], xy[arc_at, 1] = lons, lats
+    sec = np.flatnonzero(~is_disc)
+    xy[ring_start[sec], 0], xy[ring_start[sec], 1] = lon[sec], lat[sec]
+    end = ring_start + ring_n - 1
+    xy[end[sec], 0], xy[end[sec], 1] = lon[sec], lat[sec]
+    dsc = np.flatnonzero(is_disc)
+    xy[end[dsc]] = xy[ring_start[dsc]]
+    rings = shapely.linearrings(xy, indices=np.repeat(np.arange(count), ring_n))
+    return shapely.orient_polygons(shapely.polygons(rings), exterior_cw=False)
 
 
 def ptz_coverage(lon: float, lat: float, presets: Iterable[Preset]) -> Polygon | MultiPolygon:

@@ -72,3 +72,66 @@ def test_bulk_reports_or_raises_on_bad_rows(engine, tiny_county):
         out = register_many(c, regs, "generator", reload_broker=False, skip_invalid=True)
     assert out["inserted"] == 3
     assert [(r["index"], r["field"]) for r in out["rejected"]] == [(2, "mount_height_m"), (3, "id")]
+
+
+def test_region_parts_follow_boundary_changes(engine, tiny_county):
+    """Points are located among region_parts, which a trigger keeps equal to the boundaries."""
+    from geo.registry import locate
+
+    code = "360199000000"  # a made-up county away from the tiny county
+    circle = "ST_Multi(ST_Buffer(ST_SetSRID(ST_MakePoint(117.5, 29.5), 4326), 0.2, 256))"
+    inside, outside = (117.55, 29.45), (117.95, 29.95)
+
+    def parts(c):
+        return c.execute(
+            text(
+                "SELECT count(p.code) AS n, coalesce(abs(ST_Area(ST_Union(p.geom)) - ST_Area(r.geom)), 0) "
+                "AS diff FROM regions r LEFT JOIN region_parts p ON p.code = r.code "
+                "WHERE r.code = :c GROUP BY r.geom"
+            ),
+            {"c": code},
+        ).one()
+
+    with engine.connect() as c:
+        tx = c.begin()
+        c.execute(
+            text(
+                "INSERT INTO regions (code, level, name, parent_code, geom) "
+                f"VALUES (:c, 3, '测试县', '360100000000', {circle})"
+            ),
+            {"c": code},
+        )
+        n, diff = parts(c)
+        assert n > 4 and diff < 1e-9  # cut into pieces that add up to the boundary
+        assert locate(c, *inside)[0] == code and locate(c, *outside)[0] is None
+        regs = [dict(_regs(1)[0], lon=inside[0], lat=inside[1])]
+        register_many(c, regs, "generator", reload_broker=False, refresh_compliance=False)
+        assert (
+            c.execute(
+                text("SELECT region_code FROM devices WHERE id = :i"), {"i": regs[0]["id"]}
+            ).scalar()
+            == code
+        )
+        c.execute(
+            text(
+                "UPDATE regions SET geom = ST_Multi(ST_Translate(geom, 0.4, 0.4)) WHERE code = :c"
+            ),
+            {"c": code},
+        )
+        assert locate(c, *inside)[0] is None and locate(c, *outside)[0] == code
+        c.execute(text("UPDATE regions SET retired_at = now() WHERE code = :c"), {"c": code})
+        assert parts(c).n == 0 and locate(c, *outside)[0] is None
+        c.execute(text("UPDATE regions SET retired_at = NULL WHERE code = :c"), {"c": code})
+        assert locate(c, *outside)[0] == code
+        c.execute(text("DELETE FROM devices WHERE id = :i"), {"i": regs[0]["id"]})
+        c.execute(
+            text("DELETE FROM device_registrations WHERE device_id = :i"), {"i": regs[0]["id"]}
+        )
+        c.execute(text("DELETE FROM regions WHERE code = :c"), {"c": code})
+        assert (
+            c.execute(
+                text("SELECT count(*) FROM region_parts WHERE code = :c"), {"c": code}
+            ).scalar()
+            == 0
+        )
+        tx.rollback()

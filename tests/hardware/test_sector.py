@@ -112,3 +112,37 @@ def test_camera_sector_uses_hfov_and_dori_range_and_wkt_round_trips() -> None:
 def test_bad_sector_inputs_name_the_field(args: tuple, field: str) -> None:
     with pytest.raises(SectorError, match=f"^{field}:"):
         sector(*args)
+
+
+def test_sectors_draw_the_same_polygons_as_sector_one_by_one() -> None:
+    import numpy as np
+    import shapely
+
+    from hardware.sector import sectors
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    lon = rng.uniform(-180.0, 180.0, n)
+    lat = rng.uniform(-89.0, 89.0, n)
+    heading = rng.uniform(-720.0, 720.0, n)
+    half = rng.choice([1e-6, 0.3, 0.5, 1.0, 20.0, 40.7, 89.9, 120.0, 179.99, 180.0], n)
+    radius = rng.choice([1e-3, 5.0, 50.5, 300.0, 100_000.0], n)
+    many = sectors(lon, lat, heading, half, radius)
+    for i in range(n):
+        one = sector(lon[i], lat[i], heading[i], half[i], radius[i])
+        a, b = shapely.get_coordinates(many[i]), shapely.get_coordinates(one)
+        assert a.shape == b.shape and (a == b).all(), i  # bit for bit, ring order included
+    assert len(sectors([], [], [], [], [])) == 0
+
+
+def test_sectors_refuse_bad_input_naming_field_and_item() -> None:
+    from hardware.sector import sectors
+
+    with pytest.raises(SectorError) as info:
+        sectors([116.0, 116.0], [28.0, 28.0], [0.0, 10.0], [30.0, 30.0], [50.0, -1.0])
+    assert info.value.field == "radius_m" and "item 1" in str(info.value)
+    with pytest.raises(SectorError) as info:
+        sectors([116.0], [28.0], [float("nan")], [30.0], [50.0])
+    assert info.value.field == "heading"
+    with pytest.raises(SectorError):
+        sectors([116.0], [28.0], [0.0], [181.0], [50.0])
