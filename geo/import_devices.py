@@ -144,7 +144,7 @@ def _num(value: Any) -> float | None:
 
 def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
     """A DeviceRegistration-shaped dict from a row (ValueError with the column on bad input)."""
-    values = {f: row.get(h) for f, h in cols.items()}
+    values: dict[str, Any] = {f: row.get(h) for f, h in cols.items()}
     for f, v in values.items():
         if isinstance(v, str):
             values[f] = v.strip()
@@ -177,11 +177,8 @@ def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
         if wh is None:
             raise ValueError(f"resolution: {res!r} is not like 1920x1080")
         reg["resolution_w"], reg["resolution_h"] = wh
-    elif get("resolution_w") and get("resolution_h"):
-        reg["resolution_w"], reg["resolution_h"] = (
-            int(get("resolution_w")),
-            int(get("resolution_h")),
-        )
+    elif (w := get("resolution_w")) and (h := get("resolution_h")):
+        reg["resolution_w"], reg["resolution_h"] = int(w), int(h)
     if get("stream_url"):
         reg["stream_url"] = str(get("stream_url"))
     village = get("village_code")
