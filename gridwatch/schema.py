@@ -786,6 +786,20 @@ village_areas = Table(
     Index("village_areas_geom_gix", "geom", postgresql_using="gist"),
 )
 
+# Active region boundaries cut into pieces of at most 64 vertices (ST_Subdivide) for locating
+# points; kept equal to regions by triggers (migration 0011_geo_region_parts).
+region_parts = Table(
+    "region_parts",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("code", CHAR(12), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
+    PrimaryKeyConstraint("id", name="region_parts_pkey"),
+    Index("region_parts_code_idx", "code"),
+    Index("region_parts_geom_gix", "geom", postgresql_using="gist"),
+)
+
 intersections = Table(
     "intersections",
     metadata,

@@ -15,6 +15,7 @@ depends_on = None
 
 UPGRADE = """
 CREATE TABLE IF NOT EXISTS region_parts (
+    id      bigserial PRIMARY KEY,
     code    char(12) NOT NULL,
     level   smallint NOT NULL,
     geom    geometry(Geometry, 4326) NOT NULL
