@@ -89,7 +89,7 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _row(
-    reg: DeviceRegistration, d: Decoded, cov: Coverage, position: str, fov: str | None
+    reg: DeviceRegistration, d: Decoded, cov: Coverage, position: str | None, fov: str | None
 ) -> tuple:
     """One staging row: the GIVEN columns in order, then the registration as given."""
     values = given_values(d, cov, position=position, fov=fov)
