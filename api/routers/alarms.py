@@ -8,14 +8,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
-from api.geojson import BBOX_QUERY, BBox, FeatureCollection, Page, collection, paging, parse_bbox
-from api.scope import scope_sql
+from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
+from api.query import all_of, in_box, in_scope, one_page
 from api.trail import record
 from api.types import Rfc3339
+from gridwatch import schema
 from ingest import alarms as lifecycle
 
 router = APIRouter(tags=["alarms"], responses=COMMON_RESPONSES)
@@ -26,24 +28,50 @@ READERS = ("operator", "auditor")
 
 OPEN_STATES = ("new", "acknowledged", "dispatched")
 CLOSED_STATES = ("resolved", "false_alarm")
-ALARM_COLUMNS = (
-    "a.id, a.device_id, a.msg_id, a.kind, a.severity, ST_X(a.position) AS lon, ST_Y(a.position) AS lat, "
-    "a.region_code, r.name AS region_name, d.name AS device_name, d.kind AS device_kind, a.raised_at, "
-    "a.received_at, a.last_raised_at, a.repeat_count, a.state, a.detail, a.acknowledged_by, "
-    "a.acknowledged_at, a.dispatched_by, a.dispatched_at, a.closed_by, a.closed_at, a.outside_region, "
-    "CASE WHEN r.level = 5 THEN r.name END AS village_name, "
-    "CASE WHEN r.level = 5 THEN p.name WHEN r.level = 4 THEN r.name END AS township_name"
-)
+_a, _d = schema.alarms, schema.devices
 # the alarm's region is the deepest one holding it: a village (level 5) under its township (4)
+_r, _p = schema.regions.alias("r"), schema.regions.alias("p")
 FROM = (
-    "FROM alarms a LEFT JOIN devices d ON d.id = a.device_id "
-    "LEFT JOIN regions r ON r.code = a.region_code LEFT JOIN regions p ON p.code = r.parent_code"
+    _a.outerjoin(_d, _d.c.id == _a.c.device_id)
+    .outerjoin(_r, _r.c.code == _a.c.region_code)
+    .outerjoin(_p, _p.c.code == _r.c.parent_code)
+)
+_PLAIN = (
+    "id",
+    "device_id",
+    "msg_id",
+    "kind",
+    "severity",
+    "region_code",
+    "raised_at",
+    "received_at",
+    "last_raised_at",
+    "repeat_count",
+    "state",
+    "detail",
+    "acknowledged_by",
+    "acknowledged_at",
+    "dispatched_by",
+    "dispatched_at",
+    "closed_by",
+    "closed_at",
+    "outside_region",
+)
+ALARM_COLUMNS = (
+    *(_a.c[name] for name in _PLAIN),
+    func.ST_X(_a.c.position).label("lon"),
+    func.ST_Y(_a.c.position).label("lat"),
+    _r.c.name.label("region_name"),
+    _d.c.name.label("device_name"),
+    _d.c.kind.label("device_kind"),
+    case((_r.c.level == 5, _r.c.name)).label("village_name"),
+    case((_r.c.level == 5, _p.c.name), (_r.c.level == 4, _r.c.name)).label("township_name"),
 )
 ORDERS = {
-    "severity": "a.severity, a.raised_at, a.id",
-    "newest": "a.raised_at DESC, a.id DESC",
-    "oldest": "a.raised_at, a.id",
-    "closed": "a.closed_at DESC NULLS LAST, a.id DESC",
+    "severity": (_a.c.severity, _a.c.raised_at, _a.c.id),
+    "newest": (_a.c.raised_at.desc(), _a.c.id.desc()),
+    "oldest": (_a.c.raised_at, _a.c.id),
+    "closed": (_a.c.closed_at.desc().nulls_last(), _a.c.id.desc()),
 }
 Order = Literal["severity", "newest", "oldest", "closed"]
 KIND_RE = r"^[a-z][a-z0-9_.:-]{0,63}$"
@@ -173,43 +201,33 @@ def _filters(
     severity: list[int] | None = None,
     kind: list[str] | None = None,
     q: str | None = None,
-) -> tuple[list[str], dict]:
-    cond, params = scope_sql("a.region_code", user.visible(region))
-    where = [cond]
-    if state:
-        wanted: list[str] = []
-        for s in state:
-            wanted += (
-                list(OPEN_STATES) if s == "open" else list(CLOSED_STATES) if s == "closed" else [s]
-            )
-        where.append("a.state = ANY(:states)")
-        params["states"] = sorted(set(wanted))
-    if severity_max is not None:
-        where.append("a.severity <= :sev")
-        params["sev"] = severity_max
-    if severity:
-        where.append("a.severity = ANY(:sevs)")
-        params["sevs"] = sorted(set(severity))
-    if kind:
-        where.append("a.kind = ANY(:kinds)")
-        params["kinds"] = sorted(set(kind))
-    if q:
-        # device code (prefix), device name, village or township name
-        where.append(
-            "(a.device_id LIKE :qp OR d.name ILIKE :qa OR r.name ILIKE :qa OR p.name ILIKE :qa)"
+) -> ColumnElement[bool]:
+    """The condition of an alarm listing: the user's regions and the filters given."""
+    wanted: list[str] = []
+    for st in state or ():
+        wanted += (
+            list(OPEN_STATES) if st == "open" else list(CLOSED_STATES) if st == "closed" else [st]
         )
-        params["qp"] = _like(q) + "%"
-        params["qa"] = "%" + _like(q) + "%"
-    if since is not None:
-        where.append("a.raised_at >= :since")
-        params["since"] = since
-    if until is not None:
-        where.append("a.raised_at < :until")
-        params["until"] = until
-    if device_id:
-        where.append("a.device_id = :dev")
-        params["dev"] = device_id
-    return where, params
+    search = None
+    if q:  # device code (prefix), device name, village or township name
+        anywhere = "%" + _like(q) + "%"
+        search = or_(
+            _a.c.device_id.like(_like(q) + "%"),
+            _d.c.name.ilike(anywhere),
+            _r.c.name.ilike(anywhere),
+            _p.c.name.ilike(anywhere),
+        )
+    return all_of(
+        in_scope(_a.c.region_code, user.visible(region)),
+        _a.c.state.in_(sorted(set(wanted))) if wanted else None,
+        _a.c.severity <= severity_max if severity_max is not None else None,
+        _a.c.severity.in_(sorted(set(severity))) if severity else None,
+        _a.c.kind.in_(sorted(set(kind))) if kind else None,
+        search,
+        _a.c.raised_at >= since if since is not None else None,
+        _a.c.raised_at < until if until is not None else None,
+        _a.c.device_id == device_id if device_id else None,
+    )
 
 
 STATE_QUERY = Query(
@@ -239,7 +257,7 @@ class AlarmQuery(BaseModel):
     until: datetime | None
     device_id: str | None
 
-    def where(self, user: Principal) -> tuple[list[str], dict]:
+    def where(self, user: Principal) -> ColumnElement[bool]:
         if self.since and self.until and self.since > self.until:
             raise ApiError(422, "since must not be after until", "since")
         return _filters(
@@ -294,15 +312,15 @@ def alarm_query(
     )
 
 
-def count_alarms(conn, where: list[str], params: dict) -> AlarmCounts:
+def count_alarms(conn, where: ColumnElement[bool]) -> AlarmCounts:
     """Counts by state and severity over every alarm matching `where`."""
-    rows = conn.execute(
-        text(
-            f"SELECT a.state, a.severity, count(*) AS n {FROM} WHERE {' AND '.join(where)} "
-            "GROUP BY a.state, a.severity"
-        ),
-        params,
-    ).all()
+    stmt = (
+        select(_a.c.state, _a.c.severity, func.count().label("n"))
+        .select_from(FROM)
+        .where(where)
+        .group_by(_a.c.state, _a.c.severity)
+    )
+    rows = conn.execute(stmt).all()
     by_state: dict[str, int] = {}
     by_sev: dict[str, int] = {}
     for st, sev, n in rows:
@@ -324,28 +342,15 @@ def list_alarms(
     user: Principal = Depends(require(*READERS)),
 ) -> AlarmPage:
     """Alarms in the user's regions, filtered, paged, with the server's counts by state and severity."""
-    where, params = query.where(user)
-    params.update(limit=page.limit + 1, offset=page.offset)
+    where = query.where(user)
+    stmt = select(*ALARM_COLUMNS).select_from(FROM).where(where).order_by(*ORDERS[order])
+    still_open = and_(
+        _a.c.state.in_(OPEN_STATES), in_scope(_a.c.region_code, user.visible(query.region))
+    )
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT {ALARM_COLUMNS} {FROM} WHERE {' AND '.join(where)} "
-                    f"ORDER BY {ORDERS[order]} LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
-        counts = count_alarms(conn, where, params)
-        ocond, oparams = scope_sql("region_code", user.visible(query.region))
-        total_open = conn.execute(
-            text(
-                f"SELECT count(*) FROM alarms WHERE state IN ('new','acknowledged','dispatched') AND {ocond}"
-            ),
-            oparams,
-        ).scalar()
+        rows = conn.execute(one_page(stmt, page)).mappings().all()
+        counts = count_alarms(conn, where)
+        total_open = conn.execute(select(func.count()).where(still_open)).scalar()
     return AlarmPage(
         items=[AlarmOut(**r) for r in rows[: page.limit]],
         limit=page.limit,
@@ -384,23 +389,29 @@ def export_alarms(
     """Every matching alarm (at most 100,000) with who did what and when: for the shift's history."""
     from api.alarm_export import COLUMNS, to_csv, to_xlsx
 
-    where, params = query.where(user)
-    params["limit"] = EXPORT_LIMIT
+    e = schema.alarm_events
+    step = (
+        e.c.state
+        + " "
+        + e.c.actor
+        + " "
+        + func.to_char(func.timezone("UTC", e.c.at), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        + func.coalesce(literal(": ") + e.c.note, "")
+    )
+    trail = (
+        select(func.string_agg(step, aggregate_order_by(literal(" | "), e.c.at, e.c.id)))
+        .where(e.c.alarm_id == _a.c.id)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(*ALARM_COLUMNS, trail.label("trail"))
+        .select_from(FROM)
+        .where(query.where(user))
+        .order_by(*ORDERS[order])
+        .limit(EXPORT_LIMIT)
+    )
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT {ALARM_COLUMNS}, (SELECT string_agg(e.state || ' ' || e.actor || ' ' || "
-                    "to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') || "
-                    "coalesce(': ' || e.note, ''), ' | ' ORDER BY e.at, e.id) FROM alarm_events e "
-                    f"WHERE e.alarm_id = a.id) AS trail {FROM} WHERE {' AND '.join(where)} "
-                    f"ORDER BY {ORDERS[order]} LIMIT :limit"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     records = [[r.get(c) for c in COLUMNS] for r in rows]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if format == "xlsx":
@@ -433,27 +444,21 @@ def alarms_geojson(
 ) -> FeatureCollection:
     """Alarm positions in the box, newest first."""
     box = parse_bbox(bbox)
-    where, params = _filters(
-        user, region, list(state) if state else None, severity_max, since, until, None
+    where = and_(
+        _filters(user, region, list(state) if state else None, severity_max, since, until, None),
+        _a.c.position.is_not(None),
+        in_box(_a.c.position, box),
     )
-    where.append("a.position IS NOT NULL")
-    if box is not None:
-        where.append(f"a.position && {BBox.SQL}")
-        params.update(box.params())
-    params.update(limit=page.limit + 1, offset=page.offset)
+    cols = (_a.c.id, _a.c.device_id, _a.c.kind, _a.c.severity, _a.c.state, _a.c.region_code)
+    geojson = func.ST_AsGeoJSON(_a.c.position, 7).label("geojson")
+    stmt = (
+        select(*cols, _a.c.raised_at, _a.c.repeat_count, geojson)
+        .select_from(FROM)
+        .where(where)
+        .order_by(_a.c.raised_at.desc(), _a.c.id.desc())
+    )
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT a.id, a.device_id, a.kind, a.severity, a.state, a.region_code, a.raised_at, "
-                    f"a.repeat_count, ST_AsGeoJSON(a.position, 7) AS geojson {FROM} WHERE {' AND '.join(where)} "
-                    "ORDER BY a.raised_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(one_page(stmt, page)).mappings().all()
     return collection(list(rows), page)
 
 
@@ -470,7 +475,7 @@ def faces(bearing: float | None, heading: float | None, hfov: float | None) -> b
 
 def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
     row = (
-        conn.execute(text(f"SELECT {ALARM_COLUMNS} {FROM} WHERE a.id = :id"), {"id": alarm_id})
+        conn.execute(select(*ALARM_COLUMNS).select_from(FROM).where(_a.c.id == alarm_id))
         .mappings()
         .first()
     )
