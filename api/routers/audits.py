@@ -9,15 +9,17 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from api.audit_jobs import create_job, load_job, reap_interrupted, report_models, run_job
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
 from api.headers import REPORT_POLICY
-from api.scope import region_range, scope_sql
+from api.query import all_of, in_scope, one_page
+from api.scope import region_range
 from api.types import Rfc3339
+from gridwatch import schema
 
 router = APIRouter(tags=["audits"], responses=COMMON_RESPONSES)
 
@@ -72,9 +74,9 @@ class AuditResult(AuditJob):
     notes: list[str] = []
 
 
-JOB_COLUMNS = (
-    "id, region_code, as_of, requested_by, requested_at, status, error, run_id, finished_at"
-)
+_jobs = schema.api_audit_jobs
+# what a listing shows of a job (the report and suggestions are fetched one job at a time)
+JOB_COLUMNS = tuple(c for c in _jobs.c if c.name not in ("report", "suggestions"))
 
 
 def _job_or_404(request: Request, job_id: int, user: Principal) -> dict:
@@ -134,27 +136,15 @@ def list_audits(
     user: Principal = Depends(require(*READERS)),
 ) -> AuditJobPage:
     """Audits run through the API, newest first."""
-    cond, params = scope_sql("region_code", user.scopes)
-    where = [cond]
-    if region:
-        where.append("region_code = :region")
-        params["region"] = region
-    if status:
-        where.append("status = :status")
-        params["status"] = status
-    params.update(limit=page.limit + 1, offset=page.offset)
+    cond = all_of(
+        in_scope(_jobs.c.region_code, user.scopes),
+        _jobs.c.region_code == region if region else None,
+        _jobs.c.status == status if status else None,
+    )
+    stmt = one_page(select(*JOB_COLUMNS).where(cond).order_by(_jobs.c.id.desc()), page)
     reap_interrupted(request.app.state.engine)
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT {JOB_COLUMNS} FROM api_audit_jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     return AuditJobPage(
         items=[AuditJob(**r) for r in rows[: page.limit]],
         limit=page.limit,

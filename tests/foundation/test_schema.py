@@ -81,3 +81,10 @@ def test_comparison_sees_a_drift(engine) -> None:
 @pytest.mark.parametrize("table", sorted(schema.metadata.tables))
 def test_every_table_has_a_primary_key(table: str) -> None:
     assert schema.metadata.tables[table].primary_key.columns
+
+
+def test_api_job_model_lists_the_listed_columns() -> None:
+    """The audit-job response model has exactly the columns the listing selects."""
+    from api.routers.audits import JOB_COLUMNS, AuditJob
+
+    assert set(AuditJob.model_fields) == {c.name for c in JOB_COLUMNS}
