@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import and_, case, cast, func, literal, or_, select, text
+from sqlalchemy import and_, case, cast, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import JSON
 
 from api.deps import ANY_ROLE, Principal, require
@@ -15,7 +15,6 @@ from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
 from api.geojson import (
     BBOX_PATTERN,
     BBOX_QUERY,
-    BBox,
     FeatureCollection,
     Page,
     collection,
@@ -25,7 +24,6 @@ from api.geojson import (
 from api.placement import check_position, device_region, registry_error
 from api.preview import Preview, preview
 from api.query import all_of, in_box, in_scope, one_page
-from api.scope import scope_sql
 from api.trail import record
 from geo.registry import (
     DeviceRegistration,
@@ -378,18 +376,15 @@ def device_summary(
     # A command centre over a province or the whole country zooms out that far: counts stay one
     # indexed aggregate, so no size limit (the page asked with the whole view and got a 422).
     box = parse_bbox(bbox, max_sq_deg=360.0 * 180.0)
-    cond, params = scope_sql("region_code", user.visible(region))
-    where = [cond, "retired_at IS NULL"]
-    if box is not None:
-        where.append(f"coalesce(last_position, position) && {BBox.SQL}")
-        params.update(box.params())
+    d = schema.devices
+    cond = all_of(
+        in_scope(d.c.region_code, user.visible(region)),
+        d.c.retired_at.is_(None),
+        in_box(func.coalesce(d.c.last_position, d.c.position), box),
+    )
+    stmt = select(d.c.kind, d.c.status, func.count()).where(cond).group_by(d.c.kind, d.c.status)
     with request.app.state.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                f"SELECT kind, status, count(*) AS n FROM devices WHERE {' AND '.join(where)} GROUP BY kind, status"
-            ),
-            params,
-        ).all()
+        rows = conn.execute(stmt).all()
     by_status = {"online": 0, "offline": 0, "unknown": 0}
     by_kind: dict[str, int] = {}
     for kind, status, n in rows:
@@ -416,40 +411,24 @@ def devices_geojson(
 ) -> FeatureCollection:
     """Device positions (moving devices at their last reported position) in the box."""
     box = parse_bbox(bbox)
-    cond, params = scope_sql("d.region_code", user.visible(region))
-    geom = "coalesce(d.last_position, d.position)"
-    where = [cond, "d.retired_at IS NULL", f"{geom} IS NOT NULL"]
-    if box is not None:
-        where.append(f"{geom} && {BBox.SQL}")
-        params.update(box.params())
-    if kind:
-        where.append("d.kind = :kind")
-        params["kind"] = kind
-    if status:
-        where.append("d.status = :status")
-        params["status"] = status
-    if moving is not None:
-        moving_sql = "(d.kind = ANY(:mk) OR coalesce(d.sub_kind, '') = ANY(:mk))"
-        where.append(moving_sql if moving else f"NOT {moving_sql}")
-        params["mk"] = list(MOVING_KINDS)
-    if after:
-        where.append("d.id > :after")
-        params["after"] = after
-    params.update(limit=page.limit + 1, offset=page.offset)
+    d = schema.devices
+    geom = func.coalesce(d.c.last_position, d.c.position)
+    is_moving = or_(d.c.kind.in_(MOVING_KINDS), func.coalesce(d.c.sub_kind, "").in_(MOVING_KINDS))
+    cond = all_of(
+        in_scope(d.c.region_code, user.visible(region)),
+        d.c.retired_at.is_(None),
+        geom.is_not(None),
+        in_box(geom, box),
+        d.c.kind == kind if kind else None,
+        d.c.status == status if status else None,
+        (is_moving if moving else not_(is_moving)) if moving is not None else None,
+        d.c.id > after if after else None,
+    )
+    cols = (d.c.id, d.c.name, d.c.kind, d.c.sub_kind, d.c.status, d.c.region_code, d.c.grid_id)
+    more = (d.c.heading_deg, d.c.hfov_deg, d.c.range_m, d.c.last_seen)
+    stmt = select(*cols, *more, func.ST_AsGeoJSON(geom, 7).label("geojson"))
     with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT d.id, d.name, d.kind, d.sub_kind, d.status, d.region_code, d.grid_id, d.heading_deg, "
-                    "d.hfov_deg, d.range_m, d.last_seen, "
-                    f"ST_AsGeoJSON({geom}, 7) AS geojson FROM devices d WHERE {' AND '.join(where)} "
-                    "ORDER BY d.id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(one_page(stmt.where(cond).order_by(d.c.id), page)).mappings().all()
     return collection(list(rows), page, cursor_key="id")
 
 

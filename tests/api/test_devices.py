@@ -237,6 +237,25 @@ def test_geojson_bbox_and_paging(client, headers):
     assert cov["features"] and cov["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
 
 
+def test_summary_and_moving_filter_agree_with_the_list(client, headers):
+    """The summary's counts and the moving/fixed split are the same devices the list shows."""
+    h = headers["t-operator"]
+    box = {"bbox": "115.300,28.350,115.305,28.355"}
+    assert register(client, headers, lon=115.3015, lat=28.3515)[1].status_code == 201
+    summary = client.get("/api/v1/devices/summary", headers=h, params=box)
+    assert summary.status_code == 200, summary.text
+    counts = summary.json()
+    assert counts["total"] == counts["online"] + counts["offline"] + counts["unknown"] >= 1
+    everything = client.get("/api/v1/geo/devices", headers=h, params={**box, "limit": 1000})
+    fixed = client.get("/api/v1/geo/devices", headers=h, params={**box, "moving": False})
+    moving = client.get("/api/v1/geo/devices", headers=h, params={**box, "moving": True})
+    assert {r.status_code for r in (everything, fixed, moving)} == {200}
+    ids = {f["id"] for f in everything.json()["features"]}
+    assert len(ids) == counts["total"]
+    split = [{f["id"] for f in r.json()["features"]} for r in (fixed, moving)]
+    assert split[0] | split[1] == ids and not split[0] & split[1]
+
+
 def test_installer_sees_only_own_regions(client, headers):
     mine = client.get(
         "/api/v1/devices", headers=headers["t-installer-b"], params={"limit": 1000}
