@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gb28181 import manscdp, sip
+from gb28181 import live, manscdp, sip
 from gb28181.alarmmap import kind_of, msg_id, severity_of
 from gb28181.digest import DigestError, FailureLimiter, Nonces, expected_response, ha1
 from gb28181.digest import parse_authorization as parse_auth
@@ -132,6 +132,7 @@ class Gateway:
         self._local_ip: dict[str, str] = {}
         self.ready = asyncio.Event()
         self._db_slots = asyncio.Semaphore(4)
+        self.live = LiveSessions(self)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -186,6 +187,7 @@ class Gateway:
         self.ready.set()
 
     async def stop(self) -> None:
+        await self.live.close_all()
         for t in self._tasks:
             t.cancel()
         if self._reg_queue:
@@ -855,12 +857,30 @@ class Gateway:
         if reg.transport == "udp":
             self._retransmit(call_id, reg, data, 0.5)
         try:
-            return await asyncio.wait_for(fut, 8.0) if wait else None
+            answer = await asyncio.wait_for(fut, 8.0) if wait else None
+            return answer.status if answer is not None else None
         except TimeoutError:
             return None
         finally:
             if wait:
                 self._forget_tx(call_id)
+
+    async def dialog_request(
+        self, reg: Registration, data: bytes, call_id: str, timeout: float = 8.0
+    ) -> sip.SipMessage | None:
+        """Send a request already built (INVITE, BYE) to a registered device; its final
+        response, None without one."""
+        fut = asyncio.get_running_loop().create_future()
+        self.client_tx[call_id] = (fut, None)
+        self.send(reg.transport, reg.addr, reg.writer, data)
+        if reg.transport == "udp":
+            self._retransmit(call_id, reg, data, 0.5)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._forget_tx(call_id)
 
     def _retransmit(self, call_id: str, reg: Registration, data: bytes, interval: float) -> None:
         if call_id not in self.client_tx or interval > 4.0:
@@ -893,7 +913,7 @@ class Gateway:
             timer.cancel()
         self.client_tx[call_id] = (fut, None)
         if not fut.done():
-            fut.set_result(msg.status)
+            fut.set_result(msg)
         self._forget_tx(call_id)
 
     async def query(self, device_id: str, cmd_type: str) -> int | None:
@@ -928,11 +948,18 @@ class Gateway:
         """gw/v1/{id}/cmd {"cmd": "catalog" | "device_info" | "device_status"} for a device
         registered here: the query on demand."""
         parts = topic.split("/")
-        if len(parts) != 4 or parts[2] not in self.regs:
+        if len(parts) != 4:
             return
         try:
-            cmd = orjson.loads(payload).get("cmd")
+            body = orjson.loads(payload)
+            cmd = body.get("cmd")
         except (orjson.JSONDecodeError, AttributeError):
+            return
+        if cmd in ("live", "live_stop"):
+            task = asyncio.ensure_future(self.live.command(parts[2], cmd, body))
+            task.add_done_callback(self._task_done)
+            return
+        if parts[2] not in self.regs:
             return
         cmd_type = {
             "catalog": "Catalog",
@@ -947,3 +974,165 @@ class _Answer(bytes):
     """A response's bytes, optionally with work to do once it has been sent."""
 
     follow = None
+
+
+@dataclass
+class LiveSession:
+    """One INVITE dialog: a channel streaming RTP/PS to a port of the hub."""
+
+    channel: str
+    port: int
+    ssrc: str
+    reg: Registration
+    call_id: str
+    from_tag: str
+    to: str
+    cseq: int
+    answer: live.SdpInfo
+    expiry: asyncio.TimerHandle | None = None
+
+
+class LiveSessions:
+    """Live view for the console: INVITE a channel towards a port of the hub on a broker
+    command ({"cmd": "live", "port", "ssrc", "transport", "seconds"} on gw/v1/{channel}/cmd),
+    ACK the answer, BYE on {"cmd": "live_stop"} or when the session's time is up. The media
+    always comes to this host: the command names a port, never an address."""
+
+    MAX_SESSIONS = 64
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.sessions: dict[tuple[str, int], LiveSession] = {}
+
+    async def command(self, channel: str, cmd: str, body: dict) -> None:
+        port, ssrc = body.get("port"), str(body.get("ssrc") or "")
+        if not isinstance(port, int) or not 1024 <= port < 65_536:
+            log.info("live command for %s refused: bad port %r", channel, port)
+            return
+        key = (channel, port)
+        if cmd == "live_stop":
+            await self.bye(key)
+            return
+        seconds = body.get("seconds", live.DEFAULT_SECONDS)
+        if not isinstance(seconds, int) or not 1 <= seconds <= live.MAX_SECONDS:
+            seconds = live.DEFAULT_SECONDS
+        transport = "tcp" if body.get("transport") == "tcp" else "udp"
+        if len(ssrc) != 10 or not ssrc.isdigit():
+            log.info("live command for %s refused: bad ssrc", channel)
+            return
+        current = self.sessions.get(key)
+        if current is not None:  # asked again: the session goes on
+            self._expire_in(current, seconds)
+            return
+        if len(self.sessions) >= self.MAX_SESSIONS:
+            log.warning("live view of %s refused: %d sessions open", channel, len(self.sessions))
+            return
+        session = await self.invite(channel, port, ssrc, transport)
+        if session is not None:
+            self.sessions[key] = session
+            self._expire_in(session, seconds)
+
+    def _expire_in(self, session: LiveSession, seconds: int) -> None:
+        if session.expiry is not None:
+            session.expiry.cancel()
+        key = (session.channel, session.port)
+        session.expiry = asyncio.get_running_loop().call_later(
+            seconds, lambda: asyncio.ensure_future(self.bye(key))
+        )
+
+    def _parent_reg(self, channel: str) -> Registration | None:
+        reg = self.gw.regs.get(channel)
+        if reg is not None:
+            return reg
+        known = self.gw.known.get(channel)
+        if known is not None and known.parent_id:
+            return self.gw.regs.get(known.parent_id)
+        return None
+
+    async def invite(
+        self, channel: str, port: int, ssrc: str, transport: str
+    ) -> LiveSession | None:
+        gw = self.gw
+        reg = self._parent_reg(channel)
+        if reg is None:
+            log.info("live view of %s: neither it nor its parent is registered here", channel)
+            return None
+        host = gw._local_host(reg.addr[0])
+        call_id = f"{sip.new_tag()}{sip.new_tag()}@{host}"
+        from_tag, cseq = sip.new_tag(), gw.next_sn()
+        proto = "TCP" if reg.transport == "tcp" else "UDP"
+        cfg = gw.cfg
+        headers = [
+            ("Via", f"SIP/2.0/{proto} {host}:{cfg.port};rport;branch={sip.new_branch()}"),
+            ("From", f"<sip:{cfg.sip_id}@{cfg.domain}>;tag={from_tag}"),
+            ("To", f"<sip:{channel}@{cfg.domain}>"),
+            ("Call-ID", call_id),
+            ("CSeq", f"{cseq} INVITE"),
+            ("Max-Forwards", "70"),
+            ("Contact", f"<sip:{cfg.sip_id}@{host}:{cfg.port}>"),
+            ("Subject", f"{channel}:{ssrc},{cfg.sip_id}:0"),
+            ("User-Agent", "gridwatch"),
+            ("Content-Type", "APPLICATION/SDP"),
+        ]
+        offer = live.sdp_offer(cfg.sip_id, host, port, ssrc, transport)
+        uri = f"sip:{channel}@{reg.addr[0]}:{reg.addr[1]}"
+        answer = await gw.dialog_request(
+            reg, sip.serialize(f"INVITE {uri} SIP/2.0", headers, offer), call_id
+        )
+        if answer is None or answer.status != 200:
+            gw.stats["live_refused"] += 1
+            log.info("INVITE of %s answered %s", channel, answer.status if answer else "nothing")
+            return None
+        try:
+            media = live.parse_sdp(answer.body)
+        except live.SdpError as exc:
+            log.info("INVITE of %s: unusable answer (%s)", channel, exc)
+            media = None
+        to = answer.get("to") or f"<sip:{channel}@{cfg.domain}>"
+        session = LiveSession(
+            channel, port, ssrc, reg, call_id, from_tag, to, cseq, media or live.SdpInfo()
+        )
+        self._send_in_dialog(session, "ACK", cseq)
+        if media is None:
+            await self._bye(session)
+            return None
+        gw.stats["live_started"] += 1
+        log.info("live view of %s -> %s:%d (%s)", channel, host, port, transport)
+        return session
+
+    def _in_dialog(self, session: LiveSession, method: str, cseq: int) -> bytes:
+        gw, reg, cfg = self.gw, session.reg, self.gw.cfg
+        host = gw._local_host(reg.addr[0])
+        proto = "TCP" if reg.transport == "tcp" else "UDP"
+        headers = [
+            ("Via", f"SIP/2.0/{proto} {host}:{cfg.port};rport;branch={sip.new_branch()}"),
+            ("From", f"<sip:{cfg.sip_id}@{cfg.domain}>;tag={session.from_tag}"),
+            ("To", session.to),
+            ("Call-ID", session.call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("Max-Forwards", "70"),
+            ("User-Agent", "gridwatch"),
+        ]
+        uri = f"sip:{session.channel}@{reg.addr[0]}:{reg.addr[1]}"
+        return sip.serialize(f"{method} {uri} SIP/2.0", headers)
+
+    def _send_in_dialog(self, session: LiveSession, method: str, cseq: int) -> None:
+        reg = session.reg
+        self.gw.send(reg.transport, reg.addr, reg.writer, self._in_dialog(session, method, cseq))
+
+    async def _bye(self, session: LiveSession) -> None:
+        data = self._in_dialog(session, "BYE", session.cseq + 1)
+        await self.gw.dialog_request(session.reg, data, session.call_id, timeout=4.0)
+
+    async def bye(self, key: tuple[str, int]) -> None:
+        session = self.sessions.pop(key, None)
+        if session is None:
+            return
+        if session.expiry is not None:
+            session.expiry.cancel()
+        self.gw.stats["live_stopped"] += 1
+        await self._bye(session)
+
+    async def close_all(self) -> None:
+        for key in list(self.sessions):
+            await self.bye(key)

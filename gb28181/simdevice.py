@@ -1,5 +1,6 @@
 """A small GB/T 28181 device simulator (IPCs and NVRs with channels) for the demo, tests and
-benchmarks: REGISTER with digest, keepalives, catalog/device-info answers, alarms, positions.
+benchmarks: REGISTER with digest, keepalives, catalog/device-info answers, alarms, positions,
+live view (INVITE answered, RTP/PS of an FFmpeg test picture sent until BYE).
 Many devices can share one UDP socket or TCP connection."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gb28181 import manscdp, sip
+from gb28181 import live, manscdp, sip
 from gb28181.digest import ha1, md5_hex, parse_authorization
 
 _counter = itertools.count(1)
@@ -65,6 +66,8 @@ class SimEndpoint:
     def __init__(
         self, server: tuple[str, int], domain: str, transport: str = "udp", timeout: float = 5.0
     ) -> None:
+        self.stream_seconds = 30.0  # the longest a live view is sent without a BYE
+        self.bye_received: list[str] = []
         self.server = server
         self.domain = domain
         self.transport = transport
@@ -76,6 +79,7 @@ class SimEndpoint:
         self.local = ("127.0.0.1", 0)
         self.tasks: set[asyncio.Task] = set()
         self.received: list[sip.SipMessage] = []
+        self.streams: dict[str, Stream] = {}  # Call-ID -> live view being sent
 
     async def open(self) -> SimEndpoint:
         loop = asyncio.get_running_loop()
@@ -101,6 +105,8 @@ class SimEndpoint:
                 self.on_data(raw)
 
     def close(self) -> None:
+        for stream in self.streams.values():
+            stream.stop()
         if self.udp is not None:
             self.udp.close()
         if self.writer is not None:
@@ -131,6 +137,9 @@ class SimEndpoint:
             return
         self.received.append(msg)
         user = sip.uri_user(msg.uri or "")
+        if msg.method in ("INVITE", "ACK", "BYE"):
+            self._live(msg, user)
+            return
         device = self.devices.get(user)
         if device is None:
             self.send_raw(sip.response(msg, 404, "Not Found"))
@@ -146,6 +155,61 @@ class SimEndpoint:
                 task = asyncio.create_task(self._answer(device, body))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
+
+    def _owner(self, user: str) -> SimDevice | None:
+        device = self.devices.get(user)
+        if device is not None:
+            return device
+        for d in self.devices.values():
+            if any(c.device_id == user for c in d.channels):
+                return d
+        return None
+
+    def _live(self, msg: sip.SipMessage, user: str) -> None:
+        """INVITE: answer with our SDP (a retransmission gets the same answer); ACK: start
+        sending; BYE: stop."""
+        stream = self.streams.get(msg.call_id)
+        if msg.method == "ACK":
+            if stream is not None and stream.task is None:
+                stream.task = asyncio.create_task(stream.run())
+            return
+        if msg.method == "BYE":
+            self.send_raw(sip.response(msg, 200, "OK"))
+            if stream is not None:
+                stream.stop()
+                self.bye_received.append(user)
+            return
+        if stream is not None:
+            self.send_raw(stream.answer)
+            return
+        if self._owner(user) is None:
+            self.send_raw(sip.response(msg, 404, "Not Found"))
+            return
+        try:
+            offer = live.parse_sdp(msg.body)
+        except live.SdpError:
+            self.send_raw(sip.response(msg, 488, "Not Acceptable Here"))
+            return
+        host = offer.host or self.server[0]
+        ssrc = offer.ssrc or "0000000000"
+        sdp = (
+            f"v=0\r\no={user} 0 0 IN IP4 {self.local[0]}\r\ns=Play\r\n"
+            f"c=IN IP4 {self.local[0]}\r\nt=0 0\r\n"
+            f"m=video {self.local[1]} {'TCP/RTP/AVP' if offer.transport == 'tcp' else 'RTP/AVP'}"
+            f" 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc}\r\n"
+        ).encode()
+        answer = sip.response(
+            msg,
+            200,
+            "OK",
+            [("Contact", f"<sip:{user}@{self.local[0]}:{self.local[1]}>"),
+             ("Content-Type", "APPLICATION/SDP")],
+            sdp,
+        )  # fmt: skip
+        self.streams[msg.call_id] = Stream(
+            (host, offer.port or 0), offer.transport, int(ssrc), answer, self.stream_seconds
+        )
+        self.send_raw(answer)
 
     async def _answer(self, device: SimDevice, query: manscdp.Body) -> None:
         if query.cmd_type == "Catalog" and device.answers_catalog:
@@ -331,6 +395,70 @@ class SimEndpoint:
             events=[e for _, e in items],
         )
         return await self.message(device, body, "NOTIFY")
+
+
+class Stream:
+    """A live view a simulated device sends: FFmpeg's test picture, H.264 in MPEG-PS, cut into
+    RTP packets (payload type 96) to the address of the hub's offer, over UDP or TCP (RFC 4571),
+    in real time, until BYE or `seconds`."""
+
+    CHUNK = 1400
+
+    def __init__(
+        self, to: tuple[str, int], transport: str, ssrc: int, answer: bytes, seconds: float
+    ) -> None:
+        self.to, self.transport, self.ssrc, self.answer = to, transport, ssrc, answer
+        self.seconds = seconds
+        self.task: asyncio.Task | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.packets = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.proc = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+            "-i", "testsrc=size=320x240:rate=10", "-t", str(self.seconds), "-c:v", "libx264",
+            "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10", "-f", "mpeg", "pipe:1",
+            stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        udp: asyncio.DatagramTransport | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            if self.transport == "tcp":
+                _, writer = await asyncio.open_connection(*self.to)
+            else:
+                udp, _ = await loop.create_datagram_endpoint(
+                    asyncio.DatagramProtocol, remote_addr=self.to
+                )
+            seq = 0
+            while True:
+                data = await self.proc.stdout.read(self.CHUNK)
+                if not data:
+                    break
+                ts = int(loop.time() * 90_000) & 0xFFFFFFFF
+                packet = live.rtp_packet(seq, ts, self.ssrc, data)
+                seq += 1
+                self.packets += 1
+                if writer is not None:
+                    writer.write(len(packet).to_bytes(2, "big") + packet)
+                    await writer.drain()
+                elif udp is not None:
+                    udp.sendto(packet)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if udp is not None:
+                udp.close()
+            if writer is not None:
+                writer.close()
+            self.stop()
+            if self.proc is not None:
+                await self.proc.wait()  # reaped here, not by a closed loop later
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
 
 
 def parse_challenge(value: str) -> dict[str, str]:
