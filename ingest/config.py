@@ -112,6 +112,11 @@ class IngestSettings(BaseSettings):
         description="How long a quarantined device's messages are dropped (counted, not stored); "
         "operators get a device_flooding alarm when it starts.",
     )
+    broker_quarantine: bool = Field(
+        default=True,
+        description="During a quarantine also disable the device's client at the local broker "
+        "(dynamic security: it is disconnected and refused until the quarantine ends).",
+    )
     deadletter_retention_h: float = Field(
         default=168.0, gt=0, description="Dead letters older than this are deleted."
     )

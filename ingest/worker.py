@@ -23,6 +23,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridwatch.settings import Settings, get_settings
 from ingest import presence
+from ingest.brokergate import BrokerGate
 from ingest.config import IngestSettings, get_ingest_settings
 from ingest.dbconn import connect
 from ingest.events import emit_events, event_messages_by_id, prune_events
@@ -489,6 +490,9 @@ class IngestWorker:
         threading.Thread(
             target=run_provisioner, args=(self._stop, self.settings), name="provision", daemon=True
         ).start()
+        gate = None
+        if self.cfg.fair_share and self.cfg.broker_quarantine and self.settings.local_mqtt:
+            gate = BrokerGate(self.settings).start()
         started = time.monotonic()
         batch_s = self.cfg.batch_ms / 1000.0
         try:
@@ -528,8 +532,12 @@ class IngestWorker:
                             for k, u in fair.active.items()
                             if not k.startswith(("pending:", "topic:"))
                         }
+                        if gate is not None:  # and stop it at the broker meanwhile
+                            gate.update(self._blocked)
         finally:
             self._stop.set()
+            if gate is not None:
+                gate.stop()
             self._drain()
             props = None
             if self.cfg.discard_session_on_exit:

@@ -485,3 +485,93 @@ def test_a_quarantined_device_is_dropped_as_it_arrives(cfg) -> None:
     worker._blocked = {bad: time.monotonic() - 1}  # the quarantine is over
     worker._on_publish(f"gw/v1/{bad}/alarm", b"{}", 1, 501, False)
     assert len(worker._inbox) == 2
+
+
+class _FakeAdmin:
+    """Records dynamic-security commands (the gate's logic alone; the real broker is below)."""
+
+    def __init__(self, log: list, clients: list) -> None:
+        self.log, self.clients = log, clients
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def run(self, commands, ok_errors=()):
+        self.log.extend((c["command"], c.get("username")) for c in commands)
+        return [{"data": {"clients": self.clients}} for _ in commands]
+
+
+def test_broker_gate_disables_for_the_quarantine_and_cleans_up() -> None:
+    from gridwatch.settings import get_settings
+    from ingest.brokergate import BrokerGate
+
+    bad, left = "36012100001340000009", "36012100001340000008"
+    sent: list = []
+    clients = [{"username": left, "disabled": True}, {"username": "gridwatch-ingest"}]
+    now = [100.0]
+    gate = BrokerGate(
+        get_settings(), admin_factory=lambda: _FakeAdmin(sent, clients), clock=lambda: now[0]
+    )
+    gate.start()
+    gate.update({bad: 103.0, "pending:360121": 103.0})
+    assert wait_for(lambda: ("disableClient", bad) in sent, 5)
+    assert ("enableClient", left) in sent  # left disabled by an earlier worker
+    assert not any(u == "pending:360121" for _, u in sent)
+    now[0] = 104.0  # the quarantine is over
+    assert wait_for(lambda: ("enableClient", bad) in sent, 5)
+    gate.update({bad: 200.0})
+    assert wait_for(lambda: sent.count(("disableClient", bad)) == 2, 5)
+    gate.stop()
+    assert sent.count(("enableClient", bad)) == 2 and gate.disabled() == set()
+
+
+def test_a_quarantined_device_is_shut_out_at_the_broker(services, make_device, mqtt_broker) -> None:
+    """A device flooding with its own credentials: the worker quarantines it and disables its
+    client at the broker (disconnected, refused at CONNECT), and lets it in again afterwards."""
+    import uuid
+
+    from gridwatch.services import LocalMosquitto
+    from gridwatch.settings import get_settings
+    from ingest.broker_acl import current_device_password
+    from tests.ingest.conftest import WorkerProcess, mqtt_client
+
+    if not get_settings().local_mqtt:
+        pytest.skip("needs the project-local Mosquitto and its dynamic-security plugin")
+    abuser = make_device("alarm_input")
+    LocalMosquitto(get_settings()).reload()
+
+    def can_connect() -> bool:
+        c, rc = mqtt_client(mqtt_broker, abuser, current_device_password(abuser))
+        c.disconnect()
+        c.loop_stop()
+        return rc is not None and not rc.is_failure
+
+    assert wait_for(can_connect, 15, every=0.2), "the device was never let in"
+    tag = uuid.uuid4().hex[:8]
+    w = WorkerProcess(f"t-gate-{tag}", f"t{tag}")
+    w.env.update(
+        GRIDWATCH_INGEST_DEVICE_MSGS_PER_S="20",
+        GRIDWATCH_INGEST_DEVICE_ALARMS_PER_S="2",
+        GRIDWATCH_INGEST_DEVICE_BURST_S="5",
+        GRIDWATCH_INGEST_QUARANTINE_AFTER="50",
+        GRIDWATCH_INGEST_QUARANTINE_S="6",
+    )
+    w.start()
+    try:
+        assert w.wait_connected(), w.log.read_text(errors="replace")[-3000:]
+        client, rc = mqtt_client(mqtt_broker, abuser, current_device_password(abuser))
+        assert rc is not None and not rc.is_failure
+        lost = []
+        client.on_disconnect = lambda *a: lost.append(a)
+        for i in range(400):
+            client.publish(f"gw/v1/{abuser}/alarm", alarm(f"g-{i}", kind=f"k{i}"), qos=1)
+        assert wait_for(lambda: bool(lost), 30), w.log.read_text(errors="replace")[-3000:]
+        client.loop_stop()
+        assert not can_connect()  # refused while quarantined
+        assert wait_for(can_connect, 30, every=0.5)  # and let in again when it ends
+        assert "disabled flooding device" in w.log.read_text(errors="replace")
+    finally:
+        w.stop()
