@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from bench.ingest_bench import BENCH_DB, Publisher, bench_env, device_ids, prepare_db, reset_db
+from bench.ingest_bench import (
+    BENCH_DB,
+    Publisher,
+    bench_env,
+    device_ids,
+    prepare_db,
+    reset_db,
+    wait_subscribed,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,12 +80,74 @@ class AlarmLatency:
         return self.seen
 
 
+class DevicePublisher:
+    """The abuser as a hostile device would be: connected with its own credentials, and when
+    the broker drops it (its client disabled for a quarantine), retrying every `retry_s`;
+    what it cannot send meanwhile is counted as unsent (a device keeps what was never acked)."""
+
+    def __init__(self, host: str, port: int, user: str, password: str, retry_s: float = 0.2):
+        self.addr, self.login, self.retry_s = (host, port), (user, password), retry_s
+        self.pub: Publisher | None = None
+        self.next_try = 0.0
+        self.refused = self.unsent = self.dropped_connections = 0
+        self.sent_before = self.acked_before = 0
+        self._connect()
+
+    def _connect(self) -> None:
+        self.next_try = time.monotonic() + self.retry_s
+        try:
+            self.pub = Publisher(*self.addr, *self.login)
+        except (SystemExit, OSError):
+            self.pub = None
+            self.refused += 1
+
+    def _lost(self) -> None:
+        if self.pub is not None:
+            try:
+                self.pub.drain()
+            except OSError:
+                pass
+            self.sent_before += self.pub.sent
+            self.acked_before += self.pub.acked
+            self.pub.sock.close()
+        self.pub = None
+        self.dropped_connections += 1
+
+    def send(self, items: list[tuple[bytes, bytes]]) -> None:
+        if self.pub is None and time.monotonic() >= self.next_try:
+            self._connect()
+        if self.pub is None:
+            self.unsent += len(items)
+            return
+        try:
+            self.pub.send(items)
+        except OSError:
+            self.unsent += len(items)
+            self._lost()
+
+    def drain(self) -> None:
+        if self.pub is not None:
+            try:
+                self.pub.drain()
+            except OSError:
+                self._lost()
+
+    def outstanding(self) -> int:
+        return self.pub.outstanding() if self.pub is not None else 0
+
+    def close(self) -> None:
+        if self.pub is not None:
+            self.pub.sock.close()
+
+
 def run_case(name: str, args, fleet, url: str, hub, abuse: str | None, fair: bool) -> dict:
 
     reset_db(url)
     tag = f"a{uuid.uuid4().hex[:6]}"
     env = bench_env()
     env["GRIDWATCH_INGEST_FAIR_SHARE"] = "true" if fair else "false"
+    # "abuse-nogate": the worker's fair share without disabling the device at the broker
+    env["GRIDWATCH_INGEST_BROKER_QUARANTINE"] = "false" if name.endswith("nogate") else "true"
     stats = Path(f"/tmp/gw-abuse-{tag}.json")
     log = open(f"/tmp/gw-abuse-{tag}.log", "wb")  # noqa: SIM115 - lives with the worker
     worker = subprocess.Popen(
@@ -107,18 +177,24 @@ def run_case(name: str, args, fleet, url: str, hub, abuse: str | None, fair: boo
 def _drive(name, args, fleet, url, hub, abuse, fair, tag, stats, worker) -> dict:
     from gridwatch.settings import get_settings
 
-    time.sleep(3.0)
     probe = AlarmLatency(url)
     host, port = get_settings().mqtt_endpoint()
-    pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
     cams, cars, sensors = fleet["ip_camera"], fleet["patrol_car"], fleet["alarm_input"]
+    wait_subscribed(host, port, *hub, f"gw/v1/{cams[0]}/heartbeat")  # not a fixed sleep
+    pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
     abuser = sensors[0]
     normal_sensors = sensors[1:]
     topics_hb = [f"gw/v1/{d}/heartbeat".encode() for d in cams]
     topics_pos = [f"gw/v1/{d}/position".encode() for d in cars]
     topics_al = [f"gw/v1/{d}/alarm".encode() for d in normal_sensors]
     abuse_kind, _, abuse_rate = (abuse or "none@0").partition("@")
-    abuse_pub = Publisher(host, port, *hub) if abuse else None
+    abuse_pub: DevicePublisher | Publisher | None = None
+    if abuse and args.abuser_login == "device":
+        from ingest.broker_acl import current_device_password
+
+        abuse_pub = DevicePublisher(host, port, abuser, current_device_password(abuser))
+    elif abuse:
+        abuse_pub = Publisher(host, port, *hub)
     abuse_topic = f"gw/v1/{abuser}/alarm".encode()
     big_pad = b"x" * 250_000
     rnd = random.Random(11)
@@ -210,8 +286,14 @@ def _drive(name, args, fleet, url, hub, abuse, fair, tag, stats, worker) -> dict
     worker.terminate()
     worker.wait(60)
     seen = probe.close()
-    for p in all_pubs:
+    for p in pubs:
         p.sock.close()
+    refused = unsent = 0
+    if isinstance(abuse_pub, DevicePublisher):
+        refused, unsent = abuse_pub.refused, abuse_pub.unsent
+        abuse_pub.close()
+    elif abuse_pub is not None:
+        abuse_pub.sock.close()
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         abuser_alarms = conn.execute(
             "SELECT count(*) FROM alarms WHERE device_id = %s AND kind <> 'device_flooding'",
@@ -239,6 +321,8 @@ def _drive(name, args, fleet, url, hub, abuse, fair, tag, stats, worker) -> dict
         "others_p95_ms": pct(others, 95),
         "others_p99_ms": pct(others, 99),
         "abuse_published": published["abuse"],
+        "abuse_unsent": unsent,  # the broker had disconnected the abuser (quarantine)
+        "abuse_refused_connects": refused,
         "abuser_alarms_opened": abuser_alarms,
         "device_flooding_alarms": flooding,
         "dead_letters": dead,
@@ -264,10 +348,18 @@ def main() -> None:
         "--cases",
         default="baseline,abuse,baseline2,abuse-unprotected",
         help="comma list of baseline (no abuser; repeat as baseline2... to see the noise), abuse "
-        "(fair share on), abuse-unprotected (fair share off)",
+        "(fair share on), abuse-nogate (fair share on, the device not disabled at the broker), "
+        "abuse-unprotected (fair share off)",
     )
     ap.add_argument(
         "--share-group", default="", help="worker on a shared subscription (default: plain)"
+    )
+    ap.add_argument(
+        "--abuser-login",
+        choices=("device", "hub"),
+        default="device",
+        help="the abuser connects with its own device credentials (default) or through the "
+        "simulator's pooled hub account (the worker's drop alone then applies)",
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -285,6 +377,9 @@ def main() -> None:
         url = settings.db_url()
         fleet = device_ids(args.devices)
         prepare_db(url, fleet)
+        from gridwatch.services import LocalMosquitto
+
+        LocalMosquitto(settings).reload()  # every device's own broker client (bulk: a rebuild)
         hub = settings.hub_credentials("simulator")
         for case in args.cases.split(","):
             abuse = None if case.startswith("baseline") else args.abuse

@@ -166,6 +166,47 @@ class CpuBudget:
 
 
 # ------------------------------------------------------------------ fleet and database
+def wait_subscribed(
+    host: str, port: int, user: str, password: str, topic: str, timeout: float = 120.0
+) -> int:
+    """Publish a heartbeat probe (MQTT 5, QoS 1) on `topic` until the broker's PUBACK says a
+    subscriber matched it, i.e. the worker has subscribed; returns the probes sent.
+
+    Before that the broker answers 0x10 "no matching subscribers" and drops the message, and
+    the generator's MQTT 3.1.1 PUBACK cannot say so: a fixed sleep under load counted the
+    alarms published before the worker's SUBSCRIBE as lost by ingest."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-probe-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(user, password)
+    acks: dict[int, int] = {}
+    client.on_publish = lambda c, u, mid, reason, props: acks.__setitem__(mid, reason.value)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    sent = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            body = b'{"ts":%.6f,"status":"ok"}' % time.time()
+            info = client.publish(topic, body, qos=1)
+            sent += 1
+            wait_until = time.monotonic() + 5
+            while info.mid not in acks and time.monotonic() < wait_until:
+                time.sleep(0.01)
+            if acks.get(info.mid) == 0:
+                return sent
+            time.sleep(0.2)
+        raise SystemExit(f"no subscriber on {topic} after {timeout:.0f} s: did the worker start?")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GRIDWATCH_DB_NAME"] = BENCH_DB
@@ -247,6 +288,28 @@ def db_counts(url: str, tag: str) -> tuple[int, int, int]:
         return int(a), int(r), int(p)
 
 
+def lost_seq_ranges(url: str, tag: str, published: int, most: int = 8) -> list[str]:
+    """Which alarms (by their sequence number 1..published) are not in the database, as ranges
+    ("1-97"): lost at the start, the end or spread tells where to look."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        got = {
+            int(m.rsplit("-", 1)[1])
+            for (m,) in conn.execute(
+                "SELECT msg_id FROM alarm_messages WHERE msg_id LIKE %s", (tag + "-%",)
+            )
+        }
+    out: list[str] = []
+    start = None
+    for seq in range(1, published + 2):
+        missing = seq <= published and seq not in got
+        if missing and start is None:
+            start = seq
+        elif not missing and start is not None:
+            out.append(f"{start}-{seq - 1}" if seq - 1 > start else str(start))
+            start = None
+    return out[:most] + ([f"... {len(out) - most} more ranges"] if len(out) > most else [])
+
+
 class EventBusProbe:
     """LISTENs on gw_events and measures publish -> event-bus latency of alarm.new events."""
 
@@ -324,16 +387,18 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log))
         if budget is not None:
             budget.apply(procs[-1].pid, f"gw-bench-{tag}-{i}")
-    time.sleep(3.0)  # connect and subscribe
     probe = EventBusProbe(url)
     host, port = get_settings().mqtt_endpoint()
-    pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
     cams, cars, sensors = fleet["ip_camera"], fleet["patrol_car"], fleet["alarm_input"]
+    # publish only once the worker(s) subscribed (a fixed sleep lost the first seconds' alarms
+    # at the broker under load; they were counted as lost by ingest)
+    probes = wait_subscribed(host, port, *hub, f"gw/v1/{cams[0]}/heartbeat")
+    pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
     topics_hb = [f"gw/v1/{d}/heartbeat".encode() for d in cams]
     topics_pos = [f"gw/v1/{d}/position".encode() for d in cars]
     topics_al = [f"gw/v1/{d}/alarm".encode() for d in sensors]
     rnd = random.Random(11)
-    published = {"heartbeat": 0, "position": 0, "alarm": 0}
+    published = {"heartbeat": 0, "position": 0, "alarm": 0, "probe": probes}
     tick = 0.01
     per_tick = max(1, int(args.rate * tick))
     t_start = time.monotonic()
@@ -442,6 +507,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         "alarms_published": published["alarm"],
         "alarms_in_db": alarms_in,
         "alarms_lost": published["alarm"] - alarms_in,
+        "alarms_lost_seq": lost_seq_ranges(url, tag, published["alarm"]),
         "alarms_duplicated": repeats - alarms_in,
         "positions_lost": want_pos - positions_in,
         "heartbeats_lost": max(0, total - received),
