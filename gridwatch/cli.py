@@ -134,6 +134,7 @@ __import__("geo.cli").cli.register(app)  # import, generate region, audit
 __import__("vision.cli").cli.register(app)  # vision worker/approve/check, inspect rounds
 __import__("gb28181.cli").cli.register(app)  # GB/T 28181 gateway, per-device SIP settings
 __import__("alarmrx.cli").cli.register(app)  # SIA DC-09 alarm receiver, panel accounts
+__import__("federation.cli").cli.register(app)  # county hubs joining a city hub
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ regions = Table(
     Column("updated_at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("point", Geometry("POINT", srid=4326, spatial_index=False)),
     Column("retired_at", DateTime(True)),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     CheckConstraint("code ~ '^[0-9]{12}$'::text", name="regions_code_check"),
     CheckConstraint("level >= 1 AND level <= 5", name="regions_level_check"),
     CheckConstraint(
@@ -227,6 +228,7 @@ devices = Table(
     Column("last_speed_kmh", REAL),
     Column("last_heading_deg", REAL),
     Column("village_code", CHAR(12)),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     CheckConstraint("focal_max_mm > 0::double precision", name="devices_focal_max_mm_check"),
     CheckConstraint("focal_mm > 0::double precision", name="devices_focal_mm_check"),
     CheckConstraint("gb_edition = ANY (ARRAY[2016, 2022])", name="devices_gb_edition_check"),
@@ -427,6 +429,7 @@ device_presence = Table(
     Column("started_at", DateTime(True), nullable=False),
     Column("ended_at", DateTime(True)),
     Column("end_reason", Text),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     CheckConstraint(
         "end_reason = ANY (ARRAY['missed_heartbeats'::text, 'last_will'::text, 'offline_state'::text])",
         name="device_presence_end_reason_check",
@@ -515,6 +518,7 @@ alarms = Table(
     Column("closed_by", Text),
     Column("closed_at", DateTime(True)),
     Column("outside_region", Boolean),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     CheckConstraint("repeat_count >= 1", name="alarms_repeat_count_check"),
     CheckConstraint("severity >= 1 AND severity <= 4", name="alarms_severity_check"),
     CheckConstraint(
@@ -546,8 +550,13 @@ alarm_events = Table(
     Column("actor", Text, nullable=False),
     Column("at", DateTime(True), nullable=False, server_default=text("now()")),
     Column("note", Text),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     ForeignKeyConstraint(
-        ["alarm_id"], ["alarms.id"], ondelete="CASCADE", name="alarm_events_alarm_id_fkey"
+        ["alarm_id"],
+        ["alarms.id"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+        name="alarm_events_alarm_id_fkey",
     ),
     PrimaryKeyConstraint("id", name="alarm_events_pkey"),
     Index("alarm_events_alarm_idx", "alarm_id", "at"),
@@ -561,12 +570,17 @@ alarm_cameras = Table(
     Column("rank", SmallInteger, nullable=False),
     Column("relation", Text, nullable=False),
     Column("distance_m", REAL),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     CheckConstraint(
         "relation = ANY (ARRAY['covers'::text, 'nearest'::text])",
         name="alarm_cameras_relation_check",
     ),
     ForeignKeyConstraint(
-        ["alarm_id"], ["alarms.id"], ondelete="CASCADE", name="alarm_cameras_alarm_id_fkey"
+        ["alarm_id"],
+        ["alarms.id"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+        name="alarm_cameras_alarm_id_fkey",
     ),
     ForeignKeyConstraint(["device_id"], ["devices.id"], name="alarm_cameras_device_id_fkey"),
     PrimaryKeyConstraint("alarm_id", "device_id", name="alarm_cameras_pkey"),
@@ -581,7 +595,11 @@ alarm_messages = Table(
     Column("alarm_id", BigInteger),
     Column("received_at", DateTime(True), nullable=False, server_default=text("now()")),
     ForeignKeyConstraint(
-        ["alarm_id"], ["alarms.id"], ondelete="CASCADE", name="alarm_messages_alarm_id_fkey"
+        ["alarm_id"],
+        ["alarms.id"],
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+        name="alarm_messages_alarm_id_fkey",
     ),
     PrimaryKeyConstraint("device_id", "msg_id", name="alarm_messages_pkey"),
     Index("alarm_messages_alarm_idx", "alarm_id"),
@@ -645,7 +663,11 @@ geofence_events = Table(
         name="geofence_events_transition_check",
     ),
     ForeignKeyConstraint(
-        ["alarm_id"], ["alarms.id"], ondelete="SET NULL", name="geofence_events_alarm_id_fkey"
+        ["alarm_id"],
+        ["alarms.id"],
+        onupdate="CASCADE",
+        ondelete="SET NULL",
+        name="geofence_events_alarm_id_fkey",
     ),
     ForeignKeyConstraint(
         ["geofence_id"],
@@ -668,6 +690,7 @@ camera_health = Table(
     Column("metrics", JSONB),
     Column("thumbnail", LargeBinary),
     Column("received_at", DateTime(True), nullable=False, server_default=text("now()")),
+    Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
     ForeignKeyConstraint(
         ["device_id"], ["devices.id"], ondelete="CASCADE", name="camera_health_device_id_fkey"
     ),
@@ -1032,4 +1055,38 @@ login_failures = Table(
     Column("locked_until", DateTime(True)),
     CheckConstraint("length(key) <= 200", name="login_failures_key_check"),
     PrimaryKeyConstraint("key", name="login_failures_pkey"),
+)
+
+
+federation_self = Table(
+    "federation_self",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("hub_id", Text, nullable=False),
+    Column("hub_no", Integer, nullable=False),
+    Column("scope", Text),
+    Column("upstream", Text),
+    Column("joined_at", DateTime(True), nullable=False, server_default=text("now()")),
+    CheckConstraint("singleton", name="federation_self_singleton_check"),
+    CheckConstraint("hub_id ~ '^[a-z][a-z0-9_]{0,39}$'::text", name="federation_self_hub_id_check"),
+    CheckConstraint("hub_no >= 0 AND hub_no <= 8191", name="federation_self_hub_no_check"),
+    CheckConstraint("scope ~ '^[0-9]{2,12}$'::text", name="federation_self_scope_check"),
+    PrimaryKeyConstraint("singleton", name="federation_self_pkey"),
+)
+
+federation_members = Table(
+    "federation_members",
+    metadata,
+    Column("hub_id", Text, primary_key=True),
+    Column("hub_no", Integer, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("subscription", Text, nullable=False),
+    Column("joined_at", DateTime(True), nullable=False, server_default=text("now()")),
+    CheckConstraint(
+        "hub_id ~ '^[a-z][a-z0-9_]{0,39}$'::text", name="federation_members_hub_id_check"
+    ),
+    CheckConstraint("hub_no >= 1 AND hub_no <= 8191", name="federation_members_hub_no_check"),
+    CheckConstraint("scope ~ '^[0-9]{2,12}$'::text", name="federation_members_scope_check"),
+    PrimaryKeyConstraint("hub_id", name="federation_members_pkey"),
+    UniqueConstraint("hub_no", name="federation_members_hub_no_key"),
 )

@@ -26,6 +26,8 @@ def _new() -> dict[str, Any]:
         "pg_password": secrets.token_urlsafe(32),  # the local cluster's superuser, admin only
         # the services' least-privilege database roles (gridwatch/dbroles.py)
         "pg_roles": {role: secrets.token_urlsafe(32) for role in PG_ROLES},
+        # the login a city uses to replicate this hub's published tables (federation/)
+        "fed_repl_password": secrets.token_urlsafe(32),
         "mqtt": {role: secrets.token_urlsafe(32) for role in HUB_ROLES},
     }
 

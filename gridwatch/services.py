@@ -332,7 +332,13 @@ class LocalPostgres(LocalService):
             # starts a burst of full-page images, a latency spike at 30,000 msg/s), and those
             # images compressed. Given here, not in postgresql.conf, so existing clusters get it.
             f"-p {self.port} -k {self.socket_dir} -c max_wal_size=4GB "
-            "-c checkpoint_timeout=15min -c wal_compression=lz4",
+            "-c checkpoint_timeout=15min -c wal_compression=lz4 "
+            # Federation (federation/): a county publishes to its city by logical replication;
+            # a city runs one apply worker per county. A slot a city stopped reading keeps at
+            # most 16 GB of WAL, then is given up (the county's disk matters more).
+            "-c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 "
+            "-c max_logical_replication_workers=32 -c max_worker_processes=48 "
+            "-c max_slot_wal_keep_size=16GB",
             "-w",
             "-t",
             str(int(timeout)),

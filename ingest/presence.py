@@ -104,7 +104,9 @@ def sweep(
         WITH k AS (SELECT * FROM unnest(%s::text[], %s::int[]) AS k(kind, n)),
         due AS (
             SELECT d.id FROM devices d
-            WHERE d.status = 'online' AND d.last_seen < now() - make_interval(
+            -- a device another hub federates here is that hub's to sweep (federation/)
+            WHERE d.status = 'online' AND d.origin = (SELECT federation_origin())
+              AND d.last_seen < now() - make_interval(
                 secs => d.heartbeat_s * coalesce((SELECT n FROM k WHERE k.kind = d.kind), %s))
             LIMIT %s FOR UPDATE SKIP LOCKED
         ),

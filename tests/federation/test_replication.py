@@ -1,0 +1,244 @@
+"""A county hub feeds a city hub by logical replication: rows arrive with their origin, ids never
+collide, and a cut link loses and doubles nothing. Each hub has its own PostGIS cluster."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from federation.replication import RANGE_BITS, FederationError, JoinPlan, join, set_enabled, status
+from tests.federation.hubs import Hub, wait_for
+
+SCOPE_A, SCOPE_B = "360121", "360122"
+
+
+@pytest.fixture(scope="module")
+def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hub]]:
+    started: dict[str, Hub] = {}
+    try:
+        for name in ("city", "county_a"):
+            started[name] = Hub.start(name, tmp_path_factory.mktemp(name))
+        yield started
+    finally:
+        for hub in started.values():
+            hub.stop()
+
+
+def seed_county(hub: Hub, scope: str, device_ids: list[str], alarms: int) -> None:
+    """Regions (the county's, and its city's parent which is not the county's to publish),
+    devices, presence, alarms with a trail and a linked camera, camera health."""
+    hub.sql(
+        "INSERT INTO regions (code, level, name, parent_code) VALUES "
+        "('360100000000', 2, 'city', NULL), (%s, 3, 'county', '360100000000') "
+        "ON CONFLICT DO NOTHING",
+        (scope + "000000",),
+    )
+    for dev in device_ids:
+        hub.sql(
+            "INSERT INTO devices (id, type_code, kind, region_code, position, status, last_seen) "
+            "VALUES (%s, '132', 'camera', %s, ST_Point(115.9, 28.5, 4326), 'online', now())",
+            (dev, scope + "000000"),
+        )
+        hub.sql("INSERT INTO device_presence (device_id, started_at) VALUES (%s, now())", (dev,))
+        hub.sql(
+            "INSERT INTO camera_health (device_id, ts, intact) VALUES (%s, now(), true)", (dev,)
+        )
+    add_alarms(hub, device_ids[0], alarms, prefix="seed")
+
+
+def add_alarms(hub: Hub, device: str, n: int, prefix: str) -> None:
+    hub.sql(
+        """
+        WITH a AS (
+            INSERT INTO alarms (device_id, msg_id, kind, severity, raised_at, last_raised_at)
+            SELECT %s, %s || '-' || g, 'intrusion', 2, now(), now() FROM generate_series(1, %s) g
+            RETURNING id, device_id
+        ), e AS (
+            INSERT INTO alarm_events (alarm_id, state, actor) SELECT id, 'new', 'device' FROM a
+        )
+        INSERT INTO alarm_cameras (alarm_id, device_id, rank, relation)
+        SELECT id, device_id, 1, 'covers' FROM a
+        """,
+        (device, prefix, n),
+    )
+
+
+SNAPSHOT = {
+    "devices": "SELECT origin, id, status FROM devices",
+    "device_presence": "SELECT origin, id, device_id, ended_at IS NULL FROM device_presence",
+    "alarms": "SELECT origin, id, msg_id, state, acknowledged_by FROM alarms",
+    "alarm_events": "SELECT origin, id, alarm_id, state FROM alarm_events",
+    "alarm_cameras": "SELECT origin, alarm_id, device_id FROM alarm_cameras",
+    "camera_health": "SELECT origin, id, device_id FROM camera_health",
+    # the county publishes its own scope only (level 3 down), not its parent city
+    "regions": "SELECT origin, code FROM regions WHERE level >= 3",
+}
+
+
+def rows(hub: Hub, origin: str) -> dict[str, list[tuple]]:
+    """Every federated table's rows of one origin, sorted (a duplicate would show twice)."""
+    return {
+        table: sorted(hub.sql(f"SELECT * FROM ({q}) t WHERE origin = %s", (origin,)))
+        for table, q in SNAPSHOT.items()
+    }
+
+
+def in_sync(city: Hub, county: Hub, origin: str) -> bool:
+    return rows(city, origin) == rows(county, origin)
+
+
+def diff(city: Hub, county: Hub, origin: str) -> dict[str, tuple[list, list]]:
+    """Per table, (rows only at the city, rows only at the county)."""
+    up, down = rows(city, origin), rows(county, origin)
+    return {
+        t: ([r for r in up[t] if r not in down[t]], [r for r in down[t] if r not in up[t]])
+        for t in up
+        if up[t] != down[t]
+    }
+
+
+def plan(county: Hub, city: Hub, hub_id: str, scope: str) -> JoinPlan:
+    from gridwatch.secrets import load_secrets
+
+    return JoinPlan(
+        hub_id=hub_id,
+        scope=scope,
+        upstream_url=city.url,
+        local_url=county.url,
+        advertise_host="127.0.0.1",
+        advertise_port=county.settings.pg_port,
+        repl_password=load_secrets(county.home)["fed_repl_password"],
+    )
+
+
+def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs, monkeypatch) -> None:
+    city, county = hubs["city"], hubs["county_a"]
+    devs = [f"{SCOPE_A}00001320000{i:03d}" for i in range(3)]
+    seed_county(county, SCOPE_A, devs, alarms=5)
+    # The city has rows of its own (origin 'local' until it is named 'city' by the first join).
+    city.sql(
+        "INSERT INTO regions (code, level, name) VALUES ('360100000000', 2, 'city');"
+        "INSERT INTO devices (id, type_code, kind) VALUES ('36010000001320000001', '132', 'camera')"
+    )
+    city.sql(
+        "INSERT INTO alarms (device_id, msg_id, kind, severity, raised_at, last_raised_at) "
+        "VALUES ('36010000001320000001', 'c1', 'intrusion', 1, now(), now())"
+    )
+
+    # The command line, as a county operator runs it (GRIDWATCH_* of the county hub).
+    from gridwatch.cli import app
+    from gridwatch.settings import get_settings
+
+    for key, value in (
+        ("GRIDWATCH_HOME", str(county.home)),
+        ("GRIDWATCH_PG_PORT", str(county.settings.pg_port)),
+        ("GRIDWATCH_DB_NAME", "gridwatch"),
+    ):
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        got = CliRunner().invoke(
+            app, ["federation", "join", "--upstream", city.url, "--hub-id", "county_a", "--json"]
+        )
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert got.exit_code == 0, got.output
+    joined = json.loads(got.output)
+    assert joined["hub_no"] == 1 and joined["renumbered"]["alarms"] == 5
+    base = 1 << RANGE_BITS
+
+    # The county's ids moved into its range, its children followed (ON UPDATE CASCADE).
+    assert county.sql("SELECT min(id) >= %s FROM alarms", (base,)) == [(True,)]
+    assert county.sql("SELECT count(*) FROM alarm_events e JOIN alarms a ON a.id = e.alarm_id") == [
+        (5,)
+    ]
+    # New rows come from the range too, and are labelled with the county's id.
+    add_alarms(county, devs[1], 2, prefix="after-join")
+    assert county.sql(
+        "SELECT count(*) FROM alarms WHERE id < %s OR origin <> 'county_a'", (base,)
+    ) == [(0,)]
+
+    assert wait_for(lambda: in_sync(city, county, "county_a")), diff(city, county, "county_a")
+    # The county publishes its own scope only; the city kept its own rows, now labelled 'city'.
+    assert city.sql("SELECT origin FROM regions WHERE code = '360100000000'") == [("city",)]
+    assert city.sql("SELECT count(*) FROM alarms WHERE origin = 'city' AND id < %s", (base,)) == [
+        (1,)
+    ]
+    assert city.sql("SELECT count(*) FROM devices") == [(4,)]
+
+    st = status(city.url)
+    (member,) = st.members
+    assert (member.hub_id, member.state, member.tables_ready, member.tables) == (
+        "county_a",
+        "streaming",
+        7,
+        7,
+    )
+    assert member.lag_bytes is not None and member.apply_errors == 0
+    assert status(county.url).publishing[0].active
+
+    # Cut the link: the county goes on (new alarms, an acknowledgement, a device going offline,
+    # a deleted health row), then the link comes back. Nothing lost, nothing doubled.
+    set_enabled(city.url, "county_a", False)
+    assert wait_for(lambda: status(city.url, probe=False).members[0].state == "paused")
+    add_alarms(county, devs[2], 50, prefix="during-cut")
+    county.sql(
+        "UPDATE alarms SET state = 'acknowledged', acknowledged_by = 'li.wei', "
+        "acknowledged_at = now() WHERE msg_id = 'seed-1'"
+    )
+    county.sql("UPDATE devices SET status = 'offline' WHERE id = %s", (devs[0],))
+    county.sql(
+        "UPDATE device_presence SET ended_at = now(), end_reason = 'missed_heartbeats' "
+        "WHERE device_id = %s",
+        (devs[0],),
+    )
+    county.sql("DELETE FROM camera_health WHERE device_id = %s", (devs[1],))
+    assert city.sql("SELECT count(*) FROM alarms WHERE msg_id LIKE 'during-cut-%%'") == [(0,)]
+    set_enabled(city.url, "county_a", True)
+    assert wait_for(lambda: in_sync(city, county, "county_a")), diff(city, county, "county_a")
+    assert city.sql(
+        "SELECT count(*), count(DISTINCT msg_id) FROM alarms WHERE origin = 'county_a'"
+    ) == [(57, 57)]
+    assert city.sql("SELECT acknowledged_by FROM alarms WHERE msg_id = 'seed-1'") == [("li.wei",)]
+
+    # Joining again changes nothing (no second renumbering, same number).
+    again = join(plan(county, city, "county_a", SCOPE_A))
+    assert again.hub_no == 1 and not any(again.renumbered.values())
+    assert wait_for(lambda: in_sync(city, county, "county_a")), diff(city, county, "county_a")
+
+
+def test_a_second_county_with_a_colliding_device_id_is_refused(
+    hubs, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    city = hubs["city"]
+    wait_for(lambda: city.sql("SELECT count(*) FROM federation_members") == [(1,)])
+    county_b = Hub.start("county_b", tmp_path_factory.mktemp("county_b"))
+    hubs["county_b"] = county_b  # stopped with the others
+    taken = city.sql("SELECT id FROM devices WHERE origin = 'county_a' ORDER BY id LIMIT 1")[0][0]
+    own = [f"{SCOPE_B}00001320000{i:03d}" for i in range(2)]
+    seed_county(county_b, SCOPE_B, [*own, taken], alarms=3)
+    with pytest.raises(FederationError, match=f"{taken}.*from county_a"):
+        join(plan(county_b, city, "county_b", SCOPE_B))
+    # A scope overlapping another county's is refused too.
+    with pytest.raises(FederationError, match="overlaps county_a"):
+        join(plan(county_b, city, "county_b", "3601"))
+
+    county_b.sql("DELETE FROM camera_health WHERE device_id = %s", (taken,))
+    county_b.sql("DELETE FROM device_presence WHERE device_id = %s", (taken,))
+    county_b.sql("DELETE FROM devices WHERE id = %s", (taken,))
+    done = join(plan(county_b, city, "county_b", SCOPE_B))
+    assert done.hub_no == 2
+    assert wait_for(lambda: in_sync(city, county_b, "county_b")), diff(city, county_b, "county_b")
+    # Both counties' alarm ids started at 1 before joining; at the city they are apart.
+    assert city.sql(
+        "SELECT origin, count(*), min(id) >> %s, max(id) >> %s FROM alarms GROUP BY origin "
+        "ORDER BY origin",
+        (RANGE_BITS, RANGE_BITS),
+    ) == [("city", 1, 0, 0), ("county_a", 57, 1, 1), ("county_b", 3, 2, 2)]
+    assert wait_for(lambda: in_sync(city, hubs["county_a"], "county_a")), diff(
+        city, hubs["county_a"], "county_a"
+    )
