@@ -22,9 +22,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _local_url() -> str:
+    """This hub's database as its superuser: publications, replication logins and
+    subscriptions are PostgreSQL 15's superuser's work (an external URL is used as given)."""
     from gridwatch.settings import get_settings
 
-    return get_settings().db_url()
+    return get_settings().db_url(role="admin")
 
 
 @federation_app.command("join")
@@ -32,8 +34,9 @@ def join_cmd(
     upstream: str = typer.Option(
         ...,
         "--upstream",
-        help="The city hub's database URL with an account that may create subscriptions "
-        "(postgresql://user:password@host:port/gridwatch); used once, not stored.",
+        help="The city hub's database URL as its superuser, who alone may create subscriptions "
+        "in PostgreSQL 15 (postgresql://gridwatch:password@host:port/gridwatch); used for "
+        "this command only, never stored.",
     ),
     hub_id: str = typer.Option(
         ..., "--hub-id", help="This hub's name upstream (e.g. nanchang_xian), the rows' origin."
@@ -59,7 +62,7 @@ def join_cmd(
     from gridwatch.settings import get_settings
 
     settings = get_settings()
-    local = settings.db_url()
+    local = _local_url()
     try:
         scope = scope or guess_scope(local) or ""
         if not scope:

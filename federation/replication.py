@@ -277,6 +277,12 @@ def _prepare_county(
             "{} ROLE {} LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
         ).format(sql.SQL(verb), sql.Identifier(REPL_ROLE), sql.Literal(plan.repl_password))
     )
+    dbname = county.execute("SELECT current_database()").fetchone()
+    county.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(dbname[0] if dbname else "gridwatch"), sql.Identifier(REPL_ROLE)
+        )
+    )
     county.execute(
         sql.SQL("GRANT SELECT ON {} TO {}").format(
             sql.SQL(", ").join(sql.Identifier(t) for t in FEDERATED), sql.Identifier(REPL_ROLE)

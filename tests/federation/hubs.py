@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import psycopg
 
 from federation.replication import libpq_url
+
+ENV = ("GRIDWATCH_HOME", "GRIDWATCH_PG_PORT", "GRIDWATCH_MQTT_PORT", "GRIDWATCH_DB_NAME")
 
 
 @dataclass
@@ -32,12 +36,38 @@ class Hub:
             home=home, pg_port=free_local_port(), mqtt_port=free_local_port(), db_name="gridwatch"
         )
         LocalPostgres(settings).start()
-        migrate(settings.db_url())
-        return cls(name, home, settings)
+        hub = cls(name, home, settings)
+        with hub.current():
+            migrate(settings.db_url())
+        return hub
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """This hub's GRIDWATCH_* for code that reads the process's settings (the CLI, migrate)."""
+        from gridwatch.settings import get_settings
+
+        saved = {k: os.environ.get(k) for k in ENV}
+        os.environ.update(
+            GRIDWATCH_HOME=str(self.home),
+            GRIDWATCH_PG_PORT=str(self.settings.pg_port),
+            GRIDWATCH_MQTT_PORT=str(self.settings.mqtt_port),
+            GRIDWATCH_DB_NAME="gridwatch",
+        )
+        get_settings.cache_clear()
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            get_settings.cache_clear()
 
     @property
     def url(self) -> str:
-        return self.settings.db_url()
+        """The hub's database as its superuser (federation's set-up needs one)."""
+        return self.settings.db_url(role="admin")
 
     def sql(self, query: str, params: Any = None) -> list[tuple]:
         """Run one statement in its own transaction; the rows it returns, if any."""

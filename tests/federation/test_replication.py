@@ -114,7 +114,7 @@ def plan(county: Hub, city: Hub, hub_id: str, scope: str) -> JoinPlan:
     )
 
 
-def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs, monkeypatch) -> None:
+def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs) -> None:
     city, county = hubs["city"], hubs["county_a"]
     devs = [f"{SCOPE_A}00001320000{i:03d}" for i in range(3)]
     seed_county(county, SCOPE_A, devs, alarms=5)
@@ -130,22 +130,11 @@ def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs, monkeypa
 
     # The command line, as a county operator runs it (GRIDWATCH_* of the county hub).
     from gridwatch.cli import app
-    from gridwatch.settings import get_settings
 
-    for key, value in (
-        ("GRIDWATCH_HOME", str(county.home)),
-        ("GRIDWATCH_PG_PORT", str(county.settings.pg_port)),
-        ("GRIDWATCH_DB_NAME", "gridwatch"),
-    ):
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    try:
+    with county.current():
         got = CliRunner().invoke(
             app, ["federation", "join", "--upstream", city.url, "--hub-id", "county_a", "--json"]
         )
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
     assert got.exit_code == 0, got.output
     joined = json.loads(got.output)
     assert joined["hub_no"] == 1 and joined["renumbered"]["alarms"] == 5
