@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await broadcaster.stop()
+            live = getattr(app.state, "live", None)
+            if live is not None:  # every FFmpeg of the live view ends with the API
+                live.stop_all()
 
     app = FastAPI(
         title="gridwatch",
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cameras,
         devices,
         kpi,
+        live,
         ops,
         pages,
         pending,
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alarms,
         audits,
         stream,
+        live,
         admin,
         ops,
     ):

@@ -27,6 +27,8 @@ def page_policy(tile_url: str | None = None) -> str:
             "style-src 'self' 'unsafe-inline'",
             f"img-src {' '.join(images)}",
             "connect-src 'self'",
+            # the live view: hls.js feeds the video element through MediaSource (a blob: URL)
+            "media-src 'self' blob:",
             "font-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",

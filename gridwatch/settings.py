@@ -105,6 +105,25 @@ class Settings(BaseSettings):
         default=None,
         description="SIP password of devices without their own; unset: only those can register.",
     )
+    live_max_transcodes: int = Field(
+        default=4,
+        ge=0,
+        le=64,
+        description="Live view: FFmpeg processes (one per camera watched) at most per API worker; "
+        "0 turns live view off.",
+    )
+    live_idle_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Live view: a camera's FFmpeg is stopped this long after its last viewer "
+        "stopped fetching (or at once when the last viewer closes it).",
+    )
+    live_video: Literal["copy", "h264"] = Field(
+        default="copy",
+        description="Live view: 'copy' remuxes the camera's H.264 into HLS (cheap); 'h264' "
+        "re-encodes (for cameras sending H.265 or MJPEG; one CPU core per camera watched).",
+    )
 
     @model_validator(mode="after")
     def _generated_token_key(self) -> Settings:

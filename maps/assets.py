@@ -17,6 +17,7 @@ VENDOR_PACKAGES = (
     "@zxing/library",
     "swagger-ui-dist",  # /docs
     "redoc",  # /redoc
+    "hls.js",  # the live view
 )
 
 LEAFLET_JS = f"{VENDOR_URL}/leaflet/dist/leaflet.js"
@@ -25,6 +26,8 @@ VECTORGRID_JS = f"{VENDOR_URL}/leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundle
 # Reads QR codes and barcodes from the installer's photo of a device label (where the browser
 # has no BarcodeDetector).
 ZXING_JS = f"{VENDOR_URL}/@zxing/library/umd/index.min.js"
+# Plays a camera's live HLS (made by FFmpeg on the hub) through MediaSource.
+HLS_JS = f"{VENDOR_URL}/hls.js/dist/hls.min.js"
 
 
 class AssetsMissing(RuntimeError):
@@ -40,6 +43,7 @@ def check_assets() -> list[str]:
         NODE_MODULES / "@zxing/library/umd/index.min.js",
         NODE_MODULES / "swagger-ui-dist/swagger-ui-bundle.js",
         NODE_MODULES / "redoc/bundles/redoc.standalone.js",
+        NODE_MODULES / "hls.js/dist/hls.min.js",
     ]
     return [str(p) for p in needed if not p.is_file()]
 

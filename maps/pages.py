@@ -12,7 +12,7 @@ from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from maps.assets import LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
+from maps.assets import HLS_JS, LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
 
 DEFAULT_BOUNDS = ((28.2, 115.7), (28.9, 116.3))  # Nanchang County, until data says otherwise
 
@@ -50,6 +50,7 @@ VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
     # the operator's alarm queue and history
     "live": [
         ("gw_alarms", static_url("gw-alarms.js")),
+        ("hls", HLS_JS),
         ("gw_camera", static_url("gw-camera.js")),
         ("gw_devices", static_url("gw-devices.js")),
     ],

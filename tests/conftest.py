@@ -184,3 +184,22 @@ def browser():
     from tests.maps.browser import shared_browser
 
     return shared_browser()
+
+
+@pytest.fixture(scope="session")
+def rtsp_source(tmp_path_factory) -> Iterator[str]:
+    """A real RTSP server (GStreamer's, tools/rtsp-demo-source) serving real footage; yields
+    rtsp://127.0.0.1:PORT (mounts /cam1 .. /cam4)."""
+    from gridwatch import rtsp_source as src
+    from gridwatch.ports import free_local_port
+
+    lacking = src.missing()
+    if lacking:
+        pytest.fail(f"the live-view tests need {lacking}: run ./gw test (it installs them)")
+    port = free_local_port()
+    base = tmp_path_factory.mktemp("rtsp")
+    proc = src.start(port, base / "cache", mounts=4, loops=6, log=base / "rtsp.log")
+    try:
+        yield f"rtsp://127.0.0.1:{port}"
+    finally:
+        src.stop(proc)

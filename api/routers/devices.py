@@ -70,6 +70,7 @@ DEVICE_SELECT = (
     *(_dev.c[name] for name in OUT_COLUMNS),
     func.ST_X(_dev.c.position).label("lon"),
     func.ST_Y(_dev.c.position).label("lat"),
+    _dev.c.stream_url.isnot(None).label("has_stream"),  # never the URL: it may hold a password
 )
 
 DeviceOut: type[BaseModel] = table_model(
@@ -83,6 +84,10 @@ DeviceOut: type[BaseModel] = table_model(
         "fov": (
             dict[str, Any] | None,
             Field(None, description="Coverage polygon (GeoJSON), when asked for"),
+        ),
+        "has_stream": (
+            bool,
+            Field(False, description="It has a stream URL: POST /devices/{id}/live plays it"),
         ),
         # lists only (GET /devices): where it is by name, since when it is down, its health
         "village_name": (str | None, Field(None, description="Village holding it (lists)")),

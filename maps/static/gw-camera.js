@@ -124,8 +124,65 @@
     return box;
   }
 
+  /* live view: the hub starts FFmpeg on the camera's RTSP stream and serves HLS; hls.js (npm) plays it */
+  var watching = null; // {device, url, hls}
+  function stopLive() {
+    if (!watching) return;
+    var w = watching;
+    watching = null;
+    if (w.hls) w.hls.destroy();
+    if (w.url) gw.api(w.url.replace(gw.cfg.api, ""), { method: "DELETE" }).catch(function () {});
+  }
+  gw.liveView = function (d) {
+    var box = section(gw.t("live_view"), "live");
+    if (!d.has_stream) { box.appendChild(gw.el("div", { class: "gw-empty", text: gw.t("no_stream") })); return box; }
+    var btn = gw.el("button", { type: "button", class: "gw-live-start", text: "▶ " + gw.t("watch_live") });
+    var note = gw.el("div", { class: "gw-sub gw-live-note" });
+    box.appendChild(btn);
+    box.appendChild(note);
+    btn.addEventListener("click", function () {
+      stopLive();
+      btn.disabled = true;
+      note.textContent = gw.t("live_starting");
+      var t0 = performance.now();
+      gw.api("/devices/" + d.id + "/live", { method: "POST" }).then(function (v) {
+        var video = gw.el("video", { class: "gw-live-video", muted: "", autoplay: "", playsinline: "", "data-device-id": d.id });
+        video.muted = true;
+        btn.replaceWith(video);
+        var src = v.playlist.replace(/^\/api\/v1/, gw.cfg.api);
+        var w = watching = { device: d.id, url: gw.cfg.api + v.url.replace(/^\/api\/v1/, ""), hls: null };
+        if (window.Hls && window.Hls.isSupported()) {
+          // no worker: the page's policy allows scripts from the hub only (no blob: workers)
+          var hls = new window.Hls({ enableWorker: false, liveSyncDurationCount: 2, lowLatencyMode: false });
+          w.hls = hls;
+          hls.on(window.Hls.Events.ERROR, function (_e, data) {
+            if (data.fatal) { note.textContent = gw.t("live_ended"); box.setAttribute("data-state", "error"); stopLive(); }
+          });
+          hls.loadSource(src);
+          hls.attachMedia(video);
+        } else {
+          video.src = src; // a browser that plays HLS itself
+        }
+        video.addEventListener("playing", function () {
+          var ms = Math.round(performance.now() - t0);
+          box.setAttribute("data-state", "playing");
+          box.setAttribute("data-first-frame-ms", String(ms));
+          note.textContent = gw.t("live_playing");
+        }, { once: true });
+        video.play().catch(function () {});
+      }).catch(function (e) {
+        btn.disabled = false;
+        note.textContent = gw.errorText(e);
+        box.setAttribute("data-state", "error");
+        box.setAttribute("data-code", e.code || "");
+      });
+    });
+    return box;
+  };
+  window.addEventListener("pagehide", stopLive);
+
   var panel = null;
-  function close() { if (panel) { panel.remove(); panel = null; } }
+  function close() { stopLive(); if (panel) { panel.remove(); panel = null; } }
   /* open the panel for one device (any kind; cameras get the picture and health) */
   gw.cameraPanel = function (id, latlng) {
     if (latlng && gw.map) gw.map.panTo(latlng);

@@ -61,6 +61,9 @@
     optics_title: ["镜头与视场", "Optics"], focal_length: ["焦距", "focal length"], fov: ["水平视场角", "horizontal FOV"],
     range: ["有效距离", "range"], linked_alarms: ["关联告警", "Linked alarms"], no_linked_alarms: ["无关联告警", "no linked alarms"],
     rel_own: ["本设备", "own"], rel_covers: ["覆盖", "covers"], rel_nearest: ["邻近", "nearest"],
+    live_view: ["实时视频", "Live view"], watch_live: ["观看实时视频", "Watch live"], no_stream: ["未登记取流地址", "no stream URL registered"],
+    live_starting: ["正在连接摄像机……", "connecting to the camera…"], live_playing: ["实时播放中", "playing live"],
+    live_ended: ["实时视频已中断", "the live view stopped"],
     // devices tab and KPI strip (gw-devices.js)
     tab_devices: ["设备", "Devices"], search_devices: ["编码 / 名称 / 村", "code / name / village"],
     all_statuses: ["全部状态", "any status"], offline_list: ["离线设备（最近在前）", "offline (latest first)"],
@@ -81,6 +84,10 @@
     err_device_not_found: ["设备未登记", "this device is not registered"], err_no_snapshot: ["该摄像机尚无抓拍图", "no snapshot from this camera yet"],
     err_snapshot_unreadable: ["抓拍图无法读取", "the snapshot cannot be read"],
     err_no_evidence: ["该诊断无证据图", "no diagnosis picture for this camera"],
+    err_no_stream: ["该摄像机未登记取流地址", "this camera has no stream URL"], err_live_busy: ["同时观看的摄像机已达上限，请先关闭一路", "too many cameras are being watched; close one first"],
+    err_live_disabled: ["本平台未开启实时视频", "live view is turned off on this hub"], err_live_unavailable: ["平台未安装 FFmpeg", "FFmpeg is not installed on the hub"],
+    err_no_picture: ["摄像机未及时送出画面", "the camera sent no picture in time"], err_live_ended: ["实时视频已结束，请重新打开", "this live view has ended; start it again"],
+    err_bad_stream_url: ["取流地址不是 rtsp://", "the stream URL is not rtsp://"],
     err_alarm_outside_region: ["该告警不在您负责的区域", "this alarm is outside your regions"],
     err_alarm_bad_transition: ["告警当前状态不允许此操作（可能已被他人处理）", "the alarm's state does not allow this step (someone may have handled it)"],
     // video-quality faults (vision/faults.py)

@@ -452,3 +452,52 @@ def test_devices_tab_search_offline_list_and_kpi_strip(stack, browser, engine, c
         assert aid and not net.problems(), net.problems()
     finally:
         context.close()
+
+
+def test_live_view_plays_in_the_browser(stack, browser, engine, rtsp_source):
+    body = {"id": device_id(), "lon": 115.3472, "lat": 28.3972, "heading_deg": 90, "focal_mm": 4}
+    r = httpx.post(
+        f"{stack.base}/api/v1/devices", headers=_auth(stack, "t-installer"), json=body, timeout=20
+    )
+    assert r.status_code == 201, r.text
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE devices SET stream_url = :u WHERE id = :d"),
+            {"u": f"{rtsp_source}/cam3", "d": body["id"]},
+        )
+    context, page, net = _open_map(stack, browser)
+    try:
+        page.evaluate("id => gw.live.openCamera(id, null)", body["id"])
+        start = page.locator("#gw-cam-panel .gw-cp-live .gw-live-start")
+        start.wait_for(timeout=10000)
+        start.click()
+        page.locator("#gw-cam-panel .gw-cp-live[data-state=playing]").wait_for(timeout=20000)
+        # frames are decoded and time advances
+        page.wait_for_function(
+            "() => { const v = document.querySelector('.gw-live-video'); return v && v.currentTime > 1 && v.videoWidth > 0; }",
+            timeout=20000,
+        )
+        t1 = page.evaluate("() => document.querySelector('.gw-live-video').currentTime")
+        page.wait_for_function(
+            f"() => document.querySelector('.gw-live-video').currentTime > {t1} + 1", timeout=15000
+        )
+        assert page.evaluate("() => document.querySelector('.gw-live-video').videoWidth") == 480
+        page.screenshot(path=str(IMG / "console-live.png"))
+        playlist = page.evaluate(
+            "() => performance.getEntriesByType('resource').map(e => e.name).find(n => n.endsWith('index.m3u8'))"
+        )
+        assert playlist and "/api/v1/live/" in playlist
+        # closing the panel ends the viewer (and with it the camera's FFmpeg)
+        page.keyboard.press("Escape")
+        wait_until(
+            lambda: (
+                page.evaluate(
+                    "u => fetch(u, {credentials: 'same-origin'}).then(r => r.status)", playlist
+                )
+                == 404
+            ),
+            10,
+        )
+        assert not [p for p in net.problems() if "index.m3u8" not in p], net.problems()
+    finally:
+        context.close()
