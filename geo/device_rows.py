@@ -27,6 +27,7 @@ NOT_REGISTERED = frozenset(
         "registered_at",
         "updated_at",
         "retired_at",
+        "origin",  # the hub the row was made at: its default (federation/), never registered
     }
 )
 # Columns PostGIS fills from the position (region and base grid), not the registration.
