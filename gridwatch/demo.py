@@ -112,6 +112,21 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
             "gb-devices", sup.gridwatch_argv("gb28181", "demo-devices", "--speed", str(options.speed)),
             env=sip_env,
         )  # fmt: skip
+    # live view: a few cameras stream real footage from GStreamer's RTSP server (Debian packages)
+    from gridwatch import rtsp_source
+
+    lacking = rtsp_source.missing()
+    if lacking:
+        say(f"live view demo off: install {', '.join(lacking)} (./gw demo does)")
+    else:
+        cams = rtsp_source.ensure_demo_streams(
+            get_engine(settings), DEMO_REGION, settings.rtsp_demo_port
+        )
+        sup.add(
+            "rtsp-cameras",
+            rtsp_source.argv(settings.rtsp_demo_port, settings.home / "rtsp-demo", len(cams) or 1),
+        )
+        say(f"live view: cameras {', '.join(cams)} stream a real clip over RTSP")
     if options.fleet:
         sup.add(
             "fleet",

@@ -14,6 +14,42 @@ CLIP = PROJECT_ROOT / "tests" / "data" / "video" / "plaza_pets.mp4"  # real foot
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi (not the project's venv)
 
 
+DEMO_CAMERAS = 4
+
+
+def argv(
+    port: int, cache: Path, mounts: int = DEMO_CAMERAS, loops: int = 20, host: str = "127.0.0.1"
+) -> list[str]:
+    """The command line of the RTSP demo source."""
+    return [SYSTEM_PYTHON, str(SCRIPT), "--clip", str(CLIP), "--cache", str(cache),
+            "--host", host, "--port", str(port), "--mounts", str(mounts), "--loops", str(loops)]  # fmt: skip
+
+
+def ensure_demo_streams(engine, region: str, port: int, n: int = DEMO_CAMERAS) -> list[str]:
+    """Give n of the region's cameras (the first by id) the demo's RTSP URLs; idempotent, and
+    moves them to `port` when it changed. Returns their ids."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        ids = (
+            conn.execute(
+                text(
+                    "SELECT id FROM devices WHERE region_code LIKE :r AND kind IN ('ip_camera', "
+                    "'camera') AND retired_at IS NULL AND position IS NOT NULL ORDER BY id LIMIT :n"
+                ),
+                {"r": region + "%", "n": n},
+            )
+            .scalars()
+            .all()
+        )
+        for i, dev in enumerate(ids, start=1):
+            conn.execute(
+                text("UPDATE devices SET stream_url = :u WHERE id = :d"),
+                {"u": f"rtsp://127.0.0.1:{port}/cam{i}", "d": dev},
+            )
+    return list(ids)
+
+
 def missing() -> list[str]:
     """What the RTSP source needs and the machine lacks (empty when it can run)."""
     out = []
@@ -49,8 +85,7 @@ def start(
     listens; rtsp://host:port/cam1 .. camN. Raises RuntimeError with its output if it fails."""
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [SYSTEM_PYTHON, str(SCRIPT), "--clip", str(CLIP), "--cache", str(cache),
-         "--host", host, "--port", str(port), "--mounts", str(mounts), "--loops", str(loops)],
+        argv(port, cache, mounts, loops, host),
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     if log:

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         description="Live view: a camera's FFmpeg is stopped this long after its last viewer "
         "stopped fetching (or at once when the last viewer closes it).",
     )
+    rtsp_demo_port: int = Field(
+        default=28554,
+        description="Port of the demo's RTSP cameras (GStreamer's RTSP server on a real clip, "
+        "started by ./gw demo on loopback).",
+    )
     live_video: Literal["copy", "h264"] = Field(
         default="copy",
         description="Live view: 'copy' remuxes the camera's H.264 into HLS (cheap); 'h264' "

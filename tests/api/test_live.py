@@ -134,3 +134,33 @@ def test_live_view_refuses_what_it_must(client, headers, cameras, live):
     assert r.status_code == 404 and r.json()["code"] == "live_ended"
     r = client.get(f"/api/v1/live/{cameras[0]}/AAAAAAAAAAAAAAAA/..%2Fsecrets.json", headers=h)
     assert r.status_code in (404, 422)
+
+
+def test_demo_cameras_get_the_demo_streams(client, headers, engine):
+    from gridwatch.rtsp_source import ensure_demo_streams
+    from tests.api.fixtures import COUNTY_B, VILLAGE_B1
+
+    mine = []
+    for n in range(2):
+        body = {"id": device_id(COUNTY_B), "lon": 114.95 + n * 0.001, "lat": 27.80, "focal_mm": 4}
+        r = client.post("/api/v1/devices", headers=headers["t-installer-b"], json=body)
+        assert r.status_code == 201, r.text
+        mine.append(body["id"])
+    try:
+        ids = ensure_demo_streams(engine, VILLAGE_B1, 1234, n=50)
+        assert set(mine) <= set(ids)
+        ids = ensure_demo_streams(engine, VILLAGE_B1, 4321, n=50)  # again, on another port
+        with engine.connect() as conn:
+            urls = dict(
+                conn.execute(
+                    text("SELECT id, stream_url FROM devices WHERE id = ANY(:ids)"), {"ids": ids}
+                ).all()
+            )
+        assert sorted(urls.values()) == sorted(
+            f"rtsp://127.0.0.1:4321/cam{i}" for i in range(1, len(ids) + 1)
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE devices SET stream_url = NULL WHERE id = ANY(:ids)"), {"ids": ids}
+            )
