@@ -507,12 +507,12 @@ def _utm_for(conn: Connection, low: str, high: str) -> int:
 
 
 def _classification_notes(conn: Connection, args: dict) -> list[str]:
-    """How villages were told from communities: by urban-rural code, or by name as a fallback."""
+    """How villages were told from communities: by the code's committee range, else by name."""
     if not q.temp_table_exists(conn, "_a_vil"):
         return []
     row = conn.execute(
         text(
-            "SELECT count(*) FILTER (WHERE class_basis LIKE 'urban%') AS by_code, "
+            "SELECT count(*) FILTER (WHERE class_basis LIKE 'code%') AS by_code, "
             "count(*) FILTER (WHERE class_basis LIKE 'name%') AS by_name, "
             "count(*) FILTER (WHERE admin) AS admin, count(*) FILTER (WHERE NOT admin) AS community FROM _a_vil"
         )
@@ -520,9 +520,10 @@ def _classification_notes(conn: Connection, args: dict) -> list[str]:
     if not (row.by_code or row.by_name):
         return []
     return [
-        f"village-level units: {row.admin} administrative village(s) (210/220), {row.community} "
-        f"community/communities (1xx); told apart by urban-rural code for {row.by_code}, by name "
-        f"(no urban-rural code in the list) for {row.by_name}"
+        f"village-level units: {row.admin} administrative village(s), {row.community} "
+        f"community/communities; told apart by the code's committee range (001-199 residents' "
+        f"committee, 200-399 village committee) for {row.by_code}, by name (code outside both "
+        f"ranges) for {row.by_name}"
     ]
 
 

@@ -68,17 +68,30 @@ def temp_table_exists(conn: Connection, table: str) -> bool:
 
 
 def ensure_villages(conn: Connection, a: dict) -> None:
-    """_a_vil: level-5 units under the region; admin = an administrative village, not a community."""
+    """_a_vil: level-5 units under the region; admin = an administrative village, not a community.
+
+    The committee type is in the code itself (NBS 统计用区划代码编制规则: digits 10-12 are
+    001-199 for residents' committees 居民委员会, 200-399 for village committees 村民委员会);
+    the urban-rural code (城乡分类代码) says how urban the place is, not which committee it has
+    (a 村委会 in a town-fringe area is 122), so it is reported, not used. Units numbered outside
+    both ranges (400-599: living quarters of state farms and enterprises) go by their name.
+    """
     if temp_table_exists(conn, "_a_vil"):
         return
     conn.execute(
         text("""CREATE TEMP TABLE _a_vil ON COMMIT DROP AS
         SELECT r.code::text AS code, r.name, r.geom, coalesce(r.geom, r.point) AS spot,
                coalesce(r.geom, a.geom) AS area,
-               CASE WHEN r.urban_rural_code IS NOT NULL THEN r.urban_rural_code IN (210, 220)
-                    ELSE NOT (r.name ~ '(居委会|居民委员会|社区|生活区)$') END AS admin,
-               CASE WHEN r.urban_rural_code IS NOT NULL THEN 'urban-rural code ' || r.urban_rural_code
-                    ELSE 'name (no urban-rural code)' END AS class_basis,
+               CASE WHEN right(r.code, 3) BETWEEN '200' AND '399' THEN true
+                    WHEN right(r.code, 3) BETWEEN '001' AND '199' THEN false
+                    ELSE NOT (r.name ~ '(居委会|居民委员会|社区|生活区|家委会|家属委员会)$') END AS admin,
+               CASE WHEN right(r.code, 3) BETWEEN '200' AND '399'
+                    THEN 'code ' || right(r.code, 3) || ' (200-399: village committee 村民委员会)'
+                    WHEN right(r.code, 3) BETWEEN '001' AND '199'
+                    THEN 'code ' || right(r.code, 3) || ' (001-199: residents'' committee 居民委员会)'
+                    ELSE 'name (code ' || right(r.code, 3) || ' is in neither committee range)' END
+               || CASE WHEN r.urban_rural_code IS NOT NULL
+                    THEN ', urban-rural code ' || r.urban_rural_code ELSE '' END AS class_basis,
                CASE WHEN r.geom IS NOT NULL THEN 'boundary polygon'
                     WHEN a.village_code IS NOT NULL
                     THEN 'approximate area (Voronoi cell of village points, clipped to ' || a.clip || ')'

@@ -10,12 +10,12 @@ from sqlalchemy import text
 # Gao'an (高安市, Yichun) and Yushui (渝水区, Xinyu): two counties in two cities of Jiangxi.
 PROVINCE = "360000000000"
 CITY_A, COUNTY_A, TOWN_A = "360900000000", "360983000000", "360983100000"
-VILLAGE_A1, VILLAGE_A2 = "360983100001", "360983100002"
+VILLAGE_A1, VILLAGE_A2 = "360983100201", "360983100202"
 CITY_B, COUNTY_B, TOWN_B, VILLAGE_B1 = (
     "360500000000",
     "360502000000",
     "360502100000",
-    "360502100001",
+    "360502100201",
 )
 
 # boxes (west, south, east, north), WGS 84

@@ -154,7 +154,7 @@ def test_move_update_and_retire(client, headers, engine):
         json={"lon": 115.35, "lat": 28.45},
     )
     assert r.status_code == 200, r.text
-    assert r.json()["region_code"] == "360983100002" and r.json()["action"] == "device.move"
+    assert r.json()["region_code"] == "360983100202" and r.json()["action"] == "device.move"
     # a move out of the id's county is refused, and nothing changes
     r = client.post(
         f"/api/v1/devices/{dev}/move",
@@ -172,7 +172,7 @@ def test_move_update_and_retire(client, headers, engine):
     assert (
         got["heading_deg"] == 180
         and got["name"] == "turned"
-        and got["region_code"] == "360983100002"
+        and got["region_code"] == "360983100202"
     )
     assert (
         client.patch(f"/api/v1/devices/{dev}", headers=headers["t-installer"], json={}).status_code

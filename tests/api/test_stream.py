@@ -27,9 +27,9 @@ def _emit(engine, kind, region, payload):
 
 
 def test_replay_after_last_event_id_with_region_filter(client, headers, engine, places):
-    first = _emit(engine, "alarm.new", "360983100001", {"id": 1, "n": "a"})
-    _emit(engine, "alarm.new", "360502100001", {"id": 2, "n": "b"})
-    third = _emit(engine, "device.status", "360983100002", {"device_id": "x", "status": "online"})
+    first = _emit(engine, "alarm.new", "360983100201", {"id": 1, "n": "a"})
+    _emit(engine, "alarm.new", "360502100201", {"id": 2, "n": "b"})
+    third = _emit(engine, "device.status", "360983100202", {"device_id": "x", "status": "online"})
     h = dict(headers["t-operator"], **{"Last-Event-ID": str(first - 1)})
     r = client.get("/api/v1/stream", headers=h, params={"region": "360983000000", "once": True})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -43,8 +43,8 @@ def test_replay_after_last_event_id_with_region_filter(client, headers, engine, 
 
 
 def test_since_parameter_and_installer_scope(client, headers, engine, places):
-    mine = _emit(engine, "device.status", "360502100001", {"device_id": "y", "status": "offline"})
-    other = _emit(engine, "device.status", "360983100001", {"device_id": "z", "status": "offline"})
+    mine = _emit(engine, "device.status", "360502100201", {"device_id": "y", "status": "offline"})
+    other = _emit(engine, "device.status", "360983100201", {"device_id": "z", "status": "offline"})
     r = client.get(
         "/api/v1/stream", params={"since": mine - 1, "once": True}, headers=headers["t-installer-b"]
     )

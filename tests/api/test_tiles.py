@@ -93,7 +93,7 @@ def test_installer_tiles_hold_only_their_regions(client, headers, cluster_device
 def test_context_tile_has_boundaries_and_grids(client, headers, places):
     layers = get(client, headers["t-operator"], "context", *tile_of(115.33, 28.38, 13))
     codes = {f["code"] for f in layers["regions"]}
-    assert "360983100001" in codes
+    assert "360983100201" in codes
     assert any(f["code"] == "T-GRID-A1" for f in layers["grids"])
     low = get(client, headers["t-operator"], "context", *tile_of(115.33, 28.38, 6))
     assert all(f["level"] <= 2 for f in low.get("regions", []))

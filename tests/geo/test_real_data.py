@@ -75,7 +75,7 @@ def test_a_city_list_without_its_province_is_refused_row_by_row(real, tmp_path):
     assert any("parents are missing" in f for f in report.findings)
 
 
-def test_the_real_county_list_imports_and_the_name_rule_is_the_fallback(real):
+def test_the_real_county_list_imports_and_the_committee_range_decides(real):
     with real.begin() as c:
         report = import_divisions(c, LIST_121)
         assert not report.rejected and report.inserted == 498
@@ -91,12 +91,23 @@ def test_the_real_county_list_imports_and_the_name_rule_is_the_fallback(real):
     # …生活区 units are urban living quarters, not administrative villages
     assert living <= communities and not (living & villages)
     assert len(villages) + len(communities) == 471
-    assert any("by name (no urban-rural code in the list) for 471" in n for n in audit.notes)
+    # NBS coding rule: digits 10-12 are 001-199 for residents' committees (居委会), 200-399 for
+    # village committees (村委会); the real list has 306 村委会, all in 200-399, and 10 units
+    # of state farms numbered 4xx/5xx, told apart by name
+    in_range = {c for c in names if "200" <= c[9:] <= "399"}
+    assert villages == in_range and len(villages) == 306
+    assert all(names[c].endswith("村委会") for c in villages)
+    assert any(
+        "committee range" in n and "for 461, by name" in n and "for 10" in n for n in audit.notes
+    )
     basis = next(u.basis for u in audit.units if u.rule == "village_points")
-    assert basis.startswith("unit by name (no urban-rural code)")
+    assert basis.startswith("unit by code 2") and "村民委员会" in basis
 
 
-def test_urban_rural_code_decides_and_survives_a_reimport_without_it(real, tmp_path):
+def test_urban_rural_code_is_kept_and_reported_but_the_committee_range_decides(real, tmp_path):
+    """Real NBS lists give 村委会 urban-rural codes 111-122 too (how urban the place is, not
+    which committee it has): tests/data/divisions_sample_360121.csv has 10 of 29 村委会 at 112
+    or 122. A 村委会 coded 111 stays an administrative village."""
     _listed(real)
     rows = _rows(LIST_121)
     village = next(r for r in rows[1:] if r[1].endswith("村委会"))
@@ -118,10 +129,10 @@ def test_urban_rural_code_decides_and_survives_a_reimport_without_it(real, tmp_p
     with real.begin() as c:
         audit = run_audit(c, COUNTY, save=False)
     villages = {u.unit_id: u for u in audit.units if u.rule == "village_points"}
-    # the code wins over the name: this 村委会 is an urban community (111) in the list
-    assert village[0] not in villages
-    assert all(u.basis.startswith("unit by urban-rural code 220") for u in villages.values())
-    assert any("by urban-rural code for 471" in n for n in audit.notes)
+    assert village[0] in villages and "urban-rural code 111" in villages[village[0]].basis
+    others = [u for code, u in villages.items() if code != village[0]]
+    assert others and all("urban-rural code 220" in u.basis for u in others)
+    assert all(u.basis.startswith("unit by code 2") for u in villages.values())
 
 
 def test_a_truncated_last_line_is_refused_not_a_rename(real, tmp_path):
@@ -420,3 +431,47 @@ def test_monitoring_points_are_clustered_in_the_regions_own_utm_zone(engine):
         report = run_audit(c, "653101000000", save=False)
     unit = next(u for u in report.units if u.rule == "village_points")
     assert unit.value == 1
+
+
+def test_the_html_report_prints_to_a_short_pdf(real, tmp_path):
+    """Chromium's print of the real county's report: the summary, a few pages, not every row."""
+    import re
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine (./gw installs Debian's)")
+    _listed(real)
+    with real.begin() as c:
+        import_boundaries(c, BOUNDS, "region")
+        audit = run_audit(c, COUNTY, save=False)
+        shapes = {
+            r.code: json.loads(r.g)
+            for r in c.execute(
+                text("SELECT code, ST_AsGeoJSON(geom) AS g FROM regions WHERE code = :c"),
+                {"c": COUNTY},
+            )
+        }
+    page = tmp_path / "report.html"
+    page.write_text(to_html(audit, level=3, shapes=shapes), "utf-8")
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--print-to-pdf={pdf}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf.read_bytes()))
+    # every village is failing (no cameras) and the page carries all of those rows on screen
+    assert len(audit.failures) >= 300 and page.read_text("utf-8").count("<tr") > 400
+    assert 1 <= pages <= 6, pages
