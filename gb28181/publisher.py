@@ -11,6 +11,7 @@ import threading
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -143,18 +144,6 @@ class Publisher:
         return fut
 
 
-Grant = Callable[[str, Iterable[str], str | None], tuple[str, str]]
-
-
-def _grant_with_admin(settings: Settings) -> Grant:
-    def grant(name: str, device_ids: Iterable[str], password: str | None) -> tuple[str, str]:
-        from ingest.broker_acl import gateway_account
-
-        return gateway_account(name, device_ids, password, settings)
-
-    return grant
-
-
 class GatewayPublisher:
     """A gateway's broker side: its devices split in `shards` by a hash of their id, each shard
     with a broker account that may publish for that shard's devices only and its own client.
@@ -165,14 +154,14 @@ class GatewayPublisher:
     password, a channel in its parent's catalog, a mapped panel account); a message for a
     device that is not granted is refused by the broker (QoS 1: the future fails)."""
 
-    def __init__(
-        self, settings: Settings, name: str, shards: int = 16, grant: Grant | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, name: str, shards: int = 16) -> None:
         self.settings = settings
         self.name = name
         self.shards = max(1, shards)
-        self._grant = grant or _grant_with_admin(settings)
         self.granted: dict[int, set[str]] = {}
+        self._roles: dict[int, str] = {}  # shard -> the role its client holds
+        self._admin: Any = None  # one dynamic-security admin connection, kept between grants
+        self._admin_lock = threading.Lock()
         self.pubs: dict[int, Publisher] = {}
         self._passwords: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -200,8 +189,27 @@ class GatewayPublisher:
 
     def _put(self, k: int, ids: set[str]) -> None:
         """(Blocking) give shard k's account exactly `ids`; connect its client the first time."""
-        user, password = self._grant(self.account(k), ids, self._passwords.get(k))
-        self._passwords[k] = password
+        from ingest.broker_acl import DynsecAdmin, gateway_username
+
+        name = self.account(k)
+        with self._admin_lock:
+            try:
+                if self._admin is None:
+                    self._admin = DynsecAdmin(self.settings)
+                if k in self._roles:  # its client, password and role are known: 4 commands
+                    self._roles[k] = self._admin.regrant_gateway(name, ids, self._roles[k])
+                else:
+                    password, self._roles[k] = self._admin.put_gateway_role(
+                        name, ids, self._passwords.get(k)
+                    )
+                    self._passwords[k] = password
+            except Exception:
+                if self._admin is not None:
+                    self._admin.close()
+                self._admin = None
+                self._roles.pop(k, None)  # asked afresh next time
+                raise
+        user, password = gateway_username(name), self._passwords[k]
         self.granted[k] = set(ids)
         if k not in self.pubs:
             pub = Publisher(self.settings, (user, password), f"gridwatch-{user}")
@@ -246,6 +254,10 @@ class GatewayPublisher:
     def stop(self) -> None:
         for pub in self.pubs.values():
             pub.stop()
+        with self._admin_lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
 
     def _pub(self, topic: str) -> Publisher | None:
         device_id = topic[len(topics.PREFIX) :].split("/", 1)[0]

@@ -410,7 +410,28 @@ class DynsecAdmin:
 
     # ------------------------------------------------------------------ gateways
     def put_gateway(self, name: str, device_ids: Iterable[str], password: str | None) -> str:
-        """Create or update gateway `name` fronting `device_ids`; its password (new if None).
+        """Create or update gateway `name` fronting `device_ids`; its password (new if None)."""
+        return self.put_gateway_role(name, device_ids, password)[0]
+
+    def regrant_gateway(self, name: str, device_ids: Iterable[str], old_role: str) -> str:
+        """Gateway `name` (whose client exists and holds `old_role`) fronts `device_ids` from
+        now on: a new role swapped in, four commands; the new role's name."""
+        username = gateway_username(name)
+        role = f"{username}.{secrets.token_hex(4)}"
+        self.run(
+            [
+                {"command": "createRole", "rolename": role, "acls": gateway_acls(device_ids)},
+                {"command": "addClientRole", "username": username, "rolename": role},
+                {"command": "removeClientRole", "username": username, "rolename": old_role},
+                {"command": "deleteRole", "rolename": old_role},
+            ]
+        )
+        return role
+
+    def put_gateway_role(
+        self, name: str, device_ids: Iterable[str], password: str | None
+    ) -> tuple[str, str]:
+        """put_gateway, returning (password, the name of the role it now holds).
 
         A new generation of its role is made with every rule in one command and swapped in
         (four commands whatever the number of devices: the plugin rewrites its whole state
@@ -448,7 +469,7 @@ class DynsecAdmin:
                 }
             )
         self.run(cmds)
-        return password
+        return password, role
 
 
 def gateway_username(name: str) -> str:
