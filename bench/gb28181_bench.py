@@ -250,11 +250,21 @@ def register_all(peer: Peer, ids: list[str], rate: float, gw_pid: int) -> dict:
     }
 
 
+def broker_pid() -> int | None:
+    """The bench's own Mosquitto (its config lives under GRIDWATCH_HOME)."""
+    conf = Path(os.environ["GRIDWATCH_HOME"]) / "mqtt" / "mosquitto.conf"
+    out = subprocess.run(["pgrep", "-f", f"mosquitto -c {conf}"], capture_output=True, text=True)
+    pids = out.stdout.split()
+    return int(pids[0]) if pids else None
+
+
 def keepalives(peer: Peer, ids: list[str], rate: float, seconds: float, gw_pid: int) -> dict:
     total = int(rate * seconds)
     sn0 = random.randrange(1, 1_000_000)
     msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(total)]
     ok0 = peer.ok()
+    mosq = broker_pid()
+    bcpu0 = cpu_seconds(mosq) if mosq else 0.0
     cpu0 = cpu_seconds(gw_pid)
     took = peer.paced(msgs, rate)
     deadline = time.monotonic() + 10
@@ -262,7 +272,11 @@ def keepalives(peer: Peer, ids: list[str], rate: float, seconds: float, gw_pid: 
         time.sleep(0.05)
     answered = peer.ok() - ok0
     cpu = cpu_seconds(gw_pid) - cpu0
+    # the broker's cost of the heartbeats (its ACL check against the gateway's shard included)
+    bcpu = cpu_seconds(mosq) - bcpu0 if mosq else None
     return {
+        "broker_cpu_s": round(bcpu, 2) if bcpu is not None else None,
+        "broker_us_per_answered": round(bcpu * 1e6 / answered) if bcpu and answered else None,
         "offered_per_s": rate,
         "sent": total,
         "answered": answered,
@@ -375,7 +389,7 @@ class _Capture:
         self.out.append(data)
 
 
-def inprocess(ids: list[str], keepalives_n: int) -> dict:
+def inprocess(ids: list[str], keepalives_n: int, shards: int = 16) -> dict:
     """The gateway's own cost, free of UDP and scheduling on a shared machine: the real Gateway
     (real store and MQTT publisher on the bench services) fed messages directly; CPU seconds
     of this process per message. Baseline beside it: parsing alone (SIP + MANSCDP)."""
@@ -390,7 +404,7 @@ def inprocess(ids: list[str], keepalives_n: int) -> dict:
     settings = Settings(sip_password=PASSWORD, sip_domain=DOMAIN)
 
     async def run() -> dict:
-        gw = build(settings, query_after_register=False)
+        gw = build(settings, query_after_register=False, broker_shards=shards)
         gw.known = await asyncio.to_thread(gw.store.load_all)
         await asyncio.to_thread(gw.pub.start, asyncio.get_running_loop())
         gw._tasks = [asyncio.create_task(gw._registration_writer())]
@@ -429,10 +443,14 @@ def inprocess(ids: list[str], keepalives_n: int) -> dict:
         sn0 = random.randrange(1, 1_000_000)
         msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(keepalives_n)]
         gw.udp.out.clear()
+        mosq = broker_pid()
+        b3 = cpu_seconds(mosq) if mosq else 0.0
         c3 = time.process_time()
         for m in msgs:
             gw.on_data(m, "udp", addr, None)
         c4 = time.process_time()
+        await asyncio.sleep(3)  # the broker works through what was written
+        broker_us = (cpu_seconds(mosq) - b3) * 1e6 / keepalives_n if mosq else None
         ok = sum(1 for m in gw.udp.out if m.startswith(b"SIP/2.0 200"))
         c5 = time.process_time()
         for m in msgs:  # baseline: parsing alone
@@ -443,6 +461,8 @@ def inprocess(ids: list[str], keepalives_n: int) -> dict:
             t.cancel()
         await asyncio.to_thread(gw.pub.stop)
         return {
+            "broker_shards": shards,
+            "broker_us_per_heartbeat": round(broker_us, 1) if broker_us is not None else None,
             "registrations": len(gw.regs),
             "registrations_per_cpu_s": round(len(ids) / reg_cpu),
             "keepalives": keepalives_n,
@@ -473,6 +493,10 @@ def main() -> None:
         help="keepalives fed to an in-process gateway first (CPU cost per message; 0: skip)",
     )  # fmt: skip
     ap.add_argument("--only-inprocess", action="store_true")
+    ap.add_argument(
+        "--shards", default="16",
+        help="broker accounts of the in-process gateway, e.g. 16,1 (1: one role of every device)",
+    )  # fmt: skip
     args = ap.parse_args()
     os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
     os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench-gb28181"))
@@ -486,10 +510,10 @@ def main() -> None:
     try:
         ids = prepare(args.devices)
         e = env()
-        if args.inprocess:
-            res = inprocess(ids, args.inprocess)
+        for shards in [int(x) for x in args.shards.split(",")] if args.inprocess else []:
+            res = inprocess(ids, args.inprocess, shards)
             print(json.dumps(res), flush=True)
-            with psycopg.connect(pg_url()) as conn:  # the socket phase starts unregistered
+            with psycopg.connect(pg_url()) as conn:  # the next phase starts unregistered
                 conn.execute("TRUNCATE gb_devices")
                 conn.commit()
         if args.only_inprocess:
