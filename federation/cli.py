@@ -52,6 +52,13 @@ def join_cmd(
     upstream_id: str = typer.Option(
         "city", help="The upstream hub's name, if it has none yet (its own rows' origin)."
     ),
+    upstream_mqtt: str = typer.Option(
+        "",
+        "--upstream-mqtt",
+        help="The city's broker with its admin account (mqtt://gridwatch-admin:password@host:port): "
+        "this hub's live events go up and alarm commands come down over a bridge; used for this "
+        "command only, never stored.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Publish this hub's devices, presence, alarms with trails, health and regions to a city hub
@@ -78,12 +85,18 @@ def join_cmd(
             upstream_id=upstream_id,
         )
         result = join(plan)
+        bridge = None
+        if upstream_mqtt:
+            from federation.bridge import set_up_bridge
+            from gridwatch.settings import Settings
+
+            bridge = set_up_bridge(settings, Settings(mqtt_url=upstream_mqtt), hub_id)
     except FederationError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - a bad URL: the reason, not a traceback
         fail(f"join failed: {exc}")
     if as_json:
-        print(json.dumps(result.__dict__))
+        print(json.dumps({**result.__dict__, "bridge": str(bridge) if bridge else None}))
         return
     console.print(
         f"{result.hub_id} joined {result.upstream_id} as hub {result.hub_no} "
@@ -92,6 +105,10 @@ def join_cmd(
     for table, n in result.renumbered.items():
         if n:
             console.print(f"  {table}: {n} rows moved into this hub's id range")
+    if bridge:
+        console.print(
+            f"live events bridged to the city's broker ({bridge}); run `gridwatch federation relay` at both hubs"
+        )
 
 
 @federation_app.command("status")
@@ -182,3 +199,43 @@ def pause_cmd(hub_id: str = typer.Argument(..., help="The county hub's id.")) ->
 def resume_cmd(hub_id: str = typer.Argument(..., help="The county hub's id.")) -> None:
     """At the city: apply a county's changes again, from where it stopped (also after an error)."""
     _switch(hub_id, True)
+
+
+@federation_app.command("relay")
+def relay_cmd() -> None:
+    """Run this hub's federation relay until Ctrl-C: at a city, the counties' live events into its
+    event stream; at a county, the alarm commands its city sends (docs/operations.md)."""
+    import signal
+
+    from federation.relay import Relay
+    from gridwatch.settings import get_settings
+
+    relay = Relay(get_settings())
+    signal.signal(signal.SIGTERM, lambda *a: relay.stop())
+    try:
+        relay.run()
+    except KeyboardInterrupt:
+        relay.stop()
+
+
+@federation_app.command("alarm")
+def alarm_cmd(
+    hub_id: str = typer.Argument(..., help="The county the alarm belongs to."),
+    alarm_id: int = typer.Argument(...),
+    state: str = typer.Argument(..., help="acknowledged, dispatched, resolved or false_alarm"),
+    by: str = typer.Option(..., "--by", help="Who does it (shown at the county as <city>:<by>)."),
+    note: str = typer.Option("", "--note"),
+) -> None:
+    """At the city: change a county's alarm; applied at the county if its state allows it there
+    (the county's state decides; the outcome comes back by replication)."""
+    from pydantic import ValidationError
+
+    from federation.relay import AlarmCommand, send_command
+    from gridwatch.settings import get_settings
+
+    try:
+        cmd = AlarmCommand(alarm_id=alarm_id, state=state, by=by, note=note or None)  # type: ignore[arg-type]
+        send_command(get_settings(), hub_id, cmd)
+    except (ValidationError, ValueError, OSError, TimeoutError) as exc:
+        fail(f"the command was not sent: {exc}")
+    console.print(f"sent to {hub_id}: alarm {alarm_id} -> {state}")

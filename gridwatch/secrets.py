@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 # Broker accounts of the hub, one per role (see ingest/broker_acl.py for what each may do).
-HUB_ROLES = ("ingest", "api", "vision", "simulator", "gateway", "admin")
+HUB_ROLES = ("ingest", "api", "vision", "simulator", "gateway", "admin", "federation")
 # Database roles of the local cluster (see gridwatch/dbroles.py for what each may do).
 PG_ROLES = ("owner", "api", "ingest", "auditor")
 FILE_NAME = "secrets.json"

@@ -474,6 +474,12 @@ class LocalMosquitto(LocalService):
             "max_queued_messages 1000000\n"
             "max_keepalive 600\n"
             "user root\n"
+            # a bridge to the city hub, written by `gridwatch federation join` (federation/)
+            + (
+                f"include_dir {self.root / 'bridge.d'}\n"
+                if (self.root / "bridge.d").is_dir()
+                else ""
+            )
         )
 
     def tls_listener(self) -> str:

@@ -108,6 +108,11 @@ def role_acls(role: str) -> list[dict[str, Any]]:
             _acl("subscribeLiteral", RESPONSE_TOPIC),
             _acl("publishClientReceive", RESPONSE_TOPIC),
         ]
+    elif role == "federation":
+        # the federation relay (federation/relay.py): at a city, the counties' bridged events
+        # in and commands down; at a county, the commands its city sent
+        acls = _reads(["gw/fed/+/v1/hub/events", "gw/fed/upstream/cmd/#"])
+        acls.append(_acl("publishClientSend", "gw/fed/+/down/cmd/#"))
     elif role == DEVICE_ROLE:
         # Devices may subscribe to command topics only; what they receive is limited to their
         # own by the pattern ACL (read gw/v1/%u/cmd), and they publish per that ACL too.

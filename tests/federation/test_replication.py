@@ -231,3 +231,117 @@ def test_a_second_county_with_a_colliding_device_id_is_refused(
     assert wait_for(lambda: in_sync(city, hubs["county_a"], "county_a")), diff(
         city, hubs["county_a"], "county_a"
     )
+
+
+def test_live_events_go_up_and_alarm_commands_come_down_the_bridge(hubs) -> None:
+    """Each hub gets its own Mosquitto; the county's bridge (its own account at the city) carries
+    its event bus up under gw/fed/county_a/ and the city's alarm commands down; the relays put
+    the events into the city's bus and apply the commands by the county's lifecycle rules."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from federation.bridge import set_up_bridge
+    from federation.relay import AlarmCommand, Relay, send_command
+    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import DynsecAdmin
+
+    city, county = hubs["city"], hubs["county_a"]
+    for hub in (city, county):
+        LocalMosquitto(hub.settings).start()
+    set_up_bridge(county.settings, city.settings, "county_a")
+    assert (county.home / "mqtt" / "bridge.d" / "federation.conf").stat().st_mode & 0o077 == 0
+    relays = [Relay(hub.settings, client_id=f"relay-{hub.name}") for hub in (city, county)]
+    threads = [threading.Thread(target=r.run, daemon=True) for r in relays]
+    for t in threads:
+        t.start()
+    try:
+        assert all(r.ready.wait(20) for r in relays)
+        # Up: an event on the county's bus (as its ingest worker relays it) reaches the city's.
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="county-ingest-probe")
+        pub.username_pw_set(*county.settings.hub_credentials("ingest"))
+        pub.connect(*county.settings.mqtt_endpoint())
+        pub.loop_start()
+        alarm_id = county.sql("SELECT id FROM alarms WHERE msg_id = 'seed-2'")[0][0]
+        event = {
+            "id": 77,
+            "at": "2026-12-02T10:00:00+00:00",
+            "kind": "alarm.new",
+            "region_code": SCOPE_A + "000000",
+            "payload": {"id": alarm_id, "kind": "intrusion"},
+        }
+
+        def arrived() -> list[tuple]:
+            pub.publish("gw/v1/hub/events", json.dumps(event), qos=1)
+            return city.sql(
+                "SELECT payload->>'origin', (payload->>'id')::bigint FROM hub_events "
+                "WHERE payload->>'origin_event_id' = '77'"
+            )
+
+        got = wait_for(arrived, timeout=30, every=1.0)
+        assert got and got[0] == ("county_a", alarm_id)
+        pub.loop_stop()
+        pub.disconnect()
+
+        # The bridge's account may publish only under its own prefix, never a command down.
+        with DynsecAdmin(city.settings) as admin:
+            role = admin.run([{"command": "getRole", "rolename": "fed-county_a"}])
+        acls = role[0]["data"]["role"]["acls"]
+        assert {
+            "acltype": "publishClientSend",
+            "topic": "gw/fed/county_a/down/#",
+            "allow": False,
+        } in [{k: a[k] for k in ("acltype", "topic", "allow")} for a in acls]
+
+        # Down: the city acknowledges a county alarm; the county applies it, replication brings
+        # the result (with who did it) back up.
+        send_command(
+            city.settings,
+            "county_a",
+            AlarmCommand(alarm_id=alarm_id, state="acknowledged", by="wang"),
+        )
+        assert wait_for(
+            lambda: (
+                city.sql("SELECT state, acknowledged_by FROM alarms WHERE id = %s", (alarm_id,))
+                == [("acknowledged", "city:wang")]
+            ),
+            timeout=30,
+        )
+        assert county.sql(
+            "SELECT actor FROM alarm_events WHERE alarm_id = %s AND state = 'acknowledged'",
+            (alarm_id,),
+        ) == [("city:wang",)]
+
+        # Both levels at once: the county acknowledged first; the city's later acknowledgement
+        # is refused at the county (its state decides), a following dispatch is applied.
+        other = county.sql("SELECT id FROM alarms WHERE msg_id = 'seed-3'")[0][0]
+        county.sql(
+            "UPDATE alarms SET state = 'acknowledged', acknowledged_by = 'li.na', "
+            "acknowledged_at = now() WHERE id = %s",
+            (other,),
+        )
+        refused = relays[1].refused
+        send_command(
+            city.settings, "county_a", AlarmCommand(alarm_id=other, state="acknowledged", by="wang")
+        )
+        send_command(
+            city.settings, "county_a", AlarmCommand(alarm_id=other, state="dispatched", by="wang")
+        )
+        assert wait_for(
+            lambda: (
+                city.sql(
+                    "SELECT state, acknowledged_by, dispatched_by FROM alarms WHERE id = %s",
+                    (other,),
+                )
+                == [("dispatched", "li.na", "city:wang")]
+            ),
+            timeout=30,
+        )
+        assert relays[1].refused == refused + 1
+        assert wait_for(lambda: in_sync(city, county, "county_a")), diff(city, county, "county_a")
+    finally:
+        for r in relays:
+            r.stop()
+        for t in threads:
+            t.join(10)

@@ -1,0 +1,308 @@
+"""Federation benchmark: city-level lag (county commit -> visible at the city) and catch-up after an
+outage, for one county feeding one city by logical replication, with a same-run baseline.
+
+    .venv/bin/python -m bench.federation_bench [--rate 10000] [--seconds 20] [--outage-s 30]
+
+Two hubs of its own (each its own PostGIS cluster under .gridwatch/bench-federation, free ports),
+started and stopped here. The county's write stream is `--rate` row changes per second into the
+published tables, in 20 ms transactions: half device presence updates (last_seen), a quarter new
+alarms, a quarter alarm trail rows, plus one probe alarm per transaction whose commit time is
+recorded. A poller sees a probe at the city (lag) and, as the baseline, at the county itself (the
+same poller's floor: commit -> visible to another session there). Catch-up: the city pauses its
+subscription, the county writes as fast as one session can for --outage-s seconds, the city
+resumes; backlog rows / seconds until the city has them all, beside the county's own write rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from federation.replication import JoinPlan, join, libpq_url, set_enabled, status
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME = ROOT / ".gridwatch" / "bench-federation"
+ENV = ("GRIDWATCH_HOME", "GRIDWATCH_PG_PORT", "GRIDWATCH_MQTT_PORT", "GRIDWATCH_DB_NAME")
+SCOPE = "360121"
+DEVICES = 2000
+TICK = 0.02
+
+
+@contextmanager
+def as_hub(settings: Any) -> Iterator[None]:
+    """This hub's GRIDWATCH_* while code reads the process's settings (migrate)."""
+    from gridwatch.settings import get_settings
+
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(
+        GRIDWATCH_HOME=str(settings.home),
+        GRIDWATCH_PG_PORT=str(settings.pg_port),
+        GRIDWATCH_MQTT_PORT=str(settings.mqtt_port),
+        GRIDWATCH_DB_NAME="gridwatch",
+    )
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def start_hub(name: str) -> Any:
+    from gridwatch.db import migrate
+    from gridwatch.ports import free_local_port
+    from gridwatch.services import LocalPostgres
+    from gridwatch.settings import Settings
+
+    home = HOME / name
+    shutil.rmtree(home, ignore_errors=True)
+    settings = Settings(
+        home=home, pg_port=free_local_port(), mqtt_port=free_local_port(), db_name="gridwatch"
+    )
+    LocalPostgres(settings).start()
+    with as_hub(settings):
+        migrate(settings.db_url())
+    return settings
+
+
+def url(settings: Any) -> str:
+    return libpq_url(settings.db_url(role="admin"))
+
+
+def seed(county: str) -> list[str]:
+    ids = [f"{SCOPE}0000132{i:07d}" for i in range(DEVICES)]
+    with psycopg.connect(county, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO regions (code, level, name) VALUES (%s, 3, 'county')", (SCOPE + "000000",)
+        )
+        conn.execute(
+            "INSERT INTO devices (id, type_code, kind, region_code, status, last_seen) "
+            "SELECT unnest(%s::text[]), '132', 'camera', %s, 'online', now()",
+            (ids, SCOPE + "000000"),
+        )
+    return ids
+
+
+class Writer(threading.Thread):
+    """The county's write stream: `rate` row changes/s in TICK transactions, one probe each."""
+
+    def __init__(
+        self, county: str, ids: list[str], rate: float, tag: str, paced: bool = True
+    ) -> None:
+        super().__init__(daemon=True)
+        self.tag = tag
+        self.conn = psycopg.connect(county)
+        self.ids, self.rate, self.paced = ids, rate, paced
+        self.stop = threading.Event()
+        self.committed: dict[str, float] = {}
+        self.rows = 0
+        self.seq = 0
+        self.started = self.ended = 0.0
+
+    def run(self) -> None:
+        per_tick = max(4, int(self.rate * TICK))
+        n_dev, n_alarm = per_tick // 2, per_tick // 4
+        self.started = time.monotonic()
+        next_at = time.perf_counter()
+        k = 0
+        while not self.stop.is_set():
+            k += 1
+            probe = f"probe-{self.tag}-{k}"
+            lo = (k * n_dev) % len(self.ids)
+            batch = (self.ids * 2)[lo : lo + n_dev]
+            with self.conn.transaction():
+                self.conn.execute(
+                    "UPDATE devices SET last_seen = now() WHERE id = ANY(%s)", (batch,)
+                )
+                self.conn.execute(
+                    """
+                    WITH a AS (
+                        INSERT INTO alarms (device_id, msg_id, kind, severity, raised_at,
+                                            last_raised_at)
+                        SELECT %s, %s || '-' || g, 'intrusion', 2, now(), now()
+                        FROM generate_series(1, %s) g RETURNING id
+                    )
+                    INSERT INTO alarm_events (alarm_id, state, actor)
+                    SELECT id, 'new', 'bench' FROM a
+                    """,
+                    (self.ids[k % len(self.ids)], f"load-{self.tag}-{k}", n_alarm),
+                )
+                self.conn.execute(
+                    "INSERT INTO alarms (device_id, msg_id, kind, severity, raised_at, "
+                    "last_raised_at) VALUES (%s, %s, 'probe', 1, now(), now())",
+                    (self.ids[0], probe),
+                )
+            self.committed[probe] = time.perf_counter()
+            self.rows += n_dev + 2 * n_alarm + 1
+            if self.paced:
+                next_at += TICK
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        self.ended = time.monotonic()
+        self.conn.close()
+
+
+class Poller(threading.Thread):
+    """Sees probe alarms appear at one hub; when each was first seen."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.stop = threading.Event()
+        self.seen: dict[str, float] = {}
+        self.last_id = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rows = self.conn.execute(
+                "SELECT id, msg_id FROM alarms WHERE kind = 'probe' AND id > %s ORDER BY id",
+                (self.last_id,),
+            ).fetchall()
+            now = time.perf_counter()
+            for rid, msg in rows:
+                self.seen.setdefault(msg, now)
+                self.last_id = max(self.last_id, rid)
+            time.sleep(0.005)
+        self.conn.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def lag_phase(county: str, city: str, ids: list[str], rate: float, seconds: float) -> dict:
+    writer = Writer(county, ids, rate, tag="lag")
+    at_city, at_county = Poller(city), Poller(county)
+    for t in (at_city, at_county, writer):
+        t.start()
+    time.sleep(seconds)
+    writer.stop.set()
+    writer.join()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(at_city.seen) < len(writer.committed):
+        time.sleep(0.1)
+    for p in (at_city, at_county):
+        p.stop.set()
+        p.join()
+    out: dict[str, Any] = {
+        "offered_rows_s": rate,
+        "written_rows_s": writer.rows / (writer.ended - writer.started),
+        "probes": len(writer.committed),
+        "missing_at_city": len(writer.committed) - len(at_city.seen),
+    }
+    for name, poller in (("city", at_city), ("county", at_county)):
+        lags = [
+            (poller.seen[m] - t) * 1000 for m, t in writer.committed.items() if m in poller.seen
+        ]
+        out[name] = (statistics.median(lags), pct(lags, 0.99), max(lags)) if lags else None
+    return out
+
+
+def count(dsn: str, origin: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM alarms WHERE origin = %s) "
+            "+ (SELECT count(*) FROM alarm_events WHERE origin = %s)",
+            (origin, origin),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def catch_up_phase(county: str, city: str, ids: list[str], outage_s: float) -> dict:
+    set_enabled(city, "county_a", False)
+    before = count(county, "county_a")
+    writer = Writer(county, ids, rate=50_000, tag="outage", paced=False)
+    writer.start()
+    time.sleep(outage_s)
+    writer.stop.set()
+    writer.join()
+    target = count(county, "county_a")
+    backlog_rows = writer.rows
+    t0 = time.monotonic()
+    set_enabled(city, "county_a", True)
+    while count(city, "county_a") < target:
+        time.sleep(0.05)
+    drain = time.monotonic() - t0
+    return {
+        "outage_s": outage_s,
+        "backlog_rows": backlog_rows,
+        "backlog_alarm_rows": target - before,
+        "county_write_rows_s": backlog_rows / (writer.ended - writer.started),
+        "drain_s": drain,
+        "catch_up_rows_s": backlog_rows / drain,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=10_000, help="row changes/s at the county")
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--outage-s", type=float, default=30)
+    args = ap.parse_args()
+    from gridwatch.secrets import load_secrets
+    from gridwatch.services import LocalPostgres
+
+    hubs = []
+    try:
+        city_s = start_hub("city")
+        hubs.append(city_s)
+        county_s = start_hub("county_a")
+        hubs.append(county_s)
+        city, county = url(city_s), url(county_s)
+        ids = seed(county)
+        join(
+            JoinPlan(
+                hub_id="county_a",
+                scope=SCOPE,
+                upstream_url=city,
+                local_url=county,
+                advertise_host="127.0.0.1",
+                advertise_port=county_s.pg_port,
+                repl_password=load_secrets(county_s.home)["fed_repl_password"],
+            )
+        )
+        while status(city, probe=False).members[0].state != "streaming":
+            time.sleep(0.2)
+        lag = lag_phase(county, city, ids, args.rate, args.seconds)
+        print(
+            f"lag phase: offered {lag['offered_rows_s']:,.0f} row changes/s, written "
+            f"{lag['written_rows_s']:,.0f}/s for {args.seconds:.0f} s, {lag['probes']} probes, "
+            f"{lag['missing_at_city']} missing at the city"
+        )
+        for name in ("county", "city"):
+            p50, p99, mx = lag[name]
+            print(
+                f"  visible at the {name:6s}: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {mx:7.1f} ms"
+            )
+        print(f"  ratio city/county p50 {lag['city'][0] / lag['county'][0]:.1f}x")
+        cu = catch_up_phase(county, city, ids, args.outage_s)
+        print(
+            f"catch-up: {cu['outage_s']:.0f} s outage, backlog {cu['backlog_rows']:,} row changes "
+            f"(county wrote {cu['county_write_rows_s']:,.0f}/s); the city caught up in "
+            f"{cu['drain_s']:.1f} s = {cu['catch_up_rows_s']:,.0f} row changes/s "
+            f"({cu['catch_up_rows_s'] / cu['county_write_rows_s']:.2f}x the county's write rate)"
+        )
+    finally:
+        for settings in reversed(hubs):
+            LocalPostgres(settings).stop(mode="immediate")
+        shutil.rmtree(HOME, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
