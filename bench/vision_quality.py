@@ -318,6 +318,16 @@ def run_real(
     return out, costs
 
 
+def trial_seed(fault: str, start_index: int, clip_name: str) -> int:
+    """The random draw of one real-footage trial (fault strength, variant, direction)."""
+    return 1000 * (FAULT_CODES.index(fault) + 1) + 37 * start_index + len(clip_name)
+
+
+def first_found(out: SeqOutcome, fault: str, start: int) -> int | None:
+    """Analysed frames from the fault's start until it was active (None: never)."""
+    return next((i - start for i in range(start, out.frames) if fault in out.active[i]), None)
+
+
 def real_table(clips: list[Clip], starts: list[int], window: int, faults: tuple[str, ...]) -> None:
     """Print per-fault recall within `window` analysed frames, delay, and clean false alarms."""
     hits: Counter[str] = Counter()
@@ -338,11 +348,11 @@ def real_table(clips: list[Clip], starts: list[int], window: int, faults: tuple[
                 false_by[code] += 1
                 false_where[clip.name] += 1
         clean += max(0, n - WARMUP)
-        for fi, fault in enumerate(faults):
+        for fault in faults:
             for si, start in enumerate(starts):
                 if start + window > n:
                     continue
-                seed = 1000 * (fi + 1) + 37 * si + len(clip.name)
+                seed = trial_seed(fault, si, clip.name)
                 out, _ = run_real(clip, fault, start, start + window, seed)
                 trials[fault] += 1
                 for frame, code in out.onsets:
@@ -352,12 +362,12 @@ def real_table(clips: list[Clip], starts: list[int], window: int, faults: tuple[
                     elif frame >= start and code != fault:
                         wrong[fault][code] += 1
                 clean += max(0, start - WARMUP)
-                first = next((i for i in range(start, out.frames) if fault in out.active[i]), None)
-                if first is None:
+                delay = first_found(out, fault, start)
+                if delay is None:
                     missed.append(f"{fault}@{clip.name}:{start}")
                 else:
                     hits[fault] += 1
-                    delays[fault].append(first - start)
+                    delays[fault].append(delay)
     print(f"\n{'fault':14s} {'recall':>7s} {'found':>7s} {'delay':>7s}  also raised")
     worst = 1.0
     for f in faults:

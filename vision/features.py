@@ -1,9 +1,10 @@
 """Per-frame image measurements the quality checks are built on (cheap, on the small images).
 
-Global shifts (shake, PTZ drift, a moved camera) come from 1-D projection profiles matched by
-normalised cross-correlation, not from 2-D phase correlation: ~20x cheaper, and accurate to
-a fraction of a pixel on the 160-wide image. Stripe interference is found in the power
-spectrum of a point-sampled (not averaged) image, where fine periodic bars keep their energy.
+Global shifts (shake, PTZ drift) come from phase correlation in a 4x3 grid of blocks of the
+structure image, leaving out blocks where something moves (block_shift), or on plain views
+from one phase correlation at full q resolution with what moves blanked (fine_shift). Stripe
+interference is found in the power spectrum of a point-sampled (not averaged) image, where
+fine periodic bars keep their energy.
 """
 
 from __future__ import annotations
@@ -132,6 +133,25 @@ def _ring(a: np.ndarray, v: int, u: int, r: int = 2) -> np.ndarray:
 
 
 def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) -> float:
+    """How strongly a new, frame-wide periodic pattern is present (see stripe_peak)."""
+    return stripe_peak(power, ref_power_max, img)[0]
+
+
+def notch(img: np.ndarray, v: int, u: int, r: int = 1) -> np.ndarray:
+    """img without the frequencies within r bins of (v, u) (rfft2 indexing) and their mirror:
+    a periodic pattern at that frequency taken out, the rest of the picture left."""
+    f = np.fft.rfft2(img)
+    m, half = f.shape
+    cols = slice(max(0, u - r), min(half, u + r + 1))
+    for vv in {v, (m - v) % m} if u <= r else {v}:
+        for dv in range(-r, r + 1):
+            f[(vv + dv) % m, cols] = 0
+    return np.fft.irfft2(f, s=img.shape).astype(np.float32)
+
+
+def stripe_peak(
+    power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray
+) -> tuple[float, int, int]:
     """How strongly a new, frame-wide periodic pattern (interference bars) is present.
 
     The spectrum is whitened by the reference's (per-bin maximum over its learning frames), the
@@ -160,7 +180,7 @@ def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) 
         peak = peak2
         v, u = divmod(k2, iso.shape[1])
     if peak < 0.5:
-        return peak * 0.25
+        return peak * 0.25, v, u
     m, n = img.shape
     fy = v if v <= m // 2 else v - m
     ex = np.exp(-2j * np.pi * u * np.arange(n) / n)
@@ -171,7 +191,7 @@ def stripe_score(power: np.ndarray, ref_power_max: np.ndarray, img: np.ndarray) 
         for ys in (slice(0, m // 2), slice(m // 2, m)):
             amps.append(abs(complex(rows[ys] @ ey[ys])))
     uniformity = min(amps) / max(max(amps), 1e-6)
-    return peak * uniformity
+    return peak * uniformity, v, u
 
 
 def measure(
@@ -309,6 +329,14 @@ def aligned_ncc(a: np.ndarray, b: np.ndarray, dx: float, dy: float) -> float:
 BLOCKS_X, BLOCKS_Y = 4, 3
 
 
+def blocks(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """a cut into rows x cols equal blocks: shape (rows, cols, bh * bw) (edges dropped)."""
+    h, w = a.shape
+    bh, bw = h // rows, w // cols
+    out = a[: rows * bh, : cols * bw].reshape(rows, bh, cols, bw).swapaxes(1, 2)
+    return out.reshape(rows, cols, bh * bw)
+
+
 def block_shift(
     a: np.ndarray, b: np.ndarray, moving: np.ndarray | None = None, min_response: float = 0.15
 ) -> tuple[float, float, int]:
@@ -326,19 +354,18 @@ def block_shift(
     if a.shape != b.shape or bw < 8 or bh < 8:
         return 0.0, 0.0, 0
     win = _window(bh, bw)
-    use_mask = moving is not None and moving.shape == a.shape
+    # Which blocks to try, from per-block statistics computed at once (numpy per block is slow).
+    use = (blocks(a, BLOCKS_Y, BLOCKS_X).std(axis=2) >= 1.0) & (
+        blocks(b, BLOCKS_Y, BLOCKS_X).std(axis=2) >= 1.0
+    )
+    if moving is not None and moving.shape == a.shape:
+        use &= (blocks(moving, BLOCKS_Y, BLOCKS_X) > 0).mean(axis=2) <= 0.5
     shifts: list[tuple[float, float]] = []
-    for j in range(BLOCKS_Y):
-        for i in range(BLOCKS_X):
-            ys, xs = slice(j * bh, (j + 1) * bh), slice(i * bw, (i + 1) * bw)
-            if use_mask and cv2.countNonZero(moving[ys, xs]) > 0.5 * bw * bh:  # type: ignore[index]
-                continue
-            pa, pb = a[ys, xs], b[ys, xs]
-            if float(pa.std()) < 1.0 or float(pb.std()) < 1.0:
-                continue
-            (dx, dy), resp = cv2.phaseCorrelate(pa, pb, win)
-            if resp >= min_response:
-                shifts.append((dx, dy))
+    for j, i in zip(*np.nonzero(use), strict=True):
+        ys, xs = slice(j * bh, (j + 1) * bh), slice(i * bw, (i + 1) * bw)
+        (dx, dy), resp = cv2.phaseCorrelate(a[ys, xs], b[ys, xs], win)
+        if resp >= min_response:
+            shifts.append((dx, dy))
     if len(shifts) < 3:
         return 0.0, 0.0, 0
     s = np.array(shifts, np.float64)
@@ -349,3 +376,23 @@ def block_shift(
         return 0.0, 0.0, 0
     m = s[agree].mean(axis=0)
     return float(m[0]), float(m[1]), n
+
+
+def fine_shift(
+    a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None, min_response: float = 0.3
+) -> tuple[float, float] | None:
+    """Global shift (pixels) of b against a by one phase correlation at full q resolution.
+
+    For plain views (asphalt, a wall) whose block structure is too faint for block_shift: fine
+    specks and grain still register at q resolution. `keep` (float 0..1 like a) softly blanks
+    what moves, so a passing car does not pull the peak. None when the peak is weak.
+    """
+    if a.shape != b.shape or min(a.shape) < 16:
+        return None
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    if keep is not None and keep.shape == a.shape:
+        soft = cv2.blur(keep, (9, 9))
+        fa = (fa - float(fa.mean())) * soft
+        fb = (fb - float(fb.mean())) * soft
+    (dx, dy), resp = cv2.phaseCorrelate(fa, fb, _window(*a.shape))
+    return (float(dx), float(dy)) if resp >= min_response else None

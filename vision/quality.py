@@ -10,17 +10,17 @@ Scores, with the default thresholds:
 
 | code | score | threshold |
 |---|---|---|
-| signal_loss | share of q pixels within +-1 of the commonest grey (a flat screen); 1.0 after `signal_timeout_s` without frames | 0.95 |
+| signal_loss | share of q pixels within +-1 of the commonest grey (a flat screen) when the screen is one even field; 1.0 after `signal_timeout_s` without frames | 0.95 |
 | frozen | seconds the picture stayed pixel-identical, or the stream timestamps (pts) stood still | 1.2 s |
-| occlusion | share of textured reference cells that lost their texture | 0.3 |
+| occlusion | share of textured reference cells that lost their texture (plain views: share of still cells much darker or brighter than the rest) | 0.3 |
 | blur | 1 - fine-scale sharpness/contrast relative to the reference | 0.3 |
 | too_dark | 1 - max(mean, p95/3)/255 | 0.9 |
 | too_bright | max(mean/255, share of pixels >= 240) | 0.8 |
 | colour_cast | shift of mean Lab chroma from the reference (needs chroma/spread >= 1) | 18 |
 | snow_noise | robust per-pixel noise sigma, grey levels | max(12, 3x reference) |
-| stripes | new spectral peak x its evenness over the picture (features.stripe_score) | 1.0 |
+| stripes | new spectral peak x its evenness over the picture (features.stripe_peak), on the learned view | 1.0 |
 | scene_change | 1 - NCC of the structure with the reference's | 0.4 |
-| shake | RMS frame-to-frame shift, % of width, when the shifts keep changing direction | 0.5 |
+| shake | RMS frame-to-frame shift (block phase correlation; full-q on plain views), % of width, when the shifts keep changing direction | 0.5 |
 | ptz_drift | steady shift speed, % of width per second, when the shifts keep one direction | 2.0 |
 """
 
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from vision.events import FaultScore, QualityEvent
 from vision.faults import FAULT_CODES
-from vision.features import Features, block_shift, measure, stripe_score
+from vision.features import Features, block_shift, fine_shift, measure, notch, stripe_peak
 from vision.frames import Prepared
 from vision.geometry import Polygon, rasterise
 from vision.reference import Reference, block_ncc, ncc
@@ -44,7 +44,8 @@ from vision.reference import Reference, block_ncc, ncc
 PRECEDENCE: dict[str, tuple[str, ...]] = {
     "signal_loss": tuple(c for c in FAULT_CODES if c != "signal_loss"),
     "frozen": ("shake", "ptz_drift"),
-    "occlusion": ("too_dark", "blur", "scene_change", "stripes", "shake", "ptz_drift"),
+    # A still cover repeats the same pixels: that is the cover, not a frozen stream.
+    "occlusion": ("frozen", "too_dark", "blur", "scene_change", "stripes", "shake", "ptz_drift"),
     "too_dark": ("blur", "colour_cast", "snow_noise", "stripes", "scene_change"),
     "too_bright": ("blur", "occlusion", "colour_cast", "snow_noise", "stripes", "scene_change"),
     "snow_noise": ("blur", "scene_change", "stripes"),
@@ -55,9 +56,9 @@ PRECEDENCE: dict[str, tuple[str, ...]] = {
 }
 FAULT_ORDER: tuple[str, ...] = (
     "signal_loss",
-    "frozen",
     "too_bright",
     "occlusion",
+    "frozen",
     "too_dark",
     "stripes",
     "snow_noise",
@@ -70,6 +71,17 @@ FAULT_ORDER: tuple[str, ...] = (
 assert set(FAULT_ORDER) == set(FAULT_CODES)
 JUDGE_STD = 5.0  # a cell needs this much learned texture (grey levels) to be judged for a cover
 MIN_JUDGED = 10  # ... and a view needs this many such cells
+DIM_GAIN = 0.5  # brightness of the visible cells against the reference below which ...
+DIM_LAYOUT = 0.8  # ... a picture whose cell layout still matches this well is dimmed, not covered
+DIM_STRUCTURE = 0.5  # ... as is one whose fine structure matches this well (relative to clean)
+PLAIN_STEP = 0.6  # brightness ratio to the rest of the picture that marks a cover on a plain view
+PLAIN_KEPT = 3  # cells that must keep the brightness for the rest to be covered
+STRIPES_LAYOUT = 0.7  # cell layout match that interference leaves (a new view does not)
+STRIPES_STRUCTURE = 0.5  # ... or fine structure match, relative to a clean frame's
+BLANK_SPREAD = 0.25  # grey levels around the median cell mean that count as one even field
+BLANK_EVEN = 0.9  # share of cells in that field for a flat frame to be a lost signal (what a
+# decoder or recorder paints is even to the grey level but for a caption under 10% of the
+# picture; a physical cover has some gradient)
 
 
 class QualityConfig(BaseModel):
@@ -190,7 +202,10 @@ class QualityAnalyzer:
         self.last_features: Features | None = None
         self.last_layout = 1.0
         self._moving: np.ndarray | None = None
+        self._static_at: dict[tuple[int, int], np.ndarray | None] = {}
         self._measured_ncc: tuple[float, float] | None = None
+        self._struct_rel: float | None = None  # fine structure match / a clean frame's
+        self._coarse_rel: float | None = None  # ... and the coarse one
         self._reason: str | None = None
         self._areas: dict[str, list[float] | None] = {}  # fault -> normalised box this frame
         self._area_on: dict[str, list[float] | None] = {}  # ... when it turned on
@@ -234,6 +249,7 @@ class QualityAnalyzer:
         traffic is not a changed scene)."""
         f = measure(p, *self._valid_masks(p))
         self._measured_ncc = None
+        self._static_at.clear()
         self._areas.clear()
         self.last_features = f
         self._moving = None
@@ -303,10 +319,16 @@ class QualityAnalyzer:
         s["too_dark"] = 1.0 - max(f.mean, f.p95 / 3.0) / 255.0
         s["too_bright"] = max(f.mean / 255.0, f.sat_share)
 
-        # Frame-to-frame global shift (shake, drift).
         # Frame-to-frame shift of the static background only (blocks where nothing moves).
-        if prev is not None and prev.hp.shape == f.hp.shape and s["frozen"] == 0.0:
-            dx, dy, _n = block_shift(prev.hp, f.hp, self._moving)
+        if prev is not None and prev.hp.shape == f.hp.shape:
+            dx, dy, n = 0.0, 0.0, 1  # a frozen picture (the same again) did not move
+            if s["frozen"] == 0.0:
+                dx, dy, n = block_shift(prev.hp, f.hp, self._moving)
+            if n == 0 and prev.q.shape == f.q.shape and self._plain_view():
+                fine = fine_shift(prev.q, f.q, self._static(f.q.shape))
+                if fine is not None:
+                    k = w / f.q.shape[1]
+                    dx, dy = fine[0] * k, fine[1] * k
             dt = max(1e-3, f.ts - prev.ts)
             self._shifts.append((100.0 * dx / w, 100.0 * dy / w, dt))
         s["shake"], s["ptz_drift"] = self._motion_scores()
@@ -315,15 +337,14 @@ class QualityAnalyzer:
         if ready:
             assert ref.cell_std is not None and ref.cell_mean is not None and ref.hp is not None
             assert ref.power_max is not None
+            # The picture's layout (16x9 cell means) against the learned one: interference
+            # bars and a darker or brighter exposure keep it; a new view or a cover does not.
+            layout = _ncc(f.cell_mean, ref.cell_mean)
+            self.last_layout = layout
             sharp = f.sharp_q / (f.contrast + 1.0)
             s["blur"] = 1.0 - sharp / ref.sharp_q if ref.sharp_q > 1e-6 else 0.0
             t["snow_noise"] = max(cfg.snow_noise_min, cfg.snow_noise_ratio * ref.noise)
             s["snow_noise"] = f.noise
-            # Interference bars leave the picture's layout (16x9 cell means) alone; a camera
-            # turned to a new view with periodic facades does not.
-            layout = _ncc(f.cell_mean, ref.cell_mean)
-            self.last_layout = layout
-            s["stripes"] = stripe_score(f.power, ref.power_max, f.q2) if layout >= 0.7 else 0.0
             judge = ref.cell_std > JUDGE_STD
             n_judge = int(judge.sum())
             # The camera's own brightness change, from the cells a cover leaves alone: the
@@ -339,8 +360,21 @@ class QualityAnalyzer:
                 & judge
                 & (f.cell_mean < 235.0)
             )
-            # Too few textured cells (a plain view) cannot tell a cover from the scene.
-            s["occlusion"] = float(covered.sum()) / n_judge if n_judge >= MIN_JUDGED else 0.0
+            if not self._plain_view():
+                s["occlusion"] = float(covered.sum()) / n_judge
+            else:
+                # Too few textured cells (a plain view): a cover shows as part of the picture
+                # turned much darker or brighter than the rest, which keeps its brightness.
+                covered = self._plain_cover(f)
+                s["occlusion"] = float(covered.mean())
+            s["scene_change"] = self._scene_change(f)
+            s["stripes"] = self._stripes(f, layout)
+            dimmed = self._struct_rel is not None and self._struct_rel >= DIM_STRUCTURE
+            if gain < DIM_GAIN and (layout >= DIM_LAYOUT or dimmed):
+                # The whole picture went dark but kept the scene's layout or structure: the
+                # camera's own exposure (too dark), whose texture sank towards the quantisation,
+                # not a cover.
+                s["occlusion"] = 0.0
             rest = judge & ~covered
             if s["occlusion"] > 0 and int(rest.sum()) >= 3:
                 kept = f.cell_std[rest] / (ref.cell_std[rest] * min(4.0, max(gain, 0.02)) + 0.5)
@@ -349,7 +383,14 @@ class QualityAnalyzer:
             self._areas["occlusion"] = _cells_box(covered)
             if s["occlusion"] >= cfg.occlusion and not self._rest_matches(f, judge & ~covered):
                 s["occlusion"] = 0.0  # the uncovered part changed too: a new view, not a cover
-            s["scene_change"] = self._scene_change(f)
+            if (
+                s["signal_loss"] >= cfg.flat
+                and (s["occlusion"] >= cfg.occlusion or s["too_dark"] >= cfg.too_dark)
+                and not self._blank_screen(f, layout)
+            ):
+                # Flat, but the camera's own scene dimmed (its layout is still there) or an
+                # uneven field (a cover, a cap), which the cover or darkness test names.
+                s["signal_loss"] = 0.0
             if f.chroma is not None and ref.chroma is not None:
                 shift = float(np.hypot(f.chroma[0] - ref.chroma[0], f.chroma[1] - ref.chroma[1]))
                 k = float(np.hypot(*f.chroma)) / (f.chroma_spread + 1.0)
@@ -371,16 +412,92 @@ class QualityAnalyzer:
                 s[c] = 0.0
         return s, t
 
+    def _stripes(self, f: Features, layout: float) -> float:
+        """Interference bars: a new frame-wide periodic pattern over the learned layout.
+
+        A camera turned to a view with periodic facades also brings a new peak; that view has
+        neither the learned layout (16x9 cell means) nor the learned fine structure. Bars on
+        the same view keep one of them: the structure where the view has some, else the layout
+        once the bars are taken out at their frequency (bars strong enough to change the cell
+        means of a low-contrast view). A plain view (no structure to match) has no facades to
+        bring into view.
+        """
+        ref = self.ref
+        assert ref.power_max is not None and ref.cell_mean is not None
+        score, v, u = stripe_peak(f.power, ref.power_max, f.q2)
+        if score < self.cfg.stripes or layout >= STRIPES_LAYOUT:
+            return score
+        rel = self._struct_rel
+        if rel is None or rel >= STRIPES_STRUCTURE:
+            return score
+        gh, gw = ref.cell_mean.shape
+        rest = notch(f.q2, v, u) + float(f.cell_mean.mean())
+        cells = cv2.resize(rest, (gw, gh), interpolation=cv2.INTER_AREA)
+        return score if _ncc(cells, ref.cell_mean) >= STRIPES_LAYOUT else 0.0
+
+    def _plain_view(self) -> bool:
+        """The learned view has too few textured cells to judge by texture (asphalt, a wall)."""
+        ref = self.ref
+        if not ref.ready or ref.cell_std is None:
+            return False
+        return int((ref.cell_std > JUDGE_STD).sum()) < MIN_JUDGED
+
+    def _plain_cover(self, f: Features) -> np.ndarray:
+        """Cells of a plain view (asphalt, a wall) under a cover, judged by brightness only.
+
+        The still cells (nothing seen moving there) are compared with the learned brightness;
+        the brightest tenth of them sets the camera's own exposure. Still cells more than
+        PLAIN_STEP darker (or brighter) than that are covered, provided some still cells kept
+        it: a whole picture turning darker is the light or the exposure, not a cover.
+        """
+        ref = self.ref
+        assert ref.cell_mean is not None
+        ratio = (f.cell_mean + 2.0) / (ref.cell_mean + 2.0)
+        keep = self._static(f.hp.shape)
+        still = np.ones(ratio.shape, bool)
+        if keep is not None:
+            gh, gw = ratio.shape
+            still = cv2.resize(keep, (gw, gh), interpolation=cv2.INTER_AREA) > 0.99
+        none = np.zeros(ratio.shape, bool)
+        if int(still.sum()) < ratio.size // 2:
+            return none
+        r = ratio[still]
+        hi, lo = float(np.percentile(r, 90)), float(np.percentile(r, 10))
+        # Only still cells count on both sides: a passing white car makes the camera's
+        # exposure darken the road while its own cells stay bright (not a cover).
+        darker = still & (ratio < PLAIN_STEP * hi)
+        if int((still & ~darker).sum()) >= PLAIN_KEPT and darker.any():
+            return darker
+        brighter = still & (ratio > lo / PLAIN_STEP)
+        if int((still & ~brighter).sum()) >= PLAIN_KEPT and brighter.any():
+            return brighter
+        return none
+
+    def _blank_screen(self, f: Features, layout: float) -> bool:
+        """A flat frame that is a lost signal: one even field (black, blue, a test card's
+        background), not the learned scene darkened and not an uneven field like a cover."""
+        if layout >= DIM_LAYOUT and float(f.cell_mean.std()) >= 0.3:
+            return False  # the learned layout, only darker
+        cm = f.cell_mean
+        even = float((np.abs(cm - float(np.median(cm))) <= BLANK_SPREAD).mean())
+        return even >= BLANK_EVEN
+
     def _static(self, shape: tuple[int, ...]) -> np.ndarray | None:
         """1.0 where nothing was seen moving (with a margin), at `shape`; None: all static."""
         mv = self._moving
-        if mv is None or not mv.any():
+        if mv is None:
             return None
-        keep = (cv2.dilate(mv, np.ones((5, 5), np.uint8)) == 0).astype(np.float32)
-        if keep.shape != shape:
-            keep = (
-                cv2.resize(keep, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0.99
-            ).astype(np.float32)
+        key = (shape[0], shape[1])
+        if key in self._static_at:
+            return self._static_at[key]  # once per frame and size
+        keep: np.ndarray | None = None
+        if cv2.countNonZero(mv):
+            keep = (cv2.dilate(mv, np.ones((5, 5), np.uint8)) == 0).astype(np.float32)
+            if keep.shape != key:
+                keep = (
+                    cv2.resize(keep, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) > 0.99
+                ).astype(np.float32)
+        self._static_at[key] = keep
         return keep
 
     def _scene_change(self, f: Features) -> float:
@@ -397,12 +514,17 @@ class QualityAnalyzer:
         if ref.hp2 is not None and ref.hp2.shape == f.hp2.shape:
             scales.append((1, f.hp2, ref.hp2))
         measured = list(ref.self_ncc)
+        self._struct_rel = self._coarse_rel = None
         for k, a, b in scales:
             m = block_ncc(a, b, self._static(a.shape))
             if m is None:
                 continue
             measured[k] = m
             own = ref.self_ncc[k]
+            if k == 0:
+                self._struct_rel = m / max(own, 0.35)
+            elif own >= 0.35:
+                self._coarse_rel = m / own
             if own < 0.35:
                 continue
             rel = m / own
@@ -477,6 +599,15 @@ class QualityAnalyzer:
         if any(np.hypot(dx, dy) >= 2 * self.cfg.min_shift for dx, dy, _ in recent):
             # The camera is moving right now: judge its view once it holds still.
             suppressed.update(("scene_change", "occlusion"))
+        coarse = self._coarse_rel
+        if (
+            coarse is not None
+            and coarse < 0.5
+            and scores.get("scene_change", 0.0) >= thr["scene_change"]
+        ):
+            # Even the coarse layout of the structure is another one: a new view, which may
+            # well be blander than the old (less sharp), not a blurred old view.
+            suppressed.add("blur")
         over: dict[str, bool] = {}
         for c in FAULT_ORDER:
             raw = scores.get(c, 0.0) >= thr[c]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vision.features import Features
+from vision.features import Features, blocks
 
 
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
@@ -31,22 +31,20 @@ def block_ncc(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> f
     """Median over a 4x3 grid of the blocks' NCC: a car or a crowd in a few blocks does not
     move it, a changed view moves every block. Blocks mostly masked out (`keep` 0) or flat in
     both pictures are skipped; None when fewer than 4 blocks are left."""
-    h, w = a.shape
-    bh, bw = h // 3, w // 4
-    vals = []
-    for j in range(3):
-        for i in range(4):
-            ys, xs = slice(j * bh, (j + 1) * bh), slice(i * bw, (i + 1) * bw)
-            pa, pb = a[ys, xs], b[ys, xs]
-            if keep is not None:
-                k = keep[ys, xs]
-                if float(k.mean()) < 0.5:
-                    continue
-                pa, pb = pa * k, pb * k
-            if float((b[ys, xs] ** 2).mean()) < MIN_STRUCTURE**2:
-                continue  # plain in the learned view (asphalt, a wall): nothing to compare
-            vals.append(ncc(pa, pb))
-    return float(np.median(vals)) if len(vals) >= 4 else None
+    pb = blocks(b, 3, 4)
+    use = (pb * pb).mean(axis=2) >= MIN_STRUCTURE**2  # plain in the learned view: skip
+    pa = blocks(a, 3, 4)
+    if keep is not None:
+        k = blocks(keep, 3, 4)
+        use &= k.mean(axis=2) >= 0.5
+        pa, pb = pa * k, pb * k
+    if int(use.sum()) < 4:
+        return None
+    pa, pb = pa[use], pb[use]
+    num = (pa * pb).sum(axis=1)
+    den = np.sqrt((pa * pa).sum(axis=1) * (pb * pb).sum(axis=1))
+    vals = np.where(den > 1e-6, num / np.maximum(den, 1e-12), 0.0)
+    return float(np.median(vals))
 
 
 FORMAT_VERSION = 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.vision_quality import load_clip, run_real
+from bench.vision_quality import first_found, load_clip, run_real, trial_seed
 from vision.frames import Frame
 from vision.pipeline import CameraConfig, CameraPipeline
 
@@ -66,6 +66,30 @@ def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
     clip = load_clip(str(DATA / name), 5.0)
     out, _ = run_real(clip, None, len(clip.frames), len(clip.frames), seed=1)
     assert out.onsets == []
+
+
+@pytest.mark.parametrize(
+    ("name", "fault", "start_index", "why"),
+    [
+        ("indoor_hall.mp4", "too_dark", 0, "a dimmed view keeps its structure: dark, not covered"),
+        (
+            "plaza_pets.mp4",
+            "occlusion",
+            0,
+            "a dark cover over all but a corner is not a lost signal",
+        ),
+        ("plaza_pets.mp4", "signal_loss", 0, "a blue no-signal screen with a caption still is"),
+        ("road_topdown.mp4", "stripes", 0, "bars that change a plain view's cell layout"),
+        ("road_topdown.mp4", "occlusion", 1, "a cover on a plain view, by brightness"),
+    ],
+)
+def test_faults_found_on_real_footage(name: str, fault: str, start_index: int, why: str) -> None:
+    # The bench's own trials (bench/vision_quality.py --videos), cut short.
+    start = (30, 60)[start_index]
+    clip = load_clip(str(DATA / name), 5.0, max_frames=start + 10)
+    out, _ = run_real(clip, fault, start, start + 10, trial_seed(fault, start_index, name))
+    assert first_found(out, fault, start) is not None, (why, out.active[start:])
+    assert not [o for o in out.onsets if o[0] < start], out.onsets
 
 
 def test_check_command_takes_rules_and_says_what_is_wrong(tmp_path: Path) -> None:
