@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import text
 
 from tests.api.fixtures import GRID_A1, PASSWORDS, VILLAGE_A1, device_id, load_places
@@ -113,9 +114,17 @@ def test_first_slice(slice_stack, engine, browser):
         point = page.evaluate(
             f"(() => {{ const p = gw.map.latLngToContainerPoint([{lat}, {lon}]); const r = gw.map.getContainer().getBoundingClientRect(); return [r.left + p.x, r.top + p.y]; }})()"
         )
-        page.mouse.click(point[0], point[1])
+        # The vector tile may be fetched but not yet drawn when the network goes idle: click
+        # again until the marker answers, as a user would (a miss never opens a popup).
         popup = page.locator(".leaflet-popup-content")
-        popup.wait_for(timeout=10000)
+        for _ in range(15):
+            page.mouse.click(point[0], point[1])
+            try:
+                popup.wait_for(timeout=1000)
+                break
+            except PlaywrightTimeout:
+                continue
+        popup.wait_for(timeout=5000)
         text_ = popup.inner_text()
         assert dev in text_ and "Online" in text_, text_
         assert not net.problems(), net.problems()
