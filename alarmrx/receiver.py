@@ -22,6 +22,7 @@ from alarmrx.codes import classify
 from alarmrx.store import SiaStore
 from gb28181.publisher import GatewayPublisher
 from gb28181.store import add_pending
+from hardware.contract import topics
 from hardware.gbid import compose
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Receiver:
             add_pending,
             self.store.engine,
             device_id,
-            f"gw/v1/{device_id}/heartbeat",
+            topics.device_topic(device_id, topics.HEARTBEAT),
             orjson.dumps(payload),
         )
         if not taken:
@@ -230,7 +231,7 @@ class Receiver:
         self.stats[what] += 1
         if what == "supervision":
             payload = orjson.dumps({"ts": time.time(), "status": "supervision"})
-            fut = self.pub.publish(f"gw/v1/{device_id}/heartbeat", payload, qos=1)
+            fut = self.pub.publish(topics.device_topic(device_id, topics.HEARTBEAT), payload, qos=1)
             if fut is not None:
                 await fut
             return
@@ -259,7 +260,9 @@ class Receiver:
             "severity": severity,
             "detail": detail,
         }
-        fut = self.pub.publish(f"gw/v1/{device_id}/alarm", orjson.dumps(body), qos=1)
+        fut = self.pub.publish(
+            topics.device_topic(device_id, topics.ALARM), orjson.dumps(body), qos=1
+        )
         if fut is not None:
             await fut
 

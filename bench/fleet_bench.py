@@ -35,11 +35,11 @@ import paho.mqtt.client as mqtt
 from gridwatch.secrets import device_key
 from gridwatch.services import mosquitto_binary
 from gridwatch.settings import get_settings
+from hardware.contract.topics import topic
 from hardware.credentials import device_password
 from hardware.fleet import QOS, Fleet, FleetSummary
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule
-from hardware.kinds import topic
 from ingest.broker_acl import plugin_path, write_broker_files
 
 SUFFIX = {HEARTBEAT: "heartbeat", POSITION: "position", ALARM: "alarm"}

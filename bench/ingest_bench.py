@@ -1,9 +1,12 @@
 """Ingest benchmark: a 100k-device fleet-like QoS 1 load (heartbeats, positions, alarms) through the
 real Mosquitto into PostGIS, naive per-message worker vs the batched worker (1 and 2 workers on a
 shared subscription), all on this machine. Prints msg/s, lost/duplicated and latency figures.
+The bare mode (bench/ingest_bare.py) is the worker's MQTT side alone, acking without the
+database: the batched worker's sustained rate is also printed as a share of it.
 
     .venv/bin/python -m bench.ingest_bench            # all modes (about 7 minutes)
     .venv/bin/python -m bench.ingest_bench --modes batched1@30000
+    .venv/bin/python -m bench.ingest_bench --modes bare@30000,batched1@30000   # share of bare
     .venv/bin/python -m bench.ingest_bench --modes batched1@30000/0.4,batched2@45000/0.4
 
 Publishes from its own pre-encoded MQTT 3.1.1 generator (hub credentials, many device topics) so
@@ -32,7 +35,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 # The naive baseline; one worker at the 30,000 msg/s target; two sharing the subscription at the
 # same load; then the scaling pair with the same CPU budget per worker, both past saturation.
-DEFAULT_MODES = "naive@5000,batched1@30000,batched2@30000,batched1@30000/0.4,batched2@45000/0.4"
+DEFAULT_MODES = (
+    "bare@30000,naive@5000,batched1@30000,batched2@30000,batched1@30000/0.4,batched2@45000/0.4"
+)
 BENCH_DB = "gridwatch_bench"
 
 
@@ -349,6 +354,17 @@ class EventBusProbe:
 
 
 # ------------------------------------------------------------------ one run
+def _received(stats_files: list[Path]) -> int:
+    """Messages the workers report so far (the bare subscriber rewrites its file every 0.25 s)."""
+    total = 0
+    for f in stats_files:
+        try:
+            total += json.loads(f.read_text())["counts"].get("messages", 0)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str]) -> dict:
     from gridwatch.settings import get_settings
 
@@ -360,11 +376,11 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     stats_files = [Path(f"/tmp/gw-bench-{tag}-{i}.json") for i in range(workers)]
     procs = []
     for i in range(workers):
-        if mode == "naive":
+        if mode in ("naive", "bare"):
             cmd = [
                 sys.executable,
                 "-m",
-                "bench.ingest_naive",
+                f"bench.ingest_{mode}",
                 "--share-group",
                 group,
                 "--client-id",
@@ -390,13 +406,15 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     probe = EventBusProbe(url)
     host, port = get_settings().mqtt_endpoint()
     cams, cars, sensors = fleet["ip_camera"], fleet["patrol_car"], fleet["alarm_input"]
+    from hardware.contract.topics import ALARM, HEARTBEAT, POSITION, device_topic
+
     # publish only once the worker(s) subscribed (a fixed sleep lost the first seconds' alarms
     # at the broker under load; they were counted as lost by ingest)
-    probes = wait_subscribed(host, port, *hub, f"gw/v1/{cams[0]}/heartbeat")
+    probes = wait_subscribed(host, port, *hub, device_topic(cams[0], HEARTBEAT))
     pubs = [Publisher(host, port, *hub) for _ in range(args.connections)]
-    topics_hb = [f"gw/v1/{d}/heartbeat".encode() for d in cams]
-    topics_pos = [f"gw/v1/{d}/position".encode() for d in cars]
-    topics_al = [f"gw/v1/{d}/alarm".encode() for d in sensors]
+    topics_hb = [device_topic(d, HEARTBEAT).encode() for d in cams]
+    topics_pos = [device_topic(d, POSITION).encode() for d in cars]
+    topics_al = [device_topic(d, ALARM).encode() for d in sensors]
     rnd = random.Random(11)
     published = {"heartbeat": 0, "position": 0, "alarm": 0, "probe": probes}
     tick = 0.01
@@ -463,8 +481,12 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     drain_deadline = time.monotonic() + args.drain
     t_done = time.monotonic()
     while time.monotonic() < drain_deadline:
-        counts = db_counts(url, tag)
-        if counts[0] >= published["alarm"] and counts[2] >= want_pos:
+        # the bare subscriber stores nothing: it is done when it has received everything
+        counts = (_received(stats_files),) if mode == "bare" else db_counts(url, tag)
+        if mode == "bare" and counts[0] >= sum(published.values()):
+            t_done = time.monotonic()
+            break
+        if mode != "bare" and counts[0] >= published["alarm"] and counts[2] >= want_pos:
             t_done = time.monotonic()
             break
         if counts != last:
@@ -481,6 +503,9 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         budget.close()
     bus = probe.close()
     alarms_in, repeats, positions_in = db_counts(url, tag)
+    if mode == "bare":  # nothing is stored; what was received is what counts
+        alarms_in = repeats = published["alarm"]
+        positions_in = want_pos
     stats = [json.loads(f.read_text()) for f in stats_files if f.exists()]
     lat: dict[str, list[float]] = {}
     received = 0
@@ -536,7 +561,7 @@ def main() -> None:
     ap.add_argument(
         "--modes",
         default=DEFAULT_MODES,
-        help="comma list of naive|batched1|batched2, each optionally @rate (offered msg/s) and "
+        help="comma list of bare|naive|batched1|batched2, each optionally @rate (offered msg/s) and "
         "/cpu (CPUs per worker, see --worker-cpu)",
     )
     ap.add_argument(
@@ -586,8 +611,8 @@ def _run_modes(args: argparse.Namespace) -> list[dict]:
         if why:
             print(f"skipping {spec}/{cpu or args.worker_cpu}: {why}", file=sys.stderr, flush=True)
             continue
-        if mode == "naive":
-            results.append(run_mode("naive", 1, args, fleet, url, hub))
+        if mode in ("naive", "bare"):
+            results.append(run_mode(mode, 1, args, fleet, url, hub))
         elif mode.startswith("batched"):
             results.append(run_mode("batched", int(mode[-1]), args, fleet, url, hub))
         print(json.dumps(results[-1]), flush=True)
@@ -639,9 +664,19 @@ def _report(results: list[dict]) -> None:
                 f"{one['sustained_msg_s']} at {one['offered_msg_s']} offered"
                 + (" (one worker saturated: a capacity ratio)" if saturated else "")
             )
+    bare = next((r for r in results if r["mode"] == "bare"), None)
+    for r in results:
+        if bare and r["mode"] == "batched" and bare["sustained_msg_s"]:
+            share = r["sustained_msg_s"] / bare["sustained_msg_s"]
+            print(
+                f"batched x{r['workers']} (worker cpu {r['worker_cpu'] or 'unlimited'}): "
+                f"{r['sustained_msg_s']} msg/s = {share:.0%} of the bare subscriber's "
+                f"{bare['sustained_msg_s']} msg/s (offered {r['offered_msg_s']} / "
+                f"{bare['offered_msg_s']})"
+            )
     base = next((r for r in results if r["mode"] == "naive"), None)
     for r in results:
-        if base and r is not base and base["sustained_msg_s"]:
+        if base and r is not base and r is not bare and base["sustained_msg_s"]:
             print(
                 f"{r['mode']} x{r['workers']}: {r['sustained_msg_s'] / base['sustained_msg_s']:.1f}x the naive worker's sustained rate"
             )

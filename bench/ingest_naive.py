@@ -16,9 +16,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gridwatch.settings import get_settings
+from hardware.contract.payloads import PayloadError, parse_alarm, parse_heartbeat, parse_position
+from hardware.contract.topics import TopicError, parse_topic
 from ingest.dbconn import connect
-from ingest.schemas import PayloadError, parse_alarm, parse_heartbeat, parse_position
-from ingest.topics import TopicError, parse_topic
 
 
 def main() -> None:

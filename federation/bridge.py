@@ -38,7 +38,9 @@ def provision_city_account(city_settings: Any, hub_id: str) -> str:
     """At the city's broker (its admin account): the county's bridge account, which may publish
     only under gw/fed/<county>/ (not below down/) and read only gw/fed/<county>/down/; a new
     password each time (returned)."""
-    from ingest.broker_acl import DENY_REST, DynsecAdmin, _acl
+    from hardware.contract.acl import DENY_REST
+    from hardware.contract.acl import acl as _acl
+    from ingest.broker_acl import DynsecAdmin
 
     if not HUB_ID.match(hub_id):
         raise FederationError(f"{hub_id!r} is not a hub id")

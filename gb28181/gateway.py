@@ -21,6 +21,7 @@ from gb28181.digest import DigestError, FailureLimiter, Nonces, expected_respons
 from gb28181.digest import parse_authorization as parse_auth
 from gb28181.publisher import GatewayPublisher
 from gb28181.store import GatewayStore, Known
+from hardware.contract import topics
 
 log = logging.getLogger(__name__)
 MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES = 60, 86_400, 3_600
@@ -154,7 +155,7 @@ class Gateway:
                 self.regs[k.device_id] = Registration(
                     k.device_id, k.transport, (host, int(port)), k.registered_until, k.edition
                 )
-        self.pub.subscriptions = ["gw/v1/+/cmd"]
+        self.pub.subscriptions = [topics.command_filter()]
         self.pub.on_command = self.on_command
         await asyncio.to_thread(self.pub.start, loop, fronted)
         if self.cfg.udp:
@@ -456,7 +457,7 @@ class Gateway:
                 "address": f"{addr[0]}:{addr[1]}",
             },
         }
-        topic = f"gw/v1/{device_id}/heartbeat"
+        topic = topics.device_topic(device_id, topics.HEARTBEAT)
         async with self._db_slots:
             taken = await asyncio.to_thread(
                 self.store.add_pending, device_id, topic, orjson.dumps(payload)
@@ -504,9 +505,13 @@ class Gateway:
                 (device_id, reg.transport, f"{reg.addr[0]}:{reg.addr[1]}", None, reg.edition)
             )
         self.stats[reason] += 1
-        futures = [self.pub.publish(f"gw/v1/{device_id}/state", b"offline", qos=1)]
+        futures = [
+            self.pub.publish(topics.device_topic(device_id, topics.STATE), b"offline", qos=1)
+        ]
         for child in self.children.get(device_id, ()):
-            futures.append(self.pub.publish(f"gw/v1/{child}/state", b"offline", qos=1))
+            futures.append(
+                self.pub.publish(topics.device_topic(child, topics.STATE), b"offline", qos=1)
+            )
         await asyncio.gather(*(f for f in futures if f is not None))
 
     async def _sweeper(self) -> None:
@@ -559,11 +564,11 @@ class Gateway:
     # ------------------------------------------------------------------ heartbeats
     def _heartbeat(self, device_id: str, status: str = "ok") -> None:
         payload = orjson.dumps({"ts": time.time(), "status": status})
-        self.pub.publish_soon(f"gw/v1/{device_id}/heartbeat", payload)
+        self.pub.publish_soon(topics.device_topic(device_id, topics.HEARTBEAT), payload)
         for child in self.children.get(device_id, ()):
             k = self.known.get(child)
             if k is not None and k.channel_status != "OFF":
-                self.pub.publish_soon(f"gw/v1/{child}/heartbeat", payload)
+                self.pub.publish_soon(topics.device_topic(child, topics.HEARTBEAT), payload)
 
     # ------------------------------------------------------------------ MESSAGE / NOTIFY
     def _message_now(self, msg: sip.SipMessage, addr) -> bytes | None:
@@ -672,7 +677,9 @@ class Gateway:
         if where is not None:
             payload["lon"], payload["lat"] = where
             payload["crs"] = known.crs if known is not None else "wgs84"
-        fut = self.pub.publish(f"gw/v1/{source}/alarm", orjson.dumps(payload), qos=1)
+        fut = self.pub.publish(
+            topics.device_topic(source, topics.ALARM), orjson.dumps(payload), qos=1
+        )
         self.stats["alarms"] += 1
         if fut is not None:
             await fut
@@ -695,7 +702,9 @@ class Gateway:
             payload["speed"] = speed
         if heading is not None and 0 <= heading <= 360:
             payload["heading"] = heading
-        fut = self.pub.publish(f"gw/v1/{source}/position", orjson.dumps(payload), qos=1)
+        fut = self.pub.publish(
+            topics.device_topic(source, topics.POSITION), orjson.dumps(payload), qos=1
+        )
         self.stats["positions"] += 1
         if fut is not None:
             await fut
@@ -768,9 +777,9 @@ class Gateway:
         payload = orjson.dumps({"ts": time.time(), "status": "catalog"})
         for cid, status in out["channels"]:
             if status == "OFF":
-                self.pub.publish(f"gw/v1/{cid}/state", b"offline", qos=1)
+                self.pub.publish(topics.device_topic(cid, topics.STATE), b"offline", qos=1)
             elif parent_id in self.regs:
-                self.pub.publish_soon(f"gw/v1/{cid}/heartbeat", payload)
+                self.pub.publish_soon(topics.device_topic(cid, topics.HEARTBEAT), payload)
         log.info(
             "catalog of %s: %d channels stored, %d deleted",
             parent_id,

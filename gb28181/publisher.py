@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gridwatch.settings import Settings
-from ingest import topics
+from hardware.contract import topics
 from ingest.mqttclient import PUBACK, PUBLISH_QOS0, _fixed_header
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ def ewkb(geom: BaseGeometry | None) -> str | None:
     """Hex EWKB with SRID 4326: what a geometry(…, 4326) column takes by COPY or a bound value."""
     if geom is None:
         return None
-    return shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True)
+    return str(shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True, include_srid=True))
 
 
 def ewkb_many(geoms: Any) -> list[str | None]:

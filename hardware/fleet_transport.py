@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from hardware.contract.topics import topic
 from hardware.credentials import device_password
-from hardware.kinds import topic
 
 KEEPALIVE_S = 300  # the broker allows up to 600 (gridwatch's mosquitto.conf max_keepalive)
 # Linux gives ~28,000 ephemeral ports per (source address, destination); past that a loopback

@@ -6,16 +6,6 @@ from pydantic import BaseModel, ConfigDict
 
 from hardware.gbid import DEFAULT_EDITION, parse_device_id, type_meaning
 
-TOPIC_PREFIX = "gw/v1"
-TOPIC_SUFFIXES = ("heartbeat", "alarm", "position", "analytics", "snapshot", "state", "cmd")
-
-
-def topic(device_id: str, suffix: str) -> str:
-    """The MQTT topic of one device's stream, e.g. gw/v1/{id}/heartbeat (DESIGN §4)."""
-    if suffix not in TOPIC_SUFFIXES:
-        raise ValueError(f"topic suffix: {suffix!r} is not one of {', '.join(TOPIC_SUFFIXES)}")
-    return f"{TOPIC_PREFIX}/{device_id}/{suffix}"
-
 
 class KindSpec(BaseModel):
     """One device kind: its type code, MQTT topics, heartbeat interval and whether it has a FOV."""

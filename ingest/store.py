@@ -15,12 +15,7 @@ from typing import Any
 
 import psycopg
 
-from ingest import alarms as alarm_store
-from ingest import geofences, presence
-from ingest.config import IngestSettings
-from ingest.events import emit_events, emit_position_events, records
-from ingest.fairshare import FairShare, Verdict
-from ingest.schemas import (
+from hardware.contract.payloads import (
     ANALYTICS_ALARMS,
     JPEG_MAGIC,
     PayloadError,
@@ -32,7 +27,12 @@ from ingest.schemas import (
     parse_position,
     parse_state,
 )
-from ingest.topics import TopicError, check_device_id, parse_topic
+from hardware.contract.topics import TopicError, check_device_id, parse_topic
+from ingest import alarms as alarm_store
+from ingest import geofences, presence
+from ingest.config import IngestSettings
+from ingest.events import emit_events, emit_position_events, records
+from ingest.fairshare import FairShare, Verdict
 
 log = logging.getLogger(__name__)
 PENDING_PAYLOAD_BYTES = 4096

@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gridwatch.settings import Settings, get_settings
+from hardware.contract.topics import HUB_EVENTS_TOPIC, PREFIX, subscriptions
 from ingest import presence
 from ingest.brokergate import BrokerGate
 from ingest.config import IngestSettings, get_ingest_settings
@@ -32,8 +33,8 @@ from ingest.mqttclient import LeanClient
 from ingest.provision import run_provisioner
 from ingest.retention import prune_dead_letters, prune_pending
 from ingest.store import KNOWN_REFRESH_S, BatchResult, BatchStore, Message
-from ingest.topics import HUB_EVENTS_TOPIC, subscriptions
 
+_ID_IN_TOPIC = slice(len(PREFIX), len(PREFIX) + 20)  # the device id in gw/v1/{id}/...
 log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
 PHASES = ("classify", "other", "positions", "alarms", "events", "commit", "presence")
@@ -179,8 +180,8 @@ class IngestWorker:
     def _on_publish(self, topic: str, payload: bytes, qos: int, mid: int, retain: bool) -> None:
         blocked = self._blocked
         if blocked:
-            until = blocked.get(topic[6:26])
-            if until is not None and time.monotonic() < until and topic.startswith("gw/v1/"):
+            until = blocked.get(topic[_ID_IN_TOPIC])
+            if until is not None and time.monotonic() < until and topic.startswith(PREFIX):
                 with self._cond:
                     self._dropped += 1
                     if qos:

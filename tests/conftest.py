@@ -132,7 +132,9 @@ def observer_account(settings=None) -> tuple[str, str]:
     import secrets
 
     from gridwatch.settings import get_settings
-    from ingest.broker_acl import DENY_REST, DynsecAdmin, _acl
+    from hardware.contract.acl import DENY_REST
+    from hardware.contract.acl import acl as _acl
+    from ingest.broker_acl import DynsecAdmin
 
     settings = settings or get_settings()
     if not settings.local_mqtt:

@@ -13,12 +13,13 @@ import typer
 from rich.table import Table
 
 from gridwatch.console import console, err, fail
+from hardware.contract.topics import VISION_COMMAND_TOPIC
 
 vision_app = typer.Typer(
     help="Frame analysis: the vision worker, approving a camera's new view, checking a file.",
     invoke_without_command=True,
 )
-APPROVE_TOPIC = "gw/v1/hub/vision/cmd"
+APPROVE_TOPIC = VISION_COMMAND_TOPIC
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -252,7 +253,7 @@ def check_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event."),
 ) -> None:
     """Run motion, zones/tripwires/dwell and quality diagnosis over a video; print the events."""
-    from vision.events import MotionEvent
+    from hardware.contract.analytics import MotionEvent
     from vision.pipeline import CameraConfig, CameraPipeline
     from vision.sources import IsolatedCapture
     from vision.zones import rule_mask_problems

@@ -19,7 +19,7 @@ from multiprocessing import get_context
 
 from pydantic import BaseModel, Field
 
-from vision.events import FaultScore
+from hardware.contract.analytics import FaultScore
 from vision.frames import Frame, prepare, prepare_reduced
 from vision.pipeline import thumbnail_b64
 from vision.privacy import PrivacyMask

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vision.events import FaultScore, MotionEvent, QualityEvent
+from hardware.contract.analytics import FaultScore, MotionEvent, QualityEvent
 from vision.frames import Frame, Prepared, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionConfig, MotionDetector

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vision.events import FaultScore, QualityEvent
+from hardware.contract.analytics import FaultScore, QualityEvent
 from vision.faults import FAULT_CODES
 from vision.features import Features, block_shift, fine_shift, measure, notch, stripe_peak
 from vision.frames import Prepared

@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vision.events import to_payload
+from hardware.contract import topics
+from hardware.contract.analytics import to_payload
 from vision.frames import prepare_reduced
 from vision.pipeline import CameraConfig, CameraPipeline
 from vision.quality import QualityConfig
@@ -35,7 +36,7 @@ log = logging.getLogger("gridwatch.vision")
 
 Publish = Callable[[str, bytes], None]
 SaveReference = Callable[[str, bytes], None]
-SNAPSHOT_TOPIC = "gw/v1/+/snapshot"
+SNAPSHOT_TOPIC = topics.inbound_filters((topics.SNAPSHOT,))[0]
 
 
 class WorkerStats(BaseModel):
@@ -219,7 +220,7 @@ class VisionWorker:
     def _emit(self, device_id: str, events: list[BaseModel]) -> None:
         for e in events:
             try:
-                self.publish(f"gw/v1/{device_id}/analytics", to_payload(e))
+                self.publish(topics.device_topic(device_id, topics.ANALYTICS), to_payload(e))
             except Exception as exc:  # noqa: BLE001 - a failed publish must not stop analysis
                 log.warning("publish for %s failed: %s", device_id, exc)
 
@@ -298,7 +299,9 @@ class VisionWorker:
                         st.message,
                     )
                     try:
-                        self.publish(f"gw/v1/hub/vision/{self.name}", st.model_dump_json().encode())
+                        self.publish(
+                            topics.vision_status_topic(self.name), st.model_dump_json().encode()
+                        )
                     except Exception as exc:  # noqa: BLE001
                         log.warning("publishing worker stats failed: %s", exc)
                 if end is not None and now >= end:
@@ -359,7 +362,7 @@ class MqttLink:
         return self.connected.wait(timeout)
 
     def publish(self, topic: str, payload: bytes) -> None:
-        retain = topic.startswith("gw/v1/hub/vision/")
+        retain = topic.startswith(topics.VISION_PREFIX)
         self.client.publish(topic, payload, qos=1, retain=retain)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from vision.events import Box, DwellEvent, TripwireEvent, ZoneEvent
+from hardware.contract.analytics import Box, DwellEvent, TripwireEvent, ZoneEvent
 from vision.geometry import Point, Polygon, rasterise, segments_cross, side_of
 
 

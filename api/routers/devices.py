@@ -35,8 +35,8 @@ from geo.registry import (
 )
 from gridwatch import schema
 from gridwatch.table_models import table_model
+from hardware.contract.topics import device_topics
 from hardware.credentials import device_username
-from hardware.kinds import TOPIC_PREFIX
 from maps.tiles import MOVING_KINDS
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
@@ -646,10 +646,7 @@ def _credentials(request: Request, device_id: str, password: str | None) -> Mqtt
         port=port,
         username=device_username(device_id),
         password=password,
-        topics={
-            s: f"{TOPIC_PREFIX}/{device_id}/{s}"
-            for s in ("heartbeat", "alarm", "position", "state", "cmd")
-        },
+        topics=device_topics(device_id),
     )
 
 

@@ -9,6 +9,7 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import LineString, Point
 
+from hardware.contract.payloads import parse_alarm, parse_heartbeat, parse_position
 from hardware.crs import to_wgs84
 from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.fleet_schedule import (
@@ -19,7 +20,6 @@ from hardware.fleet_schedule import (
     Schedule,
     is_night,
 )
-from ingest.schemas import parse_alarm, parse_heartbeat, parse_position
 
 GEOD = Geod(ellps="WGS84")
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC = 08:00 China Standard Time

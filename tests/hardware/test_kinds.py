@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hardware.kinds import KINDS, kind, kind_for_device, kind_for_type, sub_kinds, topic
+from hardware.contract.topics import topic
+from hardware.kinds import KINDS, kind, kind_for_device, kind_for_type, sub_kinds
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.events import dumps
-from ingest.schemas import (
+from hardware.contract.payloads import (
     MAX_DEPTH,
     PayloadError,
     check_json,
@@ -21,6 +20,7 @@ from ingest.schemas import (
     parse_position,
     parse_state,
 )
+from ingest.events import dumps
 
 PARSERS = [parse_heartbeat, parse_alarm, parse_position, parse_analytics, parse_state]
 ALARM_HEAD = b'{"msg_id": "p-1", "ts": 1714552200, "kind": "panic", "severity": 1, "detail": '

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ingest.schemas import (
+from hardware.contract.payloads import (
     PayloadError,
     check_snapshot,
     parse_alarm,
@@ -15,7 +15,7 @@ from ingest.schemas import (
     parse_position,
     parse_state,
 )
-from ingest.topics import TopicError, check_device_id, parse_topic, subscriptions
+from hardware.contract.topics import TopicError, check_device_id, parse_topic, subscriptions
 
 GOOD_ID = "36012100001320000001"
 

@@ -349,8 +349,8 @@ def test_snapshot_keeps_latest_only(store, make_device, pg) -> None:
 
 
 def test_payloads_from_the_vision_worker_are_accepted(store, make_device, pg) -> None:
-    """The analytics the vision package publishes (vision/events.py) land as health and alarms."""
-    events = pytest.importorskip("vision.events")
+    """The analytics the vision package publishes (hardware/contract/analytics.py) land as health and alarms."""
+    events = pytest.importorskip("hardware.contract.analytics")
     cam = make_device("ip_camera")
     t = time.time() - 30
     thumb = __import__("base64").b64encode(b"\xff\xd8\xff\xe0tiny").decode()

@@ -63,7 +63,7 @@ def test_states_faults_severities_and_errors_are_translated():
 def test_every_alarm_kind_is_translated():
     kinds = {k for spec in KINDS.values() for k in spec.alarm_kinds}
     kinds |= {"video_quality", "device_flooding", "geofence_intrusion", "geofence_exit"}
-    from ingest.schemas import ANALYTICS_ALARMS
+    from hardware.contract.payloads import ANALYTICS_ALARMS
 
     kinds |= {kind for kind, _sev in ANALYTICS_ALARMS.values()}
     missing = sorted(kinds - set(KINDS_TABLE))

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from gridwatch.settings import get_settings
+from hardware.contract.topics import inbound_filters, shared, subscriptions
 from ingest.broker_acl import current_device_password, gateway_account
-from ingest.topics import inbound_filters, shared, subscriptions
 from tests.ingest.conftest import Collector, mqtt_client, wait_for
 
 pytestmark = pytest.mark.integration

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.schemas import parse_analytics
-from vision.events import (
+from hardware.contract.analytics import (
     DwellEvent,
     FaultScore,
     MotionEvent,
@@ -12,6 +11,7 @@ from vision.events import (
     ZoneEvent,
     to_payload,
 )
+from hardware.contract.payloads import parse_analytics
 
 TS = 1_732_233_600.5
 

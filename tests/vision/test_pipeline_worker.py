@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vision.events import MotionEvent, QualityEvent, from_payload
+from hardware.contract.analytics import MotionEvent, QualityEvent, from_payload
 from vision.frames import Frame
 from vision.geometry import Polygon
 from vision.pipeline import CameraConfig, CameraPipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vision.events import QualityEvent, from_payload, to_payload
+from hardware.contract.analytics import QualityEvent, from_payload, to_payload
 from vision.faults import FAULT_CODES
 from vision.frames import Frame, prepare
 from vision.quality import QualityAnalyzer, QualityConfig, QualityReport

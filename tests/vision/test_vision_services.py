@@ -15,8 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from hardware.contract.analytics import QualityEvent, from_payload
 from vision import store
-from vision.events import QualityEvent, from_payload
 from vision.synth import SynthConfig, SynthSequence
 from vision.worker import MqttLink, VisionWorker
 

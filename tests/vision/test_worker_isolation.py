@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.events import QualityEvent, from_payload
+from hardware.contract.analytics import QualityEvent, from_payload
 from vision.pipeline import CameraConfig
 from vision.worker import VisionWorker
 

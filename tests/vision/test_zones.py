@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from vision.events import DwellEvent, TripwireEvent, ZoneEvent, from_payload, to_payload
+from hardware.contract.analytics import (
+    DwellEvent,
+    TripwireEvent,
+    ZoneEvent,
+    from_payload,
+    to_payload,
+)
 from vision.frames import Frame, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionDetector

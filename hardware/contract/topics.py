@@ -7,12 +7,25 @@ from functools import lru_cache
 from hardware.gbid import GbIdError, parse_device_id
 
 PREFIX = "gw/v1/"
-INBOUND = ("heartbeat", "alarm", "position", "analytics", "snapshot", "state")
-HUB_EVENTS_TOPIC = "gw/v1/hub/events"
-HUB_PREFIX = "gw/v1/hub/"
+HEARTBEAT, ALARM, POSITION, ANALYTICS, SNAPSHOT, STATE = INBOUND = (
+    "heartbeat",
+    "alarm",
+    "position",
+    "analytics",
+    "snapshot",
+    "state",
+)
 COMMAND = "cmd"  # the one topic a device reads
-SNAPSHOT = "snapshot"
-ANALYTICS = "analytics"
+SUFFIXES = (*INBOUND, COMMAND)
+HUB_PREFIX = "gw/v1/hub/"
+HUB_EVENTS_TOPIC = HUB_PREFIX + "events"  # the live event relay (ingest publishes, QoS 0)
+VISION_PREFIX = HUB_PREFIX + "vision/"  # vision workers' retained status, one topic per worker
+VISION_COMMAND_TOPIC = VISION_PREFIX + "cmd"  # operator commands to the vision workers
+# Federation (federation/relay.py): a county's bridged hub events at its city, and commands
+# between the levels (up at a county, down to a named county at a city).
+FED_EVENTS_FILTER = "gw/fed/+/v1/hub/events"
+FED_UPSTREAM_COMMANDS = "gw/fed/upstream/cmd/#"
+FED_DOWN_COMMANDS = "gw/fed/+/down/cmd/#"
 
 
 class TopicError(ValueError):
@@ -66,8 +79,26 @@ def subscriptions(share_group: str = "") -> list[str]:
 
 
 def device_topic(device_id: str, suffix: str) -> str:
-    """gw/v1/{id}/{suffix}."""
+    """gw/v1/{id}/{suffix} (no checks: also builds ACL patterns such as gw/v1/%u/cmd)."""
     return f"{PREFIX}{device_id}/{suffix}"
+
+
+def topic(device_id: str, suffix: str) -> str:
+    """The topic of one device's stream, e.g. gw/v1/{id}/heartbeat; ValueError for a suffix
+    outside the contract."""
+    if suffix not in SUFFIXES:
+        raise ValueError(f"topic suffix: {suffix!r} is not one of {', '.join(SUFFIXES)}")
+    return device_topic(device_id, suffix)
+
+
+def device_topics(device_id: str) -> dict[str, str]:
+    """{suffix: topic} of every topic of one device: what it publishes and its command topic."""
+    return {suffix: device_topic(device_id, suffix) for suffix in SUFFIXES}
+
+
+def vision_status_topic(worker: str) -> str:
+    """gw/v1/hub/vision/{worker}: a vision worker's retained status."""
+    return VISION_PREFIX + worker
 
 
 def device_inbound_topics(device_id: str) -> list[str]:

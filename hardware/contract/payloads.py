@@ -84,7 +84,7 @@ class _Located(BaseModel):
         if (lon is None) != (lat is None):
             raise ValueError("lon and lat must be given together")
         crs = getattr(self, "crs", "wgs84")
-        if lon is not None and crs != "wgs84":
+        if lon is not None and lat is not None and crs != "wgs84":
             wlon, wlat = to_wgs84(lon, lat, crs)
             object.__setattr__(self, "lon", wlon)
             object.__setattr__(self, "lat", wlat)
@@ -148,7 +148,7 @@ class FaultScore(BaseModel):
 
 class QualityResult(_Analytics):
     """Video-quality diagnosis of one camera: intact, or its faults (DESIGN §5.5). Faults may be
-    codes, {code, score, threshold} objects (vision/events.py) or a {code: score} map."""
+    codes, {code, score, threshold} objects (hardware/contract/analytics.py) or a {code: score} map."""
 
     type: Literal["quality"]
     intact: bool | None = None
