@@ -157,6 +157,15 @@ def build_config(
             and (keep_devices or not is_device_username(c.get("username", "")))
         ]
         roles += [r for r in previous.get("roles", []) if r.get("rolename") not in ours_r]
+    # The plugin reads group membership from the group's own "clients" list when it loads the
+    # file (a client's "groups" is ignored there): without it every device loaded at a start
+    # has no role, its ACL checks fall through to the acl_file, which grants any SUBSCRIBE
+    # ('$share' included: the hijack) - see tests/security/test_broker_acl.py.
+    members = [
+        {"username": c["username"]}
+        for c in clients
+        if any(g.get("groupname") == DEVICE_GROUP for g in c.get("groups") or [])
+    ]
     return {
         "defaultACLAccess": {
             "publishClientSend": False,
@@ -165,7 +174,9 @@ def build_config(
             "unsubscribe": True,
         },
         "clients": clients,
-        "groups": [{"groupname": DEVICE_GROUP, "roles": [{"rolename": DEVICE_ROLE}]}],
+        "groups": [
+            {"groupname": DEVICE_GROUP, "roles": [{"rolename": DEVICE_ROLE}], "clients": members}
+        ],
         "roles": roles,
     }
 

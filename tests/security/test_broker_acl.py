@@ -94,6 +94,24 @@ def test_share_group_hijack_diverts_nothing(devices, mqtt_broker) -> None:
     _close(ingest, attacker, sender)
 
 
+def test_devices_keep_their_role_across_a_broker_restart(devices, mqtt_broker) -> None:
+    """A restart loads every device from the state file gridwatch writes: each must still be a
+    member of the device group (the plugin reads membership from the group's list), or its ACL
+    checks fall through to the acl_file, which grants any SUBSCRIBE - '$share' included."""
+    from gridwatch.services import LocalMosquitto
+
+    a, _ = devices
+    LocalMosquitto(get_settings()).restart()
+    assert wait_for(lambda: _ok(_try(mqtt_broker, a)), timeout=20, every=0.2), (
+        "device A was not let back in after the restart"
+    )
+    attacker = _login(mqtt_broker, a, current_device_password(a))
+    guesses = [shared("+", "gw/v1/+/alarm"), "$share/x/#", "#", "gw/v1/+/alarm"]
+    assert set(_granted(attacker, guesses)) == {NOT_AUTHORIZED}
+    assert _granted(attacker, [f"gw/v1/{a}/cmd"]) == [1]
+    _close(attacker)
+
+
 def test_device_subscribes_only_to_its_own_cmd(devices, mqtt_broker) -> None:
     a, b = devices
     dev = _login(mqtt_broker, a, current_device_password(a))
