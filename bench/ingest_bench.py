@@ -175,7 +175,8 @@ def wait_subscribed(
     host: str, port: int, user: str, password: str, topic: str, timeout: float = 120.0
 ) -> int:
     """Publish a heartbeat probe (MQTT 5, QoS 1) on `topic` until the broker's PUBACK says a
-    subscriber matched it, i.e. the worker has subscribed; returns the probes sent.
+    subscriber matched it, i.e. the worker has subscribed; returns how many probes reached the
+    worker (1: the earlier ones were dropped by the broker).
 
     Before that the broker answers 0x10 "no matching subscribers" and drops the message, and
     the generator's MQTT 3.1.1 PUBACK cannot say so: a fixed sleep under load counted the
@@ -204,7 +205,7 @@ def wait_subscribed(
             while info.mid not in acks and time.monotonic() < wait_until:
                 time.sleep(0.01)
             if acks.get(info.mid) == 0:
-                return sent
+                return 1
             time.sleep(0.2)
         raise SystemExit(f"no subscriber on {topic} after {timeout:.0f} s: did the worker start?")
     finally:
@@ -476,10 +477,12 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         for p in pubs:
             p.drain()
         time.sleep(0.05)
+    unacked = sum(p.outstanding() for p in pubs)
     want_pos = published["position"]
     last, stable_since = None, time.monotonic()
     drain_deadline = time.monotonic() + args.drain
     t_done = time.monotonic()
+    complete = False
     while time.monotonic() < drain_deadline:
         # the bare subscriber stores nothing: it is done when it has received everything
         counts = (_received(stats_files),) if mode == "bare" else db_counts(url, tag)
@@ -488,6 +491,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
             break
         if mode != "bare" and counts[0] >= published["alarm"] and counts[2] >= want_pos:
             t_done = time.monotonic()
+            complete = True
             break
         if counts != last:
             last, stable_since, t_done = counts, time.monotonic(), time.monotonic()
@@ -515,6 +519,12 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
             lat.setdefault(k2, []).extend(v)
     total = sum(published.values())
     span = t_done - t_start
+    # Stopped while the worker was still behind (under load), the rest was still queued at the
+    # broker, and the bench's worker ends its session (GRIDWATCH_INGEST_DISCARD_SESSION_ON_EXIT,
+    # bench_env): that is not stored, not lost by ingest. Lost means: delivered to the worker
+    # (or the drain completed) and still not in the database.
+    caught_up = complete or received >= total
+    unstored = published["alarm"] - alarms_in
 
     def pct(v: list[float], q: float) -> float | None:
         return round(float(np.percentile(np.array(v), q)) * 1000, 1) if v else None
@@ -531,7 +541,10 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         "received_by_workers": received,
         "alarms_published": published["alarm"],
         "alarms_in_db": alarms_in,
-        "alarms_lost": published["alarm"] - alarms_in,
+        "alarms_lost": unstored if caught_up else None,
+        "alarms_unstored_at_stop": 0 if caught_up else unstored,
+        "drain_complete": complete,
+        "broker_unacked": unacked,
         "alarms_lost_seq": lost_seq_ranges(url, tag, published["alarm"]),
         "alarms_duplicated": repeats - alarms_in,
         "positions_lost": want_pos - positions_in,
@@ -627,7 +640,10 @@ def _report(results: list[dict]) -> None:
         "offered_msg_s",
         "sustained_msg_s",
         "drain_s",
+        "drain_complete",
         "alarms_lost",
+        "alarms_unstored_at_stop",
+        "broker_unacked",
         "alarms_duplicated",
         "positions_lost",
         "heartbeats_lost",
