@@ -538,7 +538,9 @@ class LocalMosquitto(LocalService):
             raise ServiceError(f"mosquitto did not start: {result.stderr.strip()}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if port_open("127.0.0.1", self.port):
+            # the port answering is not enough: with `-d` mosquitto forks before it binds, and a
+            # broker that failed to bind leaves a port any local client may hold meanwhile
+            if port_open("127.0.0.1", self.port) and self.pid() is not None:
                 return
             time.sleep(0.05)
         tail = self.log.read_text(errors="replace").splitlines()[-10:] if self.log.exists() else []
