@@ -2,6 +2,7 @@
 outage, for one county feeding one city by logical replication, with a same-run baseline.
 
     .venv/bin/python -m bench.federation_bench [--rate 10000] [--seconds 20] [--outage-s 30]
+                                               [--events 500] [--event-rate 50]
 
 Two hubs of its own (each its own PostGIS cluster under .gridwatch/bench-federation, free ports),
 started and stopped here. The county's write stream is `--rate` row changes per second into the
@@ -249,11 +250,92 @@ def catch_up_phase(county: str, city: str, ids: list[str], outage_s: float) -> d
     }
 
 
+def bridge_phase(county_s: Any, city_s: Any, city: str, events: int, rate: float) -> dict:
+    """Live events: county broker -> bridge -> city broker -> relay -> city bus (hub_events), each
+    event's publish to its row seen at the city; baseline: the same events published straight
+    onto the city's broker under the county's prefix (no bridge hop), with the bridge's account.
+    Seen by polling the city's hub_events every 5 ms (as the lag phase's poller)."""
+    import json
+    import re
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from federation.bridge import set_up_bridge, up_topic
+    from federation.relay import Relay
+    from gridwatch.services import LocalMosquitto
+
+    for settings in (city_s, county_s):
+        LocalMosquitto(settings).start()
+    conf = set_up_bridge(county_s, city_s, "county_a").read_text()
+    fed_pw = re.search(r"remote_password (\S+)", conf).group(1)  # type: ignore[union-attr]
+    relay = Relay(city_s, client_id="bench-relay")
+    threading.Thread(target=relay.run, daemon=True).start()
+    relay.ready.wait(20)
+    listen = psycopg.connect(city, autocommit=True)
+
+    def run(settings: Any, user: str, password: str, topic: str, first: int) -> list[float]:
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{first}")
+        pub.username_pw_set(user, password)
+        pub.connect(*settings.mqtt_endpoint())
+        pub.loop_start()
+        time.sleep(1.0)
+        sent: dict[int, float] = {}
+        seen: dict[int, float] = {}
+        done = threading.Event()
+
+        start = listen.execute("SELECT coalesce(max(id), 0) FROM hub_events").fetchone()
+
+        def watch() -> None:
+            last = start[0] if start else 0
+            while not done.is_set():
+                for rid, origin_id in listen.execute(
+                    "SELECT id, (payload->>'origin_event_id')::bigint FROM hub_events "
+                    "WHERE id > %s ORDER BY id",
+                    (last,),
+                ).fetchall():
+                    last = max(last, rid)
+                    if origin_id is not None and first <= origin_id < first + events:
+                        seen.setdefault(int(origin_id), time.perf_counter())
+                if len(seen) >= events:
+                    done.set()
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        for k in range(first, first + events):
+            body = {
+                "id": k,
+                "at": "2026-12-02T00:00:00+00:00",
+                "kind": "alarm.new",
+                "region_code": SCOPE + "000000",
+                "payload": {"id": k},
+            }
+            sent[k] = time.perf_counter()
+            pub.publish(topic, json.dumps(body), qos=1)
+            time.sleep(1.0 / rate)
+        done.wait(30)
+        done.set()
+        watcher.join(5)
+        pub.loop_stop()
+        pub.disconnect()
+        return [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
+
+    user, password = county_s.hub_credentials("ingest")
+    bridged = run(county_s, user, password, "gw/v1/hub/events", 1_000_000)
+    direct = run(city_s, "fed-county_a", fed_pw, up_topic("county_a"), 2_000_000)
+    relay.stop()
+    listen.close()
+    return {"events": events, "bridged": bridged, "direct": direct}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=10_000, help="row changes/s at the county")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--outage-s", type=float, default=30)
+    ap.add_argument("--events", type=int, default=500, help="live events over the bridge")
+    ap.add_argument("--event-rate", type=float, default=50, help="live events/s")
     args = ap.parse_args()
     from gridwatch.secrets import load_secrets
     from gridwatch.services import LocalPostgres
@@ -291,6 +373,15 @@ def main() -> None:
                 f"  visible at the {name:6s}: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {mx:7.1f} ms"
             )
         print(f"  ratio city/county p50 {lag['city'][0] / lag['county'][0]:.1f}x")
+        if args.events:
+            br = bridge_phase(county_s, city_s, city, args.events, args.event_rate)
+            for name in ("bridged", "direct"):
+                lags = br[name]
+                print(
+                    f"live events {name:8s}: {len(lags)}/{br['events']} at the city's stream, "
+                    f"p50 {statistics.median(lags):6.1f} ms  p99 {pct(lags, 0.99):6.1f} ms  "
+                    f"max {max(lags):6.1f} ms"
+                )
         cu = catch_up_phase(county, city, ids, args.outage_s)
         print(
             f"catch-up: {cu['outage_s']:.0f} s outage, backlog {cu['backlog_rows']:,} row changes "
@@ -299,7 +390,10 @@ def main() -> None:
             f"({cu['catch_up_rows_s'] / cu['county_write_rows_s']:.2f}x the county's write rate)"
         )
     finally:
+        from gridwatch.services import LocalMosquitto
+
         for settings in reversed(hubs):
+            LocalMosquitto(settings).stop()
             LocalPostgres(settings).stop(mode="immediate")
         shutil.rmtree(HOME, ignore_errors=True)
 
