@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridwatch.errors import DomainError
+
 
 class FieldError(BaseModel):
     """One invalid field: where (loc / field), what is wrong (msg / reason)."""
@@ -89,6 +91,13 @@ def field_error(field: str, reason: str, kind: str = "value_error") -> dict[str,
 def unprocessable(field: str, reason: str) -> ApiError:
     """A 422 ApiError naming the field."""
     return ApiError(422, reason, field)
+
+
+def domain_error(exc: DomainError) -> ApiError:
+    """The answer to a domain refusal: 422 naming the field, else its status with the reason."""
+    if exc.status == 422:
+        return unprocessable(exc.field or "request", exc.reason)
+    return ApiError(exc.status, str(exc))
 
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -212,6 +221,10 @@ def install_error_handlers(app: FastAPI) -> None:
             content={"detail": exc.reason, "code": exc.code},
             headers=headers,
         )
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return await _api_error(request, domain_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,23 +7,12 @@ from sqlalchemy import Connection, text
 from api.deps import Principal
 from api.errors import ApiError, unprocessable
 from api.scope import region_prefix
-from geo.registry import RegistryError, locate, to_wgs84_point
+from geo.registry import locate, to_wgs84_point
 
 
 def id_division(device_id: str) -> str:
     """The 12-digit division a GB/T 28181 id belongs to (digits 1-6 padded; city-level ids keep 4)."""
     return device_id[:6].ljust(12, "0")
-
-
-def registry_error(exc: RegistryError) -> ApiError:
-    """The API answer for a registry refusal: 404 unknown id, 409 duplicate, else 422 with the field."""
-    if exc.field == "id" and "is not registered" in exc.reason:
-        return ApiError(404, str(exc))
-    if exc.field == "id" and (
-        "already registered" in exc.reason or "already retired" in exc.reason
-    ):
-        return ApiError(409, str(exc))
-    return unprocessable(exc.field, exc.reason)
 
 
 def _region_name(conn: Connection, code: str) -> str:
@@ -36,16 +25,7 @@ def check_position(
 ) -> tuple[float, float, str, int | None]:
     """Convert to WGS 84 and locate; 422 when the position is outside the id's division,
     403 when outside the user's regions. Returns (lon, lat, region_code, grid_id) in WGS 84."""
-    try:
-        wlon, wlat = to_wgs84_point(lon, lat, crs)
-    except RegistryError as exc:
-        raise registry_error(exc) from None
-    except ValueError as exc:  # hardware.crs refusing a crs name or a coordinate
-        message = str(exc)
-        field = (
-            message.split(":", 1)[0] if message.split(":", 1)[0] in ("lon", "lat", "crs") else "crs"
-        )
-        raise unprocessable(field, message) from None
+    wlon, wlat = to_wgs84_point(lon, lat, crs)  # a refusal is a DomainError: 422 with its field
     region, grid = locate(conn, wlon, wlat)
     where = f"{wlon:.6f},{wlat:.6f} (WGS 84, from {crs})"
     if region is None:

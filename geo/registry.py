@@ -14,6 +14,7 @@ from geo.coverage import DEFAULT_DORI, Coverage, LensInput, coverage
 from geo.device_rows import given_values, upsert_one
 from geo.views import relink_devices
 from gridwatch import schema
+from gridwatch.errors import DomainError
 from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id, type_meaning
 from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
@@ -50,13 +51,14 @@ ALLOWED: dict[str, str] = {
 }
 
 
-class RegistryError(ValueError):
-    """A registration that cannot be accepted: the field, and why (with the allowed range)."""
+class RegistryError(DomainError):
+    """A registration that cannot be accepted: the field, and why (with the allowed range);
+    status 404 for an unknown id, 409 for a duplicate or a second retirement."""
 
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}")
+    field: str
+
+    def __init__(self, field: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(field, reason, status=status)
 
 
 class PresetIn(BaseModel):
@@ -550,7 +552,9 @@ def register_device(
             {"id": reg.id},
         ).first()
         if existing is not None and existing.active:
-            raise RegistryError("id", f"{reg.id} is already registered; use update to change it")
+            raise RegistryError(
+                "id", f"{reg.id} is already registered; use update to change it", status=409
+            )
         action = "device.register" if existing is None else "device.reregister"
         out = _store(conn, d, actor, action, {})
         out["compliance"] = _after_change(conn, [(d.lon, d.lat)])
@@ -613,7 +617,7 @@ def update_device(
             {"id": device_id},
         ).first()
         if row is None:
-            raise RegistryError("id", f"{device_id} is not registered")
+            raise RegistryError("id", f"{device_id} is not registered", status=404)
         if row.retired_at is not None:
             raise RegistryError(
                 "id",
@@ -658,7 +662,7 @@ def retire_device(
                 text("SELECT 1 FROM devices WHERE id = :id"), {"id": device_id}
             ).first()
             reason = "is already retired" if known else "is not registered"
-            raise RegistryError("id", f"{device_id} {reason}")
+            raise RegistryError("id", f"{device_id} {reason}", status=409 if known else 404)
         _audit(
             conn,
             actor,

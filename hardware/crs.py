@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from gridwatch.errors import DomainError
+
 Crs = Literal["wgs84", "gcj02", "bd09"]
 CRS_NAMES: tuple[str, ...] = ("wgs84", "gcj02", "bd09")
 
@@ -16,6 +18,10 @@ _EE = 0.00669342162296594323  # Krasovsky 1940 first eccentricity squared
 _X_PI = math.pi * 3000.0 / 180.0
 INVERSE_TOLERANCE_DEG = 1e-9  # iterate inverses well below the 1e-6° (~0.1 m) requirement
 _MAX_ITERATIONS = 50
+
+
+class CrsError(DomainError):
+    """A coordinate or CRS name the conversions refuse (field lon, lat or crs)."""
 
 
 def out_of_china(lon: float, lat: float) -> bool:
@@ -46,9 +52,9 @@ def _delta(lon: float, lat: float) -> tuple[float, float]:
 def _check(lon: float, lat: float) -> tuple[float, float]:
     lon, lat = float(lon), float(lat)
     if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
-        raise ValueError(f"lon: {lon!r} is not a longitude (allowed -180 to 180 degrees)")
+        raise CrsError("lon", f"{lon!r} is not a longitude (allowed -180 to 180 degrees)")
     if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
-        raise ValueError(f"lat: {lat!r} is not a latitude (allowed -90 to 90 degrees)")
+        raise CrsError("lat", f"{lat!r} is not a latitude (allowed -90 to 90 degrees)")
     return lon, lat
 
 
@@ -115,7 +121,7 @@ def check_crs(crs: str) -> Crs:
     name = str(crs).strip().lower().replace("-", "").replace("_", "")
     aliases = {"wgs84": "wgs84", "epsg4326": "wgs84", "gcj02": "gcj02", "bd09": "bd09"}
     if name not in aliases:
-        raise ValueError(f"crs: {crs!r} is not supported (allowed: {', '.join(CRS_NAMES)})")
+        raise CrsError("crs", f"{crs!r} is not supported (allowed: {', '.join(CRS_NAMES)})")
     return aliases[name]  # type: ignore[return-value]
 
 

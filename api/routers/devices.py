@@ -21,13 +21,12 @@ from api.geojson import (
     paging,
     parse_bbox,
 )
-from api.placement import check_position, device_region, registry_error
+from api.placement import check_position, device_region
 from api.preview import Preview, preview
 from api.query import all_of, in_box, in_scope, one_page
 from api.trail import record
 from geo.registry import (
     DeviceRegistration,
-    RegistryError,
     decode,
     register_device,
     retire_device,
@@ -220,16 +219,6 @@ def _result(out: dict) -> ChangeResult:
     data["fov_geojson"] = _plain_geo(data.get("fov_geojson"))
     data["findings"] = out.get("findings") or []
     return ChangeResult(**data)
-
-
-def _decode_or_422(reg: DeviceRegistration) -> None:
-    """Check the id (type code, network digit, sub-kind) before the position."""
-    try:
-        decode(reg)
-    except RegistryError as exc:
-        raise registry_error(exc) from None
-    except ValueError as exc:
-        raise unprocessable("crs", str(exc)) from None
 
 
 def _emit(conn, kind: str, region: str | None, payload: dict) -> None:
@@ -471,13 +460,10 @@ def preview_device(
 ) -> Preview:
     """What registering would store — WGS 84 position, region and grid by containment, the coverage
     sector — and which village, intersection, key-site and grid rules it would help; nothing is saved."""
-    _decode_or_422(body)
+    decode(body)  # the id (type code, network digit, sub-kind) before the position
     with request.app.state.engine.connect() as conn:
         lon, lat, region, grid = check_position(conn, body.id, body.lon, body.lat, body.crs, user)
-        try:
-            return preview(conn, body, lon, lat, region, grid)
-        except RegistryError as exc:
-            raise registry_error(exc) from None
+        return preview(conn, body, lon, lat, region, grid)
 
 
 @router.post(
@@ -493,25 +479,22 @@ def register(
     """Register a device by its GB/T 28181 id. The position (WGS 84, GCJ-02 or BD-09) must fall inside
     the division named by the id and inside the installer's regions; region and base grid are found by
     containment and the coverage sector from the lens. Logged in the audit log."""
-    _decode_or_422(body)
-    try:
-        with request.app.state.engine.begin() as conn:
-            check_position(conn, body.id, body.lon, body.lat, body.crs, user)
-            out = register_device(conn, body, user.username)
-            _emit(
-                conn,
-                "x.device.registered",
-                out.get("region_code"),
-                {
-                    "id": body.id,
-                    "kind": out.get("kind"),
-                    "status": "unknown",
-                    "lon": out.get("lon"),
-                    "lat": out.get("lat"),
-                },
-            )
-    except RegistryError as exc:
-        raise registry_error(exc) from None
+    decode(body)  # the id (type code, network digit, sub-kind) before the position
+    with request.app.state.engine.begin() as conn:
+        check_position(conn, body.id, body.lon, body.lat, body.crs, user)
+        out = register_device(conn, body, user.username)
+        _emit(
+            conn,
+            "x.device.registered",
+            out.get("region_code"),
+            {
+                "id": body.id,
+                "kind": out.get("kind"),
+                "status": "unknown",
+                "lon": out.get("lon"),
+                "lat": out.get("lat"),
+            },
+        )
     return _result(out)
 
 
@@ -523,37 +506,34 @@ def _checked_update(
     for name in sorted(changes):
         if changes[name] is None and name in NON_NULLABLE:
             raise unprocessable(name, "cannot be null (leave it out to keep the current value)")
-    try:
-        with request.app.state.engine.begin() as conn:
-            current = device_region(conn, device_id)
-            user.require_region(current, "change devices")
-            if {"lon", "lat"} & changes.keys():
-                if not {"lon", "lat"} <= changes.keys():
-                    raise unprocessable(
-                        "lat" if "lon" in changes else "lon", "give lon and lat together"
-                    )
-                check_position(
-                    conn,
-                    device_id,
-                    changes["lon"],
-                    changes["lat"],
-                    changes.get("crs") or "wgs84",
-                    user,
+    with request.app.state.engine.begin() as conn:
+        current = device_region(conn, device_id)
+        user.require_region(current, "change devices")
+        if {"lon", "lat"} & changes.keys():
+            if not {"lon", "lat"} <= changes.keys():
+                raise unprocessable(
+                    "lat" if "lon" in changes else "lon", "give lon and lat together"
                 )
-            out = update_device(conn, device_id, changes, user.username)
-            _emit(
+            check_position(
                 conn,
-                "x.device.changed",
-                out.get("region_code"),
-                {
-                    "id": device_id,
-                    "action": out.get("action"),
-                    "lon": out.get("lon"),
-                    "lat": out.get("lat"),
-                },
+                device_id,
+                changes["lon"],
+                changes["lat"],
+                changes.get("crs") or "wgs84",
+                user,
             )
-    except RegistryError as exc:
-        raise registry_error(exc) from None
+        out = update_device(conn, device_id, changes, user.username)
+        _emit(
+            conn,
+            "x.device.changed",
+            out.get("region_code"),
+            {
+                "id": device_id,
+                "action": out.get("action"),
+                "lon": out.get("lon"),
+                "lat": out.get("lat"),
+            },
+        )
     return _result(out)
 
 
@@ -605,22 +585,19 @@ def retire(
     user: Principal = Depends(require("installer")),
 ) -> ChangeResult:
     """Retire a device: it stays in history, stops counting in audits and loses broker access."""
-    try:
-        with request.app.state.engine.begin() as conn:
-            user.require_region(device_region(conn, device_id), "retire devices")
-            out = retire_device(conn, device_id, user.username)
-            if body is not None and body.reason:
-                record(
-                    conn,
-                    user.username,
-                    "device.retire_reason",
-                    "device",
-                    device_id,
-                    {"reason": body.reason},
-                )
-            _emit(conn, "x.device.retired", out.get("region_code"), {"id": device_id})
-    except RegistryError as exc:
-        raise registry_error(exc) from None
+    with request.app.state.engine.begin() as conn:
+        user.require_region(device_region(conn, device_id), "retire devices")
+        out = retire_device(conn, device_id, user.username)
+        if body is not None and body.reason:
+            record(
+                conn,
+                user.username,
+                "device.retire_reason",
+                "device",
+                device_id,
+                {"reason": body.reason},
+            )
+        _emit(conn, "x.device.retired", out.get("region_code"), {"id": device_id})
     return _result(out)
 
 

@@ -11,10 +11,10 @@ from sqlalchemy import text
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
 from api.geojson import Page, paging
-from api.placement import check_position, registry_error
+from api.placement import check_position
 from api.routers.devices import ChangeResult, DeviceChanges, _emit, _result
 from api.trail import record
-from geo.registry import DeviceRegistration, RegistryError, register_device, validate_registration
+from geo.registry import DeviceRegistration, register_device, validate_registration
 
 router = APIRouter(prefix="/pending-devices", tags=["pending devices"], responses=COMMON_RESPONSES)
 
@@ -106,45 +106,42 @@ def adopt(
 ) -> ChangeResult:
     """Register a pending id with the installer's details (position defaults to the one it reported)."""
     fields = body.model_dump(exclude_unset=True)
-    try:
-        with request.app.state.engine.begin() as conn:
-            row = conn.execute(
-                text(
-                    "SELECT ST_X(position) AS lon, ST_Y(position) AS lat FROM pending_devices "
-                    "WHERE id = :id FOR UPDATE"
-                ),
-                {"id": device_id},
-            ).first()
-            if row is None:
-                raise ApiError(404, f"{device_id} is not a pending device")
-            if "lon" not in fields and row.lon is not None:
-                fields.update(lon=row.lon, lat=row.lat, crs="wgs84")
-            if "lon" not in fields or "lat" not in fields:
-                raise unprocessable("lon", "this device reported no position: give lon and lat")
-            reg: DeviceRegistration = validate_registration({"id": device_id, **fields})
-            check_position(conn, device_id, reg.lon, reg.lat, reg.crs, user)
-            out = register_device(conn, reg, user.username)
-            conn.execute(text("DELETE FROM pending_devices WHERE id = :id"), {"id": device_id})
-            record(
-                conn,
-                user.username,
-                "pending.adopt",
-                "device",
-                device_id,
-                {"region_code": out.get("region_code")},
-            )
-            _emit(
-                conn,
-                "x.device.registered",
-                out.get("region_code"),
-                {
-                    "id": device_id,
-                    "kind": out.get("kind"),
-                    "status": "unknown",
-                    "lon": out.get("lon"),
-                    "lat": out.get("lat"),
-                },
-            )
-    except RegistryError as exc:
-        raise registry_error(exc) from None
+    with request.app.state.engine.begin() as conn:
+        row = conn.execute(
+            text(
+                "SELECT ST_X(position) AS lon, ST_Y(position) AS lat FROM pending_devices "
+                "WHERE id = :id FOR UPDATE"
+            ),
+            {"id": device_id},
+        ).first()
+        if row is None:
+            raise ApiError(404, f"{device_id} is not a pending device")
+        if "lon" not in fields and row.lon is not None:
+            fields.update(lon=row.lon, lat=row.lat, crs="wgs84")
+        if "lon" not in fields or "lat" not in fields:
+            raise unprocessable("lon", "this device reported no position: give lon and lat")
+        reg: DeviceRegistration = validate_registration({"id": device_id, **fields})
+        check_position(conn, device_id, reg.lon, reg.lat, reg.crs, user)
+        out = register_device(conn, reg, user.username)
+        conn.execute(text("DELETE FROM pending_devices WHERE id = :id"), {"id": device_id})
+        record(
+            conn,
+            user.username,
+            "pending.adopt",
+            "device",
+            device_id,
+            {"region_code": out.get("region_code")},
+        )
+        _emit(
+            conn,
+            "x.device.registered",
+            out.get("region_code"),
+            {
+                "id": device_id,
+                "kind": out.get("kind"),
+                "status": "unknown",
+                "lon": out.get("lon"),
+                "lat": out.get("lat"),
+            },
+        )
     return _result(out)
