@@ -8,13 +8,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import and_, case, literal, select, text
 
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
+from api.query import in_scope
 from api.routers.alarms import ALARM_COLUMNS, FROM, OPEN_STATES, AlarmOut
 from api.routers.snapshots import READERS, masked_jpeg
 from api.types import Rfc3339
+from gridwatch import schema
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -262,26 +264,22 @@ def device_alarms(
     user: Principal = Depends(require(*READERS)),
 ) -> list[LinkedAlarm]:
     """Open ones first, then the newest: what the device raised and what it was linked to."""
-    from api.scope import scope_sql
-
-    cond, scope = scope_sql("a.region_code", user.visible(None))
-    params: dict[str, Any] = {**scope, "id": device_id, "limit": limit, "open": list(OPEN_STATES)}
+    a, links = schema.alarms, schema.alarm_cameras
+    ac = links.alias("ac")
+    linked = (
+        select(links.c.alarm_id)
+        .where(links.c.device_id == device_id)
+        .union_all(select(a.c.id).where(a.c.device_id == device_id))
+    )
+    relation = case((a.c.device_id == device_id, literal("own")), else_=ac.c.relation)
+    stmt = (
+        select(*ALARM_COLUMNS, relation.label("relation"), ac.c.distance_m)
+        .select_from(FROM.outerjoin(ac, and_(ac.c.alarm_id == a.c.id, ac.c.device_id == device_id)))
+        .where(a.c.id.in_(linked), in_scope(a.c.region_code, user.visible(None)))
+        .order_by(a.c.state.in_(OPEN_STATES).desc(), a.c.raised_at.desc(), a.c.id.desc())
+        .limit(limit)
+    )
     with request.app.state.engine.connect() as conn:
         readable_device(conn, device_id, user)
-        rows = (
-            conn.execute(
-                text(
-                    f"SELECT {ALARM_COLUMNS}, CASE WHEN a.device_id = :id THEN 'own' "
-                    "ELSE ac.relation END AS relation, ac.distance_m "
-                    f"{FROM} LEFT JOIN alarm_cameras ac ON ac.alarm_id = a.id AND ac.device_id = :id "
-                    "WHERE a.id IN (SELECT alarm_id FROM alarm_cameras WHERE device_id = :id "
-                    "UNION ALL SELECT id FROM alarms WHERE device_id = :id) "
-                    f"AND {cond} ORDER BY a.state = ANY(:open) DESC, a.raised_at DESC, a.id DESC "
-                    "LIMIT :limit"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
-        )
+        rows = conn.execute(stmt).mappings().all()
     return [LinkedAlarm(**r) for r in rows]
