@@ -52,7 +52,9 @@ if not os.environ.get("GRIDWATCH_MQTT_URL"):
 # them) or `own_services_home` (a test starting services of its own) is `integration`; anything
 # using `browser` is `browser`. `-m "not integration"` then starts no PostGIS or Mosquitto at all:
 # they start lazily, when the first such fixture is set up.
-SERVICE_FIXTURES = {"services", "own_services_home"}
+# A fixture that starts services of its own (federation's `hubs`: a PostGIS and a Mosquitto per
+# hub) belongs here too.
+SERVICE_FIXTURES = {"services", "own_services_home", "hubs"}
 BROWSER_FIXTURE = "browser"
 
 
