@@ -90,8 +90,11 @@ def take_command(conn: Any, command: str, payload: bytes) -> dict[str, Any]:
     return apply(conn, cmd.alarm_id, f"{row[0]}:{cmd.by}", cmd.note)
 
 
-def send_command(settings: Any, hub_id: str, cmd: AlarmCommand, timeout: float = 10.0) -> None:
-    """At the city: send an alarm command down to a county (QoS 1, with the relay's account)."""
+def send_command(
+    settings: Any, hub_id: str, cmd: AlarmCommand, timeout: float = 10.0, role: str = "federation"
+) -> None:
+    """At the city: send an alarm command down to a county (QoS 1, with the hub's broker account
+    for `role`: the relay's, or the API's for an operator's action)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -102,7 +105,7 @@ def send_command(settings: Any, hub_id: str, cmd: AlarmCommand, timeout: float =
         client_id=f"gw-fed-send-{uuid.uuid4().hex[:10]}",
         protocol=mqtt.MQTTv5,
     )
-    client.username_pw_set(*settings.hub_credentials("federation"))
+    client.username_pw_set(*settings.hub_credentials(role))
     host, port = settings.mqtt_endpoint()
     client.connect(host, port, keepalive=30)
     client.loop_start()

@@ -543,12 +543,16 @@ ACTIONS = {
 
 def _act(
     request: Request, alarm_id: int, action: str, body: ActionIn | None, user: Principal
-) -> AlarmDetail:
+) -> AlarmDetail | Response:
     func, audit_action = ACTIONS[action]
     note = body.note if body else None
     with request.app.state.engine.begin() as conn:
         region = conn.execute(
-            text("SELECT region_code FROM alarms WHERE id = :id"), {"id": alarm_id}
+            text(
+                "SELECT region_code, origin, origin <> federation_origin() AS elsewhere "
+                "FROM alarms WHERE id = :id"
+            ),
+            {"id": alarm_id},
         ).first()
         if region is None:
             raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
@@ -558,6 +562,8 @@ def _act(
                 f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
                 code="alarm_outside_region",
             )
+        if region.elsewhere:
+            return _send_down(request, conn, alarm_id, action, region.origin, note, user)
         try:
             result = func(conn, alarm_id, user.username, note)
         except lifecycle.AlarmNotFound as exc:
@@ -576,13 +582,58 @@ def _act(
         return _detail(conn, alarm_id, user)
 
 
+TARGET = {
+    "acknowledge": "acknowledged",
+    "dispatch": "dispatched",
+    "resolve": "resolved",
+    "false-alarm": "false_alarm",
+}
+
+
+def _send_down(
+    request: Request,
+    conn: Any,
+    alarm_id: int,
+    action: str,
+    origin: str,
+    note: str | None,
+    user: Principal,
+) -> Response:
+    """An alarm of a county federated here (docs/operations.md, Federation): the change is sent
+    to the county, whose state decides; it shows here when the county's row comes back. 202."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+
+    from federation.relay import AlarmCommand, send_command
+
+    cmd = AlarmCommand(alarm_id=alarm_id, state=TARGET[action], by=user.username, note=note)  # type: ignore[arg-type]
+    try:
+        send_command(request.app.state.settings, origin, cmd, role="api")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ApiError(
+            503,
+            f"alarm {alarm_id} belongs to {origin}; the change could not be sent there: {exc}",
+            code="alarm_upstream_unreachable",
+        ) from None
+    record(
+        conn,
+        user.username,
+        ACTIONS[action][1],
+        "alarm",
+        str(alarm_id),
+        {"sent_to": origin, "to": TARGET[action], "note": note},
+    )
+    detail = _detail(conn, alarm_id, user)
+    return JSONResponse(status_code=202, content=jsonable_encoder(detail))
+
+
 def _route(action: str, doc: str):
     def handler(
         request: Request,
         body: ActionIn | None = None,
         alarm_id: int = ALARM_ID,
         user: Principal = Depends(require("operator")),
-    ) -> AlarmDetail:
+    ) -> AlarmDetail | Response:
         return _act(request, alarm_id, action, body, user)
 
     handler.__doc__ = doc
@@ -594,8 +645,14 @@ def _route(action: str, doc: str):
         response_model=AlarmDetail,
         summary=f"{action.replace('-', ' ').capitalize()} an alarm",
         responses={
+            202: {
+                "model": AlarmDetail,
+                "description": "a county's alarm (federated here): the change was sent to the "
+                "county, which decides; the alarm as it stands here",
+            },
             404: {"model": ErrorOut},
             409: {"model": ErrorOut, "description": "not allowed from the current state"},
+            503: {"model": ErrorOut, "description": "a county's alarm: the county's link is down"},
         },
     )
 
@@ -656,7 +713,26 @@ def acknowledge_many(
                 text("SELECT id, region_code FROM alarms WHERE id = ANY(:ids)"), {"ids": ids}
             ).all()
         )
+        elsewhere = dict(
+            conn.execute(
+                text(
+                    "SELECT id, origin FROM alarms WHERE id = ANY(:ids) "
+                    "AND origin <> federation_origin()"
+                ),
+                {"ids": ids},
+            ).all()
+        )
         for alarm_id in ids:
+            if alarm_id in elsewhere:  # a county's alarm federated here: its county decides
+                failed.append(
+                    BulkFailure(
+                        id=alarm_id,
+                        code="alarm_elsewhere",
+                        reason=f"alarm {alarm_id} belongs to {elsewhere[alarm_id]}: acknowledge "
+                        f"it alone (POST /api/v1/alarms/{alarm_id}/acknowledge sends it there)",
+                    )
+                )
+                continue
             if alarm_id not in regions:
                 failed.append(
                     BulkFailure(

@@ -43,8 +43,11 @@ def role_acls(role: str) -> list[dict[str, Any]]:
         acls = _reads(topics.inbound_filters(), shared_too=True)
         acls += _reads([topics.HUB_EVENTS_TOPIC])
         acls.append(acl("publishClientSend", topics.HUB_EVENTS_TOPIC))
-    elif role == "api":  # sends commands, reads the event relay
+    elif (
+        role == "api"
+    ):  # sends commands (to devices; to a federated county's alarms), reads the relay
         acls = [acl("publishClientSend", topics.command_filter())]
+        acls.append(acl("publishClientSend", topics.FED_DOWN_COMMANDS))
         acls += _reads([topics.HUB_EVENTS_TOPIC])
     elif role == "vision":  # reads snapshots, publishes analytics and its own status
         acls = _reads(topics.inbound_filters((topics.SNAPSHOT,)), shared_too=True)

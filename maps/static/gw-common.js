@@ -90,6 +90,8 @@
     err_bad_stream_url: ["取流地址不是 rtsp://", "the stream URL is not rtsp://"],
     err_alarm_outside_region: ["该告警不在您负责的区域", "this alarm is outside your regions"],
     err_alarm_bad_transition: ["告警当前状态不允许此操作（可能已被他人处理）", "the alarm's state does not allow this step (someone may have handled it)"],
+    err_alarm_elsewhere: ["该告警属于下级平台，请单独处理（将发送至该平台）", "this alarm belongs to a county hub: act on it alone (it is sent there)"],
+    err_alarm_upstream_unreachable: ["该告警属于下级平台，当前无法发送到该平台", "this alarm belongs to a county hub, which cannot be reached now"],
     // video-quality faults (vision/faults.py)
     fault_signal_loss: ["信号丢失（黑屏/蓝屏）", "signal loss"], fault_frozen: ["画面冻结", "frozen picture"],
     fault_occlusion: ["遮挡", "occlusion"], fault_blur: ["模糊/失焦", "blur"], fault_too_dark: ["过暗", "too dark"],
