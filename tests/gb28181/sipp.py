@@ -110,3 +110,43 @@ def run_sipp(
     errors = "".join(p.read_text(errors="replace") for p in workdir.glob("*_errors.log"))
     assert proc.returncode == 0, f"SIPp exit {proc.returncode}\n{out[-3000:]}\n{errors[-3000:]}"
     return out
+
+
+def live_uas_xml(ssrc: str = "0100000001") -> bytes:
+    """SIPp as the device's side of live view: answer the gateway's INVITE with an SDP (PS,
+    sendonly), take the ACK, then the BYE (answered 200)."""
+    return (
+        HEAD + '<recv request="INVITE" timeout="60000"/>\n' + "<send><![CDATA[\n"
+        "SIP/2.0 200 OK\n"
+        "[last_Via:]\n"
+        "[last_From:]\n"
+        "[last_To:];tag=[pid]SIPpTag01[call_number]\n"
+        "[last_Call-ID:]\n"
+        "[last_CSeq:]\n"
+        "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\n"
+        "Content-Type: APPLICATION/SDP\n"
+        "Content-Length: [len]\n"
+        "\n"
+        "v=0\n"
+        "o=- 0 0 IN IP4 [local_ip]\n"
+        "s=Play\n"
+        "c=IN IP4 [local_ip]\n"
+        "t=0 0\n"
+        "m=video [media_port] RTP/AVP 96\n"
+        "a=sendonly\n"
+        "a=rtpmap:96 PS/90000\n"
+        f"y={ssrc}\n"
+        "]]></send>\n"
+        '<recv request="ACK" timeout="30000"/>\n'
+        '<recv request="BYE" timeout="60000"/>\n'
+        "<send><![CDATA[\n"
+        "SIP/2.0 200 OK\n"
+        "[last_Via:]\n"
+        "[last_From:]\n"
+        "[last_To:]\n"
+        "[last_Call-ID:]\n"
+        "[last_CSeq:]\n"
+        "Content-Length: 0\n"
+        "]]></send>\n"
+        "</scenario>\n"
+    ).encode()

@@ -12,6 +12,8 @@ import pytest
 from gb28181 import live
 from gb28181.simdevice import Channel, SimDevice, SimEndpoint
 from tests.gb28181.conftest import DOMAIN, PASSWORD, new_id, run
+from tests.gb28181.sipp import available as sipp_available
+from tests.gb28181.sipp import live_uas_xml
 from tests.gb28181.test_gateway_flow import q, until
 
 
@@ -97,3 +99,52 @@ def test_sdp_and_rtp_units() -> None:
     assert got == [bytes([i]) for i in range(14, 14 + live.REORDER + 1)] and r.dropped == 2
     w = live.Reorder()
     assert w.push(0xFFFF, b"y") == [b"y"] and w.push(0, b"z") == [b"z"]  # sequence wraps
+
+
+@pytest.mark.skipif(not sipp_available(), reason="SIPp (Debian sip-tester) is not installed")
+def test_live_view_signalling_against_sipp(
+    gateway, register, start_worker, engine, tmp_path
+) -> None:
+    """The real SIP peer for INVITE/ACK/BYE: SIPp plays the NVR's side of live view on the
+    address the NVR registered from (registered and catalogued by the simulated device)."""
+    start_worker()
+    gw = gateway()
+    nvr = register(118)
+    chan = Channel(new_id(132), "SIPp 通道", 115.9, 28.68)
+    dev = SimDevice(nvr, PASSWORD, channels=[chan])
+    scenario = tmp_path / "live_uas.xml"
+    scenario.write_bytes(live_uas_xml())
+
+    async def scenario_run() -> None:
+        ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN).open()
+        ep.add(dev)
+        try:
+            assert await ep.register(dev) == 200
+            assert await until(
+                lambda: (
+                    q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id)
+                    == [("online",)]
+                ),
+                60,
+            )
+        finally:
+            ep.close()
+        port = ep.local[1]  # SIPp takes over the NVR's address
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(scenario), "-m", "1", "-t", "u1", "-i", "127.0.0.1",
+            "-p", str(port), "-timeout", "90s", "-timeout_error", "-nostdin", "-trace_msg",
+            "-trace_err", cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        await asyncio.sleep(1.0)  # SIPp is listening
+        async with live.live_input(chan.device_id) as view:
+            await asyncio.sleep(2.0)
+        out, _ = await asyncio.wait_for(sipp.communicate(), 90)
+        trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+        assert sipp.returncode == 0, out.decode(errors="replace")[-3000:] + trace[-3000:]
+        assert f"INVITE sip:{chan.device_id}@127.0.0.1:{port} SIP/2.0" in trace
+        assert f"Subject: {chan.device_id}:{view.ssrc}," in trace
+        assert f"m=video {view.rtp_port} RTP/AVP 96 98" in trace and f"y={view.ssrc}" in trace
+        assert "ACK sip:" in trace and "BYE sip:" in trace
+
+    run(scenario_run())
