@@ -46,7 +46,7 @@ def test_live_view_invite_rtp_ps_to_ffmpeg(
                     q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id)
                     == [("online",)]
                 ),
-                60,
+                180,  # a catalog on a loaded machine
             )
             async with live.live_input(chan.device_id, transport=transport) as view:
                 out = await asyncio.to_thread(_decode, view.url)
@@ -58,7 +58,7 @@ def test_live_view_invite_rtp_ps_to_ffmpeg(
             offer = live.parse_sdp(invites[0].body)
             assert offer.port == view.rtp_port and offer.transport == transport
             assert offer.ssrc == view.ssrc and offer.rtpmap["96"] == "PS"
-            assert await until(lambda: chan.device_id in ep.bye_received, 20)
+            assert await until(lambda: chan.device_id in ep.bye_received, 60)
         finally:
             ep.close()
             for stream in ep.streams.values():  # stopped by the BYE; its FFmpeg reaped
@@ -125,7 +125,7 @@ def test_live_view_signalling_against_sipp(
                     q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id)
                     == [("online",)]
                 ),
-                60,
+                180,  # a catalog on a loaded machine
             )
         finally:
             ep.close()
