@@ -514,7 +514,7 @@ class LocalMosquitto(LocalService):
         (self.root / "passwd").unlink(missing_ok=True)
 
     @locked
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start the broker (idempotent); remove a stale PID file; refuse a port in use."""
         if self.running():
             return
