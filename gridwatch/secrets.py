@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 # Broker accounts of the hub, one per role (see ingest/broker_acl.py for what each may do).
-HUB_ROLES = ("ingest", "api", "vision", "simulator", "gateway", "admin", "federation")
+HUB_ROLES = ("ingest", "api", "vision", "simulator", "admin", "federation")
+# hub roles no longer made; a broker state that still has them loses them at its next rebuild.
+# gateway: protocol gateways have accounts of their own (ingest.broker_acl.gateway_account)
+RETIRED_HUB_ROLES = ("gateway",)
 # Database roles of the local cluster (see gridwatch/dbroles.py for what each may do).
 PG_ROLES = ("owner", "api", "ingest", "auditor")
 FILE_NAME = "secrets.json"

@@ -23,7 +23,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gridwatch.secrets import HUB_ROLES, device_key, hub_username, load_secrets
+from gridwatch.secrets import (
+    HUB_ROLES,
+    RETIRED_HUB_ROLES,
+    device_key,
+    hub_username,
+    load_secrets,
+)
 from gridwatch.settings import Settings, get_settings
 from hardware.contract.acl import (
     CONTROL_TOPIC,
@@ -148,8 +154,8 @@ def build_config(
     ]
     roles = [{"rolename": r, "acls": role_acls(r)} for r in (*HUB_ROLES, DEVICE_ROLE)]
     if previous:  # accounts made at run time (gateways, ...) survive a restart as they were
-        ours_c = {c["username"] for c in clients}
-        ours_r = {r["rolename"] for r in roles}
+        ours_c = {c["username"] for c in clients} | {hub_username(r) for r in RETIRED_HUB_ROLES}
+        ours_r = {r["rolename"] for r in roles} | set(RETIRED_HUB_ROLES)
         clients += [
             c
             for c in previous.get("clients", [])

@@ -53,10 +53,7 @@ def role_acls(role: str) -> list[dict[str, Any]]:
         acls = _reads(topics.inbound_filters((topics.SNAPSHOT,)), shared_too=True)
         acls.append(acl("publishClientSend", topics.inbound_filters((topics.ANALYTICS,))[0]))
         acls.append(acl("publishClientSend", topics.HUB_PREFIX + "vision/+"))
-    elif role in ("simulator", "gateway"):
-        # simulator: demo and benchmark fleets publishing for many devices. gateway: the shared
-        # account of protocol gateways until each has its own (gateway_account below, which
-        # limits a gateway to the devices it fronts).
+    elif role == "simulator":  # demo and benchmark fleets publishing for many devices
         acls = [acl("publishClientSend", f) for f in topics.inbound_filters()]
         acls += _reads([topics.command_filter()])
     elif role == "admin":
