@@ -353,17 +353,13 @@ def _run_group(
     out = {
         "rollup": rollup,
         # rows from our own SQL: typed already, so build the models without re-validating them
-        "failures": [
-            Failure.model_construct(**r) for r in conn.execute(text(q.FAILURES)).mappings()
-        ],
+        "failures": [Failure.model_construct(**r) for r in _dicts(conn, q.FAILURES)],
         "findings": [
-            Finding(**{**dict(r), "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
-            for r in conn.execute(text(q.FINDINGS)).mappings()
+            Finding(**{**r, "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
+            for r in _dicts(conn, q.FINDINGS)
         ],
     }
-    out["unit_rows"] = [
-        UnitResult.model_construct(**r) for r in conn.execute(text(q.UNITS)).mappings()
-    ]
+    out["unit_rows"] = [UnitResult.model_construct(**r) for r in _dicts(conn, q.UNITS)]
     if keep_units:
         out["units"] = [tuple(r) for r in conn.execute(text("SELECT * FROM _a_units"))]
         out["finds"] = [
@@ -463,13 +459,20 @@ def _run_rule(
         )
 
 
+def _dicts(conn: Connection, sql: str, params: dict | None = None) -> list[dict[str, Any]]:
+    """Rows as plain dicts: a province's 100,000s of rows cost several seconds as RowMappings."""
+    result = conn.execute(text(sql), params or {})
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
 def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[RollupRow]:
     rate_rules = [r.id for r in pack.rules if r.kind in RATE_KINDS]
     targets = {r.id: r.min_rate for r in pack.rules if r.kind in RATE_KINDS}
     out = []
     # the group counts of the expanded rows are unknown to the planner: ask for hash aggregates
     conn.execute(text("SET LOCAL enable_sort = off"))
-    rows = conn.execute(text(q.ROLLUP), {**args, "rate_rules": rate_rules}).mappings().all()
+    rows = _dicts(conn, q.ROLLUP, {**args, "rate_rules": rate_rules})
     conn.execute(text("SET LOCAL enable_sort = on"))
     for row in sorted(rows, key=lambda r: (r["level"], r["code"], r["rule"])):
         rate = row["rate"]
