@@ -489,6 +489,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         # (probes sent before the subscription matched nobody: they are not expected)
         if mode == "bare" and counts[0] >= sum(published.values()) - published["probe"]:
             t_done = time.monotonic()
+            complete = True
             break
         if mode != "bare" and counts[0] >= published["alarm"] and counts[2] >= want_pos:
             t_done = time.monotonic()
@@ -502,8 +503,14 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
     time.sleep(0.5)
     for p in procs:
         p.terminate()
+    stop_timeouts = 0
     for p in procs:
-        p.wait(30)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:  # a worker slow to stop must not lose the run's figures
+            p.kill()
+            p.wait(10)
+            stop_timeouts += 1
     if budget is not None:
         budget.close()
     bus = probe.close()
@@ -545,6 +552,7 @@ def run_mode(mode: str, workers: int, args, fleet, url: str, hub: tuple[str, str
         "alarms_lost": unstored if caught_up else None,
         "alarms_unstored_at_stop": 0 if caught_up else unstored,
         "drain_complete": complete,
+        "worker_stop_timeouts": stop_timeouts,
         "broker_unacked": unacked,
         "alarms_lost_seq": lost_seq_ranges(url, tag, published["alarm"]),
         "alarms_duplicated": repeats - alarms_in,
