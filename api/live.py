@@ -40,6 +40,14 @@ def check_stream_url(url: str) -> str:
     return url
 
 
+# RTSP over TCP, a 5 s I/O timeout; probing stops after 1 s / 1 MB (the default 5 s made the
+# first frame wait ~3.4 s on the demo camera, 1.8 s with these; see bench/RESULTS.md).
+INPUT_OPTIONS = [
+    "-rtsp_transport", "tcp", "-timeout", "5000000",
+    "-analyzeduration", "1000000", "-probesize", "1000000",
+]  # fmt: skip
+
+
 def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
     """FFmpeg reading the camera over RTSP (TCP, 5 s I/O timeout, RTSP protocols only) and
     writing a short rolling HLS playlist of 1 s segments into `out`."""
@@ -64,7 +72,7 @@ def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
     return [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
         "-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
-        "-rtsp_transport", "tcp", "-timeout", "5000000",
+        *INPUT_OPTIONS,
         "-i", url, "-map", "0:v:0", "-an", *codec,
         "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
         "-hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file",

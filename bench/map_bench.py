@@ -2,6 +2,7 @@
 publish-to-DOM p95 under ingest load; baseline in the same run: a folium page with one marker per camera.
 
 Run:  .venv/bin/python -m bench.map_bench [--cities 2 --counties 5] [--alarms 30] [--load 3000]
+      .venv/bin/python -m bench.map_bench --console   (the operator's console: bench/map_console.py)
 
 It uses the project-local PostGIS (a database of its own, gridwatch_mapbench, generated once and
 reused), a private Mosquitto on a free port (so no one else's broker or fleet is touched), and runs
@@ -386,7 +387,18 @@ def main() -> int:
         "--load", type=int, default=3000, help="heartbeats per second during the alarm test"
     )
     ap.add_argument("--no-baseline", action="store_true")
+    # the operator's console (bench/map_console.py): queue, alarm burst, live view
+    ap.add_argument("--console", action="store_true", help="measure the operator's console only")
+    ap.add_argument("--open", type=int, default=5000, help="--console: open alarms in the queue")
+    ap.add_argument("--burst", type=int, default=100, help="--console: alarms per second")
+    ap.add_argument("--burst-s", type=float, default=5.0, help="--console: burst length")
+    ap.add_argument("--live", type=int, default=5, help="--console: live-view cold starts")
+    ap.add_argument("--phases", default="queue,burst,live", help="--console: which to measure")
     args = ap.parse_args()
+    if args.console:
+        from bench.map_console import main as console_main
+
+        return console_main(args)
     OUT.mkdir(parents=True, exist_ok=True)
 
     from gridwatch.services import services_up

@@ -258,6 +258,7 @@
         nextOffset = page.next_offset;
         if (page.counts) $("gw-n-alarms").textContent = page.counts.total;
         list.setAttribute("data-loaded", rows.length);
+        list.setAttribute("data-generation", gen);  // which load drew the list (tests, benches)
         empty();
         bulkCount();
       }).catch(function (e) { gw.toast(gw.errorText(e)); }).then(function () { moreBtn.disabled = false; });
