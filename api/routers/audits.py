@@ -254,7 +254,12 @@ def choropleth(
             }
         )
     return FeatureCollection(
-        features=features, number_returned=len(features), limit=len(features), offset=0
+        features=features,
+        number_returned=len(features),
+        limit=len(features),
+        offset=0,
+        next_offset=None,
+        next_cursor=None,
     )
 
 
