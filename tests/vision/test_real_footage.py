@@ -81,11 +81,12 @@ def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
         ("plaza_pets.mp4", "signal_loss", 0, "a blue no-signal screen with a caption still is"),
         ("road_topdown.mp4", "stripes", 0, "bars that change a plain view's cell layout"),
         ("road_topdown.mp4", "occlusion", 1, "a cover on a plain view, by brightness"),
+        ("road_topdown.mp4", "ptz_drift", 2, "drift over plain asphalt, from its fine grain"),
     ],
 )
 def test_faults_found_on_real_footage(name: str, fault: str, start_index: int, why: str) -> None:
     # The bench's own trials (bench/vision_quality.py --videos), cut short.
-    start = (30, 60)[start_index]
+    start = (30, 60, 90)[start_index]
     clip = load_clip(str(DATA / name), 5.0, max_frames=start + 10)
     out, _ = run_real(clip, fault, start, start + 10, trial_seed(fault, start_index, name))
     assert first_found(out, fault, start) is not None, (why, out.active[start:])
