@@ -179,8 +179,9 @@
       field.queue.save(field.queue.items().filter(function (q) { return q.body.id !== id; }));
     },
   };
-  /* Whether an error means "no connection" (fetch never reached the hub). */
+  /* Whether an error means "no connection" (fetch never reached the hub); not navigator.onLine,
+     which says offline on a network without internet while the hub answers. */
   field.isOffline = function (e) {
-    return !navigator.onLine || (e && !e.status && (e instanceof TypeError || e.name === "TypeError"));
+    return !!(e && !e.status && (e instanceof TypeError || e.name === "TypeError"));
   };
 })();

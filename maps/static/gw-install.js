@@ -498,11 +498,19 @@
         ]));
       });
     }
+    /* Send what waits: on 'online', at load, and every few seconds while anything waits.
+       navigator.onLine is not asked: a phone on a private network without internet (or a
+       browser that cannot tell) may say offline while the hub answers; a failed send is the
+       only sure sign, and it leaves the item waiting. */
+    var flushing = false;
     function flushQueue() {
-      if (!field.queue.items().length || !navigator.onLine) return;
-      field.queue.flush(register).then(function () { showQueue(); loadPending(); });
+      if (flushing || !field.queue.items().some(function (q) { return q.state === "waiting"; })) return;
+      flushing = true;
+      field.queue.flush(register).then(function () { flushing = false; showQueue(); loadPending(); },
+        function () { flushing = false; });
     }
     window.addEventListener("online", flushQueue);
+    setInterval(flushQueue, 5000);
     showQueue();
     flushQueue();
 
