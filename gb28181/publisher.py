@@ -21,6 +21,8 @@ from hardware.contract import topics
 from ingest.mqttclient import PUBACK, PUBLISH_QOS0, _fixed_header
 
 log = logging.getLogger(__name__)
+# How long a grant waits for its shard's client to come back after the broker kicked it.
+REGRANT_RECONNECT_S = 5.0
 
 
 class Publisher:
@@ -42,6 +44,7 @@ class Publisher:
         self.client.reconnect_delay_set(min_delay=0.05, max_delay=30)  # type: ignore[arg-type]
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
         self._lock = threading.Lock()
@@ -74,6 +77,9 @@ class Publisher:
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.on_command is not None and self.loop is not None:
@@ -192,6 +198,12 @@ class GatewayPublisher:
         from ingest.broker_acl import DynsecAdmin, gateway_username
 
         name = self.account(k)
+        pub = self.pubs.get(k)
+        if pub is not None:
+            # The broker disconnects a client whose account's rules change: what the gateway
+            # publishes before it is back would go into the closing connection and be lost
+            # (the device's first keepalive after its registration), so wait for it below.
+            pub.connected.clear()
         with self._admin_lock:
             try:
                 if self._admin is None:
@@ -208,7 +220,11 @@ class GatewayPublisher:
                     self._admin.close()
                 self._admin = None
                 self._roles.pop(k, None)  # asked afresh next time
+                if pub is not None and pub.client.is_connected():
+                    pub.connected.set()
                 raise
+        if pub is not None and not pub.connected.wait(REGRANT_RECONNECT_S):
+            log.warning("%s: not back %.0f s after its rules changed", name, REGRANT_RECONNECT_S)
         user, password = gateway_username(name), self._passwords[k]
         self.granted[k] = set(ids)
         if k not in self.pubs:
