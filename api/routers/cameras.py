@@ -14,7 +14,7 @@ from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.query import in_scope
 from api.routers.alarms import ALARM_COLUMNS, FROM, OPEN_STATES, AlarmOut
-from api.routers.snapshots import READERS, masked_jpeg
+from api.routers.snapshots import READERS, masked_jpeg, readable_device
 from api.types import Rfc3339
 from gridwatch import schema
 
@@ -25,24 +25,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such device"}
 }
 HEALTH_ROWS = 200  # diagnoses read back to find when each current fault began (bounded)
-
-
-def readable_device(conn, device_id: str, user: Principal):
-    """The device's row (region, registration time, config) or 404/403."""
-    row = conn.execute(
-        text(
-            "SELECT d.id, d.region_code, d.registered_at, d.kind, v.config FROM devices d "
-            "LEFT JOIN vision_cameras v ON v.device_id = d.id WHERE d.id = :id"
-        ),
-        {"id": device_id},
-    ).first()
-    if row is None:
-        raise ApiError(404, f"device {device_id} is not registered", code="device_not_found")
-    if not user.may_touch(row.region_code):
-        raise ApiError(
-            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
-        )
-    return row
 
 
 class FaultNow(BaseModel):

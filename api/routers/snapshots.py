@@ -39,6 +39,24 @@ def masked_jpeg(jpeg: bytes, config: dict | None) -> bytes:
     return out.tobytes()
 
 
+def readable_device(conn, device_id: str, user: Principal):
+    """The device's row (region, registration time, config) or 404/403."""
+    row = conn.execute(
+        text(
+            "SELECT d.id, d.region_code, d.registered_at, d.kind, v.config FROM devices d "
+            "LEFT JOIN vision_cameras v ON v.device_id = d.id WHERE d.id = :id"
+        ),
+        {"id": device_id},
+    ).first()
+    if row is None:
+        raise ApiError(404, f"device {device_id} is not registered", code="device_not_found")
+    if not user.may_touch(row.region_code):
+        raise ApiError(
+            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
+        )
+    return row
+
+
 @router.get(
     "/devices/{device_id}/snapshot",
     summary="The camera's latest snapshot (privacy-masked)",
@@ -57,23 +75,13 @@ def get_snapshot(
 ) -> Response:
     """The latest JPEG the camera sent, with its privacy masks applied before it leaves the hub."""
     with request.app.state.engine.connect() as conn:
+        device = readable_device(conn, device_id, user)
         row = conn.execute(
-            text(
-                "SELECT d.region_code, s.at, s.jpeg, v.config FROM devices d "
-                "LEFT JOIN device_snapshots s ON s.device_id = d.id "
-                "LEFT JOIN vision_cameras v ON v.device_id = d.id WHERE d.id = :id"
-            ),
-            {"id": device_id},
+            text("SELECT at, jpeg FROM device_snapshots WHERE device_id = :id"), {"id": device_id}
         ).first()
-    if row is None:
-        raise ApiError(404, f"device {device_id} is not registered", code="device_not_found")
-    if not user.may_touch(row.region_code):
-        raise ApiError(
-            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
-        )
-    if row.jpeg is None:
+    if row is None or row.jpeg is None:
         raise ApiError(404, f"camera {device_id} has sent no snapshot yet", code="no_snapshot")
-    masks = hashlib.sha256(repr((row.config or {}).get("privacy")).encode()).hexdigest()[:12]
+    masks = hashlib.sha256(repr((device.config or {}).get("privacy")).encode()).hexdigest()[:12]
     etag = f'"{device_id}-{int(row.at.timestamp() * 1000)}-{masks}"'
     headers = {
         "ETag": etag,
@@ -83,5 +91,5 @@ def get_snapshot(
     }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    body = masked_jpeg(bytes(row.jpeg), row.config)
+    body = masked_jpeg(bytes(row.jpeg), device.config)
     return Response(body, media_type="image/jpeg", headers=headers)
