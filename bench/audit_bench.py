@@ -27,9 +27,9 @@ from geo.audit import code_range, run_audit
 from geo.live import refresh_points
 from geo.registry import register_device, retire_device, update_device
 from geo.rulepack import load_rule_pack
-from geo.synth import generate_region
 from gridwatch.db import get_engine, migrate
 from gridwatch.settings import get_settings
+from simulators.region import generate_region
 
 COUNTY = "360121000000"
 RESULTS = Path(__file__).parent / "RESULTS.md"

@@ -6,9 +6,9 @@ ingest.broker_acl), so it neither needs nor disturbs the project's services:
     .venv/bin/python -m bench.fleet_bench            # full run (about 4 minutes)
     .venv/bin/python -m bench.fleet_bench --quick    # small smoke run
 
-Measures, with the same timetable (hardware.fleet_schedule) and payloads in every mode:
+Measures, with the same timetable (simulators.fleet_schedule) and payloads in every mode:
   * naive baseline: one paho client per device with its own loop_start() thread;
-  * per-device mode (hardware.fleet): one connection per device, all driven from one selector;
+  * per-device mode (simulators.fleet): one connection per device, all driven from one selector;
   * pooled mode: 100,000 devices over a few hub connections (--connections N).
 "Saturation" plays a stretch of simulated time with every event already due and reports
 messages per second until the last one is in the kernel; "real time" plays the timetable at a
@@ -37,10 +37,10 @@ from gridwatch.services import mosquitto_binary
 from gridwatch.settings import get_settings
 from hardware.contract.topics import topic
 from hardware.credentials import device_password
-from hardware.fleet import QOS, Fleet, FleetSummary
-from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
-from hardware.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule
 from ingest.broker_acl import plugin_path, write_broker_files
+from simulators.fleet import QOS, Fleet, FleetSummary
+from simulators.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
+from simulators.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule
 
 SUFFIX = {HEARTBEAT: "heartbeat", POSITION: "position", ALARM: "alarm"}
 
@@ -211,7 +211,7 @@ def _row(label: str, s: FleetSummary, note: str = "") -> dict:
 
 def snapshot_rate(seconds: float = 3.0) -> float:
     """JPEG snapshots (320x180, with a fault every third) generated per second, one core."""
-    from hardware.fleet_snapshots import SnapshotMaker
+    from simulators.fleet_snapshots import SnapshotMaker
 
     maker = SnapshotMaker(1)
     faults = [None, None, "blur"]

@@ -114,8 +114,8 @@ class Child:
 def prepare_data(db_url: str, cities: int, counties: int) -> dict:
     """Generate the synthetic region once (reused on later runs) and the bench users."""
     from api.users import ensure_user
-    from geo.synth import generate_into, scale_with
     from gridwatch.db import get_engine, migrate
+    from simulators.region import generate_into, scale_with
 
     migrate(db_url)
     engine = get_engine(url=db_url)

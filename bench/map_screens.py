@@ -35,10 +35,10 @@ def main() -> int:
     from sqlalchemy import text
 
     from api.users import ensure_user
-    from geo.synth import generate_region
     from gridwatch.db import get_engine, migrate
     from gridwatch.services import services_up
     from gridwatch.settings import get_settings
+    from simulators.region import generate_region
 
     IMG.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,12 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame, prepare, prepare_reduced
 from vision.geometry import Polygon
 from vision.motion import MotionDetector
 from vision.quality import QualityAnalyzer
 from vision.sources import SnapshotDecoder, decode_jpeg, jpeg_size
-from vision.synth import SynthConfig, SynthSequence
 from vision.zones import Tripwire, Zone, ZoneEngine
 
 

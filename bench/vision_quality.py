@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from simulators.video import LIGHT_EVENTS, SynthConfig, SynthSequence, apply_fault, fault_params
 from vision.faults import FAULT_CODES
 from vision.frames import Frame, prepare
 from vision.motion import MotionDetector
 from vision.pipeline import CameraConfig, CameraPipeline
 from vision.quality import QualityAnalyzer
-from vision.synth import LIGHT_EVENTS, SynthConfig, SynthSequence, apply_fault, fault_params
 
 WARMUP = 15  # frames before the quality reference is learned (10) plus slack
 

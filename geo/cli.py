@@ -1,4 +1,4 @@
-"""`gridwatch import ...`, `gridwatch generate region` and `gridwatch audit`: the geo package's commands."""
+"""`gridwatch import ...` and `gridwatch audit`: the geo package's commands."""
 
 from __future__ import annotations
 
@@ -15,9 +15,6 @@ from gridwatch.console import console, err, fail
 import_app = typer.Typer(
     help="Import division lists, boundaries, natural villages and roads (exit 1 if rows were rejected).",
     no_args_is_help=True,
-)
-generate_app = typer.Typer(
-    help="Generate synthetic regions for demos and benchmarks.", no_args_is_help=True
 )
 
 CRS_HELP = (
@@ -179,51 +176,7 @@ def import_roads_cmd(
 def register(app: typer.Typer) -> None:
     """Add the geo commands to the main `gridwatch` app."""
     app.add_typer(import_app, name="import")
-    app.add_typer(generate_app, name="generate")
     app.command("audit")(audit_cmd)
-
-
-@generate_app.command("region")
-def generate_region_cmd(
-    seed: int = typer.Option(1, "--seed", help="Same seed, same region."),
-    scale: str = typer.Option(
-        "county",
-        "--scale",
-        help="county (demo, ~4,000 devices), province (bench, ~1,000,000) or small (tests).",
-    ),
-    database_url: str = typer.Option(
-        None, "--database-url", help="Load into this database instead of the configured one."
-    ),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Generate a synthetic region near Nanchang (idempotent: present already -> nothing changes)."""
-    from geo.synth import SCALES, generate_region
-
-    if scale not in SCALES:
-        _fail(f"--scale: {scale!r} is not one of {', '.join(SCALES)}")
-    from gridwatch.db import migrate
-    from gridwatch.settings import get_settings
-
-    url = database_url or get_settings().db_url()
-    try:
-        migrate(url)
-        with console.status(f"generating {scale} (seed {seed})..."):
-            summary = generate_region(url, seed=seed, scale=scale)
-    except Exception as exc:  # a person gets the reason, not a traceback
-        _fail(f"generation failed: {exc}")
-    if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
-        return
-    table = Table(
-        "what",
-        "count",
-        title=f"synthetic {scale}, seed {seed}"
-        + ("" if summary.get("created") else " (already present)"),
-    )
-    for k, v in summary.items():
-        if k not in ("seed", "scale", "created"):
-            table.add_row(k.replace("_", " "), str(v))
-    console.print(table)
 
 
 def _pct(value: float | None) -> str:

@@ -135,6 +135,7 @@ __import__("vision.cli").cli.register(app)  # vision worker/approve/check, inspe
 __import__("gb28181.cli").cli.register(app)  # GB/T 28181 gateway, per-device SIP settings
 __import__("alarmrx.cli").cli.register(app)  # SIA DC-09 alarm receiver, panel accounts
 __import__("federation.cli").cli.register(app)  # county hubs joining a city hub
+__import__("simulators.cli").cli.register(app)  # simulate (virtual fleet), generate region
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ class DemoOptions:
 
 def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) -> dict:
     """Generate the demo county once (a no-op when it is there) and the demo users."""
-    from geo.synth import generate_region
+    from simulators.region import generate_region
 
     engine = get_engine(settings)
     summary = generate_region(engine, seed=seed, scale="county")
@@ -47,7 +47,7 @@ def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) ->
         "demo region ready: {regions} regions, {villages} villages, {grids} grids, "
         "{devices} cameras and checkpoints".format(**summary)
     )
-    from gridwatch.demo_devices import ensure_demo_devices
+    from simulators.demo_devices import ensure_demo_devices
 
     extras = ensure_demo_devices(engine, DEMO_REGION, seed)
     say(f"alarm sensors, patrol cars and livestock collars: {extras['devices']}")

@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import text
 
 from gridwatch.db import drop_database, get_engine, migrate
-from gridwatch.demo_devices import LIVESTOCK_COLLARS, PATROL_CARS, ensure_demo_devices
+from simulators.demo_devices import LIVESTOCK_COLLARS, PATROL_CARS, ensure_demo_devices
 
 
 @pytest.fixture()
 def small_county(db_url: str):
-    """A database of its own holding geo.synth's small county (other tests count 360121 devices)."""
-    from geo.synth import generate_region
+    """A database of its own holding simulators.region's small county (other tests count 360121 devices)."""
+    from simulators.region import generate_region
 
     url = db_url.rsplit("/", 1)[0] + f"/gridwatch_test_demo_{uuid.uuid4().hex[:8]}"
     migrate(url)

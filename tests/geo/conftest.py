@@ -94,7 +94,7 @@ def synth_url(db_url):
 
     url = db_url + "_syn"
     migrate(url)
-    from geo.synth import generate_region
+    from simulators.region import generate_region
 
     summary = generate_region(url, seed=7, scale="small")
     yield url, summary

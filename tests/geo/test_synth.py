@@ -8,7 +8,7 @@ import pytest
 import shapely
 from sqlalchemy import text
 
-from geo.synth import SCALES, build_plan, cameras, generate_region, voronoi_split
+from simulators.region import SCALES, build_plan, cameras, generate_region, voronoi_split
 
 
 def _digest(plan) -> str:

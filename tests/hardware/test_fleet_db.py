@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from hardware.fleet_db import load_fleet
+from simulators.fleet_db import load_fleet
 
 ROAD = [(87.60, 43.80), (87.61, 43.805), (87.62, 43.81)]
 RAIL = [(87.60, 43.79), (87.63, 43.79)]

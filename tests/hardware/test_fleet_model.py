@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from hardware.gbid import parse_device_id
+from simulators.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 
 
 def test_synthetic_fleet_has_valid_distinct_ids_and_a_mix_of_kinds() -> None:

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 from gridwatch.ports import free_local_port
 from gridwatch.secrets import device_key
 from gridwatch.settings import Settings
-from hardware.fleet import Fleet
-from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
-from hardware.fleet_transport import PerDeviceLinks
+from simulators.fleet import Fleet
+from simulators.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
+from simulators.fleet_transport import PerDeviceLinks
 
 # A region of their own, so other tests' devices on the same broker are not counted here.
 POOLED_REGION, PER_DEVICE_REGION = "65010201", "65010202"
@@ -213,7 +213,7 @@ def test_per_device_credentials_are_what_the_broker_checks(device_broker) -> Non
 def test_simulate_command_prints_a_json_summary(mqtt_broker) -> None:
     import typer
 
-    from hardware.cli import register
+    from simulators.cli import register
 
     app = typer.Typer()
     app.command("noop")(lambda: None)

@@ -11,8 +11,8 @@ from shapely.geometry import LineString, Point
 
 from hardware.contract.payloads import parse_alarm, parse_heartbeat, parse_position
 from hardware.crs import to_wgs84
-from hardware.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
-from hardware.fleet_schedule import (
+from simulators.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
+from simulators.fleet_schedule import (
     ALARM,
     HEARTBEAT,
     OUTAGE,

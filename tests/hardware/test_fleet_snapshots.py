@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from hardware.fleet_model import SNAPSHOT_FAULTS
-from hardware.fleet_snapshots import SnapshotMaker
+from simulators.fleet_model import SNAPSHOT_FAULTS
+from simulators.fleet_snapshots import SnapshotMaker
 from vision.faults import FAULT_CODES
 
 NOON = 1_767_240_000.0  # 2026-01-01 04:00 UTC = 12:00 in China

@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionConfig, MotionDetector
-from vision.synth import SynthConfig, SynthSequence
 
 
 def _run(cfg: SynthConfig, det: MotionDetector):

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from hardware.contract.analytics import MotionEvent, QualityEvent, from_payload
+from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame
 from vision.geometry import Polygon
 from vision.pipeline import CameraConfig, CameraPipeline
-from vision.synth import SynthConfig, SynthSequence
 from vision.worker import VisionWorker
 
 CAM = "36012100001320000001"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from hardware.contract.analytics import QualityEvent, from_payload, to_payload
+from simulators.video import LIGHT_EVENTS, SynthConfig, SynthSequence
 from vision.faults import FAULT_CODES
 from vision.frames import Frame, prepare
 from vision.quality import QualityAnalyzer, QualityConfig, QualityReport
 from vision.reference import Reference
-from vision.synth import LIGHT_EVENTS, SynthConfig, SynthSequence
 
 START, WINDOW = 30, 10  # fault starts at frame 30; must be active within 10 frames (2 s @ 5 fps)
 

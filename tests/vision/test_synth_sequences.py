@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from simulators.video import SynthConfig, SynthSequence
 from vision.faults import FAULT_CODES
-from vision.synth import SynthConfig, SynthSequence
 
 
 def _frames(**kw):

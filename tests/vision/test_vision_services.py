@@ -16,8 +16,8 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from hardware.contract.analytics import QualityEvent, from_payload
+from simulators.video import SynthConfig, SynthSequence
 from vision import store
-from vision.synth import SynthConfig, SynthSequence
 from vision.worker import MqttLink, VisionWorker
 
 COUNTY = "360124"  # a county no other test writes to (the suite shares one database)

@@ -12,10 +12,10 @@ from hardware.contract.analytics import (
     from_payload,
     to_payload,
 )
+from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionDetector
-from vision.synth import SynthConfig, SynthSequence
 from vision.zones import Tripwire, Zone, ZoneEngine
 
 W, H = 1000, 500

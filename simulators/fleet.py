@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from hardware.fleet_model import FleetDevice, FleetOptions
-from hardware.fleet_schedule import ALARM, HEARTBEAT, OUTAGE, POSITION, SNAPSHOT, Schedule
-from hardware.fleet_snapshots import SnapshotMaker
-from hardware.fleet_transport import PerDeviceLinks, PooledLinks
+from simulators.fleet_model import FleetDevice, FleetOptions
+from simulators.fleet_schedule import ALARM, HEARTBEAT, OUTAGE, POSITION, SNAPSHOT, Schedule
+from simulators.fleet_snapshots import SnapshotMaker
+from simulators.fleet_transport import PerDeviceLinks, PooledLinks
 
 BATCH = 256  # events handled between two looks at the sockets
 QOS = {"heartbeat": 0, "position": 0, "snapshot": 0, "alarm": 1, "state": 1}

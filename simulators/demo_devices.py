@@ -7,7 +7,7 @@ from sqlalchemy import Engine, text
 from geo.bulk import register_many
 from hardware.gbid import allocate_ids
 
-# What the demo adds beside geo.synth's cameras, per administrative village or in total.
+# What the demo adds beside simulators.region's cameras, per administrative village or in total.
 SENSOR_KINDS = ("infrared_detector", "door_sensor", "smoke_detector", "panic_button")
 PATROL_CARS = 12
 LIVESTOCK_COLLARS = 8

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pyproj import Geod
 
-from hardware.fleet_rng import Rng
+from simulators.fleet_rng import Rng
 
 GEOD = Geod(ellps="WGS84")
 _M_PER_DEG_LAT = 111_320.0

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from hardware.fleet_model import SNAPSHOT_FAULTS
+from simulators.fleet_model import SNAPSHOT_FAULTS
 
 N_SCENES = 12
 JPEG_QUALITY = 80

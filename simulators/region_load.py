@@ -8,7 +8,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
-from geo.synth_plan import Plan
+from simulators.region_plan import Plan
 
 # --- loading -----------------------------------------------------------------------------------
 

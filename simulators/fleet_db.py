@@ -8,10 +8,10 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from hardware.fleet_model import FleetDevice, synthetic_railway, synthetic_roads
-from hardware.fleet_rng import Rng
 from hardware.kinds import KINDS
 from hardware.region_code import region_prefix
+from simulators.fleet_model import FleetDevice, synthetic_railway, synthetic_roads
+from simulators.fleet_rng import Rng
 
 log = logging.getLogger(__name__)
 

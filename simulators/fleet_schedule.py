@@ -9,9 +9,9 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from hardware.crs import from_wgs84
-from hardware.fleet_model import SNAPSHOT_FAULTS, FleetDevice, FleetOptions
-from hardware.fleet_motion import GrazingMotion, PatrolMotion, Polyline
-from hardware.fleet_rng import Rng
+from simulators.fleet_model import SNAPSHOT_FAULTS, FleetDevice, FleetOptions
+from simulators.fleet_motion import GrazingMotion, PatrolMotion, Polyline
+from simulators.fleet_rng import Rng
 
 # Streams of events a device may have; the value is also the key of its random draws.
 HEARTBEAT, POSITION, ALARM, SNAPSHOT, OUTAGE = range(5)

@@ -11,8 +11,8 @@ import numpy as np
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 
-from geo.synth_plan import Plan, Scale, _rng
-from geo.synth_shapes import (
+from simulators.region_plan import Plan, Scale, _rng
+from simulators.region_shapes import (
     bearing,
     offset,
     random_points,

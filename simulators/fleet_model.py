@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hardware.fleet_rng import Rng
 from hardware.gbid import GbIdError, allocate_ids, parse_device_id
 from hardware.kinds import KINDS, KindSpec, kind, kind_for_type
+from simulators.fleet_rng import Rng
 
 LonLat = tuple[float, float]
 Stamp = Literal["wall", "sim"]

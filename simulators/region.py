@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from geo.synth_devices import cameras
-from geo.synth_load import load_plan, simulate_status
-from geo.synth_plan import SCALES, Plan, Scale, build_plan
-from geo.synth_shapes import (
+from simulators.region_devices import cameras
+from simulators.region_load import load_plan, simulate_status
+from simulators.region_plan import SCALES, Plan, Scale, build_plan
+from simulators.region_shapes import (
     M_PER_DEG_LAT,
     M_PER_DEG_LON_EQ,
     bearing,

@@ -13,7 +13,7 @@ import shapely
 from shapely.geometry import LineString, Point
 from shapely.geometry.base import BaseGeometry
 
-from geo.synth_shapes import (
+from simulators.region_shapes import (
     blob,
     mst_edges,
     multi,

@@ -1,0 +1,1 @@
+"""Simulated worlds for the demo, the tests and the benches: regions, fleets, video, demo devices."""
