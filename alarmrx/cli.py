@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 
 import typer
 from rich.console import Console
@@ -40,25 +38,13 @@ def alarm_receiver_cmd(
     """Run the receiver on GRIDWATCH_SIA_HOST:GRIDWATCH_SIA_PORT (TCP and UDP)."""
     if ctx.invoked_subcommand is not None:
         return
+    from gb28181.cli import serve_service
     from gridwatch.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    serve_service(
+        build(settings), "receiver", settings, (settings.sia_host, settings.sia_port), run_for
     )
-    from gb28181.cli import run_service
-
-    try:
-        asyncio.run(run_service(build(settings), "receiver", run_for or None))
-    except OSError as exc:
-        err.print(
-            f"[bold red]error:[/] cannot listen on {settings.sia_host}:{settings.sia_port}: {exc}"
-        )
-        raise typer.Exit(1) from None
-    except ConnectionError as exc:
-        err.print(f"[bold red]error:[/] {exc}; start it with `gridwatch services up`")
-        raise typer.Exit(1) from None
 
 
 @app.command("account")

@@ -58,6 +58,23 @@ async def run_service(service, what: str, max_seconds: float | None = None) -> N
         logging.getLogger(__name__).info("%s stopped: %s", what, dict(service.stats))
 
 
+def serve_service(service, what: str, settings, listen: tuple[str, int], run_for: float) -> None:
+    """`gridwatch gb28181` and `gridwatch alarm-receiver`: logging, then run_service until stopped;
+    a port that cannot be bound or a broker that is down is a sentence and exit 1."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(run_service(service, what, run_for or None))
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot listen on {listen[0]}:{listen[1]}: {exc}")
+        raise typer.Exit(1) from None
+    except ConnectionError as exc:
+        err.print(f"[bold red]error:[/] {exc}; start it with `gridwatch services up`")
+        raise typer.Exit(1) from None
+
+
 @app.callback()
 def gb28181_cmd(
     ctx: typer.Context,
@@ -69,20 +86,9 @@ def gb28181_cmd(
     from gridwatch.settings import get_settings
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    serve_service(
+        build(settings), "gateway", settings, (settings.sip_host, settings.sip_port), run_for
     )
-    try:
-        asyncio.run(run_service(build(settings), "gateway", run_for or None))
-    except OSError as exc:
-        err.print(
-            f"[bold red]error:[/] cannot listen on {settings.sip_host}:{settings.sip_port}: {exc}"
-        )
-        raise typer.Exit(1) from None
-    except ConnectionError as exc:
-        err.print(f"[bold red]error:[/] {exc}; start it with `gridwatch services up`")
-        raise typer.Exit(1) from None
 
 
 @app.command("device")
