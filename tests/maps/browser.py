@@ -100,7 +100,9 @@ def sign_in(page, base: str, path: str, username: str, password: str) -> None:
     page.fill("#gw-login-user", username)
     page.fill("#gw-login-pass", password)
     page.click("#gw-login-submit")
-    page.wait_for_selector("#gw-login", state="hidden")
+    # the password check runs at nice 10 in a one-thread pool (a sign-in storm must not starve
+    # reads), so on a busy machine it may take longer than Playwright's default 30 s
+    page.wait_for_selector("#gw-login", state="hidden", timeout=90_000)
 
 
 def add_session(context, base: str, token: str) -> None:
