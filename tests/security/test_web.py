@@ -511,6 +511,9 @@ def test_hostile_device_name_in_the_alarm_list_is_text(web_stack, hostile_camera
     try:
         sign_in(page, web_stack.base, "/map", "t-operator", "operator-pass-1")
         page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
+        # newest first: in the default order (severity, then oldest first) the suite's other open
+        # severity-1 alarms can push this one past the loaded page, where it is announced, not shown
+        page.select_option("#gw-f-order", "newest")
         alarm = _raise_alarm(engine, hostile_camera, 115.37121, 28.37131)
         item = page.locator(f".gw-alarm[data-alarm-id='{alarm}']")
         item.wait_for(timeout=10000)
