@@ -157,20 +157,22 @@ def import_roads_cmd(
         ...,
         exists=True,
         dir_okay=False,
-        help="Road lines, e.g. an OSM extract as GeoJSON/GeoPackage.",
+        help="OpenStreetMap .osm.pbf / .osm, or road lines as GeoJSON/GeoPackage.",
     ),
     crs: str = typer.Option(None, "--crs", help=CRS_HELP),
     layer: str = typer.Option(None, "--layer"),
-    snap_m: float = typer.Option(
-        5.0, "--snap-m", help="Road crossings closer than this are one intersection."
+    network: str = typer.Option(
+        "drive",
+        "--network",
+        help="Which OSM ways are streets, as osmnx filters them: drive, drive_service or all.",
     ),
     actor: str = typer.Option("import", "--actor"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Roads and railways; derives intersections where two or more roads meet."""
+    """Roads and railways; derives intersections where three or more street ends meet."""
     from geo.import_roads import import_roads
 
-    _show(_run(import_roads, file, crs=crs, layer=layer, actor=actor, snap_m=snap_m), as_json)
+    _show(_run(import_roads, file, crs=crs, layer=layer, actor=actor, network=network), as_json)
 
 
 def register(app: typer.Typer) -> None:

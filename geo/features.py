@@ -303,6 +303,13 @@ def read_features(
         raise FeatureFileError(f"{path}: no such file")
     data = path.read_bytes()
     suffix = path.suffix.lower()
+    from geo.osm import is_osm_file
+
+    if is_osm_file(path, data[:512]):
+        raise FeatureFileError(
+            f"{path.name} is an OpenStreetMap file: `gridwatch import roads` reads its streets "
+            "and railways; for other features convert it to GeoJSON or GeoPackage first"
+        )
     if suffix == ".gpkg" or data[:16] == b"SQLite format 3\x00":
         raw, used = _read_gpkg(path, crs, layer)
     elif suffix == ".csv":

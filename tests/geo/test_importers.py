@@ -348,6 +348,20 @@ def test_roads_derive_intersections_and_update_in_place(engine, divisions, tmp_p
             "properties": {"railway": "rail", "name": "京九铁路"},
             "geometry": mapping(LineString([(116.30, 28.40), (116.40, 28.50)])),
         },
+        # a bridge over the main road shares no vertex with it: no intersection at 116.37
+        {
+            "type": "Feature",
+            "id": "br",
+            "properties": {"highway": "tertiary", "bridge": "yes"},
+            "geometry": mapping(LineString([(116.37, 28.46), (116.37, 28.48)])),
+        },
+        # a lane ending on the main road (no vertex there): a T, three street ends
+        {
+            "type": "Feature",
+            "id": "r4",
+            "properties": {"highway": "track"},
+            "geometry": mapping(LineString([(116.355, 28.47), (116.355, 28.48)])),
+        },
         {"type": "Feature", "id": "bad", "properties": {}, "geometry": mapping(Point(116.3, 28.4))},
     ]
     path = tmp_path / "roads.geojson"
@@ -360,11 +374,13 @@ def test_roads_derive_intersections_and_update_in_place(engine, divisions, tmp_p
             )
         ).all()
         rails = c.execute(text("SELECT count(*) FROM railways WHERE source_key = 'rail'")).scalar()
-    assert report.inserted == 5, report.model_dump(exclude={"sha256", "path"})
+    assert report.inserted == 7, report.model_dump(exclude={"sha256", "path"})
     assert [r.id for r in report.rejected] == ["bad"] and rails == 1
+    # street ends as osmnx counts them: crossings 4, the T 3; the joint of r1 and r1b (2) is none
     assert [(round(x, 5), round(y, 5), d, m) for x, y, d, m in pts] == [
-        (116.36, 28.47, 2, True),
-        (116.38, 28.47, 2, True),
+        (116.355, 28.47, 3, True),
+        (116.36, 28.47, 4, True),
+        (116.38, 28.47, 4, True),
     ]
     with engine.begin() as c:
         assert import_roads(c, path).status == "unchanged"
@@ -380,11 +396,12 @@ def test_roads_derive_intersections_and_update_in_place(engine, divisions, tmp_p
                 )
             )
         ]
+    # r3 moved, and r1 with it (its vertex where r3 crosses)
     assert (
-        moved.updated == 1
+        moved.updated == 2
         and moved.derived["intersections_removed"] == 1
-        and xs == [116.36, 116.385]
-    )
+        and xs == [116.355, 116.36, 116.385]
+    ), moved.summary()
 
 
 def test_cli_import_json_and_exit_codes(engine, divisions, tmp_path):
