@@ -27,7 +27,8 @@ def build(settings=None):
         host=settings.sia_host, port=settings.sia_port, region=settings.sip_domain[:6]
     )
     publisher = GatewayPublisher(settings, f"sia-{cfg.port}", shards=4)
-    return Receiver(cfg, SiaStore(get_engine(settings)), publisher)
+    # its own database role (gridwatch/dbroles.py): accounts, restorals, pending panels
+    return Receiver(cfg, SiaStore(get_engine(settings, role="alarmrx")), publisher)
 
 
 @app.callback()

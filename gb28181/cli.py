@@ -37,7 +37,8 @@ def build(settings=None, **overrides):
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)
-    store = GatewayStore(get_engine(settings), gateway=cfg.name)
+    # its own database role (gridwatch/dbroles.py): registrations, catalogs, device info
+    store = GatewayStore(get_engine(settings, role="gb28181"), gateway=cfg.name)
     return Gateway(cfg, store, GatewayPublisher(settings, cfg.name, cfg.broker_shards))
 
 

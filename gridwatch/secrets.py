@@ -15,7 +15,7 @@ HUB_ROLES = ("ingest", "api", "vision", "simulator", "admin", "federation")
 # gateway: protocol gateways have accounts of their own (ingest.broker_acl.gateway_account)
 RETIRED_HUB_ROLES = ("gateway",)
 # Database roles of the local cluster (see gridwatch/dbroles.py for what each may do).
-PG_ROLES = ("owner", "api", "ingest", "auditor")
+PG_ROLES = ("owner", "api", "ingest", "auditor", "vision", "gb28181", "alarmrx")
 FILE_NAME = "secrets.json"
 
 

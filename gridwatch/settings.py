@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     def db_url(self, dbname: str | None = None, role: str = "owner") -> str:
         """SQLAlchemy URL (psycopg 3 driver) of the configured or local database, for one of the
         local cluster's roles (gridwatch/dbroles.py): owner (migrations, admin commands), api,
-        ingest, auditor, or admin (the superuser: roles, databases, extensions). An external
+        ingest, auditor, vision, gb28181, alarmrx, or admin (the superuser: roles, databases,
+        extensions). An external
         GRIDWATCH_DATABASE_URL is used as given for every role."""
         if self.database_url:
             url = self.database_url

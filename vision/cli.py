@@ -74,7 +74,7 @@ def vision_worker(
             from gridwatch.db import get_engine
             from vision.store import camera_configs
 
-            engine = get_engine()
+            engine = get_engine(role="vision")  # gridwatch/dbroles.py: cameras, references
             cams = camera_configs(engine, region)
     except ValueError as exc:
         _fail(str(exc))
@@ -366,7 +366,7 @@ def _inspect_once(
     except ValueError as exc:
         _fail(str(exc))
     try:
-        engine = get_engine()
+        engine = get_engine(role="vision")  # gridwatch/dbroles.py: cameras, rounds, results
         cams = store.cameras(engine, region)
         configs = {c.id: c for c in store.camera_configs(engine, region)}
         refs = store.load_references(engine, [c.id for c in cams])
