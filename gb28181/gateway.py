@@ -8,7 +8,7 @@ import logging
 import secrets
 import socket
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,10 +26,8 @@ from hardware.contract import topics
 log = logging.getLogger(__name__)
 MIN_EXPIRES, MAX_EXPIRES, DEFAULT_EXPIRES = 60, 86_400, 3_600
 CATALOG_WAIT_S = 20.0  # parts of a catalog later than this: store what arrived
-SEEN_MAX = 20_000
-UDP_RCVBUF = (
-    4 << 20
-)  # capped by net.core.rmem_max  # answered requests remembered for retransmissions
+SEEN_MAX = 20_000  # answered requests remembered for retransmissions
+UDP_RCVBUF = 4 << 20  # capped by net.core.rmem_max
 
 
 @dataclass
@@ -85,24 +83,93 @@ def _ts(when: datetime | None) -> str:
     return (when or datetime.now(UTC)).isoformat()
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
+class UdpEndpoint:
+    """A UDP socket on the event loop that reads datagrams in bursts (up to BURST per wake-up;
+    asyncio's datagram transport reads one per turn of the loop, a poll and a callback per
+    keepalive) and sends answers at once, queueing only when the kernel's buffer is full.
+    `handler(data, (host, port))` is called for every datagram."""
 
-    def connection_made(self, transport) -> None:
-        self.gw.udp = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # ride out scheduling stalls without dropping datagrams
+    BURST = 256
+    BACKLOG = 20_000  # answers queued while the send buffer is full; more are dropped (UDP)
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, handler) -> None:
+        self.sock, self.loop, self.handler = sock, loop, handler
+        self.fd = sock.fileno()
+        self.backlog: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.errors = 0
+        sock.setblocking(False)
+        loop.add_reader(self.fd, self._read)
+
+    @classmethod
+    def bind(cls, host: str, port: int, loop: asyncio.AbstractEventLoop, handler) -> UdpEndpoint:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:  # ride out scheduling stalls without dropping datagrams
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        except OSError:
+            pass
+        try:
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, loop, handler)
+
+    def _read(self) -> None:
+        recv, handler = self.sock.recvfrom, self.handler
+        for _ in range(self.BURST):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-            except OSError:
-                pass
+                data, addr = recv(65_536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP port unreachable reported on the socket
+                log.debug("udp receive error: %s", exc)
+                return
+            try:
+                handler(data, (addr[0], addr[1]))
+            except Exception:  # one bad datagram never stops the others
+                self.errors += 1
+                log.exception("udp datagram from %s:%s not handled", addr[0], addr[1])
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.gw.on_data(data, "udp", (addr[0], addr[1]), None)
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.backlog:
+            if len(self.backlog) < self.BACKLOG:
+                self.backlog.append((data, addr))
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.backlog.append((data, addr))
+            self.loop.add_writer(self.fd, self._write)
+        except OSError as exc:
+            log.debug("udp send to %s:%s failed: %s", addr[0], addr[1], exc)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp error: %s", exc)
+    def _write(self) -> None:
+        while self.backlog:
+            data, addr = self.backlog[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp send to %s:%s failed: %s", addr[0], addr[1], exc)
+            self.backlog.popleft()
+        self.loop.remove_writer(self.fd)
+
+    def get_extra_info(self, name: str, default=None):
+        if name == "socket":
+            return self.sock
+        if name == "sockname":
+            return self.sock.getsockname()
+        return default
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        self.loop.remove_reader(self.fd)
+        if self.backlog:
+            self.loop.remove_writer(self.fd)
+        self.sock.close()
 
 
 class Gateway:
@@ -124,7 +191,7 @@ class Gateway:
         self.storing: dict[str, asyncio.Future] = {}  # parent id -> its catalog store in flight
         self.client_tx: dict[str, tuple[asyncio.Future, asyncio.TimerHandle | None]] = {}
         self.stats: Counter[str] = Counter()
-        self.udp: asyncio.DatagramTransport | None = None
+        self.udp: UdpEndpoint | None = None
         self.tcp_server: asyncio.AbstractServer | None = None
         self._sn = int(time.time()) % 100_000
         self._reg_queue: list[tuple[tuple, asyncio.Future]] = []
@@ -159,8 +226,11 @@ class Gateway:
         self.pub.on_command = self.on_command
         await asyncio.to_thread(self.pub.start, loop, fronted)
         if self.cfg.udp:
-            await loop.create_datagram_endpoint(
-                lambda: _Udp(self), local_addr=(self.cfg.host, self.cfg.port)
+            self.udp = UdpEndpoint.bind(
+                self.cfg.host,
+                self.cfg.port,
+                loop,
+                lambda data, addr: self.on_data(data, "udp", addr, None),
             )
         if self.cfg.tcp:
             self.tcp_server = await asyncio.start_server(

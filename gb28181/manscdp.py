@@ -80,8 +80,47 @@ class Body:
         return value or None
 
 
+# A flat body (keepalives, status answers): an optional plain declaration, a root of ROOTS and
+# elements holding plain ASCII text only: no attributes, entities, comments, CDATA or control
+# characters. Every such body is well-formed XML that the full parser reads the same way, so
+# it is read here without building an XML parser (most of a keepalive's cost); anything else
+# goes through the full parser and its checks.
+_FLAT = re.compile(
+    rb'\A[ \t\r\n]*(?:<\?xml version="1\.0"(?: encoding="([A-Za-z0-9_-]{1,32})")?[ ]?\?>)?'
+    rb"[ \t\r\n]*<(Notify|Response|Query|Control)>[ \t\r\n]*"
+    rb"((?:<([A-Za-z][A-Za-z0-9]{0,31})>[^<>&\x00-\x1f\x7f]{0,256}</\4>[ \t\r\n]*){1,32})"
+    rb"</\2>[ \t\r\n]*\Z"
+)
+_FLAT_FIELD = re.compile(rb"<([A-Za-z][A-Za-z0-9]{0,31})>([^<]*)</")
+_SN = re.compile(r"[0-9]{1,10}")
+_DEVICE_ID = re.compile(r"[0-9]{20}")
+
+
+def _flat(body: bytes, charset: str | None) -> Body | None:
+    """A flat ASCII body read without an XML parser; None: not one (use the full parser)."""
+    if len(body) > 4096 or not body.isascii():
+        return None
+    m = _FLAT.match(body)
+    if m is None:
+        return None
+    declared = (m.group(1).decode().lower() if m.group(1) else None) or charset or "utf-8"
+    if declared in _GB:
+        enc = "gb18030"
+    elif declared in ("utf-8", "utf8"):
+        enc = "utf-8"
+    else:
+        return None  # the full parser says why the encoding is refused
+    root = ET.Element(m.group(2).decode())
+    for name, value in _FLAT_FIELD.findall(m.group(3)):
+        ET.SubElement(root, name.decode()).text = value.decode()
+    return Body(root.tag, "", "", "", root, enc)
+
+
 def parse(body: bytes, charset: str | None = None) -> Body:
     """Decode and parse a body (no DTD, no entities, bounded depth and size)."""
+    flat = _flat(body, charset)
+    if flat is not None:
+        return _checked(flat)
     text, enc = decode(body, charset)
     text = _ANY_DECL.sub("", text, count=1)
     try:
@@ -91,15 +130,19 @@ def parse(body: bytes, charset: str | None = None) -> Body:
     _depth_ok(root)
     if root.tag not in ROOTS:
         raise BodyError(f"root element {root.tag[:32]!r} is not one of {', '.join(ROOTS)}")
-    out = Body(root.tag, "", "", "", root, enc)
+    return _checked(Body(root.tag, "", "", "", root, enc))
+
+
+def _checked(out: Body) -> Body:
+    """CmdType, SN and DeviceID read and checked."""
     out.cmd_type = out.text("CmdType") or ""
     out.sn = out.text("SN") or ""
     out.device_id = out.text("DeviceID") or ""
     if not out.cmd_type:
         raise BodyError("CmdType missing")
-    if not re.fullmatch(r"[0-9]{1,10}", out.sn):
+    if not _SN.fullmatch(out.sn):
         raise BodyError(f"SN {out.sn[:16]!r} is not 1-10 digits")
-    if not re.fullmatch(r"[0-9]{20}", out.device_id):
+    if not _DEVICE_ID.fullmatch(out.device_id):
         raise BodyError(f"DeviceID {out.device_id[:24]!r} is not 20 digits")
     return out
 

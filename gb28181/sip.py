@@ -43,6 +43,7 @@ _STATUS = re.compile(r"^SIP/2\.0 ([1-6][0-9]{2}) ([^\r\n]*)$")
 _REQUEST = re.compile(r"^([A-Z]{2,16}) (\S{1,512}) SIP/2\.0$")
 _URI_USER = re.compile(r"sips?:([^@;>\s]+)@([^;>\s]+)")
 _TAG = re.compile(r";\s*tag=([^;>\s]+)", re.IGNORECASE)
+_NAMES: dict[str, str] = {}  # header names as written -> lower-case, compact forms expanded
 
 
 class SipError(ValueError):
@@ -179,11 +180,17 @@ def parse(data: bytes, *, stream: bool = False) -> SipMessage:
             headers[-1] = (name, f"{value} {line.strip()}")
             continue
         name, sep, value = line.partition(":")
-        name = name.strip()
-        if not sep or not _TOKEN.match(name):
+        if not sep:
             raise SipError(f"bad header line {line[:80]!r}")
-        name = name.lower()
-        headers.append((COMPACT.get(name, name), value.strip()))
+        key = _NAMES.get(name)
+        if key is None:  # checked once per spelling, not per message
+            stripped = name.strip()
+            if not _TOKEN.match(stripped):
+                raise SipError(f"bad header line {line[:80]!r}")
+            key = COMPACT.get(stripped.lower(), stripped.lower())
+            if len(_NAMES) < 1_024:
+                _NAMES[name] = key
+        headers.append((key, value.strip()))
         if len(headers) > MAX_HEADERS:
             raise SipError(f"more than {MAX_HEADERS} headers")
     msg.headers = headers

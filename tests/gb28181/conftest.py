@@ -27,17 +27,19 @@ _serials = itertools.count(random.randrange(1, 400_000))
 
 
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
+    """A port free for both UDP and TCP on 127.0.0.1, outside the ephemeral range: a port drawn
+    by binding port 0 can be taken by any outgoing connection before the gateway binds it (seen:
+    the gateway's TCP listener refused with "address already in use")."""
+    from gridwatch.ports import free_local_port
+
     while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+        port = free_local_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def new_id(type_code: int = 132) -> str:
@@ -48,7 +50,11 @@ class GatewayProcess:
     """`python -m gridwatch gb28181` on its own port, inheriting the test environment."""
 
     def __init__(
-        self, port: int | None = None, password: str | None = PASSWORD, sip_id: str | None = None
+        self,
+        port: int | None = None,
+        password: str | None = PASSWORD,
+        sip_id: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.env = dict(os.environ)
@@ -62,6 +68,7 @@ class GatewayProcess:
             self.env["GRIDWATCH_SIP_PASSWORD"] = password
         if sip_id is not None:  # another gateway: its own name and broker accounts
             self.env["GRIDWATCH_SIP_ID"] = sip_id
+        self.env.update(env or {})  # e.g. another hub's database (GRIDWATCH_DB_NAME)
         self.log = Path(f"/tmp/gw-gb28181-test-{uuid.uuid4().hex[:8]}.log")
         self.proc: subprocess.Popen | None = None
 

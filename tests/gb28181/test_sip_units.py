@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -85,6 +87,77 @@ def test_fuzz_bodies_never_crash(body: bytes, charset: str | None) -> None:
         manscdp.catalog(parsed)
     except manscdp.BodyError:
         pass
+
+
+def _full(body: bytes, charset: str | None) -> manscdp.Body:
+    """The full XML parser's reading (the fast path skipped)."""
+    text, enc = manscdp.decode(body, charset)
+    root = manscdp.fromstring(manscdp._ANY_DECL.sub("", text, count=1))
+    return manscdp._checked(manscdp.Body(root.tag, "", "", "", root, enc))
+
+
+_FIELDS = st.lists(
+    st.tuples(
+        st.sampled_from(["CmdType", "SN", "DeviceID", "Status", "Info", "X1"]),
+        st.text(st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=24),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["Notify", "Response", "Query", "Nota"]),
+    _FIELDS,
+    st.sampled_from(['<?xml version="1.0" encoding="GB2312"?>', '<?xml version="1.0"?>', "",
+                     "<?xml version='1.0'?>", '<?xml version="1.0" encoding="latin1"?>']),
+    st.sampled_from(["\r\n", "", " ", "\t"]),
+    st.sampled_from([None, "gb2312", "utf-8", "latin-1"]),
+)  # fmt: skip
+def test_flat_fast_path_reads_what_the_xml_parser_reads(root, fields, decl, ws, charset) -> None:
+    """A body the fast path takes is well-formed and the full parser reads the same; one it
+    does not take goes to the full parser (which decides)."""
+    inner = "".join(f"<{k}>{v}</{k}>{ws}" for k, v in fields)
+    body = f"{decl}{ws}<{root}>{ws}{inner}</{root}>{ws}".encode()
+    fast = manscdp._flat(body, charset)
+    if fast is None:
+        return
+    try:
+        full = _full(body, charset)
+    except manscdp.BodyError as exc:
+        with pytest.raises(manscdp.BodyError, match=re.escape(str(exc))):
+            manscdp._checked(fast)
+        return
+    got = manscdp._checked(fast)
+    assert (got.root, got.cmd_type, got.sn, got.device_id, got.encoding) == (
+        full.root, full.cmd_type, full.sn, full.device_id, full.encoding)  # fmt: skip
+    assert [(c.tag, (c.text or "").strip()) for c in got.el] == [
+        (c.tag, (c.text or "").strip()) for c in full.el
+    ]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from([None, "gb2312", "utf-8"]))
+def test_fuzz_fast_path_takes_only_well_formed_bodies(body: bytes, charset: str | None) -> None:
+    prefix = b'<?xml version="1.0"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>'
+    for candidate in (body, prefix + body, prefix + body + b"</Notify>"):
+        if manscdp._flat(candidate, charset) is not None:
+            try:
+                _full(candidate, charset)  # well-formed: never a ParseError
+            except manscdp.BodyError:
+                pass  # CmdType/SN/DeviceID checks: the same for both paths
+
+
+def test_keepalive_takes_the_fast_path() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="GB2312"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n'
+        b"<SN>43</SN>\r\n<DeviceID>36012100001320000001</DeviceID>\r\n<Status>OK</Status>\r\n"
+        b"</Notify>\r\n"
+    )
+    assert manscdp._flat(body, None) is not None
+    parsed = manscdp.parse(body)
+    assert (parsed.cmd_type, parsed.sn, parsed.text("Status"), parsed.encoding) == (
+        "Keepalive", "43", "OK", "gb18030")  # fmt: skip
 
 
 def test_digest_roundtrip_and_wrong_password() -> None:
