@@ -146,5 +146,55 @@ def demo_devices_cmd(
         pass
 
 
+@app.command("cascade")
+def cascade_cmd(
+    upper: str | None = typer.Option(
+        None, help="Upper platform, sip:<20-digit id>@<host>[:<port>] (GRIDWATCH_CASCADE_UPPER)."
+    ),
+    password: str | None = typer.Option(None, help="Password it gave this hub."),
+    region: str | None = typer.Option(None, help="Scope: devices of this region code and below."),
+    transport: str | None = typer.Option(None, help="udp or tcp."),
+    port: int | None = typer.Option(None, help="Local SIP port of the link (0: any)."),
+    keepalive_s: float | None = typer.Option(None, help="Keepalive interval, seconds."),
+    expires: int | None = typer.Option(None, help="Registration validity, seconds."),
+    run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
+) -> None:
+    """Register this hub with an upper GB/T 28181 platform as a lower platform: keepalives,
+    its Catalog answered with the devices in scope, new alarms forwarded (docs/gb28181.md)."""
+    from gb28181.cascade import Cascade, CascadeStore, config_from_settings
+    from gridwatch.db import get_engine
+    from gridwatch.settings import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = config_from_settings(
+            settings,
+            upper=upper,
+            password=password,
+            region=region,
+            transport=transport,
+            local_port=port,
+            keepalive_s=keepalive_s,
+            expires=expires,
+        )
+    except ValueError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if not cfg.password:
+        err.print("[bold red]error:[/] no password: set GRIDWATCH_CASCADE_PASSWORD or --password")
+        raise typer.Exit(2)
+    # read-only: the catalog and the event bus are all the link needs of the database
+    store = CascadeStore(get_engine(settings, role="auditor"), cfg.local_id, cfg.region)
+    try:
+        asyncio.run(run_service(Cascade(cfg, store), "cascade", run_for or None))
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot open the link: {exc}")
+        raise typer.Exit(1) from None
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="gb28181")

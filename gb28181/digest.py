@@ -70,6 +70,37 @@ def expected_response(params: dict[str, str], method: str, ha1_hex: str) -> str:
     return md5_hex(f"{ha1_hex}:{params['nonce']}:{ha2}")
 
 
+def parse_challenge(value: str) -> dict[str, str]:
+    """realm, nonce (and qop, opaque...) of a WWW-Authenticate: Digest challenge."""
+    filled = value + ', username="x", uri="x", response="x"'
+    return parse_authorization(filled)
+
+
+def authorization(
+    challenge: dict[str, str], method: str, uri: str, user: str, password: str, nc: int = 1
+) -> str:
+    """The Authorization value answering a challenge (a client's side: a device, or the hub
+    registering with an upper platform); qop=auth when the challenge offers it."""
+    secret = ha1(user, challenge["realm"], password)
+    parts = [
+        f'Digest username="{user}"',
+        f'realm="{challenge["realm"]}"',
+        f'nonce="{challenge["nonce"]}"',
+        f'uri="{uri}"',
+    ]
+    qops = [q.strip() for q in challenge.get("qop", "").split(",")]
+    params = {"uri": uri, "nonce": challenge["nonce"]}
+    if "auth" in qops:
+        params |= {"qop": "auth", "nc": f"{nc:08x}", "cnonce": hashlib.sha256(
+            f"{time.time()}{nc}".encode()).hexdigest()[:16]}  # fmt: skip
+        parts += ["qop=auth", f"nc={params['nc']}", f'cnonce="{params["cnonce"]}"']
+    parts.append(f'response="{expected_response(params, method, secret)}"')
+    if "opaque" in challenge:
+        parts.append(f'opaque="{challenge["opaque"]}"')
+    parts.append("algorithm=MD5")
+    return ", ".join(parts)
+
+
 class Nonces:
     """Nonces that carry their own issue time and an HMAC, so any gateway process (or the same
     one after a restart) can check them without keeping state; they expire after `ttl_s`."""

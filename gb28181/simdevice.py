@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gb28181 import live, manscdp, sip
-from gb28181.digest import ha1, md5_hex, parse_authorization
+from gb28181.digest import authorization, parse_challenge
 
 _counter = itertools.count(1)
 
@@ -320,11 +320,8 @@ class SimEndpoint:
             return first.status or 0
         challenge = parse_challenge(first.get("www-authenticate") or "")
         uri = f"sip:{self.domain}@{self.server[0]}:{self.server[1]}"
-        secret = ha1(device.device_id, challenge["realm"], password or device.password)
-        response = md5_hex(f"{secret}:{challenge['nonce']}:{md5_hex(f'REGISTER:{uri}')}")
-        auth = (
-            f'Digest username="{device.device_id}", realm="{challenge["realm"]}", '
-            f'nonce="{challenge["nonce"]}", uri="{uri}", response="{response}", algorithm=MD5'
+        auth = authorization(
+            challenge, "REGISTER", uri, device.device_id, password or device.password
         )
         call_id, data = self.build(
             device, "REGISTER", extra=[*extra, ("Authorization", auth)], call_id=call_id, cseq=2
@@ -459,12 +456,6 @@ class Stream:
     def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
-
-
-def parse_challenge(value: str) -> dict[str, str]:
-    """realm and nonce of a WWW-Authenticate: Digest challenge."""
-    filled = value + ', username="x", uri="x", response="x"'
-    return parse_authorization(filled)
 
 
 def device_body(

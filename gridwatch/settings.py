@@ -105,6 +105,37 @@ class Settings(BaseSettings):
         default=None,
         description="SIP password of devices without their own; unset: only those can register.",
     )
+    cascade_upper: str | None = Field(
+        default=None,
+        description="Upper GB/T 28181 platform the hub registers with as a lower platform "
+        "(sip:<20-digit id>@<host>[:<port>]); unset: no cascading (`gridwatch gb28181 cascade`).",
+    )
+    cascade_password: str | None = Field(
+        default=None, description="SIP password the upper platform gave this hub."
+    )
+    cascade_transport: Literal["udp", "tcp"] = Field(
+        default="udp", description="SIP transport to the upper platform."
+    )
+    cascade_port: int = Field(
+        default=5061,
+        ge=0,
+        le=65_535,
+        description="Local UDP port of the upward link (on GRIDWATCH_SIP_HOST; 0: any).",
+    )
+    cascade_region: str | None = Field(
+        default=None,
+        description="Scope given to the upper platform: devices (catalog) and alarms of this "
+        "region code and below; unset: every device.",
+    )
+    cascade_expires: int = Field(
+        default=3600, ge=60, le=86_400, description="Registration validity asked of the upper."
+    )
+    cascade_keepalive_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Keepalive interval towards the upper platform."
+    )
+    cascade_crs: Literal["wgs84", "gcj02"] = Field(
+        default="wgs84", description="CRS of the positions sent to the upper platform."
+    )
     live_max_transcodes: int = Field(
         default=4,
         ge=0,

@@ -150,3 +150,64 @@ def live_uas_xml(ssrc: str = "0100000001") -> bytes:
         "]]></send>\n"
         "</scenario>\n"
     ).encode()
+
+
+def _answer(status: str, tag: bool, extra: str = "") -> str:
+    to = "[last_To:];tag=[pid]SIPpTag01[call_number]" if tag else "[last_To:]"
+    return (
+        f"<send><![CDATA[\nSIP/2.0 {status}\n[last_Via:]\n[last_From:]\n{to}\n[last_Call-ID:]\n"
+        f"[last_CSeq:]\n{extra}Content-Length: 0\n]]></send>\n"
+    )
+
+
+def upper_platform_xml(
+    lower_id: str, lower_domain: str, upper_id: str, password: str, catalog_sn: str
+) -> bytes:
+    """SIPp as an upper GB/T 28181 platform (a UAS) for the hub's upward link.
+
+    The link's REGISTER gets a digest challenge; SIPp checks the answer itself (verifyauth:
+    a wrong one gets 403), accepts it, then asks for the Catalog in the same call (a MESSAGE
+    with a Query, answered 200 by the link) and takes the final REGISTER Expires: 0. Every
+    MESSAGE the link sends on its own Call-ID (keepalives, catalog parts, alarms) starts a call
+    of its own and is answered 200. The test reads what arrived in SIPp's message trace."""
+    realm = upper_id[:10]
+    query = (
+        '<?xml version="1.0" encoding="GB2312"?>\n<Query>\n<CmdType>Catalog</CmdType>\n'
+        f"<SN>{catalog_sn}</SN>\n<DeviceID>{lower_id}</DeviceID>\n</Query>\n"
+    )
+    return (
+        HEAD
+        + '<recv request="MESSAGE" optional="true" next="message"/>\n'
+        + '<recv request="REGISTER"/>\n'
+        + _answer(
+            "401 Unauthorized",
+            True,
+            f'WWW-Authenticate: Digest realm="{realm}", nonce="[pid]n[call_number]c0ffee", '
+            "algorithm=MD5\n",
+        )
+        + '<recv request="REGISTER" next="authok" test="authvalid">\n<action>'
+        + f'<verifyauth assign_to="authvalid" username="{lower_id}" password="{password}"/>'
+        + "</action>\n</recv>\n"
+        + _answer("403 Forbidden", True)
+        + '<nop next="end"/>\n'
+        + '<label id="authok"/>\n'
+        + _answer("200 OK", True, "Expires: 3600\n")
+        + '<pause milliseconds="200"/>\n'
+        + '<send retrans="500"><![CDATA[\n'
+        + f"MESSAGE sip:{lower_id}@[remote_ip]:[remote_port] SIP/2.0\n"
+        + "Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]\n"
+        + f"From: <sip:{upper_id}@{realm}>;tag=[pid]SIPpTag02[call_number]\n"
+        + f"To: <sip:{lower_id}@{lower_domain}>\n"
+        + "Call-ID: [call_id]\nCSeq: 20 MESSAGE\nMax-Forwards: 70\n"
+        + "Content-Type: Application/MANSCDP+xml\nContent-Length: [len]\n\n"
+        + query
+        + "]]></send>\n"
+        + '<recv response="200" timeout="15000"/>\n'
+        + '<recv request="REGISTER"/>\n'  # Expires: 0 when the link stops
+        + _answer("200 OK", False, "Expires: 0\n")
+        + '<nop next="end"/>\n'
+        + '<label id="message"/>\n'
+        + _answer("200 OK", True)
+        + '<label id="end"/>\n'
+        + "</scenario>\n"
+    ).encode()
