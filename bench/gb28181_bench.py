@@ -1,12 +1,18 @@
 """GB/T 28181 gateway benchmark: registrations/s and keepalives/s of one gateway process with
-10,000 registered devices, and p99 alarm NOTIFY -> alarm committed, with a direct-MQTT baseline.
+10,000 registered devices, and p99 alarm NOTIFY -> alarm committed, with baselines in the same
+run: a bare UDP echo of the same datagrams (keepalives), direct MQTT into the same ingest
+(alarms), parsing alone (in-process).
 
-    .venv/bin/python -m bench.gb28181_bench [--devices 10000] [--rates 2000,5000,8000]
+    .venv/bin/python -m bench.gb28181_bench [--devices 10000] [--count 50000] [--rates 5000]
 
 Runs on PostGIS + Mosquitto of its own (.gridwatch/bench-gb28181, ports 23408/23418, SIP 23438),
-started and stopped here. The load generator is this process (raw UDP sockets, messages built
-ahead); the gateway and the ingest worker are subprocesses. Gateway CPU seconds come from
-/proc, so a figure per gateway CPU-second is printed beside the wall-clock one.
+started and stopped here. The gateway, the echo servers, the ingest worker and the keepalive
+load generator are processes of their own; the generator sends prepared datagrams from one UDP
+socket, either keeping `--window` keepalives in flight (the most a gateway answers: closed loop)
+or paced at each of `--rates` (open loop). CPU seconds of each server come from /proc, so CPU
+seconds per 1,000 keepalives are printed beside the wall-clock rates (the machine is shared).
+The 10,000 devices are registered in the database as a gateway restart finds them
+(`--register-rate N` registers them over SIP instead, REGISTER + digest, and measures that).
 """
 
 from __future__ import annotations
@@ -142,8 +148,7 @@ class Peer:
 
     def _read(self) -> None:
         from gb28181 import sip
-        from gb28181.digest import ha1, md5_hex
-        from gb28181.simdevice import parse_challenge
+        from gb28181.digest import ha1, md5_hex, parse_challenge
 
         self.sock.settimeout(0.2)
         while not self.stop:
@@ -217,6 +222,194 @@ class Peer:
             return self.counts.get(200, 0)
 
 
+def seed_registrations(ids: list[str], gateway: str) -> None:
+    """The devices registered with `gateway` an hour ago, as a restarted gateway finds them."""
+    with psycopg.connect(pg_url()) as conn:
+        conn.execute("TRUNCATE gb_devices")
+        with conn.cursor().copy(
+            "COPY gb_devices (device_id, transport, address, registered_at, registered_until, "
+            "edition, gateway) FROM STDIN"
+        ) as copy:
+            for i in ids:
+                copy.write_row((i, "udp", "127.0.0.1:5999", "now", "now", 2016, gateway))
+        conn.execute("UPDATE gb_devices SET registered_until = now() + interval '2 hours'")
+        conn.commit()
+
+
+def _generate(target, msgs, window, rate, want_200, out) -> None:
+    """(A process of its own.) Send `msgs` to `target` from one socket, `window` in flight or
+    paced at `rate`/s; count the answers (200s, or any datagram for an echo)."""
+    import select
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    n = len(msgs)
+    sent = got = ok = lost = 0
+    cpu0 = time.process_time()
+    t0 = last = time.monotonic()
+    while got + lost < n:
+        now = time.monotonic()
+        allowed = min(n, int((now - t0) * rate) + 1) if rate else min(n, got + lost + window)
+        while sent < allowed:
+            try:
+                sock.sendto(msgs[sent], target)
+            except BlockingIOError:
+                break
+            sent += 1
+        if poller.poll(1 if sent < n else 100):
+            while True:
+                try:
+                    data = sock.recv(65_536)
+                except BlockingIOError:
+                    break
+                got += 1
+                if not want_200 or data[8:11] == b"200":
+                    ok += 1
+            last = time.monotonic()
+        elif time.monotonic() - last > (3.0 if sent >= n else 0.5) and sent > got + lost:
+            lost = sent - got  # no answer for a while: the outstanding ones are gone
+            last = time.monotonic()
+            if sent >= n:
+                break
+    out.put(
+        {"sent": sent, "answered": ok, "received": got, "seconds": last - t0,
+         "generator_cpu_s": time.process_time() - cpu0}
+    )  # fmt: skip
+
+
+def drive(port: int, msgs: list[bytes], pids: list[int], window: int = 0, rate: float = 0,
+          want_200: bool = True) -> dict:  # fmt: skip
+    """Run the generator against 127.0.0.1:port; rates and the servers' CPU per 1,000."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q: mp.Queue = ctx.Queue()
+    cpu0 = [cpu_seconds(p) for p in pids]
+    proc = ctx.Process(
+        target=_generate, args=(("127.0.0.1", port), msgs, window, rate, want_200, q)
+    )
+    proc.start()
+    res = q.get(timeout=600)
+    proc.join(10)
+    cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+    answered = res["answered"]
+    return {
+        "mode": f"window {window}" if window else f"offered {rate:.0f}/s",
+        "sent": res["sent"],
+        "answered": answered,
+        "per_s": round(answered / res["seconds"]) if res["seconds"] else None,
+        "server_cpu_s": [round(c, 2) for c in cpu],
+        "server_cpu_s_per_1000": round(cpu[0] * 1000 / answered, 4) if answered else None,
+        "generator_cpu_s": round(res["generator_cpu_s"], 2),
+    }
+
+
+def echo_server(port: int, kind: str) -> None:
+    """A bare UDP echo (the same datagrams back): the baseline of the socket figures. `burst`:
+    the gateway's own UDP reader (gb28181.gateway.UdpEndpoint); `asyncio`: a DatagramProtocol."""
+    import asyncio
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        if kind == "burst":
+            from gb28181.gateway import UdpEndpoint
+
+            box: list = []
+            box.append(UdpEndpoint.bind("127.0.0.1", port, loop, lambda d, a: box[0].sendto(d, a)))
+        else:
+
+            class Echo(asyncio.DatagramProtocol):
+                def connection_made(self, transport) -> None:
+                    self.t = transport
+
+                def datagram_received(self, data, addr) -> None:
+                    self.t.sendto(data, addr)
+
+            await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", port))
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+def start_echo(port: int, kind: str) -> subprocess.Popen:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "bench.gb28181_bench", "--echo-server", str(port), "--echo-kind",
+         kind], cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            s.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                s.recv(16)
+                return p
+            except TimeoutError:
+                continue
+    p.kill()
+    raise SystemExit(f"the {kind} echo server did not answer")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def socket_phase(args, ids: list[str], gw_pid: int, port: int, label: str) -> list[dict]:
+    """Keepalives over real sockets to the gateway at `port` and to the echo baselines."""
+    sn0 = random.randrange(1, 1_000_000)
+    msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(args.count)]
+    mosq = broker_pid()
+    out = []
+    for kind in ("burst", "asyncio"):
+        eport = free_udp_port()
+        echo = start_echo(eport, kind)
+        try:
+            res = drive(eport, msgs, [echo.pid], window=args.window, want_200=False)
+        finally:
+            echo.terminate()
+            echo.wait(10)
+        res["server"] = f"baseline: bare UDP echo ({kind})"
+        print(json.dumps(res), flush=True)
+        out.append(res)
+    pids = [gw_pid] + ([mosq] if mosq else [])
+    res = drive(port, msgs, pids, window=args.window)
+    res["server"] = f"gateway ({label}), {len(ids)} registered"
+    print(json.dumps(res), flush=True)
+    out.append(res)
+    for rate in [float(r) for r in args.rates.split(",") if r]:
+        paced = msgs[: int(rate * args.seconds)]
+        res = drive(port, paced, pids, rate=rate)
+        res["server"] = f"gateway ({label})"
+        print(json.dumps(res), flush=True)
+        out.append(res)
+    return out
+
+
+def start_gateway(e: dict, python: str, root: Path) -> subprocess.Popen:
+    gw = subprocess.Popen([python, "-m", "gridwatch", "gb28181"], env=e, cwd=root)
+    port = int(e["GRIDWATCH_SIP_PORT"])
+    deadline = time.monotonic() + 180
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # up once it answers OPTIONS
+        s.settimeout(0.5)
+        while time.monotonic() < deadline and gw.poll() is None:
+            s.sendto(head("OPTIONS", "36012100001320000001", "o1", 1, DOMAIN, "", b""),
+                     ("127.0.0.1", port))  # fmt: skip
+            try:
+                s.recv(4096)
+                return gw
+            except TimeoutError:
+                continue
+    gw.kill()
+    raise SystemExit("the gateway did not answer OPTIONS")
+
+
 def register_all(peer: Peer, ids: list[str], rate: float, gw_pid: int) -> dict:
     cpu0 = cpu_seconds(gw_pid)
     start = time.monotonic()
@@ -256,35 +449,6 @@ def broker_pid() -> int | None:
     out = subprocess.run(["pgrep", "-f", f"mosquitto -c {conf}"], capture_output=True, text=True)
     pids = out.stdout.split()
     return int(pids[0]) if pids else None
-
-
-def keepalives(peer: Peer, ids: list[str], rate: float, seconds: float, gw_pid: int) -> dict:
-    total = int(rate * seconds)
-    sn0 = random.randrange(1, 1_000_000)
-    msgs = [keepalive(ids[i % len(ids)], sn0 + i) for i in range(total)]
-    ok0 = peer.ok()
-    mosq = broker_pid()
-    bcpu0 = cpu_seconds(mosq) if mosq else 0.0
-    cpu0 = cpu_seconds(gw_pid)
-    took = peer.paced(msgs, rate)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and peer.ok() - ok0 < total:
-        time.sleep(0.05)
-    answered = peer.ok() - ok0
-    cpu = cpu_seconds(gw_pid) - cpu0
-    # the broker's cost of the heartbeats (its ACL check against the gateway's shard included)
-    bcpu = cpu_seconds(mosq) - bcpu0 if mosq else None
-    return {
-        "broker_cpu_s": round(bcpu, 2) if bcpu is not None else None,
-        "broker_us_per_answered": round(bcpu * 1e6 / answered) if bcpu and answered else None,
-        "offered_per_s": rate,
-        "sent": total,
-        "answered": answered,
-        "per_s": round(answered / max(took, seconds)),
-        "lost": total - answered,
-        "gateway_cpu_s": round(cpu, 2),
-        "per_gateway_cpu_s": round(answered / cpu) if cpu else None,
-    }
 
 
 class Committed:
@@ -389,7 +553,7 @@ class _Capture:
         self.out.append(data)
 
 
-def inprocess(ids: list[str], keepalives_n: int, shards: int = 16) -> dict:
+def inprocess(ids: list[str], keepalives_n: int, shards: int = 16, profile: bool = False) -> dict:
     """The gateway's own cost, free of UDP and scheduling on a shared machine: the real Gateway
     (real store and MQTT publisher on the bench services) fed messages directly; CPU seconds
     of this process per message. Baseline beside it: parsing alone (SIP + MANSCDP)."""
@@ -397,8 +561,7 @@ def inprocess(ids: list[str], keepalives_n: int, shards: int = 16) -> dict:
 
     from gb28181 import manscdp, sip
     from gb28181.cli import build
-    from gb28181.digest import ha1, md5_hex
-    from gb28181.simdevice import parse_challenge
+    from gb28181.digest import ha1, md5_hex, parse_challenge
     from gridwatch.settings import Settings
 
     settings = Settings(sip_password=PASSWORD, sip_domain=DOMAIN)
@@ -445,10 +608,21 @@ def inprocess(ids: list[str], keepalives_n: int, shards: int = 16) -> dict:
         gw.udp.out.clear()
         mosq = broker_pid()
         b3 = cpu_seconds(mosq) if mosq else 0.0
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         c3 = time.process_time()
         for m in msgs:
             gw.on_data(m, "udp", addr, None)
         c4 = time.process_time()
+        if prof is not None:
+            import pstats
+
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         await asyncio.sleep(3)  # the broker works through what was written
         broker_us = (cpu_seconds(mosq) - b3) * 1e6 / keepalives_n if mosq else None
         ok = sum(1 for m in gw.udp.out if m.startswith(b"SIP/2.0 200"))
@@ -483,27 +657,43 @@ def reset_alarms() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--register-rate", type=float, default=3_000)
-    ap.add_argument("--rates", default="2000,5000,8000", help="offered keepalives/s")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--alarm-rate", type=float, default=50.0)
-    ap.add_argument("--alarm-seconds", type=float, default=20.0)
     ap.add_argument(
-        "--inprocess", type=int, default=50_000,
+        "--register-rate", type=float, default=0,
+        help="register the devices over SIP at this rate (0: as a restart finds them)",
+    )  # fmt: skip
+    ap.add_argument("--count", type=int, default=50_000, help="keepalives per closed-loop run")
+    ap.add_argument("--window", type=int, default=256, help="keepalives in flight (closed loop)")
+    ap.add_argument("--rates", default="5000", help="offered keepalives/s (open loop)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each open-loop run")
+    ap.add_argument("--alarm-rate", type=float, default=20.0)
+    ap.add_argument("--alarm-seconds", type=float, default=0, help="0: no alarm phase")
+    ap.add_argument(
+        "--inprocess", type=int, default=0,
         help="keepalives fed to an in-process gateway first (CPU cost per message; 0: skip)",
     )  # fmt: skip
     ap.add_argument("--only-inprocess", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile the in-process keepalives")
     ap.add_argument(
         "--shards", default="16",
         help="broker accounts of the in-process gateway, e.g. 16,1 (1: one role of every device)",
     )  # fmt: skip
+    ap.add_argument(
+        "--before", default="",
+        help="also measure another checkout's gateway first (its root; its .venv/bin/python)",
+    )  # fmt: skip
+    ap.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--echo-kind", default="burst", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.echo_server:
+        echo_server(args.echo_server, args.echo_kind)
+        return
     os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
     os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench-gb28181"))
     os.environ.setdefault("GRIDWATCH_PG_PORT", "23408")
     os.environ.setdefault("GRIDWATCH_MQTT_PORT", "23418")
     os.environ.setdefault("GRIDWATCH_SIP_PORT", "23438")
     from gridwatch.services import services_down, services_up
+    from gridwatch.settings import get_settings
 
     services_up()
     procs: list[subprocess.Popen] = []
@@ -511,44 +701,63 @@ def main() -> None:
         ids = prepare(args.devices)
         e = env()
         for shards in [int(x) for x in args.shards.split(",")] if args.inprocess else []:
-            res = inprocess(ids, args.inprocess, shards)
+            res = inprocess(ids, args.inprocess, shards, args.profile)
             print(json.dumps(res), flush=True)
             with psycopg.connect(pg_url()) as conn:  # the next phase starts unregistered
                 conn.execute("TRUNCATE gb_devices")
                 conn.commit()
         if args.only_inprocess:
             return
-        gw = subprocess.Popen([sys.executable, "-m", "gridwatch", "gb28181"], env=e, cwd=ROOT)
-        procs.append(gw)
-        peer = Peer(int(os.environ["GRIDWATCH_SIP_PORT"]))
-        peer.wait_ready(ids[0])
-        out: dict = {"devices": args.devices, "cpus": os.cpu_count()}
-        out["registration"] = register_all(peer, ids, args.register_rate, gw.pid)
-        print(json.dumps(out["registration"]), flush=True)
-        time.sleep(10)  # the after-registration queries settle
-        out["keepalive"] = []
-        for rate in [float(r) for r in args.rates.split(",")]:
-            res = keepalives(peer, ids, rate, args.seconds, gw.pid)
-            out["keepalive"].append(res)
-            print(json.dumps(res), flush=True)
-        ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env=e, cwd=ROOT)
-        procs.append(ingest)
-        time.sleep(5)
-        out["alarm"] = []
-        for direct in (True, False):
-            reset_alarms()
-            res = alarm_latency(peer, ids, args.alarm_rate, args.alarm_seconds, direct)
-            out["alarm"].append(res)
-            print(json.dumps(res), flush=True)
-        peer.stop = True
+        out: dict = {"devices": args.devices, "cpus": os.cpu_count(), "keepalive": {}}
+        port = int(os.environ["GRIDWATCH_SIP_PORT"])
+        name = f"gb28181-{get_settings().sip_id}"
+        runs = [("this checkout", sys.executable, ROOT)]
+        if args.before:
+            before = Path(args.before).resolve()
+            runs.insert(0, (f"before: {before}", str(before / ".venv/bin/python"), before))
+        gw = None
+        for label, python, root in runs:
+            if args.register_rate:
+                with psycopg.connect(pg_url()) as conn:
+                    conn.execute("TRUNCATE gb_devices")
+                    conn.commit()
+            else:
+                seed_registrations(ids, name)
+            gw = start_gateway(e, python, root)
+            procs.append(gw)
+            if args.register_rate:
+                peer = Peer(port)
+                peer.wait_ready(ids[0])
+                out["registration"] = register_all(peer, ids, args.register_rate, gw.pid)
+                print(json.dumps(out["registration"]), flush=True)
+                peer.stop = True
+                time.sleep(10)  # the after-registration queries settle
+            time.sleep(2)
+            out["keepalive"][label] = socket_phase(args, ids, gw.pid, port, label)
+            if label != runs[-1][0]:
+                gw.terminate()
+                gw.wait(15)
+        if args.alarm_seconds and gw is not None:
+            peer = Peer(port)
+            ingest = subprocess.Popen([sys.executable, "-m", "ingest"], env=e, cwd=ROOT)
+            procs.append(ingest)
+            time.sleep(5)
+            out["alarm"] = []
+            for direct in (True, False):
+                reset_alarms()
+                res = alarm_latency(peer, ids, args.alarm_rate, args.alarm_seconds, direct)
+                out["alarm"].append(res)
+                print(json.dumps(res), flush=True)
+            peer.stop = True
         print(json.dumps(out, indent=2))
     finally:
         for p in procs:
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         services_down()
 
 
