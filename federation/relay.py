@@ -1,6 +1,7 @@
 """The federation relay, one per hub: at a city, each county's bridged live events go into the
 city's own event bus (hub_events + NOTIFY, so its pages see them) with their origin; at a county,
-alarm commands its city sent are applied through the alarm lifecycle.
+alarm commands its city sent are applied through the alarm lifecycle. A county's event arrives at
+least once (QoS 1) and is taken once: a repeat of the same origin and event id is dropped.
 
 Conflict rule for alarms changed at both levels: the county's database decides. A command from
 the city is one lifecycle transition applied at the county like a local operator's, only if the
@@ -54,8 +55,9 @@ def _bounded_json(payload: bytes) -> Any:
 
 
 def take_event(conn: Any, hub_id: str, payload: bytes) -> int | None:
-    """A county's bridged event into this hub's bus, marked with its origin; its new id."""
-    from ingest.events import emit_event
+    """A county's bridged event into this hub's bus, marked with its origin; its new id, or None
+    when the same event (origin and its id there) was taken before: a redelivery."""
+    from ingest.events import emit_bridged_event
 
     if not HUB_ID.match(hub_id):
         raise ValueError(f"{hub_id!r} is not a hub id")
@@ -63,8 +65,9 @@ def take_event(conn: Any, hub_id: str, payload: bytes) -> int | None:
     if not known:
         raise ValueError(f"{hub_id} is not a county of this hub")
     event = BridgedEvent.model_validate(_bounded_json(payload))
-    body = {**event.payload, "origin": hub_id, "origin_event_id": event.id}
-    return emit_event(conn, event.kind, event.region_code, body)
+    # from_hub: the field the API gives rows of another hub, so the page shows both alike
+    body = {**event.payload, "origin": hub_id, "origin_event_id": event.id, "from_hub": hub_id}
+    return emit_bridged_event(conn, hub_id, event.id, event.kind, event.region_code, body)
 
 
 APPLY = {
@@ -129,6 +132,7 @@ class Relay:
         self.ready = threading.Event()
         self.taken = 0
         self.refused = 0
+        self.repeats = 0
 
     def _handle(self, conn: Any, topic: str, payload: bytes) -> None:
         from ingest.alarms import AlarmNotFound, AlarmTransitionError
@@ -140,7 +144,8 @@ class Relay:
                     take_command(conn, parts[4], payload)
             elif topic.startswith(FED_PREFIX) and len(parts) == 6:
                 with conn.transaction():
-                    take_event(conn, parts[2], payload)
+                    if take_event(conn, parts[2], payload) is None:
+                        self.repeats += 1
             else:
                 raise ValueError("unexpected topic")
             self.taken += 1

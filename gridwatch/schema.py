@@ -477,9 +477,19 @@ hub_events = Table(
     Column("kind", Text, nullable=False),
     Column("region_code", CHAR(12)),
     Column("payload", JSONB, nullable=False),
+    # a county's event at its city: the county and the event's id there (federation relay)
+    Column("origin", Text),
+    Column("origin_event_id", BigInteger),
     PrimaryKeyConstraint("id", name="hub_events_pkey"),
     Index("hub_events_at_brin", "at", postgresql_using="brin"),
     Index("hub_events_region_idx", "region_code", "id"),
+    Index(
+        "hub_events_origin_event_uq",
+        "origin",
+        "origin_event_id",
+        unique=True,
+        postgresql_where="(origin_event_id IS NOT NULL)",
+    ),
 )
 
 dead_letters = Table(

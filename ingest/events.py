@@ -89,6 +89,35 @@ def emit_events(conn: Conn, events: Iterable[tuple[str, str | None, dict[str, An
     return [r[0] for r in out]
 
 
+def emit_bridged_event(
+    conn: Conn,
+    origin: str,
+    origin_event_id: int,
+    kind: str,
+    region_code: str | None,
+    payload: dict[str, Any],
+) -> int | None:
+    """Record an event another hub emitted (its id there: origin_event_id) and NOTIFY it, once:
+    a repeated delivery of the same event records nothing and returns None."""
+    _check_kind(kind)
+    execute(conn, "SELECT pg_advisory_xact_lock(%s)", (ORDER_LOCK,))
+    row = execute(
+        conn,
+        "WITH e AS (INSERT INTO hub_events (kind, region_code, payload, origin, origin_event_id) "
+        "VALUES (%s, %s, %s::jsonb, %s, %s) ON CONFLICT (origin, origin_event_id) "
+        "WHERE origin_event_id IS NOT NULL DO NOTHING RETURNING id) "
+        "SELECT id, pg_notify('gw_events', id::text) FROM e",
+        (
+            kind,
+            region_code.strip() if region_code else None,
+            dumps(payload, default=str),
+            origin,
+            origin_event_id,
+        ),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
 def emit_position_events(conn: Conn, moved: list[tuple]) -> list[int]:
     """device.position events for (id, region, ts, lon, lat, speed, heading) rows, payload
     {device_id, ts, lon, lat, speed, heading} built in SQL (the hot path of trackers)."""
