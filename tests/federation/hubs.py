@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from federation.replication import libpq_url
+from federation.replication import JoinPlan, libpq_url
 
 ENV = ("GRIDWATCH_HOME", "GRIDWATCH_PG_PORT", "GRIDWATCH_MQTT_PORT", "GRIDWATCH_DB_NAME")
 
@@ -41,18 +41,22 @@ class Hub:
             migrate(settings.db_url())
         return hub
 
+    def env(self) -> dict[str, str]:
+        """The GRIDWATCH_* that make a process (a worker, the CLI) this hub's."""
+        return {
+            "GRIDWATCH_HOME": str(self.home),
+            "GRIDWATCH_PG_PORT": str(self.settings.pg_port),
+            "GRIDWATCH_MQTT_PORT": str(self.settings.mqtt_port),
+            "GRIDWATCH_DB_NAME": "gridwatch",
+        }
+
     @contextmanager
     def current(self) -> Iterator[None]:
         """This hub's GRIDWATCH_* for code that reads the process's settings (the CLI, migrate)."""
         from gridwatch.settings import get_settings
 
         saved = {k: os.environ.get(k) for k in ENV}
-        os.environ.update(
-            GRIDWATCH_HOME=str(self.home),
-            GRIDWATCH_PG_PORT=str(self.settings.pg_port),
-            GRIDWATCH_MQTT_PORT=str(self.settings.mqtt_port),
-            GRIDWATCH_DB_NAME="gridwatch",
-        )
+        os.environ.update(self.env())
         get_settings.cache_clear()
         try:
             yield
@@ -92,3 +96,51 @@ def wait_for(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2
         time.sleep(every)
         got = check()
     return got
+
+
+SNAPSHOT = {
+    "devices": "SELECT origin, id, status FROM devices",
+    "device_presence": "SELECT origin, id, device_id, ended_at IS NULL FROM device_presence",
+    "alarms": "SELECT origin, id, msg_id, state, acknowledged_by FROM alarms",
+    "alarm_events": "SELECT origin, id, alarm_id, state FROM alarm_events",
+    "alarm_cameras": "SELECT origin, alarm_id, device_id FROM alarm_cameras",
+    "camera_health": "SELECT origin, id, device_id FROM camera_health",
+    # the county publishes its own scope only (level 3 down), not its parent city
+    "regions": "SELECT origin, code FROM regions WHERE level >= 3",
+}
+
+
+def rows(hub: Hub, origin: str) -> dict[str, list[tuple]]:
+    """Every federated table's rows of one origin, sorted (a duplicate would show twice)."""
+    return {
+        table: sorted(hub.sql(f"SELECT * FROM ({q}) t WHERE origin = %s", (origin,)))
+        for table, q in SNAPSHOT.items()
+    }
+
+
+def in_sync(city: Hub, county: Hub, origin: str) -> bool:
+    return rows(city, origin) == rows(county, origin)
+
+
+def diff(city: Hub, county: Hub, origin: str) -> dict[str, tuple[list, list]]:
+    """Per table, (rows only at the city, rows only at the county)."""
+    up, down = rows(city, origin), rows(county, origin)
+    return {
+        t: ([r for r in up[t] if r not in down[t]], [r for r in down[t] if r not in up[t]])
+        for t in up
+        if up[t] != down[t]
+    }
+
+
+def plan(county: Hub, city: Hub, hub_id: str, scope: str) -> JoinPlan:
+    from gridwatch.secrets import load_secrets
+
+    return JoinPlan(
+        hub_id=hub_id,
+        scope=scope,
+        upstream_url=city.url,
+        local_url=county.url,
+        advertise_host="127.0.0.1",
+        advertise_port=county.settings.pg_port,
+        repl_password=load_secrets(county.home)["fed_repl_password"],
+    )

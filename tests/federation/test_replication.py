@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from federation.replication import RANGE_BITS, FederationError, JoinPlan, join, set_enabled, status
-from tests.federation.hubs import Hub, wait_for
+from federation.replication import RANGE_BITS, FederationError, join, set_enabled, status
+from tests.federation.hubs import Hub, diff, in_sync, plan, wait_for
 
 SCOPE_A, SCOPE_B = "360121", "360122"
 
@@ -63,54 +64,6 @@ def add_alarms(hub: Hub, device: str, n: int, prefix: str) -> None:
         SELECT id, device_id, 1, 'covers' FROM a
         """,
         (device, prefix, n),
-    )
-
-
-SNAPSHOT = {
-    "devices": "SELECT origin, id, status FROM devices",
-    "device_presence": "SELECT origin, id, device_id, ended_at IS NULL FROM device_presence",
-    "alarms": "SELECT origin, id, msg_id, state, acknowledged_by FROM alarms",
-    "alarm_events": "SELECT origin, id, alarm_id, state FROM alarm_events",
-    "alarm_cameras": "SELECT origin, alarm_id, device_id FROM alarm_cameras",
-    "camera_health": "SELECT origin, id, device_id FROM camera_health",
-    # the county publishes its own scope only (level 3 down), not its parent city
-    "regions": "SELECT origin, code FROM regions WHERE level >= 3",
-}
-
-
-def rows(hub: Hub, origin: str) -> dict[str, list[tuple]]:
-    """Every federated table's rows of one origin, sorted (a duplicate would show twice)."""
-    return {
-        table: sorted(hub.sql(f"SELECT * FROM ({q}) t WHERE origin = %s", (origin,)))
-        for table, q in SNAPSHOT.items()
-    }
-
-
-def in_sync(city: Hub, county: Hub, origin: str) -> bool:
-    return rows(city, origin) == rows(county, origin)
-
-
-def diff(city: Hub, county: Hub, origin: str) -> dict[str, tuple[list, list]]:
-    """Per table, (rows only at the city, rows only at the county)."""
-    up, down = rows(city, origin), rows(county, origin)
-    return {
-        t: ([r for r in up[t] if r not in down[t]], [r for r in down[t] if r not in up[t]])
-        for t in up
-        if up[t] != down[t]
-    }
-
-
-def plan(county: Hub, city: Hub, hub_id: str, scope: str) -> JoinPlan:
-    from gridwatch.secrets import load_secrets
-
-    return JoinPlan(
-        hub_id=hub_id,
-        scope=scope,
-        upstream_url=city.url,
-        local_url=county.url,
-        advertise_host="127.0.0.1",
-        advertise_port=county.settings.pg_port,
-        repl_password=load_secrets(county.home)["fed_repl_password"],
     )
 
 
@@ -243,7 +196,8 @@ def test_live_events_go_up_and_alarm_commands_come_down_the_bridge(hubs) -> None
     from paho.mqtt.enums import CallbackAPIVersion
 
     from federation.bridge import set_up_bridge
-    from federation.relay import AlarmCommand, Relay, send_command
+    from federation.relay import AlarmCommand, Relay, send_command, take_event
+    from federation.replication import libpq_url
     from gridwatch.services import LocalMosquitto
     from ingest.broker_acl import DynsecAdmin
 
@@ -281,6 +235,25 @@ def test_live_events_go_up_and_alarm_commands_come_down_the_bridge(hubs) -> None
 
         got = wait_for(arrived, timeout=30, every=1.0)
         assert got and got[0] == ("county_a", alarm_id)
+
+        # The same event delivered again (the bridge's QoS 1 after a reconnect, a relay stopped
+        # between its commit and its PUBACK) is on the city's bus once; the bridge keeps the
+        # order, so once event 78 is there the repeats before it were taken and dropped.
+        for _ in range(2):
+            pub.publish("gw/v1/hub/events", json.dumps(event), qos=1)
+        pub.publish("gw/v1/hub/events", json.dumps({**event, "id": 78}), qos=1)
+        assert wait_for(
+            lambda: city.sql("SELECT 1 FROM hub_events WHERE origin_event_id = 78"), timeout=30
+        )
+        assert relays[0].repeats >= 2
+        assert city.sql(
+            "SELECT count(*), count(*) FILTER (WHERE payload->>'origin' = 'county_a') "
+            "FROM hub_events WHERE origin = 'county_a' AND origin_event_id = 77"
+        ) == [(1, 1)]
+        # Another county's event with the same id there is another event.
+        with psycopg.connect(libpq_url(city.url), autocommit=True) as conn:
+            assert take_event(conn, "county_b", json.dumps(event).encode()) is not None
+            assert take_event(conn, "county_b", json.dumps(event).encode()) is None
         pub.loop_stop()
         pub.disconnect()
 
