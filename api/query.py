@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, true
+from pydantic import Field
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, true
 
 from api.geojson import BBox, Page
 from api.scope import region_range
@@ -35,3 +36,16 @@ def all_of(*conditions: ColumnElement[bool] | None) -> ColumnElement[bool]:
 def one_page(stmt: Select[Any], page: Page) -> Select[Any]:
     """The statement limited to one page plus one row (so the caller knows if more follow)."""
     return stmt.limit(page.limit + 1).offset(page.offset)
+
+
+FROM_HUB: Any = Field(
+    None,
+    description="The hub it comes from when it was made at another one: at a city hub, the "
+    "county's id (federation); null for this hub's own",
+    examples=["nanchang_xian"],
+)
+
+
+def from_hub(origin: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`from_hub`: a row's origin when that is another hub than this one, else NULL."""
+    return case((origin != func.federation_origin(), origin)).label("from_hub")

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from api.deps import Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
-from api.query import all_of, in_box, in_scope, one_page
+from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
 from api.trail import record
 from api.types import Rfc3339
 from gridwatch import schema
@@ -66,6 +66,7 @@ ALARM_COLUMNS = (
     _d.c.kind.label("device_kind"),
     case((_r.c.level == 5, _r.c.name)).label("village_name"),
     case((_r.c.level == 5, _p.c.name), (_r.c.level == 4, _r.c.name)).label("township_name"),
+    from_hub(_a.c.origin),
 )
 ORDERS = {
     "severity": (_a.c.severity, _a.c.raised_at, _a.c.id),
@@ -110,6 +111,7 @@ class AlarmOut(BaseModel):
     )
     village_name: str | None = Field(None, description="Administrative village holding the alarm")
     township_name: str | None = Field(None, description="Township (or street) holding the alarm")
+    from_hub: str | None = FROM_HUB
 
 
 class AlarmCamera(BaseModel):

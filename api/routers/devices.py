@@ -23,7 +23,7 @@ from api.geojson import (
 )
 from api.placement import check_position, device_region
 from api.preview import Preview, preview
-from api.query import all_of, in_box, in_scope, one_page
+from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
 from api.trail import record
 from geo.registry import (
     DeviceRegistration,
@@ -70,6 +70,7 @@ DEVICE_SELECT = (
     func.ST_X(_dev.c.position).label("lon"),
     func.ST_Y(_dev.c.position).label("lat"),
     _dev.c.stream_url.isnot(None).label("has_stream"),  # never the URL: it may hold a password
+    from_hub(_dev.c.origin),
 )
 
 DeviceOut: type[BaseModel] = table_model(
@@ -84,6 +85,7 @@ DeviceOut: type[BaseModel] = table_model(
             dict[str, Any] | None,
             Field(None, description="Coverage polygon (GeoJSON), when asked for"),
         ),
+        "from_hub": (str | None, FROM_HUB),
         "has_stream": (
             bool,
             Field(False, description="It has a stream URL: POST /devices/{id}/live plays it"),

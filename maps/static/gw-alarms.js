@@ -60,9 +60,11 @@
       [gw.t("severity"), String(d.severity)],
       [gw.t("repeats"), String(d.repeat_count || 1)],
       [gw.t("device"), (d.device_name ? d.device_name + " · " : "") + d.device_id],
+      d.from_hub ? [gw.t("from_hub"), d.from_hub] : null,
       [gw.t("raised_at"), gw.time(d.raised_at)],
       [gw.t("last_raised_at"), gw.time(d.last_raised_at)],
     ];
+    facts = facts.filter(Boolean);
     var faults = gw.alarmFaults(d);
     if (faults.length) facts.push([gw.t("fault"), faults.map(function (f) { return gw.t("fault_" + f); }).join(", ")]);
     var table = gw.el("table", { class: "gw-table gw-facts" });
@@ -181,6 +183,7 @@
           pick,
           gw.el("span", { class: "gw-a-kind", text: gw.alarmKind(a.kind) + gw.alarmFaults(a).map(function (f) { return " · " + gw.t("fault_" + f); }).join("") }),
           a.repeat_count > 1 ? gw.el("span", { class: "gw-a-rep", title: gw.t("repeats"), text: "×" + a.repeat_count }) : null,
+          a.from_hub ? gw.el("span", { class: "gw-a-hub", title: gw.t("from_hub"), text: a.from_hub }) : null,
           gw.el("span", { class: "gw-a-state " + a.state, text: gw.t("state_" + a.state) }),
         ]),
         gw.el("div", { class: "gw-a-meta gw-a-place", text: gw.t("severity") + " " + a.severity + " · " + (gw.placeText(a) || "–") }),

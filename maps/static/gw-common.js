@@ -45,6 +45,7 @@
     from: ["从", "from"], to: ["到", "to"], export_csv: ["导出 CSV", "CSV"], export_xlsx: ["导出 Excel", "Excel"],
     closed_at: ["关闭时间", "closed"], place: ["地点", "place"], outcome: ["结果", "outcome"],
     repeats: ["重复次数", "repeats"], device: ["设备", "device"], raised_at: ["发生时间", "raised"],
+    from_hub: ["来自下级平台", "from hub"],
     last_raised_at: ["最近一次", "last raised"], fault: ["故障", "fault"], trail: ["处置记录", "trail"],
     note_for_step: ["处置备注（随下一步记录）", "note for the next step"],
     n_new: ["{n} 条新告警 — 显示", "{n} new — show"], bulk_done: ["已确认 {n} 条", "{n} acknowledged"],

@@ -32,7 +32,7 @@
       var st = gw.t(d.status) + (d.offline_since ? " · " + gw.t("offline_since") + " " + gw.time(d.offline_since) : "");
       if (d.health === "faulty") st += " · ⚠ " + gw.t("health_faulty");
       var tr = gw.el("tr", { class: "gw-d-row " + d.status, "data-device-id": d.id, "data-status": d.status, "data-health": d.health || "", tabindex: "0" }, [
-        gw.el("td", {}, [gw.el("b", { text: d.name || d.id }), gw.el("div", { class: "gw-sub", text: d.id + " · " + d.kind })]),
+        gw.el("td", {}, [gw.el("b", { text: d.name || d.id }), gw.el("div", { class: "gw-sub", text: d.id + " · " + d.kind + (d.from_hub ? " · " + d.from_hub : "") })]),
         gw.el("td", { text: place }),
         gw.el("td", { class: "gw-d-status", text: st }),
       ]);

@@ -78,3 +78,23 @@ def test_acting_on_a_county_alarm_sends_the_change_down(client, headers, engine)
     own = _raise(engine, cam, "smoke", 2)
     r = client.post(f"/api/v1/alarms/{own}/acknowledge", headers=headers["t-operator"])
     assert r.status_code == 200 and r.json()["state"] == "acknowledged"
+
+    # The queue and the detail say which hub an alarm comes from; the hub's own say nothing.
+    r = client.get(f"/api/v1/alarms?device_id={cam}&limit=50", headers=headers["t-operator"])
+    assert r.status_code == 200, r.text
+    assert {a["id"]: a["from_hub"] for a in r.json()["items"]} == {alarm: "county_x", own: None}
+    r = client.get(f"/api/v1/alarms/{alarm}", headers=headers["t-operator"])
+    assert r.json()["from_hub"] == "county_x"
+    # So do devices (a county's device at its city).
+    r = client.get(f"/api/v1/devices/{cam}", headers=headers["t-operator"])
+    assert r.json()["from_hub"] is None
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE devices SET origin = 'county_x' WHERE id = :id"), {"id": cam})
+    try:
+        r = client.get(f"/api/v1/devices/{cam}", headers=headers["t-operator"])
+        assert r.json()["from_hub"] == "county_x"
+        r = client.get(f"/api/v1/devices?q={cam}", headers=headers["t-operator"])
+        assert [d["from_hub"] for d in r.json()["items"]] == ["county_x"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE devices SET origin = 'local' WHERE id = :id"), {"id": cam})

@@ -527,6 +527,49 @@ def test_hostile_device_name_in_the_alarm_list_is_text(web_stack, hostile_camera
         context.close()
 
 
+@pytest.mark.browser
+def test_hostile_hub_name_in_the_alarm_list_is_text(web_stack, hostile_camera, engine, browser):
+    """A county alarm at its city shows the hub it comes from (`from_hub`), as text, whether it
+    arrives by the live stream (the relay's payload) or by the queue's own load (the API)."""
+    import time
+
+    from sqlalchemy import text
+
+    from ingest.alarms import AlarmIn, store_alarms
+    from ingest.events import emit_events
+
+    context, page, net = open_page(browser)
+    context.add_init_script(RECORD_CSP)
+    try:
+        sign_in(page, web_stack.base, "/map", "t-operator", "operator-pass-1")
+        page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
+        with engine.begin() as conn:
+            msg = f"hub-{time.time_ns()}"
+            out = store_alarms(
+                conn, [AlarmIn(hostile_camera, msg, "smoke", 1, time.time(), 115.3712, 28.3713)]
+            )
+            alarm = out.new[0]["id"]
+            conn.execute(
+                text("UPDATE alarms SET origin = :o WHERE id = :id"),
+                {"o": HOSTILE_NAME, "id": alarm},
+            )
+            emit_events(conn, [(k, r, {**p, "from_hub": HOSTILE_NAME}) for k, r, p in out.events()])
+        for _ in ("stream", "reload"):
+            item = page.locator(f".gw-alarm[data-alarm-id='{alarm}']")
+            item.wait_for(timeout=10000)
+            assert item.locator(".gw-a-hub").inner_text() == HOSTILE_NAME
+            item.click()
+            page.locator(f".gw-alarm[data-alarm-id='{alarm}'] .gw-facts").wait_for(timeout=10000)
+            assert HOSTILE_NAME in item.locator(".gw-facts").inner_text()
+            assert page.locator("#gw-alarms img, #gw-alarms script, #gw-alarms svg").count() == 0
+            assert page.evaluate("window.__xss") is None
+            page.reload()
+            page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
+        assert page.evaluate("window.__csp") == []
+    finally:
+        context.close()
+
+
 def test_service_logs_are_private(tmp_path):
     import stat
     import sys
