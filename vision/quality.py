@@ -38,7 +38,15 @@ from vision.faults import FAULT_CODES
 from vision.features import Features, block_shift, fine_shift, measure, notch, stripe_peak
 from vision.frames import Prepared
 from vision.geometry import Polygon, rasterise
-from vision.reference import Reference, block_ncc, ncc
+from vision.reference import (
+    JUDGE_STD,
+    Reference,
+    block_ncc,
+    grain,
+    grain_register,
+    masked_ncc,
+    ncc,
+)
 
 # suppressor -> faults it explains away (evaluated in FAULT_ORDER).
 PRECEDENCE: dict[str, tuple[str, ...]] = {
@@ -69,8 +77,6 @@ FAULT_ORDER: tuple[str, ...] = (
     "scene_change",
 )
 assert set(FAULT_ORDER) == set(FAULT_CODES)
-JUDGE_STD = 5.0  # a cell needs this much learned texture (grey levels) to be judged for a cover
-MIN_JUDGED = 10  # ... and a view needs this many such cells
 DIM_GAIN = 0.5  # brightness of the visible cells against the reference below which ...
 DIM_LAYOUT = 0.8  # ... a picture whose cell layout still matches this well is dimmed, not covered
 DIM_STRUCTURE = 0.5  # ... as is one whose fine structure matches this well (relative to clean)
@@ -78,6 +84,13 @@ PLAIN_STEP = 0.6  # brightness ratio to the rest of the picture that marks a cov
 PLAIN_KEPT = 3  # cells that must keep the brightness for the rest to be covered
 STRIPES_LAYOUT = 0.7  # cell layout match that interference leaves (a new view does not)
 STRIPES_STRUCTURE = 0.5  # ... or fine structure match, relative to a clean frame's
+GRAIN_SCALE = 0.35  # plain views: grain match (relative to a clean frame's) that scores 0 ...
+# ... for a scene change; at the threshold (0.4) the match is 0.6 x this (a clean road with a
+# car and the exposure dip it causes scored >= 0.33, a moved view or a cover <= 0.11)
+GRAIN_ENERGY = 0.5  # grain left (RMS against the reference's) for the match to be judged
+GRAIN_STEP = 0.25  # peak NCC of the grain frame to frame for a camera shift to count
+COVER_DIM = 0.75  # plain views, another picture: still cells this much darker (or brighter) ...
+COVER_DARK = 0.3  # ... with nothing seen moving, or this much even with something moving
 BLANK_SPREAD = 0.25  # grey levels around the median cell mean that count as one even field
 BLANK_EVEN = 0.9  # share of cells in that field for a flat frame to be a lost signal (what a
 # decoder or recorder paints is even to the grey level but for a caption under 10% of the
@@ -206,6 +219,14 @@ class QualityAnalyzer:
         self._measured_ncc: tuple[float, float] | None = None
         self._struct_rel: float | None = None  # fine structure match / a clean frame's
         self._coarse_rel: float | None = None  # ... and the coarse one
+        # Plain views: this frame's grain, its match with the learned grain (relative to a
+        # clean frame's) and its RMS against the learned grain's.
+        self._grain: np.ndarray | None = None
+        self._grain_prev: np.ndarray | None = None
+        self._grain_match: tuple[float, float] | None = None
+        # ... and where it lies against the learned grain (dx, dy, peak NCC), now and before
+        self._grain_at: tuple[float, float, float] | None = None
+        self._grain_at_prev: tuple[float, float, float] | None = None
         self._reason: str | None = None
         self._areas: dict[str, list[float] | None] = {}  # fault -> normalised box this frame
         self._area_on: dict[str, list[float] | None] = {}  # ... when it turned on
@@ -217,6 +238,7 @@ class QualityAnalyzer:
         self.ref.reset()
         self._state = {c: _Hyst() for c in FAULT_CODES}
         self._shifts.clear()
+        self._grain_prev = None
 
     @property
     def active(self) -> frozenset[str]:
@@ -257,6 +279,19 @@ class QualityAnalyzer:
             share = cv2.countNonZero(moving) / moving.size
             # Half the picture "moving" is the camera or the light, not things in the scene.
             self._moving = moving if share < 0.5 else None
+        self._grain_at_prev = self._grain_at
+        self._grain, self._grain_match, self._grain_at = None, None, None
+        rg = self.ref.grain
+        if self.ref.ready and rg is not None and rg.shape == f.q.shape:
+            g = grain(f.q)
+            keep = self._static(g.shape)
+            gx, gy, peak = grain_register(rg, g, keep)
+            self._grain = g if keep is None else g * keep  # what moves blanked
+            self._grain_at = (gx, gy, peak)
+            self._grain_match = (
+                peak / max(0.2, self.ref.grain_ncc),
+                masked_ncc(g, rg, keep)[1],
+            )
         scores, thresholds = self._scores(f)
         over = self._decide(scores, thresholds)
         self._debounce(scores, thresholds, over)
@@ -282,6 +317,7 @@ class QualityAnalyzer:
                 r0, r1 = self.ref.self_ncc
                 self.ref.self_ncc = (0.95 * r0 + 0.05 * m[0], 0.95 * r1 + 0.05 * m[1])
         self._prev = f
+        self._grain_prev = self._grain
         self._last_frame_ts = f.ts
         return self._report(f.ts, scores)
 
@@ -325,10 +361,24 @@ class QualityAnalyzer:
             if s["frozen"] == 0.0:
                 dx, dy, n = block_shift(prev.hp, f.hp, self._moving)
             if n == 0 and prev.q.shape == f.q.shape and self._plain_view():
-                fine = fine_shift(prev.q, f.q, self._static(f.q.shape))
-                if fine is not None:
-                    k = w / f.q.shape[1]
-                    dx, dy = fine[0] * k, fine[1] * k
+                k = w / f.q.shape[1]
+                step = None
+                now, before = self._grain_at, self._grain_at_prev
+                if now and before and min(now[2], before[2]) >= GRAIN_STEP:
+                    # Both frames registered on the learned grain: the camera moved by the
+                    # difference. This holds while a car crosses (the whitened phase
+                    # correlation follows the car).
+                    step = (now[0] - before[0], now[1] - before[1])
+                elif self._grain is not None and self._grain_prev is not None:
+                    # Beyond the search range of the learned grain (a drift): frame to
+                    # frame, what moves blanked in both.
+                    gx, gy, peak = grain_register(self._grain_prev, self._grain)
+                    if peak >= GRAIN_STEP:
+                        step = (gx, gy)
+                if step is None:
+                    step = fine_shift(prev.q, f.q, self._static(f.q.shape))
+                if step is not None:
+                    dx, dy = step[0] * k, step[1] * k
             dt = max(1e-3, f.ts - prev.ts)
             self._shifts.append((100.0 * dx / w, 100.0 * dy / w, dt))
         s["shake"], s["ptz_drift"] = self._motion_scores()
@@ -367,6 +417,9 @@ class QualityAnalyzer:
                 # turned much darker or brighter than the rest, which keeps its brightness.
                 covered = self._plain_cover(f)
                 s["occlusion"] = float(covered.mean())
+                if self._grain_cover(f, s):
+                    covered = np.ones_like(covered)
+                    s["occlusion"] = 1.0
             s["scene_change"] = self._scene_change(f)
             s["stripes"] = self._stripes(f, layout)
             dimmed = self._struct_rel is not None and self._struct_rel >= DIM_STRUCTURE
@@ -437,10 +490,7 @@ class QualityAnalyzer:
 
     def _plain_view(self) -> bool:
         """The learned view has too few textured cells to judge by texture (asphalt, a wall)."""
-        ref = self.ref
-        if not ref.ready or ref.cell_std is None:
-            return False
-        return int((ref.cell_std > JUDGE_STD).sum()) < MIN_JUDGED
+        return self.ref.ready and self.ref.plain()
 
     def _plain_cover(self, f: Features) -> np.ndarray:
         """Cells of a plain view (asphalt, a wall) under a cover, judged by brightness only.
@@ -472,6 +522,37 @@ class QualityAnalyzer:
         if int((still & ~brighter).sum()) >= PLAIN_KEPT and brighter.any():
             return brighter
         return none
+
+    def _grain_other(self) -> bool:
+        """Plain view: the grain matches the learned one at no nearby offset (another picture)."""
+        m = self._grain_match
+        return m is not None and m[0] < (1.0 - self.cfg.scene_change) * GRAIN_SCALE
+
+    def _grain_cover(self, f: Features, s: dict[str, float]) -> bool:
+        """Plain view showing another picture that is also much darker or brighter where
+        nothing moves: a cover (a moved camera shows the same kind of ground, as bright).
+        A passing white car dims the camera's exposure too, so a dimming alone only counts
+        with nothing seen moving, unless it is far beyond what exposure does. A picture dark
+        or bright beyond the absolute limits is left to those checks (a dimmed plain view
+        loses its grain to the quantisation as a cover does)."""
+        ref, cfg = self.ref, self.cfg
+        if not self._grain_other() or ref.cell_mean is None:
+            return False
+        if s["too_dark"] >= cfg.too_dark or s["too_bright"] >= cfg.too_bright:
+            return False
+        ratio = (f.cell_mean + 2.0) / (ref.cell_mean + 2.0)
+        keep = self._static(f.hp.shape)
+        mv = self._moving
+        moving = cv2.countNonZero(mv) / mv.size if mv is not None else 0.0
+        if keep is not None:
+            gh, gw = ratio.shape
+            still = cv2.resize(keep, (gw, gh), interpolation=cv2.INTER_AREA) > 0.99
+            if int(still.sum()) >= 3:
+                ratio = ratio[still]
+        gain = float(np.median(ratio))
+        if gain < COVER_DARK or gain > 1.0 / COVER_DARK:
+            return True
+        return (gain < COVER_DIM or gain > 1.0 / COVER_DIM) and moving < 0.03
 
     def _blank_screen(self, f: Features, layout: float) -> bool:
         """A flat frame that is a lost signal: one even field (black, blue, a test card's
@@ -510,6 +591,13 @@ class QualityAnalyzer:
         ref = self.ref
         assert ref.hp is not None
         best: float | None = None
+        gm = self._grain_match
+        if gm is not None:
+            self._struct_rel = self._coarse_rel = None
+            self._measured_ncc = None
+            if gm[1] < GRAIN_ENERGY:
+                return self._state["scene_change"].score  # grain smoothed away: hold
+            return float(min(1.5, max(0.0, 1.0 - gm[0] / GRAIN_SCALE)))
         scales = [(0, f.hp, ref.hp)]
         if ref.hp2 is not None and ref.hp2.shape == f.hp2.shape:
             scales.append((1, f.hp2, ref.hp2))

@@ -25,6 +25,57 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 
 MIN_STRUCTURE = 2.0  # RMS grey levels of structure a block needs to be judged
+JUDGE_STD = 5.0  # a cell needs this much learned texture (grey levels) to be judged for a cover
+MIN_JUDGED = 10  # ... and a view needs this many such cells, else it is a plain view
+GRAIN_KERNEL = (5, 5)
+
+
+def grain(q: np.ndarray) -> np.ndarray:
+    """The fine grain of a point-sampled luma image (q minus its 5x5 local mean, float32):
+    the specks of asphalt or a wall that still register where a plain view has no structure
+    at the small image's scale."""
+    f = q.astype(np.float32)
+    return f - cv2.blur(f, GRAIN_KERNEL)
+
+
+def grain_register(
+    a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None, r: int = 16
+) -> tuple[float, float, float]:
+    """(dx, dy, peak NCC): where grain image a's content lies in grain image b, searched
+    within r pixels each way (a's centre crop matched over b, what moves in b blanked by
+    `keep`). A peak near 0 means b shows another picture (or none) at every nearby offset."""
+    h, w = a.shape
+    if b.shape != a.shape or h <= 2 * r + 8 or w <= 2 * r + 8:
+        return 0.0, 0.0, 0.0
+    img = b if keep is None or keep.shape != b.shape else b * keep
+    tpl = np.ascontiguousarray(a[r : h - r, r : w - r])
+    res = cv2.matchTemplate(np.ascontiguousarray(img, np.float32), tpl, cv2.TM_CCOEFF_NORMED)
+    _, peak, _, loc = cv2.minMaxLoc(res)
+    x, y = loc
+    dx, dy = float(x), float(y)
+    # Sub-pixel: a parabola through the peak and its neighbours, each way.
+    if 0 < x < res.shape[1] - 1:
+        y0, y1, y2 = float(res[y, x - 1]), float(peak), float(res[y, x + 1])
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            dx += 0.5 * (y0 - y2) / den
+    if 0 < y < res.shape[0] - 1:
+        y0, y1, y2 = float(res[y - 1, x]), float(peak), float(res[y + 1, x])
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            dy += 0.5 * (y0 - y2) / den
+    return dx - r, dy - r, float(peak)
+
+
+def masked_ncc(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None) -> tuple[float, float]:
+    """(NCC of a and b where `keep` is 1, RMS of a there / RMS of b there)."""
+    if keep is not None:
+        a, b = a * keep, b * keep
+    aa, bb = float(cv2.sumElems(cv2.multiply(a, a))[0]), float(cv2.sumElems(cv2.multiply(b, b))[0])
+    if aa <= 1e-6 or bb <= 1e-6:
+        return 0.0, 0.0
+    ab = float(cv2.sumElems(cv2.multiply(a, b))[0])
+    return ab / float(np.sqrt(aa * bb)), float(np.sqrt(aa / bb))
 
 
 def block_ncc(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float | None:
@@ -47,7 +98,7 @@ def block_ncc(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> f
     return float(np.median(vals))
 
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def _half(a: np.ndarray | None) -> np.ndarray | None:
@@ -81,12 +132,22 @@ class Reference:
     col_prof: np.ndarray | None = None
     row_prof: np.ndarray | None = None
     power_max: np.ndarray | None = None
+    # Plain views only (too few textured cells): the fine grain at q resolution and what a
+    # clean frame's grain matched it (None for textured views, which need no grain).
+    grain: np.ndarray | None = None
+    grain_ncc: float = 0.0
     _pending: list[Features] = field(default_factory=list, repr=False)
 
     def reset(self) -> None:
         """Forget everything; the next plausible frames are learned afresh."""
         keep = self.learn_frames
         self.__init__(learn_frames=keep)  # type: ignore[misc]
+
+    def plain(self) -> bool:
+        """The learned view has too few textured cells to judge by texture (asphalt, a wall)."""
+        if self.cell_std is None:
+            return False
+        return int((self.cell_std > JUDGE_STD).sum()) < MIN_JUDGED
 
     def compatible(self, f: Features) -> bool:
         """True when f has the same analysis geometry as the learned reference."""
@@ -128,6 +189,11 @@ class Reference:
         self.col_prof = fs[-1].col_prof.copy()
         self.row_prof = fs[-1].row_prof.copy()
         self.power_max = np.max(np.stack([x.power for x in fs]), axis=0).astype(np.float32)
+        self.grain, self.grain_ncc = None, 0.0
+        if self.plain() and all(x.q.shape == fs[0].q.shape for x in fs):
+            gs = [grain(x.q) for x in fs]
+            self.grain = np.median(np.stack(gs), axis=0).astype(np.float32)
+            self.grain_ncc = float(np.median([grain_register(self.grain, g)[2] for g in gs]))
         self.n = len(fs)
         self.ready = True
         self._pending = []
@@ -167,6 +233,15 @@ class Reference:
             self.hp = self.hp + a * static * (f.hp - self.hp)
         if self.hp2 is not None and self.hp2.shape == f.hp2.shape:
             self.hp2 = b * self.hp2 + a * f.hp2
+        if self.grain is not None and self.grain.shape == f.q.shape:
+            g = grain(f.q)
+            if static is None:
+                self.grain = b * self.grain + a * g
+            else:
+                keep = static
+                if keep.shape != g.shape:
+                    keep = cv2.resize(keep, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_AREA)
+                self.grain = self.grain + a * keep * (g - self.grain)
         assert self.power_max is not None
         # Peaks decay slowly and new ones grow only at `rate`: never absorbed in one frame.
         self.power_max = np.maximum(
@@ -194,6 +269,8 @@ class Reference:
             "col_prof": _half(self.col_prof),
             "row_prof": _half(self.row_prof),
             "power_max": _half(self.power_max),
+            "grain": _half(self.grain) if self.grain is not None else np.zeros(0, np.float16),
+            "grain_ncc": np.array(self.grain_ncc),
         }
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
@@ -204,10 +281,12 @@ class Reference:
         try:
             z = np.load(io.BytesIO(blob), allow_pickle=False)
             version = int(z["version"])
-            if version not in (1, FORMAT_VERSION):
+            if version not in (1, 2, FORMAT_VERSION):
                 raise KeyError(f"format {version} is not {FORMAT_VERSION}")
             hp2 = _single(z["hp2"]) if version >= 2 and z["hp2"].size else None
             self_ncc = tuple(float(v) for v in z["self_ncc"]) if version >= 2 else (1.0, 0.0)
+            g = _single(z["grain"]) if version >= 3 and z["grain"].size else None
+            grain_ncc = float(z["grain_ncc"]) if version >= 3 else 0.0
             mean, sq, ss, noise, n = (float(v) for v in z["scalars"])
             chroma = tuple(float(v) for v in z["chroma"])
             return cls(
@@ -227,6 +306,8 @@ class Reference:
                 col_prof=_single(z["col_prof"]),
                 row_prof=_single(z["row_prof"]),
                 power_max=_single(z["power_max"]),
+                grain=g,
+                grain_ncc=grain_ncc,
             )
         except (KeyError, OSError, EOFError, ValueError) as exc:
             raise ValueError(f"not a saved camera reference: {exc}") from None

@@ -68,6 +68,12 @@ class TrackerConfig(BaseModel):
     min_box: float = Field(
         default=0.0008, ge=0, description="smallest box (share of the frame) that fires events"
     )
+    same_crossing_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="a second track crossing the same line the same way this soon, within a "
+        "box size of the first, is the same object split into two tracks (a crowd's flicker)",
+    )
 
 
 @dataclass
@@ -236,6 +242,8 @@ class ZoneEngine:
         self.zones = zones or []
         self.tripwires = tripwires or []
         self.tracker = Tracker(tracker)
+        # line -> recent crossings (ts, direction, ground point, size, track)
+        self._crossings: dict[str, list[tuple[float, str, Point, float, int]]] = {}
 
     @property
     def active(self) -> bool:
@@ -249,6 +257,24 @@ class ZoneEngine:
             o is not t and zone in o.announced and _overlap(o.box, t.box) >= 0.3
             for o in self.tracker.tracks.values()
         )
+
+    def _same_crossing(
+        self, line: str, ts: float, went: str, t: Track, full_w: int, full_h: int
+    ) -> bool:
+        """Record t's crossing; True when another track crossed this line the same way
+        moments ago at about the same place (one object split into two tracks)."""
+        keep = self.tracker.cfg.same_crossing_s
+        size = max(t.box[2] / full_w, t.box[3] / full_h)
+        recent = [c for c in self._crossings.get(line, []) if ts - c[0] <= keep]
+        same = any(
+            tid != t.id
+            and d == went
+            and (p[0] - t.pos[0]) ** 2 + (p[1] - t.pos[1]) ** 2 <= max(size, sz) ** 2
+            for _, d, p, sz, tid in recent
+        )
+        recent.append((ts, went, t.pos, size, t.id))
+        self._crossings[line] = recent
+        return same
 
     def update(
         self,
@@ -294,6 +320,13 @@ class ZoneEngine:
                         )
             if t.prev is None:
                 continue
+            step = float(np.hypot(t.pos[0] - t.prev[0], t.pos[1] - t.prev[1]))
+            size = max(t.box[2] / full_w, t.box[3] / full_h)
+            cfg = self.tracker.cfg
+            if step > max(cfg.max_step, cfg.size_gate * size):
+                # A leap no object of that size makes in one step: the track was handed to a
+                # flicker or a neighbour after a miss; its crossing is not to be trusted.
+                continue
             for line in self.tripwires:
                 if not segments_cross(line.a, line.b, t.prev, t.pos):
                     continue
@@ -304,6 +337,8 @@ class ZoneEngine:
                 if last is not None and last[1] != went:
                     if now - last[0] <= self.tracker.cfg.recross_frames:
                         continue  # back over the line at once: box jitter in a crowd, not news
+                if self._same_crossing(line.id, ts, went, t, full_w, full_h):
+                    continue  # one object, one crossing
                 if line.direction in ("both", went):
                     events.append(
                         TripwireEvent(ts=ts, line=line.id, direction=went, track=t.id, box=t.box)

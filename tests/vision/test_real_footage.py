@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.vision_quality import first_found, load_clip, run_real, trial_seed
+from bench.vision_quality import VIEW, first_found, load_clip, run_real, trial_seed
 from vision.frames import Frame
 from vision.pipeline import CameraConfig, CameraPipeline
 
@@ -16,9 +17,11 @@ LABELS = json.loads((DATA / "labels.json").read_text(encoding="utf-8"))
 TOLERANCE_S = 1.5  # hand labels come from a 2.5 fps contact sheet; ground points lag a bit
 
 
-def _events(name: str, fps: float = 5.0) -> list:
+def _events(name: str, fps: float = 5.0, quality_every: int = 1) -> list:
     clip = load_clip(str(DATA / name), fps)
-    pipe = CameraPipeline(CameraConfig(id="0" * 20, fps=fps, **LABELS[name]["rules"]))
+    pipe = CameraPipeline(
+        CameraConfig(id="0" * 20, fps=fps, quality_every=quality_every, **LABELS[name]["rules"])
+    )
     out = []
     for img, t in zip(clip.frames, clip.ts, strict=True):
         out += [
@@ -48,6 +51,18 @@ def test_cars_crossing_and_entering_at_5_fps_on_a_real_road() -> None:
     entries = [e.ts for e in ev if e.type == "zone"]
     hits, false = _match([c["t"] for c in lab["entries"]], entries)
     assert (hits, false) == (len(lab["entries"]), 0), entries
+
+
+def test_pedestrians_crossing_a_line_in_a_plaza_crowd_at_5_fps() -> None:
+    # 14 hand-counted crossings by 3-6 people walking, meeting and standing. Measured: 12
+    # found, none false; the two missed are the second of a pair walking side by side, which
+    # the motion detector sees as one blob (each time the pair crossed). Split tracks of one
+    # person (a crowd's flicker) made 3 false crossings before one object gave one crossing.
+    ev = _events("plaza_pets.mp4", quality_every=10_000)  # zones only: no quality needed
+    lab = LABELS["plaza_pets.mp4"]
+    crossings = [e.ts for e in ev if e.type == "tripwire"]
+    hits, false = _match([c["t"] for c in lab["crossings"]], crossings)
+    assert hits >= 12 and false == 0, crossings
 
 
 def test_dwell_for_people_standing_still_indoors() -> None:
@@ -82,6 +97,24 @@ def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
         ("road_topdown.mp4", "stripes", 0, "bars that change a plain view's cell layout"),
         ("road_topdown.mp4", "occlusion", 1, "a cover on a plain view, by brightness"),
         ("road_topdown.mp4", "ptz_drift", 2, "drift over plain asphalt, from its fine grain"),
+        (
+            "road_topdown.mp4",
+            "scene_change",
+            0,
+            "plain asphalt moved by a quarter while a car passes: the grain matches nowhere near",
+        ),
+        (
+            "road_topdown.mp4",
+            "occlusion",
+            0,
+            "a cover over all but a corner of plain asphalt, as dim as a white car's exposure dip",
+        ),
+        (
+            "road_topdown.mp4",
+            "shake",
+            0,
+            "shake over plain asphalt while a car crosses: the grain registered on the learned one",
+        ),
     ],
 )
 def test_faults_found_on_real_footage(name: str, fault: str, start_index: int, why: str) -> None:
@@ -91,6 +124,31 @@ def test_faults_found_on_real_footage(name: str, fault: str, start_index: int, w
     out, _ = run_real(clip, fault, start, start + 10, trial_seed(fault, start_index, name))
     assert first_found(out, fault, start) is not None, (why, out.active[start:])
     assert not [o for o in out.onsets if o[0] < start], out.onsets
+
+
+def test_plain_view_keeps_its_grain_in_a_saved_reference() -> None:
+    from vision.frames import prepare
+    from vision.quality import QualityAnalyzer
+    from vision.reference import Reference
+
+    def learned(name: str) -> Reference:
+        clip = load_clip(str(DATA / name), 5.0, max_frames=12)
+        qa = QualityAnalyzer()
+        for img, t in zip(clip.frames, clip.ts, strict=True):
+            h, w = img.shape[:2]  # the bench's camera view: the centre 2/3
+            view = img[h // 6 : h // 6 + int(h * VIEW), w // 6 : w // 6 + int(w * VIEW)]
+            qa.update(prepare(Frame(np.ascontiguousarray(view), t, t)))
+        assert qa.ref.ready
+        return qa.ref
+
+    road = learned("road_topdown.mp4")  # plain asphalt: judged by its fine grain
+    assert road.plain() and road.grain is not None and road.grain_ncc > 0.3
+    back = Reference.from_bytes(road.to_bytes())
+    assert back.grain is not None and back.grain_ncc == pytest.approx(road.grain_ncc)
+    assert np.abs(back.grain - road.grain).max() < 0.05
+    plaza = learned("plaza_pets.mp4")  # textured: no grain kept
+    assert not plaza.plain() and plaza.grain is None
+    assert Reference.from_bytes(plaza.to_bytes()).grain is None
 
 
 def test_check_command_takes_rules_and_says_what_is_wrong(tmp_path: Path) -> None:
