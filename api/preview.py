@@ -60,10 +60,10 @@ class Preview(BaseModel):
 
 
 # devices that count toward village :c — by its code, its polygon, or its approximate area
+# (the approximate village is stored: devices.area_village_code)
 _COUNTS_IN = (
     "(d.region_code = :c OR d.village_code = :c OR (d.village_code IS NULL "
-    "AND right(d.region_code, 3) = '000' AND EXISTS (SELECT 1 FROM village_areas a "
-    "WHERE a.village_code = :c AND a.geom && d.position AND ST_Covers(a.geom, d.position))))"
+    "AND d.area_village_code = :c))"
 )
 
 

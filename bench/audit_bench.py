@@ -357,6 +357,48 @@ def _server_cpu(conn) -> float | None:
 
 REAL_START, REAL_END = "<!-- geo:real_province start -->", "<!-- geo:real_province end -->"
 
+# The baseline of the real-province audit: the cameras step as it was before migration 0013,
+# locating every camera without a village code in the approximate village areas at each audit.
+_PREFIX_LEN = """CASE WHEN substr(d.region_code, 7, 3) <> '000' THEN 9 WHEN substr(d.region_code, 5, 2) <> '00' THEN 6
+                     WHEN substr(d.region_code, 3, 2) <> '00' THEN 4 ELSE 2 END"""
+
+
+def cameras_located_at_audit_time(online_expr: str) -> tuple[str, ...]:
+    from geo.audit_sql import CAMERA_FILTER
+
+    return (
+        f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
+        SELECT d.id,
+               coalesce(vc.code, CASE WHEN right(d.region_code, 3) <> '000' THEN d.region_code END,
+                        va.village_code, d.region_code)::text AS region_code,
+               CASE WHEN vc.code IS NOT NULL THEN 'code' WHEN right(d.region_code, 3) <> '000' THEN 'polygon'
+                    WHEN va.village_code IS NOT NULL THEN 'approximate' ELSE 'none' END AS basis,
+               d.grid_id, d.networked, d.resolution_w,
+               d.resolution_h, d.registered_at, d.position, ({online_expr}) AS online
+        FROM devices d
+        LEFT JOIN regions vc ON vc.code = d.village_code AND vc.level = 5
+        LEFT JOIN LATERAL (
+          SELECT a.village_code FROM village_areas a
+          WHERE vc.code IS NULL AND right(d.region_code, 3) = '000' AND a.geom && d.position
+            AND ST_Covers(a.geom, d.position)
+            AND left(a.village_code, {_PREFIX_LEN}) = left(d.region_code, {_PREFIX_LEN})
+          ORDER BY a.village_code LIMIT 1) va ON true
+        WHERE {CAMERA_FILTER}""",
+        "ANALYZE _a_cam",
+    )
+
+
+def _baseline_audit(engine, code: str, pack):
+    """The same audit with the cameras located at audit time (the way before migration 0013)."""
+    import geo.audit_sql as q
+
+    stored = q.cameras
+    q.cameras = cameras_located_at_audit_time
+    try:
+        return audit(engine, code, pack)
+    finally:
+        q.cameras = stored
+
 
 def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> list[str]:
     """Full audit of a province built from the real division lists (bench/province_real.py)."""
@@ -379,6 +421,12 @@ def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> 
         if cpu0[1] is not None and cpu1[1] is not None
         else ""
     )
+    t_base, rep_base = _timed(lambda: _baseline_audit(engine, "360000000000", pack))
+
+    def key(r):
+        return sorted((u.rule, u.unit_id, u.status, u.value, u.basis) for u in r.units)
+
+    same = key(rep) == key(rep_base)
     county = "360121000000"
     t_cty, rep_cty = _timed(lambda: audit(engine, county, pack))
     statuses: dict[str, int] = {}
@@ -401,6 +449,10 @@ def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> 
         + f"; {units:,} units): {t_warm:.2f} s (first run {t_cold:.2f} s)",
         cpu_line,
         "  slowest steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in slow),
+        f"baseline, cameras located in the approximate village areas at audit time (before "
+        f"migration 0013): {t_base:.2f} s, cameras step {rep_base.timings_s.get('cameras', 0):.2f} s"
+        f" -> stored approximate village is {t_base / t_warm:.1f}x"
+        f" ({'same' if same else 'DIFFERENT'} units, statuses and values)",
         "  village rule basis: " + ", ".join(f"{k} {v:,}" for k, v in village_basis(rep).items()),
         f"audit of one county ({county}): {t_cty * 1000:.0f} ms",
         f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} at start, "

@@ -29,12 +29,9 @@ ONLINE_AT = (
 
 # Where a camera counts, in order: the village code it was registered or imported with, the
 # village polygon containing it (stored region_code at level 5), the approximate village area
-# (Voronoi cell of village points) containing it within its stored township/county, else the
-# stored region (a township or county: it then counts toward no village).
-_PREFIX_LEN = """CASE WHEN substr(d.region_code, 7, 3) <> '000' THEN 9 WHEN substr(d.region_code, 5, 2) <> '00' THEN 6
-                     WHEN substr(d.region_code, 3, 2) <> '00' THEN 4 ELSE 2 END"""
-
-
+# (Voronoi cell of village points) containing it within its stored township/county (stored
+# area_village_code, found at registration and when village areas are rebuilt), else the stored
+# region (a township or county: it then counts toward no village).
 def cameras(online_expr: str) -> tuple[str, ...]:
     """The cameras that count at the audit time, with whether each is online then and the
     village each counts toward with the basis (code, polygon, approximate, none)."""
@@ -42,19 +39,13 @@ def cameras(online_expr: str) -> tuple[str, ...]:
         f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
         SELECT d.id,
                coalesce(vc.code, CASE WHEN right(d.region_code, 3) <> '000' THEN d.region_code END,
-                        va.village_code, d.region_code)::text AS region_code,
+                        d.area_village_code, d.region_code)::text AS region_code,
                CASE WHEN vc.code IS NOT NULL THEN 'code' WHEN right(d.region_code, 3) <> '000' THEN 'polygon'
-                    WHEN va.village_code IS NOT NULL THEN 'approximate' ELSE 'none' END AS basis,
+                    WHEN d.area_village_code IS NOT NULL THEN 'approximate' ELSE 'none' END AS basis,
                d.grid_id, d.networked, d.resolution_w,
                d.resolution_h, d.registered_at, d.position, ({online_expr}) AS online
         FROM devices d
         LEFT JOIN regions vc ON vc.code = d.village_code AND vc.level = 5
-        LEFT JOIN LATERAL (
-          SELECT a.village_code FROM village_areas a
-          WHERE vc.code IS NULL AND right(d.region_code, 3) = '000' AND a.geom && d.position
-            AND ST_Covers(a.geom, d.position)
-            AND left(a.village_code, {_PREFIX_LEN}) = left(d.region_code, {_PREFIX_LEN})
-          ORDER BY a.village_code LIMIT 1) va ON true
         WHERE {CAMERA_FILTER}""",
         "ANALYZE _a_cam",
     )

@@ -29,6 +29,7 @@ from geo.registry import (
     validate_registration,
 )
 from geo.views import relink_devices
+from geo.village_areas import area_village_sql
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 
 # Region: the village of its code, else the deepest active region whose boundary covers the
 # point (an administrative village first), found among the small pieces of region_parts; the base
-# grid containing it. Raw SQL: one set-based PostGIS pass over the whole batch.
-_LOCATED_SQL = """
+# grid containing it; where that region is no village, the approximate village area covering it.
+# Raw SQL: one set-based PostGIS pass over the whole batch.
+_LOCATED_SQL = f"""
+SELECT l.*, {area_village_sql("l.position", "l.region_code")} AS area_village_code FROM (
 SELECT s.*,
   coalesce(
     (SELECT r.code FROM regions r WHERE r.code = s.village_code AND r.level = 5),
@@ -46,7 +49,7 @@ SELECT s.*,
        AND ST_Covers(p.geom, s.position) ORDER BY p.level DESC, p.code LIMIT 1)) AS region_code,
   (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
      AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
-FROM _bulk_devices s
+FROM _bulk_devices s) l
 """
 
 _INSERT_SQL = f"""

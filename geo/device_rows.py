@@ -30,8 +30,9 @@ NOT_REGISTERED = frozenset(
         "origin",  # the hub the row was made at: its default (federation/), never registered
     }
 )
-# Columns PostGIS fills from the position (region and base grid), not the registration.
-LOCATED = ("region_code", "grid_id")
+# Columns PostGIS fills from the position (region, base grid and approximate village), not the
+# registration.
+LOCATED = ("region_code", "grid_id", "area_village_code")
 #: Every column a registration writes, in the table's order.
 REGISTERED = tuple(c.name for c in devices.c if c.name not in NOT_REGISTERED)
 #: The columns given per device (the located ones are computed from them).
@@ -111,7 +112,11 @@ def _on_conflict_set(excluded: Any) -> dict[str, Any]:
 
 
 def upsert_one(
-    values: dict[str, Any], region: str | None, grid: int | None, actor: str
+    values: dict[str, Any],
+    region: str | None,
+    grid: int | None,
+    actor: str,
+    area_village: str | None = None,
 ) -> ReturningInsert[Any]:
     """INSERT ... ON CONFLICT (id) DO UPDATE of one device, RETURNING inserted (new id or not)."""
     row = dict(values)
@@ -121,6 +126,7 @@ def upsert_one(
         **row,
         region_code=region,
         grid_id=grid,
+        area_village_code=area_village,
         registered_by=actor,
         registered_at=func.now(),
         updated_at=func.now(),
@@ -142,7 +148,7 @@ def bulk_temp_table_sql(name: str) -> str:
 
 
 def bulk_upsert_sql(source: str) -> str:
-    """INSERT ... SELECT of every row of `source` (GIVEN columns plus region_code and grid_id),
+    """INSERT ... SELECT of every row of `source` (GIVEN columns plus the LOCATED ones),
     with the same conflict rule as upsert_one for every row; RETURNING inserted and outside."""
     excluded_sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in REGISTERED if n != "id")
     return (

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, select, text
 from geo.coverage import DEFAULT_DORI, Coverage, LensInput, coverage
 from geo.device_rows import given_values, upsert_one
 from geo.views import relink_devices
+from geo.village_areas import area_village_of
 from gridwatch import schema
 from gridwatch.errors import DomainError
 from hardware.gbid import DEFAULT_EDITION, GbIdError, parse_device_id, type_meaning
@@ -474,7 +475,8 @@ def _store(conn: Connection, d: Decoded, actor: str, action: str, extra: dict) -
         )
     if d.kind.has_fov and grid is None and region is not None:
         findings.append("no base grid contains this position")
-    row = conn.execute(upsert_one(given_values(d, cov), region, grid, actor)).one()
+    area = area_village_of(conn, d.lon, d.lat, region)
+    row = conn.execute(upsert_one(given_values(d, cov), region, grid, actor, area)).one()
     _save_registration(conn, d.reg)
     relink_devices(conn, [d.reg.id])
     detail = {

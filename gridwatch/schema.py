@@ -229,6 +229,9 @@ devices = Table(
     Column("last_heading_deg", REAL),
     Column("village_code", CHAR(12)),
     Column("origin", Text, nullable=False, server_default=text("federation_origin()")),
+    # the approximate village (village_areas) covering the position when its region is no
+    # village; found at registration and when village areas are rebuilt (migration 0013)
+    Column("area_village_code", CHAR(12)),
     CheckConstraint("focal_max_mm > 0::double precision", name="devices_focal_max_mm_check"),
     CheckConstraint("focal_mm > 0::double precision", name="devices_focal_mm_check"),
     CheckConstraint("gb_edition = ANY (ARRAY[2016, 2022])", name="devices_gb_edition_check"),
@@ -821,6 +824,17 @@ village_areas = Table(
 
 # Active region boundaries cut into pieces of at most 64 vertices (ST_Subdivide) for locating
 # points; kept equal to regions by triggers (migration 0011_geo_region_parts).
+village_area_parts = Table(
+    "village_area_parts",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("village_code", CHAR(12), nullable=False),
+    Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
+    PrimaryKeyConstraint("id", name="village_area_parts_pkey"),
+    Index("village_area_parts_code_idx", "village_code"),
+    Index("village_area_parts_geom_gix", "geom", postgresql_using="gist"),
+)
+
 region_parts = Table(
     "region_parts",
     metadata,

@@ -253,12 +253,13 @@ def test_where_a_camera_counts_code_polygon_or_approximate_area(real, tmp_path):
             {"c": with_point[0]},
         ).one()
     # six cameras 40 m apart around the village's official point: six monitoring points
+    six = [new_id() for _ in range(6)]
     with real.begin() as c:
         for i in range(6):
             register_device(
                 c,
                 {
-                    "id": new_id(),
+                    "id": six[i],
                     "lon": point[0] + 0.0005 * i,
                     "lat": point[1],
                     "heading_deg": 90,
@@ -283,6 +284,17 @@ def test_where_a_camera_counts_code_polygon_or_approximate_area(real, tmp_path):
             )
         assert out["village_basis"] == "code" and out["region_code"] == by_code
         assert village_of(c, point[0], point[1]).basis == "approximate"
+        # the approximate village is stored at registration, and found again when the village
+        # areas are rebuilt
+        stored = "SELECT array_agg(DISTINCT area_village_code) FROM devices WHERE id = ANY(:ids)"
+        assert c.execute(text(stored), {"ids": six}).scalar() == [with_point[0]]
+        c.execute(
+            text("UPDATE devices SET area_village_code = NULL WHERE id = ANY(:ids)"), {"ids": six}
+        )
+        from geo.village_areas import rebuild
+
+        assert rebuild(c, [COUNTY]) == 4
+        assert c.execute(text(stored), {"ids": six}).scalar() == [with_point[0]]
         # two cameras at another village's official point: it fails with 2 points
         second = c.execute(
             text("SELECT ST_X(point), ST_Y(point) FROM regions WHERE code = :c"),
