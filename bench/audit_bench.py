@@ -421,7 +421,12 @@ def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> 
         if cpu0[1] is not None and cpu1[1] is not None
         else ""
     )
-    t_base, rep_base = _timed(lambda: _baseline_audit(engine, "360000000000", pack))
+    with engine.connect() as c:
+        cpu2 = (time.process_time(), _server_cpu(c))
+        t_base, rep_base = _timed(lambda: _baseline_audit(engine, "360000000000", pack))
+        cpu3 = (time.process_time(), _server_cpu(c))
+    cpu_new = cpu1[0] - cpu0[0] + ((cpu1[1] or 0) - (cpu0[1] or 0))
+    cpu_base = cpu3[0] - cpu2[0] + ((cpu3[1] or 0) - (cpu2[1] or 0))
 
     def key(r):
         return sorted((u.rule, u.unit_id, u.status, u.value, u.basis) for u in r.units)
@@ -452,7 +457,9 @@ def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> 
         f"baseline, cameras located in the approximate village areas at audit time (before "
         f"migration 0013): {t_base:.2f} s, cameras step {rep_base.timings_s.get('cameras', 0):.2f} s"
         f" -> stored approximate village is {t_base / t_warm:.1f}x"
-        f" ({'same' if same else 'DIFFERENT'} units, statuses and values)",
+        f" ({'same' if same else 'DIFFERENT'} units, statuses and values);"
+        f" CPU (this process + PostgreSQL) {cpu_base:.1f} s -> {cpu_new:.1f} s"
+        f" = {cpu_base / cpu_new:.1f}x",
         "  village rule basis: " + ", ".join(f"{k} {v:,}" for k, v in village_basis(rep).items()),
         f"audit of one county ({county}): {t_cty * 1000:.0f} ms",
         f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} at start, "
