@@ -251,7 +251,7 @@ def _generate(target, msgs, window, rate, want_200, out) -> None:
     n = len(msgs)
     sent = got = ok = lost = 0
     cpu0 = time.process_time()
-    t0 = last = time.monotonic()
+    t0 = last = last_rx = time.monotonic()
     while got + lost < n:
         now = time.monotonic()
         allowed = min(n, int((now - t0) * rate) + 1) if rate else min(n, got + lost + window)
@@ -270,14 +270,14 @@ def _generate(target, msgs, window, rate, want_200, out) -> None:
                 got += 1
                 if not want_200 or data[8:11] == b"200":
                     ok += 1
-            last = time.monotonic()
+            last = last_rx = time.monotonic()
         elif time.monotonic() - last > (3.0 if sent >= n else 0.5) and sent > got + lost:
             lost = sent - got  # no answer for a while: the outstanding ones are gone
             last = time.monotonic()
             if sent >= n:
                 break
     out.put(
-        {"sent": sent, "answered": ok, "received": got, "seconds": last - t0,
+        {"sent": sent, "answered": ok, "received": got, "seconds": last_rx - t0,
          "generator_cpu_s": time.process_time() - cpu0}
     )  # fmt: skip
 
@@ -306,6 +306,7 @@ def drive(port: int, msgs: list[bytes], pids: list[int], window: int = 0, rate: 
         "server_cpu_s": [round(c, 2) for c in cpu],
         "server_cpu_s_per_1000": round(cpu[0] * 1000 / answered, 4) if answered else None,
         "generator_cpu_s": round(res["generator_cpu_s"], 2),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
     }
 
 
@@ -714,7 +715,10 @@ def main() -> None:
         runs = [("this checkout", sys.executable, ROOT)]
         if args.before:
             before = Path(args.before).resolve()
-            runs.insert(0, (f"before: {before}", str(before / ".venv/bin/python"), before))
+            python = before / ".venv/bin/python"  # else this venv (an exported tree: git archive)
+            runs.insert(
+                0, (f"before: {before}", str(python) if python.exists() else sys.executable, before)
+            )
         gw = None
         for label, python, root in runs:
             if args.register_rate:
