@@ -440,3 +440,33 @@ def test_cascade_to_sipp_as_upper_platform(transport, register, engine, db_url, 
     assert not list(tmp_path.glob("*_errors.log")) or not any(
         "Aborting" in p.read_text(errors="replace") for p in tmp_path.glob("*_errors.log")
     )
+
+
+@pytest.mark.skipif(not available(), reason="SIPp (Debian sip-tester) not installed")
+def test_cascade_wrong_password_refused_by_sipp(engine, tmp_path):
+    """The other side of SIPp's check: an answer made with another password gets 403, and the
+    link says so (and will try again later) instead of counting itself registered."""
+    lower_id, upper_id = new_id(200), new_id(200)
+    scenario = tmp_path / "upper.xml"
+    scenario.write_bytes(upper_platform_xml(lower_id, "3601210000", upper_id, "the-right-one", "1"))
+    sipp_port = free_port()
+    cmd = [
+        "sipp", "-sf", str(scenario), "-p", str(sipp_port), "-i", "127.0.0.1", "-t", "u1",
+        "-m", "100", "-nostdin", "-trace_msg",
+    ]  # fmt: skip
+    sipp = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    link = None
+    try:
+        time.sleep(0.3)
+        link = CascadeProcess(
+            lower_id, f"sip:{upper_id}@127.0.0.1:{sipp_port}", scope_region(engine), free_port()
+        ).start()
+        assert wait_for(lambda: "answered REGISTER with 403" in link.text(), 15), link.text()
+        assert "registered with upper platform" not in link.text()
+    finally:
+        if link is not None:
+            link.stop()
+        sipp.terminate()
+        sipp.wait(10)
+    log = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert "SIP/2.0 403" in log and "Authorization: Digest" in log
