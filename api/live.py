@@ -48,9 +48,17 @@ INPUT_OPTIONS = [
 ]  # fmt: skip
 
 
+# A segment ends at the first key frame at least this far in. With a 1 s target the demo camera's
+# first segment (key frames every second) ran to 1.9 s: its second key frame came a hair before
+# 1 s after the first frame, so the cut waited for the third; the first segment was listed 2.3 s
+# after FFmpeg started. With 0.5 s it ends at the second key frame (listed after 1.5 s); later
+# segments are one GOP long either way (see bench/RESULTS.md).
+HLS_TIME_S = 0.5
+
+
 def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
     """FFmpeg reading the camera over RTSP (TCP, 5 s I/O timeout, RTSP protocols only) and
-    writing a short rolling HLS playlist of 1 s segments into `out`."""
+    writing a short rolling HLS playlist into `out`, a segment per GOP (at least HLS_TIME_S)."""
     codec = (
         ["-c:v", "copy"]
         if video == "copy"
@@ -74,7 +82,7 @@ def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
         "-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
         *INPUT_OPTIONS,
         "-i", url, "-map", "0:v:0", "-an", *codec,
-        "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+        "-f", "hls", "-hls_time", str(HLS_TIME_S), "-hls_list_size", "6",
         "-hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file",
         "-hls_segment_filename", str(out / "seg%d.ts"), str(out / PLAYLIST),
     ]  # fmt: skip

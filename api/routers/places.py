@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import Select, func, select, text
 
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
-from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
+from api.geojson import (
+    BBOX_QUERY,
+    FeatureCollection,
+    Page,
+    collection,
+    paging,
+    parse_bbox,
+)
 from api.query import all_of, in_box, in_scope, one_page
 from gridwatch import schema
 
@@ -20,6 +27,7 @@ CODE_PATH = Path(..., pattern=r"^[0-9]{12}$", description="12-digit division cod
 CODE_QUERY = Query(
     None, pattern=r"^[0-9]{12}$", description="12-digit division code; covers everything below it"
 )
+MAX_CODES = 200
 
 
 class RegionOut(BaseModel):
@@ -60,12 +68,21 @@ def list_regions(
     q: str | None = Query(
         None, max_length=64, description="Name contains (Chinese or pinyin as stored)"
     ),
+    code: list[Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]] | None = Query(
+        None,
+        description=f"Only these regions (repeatable, at most {MAX_CODES}): the names of many "
+        "places in one request",
+        examples=[["360121201005", "360121201000"]],
+    ),
     page: Page = Depends(paging),
     _user: Principal = Depends(require(*ANY_ROLE)),
 ) -> RegionPage:
-    """Regions, filtered by parent, level or name; ordered by code."""
+    """Regions, filtered by parent, level, name or codes; ordered by code."""
+    if code and len(code) > MAX_CODES:
+        raise ApiError(422, f"at most {MAX_CODES} codes in one request", "code")
     r = schema.regions
     cond = all_of(
+        r.c.code.in_(sorted(set(code))) if code else None,
         r.c.parent_code == parent if parent else None,
         r.c.level == level if level else None,
         r.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%") if q else None,

@@ -13,11 +13,31 @@
   function has(v) { return v !== null && v !== undefined && v !== ""; }
 
   // ------------------------------------------------------------------ place names (cached per code)
-  var regionCache = {};
+  // The codes asked for in one task go to the hub in one request (a burst of alarms from a
+  // hundred villages is one lookup, not two hundred).
+  var regionCache = {}, regionWait = {}, regionTimer = null;
+  function fetchRegions() {
+    regionTimer = null;
+    var wait = regionWait;
+    var codes = Object.keys(wait);
+    regionWait = {};
+    for (var i = 0; i < codes.length; i += 200) {
+      (function (part) {
+        gw.api("/regions?limit=200&" + part.map(function (c) { return "code=" + c; }).join("&")).then(function (page) {
+          var got = {};
+          page.items.forEach(function (r) { got[r.code] = r; });
+          part.forEach(function (c) { wait[c](got[c] || null); });
+        }).catch(function () {
+          part.forEach(function (c) { delete regionCache[c]; wait[c](null); }); // asked again next time
+        });
+      })(codes.slice(i, i + 200));
+    }
+  }
   gw.regionName = function (code) {
     if (!code) return Promise.resolve(null);
     if (!regionCache[code]) {
-      regionCache[code] = gw.api("/regions/" + code).then(function (r) { return r; }).catch(function () { return null; });
+      regionCache[code] = new Promise(function (resolve) { regionWait[code] = resolve; });
+      if (regionTimer === null) regionTimer = setTimeout(fetchRegions, 0);
     }
     return regionCache[code];
   };
@@ -144,6 +164,16 @@
       return ta !== tb ? ta < tb : a.id < b.id;
     }
     function calm() { return pointerIn || list.scrollTop > 4; }
+    // A new row flashes for 4 s; at most MAX_FLASHING at once (each costs a style recalculation
+    // and a repaint per frame: a burst of hundreds spent its frames flashing rows off screen)
+    var MAX_FLASHING = 10, flashes = [];
+    function mayFlash() {
+      var now = Date.now();
+      while (flashes.length && now - flashes[0] > 4000) flashes.shift();
+      if (flashes.length >= MAX_FLASHING) return false;
+      flashes.push(now);
+      return true;
+    }
 
     // --- rows
     function ageText(iso) {
@@ -153,6 +183,7 @@
       if (s < 86400) return Math.round(s / 360) / 10 + " h";
       return Math.round(s / 8640) / 10 + " d";
     }
+    function placeLine(a) { return gw.t("severity") + " " + a.severity + " · " + (gw.placeText(a) || "–"); }
     function render(entry) {
       var a = entry.data;
       var li = entry.li;
@@ -186,7 +217,7 @@
           a.from_hub ? gw.el("span", { class: "gw-a-hub", title: gw.t("from_hub"), text: a.from_hub }) : null,
           gw.el("span", { class: "gw-a-state " + a.state, text: gw.t("state_" + a.state) }),
         ]),
-        gw.el("div", { class: "gw-a-meta gw-a-place", text: gw.t("severity") + " " + a.severity + " · " + (gw.placeText(a) || "–") }),
+        gw.el("div", { class: "gw-a-meta gw-a-place", text: placeLine(a) }),
         gw.el("div", { class: "gw-a-meta" }, [
           gw.el("span", { text: (a.device_name ? a.device_name + " · " : "") + a.device_id + " · " + gw.time(a.raised_at) + " (" }),
           gw.el("span", { class: "gw-a-age", "data-at": a.raised_at, text: ageText(a.raised_at) }),
@@ -204,7 +235,11 @@
       var entry = { data: a, li: gw.el("li", {}) };
       entry.li.addEventListener("click", function () { select(a.id); });
       byId[a.id] = entry;
-      fillPlaces(a).then(function (changed) { if (changed && byId[a.id] === entry) render(entry); });
+      fillPlaces(a).then(function (changed) {
+        // only the place line changes: the row is not rebuilt
+        var line = changed && byId[a.id] === entry && entry.top ? entry.top.querySelector(".gw-a-place") : null;
+        if (line) line.textContent = placeLine(a);
+      });
       return entry;
     }
     function insertAt(entry, index) {
@@ -266,19 +301,27 @@
         bulkCount();
       }).catch(function (e) { gw.toast(gw.errorText(e)); }).then(function () { moreBtn.disabled = false; });
     }
+    function unfiltered() { // the list shows every open alarm: its count is the header's
+      return filters.state === "open" && !filters.severity_max && !filters.kind && !filters.q && !filters.since &&
+        (filters.region || "") === (cfg.region || "");
+    }
     gw.alarmCounts = function () {
       var q = "/alarms?state=open&limit=1" + (cfg.region ? "&region=" + cfg.region : "");
+      var both = unfiltered();
       return gw.api(q).then(function (page) {
         var c = page.counts;
         [1, 2, 3, 4].forEach(function (s) { $("gw-c-sev-" + s).textContent = c.severity[s] || 0; });
         ["new", "acknowledged", "dispatched"].forEach(function (s) { $("gw-c-" + s).textContent = c.state[s] || 0; });
         $("gw-n-open").textContent = c.total;
         $("gw-counts").setAttribute("data-total", c.total);
+        if (both && unfiltered()) $("gw-n-alarms").textContent = c.total;
       }).catch(function () {});
     };
+    // at most one round of counts a second, whatever the rate of arrivals; one request when the
+    // list is unfiltered (its count is the header's total)
     var countsSoon = gw.throttle(function () {
       gw.alarmCounts();
-      gw.api("/alarms?" + query(["limit=1"])).then(function (p) { $("gw-n-alarms").textContent = p.counts.total; }).catch(function () {});
+      if (!unfiltered()) gw.api("/alarms?" + query(["limit=1"])).then(function (p) { $("gw-n-alarms").textContent = p.counts.total; }).catch(function () {});
     }, 1000);
 
     // --- the banner: new alarms wait here while the operator is working the list
@@ -296,9 +339,9 @@
       load(true, Math.min(1000, Math.max(PAGE, rows.length)));
     });
 
-    function arrive(a) { // alarm.new from the stream
+    function arrive(a, quiet) { // alarm.new from the stream; quiet: the operator is working the list
       if (byId[a.id] || !matches(a)) return;
-      if (calm() || filters.q) {
+      if (quiet || filters.q) {
         pending[a.id] = a;
         showBanner();
         return;
@@ -310,12 +353,20 @@
         return;
       }
       var entry = makeEntry(a);
-      entry.flash = true;
+      entry.flash = mayFlash();
       render(entry);
       insertAt(entry, i);
       if (nextOffset !== null) nextOffset += 1;
       hooks.shown(entry);
+    }
+    /* what the stream brought since the last frame, in order: [["new" | "updated", alarm], ...];
+       the list's layout is read once (before any change) and the counts asked for once */
+    function batch(events) {
+      var quiet = calm();
+      events.forEach(function (ev) { if (ev[0] === "new") arrive(ev[1], quiet); else update(ev[1]); });
       empty();
+      list.setAttribute("data-batches", Number(list.getAttribute("data-batches") || 0) + 1);
+      countsSoon();
     }
     function update(a) { // alarm.updated, or an answer to our own step
       if (pending[a.id]) {
@@ -428,8 +479,9 @@
     gw.onLang.push(function () { rows.forEach(render); showBanner(); });
     return {
       start: function () { gw.alarmCounts(); return load(true); },
-      arrive: function (a) { arrive(a); countsSoon(); },
-      update: function (a) { update(a); countsSoon(); },
+      batch: batch,
+      arrive: function (a) { batch([["new", a]]); },
+      update: function (a) { batch([["updated", a]]); },
       select: select,
       entries: function () { return rows; },
       byId: function (id) { return byId[id]; },

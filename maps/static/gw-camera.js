@@ -146,6 +146,7 @@
       note.textContent = gw.t("live_starting");
       var t0 = performance.now();
       gw.api("/devices/" + d.id + "/live", { method: "POST" }).then(function (v) {
+        box.setAttribute("data-ready-ms", String(Math.round(performance.now() - t0))); // the hub's share
         var video = gw.el("video", { class: "gw-live-video", muted: "", autoplay: "", playsinline: "", "data-device-id": d.id });
         video.muted = true;
         btn.replaceWith(video);

@@ -168,10 +168,18 @@
     (children || []).forEach(function (c) { if (c) e.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
     return e;
   };
+  // one formatter per language: Date.toLocaleString with options builds a new one on every call
+  // (a good share of a row's cost when alarms arrive by the hundred)
+  var TIME_FORMATS = {};
   gw.time = function (iso) {
     if (!iso) return "";
-    var d = new Date(iso);
-    return d.toLocaleString(gw.lang === "en" ? "en-GB" : "zh-CN", { hour12: false });
+    var f = TIME_FORMATS[gw.lang];
+    if (!f) {
+      f = TIME_FORMATS[gw.lang] = new Intl.DateTimeFormat(gw.lang === "en" ? "en-GB" : "zh-CN", {
+        year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric", hour12: false,
+      });
+    }
+    return f.format(new Date(iso));
   };
   gw.toast = function (text, ms) {
     var t = gw.el("div", { class: "gw-toast", text: text, role: "status" });
@@ -192,6 +200,26 @@
       var wait = last + ms - Date.now();
       if (timer) return;
       timer = setTimeout(function () { timer = null; last = Date.now(); fn(); }, Math.max(0, wait));
+    };
+  };
+  /* push(item): fn(items) runs once per animation frame with everything pushed since; a timer
+     stands in when no frame is drawn (a tab in the background), so nothing waits for long */
+  gw.frameBatch = function (fn, maxWaitMs) {
+    var items = [], frame = null, timer = null;
+    function flush() {
+      if (frame !== null) cancelAnimationFrame(frame);
+      clearTimeout(timer);
+      frame = timer = null;
+      var batch = items;
+      items = [];
+      if (batch.length) fn(batch);
+    }
+    return function (item) {
+      items.push(item);
+      if (frame === null && timer === null) {
+        frame = requestAnimationFrame(flush);
+        timer = setTimeout(flush, maxWaitMs || 250);
+      }
     };
   };
   /* the significant prefix of a 12-digit division code (as api/scope.py region_prefix) */

@@ -136,12 +136,31 @@
     var highlight = L.layerGroup().addTo(map);
     var OPEN = { new: 1, acknowledged: 1, dispatched: 1 };
     var markers = {};
+    // Only the MAX_PULSING most urgent open alarms pulse (most severe, then newest): every pulsing
+    // marker costs a style recalculation and a repaint of the map's SVG on each frame, and under a
+    // burst of hundreds the page spent its frames animating (bench/RESULTS.md). The others keep
+    // their severity's colour, steady.
+    var MAX_PULSING = 20;
+    var pulsing = []; // [id, severity], oldest first
+    function pulseOn(a) {
+      var i = pulsing.findIndex(function (p) { return p[0] === a.id; });
+      if (!OPEN[a.state]) { if (i >= 0) pulsing.splice(i, 1); return; }
+      if (i >= 0) return;
+      pulsing.push([a.id, a.severity]);
+      if (pulsing.length <= MAX_PULSING) return;
+      var drop = 0; // the least severe, oldest first
+      pulsing.forEach(function (p, k) { if (p[1] > pulsing[drop][1]) drop = k; });
+      var out = pulsing.splice(drop, 1)[0];
+      if (out[0] !== a.id && markers[out[0]] && markers[out[0]]._path) markers[out[0]]._path.classList.remove("gw-pulse");
+    }
     function markerStyle(a) {
-      return { radius: 10, color: gw.sevColors[a.severity] || "#d33a2c", weight: 3, fill: true, fillColor: "#fff", fillOpacity: 0.9, pane: "gwAlarms", className: "gw-alarm-marker sev-" + a.severity + (OPEN[a.state] ? "" : " closed") };
+      var pulse = pulsing.some(function (p) { return p[0] === a.id; });
+      return { radius: 10, color: gw.sevColors[a.severity] || "#d33a2c", weight: 3, fill: true, fillColor: "#fff", fillOpacity: 0.9, pane: "gwAlarms", className: "gw-alarm-marker sev-" + a.severity + (OPEN[a.state] ? "" : " closed") + (pulse ? " gw-pulse" : "") };
     }
     function showMarker(entry) {
       var a = entry.data;
       if (!has(a.lat) || !has(a.lon)) return;
+      pulseOn(a);
       var m = markers[a.id];
       if (!m) {
         m = markers[a.id] = L.circleMarker([a.lat, a.lon], markerStyle(a)).addTo(alarmLayer);
@@ -153,6 +172,8 @@
     }
     function hideMarker(entry) {
       var m = markers[entry.data.id];
+      var i = pulsing.findIndex(function (p) { return p[0] === entry.data.id; });
+      if (i >= 0) pulsing.splice(i, 1);
       if (m) { alarmLayer.removeLayer(m); delete markers[entry.data.id]; }
     }
     function has(v) { return v !== null && v !== undefined; }
@@ -223,16 +244,20 @@
     var conn = document.getElementById("gw-conn");
     var connText = document.getElementById("gw-conn-text");
     var loaded = false;
+    // alarms reach the list once per frame, however many came since the last one (a burst of a
+    // hundred a second is a few dozen renders, not a hundred); sounds and notifications go at once
+    var alarmEvents = gw.frameBatch(function (events) {
+      queue.batch(events);
+      kpi.refresh();
+    });
     gw.stream(region, function (kind, ev) {
       var p = ev.payload || {};
       if (kind === "alarm.new") {
-        queue.arrive(p);
         gw.alert(p);
-        kpi.refresh();
+        alarmEvents(["new", p]);
       } else if (kind === "alarm.updated") {
-        queue.update(p);
         gw.alertHandled(p);
-        kpi.refresh();
+        alarmEvents(["updated", p]);
       } else if (kind === "device.status") {
         setStatus(p.device_id, p.status);
         if (unitMarkers[p.device_id]) unitMarkers[p.device_id].setOpacity(p.status === "offline" ? 0.45 : 1);
@@ -269,6 +294,6 @@
     }
     layerControl();
     gw.onLang.push(function () { layerControl(); });
-    gw.live = { map: map, queue: queue, deviceList: deviceList, kpi: kpi, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
+    gw.live = { map: map, pulsing: function () { return pulsing.map(function (p) { return p[0]; }); }, queue: queue, deviceList: deviceList, kpi: kpi, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
   };
 })();

@@ -47,6 +47,19 @@ def test_region_list_filters_and_simplified_outlines(client, headers) -> None:
     level5 = client.get("/api/v1/regions", headers=h, params={"level": 5, "limit": 500}).json()
     codes = {r["code"] for r in level5["items"]}
     assert {VILLAGE_A1, VILLAGE_A2} <= codes and all(r["level"] == 5 for r in level5["items"])
+    # the names of many places in one request (the console's queue under a burst)
+    named = client.get(
+        "/api/v1/regions", headers=h, params={"code": [VILLAGE_A2, VILLAGE_A1, "999999999999"]}
+    )
+    assert named.status_code == 200, named.text
+    assert [r["code"] for r in named.json()["items"]] == sorted([VILLAGE_A1, VILLAGE_A2])
+    assert all(r["name"] for r in named.json()["items"])
+    many = client.get(
+        "/api/v1/regions", headers=h, params={"code": [f"{i:012d}" for i in range(201)]}
+    )
+    assert many.status_code == 422 and "200" in many.text
+    bad = client.get("/api/v1/regions", headers=h, params={"code": "36012"})
+    assert bad.status_code == 422
     outlines = client.get(
         "/api/v1/geo/regions",
         headers=h,
