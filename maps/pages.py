@@ -53,6 +53,7 @@ VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
         ("hls", HLS_JS),
         ("gw_camera", static_url("gw-camera.js")),
         ("gw_devices", static_url("gw-devices.js")),
+        ("gw_places", static_url("gw-places.js")),
     ],
 }
 

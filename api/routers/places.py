@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, select, text
 from api.deps import ANY_ROLE, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import (
+    BBOX_PATTERN,
     BBOX_QUERY,
     FeatureCollection,
     Page,
@@ -239,3 +240,118 @@ def coverage_geojson(
     cols = (d.c.id, d.c.name, d.c.kind, d.c.status, d.c.region_code, d.c.heading_deg)
     stmt = select(*cols, d.c.hfov_deg, d.c.range_m, _outline(None, d.c.fov))
     return _feature_page(request, stmt.where(cond).order_by(d.c.id), page)
+
+
+# Which place names a map shows at a zoom (Leaflet/web-mercator zoom levels, both ends included):
+# counties when a city fills the screen, townships from there to street level, villages and
+# natural villages as they become distinguishable, road names where roads are imported.
+LABEL_ZOOMS: dict[str, tuple[int, int]] = {
+    "county": (8, 11),
+    "township": (10, 15),
+    "village": (13, 22),
+    "natural_village": (15, 22),
+    "road": (14, 22),
+}
+LABEL_MAX_SQ_DEG = 100.0  # a wide screen at zoom 8; what is asked is bounded by the zoom
+_LABEL_LEVEL = {"county": 3, "township": 4, "village": 5}
+
+_LABELS_SQL = """
+WITH env AS (SELECT ST_MakeEnvelope(:w, :s, :e, :n, 4326) AS g),
+places AS (
+    SELECT 'region:' || r.code AS id, r.name,
+           CASE r.level WHEN 3 THEN 'county' WHEN 4 THEN 'township' ELSE 'village' END AS kind,
+           r.level AS rank, NULL::real AS angle,
+           coalesce(r.point, ST_PointOnSurface(r.geom)) AS pt,
+           coalesce(ST_Area(r.geom), 0) AS size
+    FROM regions r, env
+    WHERE r.retired_at IS NULL AND r.level = ANY(:levels) AND (r.geom && env.g OR r.point && env.g)
+    UNION ALL
+    SELECT 'nv:' || v.id, v.name, 'natural_village', 6, NULL,
+           ST_PointOnSurface(v.geom), ST_Area(v.geom)
+    FROM natural_villages v, env
+    WHERE :natural AND v.geom && env.g
+),
+road_parts AS (
+    SELECT rd.name, (ST_Dump(ST_Intersection(rd.geom, env.g))).geom AS part
+    FROM roads rd, env
+    WHERE :roads AND rd.geom && env.g AND coalesce(btrim(rd.name), '') <> ''
+),
+roads AS (  -- one label per name in view: the middle of its longest piece, turned along it
+    SELECT DISTINCT ON (name) name, part, ST_Length(part) AS len
+    FROM road_parts WHERE GeometryType(part) = 'LINESTRING' AND ST_Length(part) > 0
+    ORDER BY name, ST_Length(part) DESC
+),
+labels AS (
+    SELECT * FROM places
+    UNION ALL
+    SELECT 'road:' || md5(name), name, 'road', 7,
+           degrees(ST_Azimuth(ST_Transform(ST_LineInterpolatePoint(part, 0.4), 3857),
+                              ST_Transform(ST_LineInterpolatePoint(part, 0.6), 3857)))::real,
+           ST_LineInterpolatePoint(part, 0.5), len
+    FROM roads
+)
+SELECT l.id, l.name, l.kind, l.angle, ST_AsGeoJSON(l.pt, 6) AS geojson
+FROM labels l, env
+WHERE l.pt IS NOT NULL AND ST_Intersects(l.pt, env.g)
+ORDER BY l.rank, l.size DESC, l.id
+LIMIT :limit
+"""
+
+
+def _text_angle(azimuth: float | None) -> float | None:
+    """A road's azimuth (degrees clockwise from north, on the map) as the turn that lays text
+    along it, clockwise from horizontal, kept within ±90° so it never reads upside down."""
+    if azimuth is None:
+        return None
+    turn = (azimuth - 90.0) % 360.0
+    if turn > 270.0:
+        turn -= 360.0
+    elif turn > 90.0:
+        turn -= 180.0
+    return round(turn, 1)
+
+
+@router.get(
+    "/geo/labels",
+    response_model=FeatureCollection,
+    summary="Place names for a map view (GeoJSON points)",
+    operation_id="place_labels",
+)
+def labels_geojson(
+    request: Request,
+    bbox: str = Query(
+        ...,
+        max_length=200,
+        pattern=BBOX_PATTERN,
+        description=f"The view: west,south,east,north in WGS 84 degrees; at most "
+        f"{LABEL_MAX_SQ_DEG:g} square degrees",
+        examples=["115.8,28.4,116.1,28.7"],
+    ),
+    zoom: int = Query(..., ge=0, le=22, description="The map's zoom: decides which names"),
+    limit: int = Query(400, ge=1, le=1000, description="At most this many names"),
+    _user: Principal = Depends(require(*ANY_ROLE)),
+) -> FeatureCollection:
+    """County, township, village and natural-village names from the hub's own regions, and road
+    names where roads are imported, for the view at this zoom (see LABEL_ZOOMS). Each is a point:
+    `kind`, `name`, and for a road `angle`, the clockwise turn (degrees from horizontal) that lays
+    its text along the road. Most important first: bigger places before smaller, places before
+    roads; the page drops names that would overlap."""
+    box = parse_bbox(bbox, LABEL_MAX_SQ_DEG)
+    if box is None:  # required above; keeps the type checker sure
+        raise ApiError(422, "bbox is required", "bbox")
+    shown = {k for k, (lo, hi) in LABEL_ZOOMS.items() if lo <= zoom <= hi}
+    params: dict[str, Any] = {
+        **box.params(),
+        "levels": sorted(_LABEL_LEVEL[k] for k in shown if k in _LABEL_LEVEL),
+        "natural": "natural_village" in shown,
+        "roads": "road" in shown,
+        "limit": limit + 1,
+    }
+    if not shown:
+        rows: list[dict[str, Any]] = []
+    else:
+        with request.app.state.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(text(_LABELS_SQL), params).mappings().all()]
+    for row in rows:
+        row["angle"] = _text_angle(row["angle"]) if row["kind"] == "road" else None
+    return collection(rows, Page(limit, 0))

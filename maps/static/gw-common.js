@@ -25,6 +25,7 @@
     layer_context: ["行政区划 / 网格", "Regions / grids"], layer_devices: ["设备与覆盖范围", "Devices and coverage"],
     layer_alarms: ["告警", "Alarms"], layer_units: ["巡逻车 / 定位器", "Patrol units / trackers"],
     layer_highlight: ["关联摄像机", "Linked cameras"], layer_base: ["底图", "Base map"],
+    layer_places: ["地名", "Place names"],
     stream_live: ["实时连接", "live"], stream_down: ["连接中断，重连中", "reconnecting"],
     legend: ["图例", "Legend"], cluster: ["聚合", "cluster"],
     kind: ["类型", "kind"], status: ["状态", "status"], last_seen: ["最后在线", "last seen"], region: ["区域", "region"],

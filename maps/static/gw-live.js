@@ -60,6 +60,7 @@
     });
     context.addTo(map);
     devices.addTo(map);
+    var labels = gw.placeLabels(map);
     var statusOverride = {};
     function setStatus(id, status) {
       statusOverride[id] = status;
@@ -286,6 +287,7 @@
       if (control) control.remove();
       var overlays = {};
       overlays[gw.t("layer_context")] = context;
+      overlays[gw.t("layer_places")] = labels.layer;
       overlays[gw.t("layer_devices")] = devices;
       overlays[gw.t("layer_alarms")] = alarmLayer;
       overlays[gw.t("layer_units")] = units;
@@ -294,6 +296,6 @@
     }
     layerControl();
     gw.onLang.push(function () { layerControl(); });
-    gw.live = { map: map, pulsing: function () { return pulsing.map(function (p) { return p[0]; }); }, queue: queue, deviceList: deviceList, kpi: kpi, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
+    gw.live = { map: map, labels: labels, pulsing: function () { return pulsing.map(function (p) { return p[0]; }); }, queue: queue, deviceList: deviceList, kpi: kpi, markers: markers, devices: devices, select: queue.select, openCamera: openCamera };
   };
 })();

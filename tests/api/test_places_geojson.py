@@ -71,3 +71,60 @@ def test_region_list_filters_and_simplified_outlines(client, headers) -> None:
     cover = client.get("/api/v1/geo/coverage", headers=h, params={"bbox": BOX, "status": "online"})
     assert cover.status_code == 200, cover.text
     assert all(f["properties"]["status"] == "online" for f in cover.json()["features"])
+
+
+def test_place_labels_by_zoom(client, headers, engine) -> None:
+    """The hub's own names for a view: counties and townships zoomed out, villages zoomed in,
+    road names at street level turned along the road; never a name outside the view."""
+    from sqlalchemy import text
+
+    h = headers["t-operator"]
+    box = "115.28,28.33,115.52,28.52"  # county A, its township and both villages
+
+    def names(zoom: int, bbox: str = box) -> set[tuple[str, str]]:
+        r = client.get("/api/v1/geo/labels", headers=h, params={"bbox": bbox, "zoom": zoom})
+        assert r.status_code == 200, r.text
+        features = r.json()["features"]
+        assert all(f["geometry"]["type"] == "Point" for f in features)
+        return {(f["properties"]["kind"], f["properties"]["name"]) for f in features}
+
+    at10 = names(10)
+    assert {("county", "高安市"), ("township", "筠阳街道")} <= at10
+    assert not {k for k, _ in at10} & {"village", "road"}
+    at13 = names(13)
+    assert {("township", "筠阳街道"), ("village", "东村"), ("village", "西村")} <= at13
+    assert "county" not in {k for k, _ in at13}
+    assert not names(13, "114.0,26.0,114.1,26.1")  # nothing of ours down there
+    assert names(5) == set()
+
+    key = "test-labels-road"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO roads (source_key, name, class, geom) VALUES (:k, '东村大道', 'primary', "
+                "ST_Multi(ST_GeomFromText('LINESTRING(115.33 28.38, 115.36 28.41)', 4326))) "
+                "ON CONFLICT (source_key) DO NOTHING"
+            ),
+            {"k": key},
+        )
+    try:
+        r = client.get(
+            "/api/v1/geo/labels",
+            headers=h,
+            params={"bbox": "115.32,28.37,115.37,28.42", "zoom": 15},
+        )
+        roads = [f for f in r.json()["features"] if f["properties"]["kind"] == "road"]
+        ours = [f for f in roads if f["properties"]["name"] == "东村大道"]
+        assert len(ours) == 1
+        # rising to the north-east: text turned anticlockwise (about 49° on the mercator map)
+        assert -60 < ours[0]["properties"]["angle"] < -35
+        lon, lat = ours[0]["geometry"]["coordinates"]
+        assert 115.33 < lon < 115.36 and 28.38 < lat < 28.41
+        assert ("road", "东村大道") not in names(13)  # road names from zoom 14
+        too_wide = client.get(
+            "/api/v1/geo/labels", headers=h, params={"bbox": "100,20,120,30", "zoom": 9}
+        )
+        assert too_wide.status_code == 422
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM roads WHERE source_key = :k"), {"k": key})

@@ -72,6 +72,26 @@ def test_live_map_loads_locally_and_shows_devices(stack, browser, cameras):
         assert page.locator(".leaflet-tile-container svg path").count() >= 6
         tiles = [u for s, u in net.responses if "/tiles/devices/" in u and s == 200]
         assert tiles, "no device tiles were loaded"
+
+        # place names from the hub's own regions, chosen and sized by zoom
+        def labels():
+            return page.eval_on_selector_all(
+                ".gw-place",
+                "els => els.map(e => [e.dataset.kind, e.textContent, parseFloat(e.style.fontSize)])",
+            )
+
+        def kinds():
+            return page.get_attribute(".leaflet-container", "data-label-kinds") or ""
+
+        page.evaluate("gw.map.setView([28.40, 115.35], 13)")
+        wait_until(lambda: "village" in kinds(), 10)
+        near = {(k, n): px for k, n, px in labels()}
+        assert ("village", "东村") in near and ("township", "筠阳街道") in near
+        page.evaluate("gw.map.setView([28.42, 115.40], 11)")
+        wait_until(lambda: "county" in kinds() and "village" not in kinds(), 10)
+        far = {(k, n): px for k, n, px in labels()}
+        assert ("township", "筠阳街道") in far
+        assert near[("township", "筠阳街道")] > far[("township", "筠阳街道")]  # larger zoomed in
         page.wait_for_load_state("networkidle")
         assert not net.problems(), net.problems()
     finally:
