@@ -138,6 +138,21 @@ def _shape(key: tuple, level: str) -> _Shape:
     return _Shape(hfov, radius, "sector", (), tuple(assumptions))
 
 
+def _lens_key(lens: LensInput) -> tuple:
+    """Every lens field but the heading, as the cache key of `_shape`."""
+    return (
+        lens.focal_mm,
+        lens.focal_max_mm,
+        lens.sensor_format,
+        lens.resolution_w,
+        lens.resolution_h,
+        lens.hfov_deg,
+        lens.ptz,
+        tuple(lens.presets),
+        lens.fisheye,
+    )
+
+
 def coverage(
     lon: float, lat: float, lens: LensInput, level: str = DEFAULT_DORI, *, draw: bool = True
 ) -> Coverage:
@@ -147,20 +162,7 @@ def coverage(
     cameras at once (Coverage.pending). Raises hardware OpticsError / SectorError (both
     ValueError naming the field) on bad input.
     """
-    shape = _shape(
-        (
-            lens.focal_mm,
-            lens.focal_max_mm,
-            lens.sensor_format,
-            lens.resolution_w,
-            lens.resolution_h,
-            lens.hfov_deg,
-            lens.ptz,
-            tuple(lens.presets),
-            lens.fisheye,
-        ),
-        level,
-    )
+    shape = _shape(_lens_key(lens), level)
     assumptions = list(shape.assumptions)
     if shape.draw == "ptz":
         geom = ptz_coverage(lon, lat, shape.presets)
@@ -185,3 +187,23 @@ def draw_all(covs: Sequence[Coverage]) -> None:
     specs = np.array([c.pending for c in todo], dtype=float)
     for c, geom in zip(todo, sectors(*specs.T), strict=True):
         c.geometry, c.pending = geom, None
+
+
+def preset_sectors(lens: LensInput, level: str = DEFAULT_DORI) -> tuple[Preset, ...]:
+    """A PTZ lens's presets as sectors (heading, half-angle and reach at the DORI level), in the
+    order they were registered; () for a fixed lens or a PTZ without presets."""
+    return _shape(_lens_key(lens), level).presets
+
+
+def covering_preset(presets: Sequence[Preset], bearing_deg: float, distance_m: float) -> int | None:
+    """Which preset (1 = the first registered) sees a spot at this bearing (degrees from north,
+    from the camera) and distance: of those whose sector holds it, the one it lies most centrally
+    in; None when no preset reaches it."""
+    best: tuple[float, int] | None = None
+    for number, p in enumerate(presets, start=1):
+        off = abs((bearing_deg - p.heading_deg + 180.0) % 360.0 - 180.0)
+        if off <= p.half_angle_deg and distance_m <= p.radius_m:
+            score = off / p.half_angle_deg
+            if best is None or score < best[0]:
+                best = (score, number)
+    return best[1] if best else None

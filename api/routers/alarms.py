@@ -17,6 +17,7 @@ from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging,
 from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
 from api.trail import record
 from api.types import Rfc3339
+from geo.coverage import LensInput, covering_preset, preset_sectors
 from gridwatch import schema
 from ingest import alarms as lifecycle
 
@@ -114,6 +115,17 @@ class AlarmOut(BaseModel):
     from_hub: str | None = FROM_HUB
 
 
+class PresetSuggestion(BaseModel):
+    """The PTZ preset that brings the alarm's spot into view."""
+
+    number: int = Field(
+        description="The preset's place in the camera's list as registered (1 = first)",
+        examples=[3],
+    )
+    heading_deg: float = Field(description="Where the preset looks, degrees from north")
+    focal_mm: float | None = Field(None, description="The preset's zoom (focal length)")
+
+
 class AlarmCamera(BaseModel):
     """A camera linked to an alarm: its sector covers the position now, or it is only a near one."""
 
@@ -136,6 +148,12 @@ class AlarmCamera(BaseModel):
     lon: float | None = None
     lat: float | None = None
     fov: dict[str, Any] | None = None
+    ptz: bool = False
+    preset: PresetSuggestion | None = Field(
+        None,
+        description="For a PTZ camera with presets: the one whose sector holds the spot (the "
+        "most central if several); null when none reaches it",
+    )
 
 
 class AlarmStep(BaseModel):
@@ -475,6 +493,35 @@ def faces(bearing: float | None, heading: float | None, hfov: float | None) -> b
     return diff <= half
 
 
+def suggest_preset(cam: Any) -> PresetSuggestion | None:
+    """The preset of a PTZ camera (a row with its lens, presets, bearing and distance to the
+    alarm) that sees the spot, by the same optics as its coverage; None if none does or the
+    stored lens cannot be read."""
+    stored = cam["presets"]
+    if not cam["ptz"] or not isinstance(stored, list) or not stored:
+        return None
+    if cam["bearing_deg"] is None or cam["distance_m"] is None:
+        return None
+    try:
+        given = [(float(p["heading_deg"]), p.get("focal_mm")) for p in stored]
+        lens = LensInput(
+            focal_mm=cam["focal_mm"],
+            focal_max_mm=cam["focal_max_mm"],
+            sensor_format=cam["sensor_format"],
+            resolution_w=cam["resolution_w"],
+            resolution_h=cam["resolution_h"],
+            ptz=True,
+            presets=tuple(given),
+        )
+        number = covering_preset(preset_sectors(lens), cam["bearing_deg"], cam["distance_m"])
+    except (ValueError, TypeError, KeyError):  # a lens the optics refuse: no suggestion
+        return None
+    if number is None:
+        return None
+    heading, focal = given[number - 1]
+    return PresetSuggestion(number=number, heading_deg=heading, focal_mm=focal)
+
+
 def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
     row = (
         conn.execute(select(*ALARM_COLUMNS).select_from(FROM).where(_a.c.id == alarm_id))
@@ -498,7 +545,8 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
                 "THEN 'covers' ELSE 'nearest' END AS relation, "
                 "coalesce(ST_Distance(d.position::geography, a.position::geography), c.distance_m) AS distance_m, "
                 "degrees(ST_Azimuth(d.position::geography, a.position::geography)) AS bearing_deg, "
-                "d.heading_deg, d.hfov_deg, d.name, d.status, d.region_code, "
+                "d.heading_deg, d.hfov_deg, d.name, d.status, d.region_code, d.ptz, d.presets, "
+                "d.focal_mm, d.focal_max_mm, d.sensor_format, d.resolution_w, d.resolution_h, "
                 "ST_X(d.position) AS lon, ST_Y(d.position) AS lat, ST_AsGeoJSON(d.fov, 7)::json AS fov "
                 "FROM alarm_cameras c JOIN devices d ON d.id = c.device_id JOIN alarms a ON a.id = c.alarm_id "
                 "WHERE c.alarm_id = :id"
@@ -510,7 +558,11 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
     )
     cameras = sorted(
         (
-            AlarmCamera(**c, faces=faces(c["bearing_deg"], c["heading_deg"], c["hfov_deg"]))
+            AlarmCamera(
+                **{k: v for k, v in c.items() if k != "presets"},
+                faces=faces(c["bearing_deg"], c["heading_deg"], c["hfov_deg"]),
+                preset=suggest_preset(c),
+            )
             for c in cams
             # an alarm may lie next to another region's camera: only those the reader may see
             if user.may_touch(c["region_code"])

@@ -54,6 +54,7 @@
     no_covering_camera: ["没有摄像机覆盖该点", "no camera covers this spot"],
     cameras_nearest: ["最近的摄像机（未覆盖）", "Nearest cameras (not covering)"],
     faces_spot: ["朝向该点", "faces the spot"], faces_away: ["朝向别处", "faces away"],
+    ptz_preset: ["调用预置位 {n}", "call preset {n}"],
     mute: ["静音", "Mute"],
     optics: ["视场/距离/朝向", "FOV / range / heading"], snapshot_at: ["抓拍于", "snapshot taken"],
     // device side panel (gw-camera.js)

@@ -187,8 +187,10 @@
         var bits = [c.name || c.device_id];
         if (has(c.distance_m)) bits.push(Math.round(c.distance_m) + " m");
         if (c.relation !== "covers" && c.faces !== null && c.faces !== undefined) bits.push(gw.t(c.faces ? "faces_spot" : "faces_away"));
+        if (c.preset) bits.push(gw.t("ptz_preset").replace("{n}", c.preset.number) + (has(c.preset.heading_deg) ? " (" + Math.round(c.preset.heading_deg) + "°N)" : ""));
         if (c.status) bits.push(gw.t(c.status));
         var row = gw.el("div", { class: "gw-a-cam " + (c.relation === "covers" ? "covers" : "nearest"), "data-camera-id": c.device_id, "data-relation": c.relation, role: "button", tabindex: "0", text: "▸ " + bits.join(" · ") });
+        if (c.preset) row.setAttribute("data-preset", String(c.preset.number));
         row.addEventListener("click", function (ev) { ev.stopPropagation(); openCamera(c.device_id, has(c.lat) ? L.latLng(c.lat, c.lon) : null); });
         return row;
       }

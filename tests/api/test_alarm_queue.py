@@ -192,3 +192,54 @@ def test_nearest_cameras_are_not_called_covering(client, headers, queue):
     rel = {c["device_id"]: (c["relation"], c["faces"]) for c in d["cameras"]}
     assert queue["dev"] in rel
     assert rel[queue["dev"]][0] == "nearest" and rel[queue["dev"]][1] is False
+
+
+def test_a_ptz_camera_suggests_the_preset_that_sees_the_spot(client, headers, engine):
+    """A PTZ camera with four presets (north, east, south, west at 12 mm): an alarm east of it
+    names preset 2, one north preset 1; one north-east lies between the presets' sectors, so
+    the camera does not cover it and suggests nothing."""
+    body = {
+        "id": device_id(),
+        "lon": 115.385,
+        "lat": 28.36,
+        "ptz": True,
+        "focal_mm": 4,
+        "focal_max_mm": 20,
+        "presets": [{"heading_deg": h, "focal_mm": 12} for h in (0, 90, 180, 270)],
+        "name": "云台预置位测试",
+    }
+    r = client.post("/api/v1/devices", headers=headers["t-installer"], json=body)
+    assert r.status_code == 201, r.text
+    dev = body["id"]
+    metre_lon, metre_lat = 1 / 97_970, 1 / 110_900  # at 28.36 N
+    (east,) = _raise_many(engine, dev, [("intrusion", 2, 3)], 115.385 + 40 * metre_lon, 28.36)
+    (north,) = _raise_many(engine, dev, [("smoke", 2, 2)], 115.385, 28.36 + 40 * metre_lat)
+    (between,) = _raise_many(
+        engine, dev, [("tamper", 2, 1)], 115.385 + 28 * metre_lon, 28.36 + 28 * metre_lat
+    )
+    h = headers["t-operator"]
+
+    def camera(aid):
+        d = client.get(f"/api/v1/alarms/{aid}", headers=h)
+        assert d.status_code == 200, d.text
+        return {c["device_id"]: c for c in d.json()["cameras"]}[dev]
+
+    c = camera(east)
+    assert c["relation"] == "covers" and c["ptz"] is True
+    assert c["preset"] == {"number": 2, "heading_deg": 90.0, "focal_mm": 12.0}
+    assert camera(north)["preset"]["number"] == 1
+    c = camera(between)
+    assert c["relation"] == "nearest" and c["preset"] is None
+
+
+def test_covering_preset_prefers_the_most_central():
+    from geo.coverage import covering_preset
+    from hardware.sector import Preset
+
+    wide = Preset(heading_deg=0, half_angle_deg=45, radius_m=50)
+    narrow = Preset(heading_deg=30, half_angle_deg=10, radius_m=150)
+    assert covering_preset([wide, narrow], 28, 40) == 2  # central in the narrow one
+    assert covering_preset([wide, narrow], 5, 40) == 1
+    assert covering_preset([wide, narrow], 28, 120) == 2  # beyond the wide one's reach
+    assert covering_preset([wide, narrow], 90, 10) is None
+    assert covering_preset([wide], 350, 10) == 1  # across north

@@ -269,13 +269,33 @@ def test_alarm_camera_opens_its_picture(stack, browser, camera, engine, clean_qu
             ),
             {"d": camera, "j": jpeg.tobytes()},
         )
-    aid = _raise(engine, camera, "intrusion", 1, lon=115.3452, lat=28.3956)
+    # the spot is 17 m north of the camera (4 mm: it covers ~23 m) and 6 m north of a PTZ camera
+    # with presets south then north (8 mm, ~46 m): both cover it, the PTZ with its preset 2
+    ptz = {
+        "id": device_id(),
+        "lon": 115.3452,
+        "lat": 28.3953,
+        "ptz": True,
+        "focal_mm": 4,
+        "focal_max_mm": 20,
+        "presets": [{"heading_deg": 180, "focal_mm": 8}, {"heading_deg": 0, "focal_mm": 8}],
+        "name": "云台杆",
+    }
+    r = httpx.post(
+        f"{stack.base}/api/v1/devices", headers=_auth(stack, "t-installer"), json=ptz, timeout=20
+    )
+    assert r.status_code == 201, r.text
+    aid = _raise(engine, camera, "intrusion", 1, lon=115.3452, lat=28.39535)
     context, page, net = _open_map(stack, browser)
     try:
         row = page.locator(f"#gw-alarms > li[data-alarm-id='{aid}']")
         row.click()
         cam = row.locator(f".gw-a-cam[data-camera-id='{camera}']")
         cam.wait_for(timeout=5000)
+        suggested = row.locator(f".gw-a-cam.covers[data-camera-id='{ptz['id']}'][data-preset='2']")
+        assert suggested.count() == 1
+        assert any(t in suggested.inner_text() for t in ("预置位 2", "preset 2"))
+        assert row.locator(f".gw-a-cam.covers[data-camera-id='{camera}']").count() == 1
         cam.click()
         panel = page.locator(f"#gw-cam-panel[data-device-id='{camera}']")
         panel.locator(".gw-snapshot img").wait_for(timeout=10000)
