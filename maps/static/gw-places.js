@@ -65,6 +65,7 @@
       var el = map.getContainer();
       el.setAttribute("data-labels", String(placed.length));
       el.setAttribute("data-label-kinds", Object.keys(counts).sort().join(","));
+      el.setAttribute("data-label-zoom", String(z)); // which view the names drawn are for (tests)
     }
     function refresh() {
       var g = ++generation;
