@@ -393,8 +393,9 @@ def socket_phase(args, ids: list[str], gw_pid: int, port: int, label: str) -> li
     return out
 
 
-def start_gateway(e: dict, python: str, root: Path) -> subprocess.Popen:
-    gw = subprocess.Popen([python, "-m", "gridwatch", "gb28181"], env=e, cwd=root)
+def start_gateway(e: dict, python: str, root: Path, profile: str = "") -> subprocess.Popen:
+    prof = ["-m", "cProfile", "-o", profile] if profile else []  # its main thread, at SIGTERM
+    gw = subprocess.Popen([python, *prof, "-m", "gridwatch", "gb28181"], env=e, cwd=root)
     port = int(e["GRIDWATCH_SIP_PORT"])
     deadline = time.monotonic() + 180
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # up once it answers OPTIONS
@@ -682,6 +683,9 @@ def main() -> None:
         "--before", default="",
         help="also measure another checkout's gateway first (its root; its .venv/bin/python)",
     )  # fmt: skip
+    ap.add_argument(
+        "--profile-gateway", default="", help="cProfile the gateway process into this file"
+    )
     ap.add_argument("--echo-server", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--echo-kind", default="burst", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -727,7 +731,7 @@ def main() -> None:
                     conn.commit()
             else:
                 seed_registrations(ids, name)
-            gw = start_gateway(e, python, root)
+            gw = start_gateway(e, python, root, args.profile_gateway if root == ROOT else "")
             procs.append(gw)
             if args.register_rate:
                 peer = Peer(port)
