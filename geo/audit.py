@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
 
 from geo import audit_sql as q
 from geo.rulepack import RATE_KINDS, Rule, RulePack, load_rule_pack
+
+M = TypeVar("M", bound=BaseModel)
 
 LEVEL_NAMES = {1: "province", 2: "city", 3: "county", 4: "township", 5: "village"}
 
@@ -266,11 +268,7 @@ def run_audit(
     units = out["unit_rows"]
     if thread is not None:
         # saved runs copied the other connection's units into this one's tables already
-        units = (
-            [UnitResult.model_construct(**r) for r in conn.execute(text(q.UNITS)).mappings()]
-            if save
-            else units + side["out"]["unit_rows"]
-        )
+        units = _models(UnitResult, conn, q.UNITS) if save else units + side["out"]["unit_rows"]
     retired = [dict(r) for r in conn.execute(text(q.RETIRED), args).mappings()]
     if retired:
         notes.append(
@@ -353,13 +351,13 @@ def _run_group(
     out = {
         "rollup": rollup,
         # rows from our own SQL: typed already, so build the models without re-validating them
-        "failures": [Failure.model_construct(**r) for r in _dicts(conn, q.FAILURES)],
+        "failures": _models(Failure, conn, q.FAILURES),
         "findings": [
             Finding(**{**r, "geometry": json.loads(r["geometry"]) if r["geometry"] else None})
             for r in _dicts(conn, q.FINDINGS)
         ],
     }
-    out["unit_rows"] = [UnitResult.model_construct(**r) for r in _dicts(conn, q.UNITS)]
+    out["unit_rows"] = _models(UnitResult, conn, q.UNITS)
     if keep_units:
         out["units"] = [tuple(r) for r in conn.execute(text("SELECT * FROM _a_units"))]
         out["finds"] = [
@@ -459,6 +457,37 @@ def _run_rule(
         )
 
 
+def _construct(cls: type[M], keys: list[str], rows: Iterable[Sequence[Any]]) -> list[M]:
+    """Models from rows of our own SQL, typed already: the state model_construct would leave
+    (the row as the instance's __dict__, every field set), without its per-field loop, which
+    cost more than fetching for a province's 100,000s of units. Columns must be the model's
+    fields in order; otherwise (or for models with extras, privates or a post-init) it falls
+    back to model_construct."""
+    fields = list(cls.model_fields)
+    if (
+        keys != fields
+        or cls.__pydantic_post_init__
+        or cls.__private_attributes__
+        or cls.model_config.get("extra") == "allow"
+    ):
+        return [cls.model_construct(**dict(zip(keys, row, strict=True))) for row in rows]
+    new, put = cls.__new__, object.__setattr__
+    out = []
+    for row in rows:
+        m = new(cls)
+        put(m, "__dict__", dict(zip(keys, row, strict=True)))
+        put(m, "__pydantic_fields_set__", set(fields))
+        put(m, "__pydantic_extra__", None)
+        put(m, "__pydantic_private__", None)
+        out.append(m)
+    return out
+
+
+def _models(cls: type[M], conn: Connection, sql: str) -> list[M]:
+    result = conn.execute(text(sql))
+    return _construct(cls, list(result.keys()), result)
+
+
 def _dicts(conn: Connection, sql: str, params: dict | None = None) -> list[dict[str, Any]]:
     """Rows as plain dicts: a province's 100,000s of rows cost several seconds as RowMappings."""
     result = conn.execute(text(sql), params or {})
@@ -481,8 +510,8 @@ def _rollup(conn: Connection, pack: RulePack, args: dict, prefix: str) -> list[R
             if row["rule"] in targets
             else row["failed"] == 0
         )
-        out.append(RollupRow.model_construct(**row, ok=bool(ok)))
-    return out
+        out.append((*row.values(), bool(ok)))
+    return _construct(RollupRow, [*(rows[0] if rows else {}), "ok"], out)
 
 
 def _utm_for(conn: Connection, low: str, high: str) -> int:
