@@ -87,6 +87,9 @@ STRIPES_STRUCTURE = 0.5  # ... or fine structure match, relative to a clean fram
 GRAIN_SCALE = 0.35  # plain views: grain match (relative to a clean frame's) that scores 0 ...
 # ... for a scene change; at the threshold (0.4) the match is 0.6 x this (a clean road with a
 # car and the exposure dip it causes scored >= 0.33, a moved view or a cover <= 0.11)
+GRAIN_DEPENDABLE = 0.4  # the learned grain must match its own learning frames this well ...
+GRAIN_NOISE = 2.0  # ... and a frame's noise stay under this many times the learned noise (+1)
+# for the grain to be judged (sensor noise at night drowns it: no judgement, not "moved")
 GRAIN_ENERGY = 0.5  # grain left (RMS against the reference's) for the match to be judged
 GRAIN_STEP = 0.25  # peak NCC of the grain frame to frame for a camera shift to count
 COVER_DIM = 0.75  # plain views, another picture: still cells this much darker (or brighter) ...
@@ -282,7 +285,13 @@ class QualityAnalyzer:
         self._grain_at_prev = self._grain_at
         self._grain, self._grain_match, self._grain_at = None, None, None
         rg = self.ref.grain
-        if self.ref.ready and rg is not None and rg.shape == f.q.shape:
+        if (
+            self.ref.ready
+            and rg is not None
+            and rg.shape == f.q.shape
+            and self.ref.grain_ncc >= GRAIN_DEPENDABLE
+            and f.noise <= GRAIN_NOISE * self.ref.noise + 1.0
+        ):
             g = grain(f.q)
             keep = self._static(g.shape)
             gx, gy, peak = grain_register(rg, g, keep)
