@@ -89,33 +89,36 @@ def emit_events(conn: Conn, events: Iterable[tuple[str, str | None, dict[str, An
     return [r[0] for r in out]
 
 
-def emit_bridged_event(
-    conn: Conn,
-    origin: str,
-    origin_event_id: int,
-    kind: str,
-    region_code: str | None,
-    payload: dict[str, Any],
-) -> int | None:
-    """Record an event another hub emitted (its id there: origin_event_id) and NOTIFY it, once:
-    a repeated delivery of the same event records nothing and returns None."""
-    _check_kind(kind)
+def emit_bridged_events(
+    conn: Conn, rows: list[tuple[str, int, str, str | None, dict[str, Any]]]
+) -> list[int]:
+    """Record events other hubs emitted, (origin, its id there, kind, region_code, payload)
+    each, in one statement, and NOTIFY them; an event recorded before (same origin and id: a
+    repeated delivery) is not recorded again. The new events' ids, in order."""
+    for row in rows:
+        _check_kind(row[2])
+    if not rows:
+        return []
     execute(conn, "SELECT pg_advisory_xact_lock(%s)", (ORDER_LOCK,))
-    row = execute(
+    out = execute(
         conn,
         "WITH e AS (INSERT INTO hub_events (kind, region_code, payload, origin, origin_event_id) "
-        "VALUES (%s, %s, %s::jsonb, %s, %s) ON CONFLICT (origin, origin_event_id) "
-        "WHERE origin_event_id IS NOT NULL DO NOTHING RETURNING id) "
-        "SELECT id, pg_notify('gw_events', id::text) FROM e",
+        "SELECT u.k, u.r, u.p, u.o, u.i FROM ROWS FROM (json_to_recordset(%s::json) "
+        "AS (o text, i bigint, k text, r text, p jsonb)) WITH ORDINALITY AS u(o, i, k, r, p, n) "
+        "ORDER BY u.n ON CONFLICT (origin, origin_event_id) WHERE origin_event_id IS NOT NULL "
+        "DO NOTHING RETURNING id) "
+        "SELECT id, pg_notify('gw_events', id::text) FROM e ORDER BY id",
         (
-            kind,
-            region_code.strip() if region_code else None,
-            dumps(payload, default=str),
-            origin,
-            origin_event_id,
+            dumps(
+                [
+                    {"o": o, "i": i, "k": k, "r": r.strip() if r else None, "p": p}
+                    for o, i, k, r, p in rows
+                ],
+                default=str,
+            ),
         ),
-    ).fetchone()
-    return int(row[0]) if row else None
+    ).fetchall()
+    return [int(r[0]) for r in out]
 
 
 def emit_position_events(conn: Conn, moved: list[tuple]) -> list[int]:
