@@ -1,17 +1,20 @@
 """Federation benchmark: city-level lag (county commit -> visible at the city) and catch-up after an
 outage, for one county feeding one city by logical replication, with a same-run baseline.
 
-    .venv/bin/python -m bench.federation_bench [--rate 10000] [--seconds 20] [--outage-s 30]
+    .venv/bin/python -m bench.federation_bench [--rate 2000,10000] [--seconds 20] [--writers 4]
+                                               [--outage-s 30] [--outage-rate R]
                                                [--events 500] [--event-rate 50]
 
 Two hubs of its own (each its own PostGIS cluster under .gridwatch/bench-federation, free ports),
 started and stopped here. The county's write stream is `--rate` row changes per second into the
-published tables, in 20 ms transactions: half device presence updates (last_seen), a quarter new
-alarms, a quarter alarm trail rows, plus one probe alarm per transaction whose commit time is
-recorded. A poller sees a probe at the city (lag) and, as the baseline, at the county itself (the
-same poller's floor: commit -> visible to another session there). Catch-up: the city pauses its
-subscription, the county writes as fast as one session can for --outage-s seconds, the city
-resumes; backlog rows / seconds until the city has them all, beside the county's own write rate.
+published tables, shared by `--writers` processes (each its own session and devices) in 20 ms
+transactions: half device presence updates (last_seen), a quarter new alarms, a quarter alarm
+trail rows, plus one probe alarm per transaction whose commit time is recorded. A poller sees a
+probe at the city (lag) and, as the baseline, at the county itself (the same poller's floor:
+commit -> visible to another session there); one lag phase per rate given. Catch-up: the city
+pauses its subscription, the county writes at --outage-rate (default: the last --rate) for
+--outage-s seconds, the city resumes; backlog rows / seconds until the city has them all, beside
+the county's own write rate.
 """
 
 from __future__ import annotations
@@ -158,26 +161,83 @@ class Writer(threading.Thread):
         self.conn.close()
 
 
-class Poller(threading.Thread):
-    """Sees probe alarms appear at one hub; when each was first seen."""
+def _write_process(
+    county: str, ids: list[str], rate: float, tag: str, paced: bool, stop: Any, out: Any
+) -> None:
+    """One writer process (a Writer run in the foreground until `stop`); its figures to `out`."""
+    writer = Writer(county, ids, rate, tag, paced)
+    writer.stop = stop
+    out.put("ready")  # connected: the phase's clock starts when every writer is
+    writer.run()
+    out.put((writer.committed, writer.rows, writer.started, writer.ended))
 
-    def __init__(self, dsn: str) -> None:
+
+class Writers:
+    """`n` writer processes sharing `rate` (each its own session and devices), so neither one
+    session nor the GIL limits the write stream. Commit times are perf_counter values, a
+    system-wide monotonic clock on Linux, comparable with the pollers' in this process."""
+
+    def __init__(
+        self, county: str, ids: list[str], rate: float, tag: str, n: int, paced: bool = True
+    ) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.stop, self.out = ctx.Event(), ctx.Queue()
+        self.procs = [
+            ctx.Process(
+                target=_write_process,
+                args=(county, ids[i::n], rate / n, f"{tag}{i}", paced, self.stop, self.out),
+                daemon=True,
+            )
+            for i in range(n)
+        ]
+        self.committed: dict[str, float] = {}
+        self.rows = 0
+        self.started = self.ended = 0.0
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+        for _ in self.procs:
+            self.out.get(timeout=120)
+
+    def join(self) -> None:
+        """Stop them; their probes' commit times and rows, and the span they wrote in."""
+        self.stop.set()
+        got = [self.out.get(timeout=120) for _ in self.procs]
+        for p in self.procs:
+            p.join(30)
+        for committed, rows, _, _ in got:
+            self.committed.update(committed)
+            self.rows += rows
+        self.started = min(g[2] for g in got)
+        self.ended = max(g[3] for g in got)
+
+
+class Poller(threading.Thread):
+    """Sees probe alarms appear at one hub; when each was first seen. Several writers commit out
+    of id order, each its own in order: every writer's probes (its own device) are read from
+    past the last one seen of the writer furthest behind, so none is skipped."""
+
+    def __init__(self, dsn: str, devices: list[str], start_id: int) -> None:
         super().__init__(daemon=True)
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.stop = threading.Event()
         self.seen: dict[str, float] = {}
-        self.last_id = 0
+        self.last = dict.fromkeys(devices, start_id)
 
     def run(self) -> None:
         while not self.stop.is_set():
             rows = self.conn.execute(
-                "SELECT id, msg_id FROM alarms WHERE kind = 'probe' AND id > %s ORDER BY id",
-                (self.last_id,),
+                "SELECT id, msg_id, device_id FROM alarms WHERE kind = 'probe' AND id > %s "
+                "ORDER BY id",
+                (min(self.last.values()),),
             ).fetchall()
             now = time.perf_counter()
-            for rid, msg in rows:
+            for rid, msg, dev in rows:
                 self.seen.setdefault(msg, now)
-                self.last_id = max(self.last_id, rid)
+                self.last[dev] = max(self.last.get(dev, 0), rid)
             time.sleep(0.005)
         self.conn.close()
 
@@ -187,25 +247,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def lag_phase(county: str, city: str, ids: list[str], rate: float, seconds: float) -> dict:
-    writer = Writer(county, ids, rate, tag="lag")
-    at_city, at_county = Poller(city), Poller(county)
-    for t in (at_city, at_county, writer):
+def lag_phase(
+    county: str, city: str, ids: list[str], rate: float, seconds: float, writers: int
+) -> dict:
+    writer = Writers(county, ids, rate, f"lag{rate:.0f}-", writers)
+    with psycopg.connect(county) as conn:
+        got = conn.execute("SELECT coalesce(max(id), 0) FROM alarms").fetchone()
+    start_id = int(got[0]) if got else 0
+    at_city, at_county = (
+        Poller(city, ids[:writers], start_id),
+        Poller(county, ids[:writers], start_id),
+    )
+    for t in (at_city, at_county):
         t.start()
+    writer.start()
     time.sleep(seconds)
-    writer.stop.set()
     writer.join()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(at_city.seen) < len(writer.committed):
+    stopped = time.monotonic()
+    while time.monotonic() < stopped + 180 and any(m not in at_city.seen for m in writer.committed):
         time.sleep(0.1)
     for p in (at_city, at_county):
         p.stop.set()
         p.join()
     out: dict[str, Any] = {
+        "behind_s_after_stop": time.monotonic() - stopped,
         "offered_rows_s": rate,
         "written_rows_s": writer.rows / (writer.ended - writer.started),
         "probes": len(writer.committed),
-        "missing_at_city": len(writer.committed) - len(at_city.seen),
+        "missing_at_city": sum(m not in at_city.seen for m in writer.committed),
     }
     for name, poller in (("city", at_city), ("county", at_county)):
         lags = [
@@ -225,13 +294,16 @@ def count(dsn: str, origin: str) -> int:
     return int(row[0]) if row else 0
 
 
-def catch_up_phase(county: str, city: str, ids: list[str], outage_s: float) -> dict:
+def catch_up_phase(
+    county: str, city: str, ids: list[str], outage_s: float, rate: float, writers: int
+) -> dict:
+    """The city's subscription paused while the county writes at `rate` for outage_s, then
+    resumed: how fast the city applies the backlog (the county's writing stopped meanwhile)."""
     set_enabled(city, "county_a", False)
     before = count(county, "county_a")
-    writer = Writer(county, ids, rate=50_000, tag="outage", paced=False)
+    writer = Writers(county, ids, rate, "outage", writers)
     writer.start()
     time.sleep(outage_s)
-    writer.stop.set()
     writer.join()
     target = count(county, "county_a")
     backlog_rows = writer.rows
@@ -274,7 +346,9 @@ def bridge_phase(county_s: Any, city_s: Any, city: str, events: int, rate: float
     relay.ready.wait(20)
     listen = psycopg.connect(city, autocommit=True)
 
-    def run(settings: Any, user: str, password: str, topic: str, first: int) -> list[float]:
+    def run(
+        settings: Any, user: str, password: str, topic: str, first: int
+    ) -> tuple[list[float], float]:
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{first}")
         pub.username_pw_set(user, password)
         pub.connect(*settings.mqtt_endpoint())
@@ -319,21 +393,36 @@ def bridge_phase(county_s: Any, city_s: Any, city: str, events: int, rate: float
         watcher.join(5)
         pub.loop_stop()
         pub.disconnect()
-        return [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen]
+        span = max(seen.values(), default=0.0) - min(sent.values())
+        per_s = len(seen) / span if seen and span > 0 else 0.0
+        return [(seen[k] - t) * 1000 for k, t in sent.items() if k in seen], per_s
 
     user, password = county_s.hub_credentials("ingest")
-    bridged = run(county_s, user, password, "gw/v1/hub/events", 1_000_000)
-    direct = run(city_s, "fed-county_a", fed_pw, up_topic("county_a"), 2_000_000)
+    bridged, bridged_s = run(county_s, user, password, "gw/v1/hub/events", 1_000_000)
+    direct, direct_s = run(city_s, "fed-county_a", fed_pw, up_topic("county_a"), 2_000_000)
     relay.stop()
     listen.close()
-    return {"events": events, "bridged": bridged, "direct": direct}
+    return {
+        "events": events,
+        "bridged": bridged,
+        "direct": direct,
+        "per_s": {"bridged": bridged_s, "direct": direct_s},
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=10_000, help="row changes/s at the county")
+    ap.add_argument(
+        "--rate",
+        default="10000",
+        help="row changes/s at the county; several, comma-separated, for a lag phase each",
+    )
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--outage-s", type=float, default=30)
+    ap.add_argument(
+        "--outage-rate", type=float, default=0, help="row changes/s during the outage (--rate's)"
+    )
+    ap.add_argument("--writers", type=int, default=4, help="writer processes sharing a rate")
     ap.add_argument("--events", type=int, default=500, help="live events over the bridge")
     ap.add_argument("--event-rate", type=float, default=50, help="live events/s")
     args = ap.parse_args()
@@ -361,18 +450,23 @@ def main() -> None:
         )
         while status(city, probe=False).members[0].state != "streaming":
             time.sleep(0.2)
-        lag = lag_phase(county, city, ids, args.rate, args.seconds)
-        print(
-            f"lag phase: offered {lag['offered_rows_s']:,.0f} row changes/s, written "
-            f"{lag['written_rows_s']:,.0f}/s for {args.seconds:.0f} s, {lag['probes']} probes, "
-            f"{lag['missing_at_city']} missing at the city"
-        )
-        for name in ("county", "city"):
-            p50, p99, mx = lag[name]
+        rates = [float(r) for r in args.rate.split(",")]
+        for rate in rates:
+            lag = lag_phase(county, city, ids, rate, args.seconds, args.writers)
             print(
-                f"  visible at the {name:6s}: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {mx:7.1f} ms"
+                f"lag phase: offered {lag['offered_rows_s']:,.0f} row changes/s "
+                f"({args.writers} writer processes), written {lag['written_rows_s']:,.0f}/s "
+                f"for {args.seconds:.0f} s, {lag['probes']} probes, "
+                f"{lag['missing_at_city']} missing at the city "
+                f"(city had them all {lag['behind_s_after_stop']:.1f} s after the writers stopped)"
             )
-        print(f"  ratio city/county p50 {lag['city'][0] / lag['county'][0]:.1f}x")
+            for name in ("county", "city"):
+                p50, p99, mx = lag[name]
+                print(
+                    f"  visible at the {name:6s}: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+                    f"max {mx:7.1f} ms"
+                )
+            print(f"  ratio city/county p50 {lag['city'][0] / lag['county'][0]:.1f}x")
         if args.events:
             br = bridge_phase(county_s, city_s, city, args.events, args.event_rate)
             for name in ("bridged", "direct"):
@@ -380,9 +474,11 @@ def main() -> None:
                 print(
                     f"live events {name:8s}: {len(lags)}/{br['events']} at the city's stream, "
                     f"p50 {statistics.median(lags):6.1f} ms  p99 {pct(lags, 0.99):6.1f} ms  "
-                    f"max {max(lags):6.1f} ms"
+                    f"max {max(lags):6.1f} ms; {br['per_s'][name]:,.0f} events/s into the bus"
                 )
-        cu = catch_up_phase(county, city, ids, args.outage_s)
+        cu = catch_up_phase(
+            county, city, ids, args.outage_s, args.outage_rate or rates[-1], args.writers
+        )
         print(
             f"catch-up: {cu['outage_s']:.0f} s outage, backlog {cu['backlog_rows']:,} row changes "
             f"(county wrote {cu['county_write_rows_s']:,.0f}/s); the city caught up in "
