@@ -16,6 +16,8 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +227,30 @@ def _cpu(conn) -> tuple[float, float]:
     return time.process_time(), server
 
 
+@contextmanager
+def _cpu_by_step() -> Iterator[dict[str, float]]:
+    """This process's CPU time per step of geo.bulk.step (which times wall) while inside."""
+    import geo.bulk as bulk
+
+    cpu: dict[str, float] = {}
+    wall = bulk.step
+
+    @contextmanager
+    def both(timings: dict[str, float], name: str) -> Iterator[None]:
+        t = time.process_time()
+        try:
+            with wall(timings, name):
+                yield
+        finally:
+            cpu[name] = cpu.get(name, 0.0) + time.process_time() - t
+
+    bulk.step = both
+    try:
+        yield cpu
+    finally:
+        bulk.step = wall
+
+
 def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> list[str]:
     """`import devices` rows/s on a CSV inventory (Chinese headers) over the real 南昌县 list and
     boundary, beside registering the same rows one by one through the registry (the baseline)."""
@@ -270,7 +296,8 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
     tmp.write_text("\n".join(lines_out) + "\n", "utf-8")
     with engine.begin() as c:
         cpu0 = _cpu(c)
-        t_first, rep = _timed(lambda: import_devices(c, tmp, actor="bench"))
+        with _cpu_by_step() as cpu_steps:
+            t_first, rep = _timed(lambda: import_devices(c, tmp, actor="bench"))
         cpu_client, cpu_server = (b - a for a, b in zip(cpu0, _cpu(c), strict=True))
     with engine.begin() as c:
         t_again, again = _timed(lambda: import_devices(c, tmp, actor="bench"))
@@ -304,6 +331,8 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
         "  steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in rep.timings_s.items()),
         f"  CPU: {cpu_client:.2f} s in this process + {cpu_server:.2f} s in its PostgreSQL backend = "
         f"{rows / (cpu_client + cpu_server):,.0f} rows per CPU-second (what one idle core would do)",
+        "  this process's CPU by step: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in cpu_steps.items() if v >= 0.005),
         f"import devices, same file again: {t_again:.2f} s = {rows / t_again:,.0f} rows/s (unchanged {again.unchanged:,}, written 0)",
         f"baseline, one registry call per row ({baseline_rows:,} rows, rolled back): {base:,.0f} rows/s -> import is {first / base:.0f}x",
         f"machine: 2 cores, load average {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end (other engineers' processes share it)",
