@@ -301,25 +301,52 @@ def catch_up_phase(
     resumed: how fast the city applies the backlog (the county's writing stopped meanwhile)."""
     set_enabled(city, "county_a", False)
     before = count(county, "county_a")
+    wal_before = wal_lsn(county)
     writer = Writers(county, ids, rate, "outage", writers)
     writer.start()
     time.sleep(outage_s)
     writer.join()
+    wal_bytes = wal_lsn(county) - wal_before
     target = count(county, "county_a")
     backlog_rows = writer.rows
+    # each writer commits in order and the city applies in commit order: once every writer's
+    # last probe is there, so is everything before it (counted once at the end to be sure)
+    last: dict[str, int] = {}
+    for msg in writer.committed:
+        tag, _, k = msg.rpartition("-")
+        last[tag] = max(last.get(tag, 0), int(k))
+    probes = [f"{tag}-{k}" for tag, k in last.items()]
     t0 = time.monotonic()
     set_enabled(city, "county_a", True)
-    while count(city, "county_a") < target:
-        time.sleep(0.05)
+    with psycopg.connect(city, autocommit=True) as conn:
+        while True:
+            got = conn.execute(
+                "SELECT count(*) FROM alarms WHERE device_id = ANY(%s) AND msg_id = ANY(%s)",
+                (ids[:writers], probes),
+            ).fetchone()
+            if got and got[0] == len(probes):
+                break
+            time.sleep(0.05)
     drain = time.monotonic() - t0
     return {
         "outage_s": outage_s,
         "backlog_rows": backlog_rows,
         "backlog_alarm_rows": target - before,
+        "missing_at_city": target - count(city, "county_a"),
+        "wal_bytes": wal_bytes,
         "county_write_rows_s": backlog_rows / (writer.ended - writer.started),
         "drain_s": drain,
         "catch_up_rows_s": backlog_rows / drain,
     }
+
+
+def wal_lsn(dsn: str) -> int:
+    """The hub's current WAL position in bytes."""
+    from federation.replication import lsn_int
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    return lsn_int(row[0] if row else None) or 0
 
 
 def bridge_phase(county_s: Any, city_s: Any, city: str, events: int, rate: float) -> dict:
@@ -483,7 +510,10 @@ def main() -> None:
             f"catch-up: {cu['outage_s']:.0f} s outage, backlog {cu['backlog_rows']:,} row changes "
             f"(county wrote {cu['county_write_rows_s']:,.0f}/s); the city caught up in "
             f"{cu['drain_s']:.1f} s = {cu['catch_up_rows_s']:,.0f} row changes/s "
-            f"({cu['catch_up_rows_s'] / cu['county_write_rows_s']:.2f}x the county's write rate)"
+            f"({cu['catch_up_rows_s'] / cu['county_write_rows_s']:.2f}x the county's write rate); "
+            f"{cu['missing_at_city']} rows missing at the city; the outage's WAL "
+            f"{cu['wal_bytes'] / 1e6:,.0f} MB = {cu['wal_bytes'] / max(1, cu['backlog_rows']):,.0f} "
+            "bytes per row change"
         )
     finally:
         from gridwatch.services import LocalMosquitto

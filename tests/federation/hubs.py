@@ -41,6 +41,48 @@ class Hub:
             migrate(settings.db_url())
         return hub
 
+    @classmethod
+    def start_all(cls, homes: dict[str, Path]) -> dict[str, Hub]:
+        """Several hubs at once: their clusters started and migrated side by side (each
+        migration a process of its own with the hub's GRIDWATCH_*), as Hub.start one by one."""
+        import subprocess
+        import sys
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gridwatch.ports import free_local_port
+        from gridwatch.services import LocalPostgres
+        from gridwatch.settings import Settings
+
+        hubs = {
+            name: cls(
+                name,
+                home,
+                Settings(
+                    home=home,
+                    pg_port=free_local_port(),
+                    mqtt_port=free_local_port(),
+                    db_name="gridwatch",
+                ),
+            )
+            for name, home in homes.items()
+        }
+        code = "from gridwatch.db import migrate; from gridwatch.settings import get_settings; "
+        code += "migrate(get_settings().db_url())"
+
+        def up(hub: Hub) -> None:
+            LocalPostgres(hub.settings).start()
+            subprocess.run(
+                [sys.executable, "-c", code], env={**os.environ, **hub.env()}, check=True
+            )
+
+        with ThreadPoolExecutor(len(hubs)) as pool:
+            futures = [pool.submit(up, hub) for hub in hubs.values()]
+        if any(f.exception() for f in futures):
+            for hub in hubs.values():
+                hub.stop()
+            raise next(e for f in futures if (e := f.exception()))
+        return hubs
+
     def env(self) -> dict[str, str]:
         """The GRIDWATCH_* that make a process (a worker, the CLI) this hub's."""
         return {

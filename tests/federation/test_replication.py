@@ -20,8 +20,9 @@ SCOPE_A, SCOPE_B = "360121", "360122"
 def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hub]]:
     started: dict[str, Hub] = {}
     try:
-        for name in ("city", "county_a"):
-            started[name] = Hub.start(name, tmp_path_factory.mktemp(name))
+        started.update(
+            Hub.start_all({name: tmp_path_factory.mktemp(name) for name in ("city", "county_a")})
+        )
         yield started
     finally:
         for hub in started.values():

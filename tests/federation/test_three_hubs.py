@@ -35,9 +35,10 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hub]]:
 
     started: dict[str, Hub] = {}
     try:
-        for name in ("city", *COUNTIES):
-            started[name] = Hub.start(name, tmp_path_factory.mktemp(name))
-            LocalMosquitto(started[name].settings).start()
+        homes = {name: tmp_path_factory.mktemp(name) for name in ("city", *COUNTIES)}
+        started.update(Hub.start_all(homes))
+        for hub in started.values():
+            LocalMosquitto(hub.settings).start()
         city = started["city"]
         for name, scope in COUNTIES.items():
             seed(started[name], scope)
