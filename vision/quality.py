@@ -12,15 +12,15 @@ Scores, with the default thresholds:
 |---|---|---|
 | signal_loss | share of q pixels within +-1 of the commonest grey (a flat screen) when the screen is one even field; 1.0 after `signal_timeout_s` without frames | 0.95 |
 | frozen | seconds the picture stayed pixel-identical, or the stream timestamps (pts) stood still | 1.2 s |
-| occlusion | share of textured reference cells that lost their texture (plain views: share of still cells much darker or brighter than the rest) | 0.3 |
+| occlusion | share of textured reference cells that lost their texture (plain views: share of still cells much darker or brighter than the rest; 1.0 when the fine grain matches the learned one nowhere near and the still cells are much darker or brighter) | 0.3 |
 | blur | 1 - fine-scale sharpness/contrast relative to the reference | 0.3 |
 | too_dark | 1 - max(mean, p95/3)/255 | 0.9 |
 | too_bright | max(mean/255, share of pixels >= 240) | 0.8 |
 | colour_cast | shift of mean Lab chroma from the reference (needs chroma/spread >= 1) | 18 |
 | snow_noise | robust per-pixel noise sigma, grey levels | max(12, 3x reference) |
 | stripes | new spectral peak x its evenness over the picture (features.stripe_peak), on the learned view | 1.0 |
-| scene_change | 1 - NCC of the structure with the reference's | 0.4 |
-| shake | RMS frame-to-frame shift (block phase correlation; full-q on plain views), % of width, when the shifts keep changing direction | 0.5 |
+| scene_change | 1 - NCC of the structure with the reference's (plain views: 1 - match of the fine grain with the learned grain within 16 px, relative to a clean frame's, / 0.35) | 0.4 |
+| shake | RMS frame-to-frame shift (block phase correlation; plain views: grain registration, else full-q phase correlation), % of width, when the shifts keep changing direction | 0.5 |
 | ptz_drift | steady shift speed, % of width per second, when the shifts keep one direction | 2.0 |
 """
 
