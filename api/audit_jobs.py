@@ -82,17 +82,19 @@ def _fail(engine: Engine, job_id: int, reason: str) -> None:
         )
 
 
-def reap_interrupted(engine: Engine) -> int:
-    """Mark failed the running jobs that no process runs any more (their lock is free)."""
-    with engine.begin() as conn:
-        return conn.execute(
-            text(
-                "UPDATE api_audit_jobs SET status = 'failed', finished_at = now(), error = :e "
-                "WHERE status = 'running' AND requested_at < now() - make_interval(secs => :grace) "
-                "AND pg_try_advisory_xact_lock(:ns, CAST(id % 2147483647 AS int))"
-            ),
-            {"e": INTERRUPTED, "grace": START_GRACE_S, "ns": JOB_LOCK_NAMESPACE},
-        ).rowcount
+def reap_interrupted(conn: Connection) -> int:
+    """Mark failed the running jobs that no process runs any more (their lock is free); committed
+    on `conn` at once (the locks tried are the transaction's)."""
+    n = conn.execute(
+        text(
+            "UPDATE api_audit_jobs SET status = 'failed', finished_at = now(), error = :e "
+            "WHERE status = 'running' AND requested_at < now() - make_interval(secs => :grace) "
+            "AND pg_try_advisory_xact_lock(:ns, CAST(id % 2147483647 AS int))"
+        ),
+        {"e": INTERRUPTED, "grace": START_GRACE_S, "ns": JOB_LOCK_NAMESPACE},
+    ).rowcount
+    conn.commit()
+    return n
 
 
 def load_job(conn: Connection, job_id: int) -> dict[str, Any] | None:

@@ -1,14 +1,16 @@
-"""Request dependencies: settings, database engine, the signed-in user and role checks."""
+"""Request dependencies: settings, database engine, the request's connection and transaction,
+the signed-in user and role checks."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from api.auth import TokenError, csrf_token, read_token
 from api.errors import ApiError
@@ -77,7 +79,7 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def _principal(request: Request, token: str | None) -> Principal:
+def _principal(request: Request, token: str | None, conn: Connection) -> Principal:
     if not token:
         raise ApiError(
             401, "not authenticated: send 'Authorization: Bearer <token>' (POST /api/v1/auth/token)"
@@ -87,8 +89,7 @@ def _principal(request: Request, token: str | None) -> Principal:
         claims = read_token(settings.secret_key, token)
     except TokenError as exc:
         raise ApiError(401, f"not authenticated: {exc}") from None
-    with request.app.state.engine.connect() as conn:
-        found = token_subject(conn, claims.user_id)
+    found = token_subject(conn, claims.user_id)
     if found is None or not found[0].active or found[0].username != claims.username:
         raise ApiError(
             401, "not authenticated: the user of this token no longer exists or is disabled"
@@ -125,21 +126,79 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
 
 def current_user(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Iterator[Principal]:
+    """The signed-in user from the Authorization header or the session cookie; 401 otherwise.
+
+    The connection of the lookup stays the request's (`Db`, `DbTx`) until the route returns
+    (scope "function": before the response is sent): committed then when the route took `DbTx`,
+    else rolled back; rolled back when the route raises. One pool checkout per request, and one
+    thread-pool hop each way for sign-in and connection together."""
+    token = _token(request, credentials)
+    with request.app.state.engine.connect() as conn:
+        user = _principal(request, token, conn)
+        request.state.db, request.state.db_commit = conn, False
+        try:
+            yield user
+            if request.state.db_commit:
+                conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+CurrentUser = Annotated[Principal, Depends(current_user, scope="function")]
+
+
+async def db_connection(request: Request, _user: CurrentUser) -> Connection:
+    """The signed-in request's connection (the one its sign-in check used), to read."""
+    return request.state.db
+
+
+async def db_transaction(request: Request, _user: CurrentUser) -> Connection:
+    """The signed-in request's connection as one transaction: committed when the route returns
+    (before the response is sent, so a client's next request sees it), rolled back when it
+    raises."""
+    request.state.db_commit = True
+    return request.state.db
+
+
+# Use these in routers: `conn: Db` to read, `conn: DbTx` to change rows atomically (both sign in).
+Db = Annotated[Connection, Depends(db_connection)]
+DbTx = Annotated[Connection, Depends(db_transaction)]
+
+
+def current_user_briefly(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Principal:
-    """The signed-in user from the Authorization header or the session cookie; 401 otherwise."""
-    return _principal(request, _token(request, credentials))
+    """current_user on a connection of its own, back in the pool at once: for routes that wait
+    on the client (uploads, streams) and hold no connection meanwhile (no Db/DbTx there)."""
+    token = _token(request, credentials)
+    with request.app.state.engine.connect() as conn:
+        return _principal(request, token, conn)
 
 
-def require(*roles: str) -> Callable[..., Principal]:
-    """A dependency that admits only the given roles (admin always); 403 with the reason."""
+def _admit(user: Principal, roles: tuple[str, ...]) -> Principal:
+    if user.role != "admin" and user.role not in roles:
+        raise ApiError(
+            403,
+            f"forbidden: this needs the role {' or '.join(roles)} (you are {user.role} {user.username!r})",
+        )
+    return user
 
-    def check(user: Principal = Depends(current_user)) -> Principal:
-        if user.role != "admin" and user.role not in roles:
-            raise ApiError(
-                403,
-                f"forbidden: this needs the role {' or '.join(roles)} (you are {user.role} {user.username!r})",
-            )
-        return user
+
+def require(*roles: str, brief: bool = False) -> Callable[..., Any]:
+    """A dependency that admits only the given roles (admin always); 403 with the reason.
+    brief: the sign-in check does not keep a connection (current_user_briefly). Async: a role
+    check costs no thread-pool hop."""
+    if brief:
+
+        async def check_briefly(user: Principal = Depends(current_user_briefly)) -> Principal:
+            return _admit(user, roles)
+
+        return check_briefly
+
+    async def check(user: CurrentUser) -> Principal:
+        return _admit(user, roles)
 
     return check
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,7 +91,7 @@ class Page:
     offset: int
 
 
-def paging(
+async def paging(
     limit: int = Query(100, ge=1, le=MAX_LIMIT, description=f"Items per page (1-{MAX_LIMIT})."),
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="Items to skip (0 or more)."),
 ) -> Page:
@@ -109,7 +110,10 @@ BBOX_QUERY = Query(
 
 
 def collection(
-    rows: list[dict[str, Any]], page: Page, id_key: str = "id", cursor_key: str | None = None
+    rows: Sequence[Mapping[Any, Any]],  # RowMappings or dicts
+    page: Page,
+    id_key: str = "id",
+    cursor_key: str | None = None,
 ) -> FeatureCollection:
     """A FeatureCollection from rows that carry 'geojson' (text) and properties; rows = limit+1 max."""
     more = len(rows) > page.limit

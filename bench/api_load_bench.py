@@ -17,6 +17,13 @@ one worker (the baseline) and once with --workers, and measures, each in the sam
 * sign-in storm: 32 parallel wrong sign-ins (unknown names, so each one costs an argon2 check)
   while the read mix runs: read p95 with and without the storm.
 
+With --cpu it measures instead the CPU each read of the mix costs the API process and PostgreSQL
+(from /proc, so the load generator and other processes do not count): one worker, --requests
+reads over 8 connections after a warm-up, in --rounds alternating runs of this tree and of
+--baseline-tree (another checkout, e.g. `git worktree add /tmp/base main`) in the same run:
+
+    .venv/bin/python -m bench.api_load_bench --cpu --baseline-tree /tmp/base [--requests 3000]
+
 The load generator is asyncio over raw sockets (no per-request client overhead) and runs on the
 same 2 cores as the server and the demo: figures are lower bounds and noisy when others run.
 Results: bench/out/api_load_bench.json.
@@ -61,15 +68,16 @@ def raise_fd_limit() -> None:
 class Api:
     """`gridwatch serve --workers N` on a free port, stopped with SIGTERM."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, tree: Path = ROOT) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = OUT / f"api_load_bench_api_w{workers}.log"
         argv = [sys.executable, "-m", "gridwatch", "serve", "--port", str(self.port)]
         argv += ["--workers", str(workers), "--log-level", "warning"]
+        env = dict(os.environ, PYTHONPATH=str(tree))  # `tree`'s code, this venv
         with open(self.log, "wb") as f:
             self.proc = subprocess.Popen(
-                argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+                argv, cwd=tree, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + 90
         while True:
@@ -255,6 +263,135 @@ async def sse_clients(port: int, token: str, n: int, events: int, emit, read) ->
     }
 
 
+# ---------------------------------------------------------------------------- CPU per request
+
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """utime + stime of these processes (those still there), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total * TICK_S
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of a process group (the API and its workers)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                out.append(int(entry.name))
+    return out
+
+
+def _postgres_backends(engine) -> list[int]:
+    """Every process of the PostgreSQL server: the backends serving the API come and go with
+    its pool, so the server's children are summed (background workers are small and equal)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        me = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    postmaster = int(Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                kids.append(int(entry.name))
+    return kids
+
+
+async def fixed_reads(port: int, paths: list[str], headers: dict, n: int, conns: int = 8) -> float:
+    """Exactly n reads of the mix over `conns` keep-alive connections; seconds taken."""
+    todo = iter(range(n))
+    t0 = time.monotonic()
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in todo:
+                status = await _request(reader, writer, "GET", paths[i % len(paths)], headers)
+                if status != 200:
+                    raise RuntimeError(f"{paths[i % len(paths)]} answered {status}")
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(conns)))
+    return time.monotonic() - t0
+
+
+def cpu_per_request(tree: Path, paths: list[str], engine, n: int) -> dict:
+    """CPU ms per read of the API process group and of PostgreSQL, one worker on `tree`."""
+    api = Api(1, tree)
+    try:
+        token = httpx.post(
+            f"{api.base}/api/v1/auth/token",
+            json={"username": USER, "password": PASSWORD},
+            timeout=30,
+        ).json()["access_token"]
+        h = {"Authorization": f"Bearer {token}"}
+        asyncio.run(fixed_reads(api.port, paths, h, max(200, n // 10)))  # warm-up
+        group = _group(api.proc.pid)
+        pg = _postgres_backends(engine)
+        a0, d0 = _cpu_s(group), _cpu_s(pg)
+        took = asyncio.run(fixed_reads(api.port, paths, h, n))
+        pg_after = _postgres_backends(engine)
+        a1, d1 = _cpu_s(group), _cpu_s(pg_after)
+        # a backend born meanwhile counts whole (all its CPU is in the window); one that ended
+        # meanwhile is lost: after the warm-up the pool keeps its connections (new_backends 0)
+        new = [p for p in pg_after if p not in pg]
+        return {
+            "requests": n,
+            "rps": round(n / took, 1),
+            "api_cpu_ms": round(1000 * (a1 - a0) / n, 3),
+            "db_cpu_ms": round(1000 * (d1 - d0) / n, 3),
+            "new_backends": len(new),
+        }
+    finally:
+        api.stop()
+
+
+def run_cpu(args) -> dict:
+    from gridwatch.db import get_engine
+
+    engine = get_engine()
+    paths, _ = prepare(engine)
+    say(f"read mix: {paths}")
+    trees = {"this": ROOT, "baseline": Path(args.baseline_tree).resolve()}
+    runs: dict[str, list[dict]] = {k: [] for k in trees}
+    for rnd in range(args.rounds):
+        for name in ("baseline", "this") if rnd % 2 == 0 else ("this", "baseline"):
+            r = cpu_per_request(trees[name], paths, engine, args.requests)
+            say(f"round {rnd + 1} {name}: {r}")
+            runs[name].append(r)
+    out: dict = {
+        "paths": paths,
+        "rounds": args.rounds,
+        "runs": runs,
+        "trees": {k: str(v) for k, v in trees.items()},
+    }
+    for key in ("api_cpu_ms", "db_cpu_ms", "rps"):
+        med = {k: sorted(r[key] for r in v)[len(v) // 2] for k, v in runs.items()}
+        out[f"median_{key}"] = med
+        say(
+            f"median {key}: this {med['this']} / baseline {med['baseline']} = {med['this'] / med['baseline']:.2f}x"
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -357,9 +494,18 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--sse", type=int, default=1000, help="concurrent stream clients (0: skip)")
+    ap.add_argument("--cpu", action="store_true", help="CPU per read instead (see above)")
+    ap.add_argument("--baseline-tree", default=None, help="--cpu: the checkout to compare with")
+    ap.add_argument("--requests", type=int, default=3000, help="--cpu: reads per run")
+    ap.add_argument("--rounds", type=int, default=3, help="--cpu: runs of each tree")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
+    if args.cpu:
+        if not args.baseline_tree:
+            ap.error("--cpu needs --baseline-tree (another checkout to compare with)")
+        (OUT / "api_cpu_bench.json").write_text(json.dumps(run_cpu(args), indent=2))
+        return 0
     results = run(args)
     (OUT / "api_load_bench.json").write_text(json.dumps(results, indent=2))
     base = results.get("workers_1", {}).get("reads", {}).get("rps")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import select
 
-from api.deps import Principal, require
+from api.deps import Db, DbTx, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError
+from api.query import all_of
 from api.types import Rfc3339
 from api.users import (
     UserError,
@@ -23,6 +24,7 @@ from api.users import (
     set_active,
     set_password,
 )
+from gridwatch import schema
 
 router = APIRouter(tags=["admin"], responses=COMMON_RESPONSES)
 
@@ -74,10 +76,9 @@ class AuditPage(BaseModel):
 
 
 @router.get("/users", response_model=list[UserInfo], summary="List users")
-def users(request: Request, _user: Principal = Depends(require("admin"))) -> list[UserInfo]:
+def users(conn: Db, _user: Principal = Depends(require("admin"))) -> list[UserInfo]:
     """Every user with role and regions (admin only)."""
-    with request.app.state.engine.connect() as conn:
-        return list_users(conn)
+    return list_users(conn)
 
 
 @router.post(
@@ -87,21 +88,18 @@ def users(request: Request, _user: Principal = Depends(require("admin"))) -> lis
     summary="Create a user",
     responses={409: {"description": "user name taken"}},
 )
-def add_user(
-    body: UserIn, request: Request, user: Principal = Depends(require("admin"))
-) -> UserInfo:
+def add_user(body: UserIn, conn: DbTx, user: Principal = Depends(require("admin"))) -> UserInfo:
     """Create a user (admin only); installers need at least one region."""
     try:
-        with request.app.state.engine.begin() as conn:
-            return create_user(
-                conn,
-                body.username,
-                body.password,
-                body.role,
-                body.regions,
-                body.full_name,
-                actor=user.username,
-            )
+        return create_user(
+            conn,
+            body.username,
+            body.password,
+            body.role,
+            body.regions,
+            body.full_name,
+            actor=user.username,
+        )
     except UserError as exc:
         if "already exists" in exc.reason:
             raise ApiError(409, str(exc)) from None
@@ -121,7 +119,7 @@ def _not_self(user: Principal, username: str, what: str) -> None:
 )
 def change_user(
     body: UserChange,
-    request: Request,
+    conn: DbTx,
     username: str = USERNAME,
     user: Principal = Depends(require("admin")),
 ) -> UserInfo:
@@ -130,16 +128,15 @@ def change_user(
     if body.active is False:
         _not_self(user, username, "disable")
     try:
-        with request.app.state.engine.begin() as conn:
-            if get_user(conn, username=username) is None:
-                raise ApiError(404, f"no user called {username!r}")
-            if body.password is not None:
-                set_password(conn, username, body.password, actor=user.username)
-            if body.active is not None:
-                set_active(conn, username, body.active, actor=user.username)
-            if body.revoke_tokens:
-                revoke_tokens(conn, username, actor=user.username)
-            info = get_user(conn, username=username)
+        if get_user(conn, username=username) is None:
+            raise ApiError(404, f"no user called {username!r}")
+        if body.password is not None:
+            set_password(conn, username, body.password, actor=user.username)
+        if body.active is not None:
+            set_active(conn, username, body.active, actor=user.username)
+        if body.revoke_tokens:
+            revoke_tokens(conn, username, actor=user.username)
+        info = get_user(conn, username=username)
     except UserError as exc:
         raise ApiError(422, exc.reason, exc.field) from None
     assert info is not None
@@ -153,13 +150,12 @@ def change_user(
     responses={404: {"description": "no such user"}, 409: {"description": "your own account"}},
 )
 def remove_user(
-    request: Request, username: str = USERNAME, user: Principal = Depends(require("admin"))
+    conn: DbTx, username: str = USERNAME, user: Principal = Depends(require("admin"))
 ) -> Response:
     """Delete a user: their tokens stop working at once; the audit log keeps their name."""
     _not_self(user, username, "delete")
     try:
-        with request.app.state.engine.begin() as conn:
-            delete_user(conn, username, actor=user.username)
+        delete_user(conn, username, actor=user.username)
     except UserError as exc:
         raise ApiError(404, str(exc)) from None
     return Response(status_code=204)
@@ -167,7 +163,7 @@ def remove_user(
 
 @router.get("/audit-log", response_model=AuditPage, summary="Read the audit log")
 def audit_log(
-    request: Request,
+    conn: Db,
     actor: str | None = Query(None, max_length=64),
     entity: str | None = Query(None, max_length=64),
     entity_id: str | None = Query(None, max_length=64),
@@ -179,28 +175,29 @@ def audit_log(
     _user: Principal = Depends(require("admin")),
 ) -> AuditPage:
     """Who changed what and when, newest first, with a cursor for older pages (admin only)."""
-    where, params = ["TRUE"], {"limit": limit + 1}
-    for name, value in (("actor", actor), ("entity", entity), ("entity_id", entity_id)):
-        if value is not None:
-            where.append(f"{name} = :{name}")
-            params[name] = value
-    if since is not None:
-        where.append("at >= :since")
-        params["since"] = since
-    if before_id is not None:
-        where.append("id < :before")
-        params["before"] = before_id
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT id, at, actor, action, entity, entity_id, detail FROM audit_log "
-                    f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
+    log = schema.audit_log
+    stmt = (
+        select(
+            log.c.id,
+            log.c.at,
+            log.c.actor,
+            log.c.action,
+            log.c.entity,
+            log.c.entity_id,
+            log.c.detail,
         )
+        .where(
+            all_of(
+                log.c.actor == actor if actor is not None else None,
+                log.c.entity == entity if entity is not None else None,
+                log.c.entity_id == entity_id if entity_id is not None else None,
+                log.c.at >= since if since is not None else None,
+                log.c.id < before_id if before_id is not None else None,
+            )
+        )
+        .order_by(log.c.id.desc())
+        .limit(limit + 1)
+    )
+    rows = conn.execute(stmt).mappings().all()
     items = [AuditEntry(**r) for r in rows[:limit]]
     return AuditPage(items=items, next_before_id=items[-1].id if len(rows) > limit else None)

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from api.deps import Principal, require
+from api.deps import Db, DbTx, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
 from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
@@ -294,7 +294,7 @@ class AlarmQuery(BaseModel):
         )
 
 
-def alarm_query(
+async def alarm_query(
     region: str | None = REGION_QUERY,
     state: StateFilter | None = STATE_QUERY,
     severity_max: int | None = Query(
@@ -351,7 +351,7 @@ def count_alarms(conn, where: ColumnElement[bool]) -> AlarmCounts:
 
 @router.get("/alarms", response_model=AlarmPage, summary="List alarms", operation_id="list_alarms")
 def list_alarms(
-    request: Request,
+    conn: Db,
     query: AlarmQuery = Depends(alarm_query),
     order: Order = Query(
         "severity",
@@ -367,10 +367,9 @@ def list_alarms(
     still_open = and_(
         _a.c.state.in_(OPEN_STATES), in_scope(_a.c.region_code, user.visible(query.region))
     )
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(one_page(stmt, page)).mappings().all()
-        counts = count_alarms(conn, where)
-        total_open = conn.execute(select(func.count()).where(still_open)).scalar()
+    rows = conn.execute(one_page(stmt, page)).mappings().all()
+    counts = count_alarms(conn, where)
+    total_open = conn.execute(select(func.count()).where(still_open)).scalar()
     return AlarmPage(
         items=[AlarmOut(**r) for r in rows[: page.limit]],
         limit=page.limit,
@@ -400,7 +399,7 @@ EXPORT_LIMIT = 100_000
     },
 )
 def export_alarms(
-    request: Request,
+    conn: Db,
     query: AlarmQuery = Depends(alarm_query),
     format: Literal["csv", "xlsx"] = Query("csv", description="csv or xlsx"),
     order: Order = Query("closed", description="as for the list; default most recently closed"),
@@ -430,8 +429,7 @@ def export_alarms(
         .order_by(*ORDERS[order])
         .limit(EXPORT_LIMIT)
     )
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+    rows = conn.execute(stmt).mappings().all()
     records = [[r.get(c) for c in COLUMNS] for r in rows]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if format == "xlsx":
@@ -452,7 +450,7 @@ def export_alarms(
 
 @router.get("/geo/alarms", response_model=FeatureCollection, summary="Alarms as GeoJSON points")
 def alarms_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     region: str | None = REGION_QUERY,
     state: StateFilter | None = STATE_QUERY,
@@ -477,9 +475,8 @@ def alarms_geojson(
         .where(where)
         .order_by(_a.c.raised_at.desc(), _a.c.id.desc())
     )
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(one_page(stmt, page)).mappings().all()
-    return collection(list(rows), page)
+    rows = conn.execute(one_page(stmt, page)).mappings().all()
+    return collection(rows, page)
 
 
 def faces(bearing: float | None, heading: float | None, hfov: float | None) -> bool | None:
@@ -580,11 +577,10 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
     responses={404: {"model": ErrorOut}},
 )
 def get_alarm(
-    request: Request, alarm_id: int = ALARM_ID, user: Principal = Depends(require(*READERS))
+    conn: Db, alarm_id: int = ALARM_ID, user: Principal = Depends(require(*READERS))
 ) -> AlarmDetail:
     """The alarm, the cameras that cover its position (best first, else the nearest) and every step taken."""
-    with request.app.state.engine.connect() as conn:
-        return _detail(conn, alarm_id, user)
+    return _detail(conn, alarm_id, user)
 
 
 ACTIONS = {
@@ -596,44 +592,47 @@ ACTIONS = {
 
 
 def _act(
-    request: Request, alarm_id: int, action: str, body: ActionIn | None, user: Principal
+    request: Request,
+    conn: Connection,
+    alarm_id: int,
+    action: str,
+    body: ActionIn | None,
+    user: Principal,
 ) -> AlarmDetail | Response:
     func, audit_action = ACTIONS[action]
     note = body.note if body else None
-    with request.app.state.engine.begin() as conn:
-        region = conn.execute(
-            text(
-                "SELECT region_code, origin, origin <> federation_origin() AS elsewhere "
-                "FROM alarms WHERE id = :id"
-            ),
-            {"id": alarm_id},
-        ).first()
-        if region is None:
-            raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
-        if not user.may_touch(region.region_code):
-            raise ApiError(
-                403,
-                f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
-                code="alarm_outside_region",
-            )
-        if region.elsewhere:
-            return _send_down(request, conn, alarm_id, action, region.origin, note, user)
-        try:
-            result = func(conn, alarm_id, user.username, note)
-        except lifecycle.AlarmNotFound as exc:
-            raise ApiError(404, str(exc), code="alarm_not_found") from None
-        except lifecycle.AlarmTransitionError as exc:
-            raise ApiError(409, str(exc), code="alarm_bad_transition") from None
-        record(
-            conn,
-            user.username,
-            audit_action,
-            "alarm",
-            str(alarm_id),
-            {"from": result.get("previous_state"), "to": result.get("state"), "note": note},
+    region = conn.execute(
+        text(
+            "SELECT region_code, origin, origin <> federation_origin() AS elsewhere "
+            "FROM alarms WHERE id = :id"
+        ),
+        {"id": alarm_id},
+    ).first()
+    if region is None:
+        raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
+    if not user.may_touch(region.region_code):
+        raise ApiError(
+            403,
+            f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
+            code="alarm_outside_region",
         )
-    with request.app.state.engine.connect() as conn:
-        return _detail(conn, alarm_id, user)
+    if region.elsewhere:
+        return _send_down(request, conn, alarm_id, action, region.origin, note, user)
+    try:
+        result = func(conn, alarm_id, user.username, note)
+    except lifecycle.AlarmNotFound as exc:
+        raise ApiError(404, str(exc), code="alarm_not_found") from None
+    except lifecycle.AlarmTransitionError as exc:
+        raise ApiError(409, str(exc), code="alarm_bad_transition") from None
+    record(
+        conn,
+        user.username,
+        audit_action,
+        "alarm",
+        str(alarm_id),
+        {"from": result.get("previous_state"), "to": result.get("state"), "note": note},
+    )
+    return _detail(conn, alarm_id, user)  # in the same transaction: the step just taken
 
 
 TARGET = {
@@ -684,11 +683,12 @@ def _send_down(
 def _route(action: str, doc: str):
     def handler(
         request: Request,
+        conn: DbTx,
         body: ActionIn | None = None,
         alarm_id: int = ALARM_ID,
         user: Principal = Depends(require("operator")),
     ) -> AlarmDetail | Response:
-        return _act(request, alarm_id, action, body, user)
+        return _act(request, conn, alarm_id, action, body, user)
 
     handler.__doc__ = doc
     handler.__name__ = f"alarm_{action.replace('-', '_')}"
@@ -755,79 +755,80 @@ class BulkResult(BaseModel):
     operation_id="acknowledge_alarms",
 )
 def acknowledge_many(
-    request: Request, body: BulkAcknowledgeIn, user: Principal = Depends(require("operator"))
+    conn: DbTx, body: BulkAcknowledgeIn, user: Principal = Depends(require("operator"))
 ) -> BulkResult:
     """new -> acknowledged for each alarm, each in its own step of the trail; the others are listed with the reason."""
     done: list[int] = []
     failed: list[BulkFailure] = []
     ids = list(dict.fromkeys(i for i in body.ids))
-    with request.app.state.engine.begin() as conn:
-        regions = dict(
-            conn.execute(
-                text("SELECT id, region_code FROM alarms WHERE id = ANY(:ids)"), {"ids": ids}
-            ).all()
+    regions: dict[int, str | None] = dict(
+        conn.execute(text("SELECT id, region_code FROM alarms WHERE id = ANY(:ids)"), {"ids": ids})
+        .tuples()
+        .all()
+    )
+    elsewhere: dict[int, str] = dict(
+        conn.execute(
+            text(
+                "SELECT id, origin FROM alarms WHERE id = ANY(:ids) "
+                "AND origin <> federation_origin()"
+            ),
+            {"ids": ids},
         )
-        elsewhere = dict(
-            conn.execute(
-                text(
-                    "SELECT id, origin FROM alarms WHERE id = ANY(:ids) "
-                    "AND origin <> federation_origin()"
-                ),
-                {"ids": ids},
-            ).all()
-        )
-        for alarm_id in ids:
-            if alarm_id in elsewhere:  # a county's alarm federated here: its county decides
-                failed.append(
-                    BulkFailure(
-                        id=alarm_id,
-                        code="alarm_elsewhere",
-                        reason=f"alarm {alarm_id} belongs to {elsewhere[alarm_id]}: acknowledge "
-                        f"it alone (POST /api/v1/alarms/{alarm_id}/acknowledge sends it there)",
-                    )
+        .tuples()
+        .all()
+    )
+    for alarm_id in ids:
+        if alarm_id in elsewhere:  # a county's alarm federated here: its county decides
+            failed.append(
+                BulkFailure(
+                    id=alarm_id,
+                    code="alarm_elsewhere",
+                    reason=f"alarm {alarm_id} belongs to {elsewhere[alarm_id]}: acknowledge "
+                    f"it alone (POST /api/v1/alarms/{alarm_id}/acknowledge sends it there)",
                 )
-                continue
-            if alarm_id not in regions:
-                failed.append(
-                    BulkFailure(
-                        id=alarm_id,
-                        code="alarm_not_found",
-                        reason=f"alarm {alarm_id} does not exist",
-                    )
+            )
+            continue
+        if alarm_id not in regions:
+            failed.append(
+                BulkFailure(
+                    id=alarm_id,
+                    code="alarm_not_found",
+                    reason=f"alarm {alarm_id} does not exist",
                 )
-                continue
-            if not user.may_touch(regions[alarm_id]):
-                failed.append(
-                    BulkFailure(
-                        id=alarm_id,
-                        code="alarm_outside_region",
-                        reason=f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
-                    )
+            )
+            continue
+        if not user.may_touch(regions[alarm_id]):
+            failed.append(
+                BulkFailure(
+                    id=alarm_id,
+                    code="alarm_outside_region",
+                    reason=f"alarm {alarm_id} is outside the regions assigned to {user.username!r}",
                 )
-                continue
-            try:
-                with conn.begin_nested():
-                    result = lifecycle.acknowledge(conn, alarm_id, user.username, body.note)
-                    record(
-                        conn,
-                        user.username,
-                        "alarm.acknowledge",
-                        "alarm",
-                        str(alarm_id),
-                        {
-                            "from": result.get("previous_state"),
-                            "to": result.get("state"),
-                            "note": body.note,
-                            "bulk": len(ids),
-                        },
-                    )
-            except (lifecycle.AlarmNotFound, lifecycle.AlarmTransitionError) as exc:
-                code = (
-                    "alarm_not_found"
-                    if isinstance(exc, lifecycle.AlarmNotFound)
-                    else "alarm_bad_transition"
+            )
+            continue
+        try:
+            with conn.begin_nested():
+                result = lifecycle.acknowledge(conn, alarm_id, user.username, body.note)
+                record(
+                    conn,
+                    user.username,
+                    "alarm.acknowledge",
+                    "alarm",
+                    str(alarm_id),
+                    {
+                        "from": result.get("previous_state"),
+                        "to": result.get("state"),
+                        "note": body.note,
+                        "bulk": len(ids),
+                    },
                 )
-                failed.append(BulkFailure(id=alarm_id, code=code, reason=str(exc)))
-                continue
-            done.append(alarm_id)
+        except (lifecycle.AlarmNotFound, lifecycle.AlarmTransitionError) as exc:
+            code = (
+                "alarm_not_found"
+                if isinstance(exc, lifecycle.AlarmNotFound)
+                else "alarm_bad_transition"
+            )
+            failed.append(BulkFailure(id=alarm_id, code=code, reason=str(exc)))
+            continue
+        done.append(alarm_id)
     return BulkResult(done=done, failed=failed)

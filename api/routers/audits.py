@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 
 from api.audit_jobs import create_job, load_job, reap_interrupted, report_models, run_job
-from api.deps import Principal, require
+from api.deps import Db, DbTx, Principal, get_engine, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
 from api.headers import REPORT_POLICY
@@ -79,10 +79,9 @@ _jobs = schema.api_audit_jobs
 JOB_COLUMNS = tuple(c for c in _jobs.c if c.name not in ("report", "suggestions"))
 
 
-def _job_or_404(request: Request, job_id: int, user: Principal) -> dict:
-    reap_interrupted(request.app.state.engine)
-    with request.app.state.engine.connect() as conn:
-        job = load_job(conn, job_id)
+def _job_or_404(conn: Connection, job_id: int, user: Principal) -> dict:
+    reap_interrupted(conn)
+    job = load_job(conn, job_id)
     if job is None:
         raise ApiError(404, f"audit {job_id} does not exist")
     if not user.may_touch(job["region_code"]):
@@ -106,28 +105,26 @@ def _finished(job: dict) -> None:
 def start_audit(
     body: AuditIn,
     request: Request,
+    conn: DbTx,
     background: BackgroundTasks,
     user: Principal = Depends(require("auditor")),
 ) -> AuditJob:
     """Audit a region (and everything below it) against the built-in rule pack, in the background.
     Poll GET /audits/{id} until `status` is done. Logged in the audit log."""
     user.require_region(body.region, "audit regions")
-    engine = request.app.state.engine
-    with engine.begin() as conn:
-        known = conn.execute(
-            text("SELECT 1 FROM regions WHERE code = :c"), {"c": body.region}
-        ).scalar()
-        if not known:
-            raise ApiError(404, f"region {body.region} is not loaded (import divisions first)")
-        job_id = create_job(conn, body.region, body.at, user.username)
-        job = load_job(conn, job_id)
-    background.add_task(run_job, engine, job_id, body.region, body.at, user.username)
+    known = conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": body.region}).scalar()
+    if not known:
+        raise ApiError(404, f"region {body.region} is not loaded (import divisions first)")
+    job_id = create_job(conn, body.region, body.at, user.username)
+    job = load_job(conn, job_id)
+    conn.commit()  # the job exists before its task looks for it
+    background.add_task(run_job, get_engine(request), job_id, body.region, body.at, user.username)
     return AuditJob(**{k: job[k] for k in AuditJob.model_fields})
 
 
 @router.get("/audits", response_model=AuditJobPage, summary="List audits")
 def list_audits(
-    request: Request,
+    conn: Db,
     region: str | None = Query(
         None, pattern=r"^[0-9]{12}$", description="Only audits of this region (exactly)"
     ),
@@ -142,9 +139,8 @@ def list_audits(
         _jobs.c.status == status if status else None,
     )
     stmt = one_page(select(*JOB_COLUMNS).where(cond).order_by(_jobs.c.id.desc()), page)
-    reap_interrupted(request.app.state.engine)
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+    reap_interrupted(conn)
+    rows = conn.execute(stmt).mappings().all()
     return AuditJobPage(
         items=[AuditJob(**r) for r in rows[: page.limit]],
         limit=page.limit,
@@ -157,7 +153,7 @@ def list_audits(
     "/audits/{job_id}", response_model=AuditResult, summary="Fetch an audit", responses=NOT_FOUND
 )
 def get_audit(
-    request: Request,
+    conn: Db,
     job_id: int = JOB_ID,
     rule: str | None = Query(None, max_length=64, description="Only failures of this rule"),
     failures_limit: int = Query(500, ge=0, le=20000, description="Failing units to include"),
@@ -165,7 +161,7 @@ def get_audit(
 ) -> AuditResult:
     """The job; once done, the region's per-rule summary, failing units with reasons (worst first, by
     rule), located findings (grid gaps and overlaps) and the ranked suggested positions."""
-    job = _job_or_404(request, job_id, user)
+    job = _job_or_404(conn, job_id, user)
     out = AuditResult(**{k: job[k] for k in AuditJob.model_fields})
     if job["status"] != "done":
         return out
@@ -200,7 +196,7 @@ def get_audit(
     responses={**NOT_FOUND, **NOT_READY},
 )
 def choropleth(
-    request: Request,
+    conn: Db,
     job_id: int = JOB_ID,
     level: int = Query(5, ge=1, le=5, description="3 county, 4 township, 5 village"),
     rule: str | None = Query(
@@ -213,7 +209,7 @@ def choropleth(
 ) -> FeatureCollection:
     """Every region of `level` under the audited region with `pct` = passing units / units (over every
     rule, or one), `failed_rules` and the rules it fails — for a map coloured by compliance."""
-    job = _job_or_404(request, job_id, user)
+    job = _job_or_404(conn, job_id, user)
     _finished(job)
     rows: dict[str, dict] = {}
     for r in job["report"]["rollup"]:
@@ -226,14 +222,13 @@ def choropleth(
             acc["failed_rules"].append(r["rule"])
     lo, hi = region_range(job["region_code"])
     tol = simplify_m / 111_320.0
-    with request.app.state.engine.connect() as conn:
-        shapes = conn.execute(
-            text(
-                "SELECT code, name, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) AS g FROM regions "
-                "WHERE level = :lv AND code BETWEEN :lo AND :hi AND geom IS NOT NULL ORDER BY code"
-            ),
-            {"lv": level, "lo": lo, "hi": hi, "tol": tol},
-        ).all()
+    shapes = conn.execute(
+        text(
+            "SELECT code, name, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) AS g FROM regions "
+            "WHERE level = :lv AND code BETWEEN :lo AND :hi AND geom IS NOT NULL ORDER BY code"
+        ),
+        {"lv": level, "lo": lo, "hi": hi, "tol": tol},
+    ).all()
     features = []
     for code, name, geom in shapes:
         acc = rows.get(code, {"units": 0, "passed": 0, "failed_rules": []})
@@ -274,18 +269,17 @@ def choropleth(
     },
 )
 def report_html(
-    request: Request,
+    conn: Db,
     job_id: int = JOB_ID,
     user: Principal = Depends(require(*READERS)),
 ) -> HTMLResponse:
     """The self-contained report (map, charts, failing units, suggestions; no internet needed to open it)."""
     from geo.audit_report import map_shapes, to_html
 
-    job = _job_or_404(request, job_id, user)
+    job = _job_or_404(conn, job_id, user)
     _finished(job)
     report, suggestions = report_models(job)
-    with request.app.state.engine.connect() as conn:
-        level, shapes = map_shapes(conn, report.region_code)
+    level, shapes = map_shapes(conn, report.region_code)
     body = to_html(report, level, shapes, suggestions)
     name = f"gridwatch-audit-{report.region_code}-{job_id}.html"
     return HTMLResponse(
@@ -308,14 +302,14 @@ def report_html(
     },
 )
 def report_csv(
-    request: Request,
+    conn: Db,
     job_id: int = JOB_ID,
     user: Principal = Depends(require(*READERS)),
 ) -> Response:
     """Roll-up, failing units and suggestions as CSV."""
     from geo.audit_report import to_csv
 
-    job = _job_or_404(request, job_id, user)
+    job = _job_or_404(conn, job_id, user)
     _finished(job)
     report, suggestions = report_models(job)
     name = f"gridwatch-audit-{report.region_code}-{job_id}.csv"

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import DEFAULT_TTL_S, csrf_token, issue_token
-from api.deps import CSRF_COOKIE, SESSION_COOKIE, Principal, current_user
+from api.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    CurrentUser,
+    Db,
+    Principal,
+    current_user_briefly,
+    get_engine,
+)
 from api.errors import ApiError, ErrorOut, ValidationErrorOut
 from api.signin import SignInRefused, sign_in
 from api.users import UserError, UserInfo, get_user, set_password, token_subject
@@ -57,7 +65,7 @@ class PasswordChange(BaseModel):
 
 async def _checked(request: Request, body: Credentials) -> tuple[UserInfo, str, int]:
     """The user, a fresh token and its expiry; 401/429/503 with the reason otherwise."""
-    engine = request.app.state.engine
+    engine = get_engine(request)
     address = request.client.host if request.client else None
     try:
         user = await sign_in(engine, body.username, body.password, address)
@@ -116,10 +124,9 @@ def sign_out_session(response: Response) -> Response:
 @router.get(
     "/me", response_model=UserInfo, responses={401: {"model": ErrorOut}}, summary="Who am I"
 )
-def me(request: Request, user: Principal = Depends(current_user)) -> UserInfo:
+def me(conn: Db, user: CurrentUser) -> UserInfo:
     """The signed-in user with role and assigned regions."""
-    with request.app.state.engine.connect() as conn:
-        info = get_user(conn, user_id=user.id)
+    info = get_user(conn, user_id=user.id)
     if info is None:
         raise ApiError(401, "not authenticated: the user no longer exists")
     return info
@@ -132,13 +139,15 @@ def me(request: Request, user: Principal = Depends(current_user)) -> UserInfo:
     summary="Change my password",
 )
 async def change_password(
-    body: PasswordChange, request: Request, user: Principal = Depends(current_user)
+    body: PasswordChange,
+    request: Request,
+    user: Principal = Depends(current_user_briefly),  # holds no connection meanwhile
 ) -> Response:
     """Change your own password (the current one is checked, with the same lockout as signing
     in); every token issued before, this one included, stops working: sign in again."""
     await _checked(request, Credentials(username=user.username, password=body.current_password))
     try:
-        with request.app.state.engine.begin() as conn:
+        with get_engine(request).begin() as conn:
             set_password(conn, user.username, body.new_password, actor=user.username)
     except UserError as exc:
         raise ApiError(422, exc.reason, "new_password") from None

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, literal, select, text
 
-from api.deps import Principal, require
+from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.query import in_scope
 from api.routers.alarms import ALARM_COLUMNS, FROM, OPEN_STATES, AlarmOut
@@ -60,7 +61,7 @@ class CameraHealth(BaseModel):
     )
 
 
-def current_faults(rows: list) -> list[FaultNow]:
+def current_faults(rows: Sequence[Any]) -> list[FaultNow]:
     """Faults of the newest row (rows newest first: ts, faults, scores, has_image), each with
     the start of its unbroken run and the newest row of that run with a picture."""
     if not rows:
@@ -96,21 +97,20 @@ def current_faults(rows: list) -> list[FaultNow]:
     responses=NOT_FOUND,
 )
 def camera_health(
-    request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     user: Principal = Depends(require(*READERS)),
 ) -> CameraHealth:
     """Intact, or each current fault with since-when and the diagnosis holding its evidence."""
-    with request.app.state.engine.connect() as conn:
-        readable_device(conn, device_id, user)
-        rows = conn.execute(
-            text(
-                "SELECT ts, intact, faults, metrics -> 'fault_scores' AS scores, "
-                "thumbnail IS NOT NULL AS has_image FROM camera_health "
-                "WHERE device_id = :id ORDER BY ts DESC LIMIT :n"
-            ),
-            {"id": device_id, "n": HEALTH_ROWS},
-        ).all()
+    readable_device(conn, device_id, user)
+    rows = conn.execute(
+        text(
+            "SELECT ts, intact, faults, metrics -> 'fault_scores' AS scores, "
+            "thumbnail IS NOT NULL AS has_image FROM camera_health "
+            "WHERE device_id = :id ORDER BY ts DESC LIMIT :n"
+        ),
+        {"id": device_id, "n": HEALTH_ROWS},
+    ).all()
     if not rows:
         return CameraHealth(device_id=device_id, checked=False)
     return CameraHealth(
@@ -131,7 +131,7 @@ def camera_health(
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
 )
 def health_evidence(
-    request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     at: Rfc3339 | None = Query(
         None, description="The diagnosis at or before this time; default the newest with a picture"
@@ -139,16 +139,15 @@ def health_evidence(
     user: Principal = Depends(require(*READERS)),
 ) -> Response:
     """The picture the vision worker kept with a diagnosis, masked like the snapshot."""
-    with request.app.state.engine.connect() as conn:
-        dev = readable_device(conn, device_id, user)
-        row = conn.execute(
-            text(
-                "SELECT ts, thumbnail FROM camera_health WHERE device_id = :id "
-                "AND thumbnail IS NOT NULL AND (CAST(:at AS timestamptz) IS NULL OR ts <= :at) "
-                "ORDER BY ts DESC LIMIT 1"
-            ),
-            {"id": device_id, "at": at},
-        ).first()
+    dev = readable_device(conn, device_id, user)
+    row = conn.execute(
+        text(
+            "SELECT ts, thumbnail FROM camera_health WHERE device_id = :id "
+            "AND thumbnail IS NOT NULL AND (CAST(:at AS timestamptz) IS NULL OR ts <= :at) "
+            "ORDER BY ts DESC LIMIT 1"
+        ),
+        {"id": device_id, "at": at},
+    ).first()
     if row is None:
         raise ApiError(404, f"camera {device_id} has no diagnosis picture", code="no_evidence")
     body = masked_jpeg(bytes(row.thumbnail), dev.config)
@@ -189,24 +188,23 @@ class PresenceHistory(BaseModel):
     responses=NOT_FOUND,
 )
 def device_presence(
-    request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     hours: int = Query(24, ge=1, le=168, description="Window ending now"),
     user: Principal = Depends(require(*READERS)),
 ) -> PresenceHistory:
     """Online periods from the presence intervals the ingest worker keeps, clipped to the window."""
-    with request.app.state.engine.connect() as conn:
-        dev = readable_device(conn, device_id, user)
-        now = conn.execute(text("SELECT now()")).scalar_one()
-        t0 = now - timedelta(hours=hours)
-        rows = conn.execute(
-            text(
-                "SELECT greatest(started_at, :t0) AS start, ended_at AS end, end_reason "
-                "FROM device_presence WHERE device_id = :id AND started_at < :now "
-                "AND (ended_at IS NULL OR ended_at > :t0) ORDER BY started_at LIMIT 2000"
-            ),
-            {"id": device_id, "t0": t0, "now": now},
-        ).all()
+    dev = readable_device(conn, device_id, user)
+    now = conn.execute(text("SELECT now()")).scalar_one()
+    t0 = now - timedelta(hours=hours)
+    rows = conn.execute(
+        text(
+            "SELECT greatest(started_at, :t0) AS start, ended_at AS end, end_reason "
+            "FROM device_presence WHERE device_id = :id AND started_at < :now "
+            "AND (ended_at IS NULL OR ended_at > :t0) ORDER BY started_at LIMIT 2000"
+        ),
+        {"id": device_id, "t0": t0, "now": now},
+    ).all()
     start = max(t0, dev.registered_at) if dev.registered_at else t0
     span = (now - start).total_seconds()
     up = sum(
@@ -240,7 +238,7 @@ class LinkedAlarm(AlarmOut):
     responses=NOT_FOUND,
 )
 def device_alarms(
-    request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     limit: int = Query(20, ge=1, le=200),
     user: Principal = Depends(require(*READERS)),
@@ -261,7 +259,6 @@ def device_alarms(
         .order_by(a.c.state.in_(OPEN_STATES).desc(), a.c.raised_at.desc(), a.c.id.desc())
         .limit(limit)
     )
-    with request.app.state.engine.connect() as conn:
-        readable_device(conn, device_id, user)
-        rows = conn.execute(stmt).mappings().all()
+    readable_device(conn, device_id, user)
+    rows = conn.execute(stmt).mappings().all()
     return [LinkedAlarm(**r) for r in rows]

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import and_, case, cast, func, literal, not_, or_, select, text
+from sqlalchemy import Connection, and_, case, cast, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import JSON
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Db, DbTx, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
 from api.geojson import (
     BBOX_PATTERN,
@@ -263,7 +263,7 @@ def _like(value: str) -> str:
 
 @router.get("/devices", response_model=DevicePage, summary="List devices")
 def list_devices(
-    request: Request,
+    conn: Db,
     region: str | None = REGION_QUERY,
     kind: list[str] | None = Query(None, description="Only these kinds (repeatable)"),
     status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
@@ -333,8 +333,7 @@ def list_devices(
     stmt = one_page(
         select(*DEVICE_SELECT, *cols).select_from(source).where(cond).order_by(*order_by), page
     )
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+    rows = conn.execute(stmt).mappings().all()
     more = len(rows) > page.limit
     items = [DeviceOut(**r) for r in rows[: page.limit]]
     return DevicePage(
@@ -358,7 +357,7 @@ class DeviceSummary(BaseModel):
 
 @router.get("/devices/summary", response_model=DeviceSummary, summary="Count devices by status")
 def device_summary(
-    request: Request,
+    conn: Db,
     bbox: str | None = Query(
         None,
         max_length=200,
@@ -379,8 +378,7 @@ def device_summary(
         in_box(func.coalesce(d.c.last_position, d.c.position), box),
     )
     stmt = select(d.c.kind, d.c.status, func.count()).where(cond).group_by(d.c.kind, d.c.status)
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+    rows = conn.execute(stmt).all()
     by_status = {"online": 0, "offline": 0, "unknown": 0}
     by_kind: dict[str, int] = {}
     for kind, status, n in rows:
@@ -391,7 +389,7 @@ def device_summary(
 
 @router.get("/geo/devices", response_model=FeatureCollection, summary="Devices as GeoJSON points")
 def devices_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     region: str | None = REGION_QUERY,
     kind: str | None = Query(None, max_length=64),
@@ -423,16 +421,15 @@ def devices_geojson(
     cols = (d.c.id, d.c.name, d.c.kind, d.c.sub_kind, d.c.status, d.c.region_code, d.c.grid_id)
     more = (d.c.heading_deg, d.c.hfov_deg, d.c.range_m, d.c.last_seen)
     stmt = select(*cols, *more, func.ST_AsGeoJSON(geom, 7).label("geojson"))
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(one_page(stmt.where(cond).order_by(d.c.id), page)).mappings().all()
-    return collection(list(rows), page, cursor_key="id")
+    rows = conn.execute(one_page(stmt.where(cond).order_by(d.c.id), page)).mappings().all()
+    return collection(rows, page, cursor_key="id")
 
 
 @router.get(
     "/devices/{device_id}", response_model=DeviceOut, summary="One device", responses=NOT_FOUND
 )
 def get_device(
-    request: Request,
+    conn: Db,
     device_id: str = ID_PATH,
     with_fov: bool = Query(True, description="Include the coverage polygon"),
     user: Principal = Depends(require(*ANY_ROLE)),
@@ -441,8 +438,7 @@ def get_device(
     geojson = cast(func.ST_AsGeoJSON(schema.devices.c.fov, 7), JSON)
     fov = case((literal(with_fov), geojson), else_=None)
     stmt = select(*DEVICE_SELECT, fov.label("fov")).where(schema.devices.c.id == device_id)
-    with request.app.state.engine.connect() as conn:
-        row = conn.execute(stmt).mappings().first()
+    row = conn.execute(stmt).mappings().first()
     if row is None:
         raise ApiError(404, f"device {device_id} is not registered")
     if not user.may_touch(row["region_code"]):
@@ -458,14 +454,13 @@ def get_device(
     summary="Preview a registration",
 )
 def preview_device(
-    body: DeviceRegistration, request: Request, user: Principal = Depends(require("installer"))
+    body: DeviceRegistration, conn: Db, user: Principal = Depends(require("installer"))
 ) -> Preview:
     """What registering would store — WGS 84 position, region and grid by containment, the coverage
     sector — and which village, intersection, key-site and grid rules it would help; nothing is saved."""
     decode(body)  # the id (type code, network digit, sub-kind) before the position
-    with request.app.state.engine.connect() as conn:
-        lon, lat, region, grid = check_position(conn, body.id, body.lon, body.lat, body.crs, user)
-        return preview(conn, body, lon, lat, region, grid)
+    lon, lat, region, grid = check_position(conn, body.id, body.lon, body.lat, body.crs, user)
+    return preview(conn, body, lon, lat, region, grid)
 
 
 @router.post(
@@ -476,66 +471,62 @@ def preview_device(
     responses=CONFLICT,
 )
 def register(
-    body: DeviceRegistration, request: Request, user: Principal = Depends(require("installer"))
+    body: DeviceRegistration, conn: DbTx, user: Principal = Depends(require("installer"))
 ) -> ChangeResult:
     """Register a device by its GB/T 28181 id. The position (WGS 84, GCJ-02 or BD-09) must fall inside
     the division named by the id and inside the installer's regions; region and base grid are found by
     containment and the coverage sector from the lens. Logged in the audit log."""
     decode(body)  # the id (type code, network digit, sub-kind) before the position
-    with request.app.state.engine.begin() as conn:
-        check_position(conn, body.id, body.lon, body.lat, body.crs, user)
-        out = register_device(conn, body, user.username)
-        _emit(
-            conn,
-            "x.device.registered",
-            out.get("region_code"),
-            {
-                "id": body.id,
-                "kind": out.get("kind"),
-                "status": "unknown",
-                "lon": out.get("lon"),
-                "lat": out.get("lat"),
-            },
-        )
+    check_position(conn, body.id, body.lon, body.lat, body.crs, user)
+    out = register_device(conn, body, user.username)
+    _emit(
+        conn,
+        "x.device.registered",
+        out.get("region_code"),
+        {
+            "id": body.id,
+            "kind": out.get("kind"),
+            "status": "unknown",
+            "lon": out.get("lon"),
+            "lat": out.get("lat"),
+        },
+    )
     return _result(out)
 
 
 def _checked_update(
-    request: Request, device_id: str, changes: dict, user: Principal, action: str
+    conn: Connection, device_id: str, changes: dict, user: Principal, action: str
 ) -> ChangeResult:
     if not changes:
         raise unprocessable("body", "give at least one field to change")
     for name in sorted(changes):
         if changes[name] is None and name in NON_NULLABLE:
             raise unprocessable(name, "cannot be null (leave it out to keep the current value)")
-    with request.app.state.engine.begin() as conn:
-        current = device_region(conn, device_id)
-        user.require_region(current, "change devices")
-        if {"lon", "lat"} & changes.keys():
-            if not {"lon", "lat"} <= changes.keys():
-                raise unprocessable(
-                    "lat" if "lon" in changes else "lon", "give lon and lat together"
-                )
-            check_position(
-                conn,
-                device_id,
-                changes["lon"],
-                changes["lat"],
-                changes.get("crs") or "wgs84",
-                user,
-            )
-        out = update_device(conn, device_id, changes, user.username)
-        _emit(
+    current = device_region(conn, device_id)
+    user.require_region(current, "change devices")
+    if {"lon", "lat"} & changes.keys():
+        if not {"lon", "lat"} <= changes.keys():
+            raise unprocessable("lat" if "lon" in changes else "lon", "give lon and lat together")
+        check_position(
             conn,
-            "x.device.changed",
-            out.get("region_code"),
-            {
-                "id": device_id,
-                "action": out.get("action"),
-                "lon": out.get("lon"),
-                "lat": out.get("lat"),
-            },
+            device_id,
+            changes["lon"],
+            changes["lat"],
+            changes.get("crs") or "wgs84",
+            user,
         )
+    out = update_device(conn, device_id, changes, user.username)
+    _emit(
+        conn,
+        "x.device.changed",
+        out.get("region_code"),
+        {
+            "id": device_id,
+            "action": out.get("action"),
+            "lon": out.get("lon"),
+            "lat": out.get("lat"),
+        },
+    )
     return _result(out)
 
 
@@ -547,13 +538,13 @@ def _checked_update(
 )
 def change_device(
     body: DeviceChanges,  # type: ignore[valid-type]
-    request: Request,
+    conn: DbTx,
     device_id: str = ID_PATH,
     user: Principal = Depends(require("installer")),
 ) -> ChangeResult:
     """Change any registration field; a new lon/lat (in `crs`) is a move and is checked like a registration."""
     changes = body.model_dump(exclude_unset=True)
-    return _checked_update(request, device_id, changes, user, "device.update")
+    return _checked_update(conn, device_id, changes, user, "device.update")
 
 
 @router.post(
@@ -564,14 +555,12 @@ def change_device(
 )
 def move_device(
     body: MoveIn,
-    request: Request,
+    conn: DbTx,
     device_id: str = ID_PATH,
     user: Principal = Depends(require("installer")),
 ) -> ChangeResult:
     """Move a device (and optionally turn it): region, grid and coverage are recomputed."""
-    return _checked_update(
-        request, device_id, body.model_dump(exclude_none=True), user, "device.move"
-    )
+    return _checked_update(conn, device_id, body.model_dump(exclude_none=True), user, "device.move")
 
 
 @router.post(
@@ -581,40 +570,40 @@ def move_device(
     responses={**NOT_FOUND, **CONFLICT},
 )
 def retire(
-    request: Request,
+    conn: DbTx,
     body: RetireIn | None = None,
     device_id: str = ID_PATH,
     user: Principal = Depends(require("installer")),
 ) -> ChangeResult:
     """Retire a device: it stays in history, stops counting in audits and loses broker access."""
-    with request.app.state.engine.begin() as conn:
-        user.require_region(device_region(conn, device_id), "retire devices")
-        out = retire_device(conn, device_id, user.username)
-        if body is not None and body.reason:
-            record(
-                conn,
-                user.username,
-                "device.retire_reason",
-                "device",
-                device_id,
-                {"reason": body.reason},
-            )
-        _emit(conn, "x.device.retired", out.get("region_code"), {"id": device_id})
+    user.require_region(device_region(conn, device_id), "retire devices")
+    out = retire_device(conn, device_id, user.username)
+    if body is not None and body.reason:
+        record(
+            conn,
+            user.username,
+            "device.retire_reason",
+            "device",
+            device_id,
+            {"reason": body.reason},
+        )
+    _emit(conn, "x.device.retired", out.get("region_code"), {"id": device_id})
     return _result(out)
 
 
-def _credentials_scope(request: Request, device_id: str, user: Principal, action: str) -> None:
-    """404 unknown, 409 retired, 403 outside the user's regions; the access is logged."""
-    with request.app.state.engine.begin() as conn:
-        row = conn.execute(
-            text("SELECT region_code, retired_at FROM devices WHERE id = :id"), {"id": device_id}
-        ).first()
-        if row is None:
-            raise ApiError(404, f"device {device_id} is not registered")
-        if row.retired_at is not None:
-            raise ApiError(409, f"device {device_id} is retired; it has no broker access")
-        user.require_region(row.region_code, f"{action.replace('_', ' ')} device credentials")
-        record(conn, user.username, f"device.credentials_{action}", "device", device_id, None)
+def _credentials_scope(conn: Connection, device_id: str, user: Principal, action: str) -> None:
+    """404 unknown, 409 retired, 403 outside the user's regions; the access is logged (committed
+    now: it stays logged when what follows fails)."""
+    row = conn.execute(
+        text("SELECT region_code, retired_at FROM devices WHERE id = :id"), {"id": device_id}
+    ).first()
+    if row is None:
+        raise ApiError(404, f"device {device_id} is not registered")
+    if row.retired_at is not None:
+        raise ApiError(409, f"device {device_id} is retired; it has no broker access")
+    user.require_region(row.region_code, f"{action.replace('_', ' ')} device credentials")
+    record(conn, user.username, f"device.credentials_{action}", "device", device_id, None)
+    conn.commit()
 
 
 def _credentials(request: Request, device_id: str, password: str | None) -> MqttCredentials:
@@ -636,11 +625,14 @@ def _credentials(request: Request, device_id: str, password: str | None) -> Mqtt
     responses={**NOT_FOUND, **CONFLICT},
 )
 def mqtt_credentials(
-    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
+    request: Request,
+    conn: DbTx,
+    device_id: str = ID_PATH,
+    user: Principal = Depends(require("installer")),
 ) -> MqttCredentials:
     """The broker address, user name and topics to configure on the device. The password is
     shown only once, when it is set: POST to this path (reading is logged)."""
-    _credentials_scope(request, device_id, user, "read")
+    _credentials_scope(conn, device_id, user, "read")
     return _credentials(request, device_id, None)
 
 
@@ -651,13 +643,16 @@ def mqtt_credentials(
     responses={**NOT_FOUND, **CONFLICT},
 )
 def reset_mqtt_credentials(
-    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require("installer"))
+    request: Request,
+    conn: DbTx,
+    device_id: str = ID_PATH,
+    user: Principal = Depends(require("installer")),
 ) -> MqttCredentials:
     """Draw a new random password for the device (the old one stops working at once) and return
     it with the broker address: the only time it is shown. Logged in the audit log."""
     from ingest.broker_acl import CredentialsError, reset_device_credentials
 
-    _credentials_scope(request, device_id, user, "reset")
+    _credentials_scope(conn, device_id, user, "reset")
     try:
         out = reset_device_credentials(
             device_id, user.username, settings=request.app.state.settings, role="api"

@@ -6,14 +6,15 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import text
+from sqlalchemy import DateTime, Select, and_, extract, func, literal, or_, select, true
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Db, Principal, require
 from api.errors import COMMON_RESPONSES
 from api.geojson import BBOX_PATTERN, BBox, parse_bbox
-from api.scope import scope_sql
+from api.query import in_box, in_scope
+from gridwatch import schema
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -29,30 +30,84 @@ def camera_kinds() -> list[str]:
 # The audit's definitions (geo/audit_sql.py): networking rate = networked / registered cameras;
 # online rate = seconds online / seconds registered over the window, networked cameras, from the
 # presence intervals; intact rate = latest diagnosis intact / cameras with a diagnosis.
-KPI_SQL = """
-WITH cams AS (
-  SELECT d.id, d.networked, d.status, d.registered_at FROM devices d
-  WHERE {where}
-), tot AS (
-  SELECT count(*) AS cameras, count(*) FILTER (WHERE networked) AS networked,
-         count(*) FILTER (WHERE networked AND status = 'online') AS online_now,
-         sum(extract(epoch FROM :now - greatest(:t0, registered_at)))
-           FILTER (WHERE networked AND registered_at < :now) AS span
-  FROM cams
-), up AS (
-  SELECT sum(extract(epoch FROM least(coalesce(p.ended_at, :now), :now)
-                                - greatest(p.started_at, :t0, c.registered_at))) AS s
-  FROM device_presence p JOIN cams c ON c.id = p.device_id
-  WHERE c.networked AND p.started_at < :now
-    AND (p.ended_at IS NULL OR p.ended_at > greatest(:t0, c.registered_at))
-), health AS (
-  SELECT count(l.intact) AS checked, count(*) FILTER (WHERE l.intact) AS intact
-  FROM cams c CROSS JOIN LATERAL (
-    SELECT h.intact FROM camera_health h WHERE h.device_id = c.id ORDER BY h.ts DESC LIMIT 1
-  ) l WHERE c.networked
-)
-SELECT tot.*, coalesce(up.s, 0) AS up_s, health.checked, health.intact FROM tot, up, health
-"""
+def kpi_query(
+    scopes: list[str] | None, box: BBox | None, now: datetime, t0: datetime
+) -> Select[Any]:
+    """One row: cameras, networked, online_now, span (s), up_s, checked, intact."""
+    d, p, h = schema.devices, schema.device_presence, schema.camera_health
+    at_now = literal(now, DateTime(timezone=True))
+    since = literal(t0, DateTime(timezone=True))
+    cams = (
+        select(d.c.id, d.c.networked, d.c.status, d.c.registered_at)
+        .where(
+            in_scope(d.c.region_code, scopes),
+            d.c.retired_at.is_(None),
+            d.c.position.is_not(None),
+            d.c.kind.in_(camera_kinds()),
+            in_box(d.c.position, box),
+        )
+        .cte("cams")
+    )
+    start = func.greatest(since, cams.c.registered_at, type_=DateTime(timezone=True))
+    tot = (
+        select(
+            func.count().label("cameras"),
+            func.count().filter(cams.c.networked).label("networked"),
+            func.count()
+            .filter(and_(cams.c.networked, cams.c.status == "online"))
+            .label("online_now"),
+            func.sum(extract("epoch", at_now - start))
+            .filter(and_(cams.c.networked, cams.c.registered_at < at_now))
+            .label("span"),
+        )
+        .select_from(cams)
+        .subquery("tot")
+    )
+    ended = func.least(func.coalesce(p.c.ended_at, at_now), at_now)
+    began = func.greatest(p.c.started_at, since, cams.c.registered_at)
+    up = (
+        select(func.sum(extract("epoch", ended - began)).label("s"))
+        .select_from(p.join(cams, cams.c.id == p.c.device_id))
+        .where(
+            cams.c.networked,
+            p.c.started_at < at_now,
+            or_(p.c.ended_at.is_(None), p.c.ended_at > start),
+        )
+        .subquery("up")
+    )
+    latest = (
+        select(h.c.intact)
+        .where(h.c.device_id == cams.c.id)
+        .order_by(h.c.ts.desc())
+        .limit(1)
+        .lateral("l")
+    )
+    health = (
+        select(
+            func.count(latest.c.intact).label("checked"),
+            func.count().filter(latest.c.intact).label("intact"),
+        )
+        .select_from(cams.join(latest, true()))
+        .where(cams.c.networked)
+        .subquery("health")
+    )
+    return select(
+        tot, func.coalesce(up.c.s, 0).label("up_s"), health.c.checked, health.c.intact
+    ).select_from(tot.join(up, true()).join(health, true()))
+
+
+def open_alarms_query(scopes: list[str] | None, box: BBox | None) -> Select[Any]:
+    """Open alarms by severity in the scope and box."""
+    a = schema.alarms
+    return (
+        select(a.c.severity, func.count())
+        .where(
+            in_scope(a.c.region_code, scopes),
+            a.c.state.in_(("new", "acknowledged", "dispatched")),
+            in_box(a.c.position, box),
+        )
+        .group_by(a.c.severity)
+    )
 
 
 class Kpi(BaseModel):
@@ -79,7 +134,7 @@ class Kpi(BaseModel):
 
 @router.get("/devices/kpi", response_model=Kpi, summary="KPIs for the region or view")
 def kpi(
-    request: Request,
+    conn: Db,
     region: str | None = Query(None, pattern=r"^[0-9]{12}$", description="12-digit division code"),
     bbox: str | None = Query(
         None, max_length=200, pattern=BBOX_PATTERN, description="west,south,east,north (WGS 84)"
@@ -89,31 +144,11 @@ def kpi(
 ) -> Kpi:
     """Online, intact and networking rates as the audit defines them, and open alarms."""
     box = parse_bbox(bbox, max_sq_deg=360.0 * 180.0)
-    cond, scope = scope_sql("d.region_code", user.visible(region))
-    params: dict[str, Any] = dict(scope)
-    where = [cond, "d.retired_at IS NULL", "d.position IS NOT NULL", "d.kind = ANY(:kinds)"]
-    params["kinds"] = camera_kinds()
-    acond, ascope = scope_sql("a.region_code", user.visible(region))
-    aparams: dict[str, Any] = dict(ascope)
-    awhere = [acond, "a.state IN ('new', 'acknowledged', 'dispatched')"]
-    if box is not None:
-        where.append(f"d.position && {BBox.SQL}")
-        awhere.append(f"a.position && {BBox.SQL}")
-        params.update(box.params())
-        aparams.update(box.params())
-    with request.app.state.engine.connect() as conn:
-        now = conn.execute(text("SELECT now()")).scalar_one()
-        t0 = now - timedelta(hours=hours)
-        row = conn.execute(
-            text(KPI_SQL.format(where=" AND ".join(where))), {**params, "now": now, "t0": t0}
-        ).one()
-        sev = conn.execute(
-            text(
-                f"SELECT a.severity, count(*) FROM alarms a WHERE {' AND '.join(awhere)} "
-                "GROUP BY a.severity"
-            ),
-            aparams,
-        ).all()
+    scopes = user.visible(region)
+    now = conn.execute(select(func.now())).scalar_one()
+    t0 = now - timedelta(hours=hours)
+    row = conn.execute(kpi_query(scopes, box, now, t0)).one()
+    sev = conn.execute(open_alarms_query(scopes, box)).all()
     span = float(row.span or 0)
     return Kpi(
         cameras=row.cameras,

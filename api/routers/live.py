@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.deps import Principal, require
+from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.live import SEGMENT_NAME, LiveError, LiveStreams
 from api.routers.cameras import readable_device
@@ -61,16 +61,16 @@ def _error(exc: LiveError) -> ApiError:
 )
 def start_live(
     request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     user: Principal = Depends(require(*READERS)),
 ) -> LiveViewer:
     """Joins the camera's running transcode or starts FFmpeg on its RTSP URL; answers once the
     first HLS segment is ready."""
-    with request.app.state.engine.connect() as conn:
-        readable_device(conn, device_id, user)
-        url = conn.execute(
-            text("SELECT stream_url FROM devices WHERE id = :id"), {"id": device_id}
-        ).scalar()
+    readable_device(conn, device_id, user)
+    url = conn.execute(
+        text("SELECT stream_url FROM devices WHERE id = :id"), {"id": device_id}
+    ).scalar()
     if not url:
         raise ApiError(404, f"camera {device_id} has no stream URL", code="no_stream")
     live = streams(request)

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.deps import get_engine
+
 router = APIRouter(tags=["operations"])
 
 
@@ -41,7 +43,7 @@ def health(request: Request):
     """200 when the database answers (status 'degraded' when only the broker is down); 503 otherwise. No sign-in needed."""
     heads: list[str] = []
     try:
-        with request.app.state.engine.connect() as conn:
+        with get_engine(request).connect() as conn:
             heads = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
         database = "ok"
     except Exception as exc:  # report, never raise: health must always answer
@@ -103,7 +105,7 @@ def metrics(request: Request) -> PlainTextResponse:
         f"gridwatch_stream_clients {request.app.state.broadcaster.client_count}",
     ]
     try:
-        with request.app.state.engine.connect() as conn:
+        with get_engine(request).connect() as conn:
             for name, help_text, sql, label in GAUGES:
                 lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
                 for key, count in conn.execute(text(sql)):

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from api.deps import get_engine
 from maps.assets import NODE_MODULES, STATIC, STATIC_URL, VENDOR_PACKAGES, VENDOR_URL, check_assets
 from maps.pages import DEFAULT_BOUNDS, Page, PageConfig, build_page
 
@@ -24,7 +25,7 @@ TITLES = {
 def _bounds(request: Request, region: str | None):
     """The box to show first: the region asked for, else everything loaded, else a default."""
     try:
-        with request.app.state.engine.connect() as conn:
+        with get_engine(request).connect() as conn:
             if region:
                 row = conn.execute(
                     text(

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, false, func, select, text, true
 
-from api.deps import Principal, require
+from api.deps import Db, DbTx, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
 from api.geojson import Page, paging
 from api.placement import check_position
+from api.query import one_page
 from api.routers.devices import ChangeResult, DeviceChanges, _emit, _result
 from api.trail import record
 from geo.registry import DeviceRegistration, register_device, validate_registration
+from gridwatch import schema
 
 router = APIRouter(prefix="/pending-devices", tags=["pending devices"], responses=COMMON_RESPONSES)
 
@@ -52,36 +54,34 @@ def _kind(device_id: str) -> str | None:
 
 @router.get("", response_model=PendingPage, summary="List pending devices")
 def list_pending(
-    request: Request,
+    conn: Db,
     page: Page = Depends(paging),
     user: Principal = Depends(require("installer", "operator", "auditor")),
 ) -> PendingPage:
     """Unknown ids heard on the broker; an installer sees those whose id names one of their regions."""
-    params = {"limit": page.limit + 1, "offset": page.offset}
-    where = "TRUE"
+    pd = schema.pending_devices
     scopes = user.scopes
-    if scopes is not None:
-        if not scopes:
-            where = "FALSE"
-        else:
-            parts = []
-            for i, code in enumerate(scopes):
-                parts.append(f"left(id, 6) = :p{i}")
-                params[f"p{i}"] = code[:6]
-            where = "(" + " OR ".join(parts) + ")"
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT id, first_seen, last_seen, message_count, last_topic, ST_X(position) AS lon, "
-                    f"ST_Y(position) AS lat FROM pending_devices WHERE {where} "
-                    "ORDER BY last_seen DESC, id LIMIT :limit OFFSET :offset"
-                ),
-                params,
-            )
-            .mappings()
-            .all()
+    named: ColumnElement[bool]
+    if scopes is None:
+        named = true()
+    else:  # the id's first six digits are the county it names
+        named = (
+            func.left(pd.c.id, 6).in_(sorted({code[:6] for code in scopes})) if scopes else false()
         )
+    stmt = (
+        select(
+            pd.c.id,
+            pd.c.first_seen,
+            pd.c.last_seen,
+            pd.c.message_count,
+            pd.c.last_topic,
+            func.ST_X(pd.c.position).label("lon"),
+            func.ST_Y(pd.c.position).label("lat"),
+        )
+        .where(named)
+        .order_by(pd.c.last_seen.desc(), pd.c.id)
+    )
+    rows = conn.execute(one_page(stmt, page)).mappings().all()
     items = [PendingOut(**r, kind=_kind(r["id"])) for r in rows[: page.limit]]
     return PendingPage(
         items=items,
@@ -100,48 +100,47 @@ def list_pending(
 )
 def adopt(
     body: DeviceChanges,  # type: ignore[valid-type]
-    request: Request,
+    conn: DbTx,
     device_id: str = Path(..., pattern=r"^[0-9]{20}$"),
     user: Principal = Depends(require("installer")),
 ) -> ChangeResult:
     """Register a pending id with the installer's details (position defaults to the one it reported)."""
     fields = body.model_dump(exclude_unset=True)
-    with request.app.state.engine.begin() as conn:
-        row = conn.execute(
-            text(
-                "SELECT ST_X(position) AS lon, ST_Y(position) AS lat FROM pending_devices "
-                "WHERE id = :id FOR UPDATE"
-            ),
-            {"id": device_id},
-        ).first()
-        if row is None:
-            raise ApiError(404, f"{device_id} is not a pending device")
-        if "lon" not in fields and row.lon is not None:
-            fields.update(lon=row.lon, lat=row.lat, crs="wgs84")
-        if "lon" not in fields or "lat" not in fields:
-            raise unprocessable("lon", "this device reported no position: give lon and lat")
-        reg: DeviceRegistration = validate_registration({"id": device_id, **fields})
-        check_position(conn, device_id, reg.lon, reg.lat, reg.crs, user)
-        out = register_device(conn, reg, user.username)
-        conn.execute(text("DELETE FROM pending_devices WHERE id = :id"), {"id": device_id})
-        record(
-            conn,
-            user.username,
-            "pending.adopt",
-            "device",
-            device_id,
-            {"region_code": out.get("region_code")},
-        )
-        _emit(
-            conn,
-            "x.device.registered",
-            out.get("region_code"),
-            {
-                "id": device_id,
-                "kind": out.get("kind"),
-                "status": "unknown",
-                "lon": out.get("lon"),
-                "lat": out.get("lat"),
-            },
-        )
+    row = conn.execute(
+        text(
+            "SELECT ST_X(position) AS lon, ST_Y(position) AS lat FROM pending_devices "
+            "WHERE id = :id FOR UPDATE"
+        ),
+        {"id": device_id},
+    ).first()
+    if row is None:
+        raise ApiError(404, f"{device_id} is not a pending device")
+    if "lon" not in fields and row.lon is not None:
+        fields.update(lon=row.lon, lat=row.lat, crs="wgs84")
+    if "lon" not in fields or "lat" not in fields:
+        raise unprocessable("lon", "this device reported no position: give lon and lat")
+    reg: DeviceRegistration = validate_registration({"id": device_id, **fields})
+    check_position(conn, device_id, reg.lon, reg.lat, reg.crs, user)
+    out = register_device(conn, reg, user.username)
+    conn.execute(text("DELETE FROM pending_devices WHERE id = :id"), {"id": device_id})
+    record(
+        conn,
+        user.username,
+        "pending.adopt",
+        "device",
+        device_id,
+        {"region_code": out.get("region_code")},
+    )
+    _emit(
+        conn,
+        "x.device.registered",
+        out.get("region_code"),
+        {
+            "id": device_id,
+            "kind": out.get("kind"),
+            "status": "unknown",
+            "lon": out.get("lon"),
+            "lat": out.get("lat"),
+        },
+    )
     return _result(out)

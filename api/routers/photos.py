@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Db, Principal, get_engine, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.placement import device_region
 from api.trail import record
@@ -115,7 +115,7 @@ async def add_photo(
     request: Request,
     device_id: str = ID_PATH,
     note: str | None = Query(None, max_length=500, description="What the photo shows"),
-    user: Principal = Depends(require("installer")),
+    user: Principal = Depends(require("installer", brief=True)),  # no connection during upload
 ) -> PhotoOut:
     """A photo of the installation (JPEG or PNG from the phone), kept with the device; logged."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -123,8 +123,7 @@ async def add_photo(
         raise ApiError(415, "send the photo as image/jpeg or image/png")
     data = await _body(request)
     jpeg, width, height = _reencode(data)
-    engine = request.app.state.engine
-    with engine.begin() as conn:
+    with get_engine(request).begin() as conn:
         user.require_region(device_region(conn, device_id), "add photos to devices")
         count = conn.execute(
             text("SELECT count(*) FROM device_photos WHERE device_id = :d"), {"d": device_id}
@@ -154,25 +153,24 @@ async def add_photo(
     responses={404: {"model": ErrorOut}},
 )
 def list_photos(
-    request: Request, device_id: str = ID_PATH, user: Principal = Depends(require(*ANY_ROLE))
+    conn: Db, device_id: str = ID_PATH, user: Principal = Depends(require(*ANY_ROLE))
 ) -> list[PhotoOut]:
     """The device's installation photos, newest first."""
-    with request.app.state.engine.connect() as conn:
-        if not user.may_touch(device_region(conn, device_id)):
-            raise ApiError(
-                403, f"device {device_id} is outside the regions assigned to {user.username!r}"
-            )
-        rows = (
-            conn.execute(
-                text(
-                    "SELECT id, device_id, width, height, note, taken_by, taken_at FROM device_photos "
-                    "WHERE device_id = :d ORDER BY taken_at DESC, id DESC"
-                ),
-                {"d": device_id},
-            )
-            .mappings()
-            .all()
+    if not user.may_touch(device_region(conn, device_id)):
+        raise ApiError(
+            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
         )
+    rows = (
+        conn.execute(
+            text(
+                "SELECT id, device_id, width, height, note, taken_by, taken_at FROM device_photos "
+                "WHERE device_id = :d ORDER BY taken_at DESC, id DESC"
+            ),
+            {"d": device_id},
+        )
+        .mappings()
+        .all()
+    )
     return [_out(r) for r in rows]
 
 
@@ -183,21 +181,20 @@ def list_photos(
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
 )
 def get_photo(
-    request: Request,
+    conn: Db,
     device_id: str = ID_PATH,
     photo_id: int = Path(..., ge=1),
     user: Principal = Depends(require(*ANY_ROLE)),
 ) -> Response:
     """The photo itself; private to readers of the device's region, cacheable (it never changes)."""
-    with request.app.state.engine.connect() as conn:
-        if not user.may_touch(device_region(conn, device_id)):
-            raise ApiError(
-                403, f"device {device_id} is outside the regions assigned to {user.username!r}"
-            )
-        data = conn.execute(
-            text("SELECT bytes FROM device_photos WHERE id = :p AND device_id = :d"),
-            {"p": photo_id, "d": device_id},
-        ).scalar()
+    if not user.may_touch(device_region(conn, device_id)):
+        raise ApiError(
+            403, f"device {device_id} is outside the regions assigned to {user.username!r}"
+        )
+    data = conn.execute(
+        text("SELECT bytes FROM device_photos WHERE id = :p AND device_id = :d"),
+        {"p": photo_id, "d": device_id},
+    ).scalar()
     if data is None:
         raise ApiError(404, f"device {device_id} has no photo {photo_id}")
     return Response(

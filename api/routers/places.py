@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, StringConstraints
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Connection, Select, func, select, text
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import (
     BBOX_PATTERN,
@@ -54,16 +54,15 @@ class RegionPage(BaseModel):
     next_offset: int | None = None
 
 
-def _feature_page(request: Request, stmt: Select[Any], page: Page) -> FeatureCollection:
+def _feature_page(conn: Connection, stmt: Select[Any], page: Page) -> FeatureCollection:
     """Run one page of `stmt` (rows carry `geojson`) and wrap the rows as GeoJSON."""
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(one_page(stmt, page)).mappings().all()
-    return collection(list(rows), page)
+    rows = conn.execute(one_page(stmt, page)).mappings().all()
+    return collection(rows, page)
 
 
 @router.get("/regions", response_model=RegionPage, summary="List regions")
 def list_regions(
-    request: Request,
+    conn: Db,
     parent: str | None = CODE_QUERY,
     level: int | None = Query(None, ge=1, le=5, description="1 province … 5 village"),
     q: str | None = Query(
@@ -90,8 +89,7 @@ def list_regions(
     )
     cols = (r.c.code, r.c.level, r.c.name, r.c.parent_code, r.c.urban_rural_code)
     stmt = one_page(select(*cols).where(cond).order_by(r.c.code), page)
-    with request.app.state.engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+    rows = conn.execute(stmt).mappings().all()
     more = len(rows) > page.limit
     return RegionPage(
         items=[RegionOut(**r) for r in rows[: page.limit]],
@@ -108,28 +106,27 @@ def list_regions(
     responses={404: {"model": ErrorOut}},
 )
 def get_region(
-    request: Request, code: str = CODE_PATH, _user: Principal = Depends(require(*ANY_ROLE))
+    conn: Db, code: str = CODE_PATH, _user: Principal = Depends(require(*ANY_ROLE))
 ) -> RegionOut:
     """A region, how many children it has, how many devices inside it and how many are online."""
     from api.scope import region_range
 
     lo, hi = region_range(code)
-    with request.app.state.engine.connect() as conn:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT code, level, name, parent_code, urban_rural_code, "
-                    "CASE WHEN geom IS NULL THEN NULL ELSE ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] END AS bbox, "
-                    "(SELECT count(*) FROM regions c WHERE c.parent_code = r.code) AS children, "
-                    "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.region_code BETWEEN :lo AND :hi) AS devices, "
-                    "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.status = 'online' AND d.region_code BETWEEN :lo AND :hi) AS online "
-                    "FROM regions r WHERE code = :code"
-                ),
-                {"code": code, "lo": lo, "hi": hi},
-            )
-            .mappings()
-            .first()
+    row = (
+        conn.execute(
+            text(
+                "SELECT code, level, name, parent_code, urban_rural_code, "
+                "CASE WHEN geom IS NULL THEN NULL ELSE ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] END AS bbox, "
+                "(SELECT count(*) FROM regions c WHERE c.parent_code = r.code) AS children, "
+                "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.region_code BETWEEN :lo AND :hi) AS devices, "
+                "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.status = 'online' AND d.region_code BETWEEN :lo AND :hi) AS online "
+                "FROM regions r WHERE code = :code"
+            ),
+            {"code": code, "lo": lo, "hi": hi},
         )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise ApiError(404, f"region {code} is not loaded")
     return RegionOut(**row)
@@ -149,7 +146,7 @@ SIMPLIFY_QUERY = Query(
 
 @router.get("/geo/regions", response_model=FeatureCollection, summary="Region outlines (GeoJSON)")
 def regions_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     level: int | None = Query(None, ge=1, le=5),
     parent: str | None = CODE_QUERY,
@@ -168,12 +165,12 @@ def regions_geojson(
     )
     cols = (r.c.code.label("id"), r.c.code, r.c.level, r.c.name, r.c.parent_code)
     stmt = select(*cols, r.c.urban_rural_code, _outline(simplify_m, r.c.geom))
-    return _feature_page(request, stmt.where(cond).order_by(r.c.code), page)
+    return _feature_page(conn, stmt.where(cond).order_by(r.c.code), page)
 
 
 @router.get("/geo/grids", response_model=FeatureCollection, summary="Grids (GeoJSON)")
 def grids_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     level: int | None = Query(None, ge=1, le=3, description="1 street, 2 community, 3 base grid"),
     region: str | None = CODE_QUERY,
@@ -192,12 +189,12 @@ def grids_geojson(
     workers = select(func.count()).where(w.c.grid_id == g.c.id).scalar_subquery()
     cols = (g.c.id, g.c.code, g.c.name, g.c.level, g.c.parent_id, g.c.region_code, g.c.households)
     stmt = select(*cols, workers.label("workers"), _outline(simplify_m, g.c.geom))
-    return _feature_page(request, stmt.where(cond).order_by(g.c.id), page)
+    return _feature_page(conn, stmt.where(cond).order_by(g.c.id), page)
 
 
 @router.get("/geo/key-sites", response_model=FeatureCollection, summary="Key sites (GeoJSON)")
 def key_sites_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     kind: str | None = Query(None, max_length=64),
     region: str | None = CODE_QUERY,
@@ -213,14 +210,14 @@ def key_sites_geojson(
         in_scope(k.c.region_code, [region]) if region else None,
     )
     stmt = select(k.c.id, k.c.name, k.c.kind, k.c.region_code, _outline(None, k.c.geom))
-    return _feature_page(request, stmt.where(cond).order_by(k.c.id), page)
+    return _feature_page(conn, stmt.where(cond).order_by(k.c.id), page)
 
 
 @router.get(
     "/geo/coverage", response_model=FeatureCollection, summary="Camera coverage sectors (GeoJSON)"
 )
 def coverage_geojson(
-    request: Request,
+    conn: Db,
     bbox: str | None = BBOX_QUERY,
     region: str | None = CODE_QUERY,
     status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
@@ -239,7 +236,7 @@ def coverage_geojson(
     )
     cols = (d.c.id, d.c.name, d.c.kind, d.c.status, d.c.region_code, d.c.heading_deg)
     stmt = select(*cols, d.c.hfov_deg, d.c.range_m, _outline(None, d.c.fov))
-    return _feature_page(request, stmt.where(cond).order_by(d.c.id), page)
+    return _feature_page(conn, stmt.where(cond).order_by(d.c.id), page)
 
 
 # Which place names a map shows at a zoom (Leaflet/web-mercator zoom levels, both ends included):
@@ -318,7 +315,7 @@ def _text_angle(azimuth: float | None) -> float | None:
     operation_id="place_labels",
 )
 def labels_geojson(
-    request: Request,
+    conn: Db,
     bbox: str = Query(
         ...,
         max_length=200,
@@ -350,8 +347,7 @@ def labels_geojson(
     if not shown:
         rows: list[dict[str, Any]] = []
     else:
-        with request.app.state.engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(text(_LABELS_SQL), params).mappings().all()]
+        rows = [dict(r) for r in conn.execute(text(_LABELS_SQL), params).mappings().all()]
     for row in rows:
         row["angle"] = _text_angle(row["angle"]) if row["kind"] == "road" else None
     return collection(rows, Page(limit, 0))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 
-from api.deps import Principal, require
+from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
@@ -70,15 +70,15 @@ def readable_device(conn, device_id: str, user: Principal):
 )
 def get_snapshot(
     request: Request,
+    conn: Db,
     device_id: str = DEVICE_ID,
     user: Principal = Depends(require(*READERS)),  # the page's session cookie works for <img>
 ) -> Response:
     """The latest JPEG the camera sent, with its privacy masks applied before it leaves the hub."""
-    with request.app.state.engine.connect() as conn:
-        device = readable_device(conn, device_id, user)
-        row = conn.execute(
-            text("SELECT at, jpeg FROM device_snapshots WHERE device_id = :id"), {"id": device_id}
-        ).first()
+    device = readable_device(conn, device_id, user)
+    row = conn.execute(
+        text("SELECT at, jpeg FROM device_snapshots WHERE device_id = :id"), {"id": device_id}
+    ).first()
     if row is None or row.jpeg is None:
         raise ApiError(404, f"camera {device_id} has sent no snapshot yet", code="no_snapshot")
     masks = hashlib.sha256(repr((device.config or {}).get("privacy")).encode()).hexdigest()[:12]

@@ -8,7 +8,7 @@ import json
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Principal, get_engine, require
 from api.errors import COMMON_RESPONSES
 from api.stream import read_since, scoped
 from ingest.events import HubEvent
@@ -65,7 +65,7 @@ async def stream(
     once: bool = Query(
         False, description="Send the replay and a hello, then close (for scripts and tests)"
     ),
-    user: Principal = Depends(require(*ANY_ROLE)),
+    user: Principal = Depends(require(*ANY_ROLE, brief=True)),  # streams hold no connection
 ) -> StreamingResponse:
     """Each event is `id: <n>`, `event: <kind>` (alarm.new, alarm.updated, device.status,
     device.position, geofence.enter, geofence.exit, x.device.*), `data: <json>`. A reconnecting
@@ -73,7 +73,7 @@ async def stream(
     `hello`, carries the id the stream starts after. Pages authenticate with their session cookie
     (EventSource sends it), scripts with the Authorization header; tokens in URLs are refused."""
     broadcaster = request.app.state.broadcaster
-    engine = request.app.state.engine
+    engine = get_engine(request)
     scopes = user.visible(region)
     sub = broadcaster.subscribe(scopes)
     start = since if since is not None else int(last_event_id) if last_event_id else None

@@ -7,10 +7,10 @@ import time
 from collections import OrderedDict
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
-from api.deps import ANY_ROLE, Principal, require
+from api.deps import ANY_ROLE, Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.scope import scope_sql
 from maps.tiles import MAX_ZOOM, Tile, TileError, context_tile, device_tile
@@ -62,7 +62,7 @@ _cache = TileCache()
     },
 )
 def tile(
-    request: Request,
+    conn: Db,
     layer: Literal["devices", "context"],
     z: int = Path(..., ge=0, le=MAX_ZOOM),
     x: int = Path(..., ge=0, le=2**MAX_ZOOM - 1),
@@ -81,12 +81,11 @@ def tile(
     key = (layer, z, x, y, tuple(scopes) if scopes is not None else None)
     body = _cache.get(key, TTL_S[layer])
     if body is None:
-        with request.app.state.engine.connect() as conn:
-            body = (
-                device_tile(conn, address, scope_sql("d.region_code", scopes))
-                if layer == "devices"
-                else context_tile(conn, address)
-            )
+        body = (
+            device_tile(conn, address, scope_sql("d.region_code", scopes))
+            if layer == "devices"
+            else context_tile(conn, address)
+        )
         _cache.put(key, body)
     return Response(
         content=body,
