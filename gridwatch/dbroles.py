@@ -94,6 +94,8 @@ NARROW: dict[str, dict[str, dict[str, Columns]]] = {
         "intersections": {"SELECT": ("id", "geom")},
         "regions": {"SELECT": ("code", "level", "retired_at")},
         "region_parts": {"SELECT": None},
+        # a channel without a village of its own gets the approximate one (geo.bulk, 0013)
+        "village_area_parts": {"SELECT": ("village_code", "geom")},
         "grids": {"SELECT": ("id", "level", "geom")},
         "audit_log": {"INSERT": ("actor", "action", "entity", "entity_id", "detail")},
         "pending_devices": {"SELECT": None, "INSERT": None, "UPDATE": None},

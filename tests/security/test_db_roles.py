@@ -203,6 +203,7 @@ NARROW_EXPECTED: dict[str, dict[tuple[str, str], object]] = {
         ("intersections", "SELECT"): {"id", "geom"},
         ("regions", "SELECT"): {"code", "level", "retired_at"},
         ("region_parts", "SELECT"): ALL,
+        ("village_area_parts", "SELECT"): {"village_code", "geom"},
         ("grids", "SELECT"): {"id", "level", "geom"},
         ("audit_log", "INSERT"): {"actor", "action", "entity", "entity_id", "detail"},
         ("pending_devices", "SELECT"): ALL,
