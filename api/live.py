@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 SCHEMES = ("rtsp", "rtsps")
+GB28181_SOURCE = "gb28181:"  # a stream's source when it is a GB/T 28181 live session, not a URL
 SEGMENT_NAME = re.compile(r"^(index\.m3u8|seg[0-9]{1,9}\.ts)$")
 PLAYLIST = "index.m3u8"
 MAX_VIEWERS = 32  # per camera
@@ -59,6 +61,38 @@ HLS_TIME_S = 0.5
 def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
     """FFmpeg reading the camera over RTSP (TCP, 5 s I/O timeout, RTSP protocols only) and
     writing a short rolling HLS playlist into `out`, a segment per GOP (at least HLS_TIME_S)."""
+    return [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+        *INPUT_OPTIONS,
+        "-i", url, *hls_output(out, video),
+    ]  # fmt: skip
+
+
+# A GB/T 28181 channel's MPEG-PS as gb28181.live.live_input serves it on 127.0.0.1 (the same
+# 1 s / 1 MB probing as RTSP)
+PS_INPUT_OPTIONS = ["-f", "mpeg", "-analyzeduration", "1000000", "-probesize", "1000000"]
+
+
+def ps_ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
+    """FFmpeg reading the MPEG-PS of a GB/T 28181 live session (tcp://127.0.0.1 only) into HLS."""
+    if not url.startswith("tcp://127.0.0.1:"):
+        raise LiveError(500, "error", "a GB/T 28181 session is read from 127.0.0.1 only")
+    return [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-protocol_whitelist", "tcp", *PS_INPUT_OPTIONS,
+        "-i", url, *hls_output(out, video),
+    ]  # fmt: skip
+
+
+def gb_command(device_id: str, out: Path, video: str = "copy") -> list[str]:
+    """The process that watches a GB/T 28181 channel: it asks the channel's gateway for the live
+    session (INVITE), runs FFmpeg on it into `out` and hangs up (BYE) when it is stopped."""
+    return [sys.executable, "-m", "api.live_gb", device_id, str(out), video]
+
+
+def hls_output(out: Path, video: str = "copy") -> list[str]:
+    """The output side: the first video stream, copied or re-encoded, as a rolling HLS playlist."""
     codec = (
         ["-c:v", "copy"]
         if video == "copy"
@@ -78,10 +112,7 @@ def ffmpeg_args(url: str, out: Path, video: str = "copy") -> list[str]:
         ]  # fmt: skip
     )
     return [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-protocol_whitelist", "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
-        *INPUT_OPTIONS,
-        "-i", url, "-map", "0:v:0", "-an", *codec,
+        "-map", "0:v:0", "-an", *codec,
         "-f", "hls", "-hls_time", str(HLS_TIME_S), "-hls_list_size", "6",
         "-hls_flags", "delete_segments+independent_segments+omit_endlist+temp_file",
         "-hls_segment_filename", str(out / "seg%d.ts"), str(out / PLAYLIST),
@@ -125,13 +156,14 @@ class LiveStreams:
         self._reaper: threading.Thread | None = None
 
     # ------------------------------------------------------------------ viewers
-    def open(self, device_id: str, url: str) -> tuple[str, Stream]:
-        """A new viewer of the camera: joins its running transcode or starts one."""
+    def open(self, device_id: str, url: str | None, gb28181: bool = False) -> tuple[str, Stream]:
+        """A new viewer of the camera: joins its running transcode or starts one. The camera's
+        RTSP URL, or with gb28181=True its GB/T 28181 live session (the URL is ignored)."""
         if self.max_transcodes <= 0:
             raise LiveError(503, "live_disabled", "live view is turned off on this hub")
         if shutil.which("ffmpeg") is None:
             raise LiveError(503, "live_unavailable", "FFmpeg is not installed on the hub")
-        url = check_stream_url(url)
+        url = GB28181_SOURCE + device_id if gb28181 else check_stream_url(url or "")
         viewer = secrets.token_urlsafe(12)
         with self._lock:
             s = self._streams.get(device_id)
@@ -204,8 +236,13 @@ class LiveStreams:
         directory.mkdir(parents=True, mode=0o700)
         errors = open(directory / "ffmpeg.log", "wb")  # noqa: SIM115 - handed to the child
         try:
+            command = (
+                gb_command(device_id, directory, self.video)
+                if url.startswith(GB28181_SOURCE)
+                else ffmpeg_args(url, directory, self.video)
+            )
             proc = subprocess.Popen(
-                ffmpeg_args(url, directory, self.video),
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
@@ -224,8 +261,8 @@ class LiveStreams:
             return
         if s.alive():
             s.proc.terminate()
-            try:
-                s.proc.wait(timeout=3)
+            try:  # a GB/T 28181 session also hangs up over the broker before it exits
+                s.proc.wait(timeout=8 if s.url.startswith(GB28181_SOURCE) else 3)
             except subprocess.TimeoutExpired:
                 s.proc.kill()
                 s.proc.wait(timeout=3)

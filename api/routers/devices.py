@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import Connection, and_, case, cast, func, literal, not_, or_, select, text
+from sqlalchemy import Connection, and_, case, cast, exists, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import JSON
 
 from api.deps import ANY_ROLE, Db, DbTx, Principal, require
@@ -69,7 +69,11 @@ DEVICE_SELECT = (
     *(_dev.c[name] for name in OUT_COLUMNS),
     func.ST_X(_dev.c.position).label("lon"),
     func.ST_Y(_dev.c.position).label("lat"),
-    _dev.c.stream_url.isnot(None).label("has_stream"),  # never the URL: it may hold a password
+    # never the URL (it may hold a password); a GB/T 28181 channel plays through its gateway
+    or_(
+        _dev.c.stream_url.isnot(None),
+        exists().where(schema.gb_devices.c.device_id == _dev.c.id),
+    ).label("has_stream"),
     from_hub(_dev.c.origin),
 )
 
@@ -88,7 +92,11 @@ DeviceOut: type[BaseModel] = table_model(
         "from_hub": (str | None, FROM_HUB),
         "has_stream": (
             bool,
-            Field(False, description="It has a stream URL: POST /devices/{id}/live plays it"),
+            Field(
+                False,
+                description="It has a stream URL or is a GB/T 28181 channel: "
+                "POST /devices/{id}/live plays it",
+            ),
         ),
         # lists only (GET /devices): where it is by name, since when it is down, its health
         "village_name": (str | None, Field(None, description="Village holding it (lists)")),

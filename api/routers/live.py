@@ -65,17 +65,23 @@ def start_live(
     device_id: str = DEVICE_ID,
     user: Principal = Depends(require(*READERS)),
 ) -> LiveViewer:
-    """Joins the camera's running transcode or starts FFmpeg on its RTSP URL; answers once the
-    first HLS segment is ready."""
+    """Joins the camera's running transcode or starts FFmpeg on its RTSP URL, or for a GB/T 28181
+    channel on the live session its gateway opens (INVITE); answers once the first HLS segment is
+    ready."""
     readable_device(conn, device_id, user)
-    url = conn.execute(
-        text("SELECT stream_url FROM devices WHERE id = :id"), {"id": device_id}
-    ).scalar()
-    if not url:
+    url, gb28181 = conn.execute(
+        text(
+            "SELECT d.stream_url, EXISTS (SELECT 1 FROM gb_devices g WHERE g.device_id = d.id) "
+            "FROM devices d WHERE d.id = :id"
+        ),
+        {"id": device_id},
+    ).one()
+    if not url and not gb28181:
         raise ApiError(404, f"camera {device_id} has no stream URL", code="no_stream")
     live = streams(request)
     try:
-        viewer, stream = live.open(device_id, url)
+        # a stream URL wins; a GB/T 28181 channel without one is asked through its gateway
+        viewer, stream = live.open(device_id, url, gb28181=not url)
     except LiveError as exc:
         raise _error(exc) from None
     if not live.wait_ready(stream, START_WAIT_S):

@@ -17,7 +17,14 @@ pytestmark = pytest.mark.integration
 
 def test_only_rtsp_urls_reach_ffmpeg(tmp_path):
     assert check_stream_url("rtsp://cam.lan:554/ch1") == "rtsp://cam.lan:554/ch1"
-    for bad in ("file:///etc/passwd", "http://x/y.m3u8", "concat:a|b", "rtsp:///nohost", "/tmp/a"):
+    for bad in (
+        "file:///etc/passwd",
+        "http://x/y.m3u8",
+        "concat:a|b",
+        "rtsp:///nohost",
+        "/tmp/a",
+        "gb28181:36098300001320000001",  # a stored URL never picks the GB/T 28181 path
+    ):
         with pytest.raises(LiveError) as err:
             check_stream_url(bad)
         assert err.value.code == "bad_stream_url"
@@ -110,7 +117,7 @@ def test_live_view_is_capped_and_idle_ones_stop(client, headers, cameras, live):
     client.delete(again.json()["url"], headers=h)
 
 
-def test_live_view_refuses_what_it_must(client, headers, cameras, live):
+def test_live_view_refuses_what_it_must(client, headers, cameras, live, engine):
     h = headers["t-operator"]
     r = client.post(f"/api/v1/devices/{cameras[2]}/live", headers=h)
     assert r.status_code == 422 and r.json()["code"] == "bad_stream_url"
@@ -123,6 +130,14 @@ def test_live_view_refuses_what_it_must(client, headers, cameras, live):
     ).is_success
     r = client.post(f"/api/v1/devices/{plain}/live", headers=h)
     assert r.status_code == 404 and r.json()["code"] == "no_stream"
+    assert client.get(f"/api/v1/devices/{plain}", headers=h).json()["has_stream"] is False
+    # a GB/T 28181 channel plays through its gateway; with none answering: 504, nothing left
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO gb_devices (device_id) VALUES (:d)"), {"d": plain})
+    assert client.get(f"/api/v1/devices/{plain}", headers=h).json()["has_stream"] is True
+    r = client.post(f"/api/v1/devices/{plain}/live", headers=h)
+    assert r.status_code == 504 and r.json()["code"] == "no_picture"
+    assert live.running() == {}
     assert client.post(f"/api/v1/devices/{cameras[0]}/live").status_code == 401
     assert (
         client.post(

@@ -25,6 +25,18 @@ def _decode(url: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+async def _online(ep, dev, chan, engine) -> None:
+    """Register the simulated NVR and wait until its channel is stored and granted (its
+    heartbeat made it online)."""
+    assert await ep.register(dev) == 200
+    assert await until(
+        lambda: (
+            q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id) == [("online",)]
+        ),
+        180,  # a catalog on a loaded machine
+    )
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_live_view_invite_rtp_ps_to_ffmpeg(
     transport, gateway, register, start_worker, engine
@@ -39,15 +51,7 @@ def test_live_view_invite_rtp_ps_to_ffmpeg(
         ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN).open()
         ep.add(dev)
         try:
-            assert await ep.register(dev) == 200
-            # the channel is stored and granted (its heartbeat made it online)
-            assert await until(
-                lambda: (
-                    q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id)
-                    == [("online",)]
-                ),
-                180,  # a catalog on a loaded machine
-            )
+            await _online(ep, dev, chan, engine)
             async with live.live_input(chan.device_id, transport=transport) as view:
                 out = await asyncio.to_thread(_decode, view.url)
                 assert out.returncode == 0, out.stderr[-2000:]
@@ -119,14 +123,7 @@ def test_live_view_signalling_against_sipp(
         ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN).open()
         ep.add(dev)
         try:
-            assert await ep.register(dev) == 200
-            assert await until(
-                lambda: (
-                    q(engine, "SELECT status FROM devices WHERE id = :i", i=chan.device_id)
-                    == [("online",)]
-                ),
-                180,  # a catalog on a loaded machine
-            )
+            await _online(ep, dev, chan, engine)
         finally:
             ep.close()
         port = ep.local[1]  # SIPp takes over the NVR's address
@@ -148,3 +145,48 @@ def test_live_view_signalling_against_sipp(
         assert "ACK sip:" in trace and "BYE sip:" in trace
 
     run(scenario_run())
+
+
+def test_console_live_view_of_a_channel_is_hls(gateway, register, start_worker, engine, tmp_path):
+    """The console's live view (api.live) on a GB/T 28181 channel without a stream URL: its
+    process asks the gateway for the session, FFmpeg writes HLS of the channel's real H.264, and
+    the last viewer leaving stops it and hangs up (BYE)."""
+    from api.live import LiveStreams
+
+    start_worker()
+    gw = gateway()
+    nvr = register(118)
+    chan = Channel(new_id(132), "控制台通道", 115.9, 28.68)
+    dev = SimDevice(nvr, PASSWORD, channels=[chan])
+    streams = LiveStreams(tmp_path / "live", max_transcodes=2, idle_s=30)
+
+    async def scenario() -> None:
+        ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN).open()
+        ep.add(dev)
+        try:
+            await _online(ep, dev, chan, engine)
+            viewer, stream = streams.open(chan.device_id, None, gb28181=True)
+            ready = await asyncio.to_thread(streams.wait_ready, stream, 60)
+            log = (stream.directory / "ffmpeg.log").read_text(errors="replace")
+            assert ready, log[-2000:]
+            segment = sorted(stream.directory.glob("seg*.ts"))[0]
+            probe = await asyncio.to_thread(
+                subprocess.run,
+                ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
+                 "-of", "csv=p=0", str(segment)],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            found = {line for line in probe.stdout.splitlines() if line.strip()}
+            assert found == {"h264,320,240"}, probe.stdout + probe.stderr  # the channel's video
+            # the last viewer leaving stops it at once (off the loop: the NVR answers the BYE)
+            assert await asyncio.to_thread(streams.close, chan.device_id, viewer)
+            assert streams.running() == {}
+            assert await until(lambda: chan.device_id in ep.bye_received, 60)
+        finally:
+            streams.stop_all()
+            ep.close()
+            for s in ep.streams.values():
+                if s.task is not None:
+                    await asyncio.wait_for(s.task, 20)
+
+    run(scenario())
