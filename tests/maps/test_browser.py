@@ -90,6 +90,7 @@ def test_live_map_loads_locally_and_shows_devices(stack, browser, cameras):
         wait_until(lambda: "village" in kinds(13), 10)
         near = {(k, n): px for k, n, px in labels()}
         assert ("village", "东村") in near and ("township", "筠阳街道") in near
+        page.screenshot(path=str(IMG / "live-map-labels.png"))
         page.evaluate("gw.map.setView([28.42, 115.40], 11)")
         wait_until(lambda: "county" in kinds(11), 10)
         assert "village" not in kinds(11)
