@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from api.deps import Db, Principal, require
+from api.deps import Principal, get_engine, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.live import SEGMENT_NAME, LiveError, LiveStreams
 from api.routers.cameras import readable_device
@@ -61,21 +61,22 @@ def _error(exc: LiveError) -> ApiError:
 )
 def start_live(
     request: Request,
-    conn: Db,
     device_id: str = DEVICE_ID,
-    user: Principal = Depends(require(*READERS)),
+    # it waits seconds for the first segment: no request connection held meanwhile
+    user: Principal = Depends(require(*READERS, brief=True)),
 ) -> LiveViewer:
     """Joins the camera's running transcode or starts FFmpeg on its RTSP URL, or for a GB/T 28181
     channel on the live session its gateway opens (INVITE); answers once the first HLS segment is
     ready."""
-    readable_device(conn, device_id, user)
-    url, gb28181 = conn.execute(
-        text(
-            "SELECT d.stream_url, EXISTS (SELECT 1 FROM gb_devices g WHERE g.device_id = d.id) "
-            "FROM devices d WHERE d.id = :id"
-        ),
-        {"id": device_id},
-    ).one()
+    with get_engine(request).connect() as conn:
+        readable_device(conn, device_id, user)
+        url, gb28181 = conn.execute(
+            text(
+                "SELECT d.stream_url, EXISTS (SELECT 1 FROM gb_devices g WHERE g.device_id = d.id) "
+                "FROM devices d WHERE d.id = :id"
+            ),
+            {"id": device_id},
+        ).one()
     if not url and not gb28181:
         raise ApiError(404, f"camera {device_id} has no stream URL", code="no_stream")
     live = streams(request)
