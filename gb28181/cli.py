@@ -122,30 +122,6 @@ def device_cmd(
     print(json.dumps(out) if as_json else f"{device_id}: updated")
 
 
-@app.command("demo-devices")
-def demo_devices_cmd(
-    speed: float = typer.Option(1.0, help="Time factor (2 = keepalives twice as often)."),
-) -> None:
-    """Run the demo's simulated GB/T 28181 devices and SIA panel against the local gateway."""
-    from gb28181.demo import run_demo_devices
-    from gridwatch.settings import get_settings
-
-    s = get_settings()
-    logging.basicConfig(
-        level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    host = "127.0.0.1" if s.sip_host in ("0.0.0.0", "") else s.sip_host
-    sia = "127.0.0.1" if s.sia_host in ("0.0.0.0", "") else s.sia_host
-    try:
-        asyncio.run(
-            run_demo_devices(
-                s.sip_domain[:6], (host, s.sip_port), s.sip_domain, (sia, s.sia_port), speed
-            )
-        )
-    except KeyboardInterrupt:
-        pass
-
-
 @app.command("cascade")
 def cascade_cmd(
     upper: str | None = typer.Option(

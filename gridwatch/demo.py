@@ -51,7 +51,7 @@ def load_demo_data(settings: Settings, seed: int, say: Callable[[str], None]) ->
 
     extras = ensure_demo_devices(engine, DEMO_REGION, seed)
     say(f"alarm sensors, patrol cars and livestock collars: {extras['devices']}")
-    from gb28181.demo import ensure_demo_gb_devices
+    from simulators.gb28181_demo import ensure_demo_gb_devices
 
     gb = ensure_demo_gb_devices(engine, DEMO_REGION)
     say(f"GB/T 28181 devices: {gb['gb28181']} (NVRs and a camera), SIA DC-09 panel {gb['panel']}")
@@ -102,7 +102,7 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     sup.add("api", sup.gridwatch_argv("serve"), env=demo_env)
     sup.add("vision", sup.gridwatch_argv("vision", "--region", DEMO_REGION))
     # GB/T 28181 gateway + SIA DC-09 receiver, and their simulated devices (docs/gb28181.md)
-    from gb28181.demo import DEMO_SIP_PASSWORD
+    from simulators.gb28181_demo import DEMO_SIP_PASSWORD
 
     sip_env = {"GRIDWATCH_SIP_PASSWORD": settings.sip_password or DEMO_SIP_PASSWORD}
     sup.add("gb28181", sup.gridwatch_argv("gb28181"), env=sip_env)

@@ -1,8 +1,10 @@
-"""`gridwatch simulate` and `gridwatch generate region`: the simulators' commands (demo, benches)."""
+"""`gridwatch simulate`, `generate region` and `gb28181 demo-devices`: the simulators' commands."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import NoReturn
 
 import typer
@@ -184,7 +186,34 @@ def generate_region_cmd(
     console.print(table)
 
 
+def demo_devices_cmd(
+    speed: float = typer.Option(1.0, help="Time factor (2 = keepalives twice as often)."),
+) -> None:
+    """Run the demo's simulated GB/T 28181 devices and SIA panel against the local gateway."""
+    from gridwatch.settings import get_settings
+    from simulators.gb28181_demo import run_demo_devices
+
+    s = get_settings()
+    logging.basicConfig(
+        level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host = "127.0.0.1" if s.sip_host in ("0.0.0.0", "") else s.sip_host
+    sia = "127.0.0.1" if s.sia_host in ("0.0.0.0", "") else s.sia_host
+    try:
+        asyncio.run(
+            run_demo_devices(
+                s.sip_domain[:6], (host, s.sip_port), s.sip_domain, (sia, s.sia_port), speed
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
 def register(app: typer.Typer) -> None:
-    """Add the simulators' commands to the `gridwatch` app (one line in gridwatch/cli.py)."""
+    """Add the simulators' commands to the `gridwatch` app (one line in gridwatch/cli.py):
+    `simulate`, `generate region`, and `gb28181 demo-devices` on the gateway's command group."""
+    from gb28181.cli import app as gb28181_app
+
     app.command("simulate")(simulate_cmd)
     app.add_typer(generate_app, name="generate")
+    gb28181_app.command("demo-devices")(demo_devices_cmd)

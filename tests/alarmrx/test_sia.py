@@ -216,7 +216,7 @@ def test_receiver_restart_loses_nothing_acknowledged(receiver, register, start_w
 
 def test_demo_panel_messages_parse() -> None:
     """The demo's panel simulator writes what pysiaalarm (and our test sender) accept."""
-    from alarmrx.panelsim import dc09
+    from simulators.sia_panel import dc09
 
     accounts = {"C0FFEE": SIAAccount("C0FFEE")}
     ev = SIAEvent.from_line(dc09("C0FFEE", 7, "#C0FFEE|Nri2/TA").decode().strip(), accounts)

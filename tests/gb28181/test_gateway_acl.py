@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from gb28181.publisher import GatewayPublisher
-from gb28181.simdevice import SimDevice, SimEndpoint
 from gridwatch.settings import get_settings
+from simulators.sip_device import SimDevice, SimEndpoint
 from tests.gb28181.conftest import DOMAIN, PASSWORD, new_id, run, wait_for
 from tests.gb28181.test_gateway_flow import q, until
 from tests.ingest.conftest import Collector

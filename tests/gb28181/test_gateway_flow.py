@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import text
 
-from gb28181.simdevice import Channel, SimDevice, SimEndpoint
+from simulators.sip_device import Channel, SimDevice, SimEndpoint
 from tests.gb28181.conftest import DOMAIN, PASSWORD, new_id, run, wait_for
 
 

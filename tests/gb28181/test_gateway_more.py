@@ -10,7 +10,7 @@ import sys
 
 from sqlalchemy import text
 
-from gb28181.simdevice import Channel, SimDevice, SimEndpoint
+from simulators.sip_device import Channel, SimDevice, SimEndpoint
 from tests.gb28181.conftest import DOMAIN, PASSWORD, ROOT, new_id, run, wait_for
 
 

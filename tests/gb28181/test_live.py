@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from gb28181 import live
-from gb28181.simdevice import Channel, SimDevice, SimEndpoint
+from simulators.sip_device import Channel, SimDevice, SimEndpoint
 from tests.gb28181.conftest import DOMAIN, PASSWORD, new_id, run
 from tests.gb28181.sipp import available as sipp_available
 from tests.gb28181.sipp import live_uas_xml

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from gb28181.simdevice import Channel, SimDevice, catalog_body, device_body
+from simulators.sip_device import Channel, SimDevice, catalog_body, device_body
 from tests.gb28181.conftest import DOMAIN, PASSWORD, free_port, new_id, wait_for
 from tests.gb28181.sipp import Scenario, available, run_sipp
 

@@ -10,7 +10,7 @@ import random
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from gb28181.simdevice import Channel, SimDevice, SimEndpoint
+from simulators.sip_device import Channel, SimDevice, SimEndpoint
 
 log = logging.getLogger(__name__)
 DEMO_SIP_PASSWORD = "sip-demo"  # the demo platform's SIP password; never outside a demo
@@ -62,7 +62,7 @@ async def run_demo_devices(
     region: str, sip: tuple[str, int], domain: str, sia: tuple[str, int], speed: float = 1.0
 ) -> None:
     """Keep the demo devices talking until cancelled: register, keepalive, alarms, the panel."""
-    from alarmrx.panelsim import run_panel
+    from simulators.sia_panel import run_panel
 
     rnd = random.Random(28181)
     devices = []
