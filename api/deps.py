@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
 
-from api.auth import TokenError, csrf_token, read_token
+from api.auth import TokenClaims, TokenError, csrf_token, read_token
 from api.errors import ApiError
 from api.scope import covered_by_any, intersect_scope
 from api.users import token_subject
@@ -79,16 +79,21 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def _principal(request: Request, token: str | None, conn: Connection) -> Principal:
+def _claims(request: Request, token: str | None) -> TokenClaims:
+    """The token's verified claims; 401 without one or with a bad one (no database needed)."""
     if not token:
         raise ApiError(
             401, "not authenticated: send 'Authorization: Bearer <token>' (POST /api/v1/auth/token)"
         )
     settings: Settings = request.app.state.settings
     try:
-        claims = read_token(settings.secret_key, token)
+        return read_token(settings.secret_key, token)
     except TokenError as exc:
         raise ApiError(401, f"not authenticated: {exc}") from None
+
+
+def _principal(claims: TokenClaims, conn: Connection) -> Principal:
+    """The user the claims name, if they still exist, are active and the token not revoked."""
     found = token_subject(conn, claims.user_id)
     if found is None or not found[0].active or found[0].username != claims.username:
         raise ApiError(
@@ -133,9 +138,9 @@ def current_user(
     (scope "function": before the response is sent): committed then when the route took `DbTx`,
     else rolled back; rolled back when the route raises. One pool checkout per request, and one
     thread-pool hop each way for sign-in and connection together."""
-    token = _token(request, credentials)
+    claims = _claims(request, _token(request, credentials))  # refused before any checkout
     with request.app.state.engine.connect() as conn:
-        user = _principal(request, token, conn)
+        user = _principal(claims, conn)
         request.state.db, request.state.db_commit = conn, False
         try:
             yield user
@@ -172,9 +177,9 @@ def current_user_briefly(
 ) -> Principal:
     """current_user on a connection of its own, back in the pool at once: for routes that wait
     on the client (uploads, streams) and hold no connection meanwhile (no Db/DbTx there)."""
-    token = _token(request, credentials)
+    claims = _claims(request, _token(request, credentials))
     with request.app.state.engine.connect() as conn:
-        return _principal(request, token, conn)
+        return _principal(claims, conn)
 
 
 def _admit(user: Principal, roles: tuple[str, ...]) -> Principal:
