@@ -272,6 +272,7 @@
       var gen = reset ? ++generation : generation;
       var offset = reset ? 0 : nextOffset;
       if (offset === null) return Promise.resolve();
+      if (reset && !arrivedWhileLoading) arrivedWhileLoading = [];
       moreBtn.disabled = true;
       return gw.api("/alarms?" + query(["limit=" + (limit || PAGE), "offset=" + offset])).then(function (page) {
         if (gen !== generation) return;
@@ -294,12 +295,21 @@
         });
         list.appendChild(frag);
         nextOffset = page.next_offset;
+        if (reset) { // what the stream brought while this page was asked for: shown or announced
+          var again = arrivedWhileLoading || [];
+          arrivedWhileLoading = null;
+          var quiet = calm();
+          again.forEach(function (a) { arrive(a, quiet); });
+        }
         if (page.counts) $("gw-n-alarms").textContent = page.counts.total;
         list.setAttribute("data-loaded", rows.length);
         list.setAttribute("data-generation", gen);  // which load drew the list (tests, benches)
         empty();
         bulkCount();
-      }).catch(function (e) { gw.toast(gw.errorText(e)); }).then(function () { moreBtn.disabled = false; });
+      }).catch(function (e) {
+        if (reset && gen === generation) arrivedWhileLoading = null; // the old rows stay, with them
+        gw.toast(gw.errorText(e));
+      }).then(function () { moreBtn.disabled = false; });
     }
     function unfiltered() { // the list shows every open alarm: its count is the header's
       return filters.state === "open" && !filters.severity_max && !filters.kind && !filters.q && !filters.since &&
@@ -339,7 +349,12 @@
       load(true, Math.min(1000, Math.max(PAGE, rows.length)));
     });
 
+    /* alarm.new events that arrive while a reset load is in flight: the reset replaces the rows
+       they were put in, so they are applied again once the page lands (an alarm sorting past the
+       page is then announced; before, it vanished without a word) */
+    var arrivedWhileLoading = null;
     function arrive(a, quiet) { // alarm.new from the stream; quiet: the operator is working the list
+      if (arrivedWhileLoading) arrivedWhileLoading.push(a);
       if (byId[a.id] || !matches(a)) return;
       if (quiet || filters.q) {
         pending[a.id] = a;

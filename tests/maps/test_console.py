@@ -124,6 +124,42 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
         )
         ids = page.eval_on_selector_all("#gw-alarms > li", "els => els.map(e => e.dataset.alarmId)")
         assert len(ids) == len(set(ids))
+        # an alarm that arrives while the list is being reloaded is not lost with the old rows:
+        # hold the reload's answer, raise a severity-3 alarm (it sorts past the first page), let
+        # the answer through: the alarm is announced behind the banner
+        held = []
+
+        def reload_of_the_list(url: str) -> bool:
+            return "/api/v1/alarms?" in url and "order=severity" in url and "offset=0" in url
+
+        def hold(route) -> None:
+            held.append(route)
+
+        page.route(reload_of_the_list, hold)
+        page.select_option("#gw-f-order", "newest")
+        gen = int(page.get_attribute("#gw-alarms", "data-generation"))
+        page.select_option("#gw-f-order", "severity")
+        assert wait_until(lambda: page.wait_for_timeout(50) or held, 10)
+        batches = int(page.get_attribute("#gw-alarms", "data-batches") or 0)
+        late = _raise(engine, camera, severity=3)
+        assert wait_until(
+            lambda: (
+                page.wait_for_timeout(50)
+                or int(page.get_attribute("#gw-alarms", "data-batches") or 0) > batches
+            ),
+            10,
+        )
+        held[0].continue_()
+        page.unroute(reload_of_the_list, hold)
+        assert wait_until(
+            lambda: (
+                page.wait_for_timeout(50)
+                or int(page.get_attribute("#gw-alarms", "data-generation")) > gen + 1
+            ),
+            10,
+        )
+        page.locator("#gw-new-banner[data-n='1']").wait_for(timeout=5000)
+        assert page.locator(f"#gw-alarms > li[data-alarm-id='{late}']").count() == 0
         # the severity chip filters; the counts stay the server's
         page.click("#gw-counts .gw-chip[data-sev='1']")
         page.wait_for_function("() => document.getElementById('gw-n-alarms').textContent === '12'")
