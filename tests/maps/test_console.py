@@ -543,6 +543,9 @@ def test_live_view_plays_in_the_browser(stack, browser, engine, rtsp_source):
             "() => performance.getEntriesByType('resource').map(e => e.name).find(n => n.endsWith('index.m3u8'))"
         )
         assert playlist and "/api/v1/live/" in playlist
+        # while it started and played, nothing failed but the playlist's polls before the first
+        # segment existed (404 until FFmpeg writes it)
+        assert not [p for p in net.problems() if "index.m3u8" not in p], net.problems()
         # closing the panel ends the viewer (and with it the camera's FFmpeg)
         page.keyboard.press("Escape")
         wait_until(
@@ -554,6 +557,9 @@ def test_live_view_plays_in_the_browser(stack, browser, engine, rtsp_source):
             ),
             10,
         )
-        assert not [p for p in net.problems() if "index.m3u8" not in p], net.problems()
+        # after the close, only this viewer's own requests may have been cut off (a segment in
+        # flight is aborted, the playlist polled after the stop is a 404); nothing else fails
+        live_url = playlist.rsplit("/", 1)[0] + "/"
+        assert not [p for p in net.problems() if live_url not in p], net.problems()
     finally:
         context.close()

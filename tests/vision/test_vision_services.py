@@ -139,9 +139,13 @@ def test_worker_diagnoses_snapshots_over_the_broker(mqtt_broker) -> None:
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-sub-{dev}")
     sub.username_pw_set(mqtt_broker.user, mqtt_broker.password)
     sub.on_message = on_message
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_args: subscribed.set()
     sub.connect(mqtt_broker.host, mqtt_broker.port)
     sub.subscribe(f"gw/v1/{dev}/analytics", qos=1)
     sub.loop_start()
+    # on a loaded machine the SUBACK can come after the worker's first events (failed offline)
+    assert subscribed.wait(10)
     link = MqttLink(
         mqtt_broker.host,
         mqtt_broker.port,
