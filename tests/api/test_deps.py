@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 
 from api.deps import ANY_ROLE, Db, DbTx, Principal, require
 from api.errors import ApiError, install_error_handlers
@@ -52,12 +52,15 @@ def probe(app, users) -> Iterator[tuple[TestClient, list[int]]]:
         raise ApiError(409, "refused after writing")
 
     probe_app = FastAPI()
-    for name in ("settings", "csrf_key", "engine"):
+    for name in ("settings", "csrf_key"):
         setattr(probe_app.state, name, getattr(app.state, name))
+    # an engine of its own on the API's URL and role: the API's engine is shared with the running
+    # app's event broadcaster, whose polls would be counted as this request's checkouts
+    engine = create_engine(app.state.engine.url, pool_pre_ping=True)
+    probe_app.state.engine = engine
     install_error_handlers(probe_app)
     probe_app.include_router(router)
     checkouts: list[int] = []
-    engine = app.state.engine
 
     def count(*_args) -> None:
         checkouts.append(1)
@@ -68,6 +71,7 @@ def probe(app, users) -> Iterator[tuple[TestClient, list[int]]]:
             yield client, checkouts
     finally:
         event.remove(engine, "checkout", count)
+        engine.dispose()
 
 
 def _stored(engine, tag: str) -> int:
