@@ -280,8 +280,8 @@ def _cpu_s(pids: list[int]) -> float:
     return total * TICK_S
 
 
-def _group(pgid: int) -> list[int]:
-    """The processes of a process group (the API and its workers)."""
+def _processes(match) -> list[int]:
+    """The pids whose /proc stat fields (after the command name) satisfy match(fields)."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -289,9 +289,14 @@ def _group(pgid: int) -> list[int]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid:
+            if match(fields):
                 out.append(int(entry.name))
     return out
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of a process group (the API and its workers)."""
+    return _processes(lambda fields: int(fields[2]) == pgid)
 
 
 def _postgres_backends(engine) -> list[int]:
@@ -302,16 +307,7 @@ def _postgres_backends(engine) -> list[int]:
     with engine.connect() as conn:
         me = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     postmaster = int(Path(f"/proc/{me}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == postmaster:
-                kids.append(int(entry.name))
-    return kids
+    return _processes(lambda fields: int(fields[1]) == postmaster)
 
 
 async def fixed_reads(port: int, paths: list[str], headers: dict, n: int, conns: int = 8) -> float:
