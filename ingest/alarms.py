@@ -3,6 +3,7 @@ new -> acknowledged -> dispatched -> resolved | false_alarm (the single implemen
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +140,23 @@ def link_cameras(
     return out
 
 
+MERGE_LOCK_SPACE = b"gridwatch.alarm-merge"  # keeps these advisory keys apart from others
+
+
+def merge_lock_keys(pairs: list[tuple[str, str]]) -> list[int]:
+    """The advisory lock keys of (device, kind) pairs, sorted: every worker takes them in the
+    same order, so two batches never wait on each other in a cycle."""
+    keys = {
+        int.from_bytes(
+            hashlib.blake2b(f"{d}\x1f{k}".encode(), digest_size=8, key=MERGE_LOCK_SPACE).digest(),
+            "big",
+            signed=True,
+        )
+        for d, k in pairs
+    }
+    return sorted(keys)
+
+
 def store_alarms(
     conn: Conn,
     alarms: list[AlarmIn],
@@ -174,6 +192,15 @@ def store_alarms(
     fresh.sort(key=lambda a: a.ts)
 
     pairs = sorted({(a.device_id, a.kind) for a in fresh})
+    # Workers on a shared subscription each get some of a device's messages: two repeats of one
+    # kind in two workers' batches at once would each find no open alarm and open two. A
+    # transaction lock per (device, kind), taken in one global order, makes the second wait
+    # for the first's commit and then merge into the alarm it opened.
+    execute(
+        conn,
+        "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::int8[]) AS u(k)",
+        (merge_lock_keys(pairs),),
+    )
     open_rows = execute(
         conn,
         "SELECT DISTINCT ON (a.device_id, a.kind) a.id, a.device_id, a.kind, "

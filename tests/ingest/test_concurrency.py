@@ -98,3 +98,54 @@ def test_two_workers_on_shared_devices_never_deadlock(db_url, make_device, pg, t
         (every,),
     ).fetchone()[0]
     assert online == len(every)
+
+
+def test_repeats_in_two_workers_at_once_merge_into_one_alarm(db_url, make_device, pg) -> None:
+    """Two workers of a shared subscription store a repeat of the same open alarm in
+    overlapping transactions: the second waits for the first's commit (the (device, kind)
+    merge lock) and merges into the alarm it opened, instead of opening a second one."""
+    import threading
+
+    import psycopg
+
+    from ingest.alarms import AlarmIn, store_alarms
+    from tests.ingest.conftest import wait_for
+
+    d = make_device("alarm_input")
+    url = db_url.replace("postgresql+psycopg://", "postgresql://")
+    now = time.time()
+    first, second = psycopg.connect(url), psycopg.connect(url)
+    done: list[str] = []
+
+    def other_worker() -> None:
+        store_alarms(second, [AlarmIn(d, "w2-1", "door_forced", 2, now + 0.2)])
+        second.commit()
+        done.append("w2")
+
+    try:
+        store_alarms(first, [AlarmIn(d, "w1-1", "door_forced", 2, now)])  # not committed yet
+        t = threading.Thread(target=other_worker)
+        t.start()
+        waiting = wait_for(
+            lambda: (
+                bool(done)
+                or pg.execute(
+                    "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' "
+                    "AND NOT granted",
+                    (second.info.backend_pid,),
+                ).fetchone()[0]
+                == 1
+            ),
+            20,
+        )
+        assert waiting and not done, "the second worker should wait for the first's commit"
+        first.commit()
+        t.join(30)
+        assert done == ["w2"]
+    finally:
+        first.close()
+        second.close()
+    rows = pg.execute(
+        "SELECT repeat_count FROM alarms WHERE device_id = %s AND kind = 'door_forced'", (d,)
+    ).fetchall()
+    assert rows == [(2,)]

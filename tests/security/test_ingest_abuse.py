@@ -389,17 +389,25 @@ def test_flood_against_the_real_worker(services, make_device, hub_client, pg) ->
             ]
 
         assert wait_for(lambda: stored(normal) == 8, 60), stored(normal)
-        assert wait_for(
-            lambda: (
-                pg.execute(
-                    "SELECT count(*) FROM alarms WHERE device_id = %s AND kind = 'device_flooding'",
-                    (abuser,),
-                ).fetchone()[0]
-                == 1
-            ),
-            30,
-        )
-        assert stored(abuser) < 100, stored(abuser)  # not 3,000 open alarms
+
+        def flooding() -> int:
+            pg.rollback()
+            return pg.execute(
+                "SELECT count(*) FROM alarms WHERE device_id = %s AND kind = 'device_flooding'",
+                (abuser,),
+            ).fetchone()[0]
+
+        def why() -> str:  # what the worker saw, for a failure message
+            reasons = pg.execute(
+                "SELECT left(reason, 60), count(*) FROM dead_letters WHERE topic = %s GROUP BY 1",
+                (f"gw/v1/{abuser}/alarm",),
+            ).fetchall()
+            log = w.log.read_text(errors="replace")[-3000:]
+            return f"flooding={flooding()} stored={stored(abuser)} dead={reasons}\n{log}"
+
+        assert wait_for(lambda: flooding() >= 1, 30), why()
+        assert flooding() == 1, why()
+        assert stored(abuser) < 100, why()  # not 3,000 open alarms
         assert w.proc is not None and w.proc.poll() is None
         assert "flooding: quarantined" in w.log.read_text(errors="replace")
     finally:
