@@ -139,7 +139,9 @@ class CameraPipeline:
             r = self.motion.update(p)
             if r.ready:
                 moving_px = None if r.global_change else self.motion.raw_mask
-                events += self.zones.update(p.ts, r.boxes, p.full_w, p.full_h, p.small)
+                events += self.zones.update(
+                    p.ts, r.boxes, p.full_w, p.full_h, p.small, self.motion.raw_mask
+                )
                 moving = bool(r.boxes) and r.share >= self.cfg.min_motion_share
                 due = p.ts - self._last_motion_sent >= self.cfg.motion_interval_s
                 if moving and (not self._motion_on or due):

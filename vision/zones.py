@@ -8,6 +8,7 @@ zone reaches the zone's dwell time. Geometry is normalised (see vision.geometry)
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,6 +74,12 @@ class TrackerConfig(BaseModel):
         ge=0,
         description="a second track crossing the same line the same way this soon, within a "
         "box size of the first, is the same object split into two tracks (a crowd's flicker)",
+    )
+    shape_samples: int = Field(
+        default=30,
+        ge=1,
+        description="boxes of confirmed single tracks seen before a blob too wide for its "
+        "height is cut into several objects (the typical shape is learned from them)",
     )
 
 
@@ -207,6 +214,135 @@ class Tracker:
         return float(cv2.absdiff(now, t.patch).mean()) < self.cfg.still_diff
 
 
+SPLIT_VALLEY = 0.35  # a column this empty between two full ones separates two objects
+SPLIT_MIN_COLS = 2  # each part at least this many columns of the motion mask
+SPLIT_MIN_HEIGHT = 0.6  # ... and this share of the other part's height (an arm is not a person)
+SPLIT_WIDE = 1.6  # a box this many typical widths (for its height) wide holds several objects
+ASPECT_PERCENTILE = 25  # the typical single object: narrower than the blobs of groups
+SPLIT_MAX = 3  # ... up to this many; wider shapes are another kind of object (a car sideways)
+
+
+def split_merged(
+    boxes: list[Box],
+    mask: np.ndarray | None,
+    full_w: int,
+    full_h: int,
+    aspect: float | None = None,
+) -> list[Box]:
+    """Boxes with each one holding objects side by side cut into one box per object.
+
+    The motion boxes come from a dilated mask, which joins people walking side by side into
+    one blob. Under each box the undilated foreground `mask` (motion resolution) is counted by
+    column:
+
+    - a column far emptier than the fullest columns on both of its sides (a gap between two
+      bodies) cuts the box, when both parts are of an object's size and about the same height
+      (an arm or a bag swinging clear of a body is neither); a car's or a lone person's
+      columns have no such gap;
+    - with `aspect`, the typical width/height of this camera's single objects, a part
+      `SPLIT_WIDE` or more typical widths wide for its own height (two people half hiding one
+      another: as tall as one, twice as wide) is cut into that many, at the emptiest columns
+      near the even cuts. Shapes over `SPLIT_MAX` widths are left whole.
+
+    Each part's box is the extent of its own foreground.
+    """
+    if mask is None or not boxes:
+        return boxes
+    h, w = mask.shape[:2]
+    sx, sy = w / full_w, h / full_h
+    out: list[Box] = []
+    for b in boxes:
+        x0, y0 = int(b[0] * sx), int(b[1] * sy)
+        x1 = min(w, max(x0 + 1, int(round((b[0] + b[2]) * sx))))
+        y1 = min(h, max(y0 + 1, int(round((b[1] + b[3]) * sy))))
+        sub = mask[y0:y1, x0:x1] > 0
+        parts = []
+        for c0, c1 in _split_columns(sub):
+            parts += [(c0 + d0, c0 + d1) for d0, d1 in _split_wide(sub[:, c0:c1], aspect, sx, sy)]
+        if len(parts) < 2:
+            out.append(b)
+            continue
+        for c0, c1 in parts:
+            rows = np.flatnonzero(sub[:, c0:c1].any(axis=1))
+            cols = np.flatnonzero(sub[:, c0:c1].any(axis=0))
+            if not rows.size:
+                continue
+            px0, px1 = x0 + c0 + int(cols[0]), x0 + c0 + int(cols[-1]) + 1
+            py0, py1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
+            out.append(
+                (
+                    int(px0 / sx),
+                    int(py0 / sy),
+                    int(round((px1 - px0) / sx)),
+                    int(round((py1 - py0) / sy)),
+                )
+            )
+    return out
+
+
+def _split_columns(sub: np.ndarray, depth: int = 0) -> list[tuple[int, int]]:
+    """Column ranges [c0, c1) of the objects side by side, with gaps, in a foreground patch."""
+    n = sub.shape[1]
+    whole = [(0, n)]
+    if n < 2 * SPLIT_MIN_COLS + 1 or depth > 3:
+        return whole
+    cols = sub.sum(axis=0).astype(np.float64)
+    best, cut = 1.0, -1
+    for c in range(SPLIT_MIN_COLS, n - SPLIT_MIN_COLS):
+        left, right = cols[:c].max(), cols[c + 1 :].max()
+        ratio = cols[c] / max(1.0, min(left, right))
+        if ratio < best:
+            best, cut = ratio, c
+    if cut < 0 or best > SPLIT_VALLEY:
+        return whole
+    a, b = sub[:, :cut], sub[:, cut + 1 :]
+    ha, hb = _height(a), _height(b)
+    if min(ha, hb) < SPLIT_MIN_HEIGHT * max(ha, hb):
+        return whole
+    return _split_columns(a, depth + 1) + [
+        (cut + 1 + c0, cut + 1 + c1) for c0, c1 in _split_columns(b, depth + 1)
+    ]
+
+
+def _split_wide(
+    sub: np.ndarray, aspect: float | None, sx: float, sy: float
+) -> list[tuple[int, int]]:
+    """Column ranges of the objects overlapping side by side in a part too wide for one."""
+    n = sub.shape[1]
+    whole = [(0, n)]
+    if aspect is None or n < 2 * SPLIT_MIN_COLS:
+        return whole
+    rows = np.flatnonzero(sub.any(axis=1))
+    cols = np.flatnonzero(sub.any(axis=0))
+    if not rows.size:
+        return whole
+    width = (cols[-1] - cols[0] + 1) / sx  # in full-resolution pixels, as aspects are
+    height = (rows[-1] - rows[0] + 1) / sy
+    many = width / max(1e-6, aspect * height)
+    k = int(round(many))
+    if many < SPLIT_WIDE or k > SPLIT_MAX:
+        return whole
+    k = max(2, k)
+    counts = sub.sum(axis=0)
+    start, span = int(cols[0]), int(cols[-1] - cols[0] + 1)
+    cuts = [0]
+    for i in range(1, k):
+        mid = start + span * i / k
+        lo = max(cuts[-1] + SPLIT_MIN_COLS, int(mid - span / (5 * k)))
+        hi = min(n - SPLIT_MIN_COLS, int(mid + span / (5 * k)) + 1)
+        if lo >= hi:
+            return whole
+        near = np.abs(np.arange(lo, hi) - mid) * 1e-3  # ties: the column nearest the even cut
+        cuts.append(lo + int(np.argmin(counts[lo:hi] + near)))
+    cuts.append(n)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def _height(part: np.ndarray) -> int:
+    rows = np.flatnonzero(part.any(axis=1))
+    return int(rows[-1] - rows[0] + 1) if rows.size else 0
+
+
 def _overlap(a: Box, b: Box) -> float:
     """Intersection over the smaller box (0..1)."""
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
@@ -242,6 +378,8 @@ class ZoneEngine:
         self.zones = zones or []
         self.tripwires = tripwires or []
         self.tracker = Tracker(tracker)
+        self._aspects: deque[float] = deque(maxlen=400)  # width/height of confirmed boxes
+        self._aspect: float | None = None
         # line -> recent crossings (ts, direction, ground point, size, track)
         self._crossings: dict[str, list[tuple[float, str, Point, float, int]]] = {}
 
@@ -249,6 +387,17 @@ class ZoneEngine:
     def active(self) -> bool:
         """False when there is nothing to watch (the tracker is then skipped)."""
         return bool(self.zones or self.tripwires)
+
+    def _learn_shape(self, box: Box, full_w: int, full_h: int) -> None:
+        """Keep the typical width/height of this camera's single objects: a low percentile of
+        recent confirmed boxes clear of the picture's edges (groups walking together make
+        the wider boxes, so the median is already widened by them in a crowd)."""
+        x, y, w, h = box
+        if x <= 0 or y <= 0 or x + w >= full_w or y + h >= full_h or h <= 0:
+            return  # cut by the edge: not its shape
+        self._aspects.append(w / h)
+        if len(self._aspects) >= self.tracker.cfg.shape_samples:
+            self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
     def _same_object_announced(self, t: Track, zone: str) -> bool:
         """True when another live track overlapping t's box already announced this zone (an
@@ -283,10 +432,13 @@ class ZoneEngine:
         full_w: int,
         full_h: int,
         image: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
     ) -> list[ZoneEvent | TripwireEvent | DwellEvent]:
-        """Events caused by this frame's boxes (`image`: the small luma, for still objects)."""
+        """Events caused by this frame's boxes (`image`: the small luma, for still objects;
+        `mask`: the undilated motion mask, to cut blobs of objects side by side)."""
         if not self.active:
             return []
+        boxes = split_merged(boxes, mask, full_w, full_h, self._aspect)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
         for t in self.tracker.update(boxes, full_w, full_h, image):
@@ -294,6 +446,8 @@ class ZoneEngine:
             # nothing new: one object, one entry.
             big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h
             ok = t.hits >= confirmed and t.coasted == 0 and big
+            if ok and t.still == 0:
+                self._learn_shape(t.box, full_w, full_h)
             for z in self.zones:
                 now_in = z.polygon.contains(*t.pos)
                 was_in = z.id in t.inside

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +55,17 @@ def test_cars_crossing_and_entering_at_5_fps_on_a_real_road() -> None:
 
 
 def test_pedestrians_crossing_a_line_in_a_plaza_crowd_at_5_fps() -> None:
-    # 14 hand-counted crossings by 3-6 people walking, meeting and standing. Measured: 12
-    # found, none false; the two missed are the second of a pair walking side by side, which
-    # the motion detector sees as one blob (each time the pair crossed). Split tracks of one
-    # person (a crowd's flicker) made 3 false crossings before one object gave one crossing.
+    # 14 hand-counted crossings by 3-6 people walking, meeting and standing. Two of them are
+    # the second of a pair walking side by side, one blob in the motion mask: found since
+    # such blobs are cut (at the gap between the bodies, or by their width for their height
+    # against the camera's typical single shape); before, 12 of 14. Split tracks of one person
+    # (a crowd's flicker) made 3 false crossings before one object gave one crossing.
     ev = _events("plaza_pets.mp4", quality_every=10_000)  # zones only: no quality needed
-    lab = LABELS["plaza_pets.mp4"]
+    truth = [c["t"] for c in LABELS["plaza_pets.mp4"]["crossings"]]
     crossings = [e.ts for e in ev if e.type == "tripwire"]
-    hits, false = _match([c["t"] for c in lab["crossings"]], crossings)
-    assert hits >= 12 and false == 0, crossings
+    hits, false = _match(truth, crossings)
+    # The target: recall >= 0.95, <= 1 false per 100 true.
+    assert hits >= math.ceil(0.95 * len(truth)) and false <= len(truth) // 100, crossings
 
 
 def test_dwell_for_people_standing_still_indoors() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -125,3 +126,39 @@ def test_vehicle_crossing_a_tripwire_in_generated_video() -> None:
     assert truth >= 3
     # Cars passing each other merge into one motion blob, so a crossing can be missed.
     assert 0.75 * truth <= len(crossings) <= truth + 1
+
+
+def _blobs(*rects: tuple[int, int, int, int]) -> tuple[np.ndarray, list]:
+    """A 160x100 motion mask with filled rects (x, y, w, h) and the box around them all, at a
+    full resolution of 4x (the dilated box the motion detector would report)."""
+    m = np.zeros((100, 160), np.uint8)
+    for x, y, w, h in rects:
+        m[y : y + h, x : x + w] = 1
+    x0 = min(r[0] for r in rects)
+    y0 = min(r[1] for r in rects)
+    x1 = max(r[0] + r[2] for r in rects)
+    y1 = max(r[1] + r[3] for r in rects)
+    return m, [(4 * x0, 4 * y0, 4 * (x1 - x0), 4 * (y1 - y0))]
+
+
+def test_a_blob_of_two_people_side_by_side_is_cut_in_two() -> None:
+    from vision.zones import split_merged
+
+    # Two bodies with a one-column gap (the dilated mask joined them): cut at the gap.
+    m, box = _blobs((40, 20, 8, 20), (49, 21, 8, 19))
+    parts = split_merged(box, m, 640, 400)
+    assert sorted(parts) == [(160, 80, 32, 80), (196, 84, 32, 76)]
+    # A lone body, or a body and a short arm-like part, stays whole.
+    m, box = _blobs((40, 20, 8, 20))
+    assert split_merged(box, m, 640, 400) == box
+    m, box = _blobs((40, 20, 8, 20), (49, 28, 3, 5))
+    assert split_merged(box, m, 640, 400) == box
+    # Two people half hiding one another: no gap, but as wide as two for one's height. Cut
+    # only once the camera's typical single shape (width/height 0.4) is known.
+    m, box = _blobs((40, 20, 8, 20), (46, 20, 8, 20))
+    assert split_merged(box, m, 640, 400) == box
+    parts = split_merged(box, m, 640, 400, aspect=0.4)
+    assert len(parts) == 2 and all(abs(b[2] / b[3] - 0.4) < 0.15 for b in parts), parts
+    # A shape many widths wide (a car side on) is not cut into people.
+    m, box = _blobs((40, 20, 60, 20))
+    assert split_merged(box, m, 640, 400, aspect=0.4) == box
