@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Connection, Select, func, literal, select
+
+from gridwatch import schema
 
 
 class Metrics:
@@ -90,3 +94,44 @@ class _MetricsMiddleware:
 def install_metrics(app: FastAPI) -> None:
     """Count every request under its route template (not its raw path: bounded label values)."""
     app.add_middleware(_MetricsMiddleware, metrics=app.state.metrics)
+
+
+def _gauges() -> tuple[tuple[str, str, str, Select[Any]], ...]:
+    """(name, help, label, query of (label value, count)) of each gauge read from the database."""
+    d, a = schema.devices, schema.alarms
+    return (
+        (
+            "gridwatch_devices",
+            "Registered devices by status.",
+            "status",
+            select(d.c.status, func.count()).where(d.c.retired_at.is_(None)).group_by(d.c.status),
+        ),
+        (
+            "gridwatch_alarms",
+            "Alarms by state.",
+            "state",
+            select(a.c.state, func.count()).group_by(a.c.state),
+        ),
+        (
+            "gridwatch_pending_devices",
+            "Unknown device ids heard on the broker.",
+            "set",
+            select(literal("all"), func.count()).select_from(schema.pending_devices),
+        ),
+        (
+            "gridwatch_dead_letters",
+            "Messages that could not be parsed or validated.",
+            "set",
+            select(literal("all"), func.count()).select_from(schema.dead_letters),
+        ),
+    )
+
+
+def database_gauges(conn: Connection) -> list[str]:
+    """Devices by status, alarms by state, pending devices and dead letters, as Prometheus lines."""
+    lines: list[str] = []
+    for name, help_text, label, stmt in _gauges():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for key, count in conn.execute(stmt):
+            lines.append(f'{name}{{{label}="{key}"}} {count}')
+    return lines

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from api.deps import Principal
 from api.errors import ApiError, unprocessable
 from api.scope import region_prefix
+from geo.device_reads import device_standing
+from geo.regions import region_name
 from geo.registry import locate, to_wgs84_point
 
 
@@ -16,7 +18,7 @@ def id_division(device_id: str) -> str:
 
 
 def _region_name(conn: Connection, code: str) -> str:
-    name = conn.execute(text("SELECT name FROM regions WHERE code = :c"), {"c": code}).scalar()
+    name = region_name(conn, code)
     return f"{name} ({code})" if name else code
 
 
@@ -51,9 +53,7 @@ def check_position(
 
 def device_region(conn: Connection, device_id: str) -> str | None:
     """The region a registered device stands in; 404 when the id is not registered."""
-    row = conn.execute(
-        text("SELECT region_code FROM devices WHERE id = :id"), {"id": device_id}
-    ).first()
+    row = device_standing(conn, device_id)
     if row is None:
         raise ApiError(404, f"device {device_id} is not registered")
     return row.region_code

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -132,4 +132,10 @@ def current_revisions(url: str | None = None) -> set[str]:
         has_table = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
         if not has_table:
             return set()
-        return {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+        return set(schema_heads(conn))
+
+
+def schema_heads(conn: Connection) -> list[str]:
+    """The migration heads the database is at (alembic's own table, so raw SQL: it is not in
+    gridwatch.schema); raises when the database was never migrated."""
+    return [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]

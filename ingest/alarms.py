@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from geoalchemy2 import Geography
+from sqlalchemy import Connection, Row, RowMapping, and_, case, cast, func, select
+from sqlalchemy.dialects.postgresql import JSON
+
+from gridwatch import schema
 from hardware.kinds import KINDS
 from ingest.dbconn import Conn, execute
 from ingest.events import emit_event, records
@@ -426,3 +431,53 @@ def history(conn: Conn, alarm_id: int) -> list[dict[str, Any]]:
         (alarm_id,),
     ).fetchall()
     return [{"state": r[0], "actor": r[1], "at": r[2], "note": r[3]} for r in rows]
+
+
+def alarm_standings(conn: Connection, ids: list[int]) -> dict[int, Row[Any]]:
+    """{id: (region_code, origin, elsewhere)} of those alarms that exist; `elsewhere` when
+    another hub made it (federation: that hub decides its steps)."""
+    a = schema.alarms
+    stmt = select(
+        a.c.id,
+        a.c.region_code,
+        a.c.origin,
+        (a.c.origin != func.federation_origin()).label("elsewhere"),
+    ).where(a.c.id.in_(ids))
+    return {r.id: r for r in conn.execute(stmt)}
+
+
+def alarm_cameras(conn: Connection, alarm_id: int) -> list[RowMapping]:
+    """The cameras linked to the alarm with their optics and position; `relation` is decided
+    now: 'covers' when the camera's current sector holds the alarm, else 'nearest'."""
+    c, d, a = schema.alarm_cameras, schema.devices, schema.alarms
+    here, there = cast(d.c.position, Geography), cast(a.c.position, Geography)
+    covers = and_(
+        d.c.fov.is_not(None), a.c.position.is_not(None), func.ST_Covers(d.c.fov, a.c.position)
+    )
+    stmt = (
+        select(
+            c.c.device_id,
+            c.c.rank,
+            case((covers, "covers"), else_="nearest").label("relation"),
+            func.coalesce(func.ST_Distance(here, there), c.c.distance_m).label("distance_m"),
+            func.degrees(func.ST_Azimuth(here, there)).label("bearing_deg"),
+            d.c.heading_deg,
+            d.c.hfov_deg,
+            d.c.name,
+            d.c.status,
+            d.c.region_code,
+            d.c.ptz,
+            d.c.presets,
+            d.c.focal_mm,
+            d.c.focal_max_mm,
+            d.c.sensor_format,
+            d.c.resolution_w,
+            d.c.resolution_h,
+            func.ST_X(d.c.position).label("lon"),
+            func.ST_Y(d.c.position).label("lat"),
+            cast(func.ST_AsGeoJSON(d.c.fov, 7), JSON).label("fov"),
+        )
+        .select_from(c.join(d, d.c.id == c.c.device_id).join(a, a.c.id == c.c.alarm_id))
+        .where(c.c.alarm_id == alarm_id)
+    )
+    return list(conn.execute(stmt).mappings().all())

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Connection, Row, func, or_, select
+
+from gridwatch import schema
 from ingest.dbconn import Conn, execute
 
 # One statement per batch: last_seen/status for every device heard from, and the old status
@@ -200,3 +204,28 @@ def online_rate(conn: Conn, scope: str | int, start: datetime, end: datetime) ->
     online_s, expected_s = float(online_s), float(expected_s)
     rate = min(online_s / expected_s, 1.0) if expected_s > 0 else None
     return OnlineRate(rate, online_s, expected_s, int(n or 0))
+
+
+def online_periods(
+    conn: Connection, device_id: str, hours: int, limit: int = 2000
+) -> tuple[datetime, datetime, list[Row[Any]]]:
+    """(since, now, periods) of the last `hours` by the database's clock: each period's start
+    (clipped to since), end (NULL while it lasts) and end_reason, oldest first."""
+    now: datetime = conn.execute(select(func.now())).scalar_one()
+    since = now - timedelta(hours=hours)
+    p = schema.device_presence
+    stmt = (
+        select(
+            func.greatest(p.c.started_at, since).label("start"),
+            p.c.ended_at.label("end"),
+            p.c.end_reason,
+        )
+        .where(
+            p.c.device_id == device_id,
+            p.c.started_at < now,
+            or_(p.c.ended_at.is_(None), p.c.ended_at > since),
+        )
+        .order_by(p.c.started_at)
+        .limit(limit)
+    )
+    return since, now, list(conn.execute(stmt).all())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, Row, select, text
 
+from gridwatch import schema
 from hardware.kinds import KINDS
 from hardware.region_code import region_prefix
 from vision.pipeline import CameraConfig
@@ -229,3 +232,44 @@ def round_summary(engine: Engine, round_id: int) -> dict[str, object]:
         "by_fault": dict(sorted(by.items())),
         "intact_rate": round(intact / len(rows), 4) if rows else None,
     }
+
+
+# --------------------------------------------------------------------------- pictures and health
+
+_health = schema.camera_health
+
+
+def recent_health(conn: Connection, device_id: str, limit: int) -> list[Row[Any]]:
+    """The camera's newest diagnoses (ts, intact, faults, fault scores, has_image), newest first."""
+    stmt = (
+        select(
+            _health.c.ts,
+            _health.c.intact,
+            _health.c.faults,
+            _health.c.metrics["fault_scores"].label("scores"),
+            _health.c.thumbnail.is_not(None).label("has_image"),
+        )
+        .where(_health.c.device_id == device_id)
+        .order_by(_health.c.ts.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def health_picture(conn: Connection, device_id: str, at: datetime | None) -> Row[Any] | None:
+    """The newest diagnosis picture (ts, thumbnail) at or before `at` (None: the newest of all)."""
+    stmt = (
+        select(_health.c.ts, _health.c.thumbnail)
+        .where(_health.c.device_id == device_id, _health.c.thumbnail.is_not(None))
+        .order_by(_health.c.ts.desc())
+        .limit(1)
+    )
+    if at is not None:
+        stmt = stmt.where(_health.c.ts <= at)
+    return conn.execute(stmt).first()
+
+
+def latest_snapshot(conn: Connection, device_id: str) -> Row[Any] | None:
+    """The camera's latest snapshot (at, jpeg), None when it has sent none."""
+    snap = schema.device_snapshots
+    return conn.execute(select(snap.c.at, snap.c.jpeg).where(snap.c.device_id == device_id)).first()

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select, text
+from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from api.deps import Db, DbTx, Principal, require
@@ -534,25 +534,7 @@ def _detail(conn, alarm_id: int, user: Principal) -> AlarmDetail:
             code="alarm_outside_region",
         )
     # "covers" is decided now, by the camera's current sector; the rest are only the nearest
-    cams = (
-        conn.execute(
-            text(
-                "SELECT c.device_id, c.rank, "
-                "CASE WHEN d.fov IS NOT NULL AND a.position IS NOT NULL AND ST_Covers(d.fov, a.position) "
-                "THEN 'covers' ELSE 'nearest' END AS relation, "
-                "coalesce(ST_Distance(d.position::geography, a.position::geography), c.distance_m) AS distance_m, "
-                "degrees(ST_Azimuth(d.position::geography, a.position::geography)) AS bearing_deg, "
-                "d.heading_deg, d.hfov_deg, d.name, d.status, d.region_code, d.ptz, d.presets, "
-                "d.focal_mm, d.focal_max_mm, d.sensor_format, d.resolution_w, d.resolution_h, "
-                "ST_X(d.position) AS lon, ST_Y(d.position) AS lat, ST_AsGeoJSON(d.fov, 7)::json AS fov "
-                "FROM alarm_cameras c JOIN devices d ON d.id = c.device_id JOIN alarms a ON a.id = c.alarm_id "
-                "WHERE c.alarm_id = :id"
-            ),
-            {"id": alarm_id},
-        )
-        .mappings()
-        .all()
-    )
+    cams = lifecycle.alarm_cameras(conn, alarm_id)
     cameras = sorted(
         (
             AlarmCamera(
@@ -601,13 +583,7 @@ def _act(
 ) -> AlarmDetail | Response:
     func, audit_action = ACTIONS[action]
     note = body.note if body else None
-    region = conn.execute(
-        text(
-            "SELECT region_code, origin, origin <> federation_origin() AS elsewhere "
-            "FROM alarms WHERE id = :id"
-        ),
-        {"id": alarm_id},
-    ).first()
+    region = lifecycle.alarm_standings(conn, [alarm_id]).get(alarm_id)
     if region is None:
         raise ApiError(404, f"alarm {alarm_id} does not exist", code="alarm_not_found")
     if not user.may_touch(region.region_code):
@@ -761,22 +737,10 @@ def acknowledge_many(
     done: list[int] = []
     failed: list[BulkFailure] = []
     ids = list(dict.fromkeys(i for i in body.ids))
-    regions: dict[int, str | None] = dict(
-        conn.execute(text("SELECT id, region_code FROM alarms WHERE id = ANY(:ids)"), {"ids": ids})
-        .tuples()
-        .all()
-    )
-    elsewhere: dict[int, str] = dict(
-        conn.execute(
-            text(
-                "SELECT id, origin FROM alarms WHERE id = ANY(:ids) "
-                "AND origin <> federation_origin()"
-            ),
-            {"ids": ids},
-        )
-        .tuples()
-        .all()
-    )
+    standings = lifecycle.alarm_standings(conn, ids)
+    regions = {i: r.region_code for i, r in standings.items()}
+    # a county's alarm federated here: its county decides
+    elsewhere = {i: r.origin for i, r in standings.items() if r.elsewhere}
     for alarm_id in ids:
         if alarm_id in elsewhere:  # a county's alarm federated here: its county decides
             failed.append(

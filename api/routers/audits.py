@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 
 from api.audit_jobs import create_job, load_job, reap_interrupted, report_models, run_job
 from api.deps import Db, DbTx, Principal, get_engine, require
@@ -17,8 +17,8 @@ from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import FeatureCollection, Page, paging
 from api.headers import REPORT_POLICY
 from api.query import all_of, in_scope, one_page
-from api.scope import region_range
 from api.types import Rfc3339
+from geo.regions import region_loaded, region_outlines
 from gridwatch import schema
 
 router = APIRouter(tags=["audits"], responses=COMMON_RESPONSES)
@@ -112,8 +112,7 @@ def start_audit(
     """Audit a region (and everything below it) against the built-in rule pack, in the background.
     Poll GET /audits/{id} until `status` is done. Logged in the audit log."""
     user.require_region(body.region, "audit regions")
-    known = conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": body.region}).scalar()
-    if not known:
+    if not region_loaded(conn, body.region):
         raise ApiError(404, f"region {body.region} is not loaded (import divisions first)")
     job_id = create_job(conn, body.region, body.at, user.username)
     job = load_job(conn, job_id)
@@ -220,15 +219,7 @@ def choropleth(
         acc["passed"] += r["passed"]
         if not r["ok"]:
             acc["failed_rules"].append(r["rule"])
-    lo, hi = region_range(job["region_code"])
-    tol = simplify_m / 111_320.0
-    shapes = conn.execute(
-        text(
-            "SELECT code, name, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, :tol), 6) AS g FROM regions "
-            "WHERE level = :lv AND code BETWEEN :lo AND :hi AND geom IS NOT NULL ORDER BY code"
-        ),
-        {"lv": level, "lo": lo, "hi": hi, "tol": tol},
-    ).all()
+    shapes = region_outlines(conn, level, job["region_code"], simplify_m)
     features = []
     for code, name, geom in shapes:
         acc = rows.get(code, {"units": 0, "passed": 0, "failed_rules": []})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case, literal, select, text
+from sqlalchemy import and_, case, literal, select
 
 from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
@@ -18,6 +18,8 @@ from api.routers.alarms import ALARM_COLUMNS, FROM, OPEN_STATES, AlarmOut
 from api.routers.snapshots import READERS, masked_jpeg, readable_device
 from api.types import Rfc3339
 from gridwatch import schema
+from ingest.presence import online_periods
+from vision.store import health_picture, recent_health
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -103,14 +105,7 @@ def camera_health(
 ) -> CameraHealth:
     """Intact, or each current fault with since-when and the diagnosis holding its evidence."""
     readable_device(conn, device_id, user)
-    rows = conn.execute(
-        text(
-            "SELECT ts, intact, faults, metrics -> 'fault_scores' AS scores, "
-            "thumbnail IS NOT NULL AS has_image FROM camera_health "
-            "WHERE device_id = :id ORDER BY ts DESC LIMIT :n"
-        ),
-        {"id": device_id, "n": HEALTH_ROWS},
-    ).all()
+    rows = recent_health(conn, device_id, HEALTH_ROWS)
     if not rows:
         return CameraHealth(device_id=device_id, checked=False)
     return CameraHealth(
@@ -140,14 +135,7 @@ def health_evidence(
 ) -> Response:
     """The picture the vision worker kept with a diagnosis, masked like the snapshot."""
     dev = readable_device(conn, device_id, user)
-    row = conn.execute(
-        text(
-            "SELECT ts, thumbnail FROM camera_health WHERE device_id = :id "
-            "AND thumbnail IS NOT NULL AND (CAST(:at AS timestamptz) IS NULL OR ts <= :at) "
-            "ORDER BY ts DESC LIMIT 1"
-        ),
-        {"id": device_id, "at": at},
-    ).first()
+    row = health_picture(conn, device_id, at)
     if row is None:
         raise ApiError(404, f"camera {device_id} has no diagnosis picture", code="no_evidence")
     body = masked_jpeg(bytes(row.thumbnail), dev.config)
@@ -195,16 +183,7 @@ def device_presence(
 ) -> PresenceHistory:
     """Online periods from the presence intervals the ingest worker keeps, clipped to the window."""
     dev = readable_device(conn, device_id, user)
-    now = conn.execute(text("SELECT now()")).scalar_one()
-    t0 = now - timedelta(hours=hours)
-    rows = conn.execute(
-        text(
-            "SELECT greatest(started_at, :t0) AS start, ended_at AS end, end_reason "
-            "FROM device_presence WHERE device_id = :id AND started_at < :now "
-            "AND (ended_at IS NULL OR ended_at > :t0) ORDER BY started_at LIMIT 2000"
-        ),
-        {"id": device_id, "t0": t0, "now": now},
-    ).all()
+    t0, now, rows = online_periods(conn, device_id, hours)
     start = max(t0, dev.registered_at) if dev.registered_at else t0
     span = (now - start).total_seconds()
     up = sum(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import Connection, and_, case, cast, exists, func, literal, not_, or_, select, text
+from sqlalchemy import Connection, and_, case, cast, exists, func, literal, not_, or_, select
 from sqlalchemy.dialects.postgresql import JSON
 
 from api.deps import ANY_ROLE, Db, DbTx, Principal, require
@@ -25,6 +25,7 @@ from api.placement import check_position, device_region
 from api.preview import Preview, preview
 from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
 from api.trail import record
+from geo.device_reads import device_standing
 from geo.registry import (
     DeviceRegistration,
     decode,
@@ -602,9 +603,7 @@ def retire(
 def _credentials_scope(conn: Connection, device_id: str, user: Principal, action: str) -> None:
     """404 unknown, 409 retired, 403 outside the user's regions; the access is logged (committed
     now: it stays logged when what follows fails)."""
-    row = conn.execute(
-        text("SELECT region_code, retired_at FROM devices WHERE id = :id"), {"id": device_id}
-    ).first()
+    row = device_standing(conn, device_id)
     if row is None:
         raise ApiError(404, f"device {device_id} is not registered")
     if row.retired_at is not None:

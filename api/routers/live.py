@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from api.deps import Principal, get_engine, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.live import SEGMENT_NAME, LiveError, LiveStreams
 from api.routers.cameras import readable_device
 from api.routers.snapshots import READERS
+from geo.device_reads import live_source
 
 router = APIRouter(tags=["live"], responses=COMMON_RESPONSES)
 
@@ -70,13 +70,7 @@ def start_live(
     ready."""
     with get_engine(request).connect() as conn:
         readable_device(conn, device_id, user)
-        url, gb28181 = conn.execute(
-            text(
-                "SELECT d.stream_url, EXISTS (SELECT 1 FROM gb_devices g WHERE g.device_id = d.id) "
-                "FROM devices d WHERE d.id = :id"
-            ),
-            {"id": device_id},
-        ).one()
+        url, gb28181 = live_source(conn, device_id)
     if not url and not gb28181:
         raise ApiError(404, f"camera {device_id} has no stream URL", code="no_stream")
     live = streams(request)

@@ -7,9 +7,10 @@ import socket
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from api.deps import get_engine
+from api.metrics import database_gauges
+from gridwatch.db import schema_heads
 
 router = APIRouter(tags=["operations"])
 
@@ -44,7 +45,7 @@ def health(request: Request):
     heads: list[str] = []
     try:
         with get_engine(request).connect() as conn:
-            heads = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
+            heads = schema_heads(conn)
         database = "ok"
     except Exception as exc:  # report, never raise: health must always answer
         database = f"unreachable ({exc.__class__.__name__})"
@@ -60,34 +61,6 @@ def health(request: Request):
     if database != "ok":
         return JSONResponse(status_code=503, content=body.model_dump())
     return body
-
-
-GAUGES = (
-    (
-        "gridwatch_devices",
-        "Registered devices by status.",
-        "SELECT status, count(*) FROM devices WHERE retired_at IS NULL GROUP BY status",
-        "status",
-    ),
-    (
-        "gridwatch_alarms",
-        "Alarms by state.",
-        "SELECT state, count(*) FROM alarms GROUP BY state",
-        "state",
-    ),
-    (
-        "gridwatch_pending_devices",
-        "Unknown device ids heard on the broker.",
-        "SELECT 'all', count(*) FROM pending_devices",
-        "set",
-    ),
-    (
-        "gridwatch_dead_letters",
-        "Messages that could not be parsed or validated.",
-        "SELECT 'all', count(*) FROM dead_letters",
-        "set",
-    ),
-)
 
 
 @router.get(
@@ -106,10 +79,7 @@ def metrics(request: Request) -> PlainTextResponse:
     ]
     try:
         with get_engine(request).connect() as conn:
-            for name, help_text, sql, label in GAUGES:
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-                for key, count in conn.execute(text(sql)):
-                    lines.append(f'{name}{{{label}="{key}"}} {count}')
+            lines += database_gauges(conn)
     except Exception as exc:  # metrics stay readable when the database is down
         lines.append(f"# database unreachable: {exc.__class__.__name__}")
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

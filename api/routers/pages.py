@@ -7,9 +7,9 @@ import html
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from api.deps import get_engine
+from geo.regions import first_view_extent
 from maps.assets import NODE_MODULES, STATIC, STATIC_URL, VENDOR_PACKAGES, VENDOR_URL, check_assets
 from maps.pages import DEFAULT_BOUNDS, Page, PageConfig, build_page
 
@@ -26,31 +26,13 @@ def _bounds(request: Request, region: str | None):
     """The box to show first: the region asked for, else everything loaded, else a default."""
     try:
         with get_engine(request).connect() as conn:
-            if region:
-                row = conn.execute(
-                    text(
-                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM regions WHERE code = :c) s"
-                    ),
-                    {"c": region},
-                ).first()
-            else:
-                row = conn.execute(
-                    text(
-                        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM regions "
-                        "WHERE level = (SELECT min(level) FROM regions WHERE geom IS NOT NULL)) s"
-                    )
-                ).first()
-                if row is None or row[0] is None:
-                    row = conn.execute(
-                        text(
-                            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(position) AS e FROM devices) s"
-                        )
-                    ).first()
+            box = first_view_extent(conn, region)
     except Exception:  # a page must render even when the database is down; the script says why
         return DEFAULT_BOUNDS
-    if row is None or row[0] is None:
+    if box is None:
         return DEFAULT_BOUNDS
-    return ((row[1], row[0]), (row[3], row[2]))
+    west, south, east, north = box
+    return ((south, west), (north, east))
 
 
 PATHS = {"live": "/map", "install": "/install", "audit": "/audit"}

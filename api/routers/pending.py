@@ -6,7 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, false, func, select, text, true
+from sqlalchemy import ColumnElement, false, func, select, true
 
 from api.deps import Db, DbTx, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
@@ -17,6 +17,7 @@ from api.routers.devices import ChangeResult, DeviceChanges, _emit, _result
 from api.trail import record
 from geo.registry import DeviceRegistration, register_device, validate_registration
 from gridwatch import schema
+from ingest.pending import forget_pending, lock_pending
 
 router = APIRouter(prefix="/pending-devices", tags=["pending devices"], responses=COMMON_RESPONSES)
 
@@ -106,13 +107,7 @@ def adopt(
 ) -> ChangeResult:
     """Register a pending id with the installer's details (position defaults to the one it reported)."""
     fields = body.model_dump(exclude_unset=True)
-    row = conn.execute(
-        text(
-            "SELECT ST_X(position) AS lon, ST_Y(position) AS lat FROM pending_devices "
-            "WHERE id = :id FOR UPDATE"
-        ),
-        {"id": device_id},
-    ).first()
+    row = lock_pending(conn, device_id)
     if row is None:
         raise ApiError(404, f"{device_id} is not a pending device")
     if "lon" not in fields and row.lon is not None:
@@ -122,7 +117,7 @@ def adopt(
     reg: DeviceRegistration = validate_registration({"id": device_id, **fields})
     check_position(conn, device_id, reg.lon, reg.lat, reg.crs, user)
     out = register_device(conn, reg, user.username)
-    conn.execute(text("DELETE FROM pending_devices WHERE id = :id"), {"id": device_id})
+    forget_pending(conn, device_id)
     record(
         conn,
         user.username,

@@ -7,12 +7,12 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from api.deps import ANY_ROLE, Db, Principal, get_engine, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.placement import device_region
 from api.trail import record
+from geo.photos import photo_bytes, photo_count, photos_of, store_photo
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -125,23 +125,9 @@ async def add_photo(
     jpeg, width, height = _reencode(data)
     with get_engine(request).begin() as conn:
         user.require_region(device_region(conn, device_id), "add photos to devices")
-        count = conn.execute(
-            text("SELECT count(*) FROM device_photos WHERE device_id = :d"), {"d": device_id}
-        ).scalar_one()
-        if count >= PHOTOS_PER_DEVICE:
+        if photo_count(conn, device_id) >= PHOTOS_PER_DEVICE:
             raise ApiError(409, f"device {device_id} already has {PHOTOS_PER_DEVICE} photos")
-        row = (
-            conn.execute(
-                text(
-                    "INSERT INTO device_photos (device_id, content_type, bytes, width, height, "
-                    "note, taken_by) VALUES (:d, 'image/jpeg', :b, :w, :h, :n, :u) "
-                    "RETURNING id, device_id, width, height, note, taken_by, taken_at"
-                ),
-                {"d": device_id, "b": jpeg, "w": width, "h": height, "n": note, "u": user.username},
-            )
-            .mappings()
-            .one()
-        )
+        row = store_photo(conn, device_id, jpeg, width, height, note, user.username)
         record(conn, user.username, "device.photo_added", "device", device_id, {"photo": row["id"]})
     return _out(row)
 
@@ -160,18 +146,7 @@ def list_photos(
         raise ApiError(
             403, f"device {device_id} is outside the regions assigned to {user.username!r}"
         )
-    rows = (
-        conn.execute(
-            text(
-                "SELECT id, device_id, width, height, note, taken_by, taken_at FROM device_photos "
-                "WHERE device_id = :d ORDER BY taken_at DESC, id DESC"
-            ),
-            {"d": device_id},
-        )
-        .mappings()
-        .all()
-    )
-    return [_out(r) for r in rows]
+    return [_out(r) for r in photos_of(conn, device_id)]
 
 
 @router.get(
@@ -191,10 +166,7 @@ def get_photo(
         raise ApiError(
             403, f"device {device_id} is outside the regions assigned to {user.username!r}"
         )
-    data = conn.execute(
-        text("SELECT bytes FROM device_photos WHERE id = :p AND device_id = :d"),
-        {"p": photo_id, "d": device_id},
-    ).scalar()
+    data = photo_bytes(conn, device_id, photo_id)
     if data is None:
         raise ApiError(404, f"device {device_id} has no photo {photo_id}")
     return Response(

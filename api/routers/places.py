@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, StringConstraints
-from sqlalchemy import Connection, Select, func, select, text
+from sqlalchemy import Connection, Select, func, select
 
 from api.deps import ANY_ROLE, Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
@@ -20,6 +20,8 @@ from api.geojson import (
     parse_bbox,
 )
 from api.query import all_of, in_box, in_scope, one_page
+from geo.labels import place_labels
+from geo.regions import outline_geojson, region_summary
 from gridwatch import schema
 
 router = APIRouter(tags=["places"], responses=COMMON_RESPONSES)
@@ -109,34 +111,10 @@ def get_region(
     conn: Db, code: str = CODE_PATH, _user: Principal = Depends(require(*ANY_ROLE))
 ) -> RegionOut:
     """A region, how many children it has, how many devices inside it and how many are online."""
-    from api.scope import region_range
-
-    lo, hi = region_range(code)
-    row = (
-        conn.execute(
-            text(
-                "SELECT code, level, name, parent_code, urban_rural_code, "
-                "CASE WHEN geom IS NULL THEN NULL ELSE ARRAY[ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)] END AS bbox, "
-                "(SELECT count(*) FROM regions c WHERE c.parent_code = r.code) AS children, "
-                "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.region_code BETWEEN :lo AND :hi) AS devices, "
-                "(SELECT count(*) FROM devices d WHERE d.retired_at IS NULL AND d.status = 'online' AND d.region_code BETWEEN :lo AND :hi) AS online "
-                "FROM regions r WHERE code = :code"
-            ),
-            {"code": code, "lo": lo, "hi": hi},
-        )
-        .mappings()
-        .first()
-    )
+    row = region_summary(conn, code)
     if row is None:
         raise ApiError(404, f"region {code} is not loaded")
     return RegionOut(**row)
-
-
-def _outline(tolerance_m: float | None, geom: Any) -> Any:
-    """The outline as GeoJSON text (6 decimals), simplified to about `tolerance_m` if given."""
-    if tolerance_m:
-        geom = func.ST_SimplifyPreserveTopology(geom, tolerance_m / 111_320.0)
-    return func.ST_AsGeoJSON(geom, 6).label("geojson")
 
 
 SIMPLIFY_QUERY = Query(
@@ -164,7 +142,7 @@ def regions_geojson(
         r.c.parent_code == parent if parent else None,
     )
     cols = (r.c.code.label("id"), r.c.code, r.c.level, r.c.name, r.c.parent_code)
-    stmt = select(*cols, r.c.urban_rural_code, _outline(simplify_m, r.c.geom))
+    stmt = select(*cols, r.c.urban_rural_code, outline_geojson(r.c.geom, simplify_m))
     return _feature_page(conn, stmt.where(cond).order_by(r.c.code), page)
 
 
@@ -188,7 +166,7 @@ def grids_geojson(
     )
     workers = select(func.count()).where(w.c.grid_id == g.c.id).scalar_subquery()
     cols = (g.c.id, g.c.code, g.c.name, g.c.level, g.c.parent_id, g.c.region_code, g.c.households)
-    stmt = select(*cols, workers.label("workers"), _outline(simplify_m, g.c.geom))
+    stmt = select(*cols, workers.label("workers"), outline_geojson(g.c.geom, simplify_m))
     return _feature_page(conn, stmt.where(cond).order_by(g.c.id), page)
 
 
@@ -209,7 +187,7 @@ def key_sites_geojson(
         k.c.kind == kind if kind else None,
         in_scope(k.c.region_code, [region]) if region else None,
     )
-    stmt = select(k.c.id, k.c.name, k.c.kind, k.c.region_code, _outline(None, k.c.geom))
+    stmt = select(k.c.id, k.c.name, k.c.kind, k.c.region_code, outline_geojson(k.c.geom))
     return _feature_page(conn, stmt.where(cond).order_by(k.c.id), page)
 
 
@@ -235,7 +213,7 @@ def coverage_geojson(
         d.c.status == status if status else None,
     )
     cols = (d.c.id, d.c.name, d.c.kind, d.c.status, d.c.region_code, d.c.heading_deg)
-    stmt = select(*cols, d.c.hfov_deg, d.c.range_m, _outline(None, d.c.fov))
+    stmt = select(*cols, d.c.hfov_deg, d.c.range_m, outline_geojson(d.c.fov))
     return _feature_page(conn, stmt.where(cond).order_by(d.c.id), page)
 
 
@@ -251,48 +229,6 @@ LABEL_ZOOMS: dict[str, tuple[int, int]] = {
 }
 LABEL_MAX_SQ_DEG = 100.0  # a wide screen at zoom 8; what is asked is bounded by the zoom
 _LABEL_LEVEL = {"county": 3, "township": 4, "village": 5}
-
-_LABELS_SQL = """
-WITH env AS (SELECT ST_MakeEnvelope(:w, :s, :e, :n, 4326) AS g),
-places AS (
-    SELECT 'region:' || r.code AS id, r.name,
-           CASE r.level WHEN 3 THEN 'county' WHEN 4 THEN 'township' ELSE 'village' END AS kind,
-           r.level AS rank, NULL::real AS angle,
-           coalesce(r.point, ST_PointOnSurface(r.geom)) AS pt,
-           coalesce(ST_Area(r.geom), 0) AS size
-    FROM regions r, env
-    WHERE r.retired_at IS NULL AND r.level = ANY(:levels) AND (r.geom && env.g OR r.point && env.g)
-    UNION ALL
-    SELECT 'nv:' || v.id, v.name, 'natural_village', 6, NULL,
-           ST_PointOnSurface(v.geom), ST_Area(v.geom)
-    FROM natural_villages v, env
-    WHERE :natural AND v.geom && env.g
-),
-road_parts AS (
-    SELECT rd.name, (ST_Dump(ST_Intersection(rd.geom, env.g))).geom AS part
-    FROM roads rd, env
-    WHERE :roads AND rd.geom && env.g AND coalesce(btrim(rd.name), '') <> ''
-),
-roads AS (  -- one label per name in view: the middle of its longest piece, turned along it
-    SELECT DISTINCT ON (name) name, part, ST_Length(part) AS len
-    FROM road_parts WHERE GeometryType(part) = 'LINESTRING' AND ST_Length(part) > 0
-    ORDER BY name, ST_Length(part) DESC
-),
-labels AS (
-    SELECT * FROM places
-    UNION ALL
-    SELECT 'road:' || md5(name), name, 'road', 7,
-           degrees(ST_Azimuth(ST_Transform(ST_LineInterpolatePoint(part, 0.4), 3857),
-                              ST_Transform(ST_LineInterpolatePoint(part, 0.6), 3857)))::real,
-           ST_LineInterpolatePoint(part, 0.5), len
-    FROM roads
-)
-SELECT l.id, l.name, l.kind, l.angle, ST_AsGeoJSON(l.pt, 6) AS geojson
-FROM labels l, env
-WHERE l.pt IS NOT NULL AND ST_Intersects(l.pt, env.g)
-ORDER BY l.rank, l.size DESC, l.id
-LIMIT :limit
-"""
 
 
 def _text_angle(azimuth: float | None) -> float | None:
@@ -337,17 +273,18 @@ def labels_geojson(
     if box is None:  # required above; keeps the type checker sure
         raise ApiError(422, "bbox is required", "bbox")
     shown = {k for k, (lo, hi) in LABEL_ZOOMS.items() if lo <= zoom <= hi}
-    params: dict[str, Any] = {
-        **box.params(),
-        "levels": sorted(_LABEL_LEVEL[k] for k in shown if k in _LABEL_LEVEL),
-        "natural": "natural_village" in shown,
-        "roads": "road" in shown,
-        "limit": limit + 1,
-    }
-    if not shown:
-        rows: list[dict[str, Any]] = []
-    else:
-        rows = [dict(r) for r in conn.execute(text(_LABELS_SQL), params).mappings().all()]
+    rows = (
+        place_labels(
+            conn,
+            box.params(),
+            levels=sorted(_LABEL_LEVEL[k] for k in shown if k in _LABEL_LEVEL),
+            natural="natural_village" in shown,
+            roads="road" in shown,
+            limit=limit + 1,
+        )
+        if shown
+        else []
+    )
     for row in rows:
         row["angle"] = _text_angle(row["angle"]) if row["kind"] == "road" else None
     return collection(rows, Page(limit, 0))

@@ -7,10 +7,11 @@ from datetime import UTC
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
-from sqlalchemy import text
 
 from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
+from geo.device_reads import device_with_camera_config
+from vision.store import latest_snapshot
 
 router = APIRouter(tags=["devices"], responses=COMMON_RESPONSES)
 
@@ -41,13 +42,7 @@ def masked_jpeg(jpeg: bytes, config: dict | None) -> bytes:
 
 def readable_device(conn, device_id: str, user: Principal):
     """The device's row (region, registration time, config) or 404/403."""
-    row = conn.execute(
-        text(
-            "SELECT d.id, d.region_code, d.registered_at, d.kind, v.config FROM devices d "
-            "LEFT JOIN vision_cameras v ON v.device_id = d.id WHERE d.id = :id"
-        ),
-        {"id": device_id},
-    ).first()
+    row = device_with_camera_config(conn, device_id)
     if row is None:
         raise ApiError(404, f"device {device_id} is not registered", code="device_not_found")
     if not user.may_touch(row.region_code):
@@ -76,9 +71,7 @@ def get_snapshot(
 ) -> Response:
     """The latest JPEG the camera sent, with its privacy masks applied before it leaves the hub."""
     device = readable_device(conn, device_id, user)
-    row = conn.execute(
-        text("SELECT at, jpeg FROM device_snapshots WHERE device_id = :id"), {"id": device_id}
-    ).first()
+    row = latest_snapshot(conn, device_id)
     if row is None or row.jpeg is None:
         raise ApiError(404, f"camera {device_id} has sent no snapshot yet", code="no_snapshot")
     masks = hashlib.sha256(repr((device.config or {}).get("privacy")).encode()).hexdigest()[:12]
