@@ -39,7 +39,9 @@ _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 # Region: the village of its code, else the deepest active region whose boundary covers the
 # point (an administrative village first), found among the small pieces of region_parts; the base
 # grid containing it; where that region is no village, the approximate village area covering it.
-# Raw SQL: one set-based PostGIS pass over the whole batch.
+# Raw SQL: one set-based PostGIS pass over the whole batch. OFFSET 0 keeps the inner query a
+# subquery: flattened, its region lookup was copied into each of the approximate-village
+# lookup's references and run twice per row.
 _LOCATED_SQL = f"""
 SELECT l.*, {area_village_sql("l.position", "l.region_code")} AS area_village_code FROM (
 SELECT s.*,
@@ -49,7 +51,7 @@ SELECT s.*,
        AND ST_Covers(p.geom, s.position) ORDER BY p.level DESC, p.code LIMIT 1)) AS region_code,
   (SELECT g.id FROM grids g WHERE g.level = 3 AND g.geom && s.position
      AND ST_Covers(g.geom, s.position) ORDER BY g.id LIMIT 1) AS grid_id
-FROM _bulk_devices s) l
+FROM _bulk_devices s OFFSET 0) l
 """
 
 _INSERT_SQL = f"""

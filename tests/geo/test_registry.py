@@ -57,6 +57,24 @@ def test_validation_names_field_and_allowed_range(field, value, allowed):
     assert isinstance(info.value, ValueError)
 
 
+def test_decoding_an_id_names_that_id_in_errors_and_reads_its_own_digits():
+    """decode reads digits 1-14 once per head (cached): a second id of the same head decodes the
+    same, and an id refused for its division or type names itself, not the cached head."""
+    from geo.registry import decode
+
+    a = decode(validate_registration(cam(id="36012100001320000011")))
+    b = decode(validate_registration(cam(id="36012100001320999999")))
+    assert (a.type_code, a.network_code, a.kind.name) == ("132", 0, b.kind.name)
+    assert b.reg.id == "36012100001320999999"
+    other = decode(validate_registration(cam(id="36012100001310000011")))
+    assert other.type_code == "131" and other.kind.name != a.kind.name
+    for bad in ("99012100001320000011", "36012100001000000011"):
+        with pytest.raises(RegistryError) as info:
+            decode(validate_registration(cam(id=bad)))
+        assert info.value.field == "id"
+        assert bad in str(info.value), str(info.value)
+
+
 def test_focal_max_below_focal_is_rejected():
     with pytest.raises(RegistryError) as info:
         validate_registration(cam(focal_mm=12, focal_max_mm=2.8))

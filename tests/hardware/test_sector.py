@@ -146,3 +146,38 @@ def test_sectors_refuse_bad_input_naming_field_and_item() -> None:
     assert info.value.field == "heading"
     with pytest.raises(SectorError):
         sectors([116.0], [28.0], [0.0], [181.0], [50.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(min_value=73.0, max_value=135.0),
+    st.floats(min_value=18.0, max_value=54.0),
+    headings,
+    st.floats(min_value=1.0, max_value=180.0),
+    st.floats(min_value=1.0, max_value=5_000.0),
+)
+def test_drawn_arc_stays_within_the_stated_bound_of_the_true_arc(
+    lon, lat, heading, half, r
+) -> None:
+    """Every point of the true geodesic arc (sampled every 0.05°) lies within ARC_ERROR_BOUND·r
+    of the drawn polygon's boundary, and no drawn vertex lies outside the true sector."""
+    import numpy as np
+    from pyproj import Transformer
+
+    from hardware.sector import ARC_ERROR_BOUND, ARC_STEP_DEG
+
+    poly = sector(lon, lat, heading, half, r)
+    to_m = Transformer.from_crs(
+        4326, f"+proj=aeqd +lat_0={lat} +lon_0={lon} +ellps=WGS84", always_xy=True
+    )
+    ring = np.array(to_m.transform(*np.array(poly.exterior.coords).T)).T
+    n = int(2 * half / 0.05) + 2
+    az = np.linspace(heading - half, heading + half, n)
+    x, y, _ = GEOD.fwd(np.full(n, lon), np.full(n, lat), az, np.full(n, r))
+    true_arc = np.array(to_m.transform(x, y)).T
+    from shapely import LineString, points
+
+    gap = LineString(ring).distance(points(true_arc)).max()
+    assert gap <= ARC_ERROR_BOUND * r, (gap, r, ARC_STEP_DEG)
+    # chords cut inside the arc: no vertex beyond the radius (1 mm of projection slack)
+    assert (np.hypot(ring[:, 0], ring[:, 1]) <= r + 1e-3).all()
