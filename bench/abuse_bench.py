@@ -148,6 +148,10 @@ def run_case(name: str, args, fleet, url: str, hub, abuse: str | None, fair: boo
     env["GRIDWATCH_INGEST_FAIR_SHARE"] = "true" if fair else "false"
     # "abuse-nogate": the worker's fair share without disabling the device at the broker
     env["GRIDWATCH_INGEST_BROKER_QUARANTINE"] = "false" if name.endswith("nogate") else "true"
+    tree = ROOT
+    if name.endswith("-before"):  # the worker of another checkout (--before), same everything else
+        tree = Path(args.before).resolve()
+        env["PYTHONPATH"] = str(tree)
     stats = Path(f"/tmp/gw-abuse-{tag}.json")
     log = open(f"/tmp/gw-abuse-{tag}.log", "wb")  # noqa: SIM115 - lives with the worker
     worker = subprocess.Popen(
@@ -162,7 +166,7 @@ def run_case(name: str, args, fleet, url: str, hub, abuse: str | None, fair: boo
             args.share_group and f"{args.share_group}{tag}",
         ],
         env=env,
-        cwd=ROOT,
+        cwd=tree,
         stdout=log,
         stderr=log,
     )
@@ -349,8 +353,10 @@ def main() -> None:
         default="baseline,abuse,baseline2,abuse-unprotected",
         help="comma list of baseline (no abuser; repeat as baseline2... to see the noise), abuse "
         "(fair share on), abuse-nogate (fair share on, the device not disabled at the broker), "
-        "abuse-unprotected (fair share off)",
+        "abuse-unprotected (fair share off), abuse-before (fair share on, the worker of the "
+        "checkout given by --before)",
     )
+    ap.add_argument("--before", default=None, help="another checkout, for the abuse-before case")
     ap.add_argument(
         "--share-group", default="", help="worker on a shared subscription (default: plain)"
     )

@@ -101,7 +101,7 @@ class IngestSettings(BaseSettings):
         "quarantined.",
     )
     quarantine_after: int = Field(
-        default=500,
+        default=100,
         ge=1,
         description="Messages over its rates within 10 s that quarantine a device (the ones "
         "before are dead-lettered as rate limited).",

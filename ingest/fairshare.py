@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -56,6 +57,9 @@ class FairShare:
         # The keys in quarantine now -> until (monotonic); small, read by the worker's network
         # thread to drop a quarantined device's messages before they cost anything more.
         self.active: dict[str, float] = {}
+        # Told `active` the moment a quarantine starts, mid-batch: the worker stops the device
+        # (network thread, broker gate) before the rest of its batch is even written.
+        self.on_quarantine: Callable[[dict[str, float]], None] | None = None
 
     def _share(self, key: str, now: float) -> _Share:
         s = self.shares.get(key)
@@ -128,6 +132,8 @@ class FairShare:
         s.dropped = 0
         s.why = why
         s.started = time.time()
+        if self.on_quarantine is not None:
+            self.on_quarantine(self.active)
         return Verdict.QUARANTINE_START
 
     def why(self, key: str) -> str:

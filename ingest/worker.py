@@ -111,6 +111,7 @@ class IngestWorker:
         self._dropped_acks: list[tuple[int, int]] = []  # (mid, epoch) of QoS 1 drops
         self._dropped = 0
         self._fair_seen: dict[str, float] | None = None
+        self._gate: BrokerGate | None = None
         self._epoch = 0
         self._connected = threading.Event()
         self.conn: psycopg.Connection | None = None
@@ -173,6 +174,17 @@ class IngestWorker:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _quarantined(self, active: dict[str, float]) -> None:
+        """The fair share's quarantined keys changed (a quarantine started mid-batch, or some
+        ended): drop their devices' messages in the network thread from now on, and stop them
+        at the broker (registered devices only: a pending source's key is not a device id)."""
+        self._fair_seen = active
+        self._blocked = {
+            k: u for k, u in active.items() if not k.startswith(("pending:", "topic:"))
+        }
+        if self._gate is not None:
+            self._gate.update(self._blocked)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self._on_publish(msg.topic, msg.payload, msg.qos, msg.mid, msg.retain)
@@ -239,6 +251,7 @@ class IngestWorker:
                     self.store.background_refresh = True  # see _housekeeping
                     if self.cfg.fair_share:
                         self.store.fair = FairShare(self.cfg)
+                        self.store.fair.on_quarantine = self._quarantined
                     # Loaded before subscribing, not by the first batch (~60 ms at 100,000
                     # devices, while a backlog may already be waiting in the broker).
                     self.store.refresh_known(conn)
@@ -493,7 +506,7 @@ class IngestWorker:
         ).start()
         gate = None
         if self.cfg.fair_share and self.cfg.broker_quarantine and self.settings.local_mqtt:
-            gate = BrokerGate(self.settings).start()
+            gate = self._gate = BrokerGate(self.settings).start()
         started = time.monotonic()
         batch_s = self.cfg.batch_ms / 1000.0
         try:
@@ -526,19 +539,12 @@ class IngestWorker:
                     self.stats.add(res)
                     fair = self.store.fair if self.store is not None else None
                     if fair is not None and fair.active is not self._fair_seen:
-                        self._fair_seen = fair.active
-                        # registered devices only: a pending source's key is not a device id
-                        self._blocked = {
-                            k: u
-                            for k, u in fair.active.items()
-                            if not k.startswith(("pending:", "topic:"))
-                        }
-                        if gate is not None:  # and stop it at the broker meanwhile
-                            gate.update(self._blocked)
+                        self._quarantined(fair.active)  # quarantines that ended
         finally:
             self._stop.set()
             if gate is not None:
                 gate.stop()
+                self._gate = None
             self._drain()
             props = None
             if self.cfg.discard_session_on_exit:

@@ -48,6 +48,23 @@ def test_a_flood_is_quarantined_once_then_dropped_until_it_ends() -> None:
     assert "d" not in fs.quarantined(61.0)
 
 
+def test_the_worker_is_told_the_moment_a_quarantine_starts() -> None:
+    """Mid-batch: the worker stops the device (network thread, broker gate) at the message that
+    quarantined it, not after its batch is written."""
+    fs = share()
+    told: list[dict[str, float]] = []
+    fs.on_quarantine = told.append
+    for i in range(100):
+        verdict = fs.admit("d", True, 0.0)
+        if verdict == Verdict.QUARANTINE_START:
+            assert told == [{"d": 60.0}] and told[0] is fs.active
+            assert i == 10 + 20 - 1  # the alarm burst, then quarantine_after over it
+        else:
+            assert len(told) == (0 if i < 29 else 1)
+    fs.admit("other", True, 0.0)
+    assert len(told) == 1  # within its share: nothing to tell
+
+
 def test_a_device_a_little_over_its_rate_is_limited_not_quarantined() -> None:
     fs = share(quarantine_after=10)
     for _ in range(10):
