@@ -375,17 +375,18 @@ def main() -> None:
     os.environ.setdefault("GRIDWATCH_MQTT_PORT", "23413")
     from gridwatch.services import services_down, services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
-    services_up()
+    services_up(accounts=DynsecAccounts(get_settings()))
     results = []
     try:
         settings = get_settings()
         url = settings.db_url()
         fleet = device_ids(args.devices)
         prepare_db(url, fleet)
-        from gridwatch.services import LocalMosquitto
+        from ingest.broker_acl import local_broker
 
-        LocalMosquitto(settings).reload()  # every device's own broker client (bulk: a rebuild)
+        local_broker(settings).reload()  # every device's own broker client (bulk: a rebuild)
         hub = settings.hub_credentials("simulator")
         for case in args.cases.split(","):
             abuse = None if case.startswith("baseline") else args.abuse

@@ -362,10 +362,10 @@ def bridge_phase(county_s: Any, city_s: Any, city: str, events: int, rate: float
 
     from federation.bridge import set_up_bridge, up_topic
     from federation.relay import Relay
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     for settings in (city_s, county_s):
-        LocalMosquitto(settings).start()
+        local_broker(settings).start()
     conf = set_up_bridge(county_s, city_s, "county_a").read_text()
     fed_pw = re.search(r"remote_password (\S+)", conf).group(1)  # type: ignore[union-attr]
     relay = Relay(city_s, client_id="bench-relay")
@@ -516,10 +516,10 @@ def main() -> None:
             "bytes per row change"
         )
     finally:
-        from gridwatch.services import LocalMosquitto
+        from ingest.broker_acl import local_broker
 
         for settings in reversed(hubs):
-            LocalMosquitto(settings).stop()
+            local_broker(settings).stop()
             LocalPostgres(settings).stop(mode="immediate")
         shutil.rmtree(HOME, ignore_errors=True)
 

@@ -33,11 +33,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from gridwatch.secrets import device_key
-from gridwatch.services import mosquitto_binary
+from gridwatch.services import mosquitto_binary, plugin_path
 from gridwatch.settings import get_settings
 from hardware.contract.topics import topic
 from hardware.credentials import device_password
-from ingest.broker_acl import plugin_path, write_broker_files
+from ingest.broker_acl import write_broker_files
 from simulators.fleet import QOS, Fleet, FleetSummary
 from simulators.fleet_model import FleetDevice, FleetOptions, synthesize_fleet
 from simulators.fleet_schedule import ALARM, HEARTBEAT, POSITION, Schedule

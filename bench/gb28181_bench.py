@@ -699,8 +699,9 @@ def main() -> None:
     os.environ.setdefault("GRIDWATCH_SIP_PORT", "23438")
     from gridwatch.services import services_down, services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
-    services_up()
+    services_up(accounts=DynsecAccounts(get_settings()))
     procs: list[subprocess.Popen] = []
     try:
         ids = prepare(args.devices)

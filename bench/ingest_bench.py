@@ -604,8 +604,10 @@ def main() -> None:
     os.environ.setdefault("GRIDWATCH_PG_PORT", "25442")
     os.environ.setdefault("GRIDWATCH_MQTT_PORT", "21893")
     from gridwatch.services import services_down, services_up
+    from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
-    services_up()
+    services_up(accounts=DynsecAccounts(get_settings()))
     try:
         results = _run_modes(args)
     finally:

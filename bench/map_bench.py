@@ -403,9 +403,12 @@ def main() -> int:
 
     from gridwatch.services import services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
     settings = get_settings()
-    services_up(settings)  # the project-local PostGIS (its own database below)
+    services_up(
+        settings, DynsecAccounts(settings)
+    )  # the project-local PostGIS (its own database below)
     db_url = settings.db_url(DB_NAME)
     summary = prepare_data(db_url, args.cities, args.counties)
 

@@ -334,10 +334,11 @@ def main(args) -> int:
     from gridwatch.db import get_engine
     from gridwatch.services import services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
     OUT.mkdir(parents=True, exist_ok=True)
     settings = get_settings()
-    services_up(settings)
+    services_up(settings, DynsecAccounts(settings))
     db_url = settings.db_url(DB_NAME)
     summary = prepare_data(db_url, 1, 1)
     engine = get_engine(url=db_url)

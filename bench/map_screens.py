@@ -38,12 +38,13 @@ def main() -> int:
     from gridwatch.db import get_engine, migrate
     from gridwatch.services import services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
     from simulators.region import generate_region
 
     IMG.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     settings = get_settings()
-    services_up(settings)
+    services_up(settings, DynsecAccounts(settings))
     db_url = settings.db_url(DB_NAME)
     migrate(db_url)
     engine = get_engine(url=db_url)

@@ -131,11 +131,11 @@ def set_up_bridge(county_settings: Any, city_settings: Any, hub_id: str) -> Path
     """The county's bridge to the city: its account at the city's broker (with the city's admin
     account), the bridge file beside the county's broker config, and a restart of the county's
     local broker to open it (an external broker: include the file yourself)."""
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     password = provision_city_account(city_settings, hub_id)
     host, port = city_settings.mqtt_endpoint()
-    local = LocalMosquitto(county_settings)
+    local = local_broker(county_settings)
     path = write_bridge(local.root, bridge_conf(hub_id, host, port, password))
     if county_settings.local_mqtt and local.running():
         local.restart()

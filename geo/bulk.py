@@ -25,7 +25,6 @@ from geo.registry import (
     coverage_of,
     decode,
     notify_broker,
-    refresh_broker,
     validate_registration,
 )
 from geo.views import relink_devices
@@ -229,9 +228,12 @@ def register_many(
                 with step(tm, "compliance"):
                     _refresh_all(conn)
     if reload_broker and total:
+        # the provisioner (ingest.provision) reconciles every device once this commits: in a
+        # short transaction of its own when the batch had one, else in the caller's
         if tx.owned:
-            refresh_broker()
-        else:  # the provisioner reconciles every device once the caller commits
+            with conn.begin():
+                notify_broker(conn, ["*"])
+        else:
             notify_broker(conn, ["*"])
     totals["devices"] = total
     return totals

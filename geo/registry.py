@@ -1,9 +1,8 @@
-"""The device registry: validate, locate and store devices (single and bulk), with audit trail and broker refresh."""
+"""The device registry: validate, locate and store devices (single and bulk), with audit trail and broker notifications."""
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any, Literal
@@ -22,8 +21,6 @@ from hardware.kinds import KindSpec, kind_for_type, sub_kinds
 from hardware.optics import OpticsError, sensor_format
 from hardware.region_code import RegionCode
 from hardware.sector import SectorError
-
-log = logging.getLogger(__name__)
 
 Crs = Literal["wgs84", "gcj02", "bd09"]
 
@@ -716,25 +713,6 @@ def notify_broker(conn: Connection, device_ids: Iterable[str]) -> None:
             text("SELECT pg_notify(:ch, i) FROM unnest(CAST(:ids AS text[])) AS i"),
             {"ch": BROKER_CHANNEL, "ids": ids[start : start + 1000]},
         )
-
-
-def refresh_broker() -> bool:
-    """Reconcile the local broker's device clients with the devices table now (bulk changes).
-
-    Best effort: returns False (and logs) when there is no local broker or it failed."""
-    from gridwatch.settings import get_settings
-
-    settings = get_settings()
-    if not settings.local_mqtt:
-        return False
-    try:
-        from gridwatch.services import LocalMosquitto
-
-        LocalMosquitto(settings).reload()
-        return True
-    except Exception as exc:  # never fail a registration on the broker
-        log.warning("broker sync after a device change failed: %s", exc)
-        return False
 
 
 def _broker_changed(

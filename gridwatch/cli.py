@@ -47,7 +47,10 @@ def _print_status(as_json: bool) -> bool:
 def services_up_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """Start the local PostGIS and Mosquitto (only those not given by URL settings)."""
     try:
-        services_up()
+        from ingest.broker_acl import DynsecAccounts
+
+        settings = get_settings()
+        services_up(settings, DynsecAccounts(settings))
     except ServiceError as exc:
         fail(str(exc))
     if not _print_status(as_json):

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import httpx
 
 from gridwatch.db import get_engine, migrate
-from gridwatch.services import LocalMosquitto, services_down, services_status, services_up
+from gridwatch.services import services_down, services_status, services_up
 from gridwatch.settings import Settings, get_settings
 from gridwatch.supervisor import Supervisor
+from ingest.broker_acl import DynsecAccounts, local_broker
 
 DEMO_REGION = "360121"  # 南昌县, Nanchang County, Jiangxi: the shared sample division list
 DEMO_SEED = 28181
@@ -81,12 +82,12 @@ def run_demo(options: DemoOptions, say: Callable[[str], None]) -> int:
     settings = get_settings()
     were_running = {s.name for s in services_status(settings) if s.running}
     say("starting local services (PostGIS, Mosquitto)")
-    services_up(settings)
+    services_up(settings, DynsecAccounts(settings))
     say("migrating the database")
     migrate(settings.db_url())
     load_demo_data(settings, options.seed, say)
     if settings.local_mqtt:
-        LocalMosquitto(settings).reload()  # device credentials for the generated fleet
+        local_broker(settings).reload()  # device credentials for the generated fleet
 
     sup = Supervisor(settings.home / "logs")
     # The worker keeps its broker session when it stops, so nothing in flight is lost; the

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from gridwatch.ports import describe_port_holder, port_blocked
 from gridwatch.settings import Settings, get_settings
@@ -394,14 +394,47 @@ def mosquitto_binary() -> Path | None:
     return Path(found) if found else None
 
 
+def plugin_path() -> Path | None:
+    """mosquitto_dynamic_security.so from Debian's mosquitto package, if installed."""
+    for pattern in (
+        "/usr/lib/*/mosquitto_dynamic_security.so",
+        "/usr/lib/mosquitto_dynamic_security.so",
+        "/usr/local/lib/mosquitto_dynamic_security.so",
+    ):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[0])
+    return None
+
+
+class BrokerAccounts(Protocol):
+    """The broker's accounts, roles and ACL, given by their owner (ingest.broker_acl.DynsecAccounts,
+    which reads the devices and the wire contract): the core runs Mosquitto but knows no device,
+    role or topic, so whoever starts or reloads the broker passes them in."""
+
+    def write_state(self, state: Path, acl: Path) -> None:
+        """Write the dynamic-security plugin's state file and the static ACL (broker stopped)."""
+        ...
+
+    def sync(self) -> None:
+        """Bring the running broker's accounts in line with the database."""
+        ...
+
+
 class LocalMosquitto(LocalService):
     """A Mosquitto broker in GRIDWATCH_HOME/mqtt: its config, the dynamic-security plugin's state
-    (every account and role) and the static per-device pattern ACL."""
+    (every account and role, from `accounts`) and the static per-device pattern ACL.
+
+    Starting and reloading need `accounts` (ingest.broker_acl.local_broker() makes a broker with
+    them); stopping and status do not."""
 
     name = "mosquitto"
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, accounts: BrokerAccounts | None = None
+    ) -> None:
         self.settings = settings or get_settings()
+        self.accounts = accounts
         self.root = self.settings.home / "mqtt"
         self.conf = self.root / "mosquitto.conf"
         self.dynsec = self.root / "dynamic-security.json"
@@ -437,10 +470,17 @@ class LocalMosquitto(LocalService):
     def running(self) -> bool:
         return self.pid() is not None and port_open("127.0.0.1", self.port)
 
-    def write_config(self) -> None:
-        """Write mosquitto.conf, the plugin's state and the ACL (ingest.broker_acl), broker stopped."""
-        from ingest.broker_acl import plugin_path, write_broker_files
+    def _accounts(self, doing: str) -> BrokerAccounts:
+        if self.accounts is None:
+            raise ServiceError(
+                f"cannot {doing} the broker without its accounts: make it with "
+                "ingest.broker_acl.local_broker(settings)"
+            )
+        return self.accounts
 
+    def write_config(self) -> None:
+        """Write mosquitto.conf, the plugin's state and the ACL (from `accounts`), broker stopped."""
+        accounts = self._accounts("configure")
         plugin = plugin_path()
         if plugin is None:
             raise ServiceError(
@@ -450,7 +490,7 @@ class LocalMosquitto(LocalService):
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         self.data.mkdir(parents=True, exist_ok=True)
-        write_broker_files(self.dynsec, self.acl, settings=self.settings)
+        accounts.write_state(self.dynsec, self.acl)
         self.passwd_legacy_cleanup()
         self.conf.write_text(
             "# written by gridwatch; edit GRIDWATCH_* settings instead\n"
@@ -550,12 +590,11 @@ class LocalMosquitto(LocalService):
         """Bring the running broker's device clients in line with the database (dynamic-security
         commands; no file rewrite, no SIGHUP). Registration events do this one device at a time
         (ingest.provision); this is for bulk changes and start-up."""
-        from ingest.broker_acl import sync_devices
-
+        accounts = self._accounts("reload")
         if not self.running():
             return
         try:
-            sync_devices(settings=self.settings, allow_restart=True)
+            accounts.sync()
         except OSError as exc:  # the broker went away meanwhile
             raise ServiceError(f"the broker did not take the device changes: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - no database: nothing to sync now
@@ -591,14 +630,17 @@ def max_packet_size(settings: Settings) -> int:
 # --------------------------------------------------------------------------- both
 
 
-def services_up(settings: Settings | None = None) -> list[ServiceStatus]:
-    """Start whatever local services the settings ask for; external ones are only checked."""
+def services_up(
+    settings: Settings | None = None, accounts: BrokerAccounts | None = None
+) -> list[ServiceStatus]:
+    """Start whatever local services the settings ask for (a local broker with `accounts`:
+    ingest.broker_acl.DynsecAccounts); external ones are only checked."""
     settings = settings or get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     if settings.local_database:
         LocalPostgres(settings).start()
     if settings.local_mqtt:
-        LocalMosquitto(settings).start()
+        LocalMosquitto(settings, accounts).start()
     return services_status(settings)
 
 

@@ -10,7 +10,6 @@ Every topic comes from hardware/contract/topics.py.
 from __future__ import annotations
 
 import base64
-import glob
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gridwatch.secrets import (
     hub_username,
     load_secrets,
 )
+from gridwatch.services import LocalMosquitto
 from gridwatch.settings import Settings, get_settings
 from hardware.contract.acl import (
     CONTROL_TOPIC,
@@ -52,19 +53,6 @@ BULK_COMMANDS = 200  # more device changes than this at once: rebuild the state 
 
 class BrokerAdminError(RuntimeError):
     """A dynamic-security command failed or the broker did not answer; the message says which."""
-
-
-def plugin_path() -> Path | None:
-    """mosquitto_dynamic_security.so from Debian's mosquitto package, if installed."""
-    for pattern in (
-        "/usr/lib/*/mosquitto_dynamic_security.so",
-        "/usr/lib/mosquitto_dynamic_security.so",
-        "/usr/local/lib/mosquitto_dynamic_security.so",
-    ):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return Path(found[0])
-    return None
 
 
 def is_device_username(username: str) -> bool:
@@ -464,14 +452,34 @@ def sync_devices(
             admin.remove_devices(removed)
             log.info("broker device clients: %d added, %d removed", len(missing), len(removed))
             return
-    from gridwatch.services import LocalMosquitto
-
     log.info(
         "broker device clients: %d to add, %d to remove: rebuilding and restarting the broker",
         len(missing),
         len(extra),
     )
-    LocalMosquitto(settings).restart()
+    local_broker(settings).restart()
+
+
+@dataclass(frozen=True)
+class DynsecAccounts:
+    """The broker's accounts as gridwatch.services.LocalMosquitto needs them (BrokerAccounts):
+    the plugin's state and the ACL from the database and the contract, synced on reload."""
+
+    settings: Settings
+
+    def write_state(self, state: Path, acl: Path) -> None:
+        """The plugin's state file and the static ACL (broker stopped)."""
+        write_broker_files(state, acl, settings=self.settings)
+
+    def sync(self) -> None:
+        """Every device client in line with the database (a bulk change: a rebuild allowed)."""
+        sync_devices(settings=self.settings, allow_restart=True)
+
+
+def local_broker(settings: Settings | None = None) -> LocalMosquitto:
+    """The local Mosquitto of `settings` with its accounts (start, restart and reload need them)."""
+    settings = settings or get_settings()
+    return LocalMosquitto(settings, DynsecAccounts(settings))
 
 
 # --------------------------------------------------------------------------- device credentials

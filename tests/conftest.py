@@ -83,8 +83,10 @@ class Broker:
 def services() -> Iterator[None]:
     """Start (or reuse) the local PostGIS and Mosquitto for this test run."""
     from gridwatch.services import services_down, services_up
+    from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
-    services_up()
+    services_up(accounts=DynsecAccounts(get_settings()))
     yield
     if _RUN_DIR is not None:
         services_down()
@@ -95,10 +97,10 @@ def services() -> Iterator[None]:
 def own_services_home(tmp_path: Path) -> Iterator[Path]:
     """A GRIDWATCH_HOME for a test that starts a PostGIS or Mosquitto of its own there."""
     yield tmp_path
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import Settings
+    from ingest.broker_acl import local_broker
 
-    broker = LocalMosquitto(Settings(home=tmp_path, pg_port=1))
+    broker = local_broker(Settings(home=tmp_path, pg_port=1))
     if broker.pidfile.exists():  # never leave a test's broker running
         broker.stop()
 

@@ -166,9 +166,9 @@ def mosquitto_pub(
 
 def reload_broker() -> None:
     """Rewrite the test broker's password file from this run's database and SIGHUP it."""
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import local_broker
 
     settings = get_settings()
     if settings.local_mqtt:
-        LocalMosquitto(settings).reload()
+        local_broker(settings).reload()

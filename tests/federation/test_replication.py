@@ -199,12 +199,11 @@ def test_live_events_go_up_and_alarm_commands_come_down_the_bridge(hubs) -> None
     from federation.bridge import set_up_bridge
     from federation.relay import AlarmCommand, Relay, send_command, take_event
     from federation.replication import libpq_url
-    from gridwatch.services import LocalMosquitto
-    from ingest.broker_acl import DynsecAdmin
+    from ingest.broker_acl import DynsecAdmin, local_broker
 
     city, county = hubs["city"], hubs["county_a"]
     for hub in (city, county):
-        LocalMosquitto(hub.settings).start()
+        local_broker(hub.settings).start()
     set_up_bridge(county.settings, city.settings, "county_a")
     assert (county.home / "mqtt" / "bridge.d" / "federation.conf").stat().st_mode & 0o077 == 0
     relays = [Relay(hub.settings, client_id=f"relay-{hub.name}") for hub in (city, county)]

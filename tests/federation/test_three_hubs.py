@@ -31,14 +31,14 @@ def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hub]]:
     """The city and two counties, each with its PostGIS and Mosquitto; the counties joined
     (replication) and bridged (live events), a relay at the city."""
     from federation.bridge import set_up_bridge
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     started: dict[str, Hub] = {}
     try:
         homes = {name: tmp_path_factory.mktemp(name) for name in ("city", *COUNTIES)}
         started.update(Hub.start_all(homes))
         for hub in started.values():
-            LocalMosquitto(hub.settings).start()
+            local_broker(hub.settings).start()
         city = started["city"]
         for name, scope in COUNTIES.items():
             seed(started[name], scope)

@@ -10,6 +10,7 @@ from gridwatch.cli import app
 from gridwatch.ports import free_local_port
 from gridwatch.services import services_up
 from gridwatch.settings import Settings, get_settings
+from ingest.broker_acl import DynsecAccounts
 
 runner = CliRunner()
 
@@ -49,7 +50,7 @@ def test_external_urls_start_nothing_local(tmp_path, mqtt_broker, db_url) -> Non
         database_url=db_url.replace("postgresql+psycopg://", "postgresql://"),
         mqtt_url=f"mqtt://{mqtt_broker.user}:{mqtt_broker.password}@{host}:{port}",
     )
-    statuses = {s.name: s for s in services_up(settings)}
+    statuses = {s.name: s for s in services_up(settings, DynsecAccounts(settings))}
     assert statuses["postgis"].running and not statuses["postgis"].managed
     assert statuses["mosquitto"].running and not statuses["mosquitto"].managed
     assert not (tmp_path / "pg").exists() and not (tmp_path / "mqtt").exists()

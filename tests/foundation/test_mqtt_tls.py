@@ -11,8 +11,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gridwatch.ports import free_local_port
-from gridwatch.services import LocalMosquitto, ServiceError
+from gridwatch.services import ServiceError
 from gridwatch.settings import Settings
+from ingest.broker_acl import local_broker
 
 
 def _free_port() -> int:
@@ -55,7 +56,7 @@ def test_tls_listener_serves_devices_with_the_hub_certificate(own_services_home)
         pg_port=1,  # no database: the broker's accounts are the hub's own
         public_url="https://hub.lan:8470",
     )
-    broker = LocalMosquitto(settings)
+    broker = local_broker(settings)
     broker.start()
     try:
         ca = own_services_home / "tls" / "ca.crt"
@@ -83,4 +84,4 @@ def test_tls_listener_without_a_certificate_says_what_to_set(own_services_home) 
         home=own_services_home, mqtt_port=_free_port(), mqtt_tls_port=_free_port(), pg_port=1
     )
     with pytest.raises(ServiceError, match="GRIDWATCH_TLS=local"):
-        LocalMosquitto(settings).start()
+        local_broker(settings).start()

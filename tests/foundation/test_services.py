@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from gridwatch.services import LocalMosquitto, LocalPostgres, ServiceError
 from gridwatch.settings import Settings
+from ingest.broker_acl import local_broker
 
 
 def test_schema_has_postgis_and_gist_indexes(engine) -> None:
@@ -88,7 +89,7 @@ def test_port_in_use_is_reported_not_clobbered(tmp_path) -> None:
     try:
         settings = Settings(home=tmp_path, mqtt_port=port)
         with pytest.raises(ServiceError, match=f"port {port} is already in use"):
-            LocalMosquitto(settings).start()
+            local_broker(settings).start()
     finally:
         sock.close()
 
@@ -119,10 +120,10 @@ def test_concurrent_starts_leave_one_broker_and_its_pid_file(own_services_home) 
         "GRIDWATCH_MQTT_PORT": str(port),
         "GRIDWATCH_PG_PORT": "1",  # no database: the broker files then hold the hub only
     }
-    code = "from gridwatch.services import LocalMosquitto; LocalMosquitto().start()"
+    code = "from ingest.broker_acl import local_broker; local_broker().start()"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(3)]
     assert [p.wait(60) for p in procs] == [0, 0, 0]
-    broker = LocalMosquitto(Settings(home=tmp_path, mqtt_port=port))
+    broker = local_broker(Settings(home=tmp_path, mqtt_port=port))
     try:
         assert broker.running(), "the PID file must name the live broker"
         found = subprocess.run(
@@ -141,7 +142,7 @@ def test_lost_pid_file_is_found_again(own_services_home, monkeypatch) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("GRIDWATCH_PG_PORT", "1")  # no database: the broker files hold the hub only
-    broker = LocalMosquitto(Settings(home=tmp_path, mqtt_port=port, pg_port=1))
+    broker = local_broker(Settings(home=tmp_path, mqtt_port=port, pg_port=1))
     broker.start()
     try:
         pid = int(broker.pidfile.read_text())
@@ -155,3 +156,17 @@ def test_lost_pid_file_is_found_again(own_services_home, monkeypatch) -> None:
     finally:
         broker.stop()
     assert not broker.running()
+
+
+def test_a_broker_without_its_accounts_is_not_started(tmp_path) -> None:
+    """The core runs Mosquitto but its accounts come from their owner (ingest.broker_acl): a
+    broker made without them says how to make one, and writes nothing."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    broker = LocalMosquitto(Settings(home=tmp_path, mqtt_port=port))
+    with pytest.raises(ServiceError, match=r"ingest\.broker_acl\.local_broker"):
+        broker.start()
+    with pytest.raises(ServiceError, match="without its accounts"):
+        broker.write_config()
+    assert not broker.conf.exists() and not broker.dynsec.exists() and not broker.running()

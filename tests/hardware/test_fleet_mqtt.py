@@ -139,8 +139,8 @@ def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetD
     its own: the shared test broker's password file is rewritten from *their* databases whenever
     a concurrent test run reloads it, which would lock these devices out mid-test.
     """
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import local_broker
 
     base = get_settings()
     if not base.local_mqtt:
@@ -151,7 +151,7 @@ def device_broker(engine, services) -> Iterator[tuple[PrivateBroker, list[FleetD
     shutil.copy(base.home / "secrets.json", home / "secrets.json")
     devices = synthesize_fleet(16, region=PER_DEVICE_REGION, seed=22, mix={"ip_camera": 1.0})
     _register(engine, devices)
-    broker = LocalMosquitto(settings)
+    broker = local_broker(settings)
     broker.start()
     from tests.conftest import observer_account
 
@@ -242,7 +242,7 @@ def test_simulate_command_prints_a_json_summary(mqtt_broker) -> None:
 
 
 def test_devices_reconnect_after_a_broker_restart(device_broker) -> None:
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     broker, registered, settings = device_broker
     opts = FleetOptions(
@@ -260,7 +260,7 @@ def test_devices_reconnect_after_a_broker_restart(device_broker) -> None:
     runner.start()
     time.sleep(4)
     sent_before = fleet.ledger.sent["heartbeat"]
-    LocalMosquitto(settings).restart()
+    local_broker(settings).restart()
     runner.join(60)
     summary = result["s"]
     n = len(registered)

@@ -235,18 +235,18 @@ def start_worker(services):
 
 def restart_broker() -> None:
     """LocalMosquitto.restart() (the broker finds a lost PID file by itself)."""
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import local_broker
 
     settings = get_settings()
     if not settings.local_mqtt:
         pytest.skip("needs the project-local Mosquitto to restart it")
-    LocalMosquitto(settings).restart()
+    local_broker(settings).restart()
 
 
 def reload_broker() -> None:
-    """LocalMosquitto.reload(): rewrite the password file and SIGHUP the broker."""
-    from gridwatch.services import LocalMosquitto
+    """The local broker's device clients brought in line with the database (bulk: a rebuild)."""
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import local_broker
 
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()

@@ -23,9 +23,9 @@ def _local() -> None:
 
 
 def _sync() -> None:
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()
 
 
 def _login(broker, user: str, password: str):
@@ -98,10 +98,10 @@ def test_devices_keep_their_role_across_a_broker_restart(devices, mqtt_broker) -
     """A restart loads every device from the state file gridwatch writes: each must still be a
     member of the device group (the plugin reads membership from the group's list), or its ACL
     checks fall through to the acl_file, which grants any SUBSCRIBE - '$share' included."""
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     a, _ = devices
-    LocalMosquitto(get_settings()).restart()
+    local_broker(get_settings()).restart()
     assert wait_for(lambda: _ok(_try(mqtt_broker, a)), timeout=20, every=0.2), (
         "device A was not let back in after the restart"
     )

@@ -23,11 +23,11 @@ def test_broker_restart_under_load_loses_no_acknowledged_alarm(
     success (not 0x10 "no matching subscribers") must be stored exactly once."""
     if not get_settings().local_mqtt:
         pytest.skip("needs the project-local Mosquitto to restart it")
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()
     d = make_device("alarm_input")
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()
     start_worker(shared=False)  # the default configuration: GRIDWATCH_INGEST_SHARE_GROUP empty
     broker = type("B", (), {})()
     broker.host, broker.port = get_settings().mqtt_endpoint()
@@ -80,7 +80,7 @@ def test_broker_restart_under_load_loses_no_acknowledged_alarm(
     assert wait_for(lambda: len(acked) >= 100, timeout=60)
     restart_broker()
     if not done.wait(120):
-        mosq = LocalMosquitto(get_settings())
+        mosq = local_broker(get_settings())
         log = mosq.log.read_text(errors="replace").splitlines()[-15:] if mosq.log.exists() else []
         pytest.fail(
             f"device stopped at {len(acked)}: broker running {mosq.running()}, "

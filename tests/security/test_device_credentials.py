@@ -28,11 +28,10 @@ def test_reset_shows_a_new_password_once_and_revokes_the_old(make_device, mqtt_b
     settings = get_settings()
     if not settings.local_mqtt:
         pytest.skip("needs the project-local Mosquitto")
-    from gridwatch.services import LocalMosquitto
-    from ingest.broker_acl import current_device_password
+    from ingest.broker_acl import current_device_password, local_broker
 
     d = make_device("alarm_input")
-    LocalMosquitto(settings).reload()
+    local_broker(settings).reload()
     old = current_device_password(d)
     assert not _rc(mqtt_broker, d, old).is_failure
     # the API's token key derives nothing: the README's old default key gives no password

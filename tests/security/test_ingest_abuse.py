@@ -541,15 +541,14 @@ def test_a_quarantined_device_is_shut_out_at_the_broker(services, make_device, m
     client at the broker (disconnected, refused at CONNECT), and lets it in again afterwards."""
     import uuid
 
-    from gridwatch.services import LocalMosquitto
     from gridwatch.settings import get_settings
-    from ingest.broker_acl import current_device_password
+    from ingest.broker_acl import current_device_password, local_broker
     from tests.ingest.conftest import WorkerProcess, mqtt_client
 
     if not get_settings().local_mqtt:
         pytest.skip("needs the project-local Mosquitto and its dynamic-security plugin")
     abuser = make_device("alarm_input")
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()
 
     def can_connect() -> bool:
         c, rc = mqtt_client(mqtt_broker, abuser, current_device_password(abuser))

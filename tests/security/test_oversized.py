@@ -15,10 +15,10 @@ pytestmark = pytest.mark.integration
 def test_oversized_alarm_is_dead_lettered(start_worker, make_device, db_url) -> None:
     if not get_settings().local_mqtt:
         pytest.skip("needs the project-local Mosquitto's limits")
-    from gridwatch.services import LocalMosquitto
+    from ingest.broker_acl import local_broker
 
     d = make_device("alarm_input")
-    LocalMosquitto(get_settings()).reload()
+    local_broker(get_settings()).reload()
     start_worker(shared=False)
     broker = type("B", (), {})()
     broker.host, broker.port = get_settings().mqtt_endpoint()
