@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
@@ -108,7 +109,7 @@ def register_many(
     actor: str,
     *,
     level: str = DEFAULT_DORI,
-    batch: int = 20_000,
+    batch: int = 2_000,
     skip_invalid: bool = False,
     reload_broker: bool = True,
     refresh_compliance: bool = True,
@@ -128,88 +129,109 @@ def register_many(
     when given, receives the seconds spent per step.
     """
     actor = _actor(actor)
-    totals = {"inserted": 0, "updated": 0, "outside": 0, "unchanged": 0, "rejected": []}
+    totals: dict[str, Any] = {
+        "inserted": 0,
+        "updated": 0,
+        "outside": 0,
+        "unchanged": 0,
+        "rejected": [],
+    }
     tm = timings if timings is not None else {}
     known_villages: dict[str, bool] = {}
     seen: set[str] = set()
+    counter = [0]  # the index of the next input row
+    same = [0]  # rows found equal to the stored registration by prepare (its thread's count)
+
+    def prepare(chunk: list, stored: dict[str, dict]) -> list[tuple]:
+        """Validate a chunk and build its staging rows (FOVs drawn for the whole chunk); pure
+        CPU on data already fetched, so it runs beside the database work of the chunk before."""
+        todo: list[tuple[DeviceRegistration, Decoded, Coverage]] = []
+        with step(tm, "validate"):
+            for raw in chunk:
+                index = counter[0]
+                counter[0] += 1
+                try:
+                    reg = validate_registration(raw)
+                    if reg.id in seen:
+                        raise RegistryError("id", f"{reg.id} appears twice in this batch")
+                    # every code of the chunk was looked up before (_known_villages)
+                    if reg.village_code and not known_villages.get(reg.village_code, False):
+                        raise RegistryError(
+                            "village_code",
+                            f"{reg.village_code} is not an imported, not retired "
+                            "village-level unit",
+                        )
+                    seen.add(reg.id)
+                    if stored and stored.get(reg.id) == json.loads(
+                        reg.model_dump_json(exclude_none=True)
+                    ):
+                        same[0] += 1  # equal to what is stored: no FOV, no write
+                        continue
+                    d = decode(reg)
+                    todo.append((reg, d, coverage_of(d, level, draw=False)))
+                except RegistryError as exc:
+                    if not skip_invalid:
+                        raise RegistryError(exc.field, f"row {index}: {exc.reason}") from None
+                    rid = raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
+                    totals["rejected"].append(
+                        {"index": index, "id": rid, "field": exc.field, "reason": exc.reason}
+                    )
+        if not todo:
+            return []
+        with step(tm, "fov"):
+            draw_all([cov for _, _, cov in todo])  # every sector of the chunk in one call
+            fovs = ewkb_many([cov.geometry for _, _, cov in todo])
+            positions = ewkb_many(shapely.points([(d.lon, d.lat) for _, d, _ in todo]))
+        with step(tm, "staging rows"):
+            return [
+                _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)
+            ]
+
+    def store(rows: list[tuple]) -> None:
+        """COPY one chunk's rows into the staging table and upsert them (on `conn`)."""
+        with step(tm, "copy"):
+            conn.execute(text(_TEMP_DDL))
+            conn.execute(text("TRUNCATE _bulk_devices"))
+            raw_conn = conn.connection.driver_connection
+            with raw_conn.cursor() as cur:
+                with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        if skip_unchanged:
+            with step(tm, "unchanged"):
+                totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
+        save = conn.begin_nested() if dry_run else None
+        with step(tm, "insert"):
+            # JIT compiling this one statement took longer than running it
+            conn.execute(text("SET LOCAL jit = off"))
+            counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
+        with step(tm, "registrations"):
+            conn.execute(text(_REGISTRATIONS_SQL))
+        with step(tm, "relink"):
+            relink_devices(conn, from_table="_bulk_devices")
+        totals["inserted"] += counts.inserted
+        totals["updated"] += counts.updated
+        totals["outside"] += counts.outside
+        if save is not None:
+            save.rollback()
+
     with _Tx(conn) as tx:
-        index = 0
-        for chunk in _chunks(regs, batch):
-            todo: list[tuple[DeviceRegistration, Decoded, Coverage]] = []
-            with step(tm, "lookups"):
-                stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
-                _known_villages(conn, chunk, known_villages)
-            with step(tm, "validate"):
-                for raw in chunk:
-                    try:
-                        reg = validate_registration(raw)
-                        if reg.id in seen:
-                            raise RegistryError("id", f"{reg.id} appears twice in this batch")
-                        if reg.village_code and not _village_ok(
-                            conn, reg.village_code, known_villages
-                        ):
-                            raise RegistryError(
-                                "village_code",
-                                f"{reg.village_code} is not an imported, not retired "
-                                "village-level unit",
-                            )
-                        seen.add(reg.id)
-                        if stored and stored.get(reg.id) == json.loads(
-                            reg.model_dump_json(exclude_none=True)
-                        ):
-                            totals["unchanged"] += 1  # equal to what is stored: no FOV, no write
-                            index += 1
-                            continue
-                        d = decode(reg)
-                        todo.append((reg, d, coverage_of(d, level, draw=False)))
-                    except RegistryError as exc:
-                        if not skip_invalid:
-                            raise RegistryError(exc.field, f"row {index}: {exc.reason}") from None
-                        rid = (
-                            raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
-                        )
-                        totals["rejected"].append(
-                            {"index": index, "id": rid, "field": exc.field, "reason": exc.reason}
-                        )
-                    index += 1
-            if not todo:
-                continue
-            with step(tm, "fov"):
-                draw_all([cov for _, _, cov in todo])  # every sector of the batch in one call
-                fovs = ewkb_many([cov.geometry for _, _, cov in todo])
-                positions = ewkb_many(
-                    shapely.points([(d.lon, d.lat) for _, d, _ in todo]) if todo else []
-                )
-            with step(tm, "copy"):
-                rows = [
-                    _row(*item, pos, fov)
-                    for item, pos, fov in zip(todo, positions, fovs, strict=True)
-                ]
-                conn.execute(text(_TEMP_DDL))
-                conn.execute(text("TRUNCATE _bulk_devices"))
-                raw_conn = conn.connection.driver_connection
-                with raw_conn.cursor() as cur:
-                    with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-            if skip_unchanged:
-                with step(tm, "unchanged"):
-                    totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
-            if dry_run:
-                save = conn.begin_nested()
-            with step(tm, "insert"):
-                # JIT compiling this one statement took longer than running it
-                conn.execute(text("SET LOCAL jit = off"))
-                counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
-            with step(tm, "registrations"):
-                conn.execute(text(_REGISTRATIONS_SQL))
-            with step(tm, "relink"):
-                relink_devices(conn, from_table="_bulk_devices")
-            totals["inserted"] += counts.inserted
-            totals["updated"] += counts.updated
-            totals["outside"] += counts.outside
-            if dry_run:
-                save.rollback()
+        with ThreadPoolExecutor(1, thread_name_prefix="register-many") as pool:
+            # Chunk n+1 is validated and drawn in a thread while the database stores chunk n: the
+            # connection waits on the server without the GIL, so client and server work overlap.
+            # The thread never touches the connection: what it needs is looked up before.
+            pending: Future[list[tuple]] | None = None
+            for chunk in _chunks(regs, batch):
+                with step(tm, "lookups"):
+                    stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
+                    _known_villages(conn, chunk, known_villages)
+                job = pool.submit(prepare, chunk, stored)
+                if pending is not None and (rows := pending.result()):
+                    store(rows)
+                pending = job
+            if pending is not None and (rows := pending.result()):
+                store(rows)
+        totals["unchanged"] += same[0]
         total = 0 if dry_run else totals["inserted"] + totals["updated"]
         if total >= 1000:
             # The planner's picture of the fleet changes with a big import; autovacuum analyzes
@@ -254,12 +276,16 @@ def _stored_registrations(conn: Connection, chunk: list) -> dict[str, dict]:
 
 
 def _known_villages(conn: Connection, chunk: list, cache: dict[str, bool]) -> None:
-    """Look up every village code of a chunk in one query (into the _village_ok cache)."""
+    """Look up every village code of a chunk in one query (into `cache`: code -> imported and not retired)."""
     codes = set()
     for r in chunk:
         code = r.get("village_code") if isinstance(r, Mapping) else getattr(r, "village_code", None)
-        if isinstance(code, str) and len(code) == 12 and code.isdigit() and code not in cache:
-            codes.add(code)
+        if isinstance(code, bytes):
+            code = code.decode("utf-8", "replace")
+        if isinstance(code, str):
+            code = code.strip()  # as DeviceRegistration strips it
+            if len(code) == 12 and code.isdigit() and code not in cache:
+                codes.add(code)
     if not codes:
         return
     found = conn.execute(
@@ -271,17 +297,6 @@ def _known_villages(conn: Connection, chunk: list, cache: dict[str, bool]) -> No
     ).scalars()
     cache.update(dict.fromkeys(codes, False))
     cache.update(dict.fromkeys(found, True))
-
-
-def _village_ok(conn: Connection, code: str, cache: dict[str, bool]) -> bool:
-    if code not in cache:
-        cache[code] = bool(
-            conn.execute(
-                text("SELECT 1 FROM regions WHERE code = :c AND level = 5 AND retired_at IS NULL"),
-                {"c": code},
-            ).first()
-        )
-    return cache[code]
 
 
 def _refresh_all(conn: Connection) -> None:

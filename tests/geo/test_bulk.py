@@ -74,6 +74,41 @@ def test_bulk_reports_or_raises_on_bad_rows(engine, tiny_county):
     assert [(r["index"], r["field"]) for r in out["rejected"]] == [(2, "mount_height_m"), (3, "id")]
 
 
+def test_small_batches_store_what_one_batch_stores(engine, tiny_county):
+    """Chunks are validated in a thread while the chunk before is stored: with chunks of 3 rows
+    the rows stored, the counts and the refused rows' indexes are those of one chunk, and a
+    duplicate id in a later chunk is still found."""
+    regs = _regs(20)
+    regs[4]["mount_height_m"] = -3
+    regs[13]["id"] = regs[2]["id"]  # a later chunk repeats an id of the first
+    regs[17]["village_code"] = "360121999999"  # not an imported village
+    stored = []
+    for batch in (3, 2_000):
+        for r in regs:
+            r["lon"] += 1e-6  # each run a change, so rows are written again
+        with engine.connect() as c:
+            out = register_many(
+                c, regs, "generator", reload_broker=False, skip_invalid=True, batch=batch
+            )
+            stored.append(
+                c.execute(
+                    text(
+                        "SELECT id, region_code, ST_AsEWKB(fov) FROM devices "
+                        "WHERE id = ANY(:ids) ORDER BY id"
+                    ),
+                    {"ids": [r["id"] for r in regs]},
+                ).all()
+            )
+        rejected = [(r["index"], r["field"]) for r in out["rejected"]]
+        assert rejected == [(4, "mount_height_m"), (13, "id"), (17, "village_code")], batch
+        assert out["inserted"] + out["updated"] == 17
+    assert len(stored[0]) == 17
+    assert [r[:2] for r in stored[0]] == [r[:2] for r in stored[1]]
+    with engine.connect() as c, pytest.raises(RegistryError) as info:
+        register_many(c, regs, "generator", reload_broker=False, batch=3)
+    assert "row 4" in str(info.value)
+
+
 def test_region_parts_follow_boundary_changes(engine, tiny_county):
     """Points are located among region_parts, which a trigger keeps equal to the boundaries."""
     from geo.registry import locate
