@@ -75,6 +75,16 @@ class TrackerConfig(BaseModel):
         description="a second track crossing the same line the same way this soon, within a "
         "box size of the first, is the same object split into two tracks (a crowd's flicker)",
     )
+    split_blobs: bool = Field(
+        default=True, description="cut blobs of objects side by side (see split_merged)"
+    )
+    fragment_height: float = Field(
+        default=0.6,
+        ge=0,
+        description="a box this much shorter than the typical object at its row, inside a "
+        "confirmed track's box, is a piece of that object (a person standing still breaks "
+        "up); 0 = off",
+    )
     shape_samples: int = Field(
         default=30,
         ge=1,
@@ -219,6 +229,7 @@ SPLIT_MIN_COLS = 2  # each part at least this many columns of the motion mask
 SPLIT_MIN_HEIGHT = 0.6  # ... and this share of the other part's height (an arm is not a person)
 SPLIT_WIDE = 1.6  # a box this many typical widths (for its height) wide holds several objects
 ASPECT_PERCENTILE = 25  # the typical single object: narrower than the blobs of groups
+ROW_BAND = 0.06  # boxes standing this near (share of the height) share a typical size
 SPLIT_MAX = 3  # ... up to this many; wider shapes are another kind of object (a car sideways)
 
 
@@ -343,6 +354,14 @@ def _height(part: np.ndarray) -> int:
     return int(rows[-1] - rows[0] + 1) if rows.size else 0
 
 
+def _inside(a: Box, b: Box, grow: float = 0.0) -> float:
+    """Share of a's area inside b grown by `grow` of its size on each side (0..1)."""
+    gx, gy = b[2] * grow, b[3] * grow
+    x0, y0 = max(a[0], b[0] - gx), max(a[1], b[1] - gy)
+    x1, y1 = min(a[0] + a[2], b[0] + b[2] + gx), min(a[1] + a[3], b[1] + b[3] + gy)
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(1, a[2] * a[3])
+
+
 def _overlap(a: Box, b: Box) -> float:
     """Intersection over the smaller box (0..1)."""
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
@@ -380,6 +399,7 @@ class ZoneEngine:
         self.tracker = Tracker(tracker)
         self._aspects: deque[float] = deque(maxlen=400)  # width/height of confirmed boxes
         self._aspect: float | None = None
+        self._heights: deque[tuple[float, float]] = deque(maxlen=400)  # (ground row, height)
         # line -> recent crossings (ts, direction, ground point, size, track)
         self._crossings: dict[str, list[tuple[float, str, Point, float, int]]] = {}
 
@@ -387,6 +407,51 @@ class ZoneEngine:
     def active(self) -> bool:
         """False when there is nothing to watch (the tracker is then skipped)."""
         return bool(self.zones or self.tripwires)
+
+    def _regroup(self, boxes: list[Box], full_w: int, full_h: int) -> list[Box]:
+        """Fragments of a tracked object joined again into one box.
+
+        A person standing still fades into the motion background and breaks into small
+        pieces (an arm, a head): each would start a track of its own, then enter zones and
+        dwell again. A box far shorter than this camera's typical object at the row where a
+        confirmed track stands (learned, as the shape, from confirmed boxes), lying inside
+        that track's last box, is a piece of that object; the pieces of one object become one
+        box (their union).
+        """
+        cfg = self.tracker.cfg
+        hosts = [t for t in self.tracker.tracks.values() if t.hits >= cfg.min_hits]
+        if not hosts or cfg.fragment_height <= 0 or len(self._heights) < cfg.shape_samples:
+            return boxes
+        out: list[Box] = []
+        pieces: dict[int, list[Box]] = {}
+        sizes = {}
+        for t in hosts:
+            typical = self._typical_height(t.pos[1])
+            sizes[t.id] = typical * full_h if typical is not None else t.box[3]
+        for b in boxes:
+            best, share = None, 0.0
+            for t in hosts:
+                if b[3] >= cfg.fragment_height * sizes[t.id]:
+                    continue
+                s = _inside(b, t.box, 0.2)
+                if s > share:
+                    best, share = t, s
+            if best is not None and share >= 0.6:
+                pieces.setdefault(best.id, []).append(b)
+            else:
+                out.append(b)
+        for group in pieces.values():
+            x0 = min(b[0] for b in group)
+            y0 = min(b[1] for b in group)
+            x1 = max(b[0] + b[2] for b in group)
+            y1 = max(b[1] + b[3] for b in group)
+            out.append((x0, y0, x1 - x0, y1 - y0))
+        return out
+
+    def _typical_height(self, y: float) -> float | None:
+        """Median height (share of the picture) of confirmed boxes standing near row y."""
+        near = [h for gy, h in self._heights if abs(gy - y) <= ROW_BAND]
+        return float(np.median(near)) if len(near) >= 8 else None
 
     def _learn_shape(self, box: Box, full_w: int, full_h: int) -> None:
         """Keep the typical width/height of this camera's single objects: a low percentile of
@@ -396,6 +461,7 @@ class ZoneEngine:
         if x <= 0 or y <= 0 or x + w >= full_w or y + h >= full_h or h <= 0:
             return  # cut by the edge: not its shape
         self._aspects.append(w / h)
+        self._heights.append(((y + h) / full_h, h / full_h))
         if len(self._aspects) >= self.tracker.cfg.shape_samples:
             self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
@@ -438,7 +504,9 @@ class ZoneEngine:
         `mask`: the undilated motion mask, to cut blobs of objects side by side)."""
         if not self.active:
             return []
-        boxes = split_merged(boxes, mask, full_w, full_h, self._aspect)
+        if self.tracker.cfg.split_blobs:
+            boxes = split_merged(boxes, mask, full_w, full_h, self._aspect)
+        boxes = self._regroup(boxes, full_w, full_h)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
         for t in self.tracker.update(boxes, full_w, full_h, image):

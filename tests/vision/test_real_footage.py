@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.vision_quality import VIEW, first_found, load_clip, run_real, trial_seed
+from bench.vision_quality import (
+    VIEW,
+    first_found,
+    load_clip,
+    rule_events,
+    run_real,
+    score_rules,
+    trial_seed,
+)
 from vision.frames import Frame
 from vision.pipeline import CameraConfig, CameraPipeline
 
@@ -54,18 +63,41 @@ def test_cars_crossing_and_entering_at_5_fps_on_a_real_road() -> None:
     assert (hits, false) == (len(lab["entries"]), 0), entries
 
 
+@functools.cache
+def _plaza() -> dict[str, tuple[int, int, int]]:
+    """kind -> (true, found, false) on the plaza, all its rules in one run (decoded once)."""
+    lab = LABELS["plaza_pets.mp4"]
+    return score_rules(lab, rule_events(str(DATA / "plaza_pets.mp4"), lab["rules"], 5.0))
+
+
 def test_pedestrians_crossing_a_line_in_a_plaza_crowd_at_5_fps() -> None:
     # 14 hand-counted crossings by 3-6 people walking, meeting and standing. Two of them are
     # the second of a pair walking side by side, one blob in the motion mask: found since
     # such blobs are cut (at the gap between the bodies, or by their width for their height
     # against the camera's typical single shape); before, 12 of 14. Split tracks of one person
     # (a crowd's flicker) made 3 false crossings before one object gave one crossing.
-    ev = _events("plaza_pets.mp4", quality_every=10_000)  # zones only: no quality needed
-    truth = [c["t"] for c in LABELS["plaza_pets.mp4"]["crossings"]]
-    crossings = [e.ts for e in ev if e.type == "tripwire"]
-    hits, false = _match(truth, crossings)
+    n, hits, false = _plaza()["crossings"]
     # The issue's target: recall >= 0.95, <= 1 false per 100 true.
-    assert hits >= math.ceil(0.95 * len(truth)) and false <= len(truth) // 100, crossings
+    assert n == 14 and hits >= math.ceil(0.95 * n) and false <= n // 100, _plaza()
+
+
+def test_pedestrians_entering_a_zone_in_a_plaza_crowd_at_5_fps() -> None:
+    # 10 hand-counted entries into the zone round the lamp post (a group of three standing
+    # there, walkers passing behind the pole). All are found; measured 4 false (a walker cut
+    # in two by the pole, a standing person re-acquired after a walker took its track): the
+    # target of <= 1 false per 100 true is NOT met. This holds the line (was 6 false with the
+    # blobs cut and before the pieces of a standing person were joined again).
+    n, hits, false = _plaza()["entries"]
+    assert n == 10 and hits >= math.ceil(0.95 * n) and false <= 4, _plaza()
+
+
+def test_people_standing_in_a_plaza_crowd_dwell() -> None:
+    # 3 hand-counted stays over the 4 s dwell time in the same zone (two men side by side
+    # for 14-16 s, a third with them for 5 s; all other stays are 2.7 s or shorter). Measured:
+    # 2 found within 2 s of the threshold, 2 false (tracks restarted on a standing person
+    # dwell again): NOT the target yet. Before the pieces were joined again, 4 false.
+    n, hits, false = _plaza()["dwells"]
+    assert n == 3 and hits >= 2 and false <= 2, _plaza()
 
 
 def test_dwell_for_people_standing_still_indoors() -> None:
