@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -29,11 +28,9 @@ import numpy as np
 import psycopg
 
 from bench.ingest_bench import (
-    BENCH_DB,
     Publisher,
     bench_env,
-    device_ids,
-    prepare_db,
+    own_services,
     reset_db,
     wait_subscribed,
 )
@@ -369,33 +366,18 @@ def main() -> None:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
-    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "abuse-bench"))
-    os.environ.setdefault("GRIDWATCH_PG_PORT", "23403")
-    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "23413")
-    from gridwatch.services import services_down, services_up
-    from gridwatch.settings import get_settings
-    from ingest.broker_acl import DynsecAccounts
-
-    services_up(accounts=DynsecAccounts(get_settings()))
     results = []
-    try:
-        settings = get_settings()
-        url = settings.db_url()
-        fleet = device_ids(args.devices)
-        prepare_db(url, fleet)
+    with own_services("abuse-bench", 23403, 23413, args.devices) as (url, fleet, hub):
+        from gridwatch.settings import get_settings
         from ingest.broker_acl import local_broker
 
-        local_broker(settings).reload()  # every device's own broker client (bulk: a rebuild)
-        hub = settings.hub_credentials("simulator")
+        local_broker(get_settings()).reload()  # every device's own broker client (bulk: a rebuild)
         for case in args.cases.split(","):
             abuse = None if case.startswith("baseline") else args.abuse
             results.append(
                 run_case(case, args, fleet, url, hub, abuse, case != "abuse-unprotected")
             )
             print(json.dumps(results[-1]), flush=True)
-    finally:
-        services_down()
     if args.json:
         return
     base = next((r for r in results if r["case"].startswith("baseline")), None)

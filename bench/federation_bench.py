@@ -20,13 +20,11 @@ the county's own write rate.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +34,23 @@ from federation.replication import JoinPlan, join, libpq_url, set_enabled, statu
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / ".gridwatch" / "bench-federation"
-ENV = ("GRIDWATCH_HOME", "GRIDWATCH_PG_PORT", "GRIDWATCH_MQTT_PORT", "GRIDWATCH_DB_NAME")
 SCOPE = "360121"
 DEVICES = 2000
 TICK = 0.02
 
 
-@contextmanager
-def as_hub(settings: Any) -> Iterator[None]:
+def as_hub(settings: Any) -> AbstractContextManager[None]:
     """This hub's GRIDWATCH_* while code reads the process's settings (migrate)."""
-    from gridwatch.settings import get_settings
+    from tests.support import settings_env
 
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(
-        GRIDWATCH_HOME=str(settings.home),
-        GRIDWATCH_PG_PORT=str(settings.pg_port),
-        GRIDWATCH_MQTT_PORT=str(settings.mqtt_port),
-        GRIDWATCH_DB_NAME="gridwatch",
+    return settings_env(
+        {
+            "GRIDWATCH_HOME": str(settings.home),
+            "GRIDWATCH_PG_PORT": str(settings.pg_port),
+            "GRIDWATCH_MQTT_PORT": str(settings.mqtt_port),
+            "GRIDWATCH_DB_NAME": "gridwatch",
+        }
     )
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
 
 
 def start_hub(name: str) -> Any:

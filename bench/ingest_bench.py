@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -595,35 +597,46 @@ def main() -> None:
     )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
-    # Its own PostGIS and Mosquitto (own directory and ports), started and stopped here: the
-    # demo's broker may hold the persistent session of a stopped ingest worker, which would
-    # queue a copy of every bench message (up to max_queued_messages), and Mosquitto writes
-    # its whole state to disk every 30 s — a 200 MB snapshot stalled delivery for ~0.3 s.
-    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / "bench"))
-    os.environ.setdefault("GRIDWATCH_PG_PORT", "25442")
-    os.environ.setdefault("GRIDWATCH_MQTT_PORT", "21893")
-    from gridwatch.services import services_down, services_up
-    from gridwatch.settings import get_settings
-    from ingest.broker_acl import DynsecAccounts
-
-    services_up(accounts=DynsecAccounts(get_settings()))
-    try:
-        results = _run_modes(args)
-    finally:
-        services_down()
+    with own_services("bench", 25442, 21893, args.devices) as (url, fleet, hub):
+        results = _run_modes(args, url, fleet, hub)
     if not args.json:
         _report(results)
 
 
-def _run_modes(args: argparse.Namespace) -> list[dict]:
+@contextmanager
+def own_services(
+    name: str, pg_port: int, mqtt_port: int, devices: int
+) -> Iterator[tuple[str, dict[str, list[str]], tuple[str, str]]]:
+    """A bench's own PostGIS and Mosquitto (.gridwatch/<name>, own ports unless GRIDWATCH_* say
+    otherwise), its database holding `devices` registered devices: (url, fleet, simulator's
+    hub account) while it runs; the services stopped after.
+
+    Own ones, not the demo's: the demo's broker may hold the persistent session of a stopped
+    ingest worker, which would queue a copy of every bench message (up to max_queued_messages),
+    and Mosquitto writes its whole state to disk every 30 s — a 200 MB snapshot stalled
+    delivery for ~0.3 s."""
+    os.environ["GRIDWATCH_DB_NAME"] = BENCH_DB
+    os.environ.setdefault("GRIDWATCH_HOME", str(ROOT / ".gridwatch" / name))
+    os.environ.setdefault("GRIDWATCH_PG_PORT", str(pg_port))
+    os.environ.setdefault("GRIDWATCH_MQTT_PORT", str(mqtt_port))
+    from gridwatch.services import services_down, services_up
     from gridwatch.settings import get_settings
+    from ingest.broker_acl import DynsecAccounts
 
     settings = get_settings()
-    url = settings.db_url()
-    fleet = device_ids(args.devices)
-    prepare_db(url, fleet)
-    hub = settings.hub_credentials("simulator")
+    services_up(settings, DynsecAccounts(settings))
+    try:
+        url = settings.db_url()
+        fleet = device_ids(devices)
+        prepare_db(url, fleet)
+        yield url, fleet, settings.hub_credentials("simulator")
+    finally:
+        services_down(settings)
+
+
+def _run_modes(
+    args: argparse.Namespace, url: str, fleet: dict[str, list[str]], hub: tuple[str, str]
+) -> list[dict]:
     results = []
     default_rate, default_cpu = args.rate, args.worker_cpu
     for spec in args.modes.split(","):

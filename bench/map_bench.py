@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,10 +24,13 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+
+from tests.support import stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -103,12 +105,67 @@ class Child:
             )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        stop_child(self.proc)
+
+
+@dataclass
+class BenchStack:
+    """The bench's private broker, an ingest worker and the API on the bench database."""
+
+    broker: Broker
+    children: list[Child]
+    base: str
+    api_log: Path
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the API answers its health check; raises naming its log when it does not."""
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+                if httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not come up; see {self.api_log}")
+            time.sleep(0.3)
+
+    def operator_token(self) -> str:
+        """A token of the bench's operator (made by prepare_data)."""
+        return httpx.post(
+            f"{self.base}/api/v1/auth/token",
+            json={"username": "bench-operator", "password": "bench-operator-1"},
+        ).json()["access_token"]
+
+    def stop(self) -> None:
+        for c in self.children:
+            c.stop()
+        self.broker.stop()
+
+
+def start_stack(db_url: str, tag: str) -> BenchStack:
+    """Start the private broker, an ingest worker and the API (logs OUT/map_bench_{tag}*.log)
+    on `db_url`, and wait until the API answers; all stopped again if it does not."""
+    broker = Broker()
+    api_port = free_port()
+    env = dict(os.environ)
+    env.update(
+        GRIDWATCH_DATABASE_URL=db_url,
+        GRIDWATCH_MQTT_URL=f"mqtt://bench:bench@127.0.0.1:{broker.port}",
+        GRIDWATCH_INGEST_SHARE_GROUP="",
+        GRIDWATCH_INGEST_CLIENT_ID=f"mapbench-{tag}{uuid.uuid4().hex[:6]}",
+        GRIDWATCH_LOG_LEVEL="WARNING",
+    )
+    serve = ["serve", "--port", str(api_port), "--log-level", "warning"]
+    api = Child(f"{tag}api", [sys.executable, "-m", "gridwatch", *serve], env)
+    children = [Child(f"{tag}ingest", [sys.executable, "-m", "gridwatch", "ingest"], env), api]
+    stack = BenchStack(broker, children, f"http://127.0.0.1:{api_port}", api.log)
+    try:
+        stack.wait_ready()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
 
 
 def prepare_data(db_url: str, cities: int, counties: int) -> dict:
@@ -406,56 +463,16 @@ def main() -> int:
     from ingest.broker_acl import DynsecAccounts
 
     settings = get_settings()
-    services_up(
-        settings, DynsecAccounts(settings)
-    )  # the project-local PostGIS (its own database below)
+    # the project-local PostGIS (its own database below)
+    services_up(settings, DynsecAccounts(settings))
     db_url = settings.db_url(DB_NAME)
     summary = prepare_data(db_url, args.cities, args.counties)
 
-    broker = Broker()
-    api_port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GRIDWATCH_DATABASE_URL=db_url,
-        GRIDWATCH_MQTT_URL=f"mqtt://bench:bench@127.0.0.1:{broker.port}",
-        GRIDWATCH_INGEST_SHARE_GROUP="",
-        GRIDWATCH_INGEST_CLIENT_ID=f"mapbench-{uuid.uuid4().hex[:6]}",
-        GRIDWATCH_LOG_LEVEL="WARNING",
-    )
-    children = [
-        Child("ingest", [sys.executable, "-m", "gridwatch", "ingest"], env),
-        Child(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "gridwatch",
-                "serve",
-                "--port",
-                str(api_port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-        ),
-    ]
-    base = f"http://127.0.0.1:{api_port}"
+    stack = start_stack(db_url, "")
+    broker, base = stack.broker, stack.base
     results: dict = {"devices": summary.get("devices")}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not come up; see bench/out/map_bench_api.log")
-            time.sleep(0.3)
-        token = httpx.post(
-            f"{base}/api/v1/auth/token",
-            json={"username": "bench-operator", "password": "bench-operator-1"},
-        ).json()["access_token"]
+        token = stack.operator_token()
 
         from sqlalchemy import text
 
@@ -495,9 +512,7 @@ def main() -> int:
                 results["baseline"] = baseline(browser, db_url, base)
             browser.close()
     finally:
-        for c in children:
-            c.stop()
-        broker.stop()
+        stack.stop()
 
     report(results, args)
     (OUT / "map_bench.json").write_text(json.dumps(results, indent=2, default=str))

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import httpx
 
-from bench.map_bench import OUT, Broker, Child, free_port, pct, prepare_data, say
+from bench.map_bench import OUT, free_port, pct, prepare_data, say, start_stack
 
 DB_NAME = "gridwatch_consolebench"
 
@@ -342,47 +341,15 @@ def main(args) -> int:
     db_url = settings.db_url(DB_NAME)
     summary = prepare_data(db_url, 1, 1)
     engine = get_engine(url=db_url)
-    broker = Broker()
-    api_port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GRIDWATCH_DATABASE_URL=db_url,
-        GRIDWATCH_MQTT_URL=f"mqtt://bench:bench@127.0.0.1:{broker.port}",
-        GRIDWATCH_INGEST_SHARE_GROUP="",
-        GRIDWATCH_INGEST_CLIENT_ID=f"consolebench-{uuid.uuid4().hex[:6]}",
-        GRIDWATCH_LOG_LEVEL="WARNING",
-    )
-    children = [
-        Child("console_ingest", [sys.executable, "-m", "gridwatch", "ingest"], env),
-        Child(
-            "console_api",
-            [sys.executable, "-m", "gridwatch", "serve", "--port", str(api_port), "--log-level", "warning"],
-            env,
-        ),
-    ]  # fmt: skip
+    stack = start_stack(db_url, "console_")
+    broker, base = stack.broker, stack.base
     rtsp_port = free_port()
     rtsp = rtsp_source.start(
         rtsp_port, OUT / "console_rtsp", mounts=1, loops=4, log=OUT / "console_rtsp.log"
     )
-    base = f"http://127.0.0.1:{api_port}"
     r: dict = {"devices": summary.get("devices")}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "the API did not come up; see bench/out/map_bench_console_api.log"
-                )
-            time.sleep(0.3)
-        token = httpx.post(
-            f"{base}/api/v1/auth/token",
-            json={"username": "bench-operator", "password": "bench-operator-1"},
-        ).json()["access_token"]
+        token = stack.operator_token()
         from sqlalchemy import text
 
         with engine.connect() as conn:
@@ -422,10 +389,8 @@ def main(args) -> int:
                 )
             browser.close()
     finally:
-        for c in children:
-            c.stop()
+        stack.stop()
         rtsp_source.stop(rtsp)
-        broker.stop()
     report(r, args)
     (OUT / "map_console.json").write_text(json.dumps(r, indent=2, default=str))
     return 0

@@ -72,19 +72,7 @@ def provision_city_account(city_settings: Any, hub_id: str) -> str:
                 ]
             )
         admin.run([{"command": "addRoleACL", "rolename": user, **acl} for acl in acls])
-        got = admin.run(
-            [
-                {
-                    "command": "createClient",
-                    "username": user,
-                    "password": password,
-                    "roles": [{"rolename": user}],
-                }
-            ],
-            ok_errors=("Client already exists",),
-        )
-        if got[0].get("error"):
-            admin.run([{"command": "setClientPassword", "username": user, "password": password}])
+        admin.put_client(user, password, user)
     return password
 
 

@@ -335,6 +335,23 @@ class DynsecAdmin:
         return len(cmds)
 
     # ------------------------------------------------------------------ gateways
+    def put_client(self, username: str, password: str, role: str) -> None:
+        """A client holding `role` with this password: created, or its password set when it
+        exists (its roles left as they are)."""
+        got = self.run(
+            [
+                {
+                    "command": "createClient",
+                    "username": username,
+                    "password": password,
+                    "roles": [{"rolename": role}],
+                }
+            ],
+            ok_errors=("Client already exists",),
+        )
+        if got[0].get("error"):
+            self.run([{"command": "setClientPassword", "username": username, "password": password}])
+
     def put_gateway(self, name: str, device_ids: Iterable[str], password: str | None) -> str:
         """Create or update gateway `name` fronting `device_ids`; its password (new if None)."""
         return self.put_gateway_role(name, device_ids, password)[0]

@@ -156,19 +156,7 @@ def observer_account(settings=None) -> tuple[str, str]:
             [{"command": "createRole", "rolename": user, "acls": acls}],
             ok_errors=("Role already exists",),
         )
-        got = admin.run(
-            [
-                {
-                    "command": "createClient",
-                    "username": user,
-                    "password": password,
-                    "roles": [{"rolename": user}],
-                }
-            ],
-            ok_errors=("Client already exists",),
-        )
-        if got[0].get("error"):
-            admin.run([{"command": "setClientPassword", "username": user, "password": password}])
+        admin.put_client(user, password, user)
     return user, password
 
 

@@ -16,8 +16,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import text
 
 from tests.api.fixtures import GRID_A1, PASSWORDS, VILLAGE_A1, device_id, load_places
-from tests.api.stack import Stack, mosquitto_pub, wait_until
+from tests.api.stack import Stack, mosquitto_pub
 from tests.maps.browser import open_page, sign_in
+from tests.support import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_first_slice(slice_stack, engine, browser):
                 text("SELECT status FROM devices WHERE id = :i"), {"i": dev}
             ).scalar()
 
-    assert wait_until(lambda: status() == "online", 20), status()
+    assert wait_for(lambda: status() == "online", 20), status()
 
     # 4a. the GeoJSON endpoint shows it online
     fc = httpx.get(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from gridwatch.ports import free_local_port
+from tests.support import stop_child, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,16 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def free_port() -> int:
     """A free port below the kernel's ephemeral range, so outgoing connections do not take it first."""
     return free_local_port()
-
-
-def wait_until(check, timeout: float = 30.0, every: float = 0.05):
-    """Poll until check() is truthy; returns its last value."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(every)
-        value = check()
-    return value
 
 
 class Proc:
@@ -50,13 +40,7 @@ class Proc:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc)
 
 
 class Stack:
@@ -109,9 +93,9 @@ class Stack:
             except httpx.HTTPError:
                 return False
 
-        if not wait_until(healthy, timeout, 0.2):
+        if not wait_for(healthy, timeout, 0.2):
             raise RuntimeError(f"the API did not come up:\n{self.api.tail()}")
-        if not wait_until(
+        if not wait_for(
             lambda: "subscribed to" in self.ingest.tail(100000) or not self.ingest.alive(),
             timeout,
             0.1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.fixtures import COUNTY_A, VILLAGE_A1, VILLAGE_A2
-from tests.api.stack import wait_until
+from tests.support import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def job(client, headers, places):
         body = client.get(f"/api/v1/audits/{job_id}", headers=headers["t-auditor"]).json()
         return body if body["status"] != "running" else None
 
-    result = wait_until(done, 60, 0.2)
+    result = wait_for(done, 60, 0.2)
     assert result and result["status"] == "done", result
     return result
 

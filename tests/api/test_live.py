@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from api.live import LiveError, LiveStreams, check_stream_url, ffmpeg_args
 from tests.api.fixtures import device_id
-from tests.api.stack import wait_until
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_live_view_serves_hls_and_stops_with_the_last_viewer(client, headers, ca
     assert client.get(v["playlist"], headers=h).json()["code"] == "live_ended"
     # the last one leaving stops it at once
     assert client.delete(second["url"], headers=h).status_code == 204
-    assert wait_until(lambda: not _alive(pid), 5) and live.running() == {}
+    assert wait_for(lambda: not _alive(pid), 5) and live.running() == {}
 
 
 def test_live_view_is_capped_and_idle_ones_stop(client, headers, cameras, live):
@@ -109,7 +109,7 @@ def test_live_view_is_capped_and_idle_ones_stop(client, headers, cameras, live):
     busy = client.post(f"/api/v1/devices/{cameras[1]}/live", headers=h)
     assert busy.status_code == 503 and busy.json()["code"] == "live_busy"
     # nobody fetches: the reaper stops it after idle_s
-    assert wait_until(lambda: not _alive(pid), 10)
+    assert wait_for(lambda: not _alive(pid), 10)
     assert live.running() == {}
     again = client.post(f"/api/v1/devices/{cameras[1]}/live", headers=h)
     assert again.status_code == 201, again.text

@@ -14,7 +14,8 @@ from cryptography import x509
 
 from gridwatch.tls import ensure_local_ca
 from tests.api.fixtures import PASSWORDS, device_id
-from tests.api.stack import Proc, free_port, wait_until
+from tests.api.stack import Proc, free_port
+from tests.support import wait_for
 
 
 def test_local_ca_is_made_once_and_its_key_is_private(tmp_path):
@@ -49,7 +50,7 @@ def test_serve_over_https_with_the_local_ca(db_url, mqtt_broker, users):
         from gridwatch.settings import Settings
 
         ca = Settings().home / "tls" / "ca.crt"
-        assert wait_until(lambda: ca.is_file() or not api.alive(), 120, 0.2), api.tail()
+        assert wait_for(lambda: ca.is_file() or not api.alive(), 120, 0.2), api.tail()
         verify = ssl.create_default_context(cafile=str(ca))
         base = f"https://127.0.0.1:{port}"
 
@@ -61,7 +62,7 @@ def test_serve_over_https_with_the_local_ca(db_url, mqtt_broker, users):
             except httpx.HTTPError:
                 return False
 
-        assert wait_until(up, 120, 0.3), api.tail()
+        assert wait_for(up, 120, 0.3), api.tail()
         page = httpx.get(f"{base}/install/ca", verify=verify)
         assert page.status_code == 200 and "<svg" in page.text and "SHA-256" in page.text
         assert f"https://hub.lan:{port}/install" in page.text  # the QR code's address

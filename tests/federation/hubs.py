@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,7 @@ from typing import Any
 import psycopg
 
 from federation.replication import JoinPlan, libpq_url
-
-ENV = ("GRIDWATCH_HOME", "GRIDWATCH_PG_PORT", "GRIDWATCH_MQTT_PORT", "GRIDWATCH_DB_NAME")
+from tests import support
 
 
 @dataclass
@@ -92,23 +90,9 @@ class Hub:
             "GRIDWATCH_DB_NAME": "gridwatch",
         }
 
-    @contextmanager
-    def current(self) -> Iterator[None]:
+    def current(self) -> AbstractContextManager[None]:
         """This hub's GRIDWATCH_* for code that reads the process's settings (the CLI, migrate)."""
-        from gridwatch.settings import get_settings
-
-        saved = {k: os.environ.get(k) for k in ENV}
-        os.environ.update(self.env())
-        get_settings.cache_clear()
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            get_settings.cache_clear()
+        return support.settings_env(self.env())
 
     @property
     def url(self) -> str:
@@ -131,13 +115,8 @@ class Hub:
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
-    """Poll until check() returns something true; its last value (a failed test shows it)."""
-    deadline = time.monotonic() + timeout
-    got = check()
-    while not got and time.monotonic() < deadline:
-        time.sleep(every)
-        got = check()
-    return got
+    """tests.support.wait_for with the longer patience replication needs."""
+    return support.wait_for(check, timeout, every)
 
 
 SNAPSHOT = {

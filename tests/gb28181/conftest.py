@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from hardware.gbid import compose
-from tests.ingest.conftest import hub_client, pg, start_worker, wait_for  # noqa: F401 - shared fixtures
+from tests.ingest.conftest import hub_client, pg, start_worker  # noqa: F401 - shared fixtures
+from tests.support import LoggedChild, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "gb-test-password"
@@ -46,7 +46,7 @@ def new_id(type_code: int = 132) -> str:
     return compose("360121", type_code, next(_serials)).code
 
 
-class GatewayProcess:
+class GatewayProcess(LoggedChild):
     """`python -m gridwatch gb28181` on its own port, inheriting the test environment."""
 
     def __init__(
@@ -84,23 +84,6 @@ class GatewayProcess:
         ok = wait_for(lambda: "gb28181 gateway" in self.text() or self.proc.poll() is not None, 120)
         assert ok and self.proc.poll() is None, self.text()[-3000:]
         return self
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture()

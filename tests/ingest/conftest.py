@@ -92,28 +92,18 @@ def store(db_url: str, cfg: IngestSettings) -> Iterator:
 
 # ---------------------------------------------------------------- MQTT and worker helpers
 import os  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from tests.support import LoggedChild, wait_for  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(check: Callable[[], object], timeout: float = 30.0, every: float = 0.05):
-    """Poll until check() is truthy; its value, or the last value when time runs out."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(every)
-        value = check()
-    return value
 
 
 class Collector:
@@ -164,7 +154,7 @@ def hub_client(mqtt_broker):
     client.loop_stop()
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedChild):
     """`python -m ingest` as a subprocess inheriting the test environment."""
 
     def __init__(self, client_id: str, share_group: str) -> None:
@@ -200,20 +190,6 @@ class WorkerProcess:
 
     def wait_connected(self, times: int = 1, timeout: float = 20.0) -> bool:
         return bool(wait_for(lambda: self.connections() >= times, timeout))
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 @pytest.fixture()

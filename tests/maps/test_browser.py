@@ -14,8 +14,9 @@ from sqlalchemy import text
 
 from hardware.crs import wgs84_to_gcj02
 from tests.api.fixtures import PASSWORDS, device_id
-from tests.api.stack import mosquitto_pub, wait_until
+from tests.api.stack import mosquitto_pub
 from tests.maps.browser import open_page, sign_in
+from tests.support import wait_for
 
 # screenshots of each run land here (git-ignored); bench/map_screens.py makes the docs/img ones
 IMG = Path(__file__).resolve().parents[2] / "bench" / "out" / "screens"
@@ -68,7 +69,7 @@ def test_live_map_loads_locally_and_shows_devices(stack, browser, cameras):
         )
         assert total
         # device points drawn from vector tiles (SVG renderer), at least our six
-        wait_until(lambda: page.locator(".leaflet-tile-container svg path").count() >= 6, 10)
+        wait_for(lambda: page.locator(".leaflet-tile-container svg path").count() >= 6, 10)
         assert page.locator(".leaflet-tile-container svg path").count() >= 6
         tiles = [u for s, u in net.responses if "/tiles/devices/" in u and s == 200]
         assert tiles, "no device tiles were loaded"
@@ -87,12 +88,12 @@ def test_live_map_loads_locally_and_shows_devices(stack, browser, cameras):
             return page.get_attribute(".leaflet-container", "data-label-kinds") or ""
 
         page.evaluate("gw.map.setView([28.40, 115.35], 13)")
-        wait_until(lambda: "village" in kinds(13), 10)
+        wait_for(lambda: "village" in kinds(13), 10)
         near = {(k, n): px for k, n, px in labels()}
         assert ("village", "东村") in near and ("township", "筠阳街道") in near
         page.screenshot(path=str(IMG / "live-map-labels.png"))
         page.evaluate("gw.map.setView([28.42, 115.40], 11)")
-        wait_until(lambda: "county" in kinds(11), 10)
+        wait_for(lambda: "county" in kinds(11), 10)
         assert "village" not in kinds(11)
         far = {(k, n): px for k, n, px in labels()}
         assert ("township", "筠阳街道") in far

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from ingest.alarms import AlarmIn, store_alarms
 from ingest.events import emit_events
 from tests.api.fixtures import PASSWORDS, VILLAGE_A1, device_id
-from tests.api.stack import wait_until
 from tests.maps.browser import open_page, sign_in
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -139,10 +139,10 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
         page.select_option("#gw-f-order", "newest")
         gen = int(page.get_attribute("#gw-alarms", "data-generation"))
         page.select_option("#gw-f-order", "severity")
-        assert wait_until(lambda: page.wait_for_timeout(50) or held, 10)
+        assert wait_for(lambda: page.wait_for_timeout(50) or held, 10)
         batches = int(page.get_attribute("#gw-alarms", "data-batches") or 0)
         late = _raise(engine, camera, severity=3)
-        assert wait_until(
+        assert wait_for(
             lambda: (
                 page.wait_for_timeout(50)
                 or int(page.get_attribute("#gw-alarms", "data-batches") or 0) > batches
@@ -151,7 +151,7 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
         )
         held[0].continue_()
         page.unroute(reload_of_the_list, hold)
-        assert wait_until(
+        assert wait_for(
             lambda: (
                 page.wait_for_timeout(50)
                 or int(page.get_attribute("#gw-alarms", "data-generation")) > gen + 1
@@ -163,7 +163,7 @@ def test_5000_open_alarms_nothing_hidden(stack, browser, camera, engine, clean_q
         # the severity chip filters; the counts stay the server's
         page.click("#gw-counts .gw-chip[data-sev='1']")
         page.wait_for_function("() => document.getElementById('gw-n-alarms').textContent === '12'")
-        wait_until(lambda: page.locator("#gw-alarms > li").count() == 12, 10)
+        wait_for(lambda: page.locator("#gw-alarms > li").count() == 12, 10)
         page.screenshot(path=str(IMG / "console-5000.png"))
         assert not net.problems(), net.problems()
     finally:
@@ -180,7 +180,7 @@ def test_new_alarms_wait_behind_a_banner_while_the_pointer_is_on_the_list(
     ids = [_raise(engine, camera, k, 3, ago=600 - i) for i, k in enumerate(kinds)]
     context, page, net = _open_map(stack, browser)
     try:
-        wait_until(lambda: page.locator("#gw-alarms > li").count() == 4, 10)
+        wait_for(lambda: page.locator("#gw-alarms > li").count() == 4, 10)
         row = page.locator(f"#gw-alarms > li[data-alarm-id='{ids[2]}']")
         row.hover()
         before = row.bounding_box()
@@ -214,7 +214,7 @@ def test_trail_with_notes_and_bulk_acknowledge(stack, browser, camera, engine, c
     )
     context, page, net = _open_map(stack, browser)
     try:
-        wait_until(lambda: page.locator("#gw-alarms > li").count() == 3, 10)
+        wait_for(lambda: page.locator("#gw-alarms > li").count() == 3, 10)
         row = page.locator(f"#gw-alarms > li[data-alarm-id='{a}']")
         row.click()
         row.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=5000)
@@ -249,7 +249,7 @@ def test_trail_with_notes_and_bulk_acknowledge(stack, browser, camera, engine, c
         ]
         # search by village, then by a code that matches nothing
         page.fill("#gw-q", "东村")
-        wait_until(lambda: page.inner_text("#gw-n-alarms") == "3", 10)
+        wait_for(lambda: page.inner_text("#gw-n-alarms") == "3", 10)
         page.fill("#gw-q", "99999999")
         page.locator("#gw-no-alarms:not(.gw-hidden)").wait_for(timeout=5000)
         assert not net.problems(), net.problems()
@@ -488,7 +488,7 @@ def test_devices_tab_search_offline_list_and_kpi_strip(stack, browser, engine, c
         page.fill("#gw-d-q", "渡口")
         row = page.locator(f"#gw-d-rows tr[data-device-id='{ids[1]}']")
         row.wait_for(timeout=10000)
-        wait_until(lambda: page.locator("#gw-d-rows tr").count() == 1, 10)
+        wait_for(lambda: page.locator("#gw-d-rows tr").count() == 1, 10)
         assert "西村" in row.inner_text() and row.get_attribute("data-health") == "faulty"
         # the offline list says since when
         page.fill("#gw-d-q", "")
@@ -548,7 +548,7 @@ def test_live_view_plays_in_the_browser(stack, browser, engine, rtsp_source):
         assert not [p for p in net.problems() if "index.m3u8" not in p], net.problems()
         # closing the panel ends the viewer (and with it the camera's FFmpeg)
         page.keyboard.press("Escape")
-        wait_until(
+        wait_for(
             lambda: (
                 page.evaluate(
                     "u => fetch(u, {credentials: 'same-origin'}).then(r => r.status)", playlist

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from tests.api.fixtures import PASSWORDS, device_id, places, users  # noqa: F401 - fixtures
-from tests.api.stack import Stack, wait_until
+from tests.api.stack import Stack
 from tests.maps.browser import open_page, sign_in
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -355,7 +356,7 @@ def _newest_first(page) -> None:
     reload lands is drawn again, unselected, when it does."""
     gen = page.get_attribute("#gw-alarms", "data-generation")
     page.select_option("#gw-f-order", "newest")
-    assert wait_until(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
+    assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
 
 
 def _raise_alarm(engine, dev: str, lon: float, lat: float) -> int:
@@ -583,7 +584,7 @@ def test_hostile_hub_name_in_the_alarm_list_is_text(web_stack, hostile_camera, e
                 except Exception:
                     return ""
 
-            assert wait_until(lambda: HOSTILE_NAME in facts_text(), 15), facts_text()
+            assert wait_for(lambda: HOSTILE_NAME in facts_text(), 15), facts_text()
             assert page.locator("#gw-alarms img, #gw-alarms script, #gw-alarms svg").count() == 0
             assert page.evaluate("window.__xss") is None
         assert page.evaluate("window.__csp") == []
