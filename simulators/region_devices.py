@@ -194,6 +194,7 @@ def cameras(plan: Plan, seed: int, scale: Scale) -> Iterator[dict]:
             continue
         c = geom.centroid
         region_code = region or key.split(":")[1]
+        kw: dict[str, Any]  # the pole cameras' set-up by kind of site
         if geom.geom_type == "Polygon":
             presets = [{"heading_deg": h, "focal_mm": 4.8} for h in (0, 90, 180, 270)]
             cam = _camera(
@@ -212,44 +213,11 @@ def cameras(plan: Plan, seed: int, scale: Scale) -> Iterator[dict]:
             )
             cam["heading_deg"] = None
             yield cam
-            yield from _pole_cameras(
-                ids,
-                rng,
-                region_code,
-                f"{kname}",
-                c.x,
-                c.y,
-                2,
-                dist=(15, 20),
-                focal=4.0,
-                resource_class=2,
-            )
-        elif kind == "city_exit":
-            yield from _pole_cameras(
-                ids,
-                rng,
-                region_code,
-                f"{kname}卡口",
-                c.x,
-                c.y,
-                2,
-                dist=(8, 12),
-                focal=8.0,
-                resource_class=1,
-                type_code=121,
-                within=plan.counties.get(region_code[:6]),
-            )
+            label, kw = kname, {"dist": (15, 20), "focal": 4.0, "resource_class": 2}
+        elif kind == "city_exit":  # a checkpoint: plate cameras
+            label, kw = f"{kname}卡口", {"dist": (8, 12), "focal": 8.0, "resource_class": 1}
+            kw.update(type_code=121, within=plan.counties.get(region_code[:6]))
         else:
-            yield from _pole_cameras(
-                ids,
-                rng,
-                region_code,
-                f"{kname}",
-                c.x,
-                c.y,
-                2,
-                dist=(8, 14),
-                focal=4.0,
-                resource_class=2,
-                within=plan.counties.get(region_code[:6]),
-            )
+            label, kw = kname, {"dist": (8, 14), "focal": 4.0, "resource_class": 2}
+            kw.update(within=plan.counties.get(region_code[:6]))
+        yield from _pole_cameras(ids, rng, region_code, label, c.x, c.y, 2, **kw)
