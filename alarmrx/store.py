@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from geo.device_reads import require_active_device
 from ingest.events import emit_event
 
 ACCOUNT = re.compile(r"^[0-9A-F]{3,16}$")
@@ -40,12 +41,7 @@ class SiaStore:
         if key is not None and len(key) not in (16, 24, 32):
             raise ValueError("key: 16, 24 or 32 characters (AES-128/192/256), as set in the panel")
         with self.engine.begin() as conn:
-            found = conn.execute(
-                text("SELECT 1 FROM devices WHERE id = :id AND retired_at IS NULL"),
-                {"id": device_id},
-            ).first()
-            if found is None:
-                raise LookupError(f"{device_id} is not a registered device; register it first")
+            require_active_device(conn, device_id)
             conn.execute(
                 text(
                     "INSERT INTO sia_accounts (account, device_id, aes_key) VALUES (:a, :d, :k) "

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from gb28181.manscdp import CatalogItem
+from geo.device_reads import require_active_device
 
 log = logging.getLogger(__name__)
 NOT_DEVICES = {"200", "215", "216"}  # platform, business group, virtual organisation: not devices
@@ -153,12 +154,7 @@ class GatewayStore:
         from gb28181.digest import ha1
 
         with self.engine.begin() as conn:
-            found = conn.execute(
-                text("SELECT 1 FROM devices WHERE id = :id AND retired_at IS NULL"),
-                {"id": device_id},
-            ).first()
-            if found is None:
-                raise LookupError(f"{device_id} is not a registered device; register it first")
+            require_active_device(conn, device_id)
             conn.execute(
                 text(
                     "INSERT INTO gb_devices (device_id, sip_ha1, crs) "

@@ -36,3 +36,13 @@ def live_source(conn: Connection, device_id: str) -> tuple[str | None, bool]:
     fronted = exists().where(g.c.device_id == _d.c.id)
     url, gb28181 = conn.execute(select(_d.c.stream_url, fronted).where(_d.c.id == device_id)).one()
     return url, bool(gb28181)
+
+
+def require_active_device(conn: Connection, device_id: str) -> None:
+    """LookupError unless `device_id` is a registered device that is not retired (what a
+    gateway's per-device settings may be attached to)."""
+    found = conn.execute(
+        select(_d.c.id).where(_d.c.id == device_id, _d.c.retired_at.is_(None))
+    ).first()
+    if found is None:
+        raise LookupError(f"{device_id} is not a registered device; register it first")
