@@ -25,8 +25,11 @@ router = APIRouter(tags=["audits"], responses=COMMON_RESPONSES)
 
 READERS = ("auditor", "operator")
 JOB_ID = Path(..., ge=1, le=2**62)
-NOT_FOUND = {404: {"model": ErrorOut}}
-NOT_READY = {409: {"model": ErrorOut, "description": "the audit is still running or failed"}}
+# typed as FastAPI's `responses` (int | str keys): merged with ** into it
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "the audit is still running or failed"}
+}
 
 
 class AuditIn(BaseModel):

@@ -45,8 +45,13 @@ ID_PATH = Path(..., pattern=r"^[0-9]{20}$", description="20-digit GB/T 28181 id"
 REGION_QUERY = Query(
     None, pattern=r"^[0-9]{12}$", description="12-digit division code; covers everything below it"
 )
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no such device"}}
-CONFLICT = {409: {"model": ErrorOut, "description": "already registered / already retired"}}
+# typed as FastAPI's `responses` (int | str keys): merged with ** into it
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such device"}
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "already registered / already retired"}
+}
 
 # Columns of `devices` a device's API view leaves out: geometry is given as lon/lat (and the
 # coverage polygon as GeoJSON on request); presets, the stream URL (may carry credentials) and
