@@ -413,7 +413,8 @@ def match_times(
 ) -> tuple[int, int]:
     """(true events found within `tol`, found events matching no true or doubtful one).
 
-    Each true event takes the nearest unused found event within `tol`."""
+    Each true event takes the nearest unused found event within `tol`, then each doubtful
+    one excuses the nearest one left within `tol` (at most one each)."""
     left = sorted(found)
     hits = 0
     for t in sorted(truth):
@@ -421,8 +422,11 @@ def match_times(
         if near:
             hits += 1
             left.remove(min(near, key=lambda f: abs(f - t)))
-    false = [f for f in left if not any(abs(f - d) <= tol for d in doubtful)]
-    return hits, len(false)
+    for d in doubtful:  # a doubtful event excuses at most one found event
+        near = [f for f in left if abs(f - d) <= tol]
+        if near:
+            left.remove(min(near, key=lambda f: abs(f - d)))
+    return hits, len(left)
 
 
 def rule_events(
@@ -435,7 +439,7 @@ def rule_events(
 
     clip = load_clip(path, fps, max_frames)
     pipe = CameraPipeline(CameraConfig(id="0" * 20, fps=fps, quality_every=1 << 30, **rules))
-    tracker = TrackerConfig(split_blobs=False, fragment_height=0.0) if before else None
+    tracker = TrackerConfig(split_blobs=False, fragment_height=0.0, revive=0) if before else None
     pipe.zones = ZoneEngine(pipe.cfg.zones, pipe.cfg.tripwires, tracker)
     out = []
     for img, t in zip(clip.frames, clip.ts, strict=True):

@@ -55,6 +55,11 @@ class TrackerConfig(BaseModel):
         "between frames at 5 fps, which no fixed step allows",
     )
     max_missed: int = Field(default=3, ge=0)
+    revive: int = Field(
+        default=10,
+        ge=0,
+        description="frames a lost confirmed track may be taken up again where it was lost",
+    )
     min_hits: int = Field(default=2, ge=1)
     max_coast: int = Field(default=15, ge=0, description="frames a track may ride a merged box")
     still_diff: float = Field(
@@ -101,6 +106,8 @@ class Track:
     pos: Point
     box: Box
     prev: Point | None = None
+    first: Point | None = None  # where it was first seen
+    whole: bool = False  # was ever as tall as a whole object at its row
     vel: Point = (0.0, 0.0)
     hits: int = 1
     missed: int = 0
@@ -133,6 +140,7 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.tracks: dict[int, Track] = {}
+        self._lost: dict[int, tuple[int, Track]] = {}  # id -> (frame lost, track)
         self._next = 1
         self.frame = 0
 
@@ -208,14 +216,45 @@ class Tracker:
             t.prev = None
             if t.missed > self.cfg.max_missed:
                 del self.tracks[tid]
+                if t.hits >= self.cfg.min_hits:
+                    self._lost[tid] = (self.frame, t)
+        for tid in [k for k, (f, _) in self._lost.items() if self.frame - f > self.cfg.revive]:
+            del self._lost[tid]
         for j, p in enumerate(pts):
             if j not in used_b:
-                t = Track(id=self._next, pos=p, box=boxes[j])
+                t = self._revive(p, boxes[j], full_w, full_h) or Track(
+                    id=self._next, pos=p, box=boxes[j], first=p
+                )
+                if t.id == self._next:
+                    self._next += 1
                 t.patch = _patch(image, boxes[j], full_w, full_h)
-                self._next += 1
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
+
+    def _revive(self, p: Point, box: Box, full_w: int, full_h: int) -> Track | None:
+        """A confirmed track lost moments ago where this new box is, or where it would be by
+        now at its velocity (a person who stood still behind others, or walked on hidden by
+        a pole for a few frames), takes it up again with its zone state: the same object
+        enters and dwells once."""
+        best, bd = None, 0.0
+        for tid, (lost, t) in self._lost.items():
+            size = max(t.box[2] / full_w, t.box[3] / full_h, box[2] / full_w, box[3] / full_h)
+            k = self.frame - lost + self.cfg.max_missed + 1  # steps since it was last seen
+            ahead = (t.pos[0] + k * t.vel[0], t.pos[1] + k * t.vel[1])  # walked on unseen
+            d = min(
+                float(np.hypot(t.pos[0] - p[0], t.pos[1] - p[1])),
+                float(np.hypot(ahead[0] - p[0], ahead[1] - p[1])),
+            )
+            if (d <= 0.5 * size or _overlap(t.box, box) >= 0.5) and (best is None or d < bd):
+                best, bd = tid, d
+        if best is None:
+            return None
+        _, t = self._lost.pop(best)
+        t.pos, t.box, t.prev, t.vel = p, box, None, (0.0, 0.0)
+        t.missed = t.coasted = t.still = 0
+        t.hits += 1
+        return t
 
     def _unchanged(self, t: Track, image: np.ndarray | None, full_w: int, full_h: int) -> bool:
         now = _patch(image, t.box, full_w, full_h)
@@ -362,6 +401,14 @@ def _inside(a: Box, b: Box, grow: float = 0.0) -> float:
     return max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(1, a[2] * a[3])
 
 
+def _beside(a: Box, b: Box) -> bool:
+    """Two boxes side by side: rows overlapping by half the shorter, a gap under a quarter of
+    the taller's height."""
+    rows = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    gap = max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2])
+    return rows >= 0.5 * min(a[3], b[3]) and gap <= 0.25 * max(a[3], b[3])
+
+
 def _overlap(a: Box, b: Box) -> float:
     """Intersection over the smaller box (0..1)."""
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
@@ -408,6 +455,28 @@ class ZoneEngine:
         """False when there is nothing to watch (the tracker is then skipped)."""
         return bool(self.zones or self.tripwires)
 
+    def _split(
+        self, boxes: list[Box], mask: np.ndarray | None, full_w: int, full_h: int
+    ) -> list[Box]:
+        """`split_merged` on the boxes as tall as a whole object at their row, keeping the cut
+        only when every part is that tall too (a piece of a person is not cut into smaller
+        pieces, and people are not cut into heads and legs)."""
+        if mask is None:
+            return boxes
+        frag = self.tracker.cfg.fragment_height
+        out: list[Box] = []
+        for b in boxes:
+            typical = self._typical_height((b[1] + b[3]) / full_h)
+            if typical is None or b[3] / full_h < frag * typical:
+                out.append(b)
+                continue
+            parts = split_merged([b], mask, full_w, full_h, self._aspect)
+            if len(parts) > 1 and all(p[3] / full_h >= frag * typical for p in parts):
+                out += parts
+            else:
+                out.append(b)
+        return out
+
     def _regroup(self, boxes: list[Box], full_w: int, full_h: int) -> list[Box]:
         """Fragments of a tracked object joined again into one box.
 
@@ -448,6 +517,13 @@ class ZoneEngine:
             out.append((x0, y0, x1 - x0, y1 - y0))
         return out
 
+    def _whole(self, t: Track, full_h: int) -> bool:
+        """True once a track's box has been as tall as a whole object at its row (a track
+        that was only ever a piece of one, a head or an arm, announces nothing)."""
+        frag = self.tracker.cfg.fragment_height
+        typical = self._typical_height(t.pos[1]) if frag > 0 else None
+        return typical is None or t.box[3] / full_h >= frag * typical
+
     def _typical_height(self, y: float) -> float | None:
         """Median height (share of the picture) of confirmed boxes standing near row y."""
         near = [h for gy, h in self._heights if abs(gy - y) <= ROW_BAND]
@@ -465,11 +541,16 @@ class ZoneEngine:
         if len(self._aspects) >= self.tracker.cfg.shape_samples:
             self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
-    def _same_object_announced(self, t: Track, zone: str) -> bool:
+    def _same_object_announced(self, t: Track, z: Zone) -> bool:
         """True when another live track overlapping t's box already announced this zone (an
-        object split into two boxes, or a track restarted on it)."""
+        object split into two boxes, or a track restarted on it), or, for a track first seen
+        inside the zone, one right beside it did (a walker cut in two by a pole or a post in
+        front: the second half starts a track where nobody came in)."""
+        born_inside = t.first is not None and z.polygon.contains(*t.first)
         return any(
-            o is not t and zone in o.announced and _overlap(o.box, t.box) >= 0.3
+            o is not t
+            and z.id in o.announced
+            and (_overlap(o.box, t.box) >= 0.3 or (born_inside and _beside(o.box, t.box)))
             for o in self.tracker.tracks.values()
         )
 
@@ -505,7 +586,7 @@ class ZoneEngine:
         if not self.active:
             return []
         if self.tracker.cfg.split_blobs:
-            boxes = split_merged(boxes, mask, full_w, full_h, self._aspect)
+            boxes = self._split(boxes, mask, full_w, full_h)
         boxes = self._regroup(boxes, full_w, full_h)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
@@ -513,7 +594,9 @@ class ZoneEngine:
             # A track riding another object's box (coasting) keeps its state but announces
             # nothing new: one object, one entry.
             big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h
-            ok = t.hits >= confirmed and t.coasted == 0 and big
+            if big and not t.whole:
+                t.whole = self._whole(t, full_h)
+            ok = t.hits >= confirmed and t.coasted == 0 and big and t.whole
             if ok and t.still == 0:
                 self._learn_shape(t.box, full_w, full_h)
             for z in self.zones:
@@ -529,7 +612,7 @@ class ZoneEngine:
                 # appeared inside), and not again for a second track on the same object.
                 if now_in and z.intrusion and ok and z.id not in t.announced:
                     t.announced.add(z.id)
-                    if not self._same_object_announced(t, z.id):
+                    if not self._same_object_announced(t, z):
                         events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
                 if now_in and z.dwell_s and z.id not in t.dwelt and ok:
                     stay = ts - t.inside[z.id]
