@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Delete, Update, delete, text, update
 
 from api.auth import ROLES, hash_password, verify_password
 from api.scope import CODE_RE
 from api.trail import record
+from gridwatch import schema
+
+_users = schema.users
 
 
 class UserError(ValueError):
@@ -134,29 +137,24 @@ def set_password(conn: Connection, username: str, password: str, actor: str = "s
         password_hash = hash_password(password)
     except ValueError as exc:
         raise UserError("password", str(exc).split(": ", 1)[-1]) from None
-    done = conn.execute(
-        text(
-            "UPDATE users SET password_hash = :h, token_version = token_version + 1 "
-            "WHERE username = :n"
-        ),
-        {"h": password_hash, "n": username},
-    ).rowcount
-    if not done:
-        raise UserError("username", f"no user called {username!r}")
+    bump = _users.c.token_version + 1  # a new password revokes every token issued before it
+    _one_user(
+        conn, username, update(_users).values(password_hash=password_hash, token_version=bump)
+    )
     record(conn, actor, "set_password", "user", username, {"tokens_revoked": True})
+
+
+def _one_user(conn: Connection, username: str, stmt: Update | Delete) -> None:
+    """An UPDATE or DELETE of the users table run on `username`'s row; UserError naming the
+    username when there is none."""
+    if not conn.execute(stmt.where(_users.c.username == username)).rowcount:
+        raise UserError("username", f"no user called {username!r}")
 
 
 def set_active(conn: Connection, username: str, active: bool, actor: str = "system") -> UserInfo:
     """Enable or disable a user; disabling revokes every token issued to them."""
-    done = conn.execute(
-        text(
-            "UPDATE users SET active = :a, "
-            "token_version = token_version + CASE WHEN :a THEN 0 ELSE 1 END WHERE username = :n"
-        ),
-        {"a": active, "n": username},
-    ).rowcount
-    if not done:
-        raise UserError("username", f"no user called {username!r}")
+    bump = _users.c.token_version + (0 if active else 1)  # disabling revokes every token
+    _one_user(conn, username, update(_users).values(active=active, token_version=bump))
     record(conn, actor, "enable" if active else "disable", "user", username, None)
     user = get_user(conn, username=username)
     assert user is not None
@@ -165,20 +163,14 @@ def set_active(conn: Connection, username: str, active: bool, actor: str = "syst
 
 def revoke_tokens(conn: Connection, username: str, actor: str = "system") -> None:
     """Sign a user out everywhere: every token issued so far stops working."""
-    done = conn.execute(
-        text("UPDATE users SET token_version = token_version + 1 WHERE username = :n"),
-        {"n": username},
-    ).rowcount
-    if not done:
-        raise UserError("username", f"no user called {username!r}")
+    bump = _users.c.token_version + 1
+    _one_user(conn, username, update(_users).values(token_version=bump))
     record(conn, actor, "revoke_tokens", "user", username, None)
 
 
 def delete_user(conn: Connection, username: str, actor: str = "system") -> None:
     """Delete a user (regions go with it; the audit log keeps their name as actor)."""
-    done = conn.execute(text("DELETE FROM users WHERE username = :n"), {"n": username}).rowcount
-    if not done:
-        raise UserError("username", f"no user called {username!r}")
+    _one_user(conn, username, delete(_users))
     record(conn, actor, "delete", "user", username, None)
 
 
@@ -215,15 +207,14 @@ def password_record(conn: Connection, username: str) -> tuple[int, str, bool] | 
 
 def authenticate(conn: Connection, username: str, password: str) -> UserInfo | None:
     """The active user whose password matches, else None (same answer for unknown names)."""
-    row = conn.execute(
-        text("SELECT id, password_hash, active FROM users WHERE username = :n"), {"n": username}
-    ).first()
-    if row is None:
+    found = password_record(conn, username)
+    if found is None:
         verify_password(_DUMMY_HASH, password)  # same work either way: no user-name oracle
         return None
-    if not row.active or not verify_password(row.password_hash, password):
+    user_id, password_hash, active = found
+    if not active or not verify_password(password_hash, password):
         return None
-    return get_user(conn, user_id=row.id)
+    return get_user(conn, user_id=user_id)
 
 
 _DUMMY_HASH = hash_password("not-a-real-password")
