@@ -15,7 +15,7 @@ from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.query import in_scope
 from api.routers.alarms import ALARM_COLUMNS, FROM, OPEN_STATES, AlarmOut
-from api.routers.snapshots import READERS, masked_jpeg, readable_device
+from api.routers.snapshots import READERS, ReadableCamera, masked_jpeg, readable_device
 from api.types import Rfc3339
 from gridwatch import schema
 from ingest.presence import online_periods
@@ -98,13 +98,9 @@ def current_faults(rows: Sequence[Any]) -> list[FaultNow]:
     operation_id="get_camera_health",
     responses=NOT_FOUND,
 )
-def camera_health(
-    conn: Db,
-    device_id: str = DEVICE_ID,
-    user: Principal = Depends(require(*READERS)),
-) -> CameraHealth:
+def camera_health(conn: Db, camera: ReadableCamera) -> CameraHealth:
     """Intact, or each current fault with since-when and the diagnosis holding its evidence."""
-    readable_device(conn, device_id, user)
+    device_id = camera.id
     rows = recent_health(conn, device_id, HEALTH_ROWS)
     if not rows:
         return CameraHealth(device_id=device_id, checked=False)
@@ -127,14 +123,13 @@ def camera_health(
 )
 def health_evidence(
     conn: Db,
-    device_id: str = DEVICE_ID,
+    dev: ReadableCamera,
     at: Rfc3339 | None = Query(
         None, description="The diagnosis at or before this time; default the newest with a picture"
     ),
-    user: Principal = Depends(require(*READERS)),
 ) -> Response:
     """The picture the vision worker kept with a diagnosis, masked like the snapshot."""
-    dev = readable_device(conn, device_id, user)
+    device_id = dev.id
     row = health_picture(conn, device_id, at)
     if row is None:
         raise ApiError(404, f"camera {device_id} has no diagnosis picture", code="no_evidence")
@@ -177,12 +172,11 @@ class PresenceHistory(BaseModel):
 )
 def device_presence(
     conn: Db,
-    device_id: str = DEVICE_ID,
+    dev: ReadableCamera,
     hours: int = Query(24, ge=1, le=168, description="Window ending now"),
-    user: Principal = Depends(require(*READERS)),
 ) -> PresenceHistory:
     """Online periods from the presence intervals the ingest worker keeps, clipped to the window."""
-    dev = readable_device(conn, device_id, user)
+    device_id = dev.id
     t0, now, rows = online_periods(conn, device_id, hours)
     start = max(t0, dev.registered_at) if dev.registered_at else t0
     span = (now - start).total_seconds()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
+from sqlalchemy import Row
 
 from api.deps import Db, Principal, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
@@ -52,6 +54,20 @@ def readable_device(conn, device_id: str, user: Principal):
     return row
 
 
+def _readable_camera(
+    conn: Db,
+    device_id: str = DEVICE_ID,
+    user: Principal = Depends(require(*READERS)),  # the page's session cookie works for <img>
+) -> Row[Any]:
+    """The device in the path (its region, registration time, kind and vision config), when the
+    signed-in reader's regions hold it: 404 unknown, 403 elsewhere."""
+    return readable_device(conn, device_id, user)
+
+
+# a route's camera: the path's device_id, checked for the signed-in reader (one dependency)
+ReadableCamera = Annotated[Row[Any], Depends(_readable_camera)]
+
+
 @router.get(
     "/devices/{device_id}/snapshot",
     summary="The camera's latest snapshot (privacy-masked)",
@@ -63,14 +79,9 @@ def readable_device(conn, device_id: str, user: Principal):
         404: {"model": ErrorOut},
     },
 )
-def get_snapshot(
-    request: Request,
-    conn: Db,
-    device_id: str = DEVICE_ID,
-    user: Principal = Depends(require(*READERS)),  # the page's session cookie works for <img>
-) -> Response:
+def get_snapshot(request: Request, conn: Db, device: ReadableCamera) -> Response:
     """The latest JPEG the camera sent, with its privacy masks applied before it leaves the hub."""
-    device = readable_device(conn, device_id, user)
+    device_id = device.id
     row = latest_snapshot(conn, device_id)
     if row is None or row.jpeg is None:
         raise ApiError(404, f"camera {device_id} has sent no snapshot yet", code="no_snapshot")
