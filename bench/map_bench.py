@@ -30,18 +30,11 @@ from pathlib import Path
 
 import httpx
 
+from tests.maps.browser import CHROMIUM_ARGS
 from tests.support import stop_child
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DB_NAME = "gridwatch_mapbench"
 SEED = 11
 

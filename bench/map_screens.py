@@ -10,7 +10,6 @@ published from cameras in view so the live map has something to show.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.map_bench import CHROMIUM_ARGS, OUT, Broker, Child, free_port, say
+from bench.map_bench import CHROMIUM_ARGS, OUT, say, start_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
@@ -70,41 +69,9 @@ def main() -> int:
             {"p": town[0][:9] + "%", "x": town[1], "y": town[2]},
         ).all()
 
-    broker = Broker()
-    port = free_port()
-    env = dict(os.environ)
-    env.update(
-        GRIDWATCH_DATABASE_URL=db_url,
-        GRIDWATCH_MQTT_URL=f"mqtt://screens:screens@127.0.0.1:{broker.port}",
-        GRIDWATCH_INGEST_SHARE_GROUP="",
-        GRIDWATCH_INGEST_CLIENT_ID=f"screens-{uuid.uuid4().hex[:6]}",
-        GRIDWATCH_LOG_LEVEL="WARNING",
-    )
-    children = [
-        Child("screens_ingest", [sys.executable, "-m", "gridwatch", "ingest"], env),
-        Child(
-            "screens_api",
-            [
-                sys.executable,
-                "-m",
-                "gridwatch",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-        ),
-    ]
-    base = f"http://127.0.0.1:{port}"
+    stack = start_stack(db_url, "screens_")
+    broker, base = stack.broker, stack.base
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
         tokens = {
             n: httpx.post(f"{base}/api/v1/auth/token", json={"username": n, "password": p}).json()[
                 "access_token"
@@ -122,9 +89,7 @@ def main() -> int:
             audit(browser, base, tokens["auditor"])
             browser.close()
     finally:
-        for c in children:
-            c.stop()
-        broker.stop()
+        stack.stop()
     say(f"screenshots in {IMG}")
     return 0
 

@@ -11,24 +11,14 @@ from sqlalchemy import case, func, literal_column, null
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningInsert
 
+from gridwatch.dbroles import DEVICE_LIVE_STATE
 from gridwatch.schema import devices
 
-# Columns a registration does not set: the live state ingest keeps, and the bookkeeping the
-# upserts set themselves (who registered and when survive an update of an active device).
+# Columns a registration does not set: the live state ingest keeps (with `origin`, the hub the
+# row was made at: its default, federation/), and the bookkeeping the upserts set themselves
+# (who registered and when survive an update of an active device).
 NOT_REGISTERED = frozenset(
-    {
-        "status",
-        "last_seen",
-        "last_position",
-        "last_position_at",
-        "last_speed_kmh",
-        "last_heading_deg",
-        "registered_by",
-        "registered_at",
-        "updated_at",
-        "retired_at",
-        "origin",  # the hub the row was made at: its default (federation/), never registered
-    }
+    {*DEVICE_LIVE_STATE, "registered_by", "registered_at", "updated_at", "retired_at"}
 )
 # Columns PostGIS fills from the position (region, base grid and approximate village), not the
 # registration.
