@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,35 @@ if not os.environ.get("GRIDWATCH_MQTT_URL"):
 # hub) belongs here too.
 SERVICE_FIXTURES = {"services", "own_services_home", "hubs"}
 BROWSER_FIXTURE = "browser"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # ./gw runs the unit tests in at least 4 processes on as few as 2 cores: one OpenCV
+        # thread each (its pool otherwise starts one per core in every process, and they spin
+        # against each other: ~10% more CPU for the same pictures).
+        try:
+            import cv2
+        except ImportError:
+            return
+        cv2.setNumThreads(1)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A run's own home is removed with its services; a run that never started them (a unit
+    run) removes it here. A run that deselected `integration` must not have started them."""
+    if _RUN_DIR is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    started = [d for d in ("pg", "mqtt") if (_RUN_DIR / d).exists()]
+    if started and "not integration" in (session.config.option.markexpr or ""):
+        print(
+            f"\nerror: this run deselected integration tests but started {' and '.join(started)}"
+            f" in {_RUN_DIR}: a test reaches the services without a fixture in SERVICE_FIXTURES",
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif not started:
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
