@@ -425,6 +425,7 @@ def decode_jpeg(data: bytes, reduce: int = 4, colour: bool = True) -> np.ndarray
 
 def _snapshot_child(conn: Connection) -> None:
     cv2.setNumThreads(1)
+    conn.send_bytes(b"ready")  # started and imported: from now on a timeout is a hung decode
     while True:
         try:
             msg = conn.recv_bytes()
@@ -446,14 +447,25 @@ class SnapshotDecoder:
 
     Returns the image reduced by `reduce` (1, 2, 4 or 8) and privacy-masked; None for bytes
     that do not decode (or a decoder that crashed or hung on them).
+
+    `timeout_s` bounds one decode; a fresh child first has `start_timeout_s` to start (a new
+    interpreter importing OpenCV: seconds on a loaded machine), so a slow start is never taken
+    for a JPEG the decoder hung on.
     """
 
-    def __init__(self, reduce: int = 4, colour: bool = True, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        reduce: int = 4,
+        colour: bool = True,
+        timeout_s: float = 5.0,
+        start_timeout_s: float = 60.0,
+    ) -> None:
         if reduce not in REDUCE_FLAGS:
             raise ValueError(f"reduce must be one of {sorted(REDUCE_FLAGS)}, not {reduce}")
         self.reduce = reduce
         self.colour = colour
         self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
         self.crashes = 0
         self._proc: Any = None
         self._conn: Connection | None = None
@@ -467,13 +479,15 @@ class SnapshotDecoder:
             self._proc.start()
             child.close()
             self._conn = parent
+            if not parent.poll(self.start_timeout_s) or parent.recv_bytes() != b"ready":
+                raise TimeoutError
         assert self._conn is not None
         return self._conn
 
     def decode(self, data: bytes, mask: PrivacyMask | None = None) -> np.ndarray | None:
         """The masked, reduced image of one JPEG, or None."""
-        conn = self._ensure()
         try:
+            conn = self._ensure()
             conn.send_bytes(bytes([self.reduce, int(self.colour)]) + data)
             if not conn.poll(self.timeout_s):
                 raise TimeoutError

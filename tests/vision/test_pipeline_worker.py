@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -98,7 +99,21 @@ def test_worker_runs_file_and_snapshot_cameras(tmp_path: Path) -> None:
         if worker.streams[0].served or worker.streams[0].src.status in ("ended", "failed"):
             break
         time.sleep(0.02)
-    worker.run(duration=4.0)
+    # Then the worker's own loop, until the file has been read to its end and the worker has
+    # published its stats: a state, not a fixed time (4 s of it missed the fault at frame 25
+    # on a loaded machine).
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    src = worker.streams[0].src
+    for _ in range(6000):
+        stats_out = any(t.startswith("gw/v1/hub/vision/") for t, _ in list(published))
+        if stats_out and src.status in ("ended", "failed"):
+            break
+        time.sleep(0.02)
+    worker.stop_event.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert src.status == "ended", src.last_error
     by_cam: dict[str, list] = {}
     for topic, payload in published:
         if topic.endswith("/analytics"):
