@@ -19,18 +19,9 @@ def prune_dead_letters(
 ) -> int:
     """Delete dead letters older than retention_h, then the oldest while their payloads total
     more than max_bytes; how many (autocommit connection: each chunk is its own transaction)."""
-    gone = 0
-    while stop is None or not stop.is_set():
-        n = conn.execute(
-            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
-            "WHERE received_at < now() - make_interval(secs => %s) LIMIT %s)",
-            (retention_h * 3600.0, CHUNK),
-        ).rowcount
-        gone += n
-        if n < CHUNK:
-            break
-        if pause_s and stop is not None:
-            stop.wait(pause_s)
+    gone = _delete_chunks(
+        conn, "received_at < now() - make_interval(secs => %s)", retention_h * 3600.0, pause_s, stop
+    )
     # The newest first, summing payload sizes (octet_length reads the stored size, not the
     # TOASTed bytes); everything past the first row that crosses max_bytes goes.
     row = conn.execute(
@@ -39,17 +30,31 @@ def prune_dead_letters(
         (max_bytes,),
     ).fetchone()
     if row is not None:
-        while stop is None or not stop.is_set():
-            n = conn.execute(
-                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
-                "WHERE id <= %s LIMIT %s)",
-                (row[0], CHUNK),
-            ).rowcount
-            gone += n
-            if n < CHUNK:
-                break
-            if pause_s and stop is not None:
-                stop.wait(pause_s)
+        gone += _delete_chunks(conn, "id <= %s", row[0], pause_s, stop)
+    return gone
+
+
+def _delete_chunks(
+    conn: psycopg.Connection,
+    where: str,
+    value: object,
+    pause_s: float,
+    stop: threading.Event | None,
+) -> int:
+    """Delete the dead letters matching `where` (one %s: `value`) CHUNK rows per transaction,
+    pausing `pause_s` between chunks, until none are left or `stop` is set; how many."""
+    gone = 0
+    while stop is None or not stop.is_set():
+        n = conn.execute(
+            "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+            f"WHERE {where} LIMIT %s)",
+            (value, CHUNK),
+        ).rowcount
+        gone += n
+        if n < CHUNK:
+            break
+        if pause_s and stop is not None:
+            stop.wait(pause_s)
     return gone
 
 

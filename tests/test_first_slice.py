@@ -16,7 +16,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import text
 
 from tests.api.fixtures import GRID_A1, PASSWORDS, VILLAGE_A1, device_id, load_places
-from tests.api.stack import Stack, mosquitto_pub
+from tests.api.stack import mosquitto_pub, running_stack
 from tests.maps.browser import open_page, sign_in
 from tests.support import wait_for
 
@@ -29,12 +29,8 @@ def slice_stack(db_url, mqtt_broker, engine):
     with engine.begin() as conn:
         for name, (role, password, regions) in PASSWORDS.items():
             ensure_user(conn, name, password, role, regions=regions)
-    s = Stack()
-    try:
-        s.wait_ready()
+    with running_stack() as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_first_slice(slice_stack, engine, browser):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -156,3 +158,14 @@ def reload_broker() -> None:
     settings = get_settings()
     if settings.local_mqtt:
         local_broker(settings).reload()
+
+
+@contextmanager
+def running_stack() -> Iterator[Stack]:
+    """A Stack once it answers; stopped after (also when it never got ready)."""
+    s = Stack()
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        s.stop()

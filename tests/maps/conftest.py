@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.fixtures import places, users  # noqa: F401 - shared fixtures
-from tests.api.stack import Stack
+from tests.api.stack import Stack, running_stack
 from tests.maps.browser import open_page, sign_in  # noqa: F401 - used by the tests
 
 
@@ -17,9 +17,5 @@ def stack(db_url, mqtt_broker, users) -> Iterator[Stack]:
     tests only: its worker (default fair-share limits, its own share group) consumes every
     device's messages, so it is stopped before other packages' tests count what their own
     workers did (a flood test saw this worker quarantine its device a second time)."""
-    s = Stack()
-    try:
-        s.wait_ready()
+    with running_stack() as s:
         yield s
-    finally:
-        s.stop()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.api.fixtures import PASSWORDS, device_id, places, users  # noqa: F401 - fixtures
-from tests.api.stack import Stack
+from tests.api.stack import Stack, running_stack
 from tests.maps.browser import open_page, sign_in
 from tests.support import wait_for
 
@@ -38,12 +38,8 @@ document.addEventListener('securitypolicyviolation', function (e) {
 @pytest.fixture(scope="module")
 def web_stack(db_url, mqtt_broker, users) -> Iterator[Stack]:  # noqa: F811 - fixture by name
     """`gridwatch serve` and `gridwatch ingest` on the test database and broker."""
-    s = Stack()
-    try:
-        s.wait_ready()
+    with running_stack() as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _auth(stack: Stack, user: str) -> dict[str, str]:
