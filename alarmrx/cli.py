@@ -7,6 +7,8 @@ import json
 import typer
 from rich.console import Console
 
+from gb28181.cli import serve_on
+
 app = typer.Typer(
     help="SIA DC-09 alarm receiver (TCP and UDP) for intrusion and fire panels.",
     invoke_without_command=True,
@@ -31,21 +33,13 @@ def build(settings=None):
     return Receiver(cfg, SiaStore(get_engine(settings, role="alarmrx")), publisher)
 
 
-@app.callback()
-def alarm_receiver_cmd(
-    ctx: typer.Context,
-    run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
-) -> None:
-    """Run the receiver on GRIDWATCH_SIA_HOST:GRIDWATCH_SIA_PORT (TCP and UDP)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from gb28181.cli import serve_service
-    from gridwatch.settings import get_settings
-
-    settings = get_settings()
-    serve_service(
-        build(settings), "receiver", settings, (settings.sia_host, settings.sia_port), run_for
-    )
+serve_on(
+    app,
+    "receiver",
+    build,
+    lambda s: (s.sia_host, s.sia_port),
+    "Run the receiver on GRIDWATCH_SIA_HOST:GRIDWATCH_SIA_PORT (TCP and UDP).",
+)
 
 
 @app.command("account")

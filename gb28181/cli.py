@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -76,20 +78,39 @@ def serve_service(service, what: str, settings, listen: tuple[str, int], run_for
         raise typer.Exit(1) from None
 
 
-@app.callback()
-def gb28181_cmd(
-    ctx: typer.Context,
-    run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
+def serve_on(
+    app: typer.Typer,
+    what: str,
+    make: Callable[[Any], Any],
+    listen: Callable[[Any], tuple[str, int]],
+    doc: str,
 ) -> None:
-    """Run the gateway on GRIDWATCH_SIP_HOST:GRIDWATCH_SIP_PORT (UDP and TCP)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from gridwatch.settings import get_settings
+    """Make `app` run alone (no subcommand) serve `make(settings)` on `listen(settings)` until
+    stopped or --run-for seconds (serve_service); `doc` is its help. The gateway and the SIA
+    receiver are started so."""
 
-    settings = get_settings()
-    serve_service(
-        build(settings), "gateway", settings, (settings.sip_host, settings.sip_port), run_for
-    )
+    def command(
+        ctx: typer.Context,
+        run_for: float = typer.Option(0, help="Stop after this many seconds (0: until Ctrl-C)."),
+    ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return
+        from gridwatch.settings import get_settings
+
+        settings = get_settings()
+        serve_service(make(settings), what, settings, listen(settings), run_for)
+
+    command.__doc__ = doc
+    app.callback()(command)
+
+
+serve_on(
+    app,
+    "gateway",
+    build,
+    lambda s: (s.sip_host, s.sip_port),
+    "Run the gateway on GRIDWATCH_SIP_HOST:GRIDWATCH_SIP_PORT (UDP and TCP).",
+)
 
 
 @app.command("device")
