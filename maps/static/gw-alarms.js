@@ -300,6 +300,8 @@
           arrivedWhileLoading = null;
           var quiet = calm();
           again.forEach(function (a) { arrive(a, quiet); });
+          // the alarm the operator has open stays open: its row was drawn anew, without details
+          if (selected !== null && byId[selected]) refreshDetail(selected);
         }
         if (page.counts) $("gw-n-alarms").textContent = page.counts.total;
         list.setAttribute("data-loaded", rows.length);

@@ -257,6 +257,32 @@ def test_trail_with_notes_and_bulk_acknowledge(stack, browser, camera, engine, c
         context.close()
 
 
+def test_the_open_alarm_stays_open_when_the_list_reloads(
+    stack, browser, camera, engine, clean_queue
+):
+    """An operator reading an alarm's details keeps them when the list is loaded again (a
+    filter or order change, a reconnect): the row is drawn anew, selected and with details."""
+    a = _raise(engine, camera, "smoke", 2, ago=20)
+    b = _raise(engine, camera, "panic", 2, ago=10)
+    context, page, net = _open_map(stack, browser)
+    try:
+        row = page.locator(f"#gw-alarms > li[data-alarm-id='{a}']")
+        row.click()
+        row.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=10000)
+        gen = page.get_attribute("#gw-alarms", "data-generation")
+        page.select_option("#gw-f-order", "newest")  # a reset load of the list
+        assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
+        ids = page.eval_on_selector_all(
+            "#gw-alarms > li", "els => els.map(e => +e.dataset.alarmId)"
+        )
+        assert ids == [b, a]  # the reload happened: newest first now
+        again = page.locator(f"#gw-alarms > li.selected[data-alarm-id='{a}']")
+        again.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=10000)
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
 def test_history_lists_closed_alarms_and_exports(stack, browser, camera, engine, clean_queue):
     aid = _raise(engine, camera, "panic", 1, ago=5)
     h = _auth(stack, "t-operator")
