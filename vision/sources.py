@@ -24,13 +24,15 @@ from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
 
 from vision.frames import Frame
-from vision.privacy import PrivacyMask
+
+if TYPE_CHECKING:  # imported where used: a decoder child (a fresh interpreter) needs no pydantic
+    from vision.privacy import PrivacyMask
 
 Status = Literal["starting", "live", "reconnecting", "ended", "failed"]
 MAX_FRAME_BYTES = 3840 * 2160 * 3
@@ -200,7 +202,11 @@ class IsolatedCapture:
         open_timeout_s: float = 15.0,
     ) -> None:
         self.url = url
-        self.mask = mask or PrivacyMask()
+        if mask is None:
+            from vision.privacy import PrivacyMask
+
+            mask = PrivacyMask()
+        self.mask = mask
         self.live = url.startswith(NETWORK_SCHEMES) if live is None else live
         self.loop = loop
         self.opener = opener
