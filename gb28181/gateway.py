@@ -747,10 +747,13 @@ class Gateway:
         if where is not None:
             payload["lon"], payload["lat"] = where
             payload["crs"] = known.crs if known is not None else "wgs84"
-        fut = self.pub.publish(
-            topics.device_topic(source, topics.ALARM), orjson.dumps(payload), qos=1
-        )
-        self.stats["alarms"] += 1
+        await self._publish(source, topics.ALARM, payload, "alarms")
+
+    async def _publish(self, device_id: str, kind: str, payload: dict[str, Any], stat: str) -> None:
+        """One contract message of the device's (QoS 1), counted in stats[stat]; waits for the
+        broker's acknowledgement when the publisher hands back a future."""
+        fut = self.pub.publish(topics.device_topic(device_id, kind), orjson.dumps(payload), qos=1)
+        self.stats[stat] += 1
         if fut is not None:
             await fut
 
@@ -772,12 +775,7 @@ class Gateway:
             payload["speed"] = speed
         if heading is not None and 0 <= heading <= 360:
             payload["heading"] = heading
-        fut = self.pub.publish(
-            topics.device_topic(source, topics.POSITION), orjson.dumps(payload), qos=1
-        )
-        self.stats["positions"] += 1
-        if fut is not None:
-            await fut
+        await self._publish(source, topics.POSITION, payload, "positions")
 
     async def _catalog(self, sender: str, body: manscdp.Body) -> None:
         try:
