@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
 from geo.divisions import level_of, parent_candidates
@@ -175,14 +176,9 @@ def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> 
             )
             report.inserted += 1
         else:
-            changed = conn.execute(
-                text(
-                    "UPDATE regions SET geom = ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)), updated_at = now() "
-                    "WHERE code = :c AND geom IS DISTINCT FROM ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326)) RETURNING 1"
-                ),
-                {"c": code, "g": _hex(geom)},
-            ).first()
-            if changed:
+            if _set_shape(
+                conn, code, "geom", "ST_Multi(ST_SetSRID(CAST(:g AS geometry), 4326))", geom
+            ):
                 report.updated += 1
             else:
                 report.unchanged += 1
@@ -201,19 +197,27 @@ def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> 
             )
 
 
+def _set_shape(
+    conn: Connection, code: str, column: str, value_sql: str, geom: BaseGeometry
+) -> bool:
+    """Set the region's `column` (geom or point) to `value_sql` of the geometry (bound as :g)
+    when it differs from what is stored; whether it changed."""
+    changed = conn.execute(
+        text(
+            f"UPDATE regions SET {column} = {value_sql}, updated_at = now() "
+            f"WHERE code = :c AND {column} IS DISTINCT FROM {value_sql} RETURNING 1"
+        ),
+        {"c": code, "g": _hex(geom)},
+    ).first()
+    return changed is not None
+
+
 def _region_point(conn: Connection, f: Feature, code: str, report: ImportReport) -> None:
     """A point feature is the unit's official point (village lists have points, not polygons)."""
     geom = _geometry(f, {"point"}, report, code)
     if geom is None:
         return
-    changed = conn.execute(
-        text(
-            "UPDATE regions SET point = ST_SetSRID(CAST(:g AS geometry), 4326), updated_at = now() "
-            "WHERE code = :c AND point IS DISTINCT FROM ST_SetSRID(CAST(:g AS geometry), 4326) RETURNING 1"
-        ),
-        {"c": code, "g": _hex(geom)},
-    ).first()
-    if changed:
+    if _set_shape(conn, code, "point", "ST_SetSRID(CAST(:g AS geometry), 4326)", geom):
         report.updated += 1
     elif conn.execute(text("SELECT 1 FROM regions WHERE code = :c"), {"c": code}).first():
         report.unchanged += 1
