@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.deps import dispose_read_engine
 from api.docs import install_docs, operation_id
 from api.errors import install_error_handlers
 from api.headers import SecurityHeaders, page_policy
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await broadcaster.stop()
+            await dispose_read_engine(app)
             live = getattr(app.state, "live", None)
             if live is not None:  # every FFmpeg of the live view ends with the API
                 live.stop_all()

@@ -3,19 +3,23 @@ the signed-in user and role checks."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.auth import TokenClaims, TokenError, csrf_token, read_token
 from api.errors import ApiError
+from api.query import fetch_one, template
 from api.scope import covered_by_any, intersect_scope
-from api.users import token_subject
+from api.users import TOKEN_SUBJECT, UserInfo, subject, token_subject
+from gridwatch.db import read_only_async_engine
 from gridwatch.settings import Settings
 
 bearer = HTTPBearer(auto_error=False, description="Bearer token from POST /api/v1/auth/token")
@@ -39,6 +43,7 @@ class Principal:
     username: str
     role: str
     regions: list[str] = field(default_factory=list)
+    full_name: str | None = None
 
     @property
     def scopes(self) -> list[str] | None:
@@ -94,7 +99,12 @@ def _claims(request: Request, token: str | None) -> TokenClaims:
 
 def _principal(claims: TokenClaims, conn: Connection) -> Principal:
     """The user the claims name, if they still exist, are active and the token not revoked."""
-    found = token_subject(conn, claims.user_id)
+    return _admitted(claims, token_subject(conn, claims.user_id))
+
+
+def _admitted(claims: TokenClaims, found: tuple[UserInfo, int] | None) -> Principal:
+    """The signed-in user from the claims and the user they name now (token_subject); 401 unless
+    that user still exists, is active and the token's version is current."""
     if found is None or not found[0].active or found[0].username != claims.username:
         raise ApiError(
             401, "not authenticated: the user of this token no longer exists or is disabled"
@@ -106,7 +116,13 @@ def _principal(claims: TokenClaims, conn: Connection) -> Principal:
             "not authenticated: this token was revoked (password changed, user disabled or "
             "signed out everywhere); sign in again",
         )
-    return Principal(id=user.id, username=user.username, role=user.role, regions=user.regions)
+    return Principal(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        regions=user.regions,
+        full_name=user.full_name,
+    )
 
 
 def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
@@ -114,7 +130,11 @@ def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -
     anything). Tokens in URLs are refused: they end up in logs and browser history."""
     if credentials is not None:
         return credentials.credentials
-    if "access_token" in request.query_params:
+    raw_query = request.scope.get("query_string", b"")
+    # parsing the query string costs every request; only a name spelt so, or %-encoded, can be it
+    if (b"access_token" in raw_query or b"%" in raw_query) and (
+        "access_token" in request.query_params
+    ):
         raise ApiError(
             400,
             "tokens in URLs are refused (they end up in logs); send 'Authorization: Bearer "
@@ -182,6 +202,54 @@ def current_user_briefly(
         return _principal(claims, conn)
 
 
+def read_engine(request: Request) -> AsyncEngine:
+    """The app's read-only asyncio engine (gridwatch.db.read_only_async_engine) on the API's
+    database and role, made on first use in the running event loop (a pool serves one loop: an
+    app served again in another loop, as by a second TestClient, gets a new one)."""
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    if getattr(state, "read_engine_loop", None) is not loop:
+        state.read_engine = read_only_async_engine(state.engine.url)
+        state.read_engine_loop = loop
+    return state.read_engine
+
+
+async def dispose_read_engine(app: Any) -> None:
+    """Close the read-only engine's connections (at shutdown)."""
+    engine = getattr(app.state, "read_engine", None)
+    if engine is not None and app.state.read_engine_loop is asyncio.get_running_loop():
+        await engine.dispose()
+    app.state.read_engine = app.state.read_engine_loop = None
+
+
+async def current_reader(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> AsyncIterator[Principal]:
+    """current_user for read routes that run on the event loop (no thread-pool hop): the sign-in
+    check and the route share one read-only asyncio connection (`ReadDb`), given back when the
+    route returns. A missing or forged token is refused before any checkout."""
+    claims = _claims(request, _token(request, credentials))
+    async with read_engine(request).connect() as conn:
+        subject_now = await fetch_one(
+            conn, template("token_subject", lambda: TOKEN_SUBJECT), {"i": claims.user_id}
+        )
+        user = _admitted(claims, subject(subject_now))
+        request.state.read_db = conn
+        yield user
+
+
+Reader = Annotated[Principal, Depends(current_reader, scope="function")]
+
+
+async def read_connection(request: Request, _user: Reader) -> AsyncConnection:
+    """The signed-in request's read-only asyncio connection (the one its sign-in check used)."""
+    return request.state.read_db
+
+
+# `conn: ReadDb` in an async read route (with require(..., reads=True) for its roles): cannot write
+ReadDb = Annotated[AsyncConnection, Depends(read_connection)]
+
+
 def _admit(user: Principal, roles: tuple[str, ...]) -> Principal:
     if user.role != "admin" and user.role not in roles:
         raise ApiError(
@@ -191,10 +259,17 @@ def _admit(user: Principal, roles: tuple[str, ...]) -> Principal:
     return user
 
 
-def require(*roles: str, brief: bool = False) -> Callable[..., Any]:
+def require(*roles: str, brief: bool = False, reads: bool = False) -> Callable[..., Any]:
     """A dependency that admits only the given roles (admin always); 403 with the reason.
-    brief: the sign-in check does not keep a connection (current_user_briefly). Async: a role
-    check costs no thread-pool hop."""
+    brief: the sign-in check does not keep a connection (current_user_briefly); reads: it signs
+    in on the read-only asyncio connection of an async route (`ReadDb`). Async: a role check
+    costs no thread-pool hop."""
+    if reads:
+
+        async def check_reader(user: Reader) -> Principal:
+            return _admit(user, roles)
+
+        return check_reader
     if brief:
 
         async def check_briefly(user: Principal = Depends(current_user_briefly)) -> Principal:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
-from sqlalchemy import Connection, Delete, Update, delete, text, update
+from sqlalchemy import Connection, Delete, Update, bindparam, delete, text, update
 
 from api.auth import ROLES, hash_password, verify_password
 from api.scope import CODE_RE
@@ -174,27 +176,28 @@ def delete_user(conn: Connection, username: str, actor: str = "system") -> None:
     record(conn, actor, "delete", "user", username, None)
 
 
-def token_subject(conn: Connection, user_id: int) -> tuple[UserInfo, int] | None:
-    """The user a token names, with the current token version, in one query (every request)."""
-    row = (
-        conn.execute(
-            text(
-                "SELECT u.id, u.username, u.role, u.full_name, u.active, u.token_version, "
-                "coalesce(array_agg(r.region_code ORDER BY r.region_code) "
-                "FILTER (WHERE r.region_code IS NOT NULL), '{}') AS regions "
-                "FROM users u LEFT JOIN user_regions r ON r.user_id = u.id "
-                "WHERE u.id = :i GROUP BY u.id"
-            ),
-            {"i": user_id},
-        )
-        .mappings()
-        .first()
-    )
+# The user a token names, with the current token version, in one query (every request)
+TOKEN_SUBJECT = text(
+    "SELECT u.id, u.username, u.role, u.full_name, u.active, u.token_version, "
+    "coalesce(array_agg(r.region_code ORDER BY r.region_code) "
+    "FILTER (WHERE r.region_code IS NOT NULL), '{}') AS regions "
+    "FROM users u LEFT JOIN user_regions r ON r.user_id = u.id "
+    "WHERE u.id = :i GROUP BY u.id"
+).bindparams(bindparam("i"))
+
+
+def subject(row: Any) -> tuple[UserInfo, int] | None:
+    """(user, token version) from a TOKEN_SUBJECT row (a mapping or named tuple); None for none."""
     if row is None:
         return None
-    info = dict(row)
+    info = dict(row._asdict() if hasattr(row, "_asdict") else row)
     version = info.pop("token_version")
     return UserInfo(**info), int(version)
+
+
+def token_subject(conn: Connection, user_id: int) -> tuple[UserInfo, int] | None:
+    """The user a token names, with the current token version, in one query (every request)."""
+    return subject(conn.execute(TOKEN_SUBJECT, {"i": user_id}).mappings().first())
 
 
 def password_record(conn: Connection, username: str) -> tuple[int, str, bool] | None:

@@ -6,14 +6,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import URL, Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridwatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -30,6 +34,22 @@ def get_engine(
     explicit URL."""
     settings = settings or get_settings()
     return _engine_for(url or settings.db_url(role=role))
+
+
+def read_only_async_engine(url: str | URL) -> AsyncEngine:
+    """An asyncio engine (psycopg's async driver) whose connections cannot write: every statement
+    is its own read-only transaction (autocommit, default_transaction_read_only), so a read costs
+    no BEGIN and no ROLLBACK round trip. Bound to the event loop that first uses it."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"options": "-c default_transaction_read_only=on"},
+    )
 
 
 @contextmanager

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import ColumnElement, Connection, and_, case, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
-from api.deps import Db, DbTx, Principal, require
+from api.deps import Db, DbTx, Principal, ReadDb, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging, parse_bbox
-from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
+from api.query import (
+    FROM_HUB,
+    all_of,
+    fetch_one,
+    from_hub,
+    in_box,
+    in_scope_bound,
+    json_columns,
+    json_page,
+    one_page,
+    page_answer,
+    page_values,
+    scope_values,
+    template,
+)
 from api.trail import record
 from api.types import Rfc3339
 from geo.coverage import LensInput, covering_preset, preset_sectors
@@ -210,7 +240,7 @@ def _like(text_: str) -> str:
     return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _filters(
+def _filter_values(
     user: Principal,
     region: str | None,
     state: list[str] | None,
@@ -221,33 +251,59 @@ def _filters(
     severity: list[int] | None = None,
     kind: list[str] | None = None,
     q: str | None = None,
-) -> ColumnElement[bool]:
-    """The condition of an alarm listing: the user's regions and the filters given."""
+) -> tuple[dict[str, Any], int | None]:
+    """The values of an alarm listing's filters by parameter name (those given only), and how
+    many scopes the user's regions make (None: everywhere): the shape of `_where`."""
     wanted: list[str] = []
     for st in state or ():
         wanted += (
             list(OPEN_STATES) if st == "open" else list(CLOSED_STATES) if st == "closed" else [st]
         )
+    scopes = user.visible(region)
+    given = {
+        "states": sorted(set(wanted)) or None,
+        "severity_max": severity_max,
+        "severities": sorted(set(severity)) if severity else None,
+        "kinds": sorted(set(kind)) if kind else None,
+        "q_prefix": _like(q) + "%" if q else None,  # device code (prefix)
+        "q_anywhere": "%" + _like(q) + "%" if q else None,  # device, village or township name
+        "since": since,
+        "until": until,
+        "device_id": device_id or None,
+    }
+    values = {k: v for k, v in given.items() if v is not None} | scope_values(scopes)
+    return values, None if scopes is None else len(scopes)
+
+
+def _where(names: frozenset[str], scopes: int | None) -> ColumnElement[bool]:
+    """The condition of an alarm listing with the filters `names` as parameters (_filter_values)."""
     search = None
-    if q:  # device code (prefix), device name, village or township name
-        anywhere = "%" + _like(q) + "%"
+    if "q_prefix" in names:
+        anywhere: Any = bindparam("q_anywhere")
         search = or_(
-            _a.c.device_id.like(_like(q) + "%"),
+            _a.c.device_id.like(bindparam("q_prefix")),
             _d.c.name.ilike(anywhere),
             _r.c.name.ilike(anywhere),
             _p.c.name.ilike(anywhere),
         )
+    given = names.__contains__
     return all_of(
-        in_scope(_a.c.region_code, user.visible(region)),
-        _a.c.state.in_(sorted(set(wanted))) if wanted else None,
-        _a.c.severity <= severity_max if severity_max is not None else None,
-        _a.c.severity.in_(sorted(set(severity))) if severity else None,
-        _a.c.kind.in_(sorted(set(kind))) if kind else None,
+        in_scope_bound(_a.c.region_code, scopes),
+        _a.c.state == any_(bindparam("states")) if given("states") else None,
+        _a.c.severity <= bindparam("severity_max") if given("severity_max") else None,
+        _a.c.severity == any_(bindparam("severities")) if given("severities") else None,
+        _a.c.kind == any_(bindparam("kinds")) if given("kinds") else None,
         search,
-        _a.c.raised_at >= since if since is not None else None,
-        _a.c.raised_at < until if until is not None else None,
-        _a.c.device_id == device_id if device_id else None,
+        _a.c.raised_at >= bindparam("since") if given("since") else None,
+        _a.c.raised_at < bindparam("until") if given("until") else None,
+        _a.c.device_id == bindparam("device_id") if given("device_id") else None,
     )
+
+
+def _filters(*args: Any, **kwargs: Any) -> ColumnElement[bool]:
+    """The condition of an alarm listing (the arguments of _filter_values) with its values bound."""
+    values, scopes = _filter_values(*args, **kwargs)
+    return _where(frozenset(values), scopes).params(values)
 
 
 STATE_QUERY = Query(
@@ -278,9 +334,15 @@ class AlarmQuery(BaseModel):
     device_id: str | None
 
     def where(self, user: Principal) -> ColumnElement[bool]:
+        """The condition with its values bound."""
+        values, scopes = self.values(user)
+        return _where(frozenset(values), scopes).params(values)
+
+    def values(self, user: Principal) -> tuple[dict[str, Any], int | None]:
+        """The filters' values by parameter name and the user's scope count (_filter_values)."""
         if self.since and self.until and self.since > self.until:
             raise ApiError(422, "since must not be after until", "since")
-        return _filters(
+        return _filter_values(
             user,
             self.region,
             self.state,
@@ -332,15 +394,18 @@ async def alarm_query(
     )
 
 
-def count_alarms(conn, where: ColumnElement[bool]) -> AlarmCounts:
-    """Counts by state and severity over every alarm matching `where`."""
-    stmt = (
+def _count_rows(where: ColumnElement[bool]) -> Select[Any]:
+    """(state, severity, n) over every alarm matching `where`."""
+    return (
         select(_a.c.state, _a.c.severity, func.count().label("n"))
         .select_from(FROM)
         .where(where)
         .group_by(_a.c.state, _a.c.severity)
     )
-    rows = conn.execute(stmt).all()
+
+
+def _counts(rows: Iterable[Sequence[Any]]) -> AlarmCounts:
+    """AlarmCounts from (state, severity, n) rows."""
     by_state: dict[str, int] = {}
     by_sev: dict[str, int] = {}
     for st, sev, n in rows:
@@ -349,9 +414,29 @@ def count_alarms(conn, where: ColumnElement[bool]) -> AlarmCounts:
     return AlarmCounts(total=sum(by_state.values()), state=by_state, severity=by_sev)
 
 
+def _list_statement(order: str, names: frozenset[str], scopes: int | None) -> Select[Any]:
+    """GET /alarms in one statement: the page as JSON, the counts and the open total."""
+    stmt = (
+        select(*json_columns(ALARM_COLUMNS))
+        .select_from(FROM)
+        .where(_where(names, scopes))
+        .order_by(*ORDERS[order])
+    )
+    counted = _count_rows(_where(names, scopes)).subquery("counted")
+    counts = select(cast(func.json_agg(func.json_build_array(*counted.c)), Text))
+    open_states = any_(
+        bindparam("open_states", list(OPEN_STATES))
+    )  # in_() would expand per request
+    still_open = and_(_a.c.state == open_states, in_scope_bound(_a.c.region_code, scopes))
+    total_open = select(func.count()).select_from(_a).where(still_open)
+    return json_page(stmt).add_columns(
+        counts.scalar_subquery().label("counts"), total_open.scalar_subquery().label("total_open")
+    )
+
+
 @router.get("/alarms", response_model=AlarmPage, summary="List alarms", operation_id="list_alarms")
-def list_alarms(
-    conn: Db,
+async def list_alarms(
+    conn: ReadDb,
     query: AlarmQuery = Depends(alarm_query),
     order: Order = Query(
         "severity",
@@ -359,24 +444,18 @@ def list_alarms(
         "newest / oldest by raise time; closed: most recently closed first (history)",
     ),
     page: Page = Depends(paging),
-    user: Principal = Depends(require(*READERS)),
-) -> AlarmPage:
+    user: Principal = Depends(require(*READERS, reads=True)),
+) -> Response:
     """Alarms in the user's regions, filtered, paged, with the server's counts by state and severity."""
-    where = query.where(user)
-    stmt = select(*ALARM_COLUMNS).select_from(FROM).where(where).order_by(*ORDERS[order])
-    still_open = and_(
-        _a.c.state.in_(OPEN_STATES), in_scope(_a.c.region_code, user.visible(query.region))
-    )
-    rows = conn.execute(one_page(stmt, page)).mappings().all()
-    counts = count_alarms(conn, where)
-    total_open = conn.execute(select(func.count()).where(still_open)).scalar()
-    return AlarmPage(
-        items=[AlarmOut(**r) for r in rows[: page.limit]],
-        limit=page.limit,
-        offset=page.offset,
-        next_offset=page.offset + page.limit if len(rows) > page.limit else None,
-        total_open=total_open,
-        counts=counts,
+    values, scopes = query.values(user)
+    names = frozenset(values)
+    tpl = template(("alarms", order, names, scopes), lambda: _list_statement(order, names, scopes))
+    found = await fetch_one(conn, tpl, values | page_values(page))
+    return page_answer(
+        found,
+        page,
+        total_open=found.total_open,
+        counts=_counts(orjson.loads(found.counts or "[]")).model_dump(),
     )
 
 

@@ -12,15 +12,14 @@ from api.auth import DEFAULT_TTL_S, csrf_token, issue_token
 from api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
-    CurrentUser,
-    Db,
     Principal,
+    Reader,
     current_user_briefly,
     get_engine,
 )
 from api.errors import ApiError, ErrorOut, ValidationErrorOut
 from api.signin import SignInRefused, sign_in
-from api.users import UserError, UserInfo, get_user, set_password, token_subject
+from api.users import UserError, UserInfo, set_password, token_subject
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -124,12 +123,16 @@ def sign_out_session(response: Response) -> Response:
 @router.get(
     "/me", response_model=UserInfo, responses={401: {"model": ErrorOut}}, summary="Who am I"
 )
-def me(conn: Db, user: CurrentUser) -> UserInfo:
+async def me(user: Reader) -> UserInfo:
     """The signed-in user with role and assigned regions."""
-    info = get_user(conn, user_id=user.id)
-    if info is None:
-        raise ApiError(401, "not authenticated: the user no longer exists")
-    return info
+    return UserInfo(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        full_name=user.full_name,
+        active=True,  # the sign-in check refuses a disabled user
+        regions=user.regions,
+    )
 
 
 @router.post(

@@ -5,12 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from sqlalchemy import Connection, and_, case, cast, exists, func, literal, not_, or_, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSON
 
-from api.deps import ANY_ROLE, Db, DbTx, Principal, require
+from api.deps import ANY_ROLE, Db, DbTx, Principal, ReadDb, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut, unprocessable
 from api.geojson import (
     BBOX_PATTERN,
@@ -23,7 +41,25 @@ from api.geojson import (
 )
 from api.placement import check_position, device_region
 from api.preview import Preview, preview
-from api.query import FROM_HUB, all_of, from_hub, in_box, in_scope, one_page
+from api.query import (
+    FROM_HUB,
+    all_of,
+    box_values,
+    fetch_one,
+    from_hub,
+    in_box,
+    in_box_bound,
+    in_scope,
+    in_scope_bound,
+    json_answer,
+    json_columns,
+    json_page,
+    one_page,
+    page_answer,
+    page_values,
+    scope_values,
+    template,
+)
 from api.trail import record
 from geo.device_reads import device_standing
 from geo.registry import (
@@ -275,9 +311,57 @@ def _like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _list_statement(
+    names: frozenset[str], scopes: int | None, health: str | None, order: str
+) -> Select[Any]:
+    """GET /devices in one statement (json_page): the filters `names` as parameters."""
+    d, r, p, h = schema.devices, _region, _parent, schema.camera_health
+    checked = select(h.c.device_id).where(h.c.device_id == d.c.id).exists()
+    latest = (
+        select(h.c.intact)
+        .where(h.c.device_id == d.c.id)
+        .order_by(h.c.ts.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    given = names.__contains__
+    cond = all_of(
+        in_scope_bound(d.c.region_code, scopes),
+        None if given("include_retired") else d.c.retired_at.is_(None),
+        d.c.kind == any_(bindparam("kinds")) if given("kinds") else None,
+        d.c.status == bindparam("status") if given("status") else None,
+        d.c.id > bindparam("after") if given("after") else None,
+        in_box_bound(func.coalesce(d.c.last_position, d.c.position)) if given("box_west") else None,
+        ~checked if health == "unchecked" else None,
+        latest.is_(health == "intact") if health in ("intact", "faulty") else None,
+    )
+    if given("q_prefix"):
+        name: Any = bindparam("q_anywhere")
+        cond = and_(
+            cond,
+            or_(
+                d.c.id.like(bindparam("q_prefix")),
+                d.c.name.ilike(name),
+                r.c.name.ilike(name),
+                p.c.name.ilike(name),
+            ),
+        )
+    cols = _list_columns()
+    offline_since = cols[2].element  # by its value, not by the answer's text
+    order_by = (
+        (d.c.id,)
+        if order == "id"
+        else ((d.c.status != "offline"), offline_since.desc().nulls_last(), d.c.id)
+    )
+    source = d.outerjoin(r, r.c.code == d.c.region_code).outerjoin(p, p.c.code == r.c.parent_code)
+    no_fov: Any = literal_column("NULL::json").label("fov")  # asked for on one device only
+    stmt = select(*json_columns((*DEVICE_SELECT, *cols)), no_fov).select_from(source)
+    return json_page(stmt.where(cond).order_by(*order_by), cursor="id" if order == "id" else None)
+
+
 @router.get("/devices", response_model=DevicePage, summary="List devices")
-def list_devices(
-    conn: Db,
+async def list_devices(
+    conn: ReadDb,
     region: str | None = REGION_QUERY,
     kind: list[str] | None = Query(None, description="Only these kinds (repeatable)"),
     status: str | None = Query(None, pattern=r"^(online|offline|unknown)$"),
@@ -299,63 +383,34 @@ def list_devices(
         None, pattern=r"^[0-9]{20}$", description="Cursor: ids after this one (order=id)"
     ),
     page: Page = Depends(paging),
-    user: Principal = Depends(require(*ANY_ROLE)),
-) -> DevicePage:
+    user: Principal = Depends(require(*ANY_ROLE, reads=True)),
+) -> Response:
     """Devices in the user's regions, filtered, with village, outage and health; offset or
     cursor paging."""
     if kind and (len(kind) > 20 or any(len(k) > 64 for k in kind)):
         raise ApiError(422, "at most 20 kinds of at most 64 characters", "kind")
-    d, r, p, h = schema.devices, _region, _parent, schema.camera_health
-    box = parse_bbox(bbox)
-    checked = select(h.c.device_id).where(h.c.device_id == d.c.id).exists()
-    latest = (
-        select(h.c.intact)
-        .where(h.c.device_id == d.c.id)
-        .order_by(h.c.ts.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    cond = all_of(
-        in_scope(d.c.region_code, user.visible(region)),
-        None if include_retired else d.c.retired_at.is_(None),
-        d.c.kind.in_(sorted(set(kind))) if kind else None,
-        d.c.status == status if status else None,
-        d.c.id > after if after and order == "id" else None,
-        in_box(func.coalesce(d.c.last_position, d.c.position), box) if box else None,
-        ~checked if health == "unchecked" else None,
-        latest.is_(health == "intact") if health in ("intact", "faulty") else None,
-    )
+    scopes = user.visible(region)
     q = q.strip() if q else None
-    if q:
-        name = f"%{_like(q)}%"
-        cond = and_(
-            cond,
-            or_(
-                d.c.id.like(f"{_like(q)}%"),
-                d.c.name.ilike(name),
-                r.c.name.ilike(name),
-                p.c.name.ilike(name),
-            ),
-        )
-    cols = _list_columns()
-    order_by = (
-        (d.c.id,)
-        if order == "id"
-        else ((d.c.status != "offline"), cols[2].desc().nulls_last(), d.c.id)
+    given = {
+        "include_retired": True if include_retired else None,
+        "kinds": sorted(set(kind)) if kind else None,
+        "status": status or None,
+        "after": after if after and order == "id" else None,
+        "q_prefix": f"{_like(q)}%" if q else None,
+        "q_anywhere": f"%{_like(q)}%" if q else None,
+    }
+    values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    values |= box_values(parse_bbox(bbox)) | scope_values(scopes)
+    names, count = frozenset(values), None if scopes is None else len(scopes)
+    tpl = template(
+        ("devices", names, count, health, order),
+        lambda: _list_statement(names, count, health, order),
     )
-    source = d.outerjoin(r, r.c.code == d.c.region_code).outerjoin(p, p.c.code == r.c.parent_code)
-    stmt = one_page(
-        select(*DEVICE_SELECT, *cols).select_from(source).where(cond).order_by(*order_by), page
-    )
-    rows = conn.execute(stmt).mappings().all()
-    more = len(rows) > page.limit
-    items = [DeviceOut(**r) for r in rows[: page.limit]]
-    return DevicePage(
-        items=items,
-        limit=page.limit,
-        offset=page.offset,
-        next_offset=page.offset + page.limit if more else None,
-        next_cursor=rows[page.limit - 1]["id"] if more and order == "id" else None,
+    found = await fetch_one(conn, tpl, values | page_values(page))
+    return page_answer(
+        found,
+        page,
+        next_cursor=found.cursor.strip() if found.more and order == "id" else None,
     )
 
 
@@ -369,9 +424,28 @@ class DeviceSummary(BaseModel):
     by_kind: dict[str, int]
 
 
+def _summary_statement(names: frozenset[str], scopes: int | None) -> Select[Any]:
+    """GET /devices/summary: (kind, status, n) rows as one JSON array."""
+    d = schema.devices
+    cond = all_of(
+        in_scope_bound(d.c.region_code, scopes),
+        d.c.retired_at.is_(None),
+        in_box_bound(func.coalesce(d.c.last_position, d.c.position))
+        if "box_west" in names
+        else None,
+    )
+    counted = (
+        select(d.c.kind, d.c.status, func.count().label("n"))
+        .where(cond)
+        .group_by(d.c.kind, d.c.status)
+        .subquery("counted")
+    )
+    return select(cast(func.json_agg(func.json_build_array(*counted.c)), Text).label("rows"))
+
+
 @router.get("/devices/summary", response_model=DeviceSummary, summary="Count devices by status")
-def device_summary(
-    conn: Db,
+async def device_summary(
+    conn: ReadDb,
     bbox: str | None = Query(
         None,
         max_length=200,
@@ -379,26 +453,22 @@ def device_summary(
         description="west,south,east,north (WGS 84); any size (counts only)",
     ),
     region: str | None = REGION_QUERY,
-    user: Principal = Depends(require(*ANY_ROLE)),
-) -> DeviceSummary:
+    user: Principal = Depends(require(*ANY_ROLE, reads=True)),
+) -> Response:
     """Counts only (cheap at any zoom): what the map's side panel shows for the current view."""
     # A command centre over a province or the whole country zooms out that far: counts stay one
     # indexed aggregate, so no size limit (the page asked with the whole view and got a 422).
-    box = parse_bbox(bbox, max_sq_deg=360.0 * 180.0)
-    d = schema.devices
-    cond = all_of(
-        in_scope(d.c.region_code, user.visible(region)),
-        d.c.retired_at.is_(None),
-        in_box(func.coalesce(d.c.last_position, d.c.position), box),
-    )
-    stmt = select(d.c.kind, d.c.status, func.count()).where(cond).group_by(d.c.kind, d.c.status)
-    rows = conn.execute(stmt).all()
+    scopes = user.visible(region)
+    values = box_values(parse_bbox(bbox, max_sq_deg=360.0 * 180.0)) | scope_values(scopes)
+    names, count = frozenset(values), None if scopes is None else len(scopes)
+    tpl = template(("summary", names, count), lambda: _summary_statement(names, count))
+    found = await fetch_one(conn, tpl, values)
     by_status = {"online": 0, "offline": 0, "unknown": 0}
     by_kind: dict[str, int] = {}
-    for kind, status, n in rows:
+    for kind, status, n in orjson.loads(found.rows or "[]"):
         by_status[status] = by_status.get(status, 0) + n
         by_kind[kind] = by_kind.get(kind, 0) + n
-    return DeviceSummary(total=sum(by_kind.values()), by_kind=by_kind, **by_status)
+    return json_answer(total=sum(by_kind.values()), **by_status, by_kind=by_kind)
 
 
 @router.get("/geo/devices", response_model=FeatureCollection, summary="Devices as GeoJSON points")

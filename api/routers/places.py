@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, StringConstraints
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, any_, bindparam, func, literal_column, select
 
-from api.deps import ANY_ROLE, Db, Principal, require
+from api.deps import ANY_ROLE, Db, Principal, ReadDb, require
 from api.errors import COMMON_RESPONSES, ApiError, ErrorOut
 from api.geojson import (
     BBOX_PATTERN,
@@ -19,7 +20,17 @@ from api.geojson import (
     paging,
     parse_bbox,
 )
-from api.query import all_of, in_box, in_scope, one_page
+from api.query import (
+    all_of,
+    fetch_one,
+    in_box,
+    in_scope,
+    json_page,
+    one_page,
+    page_answer,
+    page_values,
+    template,
+)
 from geo.labels import place_labels
 from geo.regions import outline_geojson, region_summary
 from gridwatch import schema
@@ -62,9 +73,26 @@ def _feature_page(conn: Connection, stmt: Select[Any], page: Page) -> FeatureCol
     return collection(rows, page)
 
 
+def _list_statement(names: frozenset[str]) -> Select[Any]:
+    """GET /regions in one statement (json_page); the counts are for one region (GET /regions/{code})."""
+    r = schema.regions
+    given = names.__contains__
+    cond = all_of(
+        r.c.code == any_(bindparam("codes")) if given("codes") else None,
+        r.c.parent_code == bindparam("parent") if given("parent") else None,
+        r.c.level == bindparam("level") if given("level") else None,
+        r.c.name.ilike(bindparam("name")) if given("name") else None,
+    )
+    cols = (r.c.code, r.c.level, r.c.name, r.c.parent_code, r.c.urban_rural_code)
+    zero: Any = literal_column("0")
+    defaults = (zero.label("children"), zero.label("devices"), zero.label("online"))
+    no_bbox: Any = literal_column("NULL::json").label("bbox")
+    return json_page(select(*cols, *defaults, no_bbox).where(cond).order_by(r.c.code))
+
+
 @router.get("/regions", response_model=RegionPage, summary="List regions")
-def list_regions(
-    conn: Db,
+async def list_regions(
+    conn: ReadDb,
     parent: str | None = CODE_QUERY,
     level: int | None = Query(None, ge=1, le=5, description="1 province … 5 village"),
     q: str | None = Query(
@@ -77,28 +105,25 @@ def list_regions(
         examples=[["360121201005", "360121201000"]],
     ),
     page: Page = Depends(paging),
-    _user: Principal = Depends(require(*ANY_ROLE)),
-) -> RegionPage:
+    _user: Principal = Depends(require(*ANY_ROLE, reads=True)),
+) -> Response:
     """Regions, filtered by parent, level, name or codes; ordered by code."""
     if code and len(code) > MAX_CODES:
         raise ApiError(422, f"at most {MAX_CODES} codes in one request", "code")
-    r = schema.regions
-    cond = all_of(
-        r.c.code.in_(sorted(set(code))) if code else None,
-        r.c.parent_code == parent if parent else None,
-        r.c.level == level if level else None,
-        r.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%") if q else None,
+    given = {
+        "codes": sorted(set(code)) if code else None,
+        "parent": parent or None,
+        "level": level or None,
+        "name": f"%{q.replace('%', '').replace('_', '')}%" if q else None,
+    }
+    values = {k: v for k, v in given.items() if v is not None}
+    names = frozenset(values)
+    found = await fetch_one(
+        conn,
+        template(("regions", names), lambda: _list_statement(names)),
+        values | page_values(page),
     )
-    cols = (r.c.code, r.c.level, r.c.name, r.c.parent_code, r.c.urban_rural_code)
-    stmt = one_page(select(*cols).where(cond).order_by(r.c.code), page)
-    rows = conn.execute(stmt).mappings().all()
-    more = len(rows) > page.limit
-    return RegionPage(
-        items=[RegionOut(**r) for r in rows[: page.limit]],
-        limit=page.limit,
-        offset=page.offset,
-        next_offset=page.offset + page.limit if more else None,
-    )
+    return page_answer(found, page)
 
 
 @router.get(

@@ -1,18 +1,30 @@
 """api/deps.py against the real database: the sign-in check and the route share one pooled
 connection (one checkout per request); a route reading through `Db` commits nothing, one taking
-`DbTx` commits when it returns and rolls back when it raises."""
+`DbTx` commits when it returns and rolls back when it raises; an async route reading through
+`ReadDb` signs in on its one read-only connection, cannot write, and sees a revocation at once."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import asynccontextmanager
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 
-from api.deps import ANY_ROLE, Db, DbTx, Principal, require
+from api.deps import (
+    ANY_ROLE,
+    Db,
+    DbTx,
+    Principal,
+    ReadDb,
+    dispose_read_engine,
+    read_engine,
+    require,
+)
 from api.errors import ApiError, install_error_handlers
 
 pytestmark = pytest.mark.integration
@@ -35,6 +47,7 @@ def probe(app, users) -> Iterator[tuple[TestClient, list[int]]]:
     """A small app on the real API's engine and keys with three routes, and a count of pool
     checkouts per request."""
     router = APIRouter()
+    checkouts: list[int] = []
 
     @router.post("/read/{tag}")
     def read_route(tag: str, conn: Db, _u: Principal = Depends(require(*ANY_ROLE))) -> dict:
@@ -46,12 +59,42 @@ def probe(app, users) -> Iterator[tuple[TestClient, list[int]]]:
         _log(conn, tag)
         return {"ok": True}
 
+    @router.post("/async-read/{tag}")
+    async def async_read_route(
+        tag: str,
+        request: Request,
+        conn: ReadDb,
+        _u: Principal = Depends(require(*ANY_ROLE, reads=True)),
+    ) -> dict:
+        counted = read_engine(request).sync_engine
+        if not event.contains(counted, "checkout", count):
+            event.listen(counted, "checkout", count)
+            checkouts.append(1)  # this request's checkout happened before the listener
+        read_only = (await conn.execute(text("SHOW transaction_read_only"))).scalar_one()
+        try:
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_log (actor, action, entity, entity_id) "
+                    "VALUES (:a, 'test.deps', 'probe', :e)"
+                ),
+                {"a": ACTOR, "e": tag},
+            )
+            wrote = "written"
+        except DBAPIError as exc:
+            wrote = type(exc.orig).__name__
+        return {"read_only": read_only, "wrote": wrote}
+
     @router.post("/fail/{tag}")
     def fail_route(tag: str, conn: DbTx, _u: Principal = Depends(require(*ANY_ROLE))) -> dict:
         _log(conn, tag)
         raise ApiError(409, "refused after writing")
 
-    probe_app = FastAPI()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await dispose_read_engine(app)
+
+    probe_app = FastAPI(lifespan=lifespan)
     for name in ("settings", "csrf_key"):
         setattr(probe_app.state, name, getattr(app.state, name))
     # an engine of its own on the API's URL and role: the API's engine is shared with the running
@@ -60,7 +103,6 @@ def probe(app, users) -> Iterator[tuple[TestClient, list[int]]]:
     probe_app.state.engine = engine
     install_error_handlers(probe_app)
     probe_app.include_router(router)
-    checkouts: list[int] = []
 
     def count(*_args) -> None:
         checkouts.append(1)
@@ -103,3 +145,50 @@ def test_a_missing_or_forged_token_takes_no_connection(probe) -> None:
     assert r.status_code == 401
     assert client.post("/write/x").status_code == 401  # no token at all
     assert checkouts == []  # a missing or forged token costs no database connection
+
+
+def test_an_async_read_route_signs_in_on_one_read_only_connection(probe, headers, engine) -> None:
+    client, checkouts = probe
+    h = headers["t-operator"]
+    client.post("/async-read/warm-up", headers=h)  # the read engine is made on first use
+    for _ in range(3):
+        checkouts.clear()
+        tag = f"async-{uuid.uuid4().hex[:8]}"
+        r = client.post(f"/async-read/{tag}", headers=h)
+        assert r.status_code == 200, r.text
+        assert len(checkouts) == 1  # sign-in and route on one connection
+        assert r.json() == {"read_only": "on", "wrote": "ReadOnlySqlTransaction"}
+        assert _stored(engine, tag) == 0
+    checkouts.clear()
+    assert (
+        client.post("/async-read/x", headers={"Authorization": "Bearer gw1.a.b"}).status_code == 401
+    )
+    assert client.post("/async-read/x").status_code == 401
+    assert checkouts == []  # refused before any checkout
+
+
+def test_a_revoked_token_is_refused_by_the_next_async_read(client, users, engine) -> None:
+    from api.users import create_user, delete_user, revoke_tokens, set_active
+
+    name = f"t-rev-{uuid.uuid4().hex[:6]}"
+    with engine.begin() as conn:
+        create_user(conn, name, "revoke-pass-1", "operator")
+    try:
+        r = client.post("/api/v1/auth/token", json={"username": name, "password": "revoke-pass-1"})
+        h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        for path in ("/api/v1/alarms?limit=1", "/api/v1/devices?limit=1", "/api/v1/auth/me"):
+            assert client.get(path, headers=h).status_code == 200, path
+        with engine.begin() as conn:  # as `gridwatch users revoke` does, from another process
+            revoke_tokens(conn, name, actor=ACTOR)
+        for path in ("/api/v1/alarms?limit=1", "/api/v1/devices?limit=1", "/api/v1/auth/me"):
+            r = client.get(path, headers=h)
+            assert r.status_code == 401 and "revoked" in r.json()["detail"], path
+        r = client.post("/api/v1/auth/token", json={"username": name, "password": "revoke-pass-1"})
+        h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        assert client.get("/api/v1/regions?limit=1", headers=h).status_code == 200
+        with engine.begin() as conn:
+            set_active(conn, name, False, actor=ACTOR)
+        assert client.get("/api/v1/regions?limit=1", headers=h).status_code == 401
+    finally:
+        with engine.begin() as conn:
+            delete_user(conn, name, actor=ACTOR)
