@@ -928,11 +928,7 @@ class Gateway:
         data = sip.serialize(
             f"{method} sip:{device_id}@{reg.addr[0]}:{reg.addr[1]} SIP/2.0", headers, body
         )
-        fut = asyncio.get_running_loop().create_future()
-        self.client_tx[call_id] = (fut, None)
-        self.send(reg.transport, reg.addr, reg.writer, data)
-        if reg.transport == "udp":
-            self._retransmit(call_id, reg, data, 0.5)
+        fut = self._start_tx(reg, call_id, data)
         try:
             answer = await asyncio.wait_for(fut, 8.0) if wait else None
             return answer.status if answer is not None else None
@@ -947,17 +943,23 @@ class Gateway:
     ) -> sip.SipMessage | None:
         """Send a request already built (INVITE, BYE) to a registered device; its final
         response, None without one."""
-        fut = asyncio.get_running_loop().create_future()
-        self.client_tx[call_id] = (fut, None)
-        self.send(reg.transport, reg.addr, reg.writer, data)
-        if reg.transport == "udp":
-            self._retransmit(call_id, reg, data, 0.5)
+        fut = self._start_tx(reg, call_id, data)
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None
         finally:
             self._forget_tx(call_id)
+
+    def _start_tx(self, reg: Registration, call_id: str, data: bytes) -> asyncio.Future:
+        """Send a request to a registered device and track its answer under `call_id` (over
+        UDP retransmitted until answered); the future the answer resolves."""
+        fut = asyncio.get_running_loop().create_future()
+        self.client_tx[call_id] = (fut, None)
+        self.send(reg.transport, reg.addr, reg.writer, data)
+        if reg.transport == "udp":
+            self._retransmit(call_id, reg, data, 0.5)
+        return fut
 
     def _retransmit(self, call_id: str, reg: Registration, data: bytes, interval: float) -> None:
         if call_id not in self.client_tx or interval > 4.0:

@@ -121,19 +121,17 @@ _REGION_KEYS = ("code", "region_code", "adcode", "区划代码", "统计用区�
 # --- regions -----------------------------------------------------------------------------------
 
 
+def _code_given(f: Feature) -> object:
+    """The division code as a boundary feature gives it (code, adcode, 区划代码, ... or its id)."""
+    return prop(
+        f.props, "code", "region_code", "adcode", "区划代码", "统计用区划代码", "gb", default=f.fid
+    )
+
+
 def _import_regions(conn: Connection, ff: FeatureFile, report: ImportReport) -> None:
     codes: list[str] = []
     for f in ff.features:
-        raw = prop(
-            f.props,
-            "code",
-            "region_code",
-            "adcode",
-            "区划代码",
-            "统计用区划代码",
-            "gb",
-            default=f.fid,
-        )
+        raw = _code_given(f)
         code = _code12(raw)
         if code is None:
             report.reject(
@@ -521,18 +519,7 @@ def import_boundaries(
     handlers[kind](conn, ff, report)
     if kind in ("region", "grid") and (report.inserted or report.updated):
         keys = [
-            _code12(
-                prop(
-                    f.props,
-                    "code",
-                    "region_code",
-                    "adcode",
-                    "区划代码",
-                    "统计用区划代码",
-                    "gb",
-                    default=f.fid,
-                )
-            )
+            _code12(_code_given(f))
             if kind == "region"
             else str(prop(f.props, "code", "grid_code", "网格编码", default=f.fid))
             for f in ff.features
