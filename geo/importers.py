@@ -447,12 +447,7 @@ def _import_key_sites(conn: Connection, ff: FeatureFile, report: ImportReport) -
                 "g": _hex(geom),
             },
         ).first()
-        if row is None:
-            report.unchanged += 1
-        elif row.inserted:
-            report.inserted += 1
-        else:
-            report.updated += 1
+        _count(report, row)
 
 
 _RELOCATE = """
