@@ -88,6 +88,7 @@ SHELLS = {
     "install": "install.html",
     "audit": "audit.html",
 }
+LOGIN_SHELL = "login.html"  # the sign-in dialog, the same on every page, after its shell
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def build_page(config: PageConfig, script_url: str = "page.js") -> Page:
         root.header.add_child(
             Element('<link rel="manifest" href="/install/manifest.webmanifest">'), name="manifest"
         )
-    shell = static_file(SHELLS[config.view])
+    shell = static_file(SHELLS[config.view]) + static_file(LOGIN_SHELL)
     root.html.add_child(Element(shell), name="gw_shell")
     app = GridwatchApp(config)
     app._id = "app"
