@@ -1,12 +1,19 @@
 """API under load: read requests/s, 1,000 concurrent SSE clients, and a storm of wrong sign-ins.
 
-Run (with a demo running on the same machine, e.g. in another shell `./gw demo`, and the same
-GRIDWATCH_* settings so this reaches the demo's database and broker):
+One command, the demo included (it starts `gridwatch demo` with the GRIDWATCH_* settings given,
+waits for its fleet, and stops it at the end; main's code, checked out from git into a temporary
+directory, is the baseline of the reads in the same run):
+
+    .venv/bin/python -m bench.api_load_bench --demo --baseline main [--workers 2] [--sse 1000]
+
+Without --demo, a demo must be running already with the same GRIDWATCH_* settings (so this
+reaches the demo's database and broker):
 
     .venv/bin/python -m bench.api_load_bench [--workers 2] [--seconds 10] [--sse 1000]
 
-It starts `gridwatch serve` as a subprocess on a free port against the demo's database, once with
-one worker (the baseline) and once with --workers, and measures, each in the same run:
+It starts `gridwatch serve` as a subprocess on a free port against the demo's database: with
+--baseline, --workers workers of the baseline's code first (reads only), then this tree's code
+once with one worker and once with --workers, and measures, each in the same run:
 
 * reads: a mix of signed-in GETs (open alarms, device summary of a box, devices, regions, who am I)
   over 32 keep-alive connections for --seconds: requests/s, p50/p95; the trivial endpoint
@@ -19,27 +26,33 @@ one worker (the baseline) and once with --workers, and measures, each in the sam
 
 With --cpu it measures instead the CPU each read of the mix costs the API process and PostgreSQL
 (from /proc, so the load generator and other processes do not count): one worker, --requests
-reads over 8 connections after a warm-up, in --rounds alternating runs of this tree and of
---baseline-tree (another checkout, e.g. `git worktree add /tmp/base main`) in the same run:
+reads over 8 connections after a warm-up, in --rounds alternating runs of this tree and of the
+baseline (--baseline REV from git, or --baseline-tree, another checkout) in the same run:
 
-    .venv/bin/python -m bench.api_load_bench --cpu --baseline-tree /tmp/base [--requests 3000]
+    .venv/bin/python -m bench.api_load_bench --cpu --baseline main [--requests 3000]
 
 The load generator is asyncio over raw sockets (no per-request client overhead) and runs on the
 same 2 cores as the server and the demo: figures are lower bounds and noisy when others run.
-Results: bench/out/api_load_bench.json.
+On a machine shared with other busy processes, requests/s say more about the share of the CPU
+the scheduler gives each API than about what a read costs: compare trees by --cpu there, and by
+requests/s on a quiet machine. Every result records the load average. Results: bench/out/api_load_bench.json
+(bench/out/api_cpu_bench.json for --cpu).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,25 +92,37 @@ class Api:
             self.proc = subprocess.Popen(
                 argv, cwd=tree, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.base}/favicon.ico", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not come up; see {self.log}")
-            time.sleep(0.3)
+        wait_up(
+            f"{self.base}/favicon.ico", self.proc, 90, f"the API did not come up; see {self.log}"
+        )
         time.sleep(1.0 * workers)  # every worker up, not just the first
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc, signal.SIGTERM, 20)
+
+
+def wait_up(url: str, proc: subprocess.Popen, within_s: float, failure: str) -> None:
+    """Until `url` answers 200; RuntimeError(failure) if `proc` ends or time runs out first."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.3)
+
+
+def stop_group(proc: subprocess.Popen, sig: int, within_s: float) -> None:
+    """Send `sig` to the process group of `proc`; SIGKILL it if it is not gone within_s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(within_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------- a small HTTP/1.1 client
@@ -430,18 +455,31 @@ def emitter(engine, region: str | None):
     return emit
 
 
-def measure(api: Api, workers: int, paths: list[str], region, engine, args, sse: int) -> dict:
-    """Every measurement against one running API."""
+def sign_in(api: Api) -> dict:
     token = httpx.post(
         f"{api.base}/api/v1/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30
     ).json()["access_token"]
-    h = {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {token}"}
+
+
+def reads_only(api: Api, paths: list[str], args) -> dict:
+    """The trivial endpoint and the read mix against one running API."""
+    h = sign_in(api)
+    return {
+        "trivial": asyncio.run(read_load(api.port, ["/favicon.ico"], {}, args.seconds)),
+        "reads": asyncio.run(read_load(api.port, paths, h, args.seconds)),
+        "load": loadavg(),
+    }
+
+
+def measure(api: Api, workers: int, paths: list[str], region, engine, args, sse: int) -> dict:
+    """Every measurement against one running API."""
+    h = sign_in(api)
+    token = h["Authorization"].split(" ", 1)[1]
     key = f"workers_{workers}"
-    r: dict = {}
-    r["trivial"] = asyncio.run(read_load(api.port, ["/favicon.ico"], {}, args.seconds))
+    r: dict = reads_only(api, paths, args)
     say(f"{key} trivial endpoint: {r['trivial']}")
-    r["reads"] = asyncio.run(read_load(api.port, paths, h, args.seconds))
-    say(f"{key} reads: {r['reads']}")
+    say(f"{key} reads: {r['reads']} (load average {r['load']})")
 
     async def storm_and_reads():
         storm = asyncio.create_task(login_storm(api.port, args.seconds))
@@ -466,6 +504,54 @@ def measure(api: Api, workers: int, paths: list[str], region, engine, args, sse:
     return r
 
 
+def checkout(rev: str) -> Path:
+    """The tree of git revision `rev` of this repository in a temporary directory."""
+    where = Path(tempfile.mkdtemp(prefix="api-bench-baseline-"))
+    atexit.register(shutil.rmtree, where, True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    say(f"baseline: {rev} ({_git('rev-parse', '--short', rev)}) in {where}")
+    return where
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+class Demo:
+    """`gridwatch demo` (services, county, fleet, ingest, vision, its API), stopped with Ctrl-C."""
+
+    def __init__(self, settle_s: float) -> None:
+        from gridwatch.settings import get_settings
+
+        settings = get_settings()
+        self.log = OUT / "api_load_bench_demo.log"
+        with open(self.log, "wb") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gridwatch", "demo"],
+                cwd=ROOT,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        url = f"http://{settings.api_host}:{settings.api_port}/favicon.ico"
+        # a first run builds the county
+        wait_up(url, self.proc, 900, f"the demo did not come up; see {self.log}")
+        say(f"demo up; letting its fleet run {settle_s:.0f} s before measuring")
+        time.sleep(settle_s)
+
+    def stop(self) -> None:
+        stop_group(self.proc, signal.SIGINT, 90)  # Ctrl-C: the demo stops everything it started
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def run(args) -> dict:
     from gridwatch.db import get_engine
 
@@ -473,6 +559,17 @@ def run(args) -> dict:
     paths, region = prepare(engine)
     say(f"read mix: {paths}")
     results: dict = {"workers": args.workers, "seconds": args.seconds, "paths": paths}
+    results["commit"] = _git("rev-parse", "--short", "HEAD")
+    results["load_before"] = loadavg()
+    say(f"load average before: {results['load_before']}")
+    if args.baseline:
+        tree = checkout(args.baseline)
+        api = Api(args.workers, tree)
+        try:
+            results["baseline"] = {"rev": args.baseline, **reads_only(api, paths, args)}
+            say(f"baseline ({args.baseline}) {args.workers} workers: {results['baseline']}")
+        finally:
+            api.stop()
     for workers in (1, args.workers) if args.workers != 1 else (1,):
         api = Api(workers)
         try:
@@ -494,21 +591,39 @@ def main() -> int:
     ap.add_argument("--baseline-tree", default=None, help="--cpu: the checkout to compare with")
     ap.add_argument("--requests", type=int, default=3000, help="--cpu: reads per run")
     ap.add_argument("--rounds", type=int, default=3, help="--cpu: runs of each tree")
+    ap.add_argument(
+        "--baseline", default=None, help="git revision whose API is the reads' baseline (e.g. main)"
+    )
+    ap.add_argument("--demo", action="store_true", help="start the demo, measure, stop it")
+    ap.add_argument("--settle", type=float, default=60.0, help="--demo: seconds before measuring")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     raise_fd_limit()
     if args.cpu:
+        if args.baseline and not args.baseline_tree:
+            args.baseline_tree = str(checkout(args.baseline))
         if not args.baseline_tree:
-            ap.error("--cpu needs --baseline-tree (another checkout to compare with)")
+            ap.error("--cpu needs --baseline REV or --baseline-tree (a checkout to compare with)")
         (OUT / "api_cpu_bench.json").write_text(json.dumps(run_cpu(args), indent=2))
         return 0
-    results = run(args)
+    demo = Demo(args.settle) if args.demo else None
+    try:
+        results = run(args)
+    finally:
+        if demo is not None:
+            demo.stop()
     (OUT / "api_load_bench.json").write_text(json.dumps(results, indent=2))
     base = results.get("workers_1", {}).get("reads", {}).get("rps")
     best = results.get(f"workers_{args.workers}", {}).get("reads", {}).get("rps")
     if base and best:
         say(
             f"reads: {best} req/s with {args.workers} workers vs {base} with one ({best / base:.2f}x)"
+        )
+    before = results.get("baseline", {}).get("reads", {}).get("rps")
+    if before and best:
+        say(
+            f"reads with {args.workers} workers: {best} req/s vs {before} with the baseline "
+            f"{args.baseline} ({best / before:.2f}x)"
         )
     return 0
 
