@@ -434,12 +434,23 @@ def rule_events(
 ) -> list:
     """The zone, tripwire and dwell events of a clip under `rules` (quality checks off);
     `before`: the tracker as it was before crowds were handled (no blobs cut, no pieces of
-    one object joined again)."""
+    one object joined again, no revival; boxes given to tracks greedily by distance alone)."""
     from vision.zones import TrackerConfig, ZoneEngine
 
     clip = load_clip(path, fps, max_frames)
     pipe = CameraPipeline(CameraConfig(id="0" * 20, fps=fps, quality_every=1 << 30, **rules))
-    tracker = TrackerConfig(split_blobs=False, fragment_height=0.0, revive=0) if before else None
+    tracker = (
+        TrackerConfig(
+            split_blobs=False,
+            fragment_height=0.0,
+            revive=0,
+            optimal=False,
+            iou_weight=0.0,
+            colour_weight=0.0,
+        )
+        if before
+        else None
+    )
     pipe.zones = ZoneEngine(pipe.cfg.zones, pipe.cfg.tripwires, tracker)
     out = []
     for img, t in zip(clip.frames, clip.ts, strict=True):

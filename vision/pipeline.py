@@ -139,8 +139,9 @@ class CameraPipeline:
             r = self.motion.update(p)
             if r.ready:
                 moving_px = None if r.global_change else self.motion.raw_mask
+                colour = image if image is not None and image.ndim == 3 else p.colour
                 events += self.zones.update(
-                    p.ts, r.boxes, p.full_w, p.full_h, p.small, self.motion.raw_mask
+                    p.ts, r.boxes, p.full_w, p.full_h, p.small, self.motion.raw_mask, colour
                 )
                 moving = bool(r.boxes) and r.share >= self.cfg.min_motion_share
                 due = p.ts - self._last_motion_sent >= self.cfg.motion_interval_s

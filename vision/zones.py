@@ -1,7 +1,8 @@
 """Zones and tripwires in image coordinates: intrusion, directional line crossing, dwell.
 
-Motion boxes are tracked frame to frame by a greedy nearest-neighbour tracker on the box's
-ground point (bottom centre, where a person or vehicle stands). Events fire once per track:
+Motion boxes are tracked frame to frame by a one-to-one assignment (least total cost:
+distance from the predicted ground point, the box's bottom centre where a person or vehicle
+stands, box overlap and colours). Events fire once per track:
 on entering a zone, on crossing a line in a watched direction, and once when a stay in a
 zone reaches the zone's dwell time. Geometry is normalised (see vision.geometry).
 """
@@ -90,6 +91,24 @@ class TrackerConfig(BaseModel):
         "confirmed track's box, is a piece of that object (a person standing still breaks "
         "up); 0 = off",
     )
+    optimal: bool = Field(
+        default=True,
+        description="least total cost (Hungarian); False: the cheapest pair first (greedy)",
+    )
+    miss_cost: float = Field(
+        default=1.5,
+        gt=0,
+        description="cost of leaving a track without a box: no pair dearer than this is made "
+        "only so that another track gets a box",
+    )
+    iou_weight: float = Field(
+        default=1.0, ge=0, description="weight of 1 - IoU with the predicted box in the cost"
+    )
+    colour_weight: float = Field(
+        default=2.0,
+        ge=0,
+        description="weight of the colour difference (0..1) in the association cost; 0 = off",
+    )
     shape_samples: int = Field(
         default=30,
         ge=1,
@@ -118,6 +137,7 @@ class Track:
     still: int = 0  # frames held in place without a motion box (standing still)
     patch: np.ndarray | None = None  # the analysis image under its box when last seen moving
     crossed: dict[str, tuple[int, str]] = field(default_factory=dict)  # line -> (frame, dir)
+    hist: np.ndarray | None = None  # its colours (hue-saturation histogram), see _hist
 
     def predicted(self) -> Point:
         return (self.pos[0] + self.vel[0], self.pos[1] + self.vel[1])
@@ -130,7 +150,7 @@ class Track:
 
 
 class Tracker:
-    """Nearest-neighbour association of ground points to constant-velocity predictions.
+    """Boxes assigned one to one to tracks' constant-velocity predictions (see `_costs`).
 
     When two objects meet their boxes merge into one; the track left without a box of its own
     keeps moving at its velocity while its prediction lies inside some box of the frame, so a
@@ -145,40 +165,43 @@ class Tracker:
         self.frame = 0
 
     def update(
-        self, boxes: list[Box], full_w: int, full_h: int, image: np.ndarray | None = None
+        self,
+        boxes: list[Box],
+        full_w: int,
+        full_h: int,
+        image: np.ndarray | None = None,
+        colour: np.ndarray | None = None,
     ) -> list[Track]:
         """Associate this frame's boxes; returns the tracks seen in this frame.
 
         `image` (the small analysis luma, any size) lets an object that stopped moving stay
         tracked: a confirmed track without a box whose picture is unchanged is standing still.
+        `colour` (a BGR picture of the frame, any size) adds each object's colours to the
+        association (see `_costs`).
         """
         self.frame += 1
         pts = [((x + w / 2) / full_w, (y + h) / full_h) for x, y, w, h in boxes]
-        sizes = [max(w / full_w, h / full_h) for x, y, w, h in boxes]
-        pairs = []
-        for tid, t in self.tracks.items():
-            px, py = t.predicted()
-            tsize = max(t.box[2] / full_w, t.box[3] / full_h)
-            for j, p in enumerate(pts):
-                # Gate: the larger of a fixed step and a few box sizes, widened while missed.
-                gate = max(self.cfg.max_step, self.cfg.size_gate * max(tsize, sizes[j]))
-                gate *= 1 + t.missed
-                d2 = (px - p[0]) ** 2 + (py - p[1]) ** 2
-                if d2 <= gate * gate or _overlap(t.box, boxes[j]) >= 0.3:
-                    pairs.append((d2 / (gate * gate), tid, j))
-        pairs.sort()
+        hists = [_hist(colour, b, full_w, full_h) for b in boxes]
+        ids = list(self.tracks)
+        cost = self._costs(ids, boxes, pts, hists, full_w, full_h)
+        # One "no box" column per track at the miss cost: a pair dearer than that is not
+        # made just so that more tracks get a box.
+        alone = np.full((len(ids), len(ids)), NO_PAIR)
+        np.fill_diagonal(alone, self.cfg.miss_cost)
         used_t: set[int] = set()
         used_b: set[int] = set()
         seen: list[Track] = []
-        for _, tid, j in pairs:
-            if tid in used_t or j in used_b:
+        pairs = assign(np.hstack([cost, alone])) if self.cfg.optimal else assign_greedy(cost)
+        for i, j in pairs:
+            if j >= len(boxes) or cost[i, j] >= NO_PAIR:
                 continue
-            t = self.tracks[tid]
+            t = self.tracks[ids[i]]
             t.move_to(pts[j], boxes[j])
             t.hits += 1
             t.missed = t.coasted = t.still = 0
             t.patch = _patch(image, boxes[j], full_w, full_h)
-            used_t.add(tid)
+            t.hist = _blend(t.hist, hists[j])
+            used_t.add(t.id)
             used_b.add(j)
             seen.append(t)
         for tid in list(self.tracks):
@@ -228,9 +251,55 @@ class Tracker:
                 if t.id == self._next:
                     self._next += 1
                 t.patch = _patch(image, boxes[j], full_w, full_h)
+                t.hist = _blend(t.hist, hists[j])
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
+
+    def _costs(
+        self,
+        ids: list[int],
+        boxes: list[Box],
+        pts: list[Point],
+        hists: list[np.ndarray | None],
+        full_w: int,
+        full_h: int,
+    ) -> np.ndarray:
+        """Cost of giving box j to track ids[i]; NO_PAIR where the box is out of its gate.
+
+        The sum of the distance from the track's predicted ground point (share of its gate,
+        0..1), one minus the overlap (IoU) of its box moved to the prediction with the box, and
+        the colour difference (Bhattacharyya distance of hue-saturation histograms, 0..1) when
+        both are known. A standing person's track keeps its own box when a walker passes or
+        leaves: the walker's box lies as near, but overlaps less and is dressed otherwise.
+        """
+        cfg = self.cfg
+        cost = np.full((len(ids), len(boxes)), NO_PAIR)
+        sizes = [max(w / full_w, h / full_h) for x, y, w, h in boxes]
+        for i, tid in enumerate(ids):
+            t = self.tracks[tid]
+            px, py = t.predicted()
+            tsize = max(t.box[2] / full_w, t.box[3] / full_h)
+            moved = (
+                t.box[0] + (px - t.pos[0]) * full_w,
+                t.box[1] + (py - t.pos[1]) * full_h,
+                t.box[2],
+                t.box[3],
+            )
+            for j, p in enumerate(pts):
+                # Gate: the larger of a fixed step and a few box sizes, widened while missed.
+                gate = max(cfg.max_step, cfg.size_gate * max(tsize, sizes[j]))
+                gate *= 1 + t.missed
+                d2 = (px - p[0]) ** 2 + (py - p[1]) ** 2
+                if d2 > gate * gate and _overlap(t.box, boxes[j]) < 0.3:
+                    continue
+                c = min(1.0, d2 / (gate * gate)) + cfg.iou_weight * (1 - _iou(moved, boxes[j]))
+                hj = hists[j]
+                if cfg.colour_weight > 0 and t.hist is not None and hj is not None:
+                    diff = cv2.compareHist(t.hist, hj, cv2.HISTCMP_BHATTACHARYYA)
+                    c += cfg.colour_weight * float(diff)
+                cost[i, j] = c
+        return cost
 
     def _revive(self, p: Point, box: Box, full_w: int, full_h: int) -> Track | None:
         """A confirmed track lost moments ago where this new box is, or where it would be by
@@ -409,12 +478,109 @@ def _beside(a: Box, b: Box) -> bool:
     return rows >= 0.5 * min(a[3], b[3]) and gap <= 0.25 * max(a[3], b[3])
 
 
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection over the smaller box (0..1)."""
+def _intersection(a: tuple[float, float, float, float], b: Box) -> float:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / max(1, min(a[2] * a[3], b[2] * b[3]))
+    return max(0, x1 - x0) * max(0, y1 - y0)
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box (0..1)."""
+    return _intersection(a, b) / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _iou(a: tuple[float, float, float, float], b: Box) -> float:
+    """Intersection over union (0..1); `a` may lie between pixels (a predicted box)."""
+    inter = _intersection(a, b)
+    return inter / max(1, a[2] * a[3] + b[2] * b[3] - inter)
+
+
+HIST_BINS = (12, 4)  # hue x saturation: coarse, a box at analysis size holds few pixels
+HIST_KEEP = 0.7  # a track's colours: this much of the old, the rest from its newest box
+
+
+def _hist(colour: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.ndarray | None:
+    """Normalised hue-saturation histogram of a BGR picture under a full-resolution box."""
+    if colour is None or colour.ndim != 3:
+        return None
+    p = _patch(colour, box, full_w, full_h)
+    if p is None or p.shape[0] * p.shape[1] < 4:
+        return None
+    hsv = cv2.cvtColor(p, cv2.COLOR_BGR2HSV)
+    h = cv2.calcHist([hsv], [0, 1], None, list(HIST_BINS), [0, 180, 0, 256])
+    return cv2.normalize(h, h, 1.0, 0.0, cv2.NORM_L1)
+
+
+def _blend(old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
+    if old is None or new is None:
+        return new if new is not None else old
+    return cv2.addWeighted(old, HIST_KEEP, new, 1 - HIST_KEEP, 0.0)
+
+
+NO_PAIR = 1e9  # cost of a pair outside the gate (never taken)
+
+
+def assign_greedy(cost: np.ndarray) -> list[tuple[int, int]]:
+    """One-to-one pairs (row, column) taken cheapest first over the whole matrix (ties: the
+    lower row, then column); pairs at NO_PAIR are never taken."""
+    order = np.argsort(cost, axis=None, kind="stable")
+    rows: set[int] = set()
+    cols: set[int] = set()
+    out = []
+    for k in order:
+        i, j = divmod(int(k), cost.shape[1])
+        if cost[i, j] >= NO_PAIR:
+            break
+        if i not in rows and j not in cols:
+            rows.add(i)
+            cols.add(j)
+            out.append((i, j))
+    return out
+
+
+def assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    """The one-to-one pairs (row, column) of least total cost, as many as min(rows, columns).
+
+    The Hungarian method with potentials (shortest augmenting paths, O(n^2 m)), the inner
+    loop over columns done by numpy. Callers drop the pairs they priced as impossible.
+    """
+    n, m = cost.shape
+    if n == 0 or m == 0:
+        return []
+    if n > m:
+        return [(i, j) for j, i in assign(cost.T)]
+    a = cost.astype(np.float64)
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, dtype=np.int64)  # p[j]: row (1-based) matched to column j
+    way = np.zeros(m + 1, dtype=np.int64)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            free = ~used[1:]
+            cur = a[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            left = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(left)) + 1
+            delta = left[j1 - 1]
+            u[p[used]] += delta
+            v[used] -= delta
+            minv[~used] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:
+            j1 = int(way[j0])
+            p[j0] = p[j1]
+            j0 = j1
+    return [(int(p[j]) - 1, j - 1) for j in range(1, m + 1) if p[j]]
 
 
 def _patch(image: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.ndarray | None:
@@ -541,17 +707,23 @@ class ZoneEngine:
         if len(self._aspects) >= self.tracker.cfg.shape_samples:
             self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
-    def _same_object_announced(self, t: Track, z: Zone) -> bool:
-        """True when another live track overlapping t's box already announced this zone (an
-        object split into two boxes, or a track restarted on it), or, for a track first seen
-        inside the zone, one right beside it did (a walker cut in two by a pole or a post in
-        front: the second half starts a track where nobody came in)."""
+    def _same_object_announced(self, t: Track, z: Zone) -> Track | None:
+        """For a track first seen inside the zone: another live track overlapping its box, or
+        right beside it, that already announced this zone (a track restarted on a standing
+        person, an object split into two boxes, or a walker cut in two by a pole or a post in
+        front: the second half starts a track where nobody came in). None otherwise: a track
+        that walked in from outside is a new entry even beside others (a man joining a group)."""
         born_inside = t.first is not None and z.polygon.contains(*t.first)
-        return any(
-            o is not t
-            and z.id in o.announced
-            and (_overlap(o.box, t.box) >= 0.3 or (born_inside and _beside(o.box, t.box)))
-            for o in self.tracker.tracks.values()
+        return next(
+            (
+                o
+                for o in self.tracker.tracks.values()
+                if o is not t
+                and born_inside
+                and z.id in o.announced
+                and (_overlap(o.box, t.box) >= 0.3 or _beside(o.box, t.box))
+            ),
+            None,
         )
 
     def _same_crossing(
@@ -580,9 +752,11 @@ class ZoneEngine:
         full_h: int,
         image: np.ndarray | None = None,
         mask: np.ndarray | None = None,
+        colour: np.ndarray | None = None,
     ) -> list[ZoneEvent | TripwireEvent | DwellEvent]:
         """Events caused by this frame's boxes (`image`: the small luma, for still objects;
-        `mask`: the undilated motion mask, to cut blobs of objects side by side)."""
+        `mask`: the undilated motion mask, to cut blobs of objects side by side; `colour`: a
+        BGR picture of the frame, any size, whose colours help tell objects apart)."""
         if not self.active:
             return []
         if self.tracker.cfg.split_blobs:
@@ -590,7 +764,7 @@ class ZoneEngine:
         boxes = self._regroup(boxes, full_w, full_h)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
-        for t in self.tracker.update(boxes, full_w, full_h, image):
+        for t in self.tracker.update(boxes, full_w, full_h, image, colour):
             # A track riding another object's box (coasting) keeps its state but announces
             # nothing new: one object, one entry.
             big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h
@@ -612,8 +786,15 @@ class ZoneEngine:
                 # appeared inside), and not again for a second track on the same object.
                 if now_in and z.intrusion and ok and z.id not in t.announced:
                     t.announced.add(z.id)
-                    if not self._same_object_announced(t, z):
+                    same = self._same_object_announced(t, z)
+                    if same is None:
                         events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
+                    else:
+                        # The same object's stay (a track restarted on a standing man): it
+                        # dwells once, counted from when it came in.
+                        t.inside[z.id] = min(t.inside[z.id], same.inside.get(z.id, ts))
+                        if z.id in same.dwelt:
+                            t.dwelt.add(z.id)
                 if now_in and z.dwell_s and z.id not in t.dwelt and ok:
                     stay = ts - t.inside[z.id]
                     if stay >= z.dwell_s:

@@ -83,23 +83,25 @@ def test_pedestrians_crossing_a_line_in_a_plaza_crowd_at_5_fps() -> None:
 
 def test_pedestrians_entering_a_zone_in_a_plaza_crowd_at_5_fps() -> None:
     # 10 hand-counted entries into the zone round the lamp post (a group of three standing
-    # there, walkers passing behind the pole). All are found; measured 3 false (standing men
-    # re-acquired after their tracks were lost in the group; a walker's track handed to a
-    # piece of his feet behind the pole): the target of <= 1 false per 100 true is NOT met.
-    # This holds the line: with the blobs cut and nothing else, 6 false; then pieces of one
-    # object joined again, tracks taken up again where they were lost, and a track first
-    # seen inside right beside one that entered (a walker cut by the pole) entering nothing.
+    # there, walkers passing behind the pole). All are found; measured 1 false: the target of
+    # <= 1 false per 100 true is NOT met. This holds the line: with the blobs cut and nothing
+    # else, 6 false; then pieces of one object joined again, tracks taken up again where they
+    # were lost, a track first seen inside right beside one that entered (a walker cut by the
+    # pole) entering nothing, 3 false; then boxes given to tracks one to one at the least
+    # total cost of distance, overlap and colours (a walker leaving the group no longer takes
+    # a standing man's track), 1 false.
     n, hits, false = _plaza()["entries"]
-    assert n == 10 and hits >= math.ceil(0.95 * n) and false <= 3, _plaza()
+    assert n == 10 and hits >= math.ceil(0.95 * n) and false <= 1, _plaza()
 
 
 def test_people_standing_in_a_plaza_crowd_dwell() -> None:
     # 3 hand-counted stays over the 4 s dwell time in the same zone (two men side by side
     # for 14-16 s, a third with them for 5 s; all other stays are 2.7 s or shorter). Measured:
-    # 2 found within 2 s of the threshold, 1 false (a track restarted on a standing man
-    # dwells again): NOT the target yet. With the blobs cut and nothing else, 4 false.
+    # all 3 found within 2 s of the threshold, 0 false. With the blobs cut and nothing else,
+    # 4 false; with the greedy association 2 found and 1 false (a walker leaving the group
+    # took a standing man's track, and the track restarted on him dwelt again).
     n, hits, false = _plaza()["dwells"]
-    assert n == 3 and hits >= 2 and false <= 1, _plaza()
+    assert (n, hits, false) == (3, 3, 0), _plaza()
 
 
 def test_dwell_for_people_standing_still_indoors() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -17,7 +19,16 @@ from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame, prepare
 from vision.geometry import Polygon
 from vision.motion import MotionDetector
-from vision.zones import TrackerConfig, Tripwire, Zone, ZoneEngine
+from vision.zones import (
+    NO_PAIR,
+    Tracker,
+    TrackerConfig,
+    Tripwire,
+    Zone,
+    ZoneEngine,
+    assign,
+    assign_greedy,
+)
 
 W, H = 1000, 500
 RIGHT_HALF = Polygon(points=[(0.5, 0), (1, 0), (1, 1), (0.5, 1)])
@@ -196,3 +207,79 @@ def test_pieces_of_a_standing_person_start_no_tracks_of_their_own() -> None:
         entries = sum(isinstance(e, ZoneEvent) for e in out)
         dwells = sum(isinstance(e, DwellEvent) for e in out)
         assert (entries == dwells == 1) == joined and entries >= 1 and dwells >= 1, out
+
+
+def _brute_force(cost: np.ndarray) -> float:
+    n, m = cost.shape
+    if n > m:
+        return _brute_force(cost.T)
+    return min(
+        sum(cost[i, cols[i]] for i in range(n)) for cols in itertools.permutations(range(m), n)
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (4, 6), (6, 4), (5, 5), (2, 7)])
+def test_assignment_is_one_to_one_at_the_least_total_cost(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(20):
+        cost = rng.random(shape).round(2)  # ties included
+        pairs = assign(cost)
+        rows, cols = [i for i, _ in pairs], [j for _, j in pairs]
+        assert len(pairs) == min(shape) and len(set(rows)) == len(set(cols)) == len(pairs)
+        assert sum(cost[i, j] for i, j in pairs) == pytest.approx(_brute_force(cost))
+
+
+def test_greedy_assignment_takes_the_cheapest_pair_first() -> None:
+    # Greedy: row 0 takes its 0.1, row 1 is left the 0.9; least total would be 0.2 + 0.3.
+    cost = np.array([[0.1, 0.2], [0.3, 0.9], [NO_PAIR, NO_PAIR]])
+    assert assign_greedy(cost) == [(0, 0), (1, 1)]
+    assert sorted(assign(cost[:2])) == [(0, 1), (1, 0)]
+
+
+def _people(boxes_colours: list[tuple[tuple[int, int, int, int], tuple[int, int, int]]]):
+    img = np.full((H // 4, W // 4, 3), 128, np.uint8)  # a grey ground, quarter size
+    for (x, y, w, h), bgr in boxes_colours:
+        img[y // 4 : (y + h) // 4, x // 4 : (x + w) // 4] = bgr
+    return [b for b, _ in boxes_colours], img
+
+
+def test_colours_keep_two_people_on_their_own_tracks_when_they_come_close() -> None:
+    # A man in red stands; one in blue stands to his right. Next frame the boxes have shifted
+    # so that the red box lies nearer the blue man's track and the blue box nearer the red
+    # man's (box jitter in a crowd): by distance and overlap alone the tracks swap; with their
+    # colours each keeps his own.
+    red, blue = (0, 0, 200), (200, 0, 0)
+    first = [((412, 200, 16, 100), red), ((492, 200, 16, 100), blue)]
+    then = [((456, 200, 16, 100), red), ((432, 200, 16, 100), blue)]
+    for weight, kept in ((2.0, True), (0.0, False)):
+        tracker = Tracker(TrackerConfig(colour_weight=weight))
+        boxes, img = _people(first)
+        ids = [t.id for t in tracker.update(boxes, W, H, colour=img)]
+        boxes, img = _people(then)
+        tracker.update(boxes, W, H, colour=img)
+        now = {t.id: t.box for t in tracker.tracks.values()}
+        assert (now[ids[0]] == boxes[0] and now[ids[1]] == boxes[1]) == kept, (weight, now)
+
+
+def test_a_track_restarted_on_a_standing_person_dwells_no_second_time() -> None:
+    # A person walks in and stands past the dwell time (one entry, one dwell); a second box
+    # starts a track on him (he broke up, or a new track was started where he stands). It is
+    # the same stay: no second entry, no second dwell. A man walking in to join him, his box
+    # overlapping the first's, is a new entry all the same.
+    zone = Zone(id="atm", polygon=RIGHT_HALF, dwell_s=2.0)
+    walk = [[b] for b in _walk(0.3, 0.56, 8, size=80)]
+    me = walk[-1][0]  # just inside the zone's edge, x = 0.5
+    stand = [[me]] * 15
+    restarted = [[me, (me[0] + 30, me[1] + 10, 60, 70)]] * 15
+    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive=0))
+    out = []
+    for k, boxes in enumerate(walk + stand + restarted):
+        out += eng.update(k / 5.0, boxes, W, H)
+    assert sum(isinstance(e, ZoneEvent) for e in out) == 1, out
+    assert sum(isinstance(e, DwellEvent) for e in out) == 1, out
+    joiner = [[me, b] for b in _walk(0.43, 0.51, 2, size=80)] + [[me, (470, 170, 80, 80)]] * 3
+    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive=0))
+    out = []
+    for k, boxes in enumerate(walk + stand + joiner):
+        out += eng.update(k / 5.0, boxes, W, H)
+    assert sum(isinstance(e, ZoneEvent) for e in out) == 2, out
