@@ -91,6 +91,11 @@ class TrackerConfig(BaseModel):
         "confirmed track's box, is a piece of that object (a person standing still breaks "
         "up); 0 = off",
     )
+    leave_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds outside a zone before a stay ends (an object on its edge jitters)",
+    )
     optimal: bool = Field(
         default=True,
         description="least total cost (Hungarian); False: the cheapest pair first (greedy)",
@@ -132,6 +137,7 @@ class Track:
     missed: int = 0
     coasted: int = 0
     inside: dict[str, float] = field(default_factory=dict)  # zone -> entered at ts
+    outside: dict[str, float] = field(default_factory=dict)  # zone -> stepped out at ts
     dwelt: set[str] = field(default_factory=set)
     announced: set[str] = field(default_factory=set)  # zones whose entry this stay was sent
     still: int = 0  # frames held in place without a motion box (standing still)
@@ -776,12 +782,19 @@ class ZoneEngine:
             for z in self.zones:
                 now_in = z.polygon.contains(*t.pos)
                 was_in = z.id in t.inside
+                if now_in:
+                    t.outside.pop(z.id, None)
                 if now_in and not was_in:
                     t.inside[z.id] = ts
                     t.dwelt.discard(z.id)
                 elif not now_in and was_in:
-                    del t.inside[z.id]
-                    t.announced.discard(z.id)
+                    # Out for good only after leave_s outside: a ground point jittering over
+                    # the edge of the zone (someone standing on it) is one stay.
+                    left = t.outside.setdefault(z.id, ts)
+                    if ts - left >= self.tracker.cfg.leave_s:
+                        del t.inside[z.id]
+                        del t.outside[z.id]
+                        t.announced.discard(z.id)
                 # One entry per stay, announced once the track is confirmed (also when it
                 # appeared inside), and not again for a second track on the same object.
                 if now_in and z.intrusion and ok and z.id not in t.announced:

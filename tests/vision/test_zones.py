@@ -283,3 +283,17 @@ def test_a_track_restarted_on_a_standing_person_dwells_no_second_time() -> None:
     for k, boxes in enumerate(walk + stand + joiner):
         out += eng.update(k / 5.0, boxes, W, H)
     assert sum(isinstance(e, ZoneEvent) for e in out) == 2, out
+
+
+def test_a_person_standing_on_the_edge_of_a_zone_enters_once_and_dwells() -> None:
+    # Standing on the zone's edge, the ground point jitters over it every few frames (the box
+    # of a person in a crowd): one stay, one entry, one dwell. Without the grace outside the
+    # zone (leave_s=0) each step back in is a new entry and the stay never lasts the dwell.
+    zone = Zone(id="atm", polygon=RIGHT_HALF, dwell_s=3.0)
+    jitter = [(480 + (24 if k % 4 else -24), 200, 40, 80) for k in range(30)]  # 6 s
+    for leave_s, kept in ((1.0, True), (0.0, False)):
+        eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(leave_s=leave_s))
+        out = _feed(eng, jitter)
+        entries = sum(isinstance(e, ZoneEvent) for e in out)
+        dwells = sum(isinstance(e, DwellEvent) for e in out)
+        assert (entries == dwells == 1) == kept and entries >= 1, (leave_s, out)
