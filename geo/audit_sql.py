@@ -441,42 +441,40 @@ HD_RATIO = _RATE_UNIT.format(
     reason="format('%s of %s cameras below %sx%s (%s of unknown resolution)', (t.den - t.num)::int, t.den::int, :min_w, :min_h, t.unknown)",
 )
 
-# Every unit counts at its own region and at each ancestor down from the audited region.
-ROLLUP = """
-WITH base AS (
-  SELECT region_code, rule, count(*) AS units, count(*) FILTER (WHERE passed) AS passed,
-         count(*) FILTER (WHERE NOT passed) AS failed, sum(num) AS num, sum(den) AS den
-  FROM _a_units WHERE region_code IS NOT NULL GROUP BY region_code, rule
-), u AS MATERIALIZED (
-  SELECT *,
+# Every unit counts at its own region and at each ancestor down from the audited region. Each
+# level sums the level below it and the units of its own level (township sums from villages,
+# county from townships, ...), so the string work is done once per unit, not once per level;
+# codes compare by code point (COLLATE "C"), not through the database collation's strcoll.
+_LEVEL_UP = """SELECT rpad(left(code, {n}), 12, '0') AS code, rule, sum(units) AS units,
+         sum(passed) AS passed, sum(failed) AS failed, sum(num) AS num, sum(den) AS den
+  FROM (SELECT code, rule, units, passed, failed, num, den FROM {below}
+        UNION ALL
+        SELECT code, rule, units, passed, failed, num, den FROM base WHERE own = {n}) x
+  GROUP BY 1, 2"""
+ROLLUP = f"""
+WITH base AS MATERIALIZED (
+  SELECT region_code AS code, rule, count(*) AS units, count(*) FILTER (WHERE passed) AS passed,
+         count(*) FILTER (WHERE NOT passed) AS failed, sum(num) AS num, sum(den) AS den,
     CASE WHEN right(region_code, 3) <> '000' THEN 12 WHEN substr(region_code, 7, 3) <> '000' THEN 9
          WHEN substr(region_code, 5, 2) <> '00' THEN 6 WHEN substr(region_code, 3, 2) <> '00' THEN 4 ELSE 2 END AS own
-  FROM base
+  FROM _a_units WHERE region_code IS NOT NULL GROUP BY region_code, rule
+), l9 AS MATERIALIZED ({_LEVEL_UP.format(n=9, below="base WHERE own = 12")}
+), l6 AS MATERIALIZED ({_LEVEL_UP.format(n=6, below="l9")}
+), l4 AS MATERIALIZED ({_LEVEL_UP.format(n=4, below="l6")}
+), l2 AS MATERIALIZED ({_LEVEL_UP.format(n=2, below="l4")}
 ), agg AS (
-  SELECT rpad(left(region_code, 2), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
-         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
-  FROM u WHERE own >= 2 GROUP BY 1, 2
-  UNION ALL
-  SELECT rpad(left(region_code, 4), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
-         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
-  FROM u WHERE own >= 4 GROUP BY 1, 2
-  UNION ALL
-  SELECT rpad(left(region_code, 6), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
-         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
-  FROM u WHERE own >= 6 GROUP BY 1, 2
-  UNION ALL
-  SELECT rpad(left(region_code, 9), 12, '0') AS code, rule, sum(units) AS units, sum(passed) AS passed,
-         sum(failed) AS failed, sum(num) AS numerator, sum(den) AS denominator
-  FROM u WHERE own >= 9 GROUP BY 1, 2
-  UNION ALL
-  SELECT region_code, rule, units, passed, failed, num, den FROM u WHERE own = 12
+  SELECT code, rule, units, passed, failed, num AS numerator, den AS denominator FROM l2
+  UNION ALL SELECT code, rule, units, passed, failed, num, den FROM l4
+  UNION ALL SELECT code, rule, units, passed, failed, num, den FROM l6
+  UNION ALL SELECT code, rule, units, passed, failed, num, den FROM l9
+  UNION ALL SELECT code, rule, units, passed, failed, num, den FROM base WHERE own = 12
 )
 SELECT agg.code, r.name, r.level, agg.rule, agg.units::int AS units, agg.passed::int AS passed,
        agg.failed::int AS failed, round(100.0 * agg.passed / nullif(agg.units, 0), 2)::float8 AS pct_passed,
        agg.numerator, agg.denominator,
        CASE WHEN agg.rule = ANY(:rate_rules) THEN agg.numerator / nullif(agg.denominator, 0) END AS rate
 FROM agg JOIN regions r ON r.code = agg.code
-WHERE agg.code BETWEEN CAST(:low AS char(12)) AND CAST(:high AS char(12))
+WHERE agg.code COLLATE "C" BETWEEN CAST(:low AS text) AND CAST(:high AS text)
 """
 
 FAILURES = """
