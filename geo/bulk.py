@@ -109,7 +109,7 @@ def register_many(
     actor: str,
     *,
     level: str = DEFAULT_DORI,
-    batch: int = 2_000,
+    batch: int = 5_000,
     skip_invalid: bool = False,
     reload_broker: bool = True,
     refresh_compliance: bool = True,
