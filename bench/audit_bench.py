@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -210,8 +211,8 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 IMPORT_NOTES = """One `gridwatch import devices` path end to end: read, header mapping, per-row checks and
 validation, the FOVs of a batch drawn in one vectorised call (`hardware.sector.sectors`, bit for
-bit the polygons of `sector`), COPY into a staging table, one INSERT ... SELECT per 20,000 rows that
-locates every row among `region_parts` (boundaries cut into pieces of at most 64 vertices by
+bit the polygons of `sector`), COPY into a staging table, one INSERT ... SELECT per 5,000 rows (the
+next 5,000 validated and drawn in a thread meanwhile) that locates every row among `region_parts` (boundaries cut into pieces of at most 64 vertices by
 ST_Subdivide, kept current by a trigger), the per-row report. The wall figures depend on the
 load of the shared machine (2 cores, several engineers); the CPU line is this process's CPU
 time plus its PostgreSQL backend's (read from /proc), the figure a quiet core would give when
@@ -251,7 +252,9 @@ def _cpu_by_step() -> Iterator[dict[str, float]]:
         bulk.step = wall
 
 
-def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> list[str]:
+def import_bench(
+    database: str, rows: int, baseline_rows: int, write: bool, baseline_rev: str
+) -> list[str]:
     """`import devices` rows/s on a CSV inventory (Chinese headers) over the real 南昌县 list and
     boundary, beside registering the same rows one by one through the registry (the baseline)."""
     import tempfile
@@ -325,6 +328,14 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
         t_base = time.perf_counter() - t0
         tx.rollback()
     first, base = rows / t_first, baseline_rows / t_base
+    # the import of `baseline_rev` and this tree's on the same file and database, alternately,
+    # each a fresh import in a process of its own (so both pay the same start-up)
+    runs: dict[str, list[dict]] = {"base": [], "ours": []}
+    for _ in range(2):
+        for who, rev in (("base", baseline_rev), ("ours", None)):
+            runs[who].append(run_in_tree(_MEASURE_IMPORT, [database, str(tmp), "36012100"], rev))
+    b, o = (min(runs[k], key=lambda r: r["wall"]) for k in ("base", "ours"))
+    b_cpu, o_cpu = b["client"] + b["server"], o["client"] + o["server"]
     out = [
         f"inventory: {rows:,} rows (CSV, Chinese headers, 30% with a village code) over the real 南昌县 list (498 units) and boundary",
         f"import devices, first run: {t_first:.2f} s = {first:,.0f} rows/s (inserted {rep.inserted:,}, refused {len(rep.rejected)})",
@@ -335,6 +346,12 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
         + ", ".join(f"{k} {v:.2f} s" for k, v in cpu_steps.items() if v >= 0.005),
         f"import devices, same file again: {t_again:.2f} s = {rows / t_again:,.0f} rows/s (unchanged {again.unchanged:,}, written 0)",
         f"baseline, one registry call per row ({baseline_rows:,} rows, rolled back): {base:,.0f} rows/s -> import is {first / base:.0f}x",
+        f"baseline, the import of {baseline_rev}, alternating with this tree's (fresh import each, "
+        f"best of 2): {b['wall']:.2f} s = {rows / b['wall']:,.0f} rows/s, CPU {b['client']:.2f} + "
+        f"{b['server']:.2f} s; this tree: {o['wall']:.2f} s = {rows / o['wall']:,.0f} rows/s, CPU "
+        f"{o['client']:.2f} + {o['server']:.2f} s -> wall {b['wall'] / o['wall']:.2f}x, CPU "
+        f"{b_cpu / o_cpu:.2f}x ({rows / o_cpu:,.0f} rows per CPU-second; inserted "
+        f"{o['inserted']:,} and {b['inserted']:,}, refused {o['refused']} and {b['refused']})",
         f"machine: 2 cores, load average {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end (other engineers' processes share it)",
         "target: >= 10,000 rows/s",
     ]
@@ -342,7 +359,7 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
     if write:
         body = (
             f"{IMPORT_START}\n## Camera inventory import (geo)\n\n```\n.venv/bin/python -m bench.audit_bench "
-            f"--import-devices {rows} --baseline-rows {baseline_rows}\n```\n\n```\n"
+            f"--import-devices {rows} --baseline-rows {baseline_rows} --baseline-rev {baseline_rev}\n```\n\n```\n"
             + "\n".join(out)
             + "\n```\n\n"
             + IMPORT_NOTES
@@ -358,116 +375,157 @@ def import_bench(database: str, rows: int, baseline_rows: int, write: bool) -> l
     return out
 
 
-def _server_cpu(conn) -> float | None:
-    """CPU seconds used so far by the whole local PostgreSQL cluster behind `conn` (postmaster,
-    its live backends and the ones already gone), read from /proc; None when it is not local."""
-    try:
-        tck = os.sysconf("SC_CLK_TCK")
-
-        def stat(pid: int) -> list[str]:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        master = int(stat(backend)[1])  # the postmaster is every backend's parent
-        f = stat(master)
-        total = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    g = stat(int(d.name))
-                except OSError:
-                    continue
-                if int(g[1]) == master:
-                    total += int(g[11]) + int(g[12])
-        return total / tck
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 REAL_START, REAL_END = "<!-- geo:real_province start -->", "<!-- geo:real_province end -->"
 
-# The baseline of the real-province audit: the cameras step as it was before migration 0013,
-# locating every camera without a village code in the approximate village areas at each audit.
-_PREFIX_LEN = """CASE WHEN substr(d.region_code, 7, 3) <> '000' THEN 9 WHEN substr(d.region_code, 5, 2) <> '00' THEN 6
-                     WHEN substr(d.region_code, 3, 2) <> '00' THEN 4 ELSE 2 END"""
+# One audit measured the same way for this tree and for a baseline revision: run in a process
+# of its own with PYTHONPATH at the tree (a `git archive` of the revision for the baseline).
+# Prints one JSON line: wall, this process's CPU, its PostgreSQL backend's CPU, steps, and a
+# digest of every unit's rule, id, status, value and basis.
+_MEASURE = r"""
+import hashlib, json, os, sys, time
+from pathlib import Path
+from sqlalchemy import text
+from gridwatch.db import get_engine
+from gridwatch.settings import get_settings
+from geo.audit import run_audit
+from geo.rulepack import load_rule_pack
+
+def backend_cpu(c):
+    pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+database, code, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+engine = get_engine(url=get_settings().db_url(database))
+pack = load_rule_pack()
+out = []
+for _ in range(runs):
+    with engine.connect() as c:
+        s0 = backend_cpu(c)
+        c.rollback()
+        p0, t0 = time.process_time(), time.perf_counter()
+        with c.begin():  # one connection: the grid rules' second connection would go unmeasured
+            rep = run_audit(c, code, pack, save=False, workers=1)
+        wall, client = time.perf_counter() - t0, time.process_time() - p0
+        server = backend_cpu(c) - s0
+        c.rollback()
+    units = sorted((u.rule, u.unit_id, u.status, u.value, u.basis) for u in rep.units)
+    out.append({"wall": wall, "client": client, "server": server, "steps": rep.timings_s,
+                "units": len(rep.units), "rollup": len(rep.rollup),
+                "digest": hashlib.sha256(repr(units).encode()).hexdigest(),
+                "statuses": [s.status for s in rep.statuses], "name": rep.region_name})
+print(json.dumps(out))
+"""
 
 
-def cameras_located_at_audit_time(online_expr: str) -> tuple[str, ...]:
-    from geo.audit_sql import CAMERA_FILTER
+_MEASURE_IMPORT = r"""
+import json, os, sys, time
+from pathlib import Path
+from sqlalchemy import text
+from gridwatch.db import get_engine
+from gridwatch.settings import get_settings
+from geo.import_devices import import_devices
 
-    return (
-        f"""CREATE TEMP TABLE _a_cam ON COMMIT DROP AS
-        SELECT d.id,
-               coalesce(vc.code, CASE WHEN right(d.region_code, 3) <> '000' THEN d.region_code END,
-                        va.village_code, d.region_code)::text AS region_code,
-               CASE WHEN vc.code IS NOT NULL THEN 'code' WHEN right(d.region_code, 3) <> '000' THEN 'polygon'
-                    WHEN va.village_code IS NOT NULL THEN 'approximate' ELSE 'none' END AS basis,
-               d.grid_id, d.networked, d.resolution_w,
-               d.resolution_h, d.registered_at, d.position, ({online_expr}) AS online
-        FROM devices d
-        LEFT JOIN regions vc ON vc.code = d.village_code AND vc.level = 5
-        LEFT JOIN LATERAL (
-          SELECT a.village_code FROM village_areas a
-          WHERE vc.code IS NULL AND right(d.region_code, 3) = '000' AND a.geom && d.position
-            AND ST_Covers(a.geom, d.position)
-            AND left(a.village_code, {_PREFIX_LEN}) = left(d.region_code, {_PREFIX_LEN})
-          ORDER BY a.village_code LIMIT 1) va ON true
-        WHERE {CAMERA_FILTER}""",
-        "ANALYZE _a_cam",
-    )
+def backend_cpu(c):
+    pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+database, path, prefix = sys.argv[1:4]
+engine = get_engine(url=get_settings().db_url(database))
+with engine.begin() as c:
+    c.execute(text("DELETE FROM devices WHERE id LIKE :p"), {"p": prefix + "%"})
+with engine.connect() as c:
+    s0 = backend_cpu(c)
+    c.rollback()
+    p0, t0 = time.process_time(), time.perf_counter()
+    with c.begin():
+        rep = import_devices(c, Path(path), actor="bench")
+    wall, client = time.perf_counter() - t0, time.process_time() - p0
+    server = backend_cpu(c) - s0
+print(json.dumps({"wall": wall, "client": client, "server": server, "inserted": rep.inserted,
+                  "refused": len(rep.rejected)}))
+"""
 
 
-def _baseline_audit(engine, code: str, pack):
-    """The same audit with the cameras located at audit time (the way before migration 0013)."""
-    import geo.audit_sql as q
+def run_in_tree(script: str, args: list[str], rev: str | None = None) -> Any:
+    """Run `script` in a process of its own on this tree, or on revision `rev` (a `git archive`
+    of its geo, hardware and gridwatch packages), against this tree's services; its last line
+    of output, as JSON."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
 
-    stored = q.cameras
-    q.cameras = cameras_located_at_audit_time
+    root = Path(__file__).resolve().parents[1]
+    tree = root
+    if rev is not None:
+        tree = Path(tempfile.mkdtemp(prefix="gw-bench-baseline-"))
+        archive = subprocess.run(
+            ["git", "archive", rev, "geo", "hardware", "gridwatch"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    env = {**os.environ, "PYTHONPATH": str(tree), "GRIDWATCH_HOME": str(get_settings().home)}
     try:
-        return audit(engine, code, pack)
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     finally:
-        q.cameras = stored
+        if rev is not None:
+            subprocess.run(["rm", "-rf", str(tree)], check=False)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> list[str]:
-    """Full audit of a province built from the real division lists (bench/province_real.py)."""
+def measure_audit(database: str, code: str, runs: int, rev: str | None = None) -> list[dict]:
+    """`runs` audits of `code` in a process of its own, on this tree or on revision `rev`."""
+    return run_in_tree(_MEASURE, [database, code, str(runs)], rev)
+
+
+def real_province_bench(
+    database: str, cameras: int, seed: int, write: bool, baseline_rev: str, pairs: int = 3
+) -> list[str]:
+    """Full audit of a province built from the real division lists (bench/province_real.py),
+    beside the same audit by the code of `baseline_rev` on the same database in the same run."""
     from bench.province_real import NOTES as NOTES_REAL
-    from bench.province_real import generate, village_basis
+    from bench.province_real import generate
 
     load0 = os.getloadavg()
     url = get_settings().db_url(database)
     migrate(url)
     engine = get_engine(url=url)
     t_gen, summary = _timed(lambda: generate(engine, cameras, seed))
-    pack = load_rule_pack()
-    t_cold, rep = _timed(lambda: audit(engine, "360000000000", pack))
-    with engine.connect() as c:
-        cpu0 = (time.process_time(), _server_cpu(c))
-        t_warm, rep = _timed(lambda: audit(engine, "360000000000", pack))
-        cpu1 = (time.process_time(), _server_cpu(c))
-    cpu_line = f"  CPU of that run: {cpu1[0] - cpu0[0]:.1f} s in this process" + (
-        f" + {cpu1[1] - cpu0[1]:.1f} s in PostgreSQL (all its processes)"
-        if cpu0[1] is not None and cpu1[1] is not None
-        else ""
-    )
-    with engine.connect() as c:
-        cpu2 = (time.process_time(), _server_cpu(c))
-        t_base, rep_base = _timed(lambda: _baseline_audit(engine, "360000000000", pack))
-        cpu3 = (time.process_time(), _server_cpu(c))
-    cpu_new = cpu1[0] - cpu0[0] + ((cpu1[1] or 0) - (cpu0[1] or 0))
-    cpu_base = cpu3[0] - cpu2[0] + ((cpu3[1] or 0) - (cpu2[1] or 0))
-
-    def key(r):
-        return sorted((u.rule, u.unit_id, u.status, u.value, u.basis) for u in r.units)
-
-    same = key(rep) == key(rep_base)
+    province = "360000000000"
+    # alternate the two, so both see the same cache and the same neighbours' load; best of each
+    ours: list[dict] = []
+    base: list[dict] = []
+    for _ in range(pairs):
+        ours += measure_audit(database, province, 1)
+        base += measure_audit(database, province, 1, rev=baseline_rev)
     county = "360121000000"
-    t_cty, rep_cty = _timed(lambda: audit(engine, county, pack))
+    cty = min(measure_audit(database, county, 2), key=lambda r: r["wall"])
+    new, old = (min(runs, key=lambda r: r["wall"]) for runs in (ours, base))
+    same = all(r["digest"] == base[0]["digest"] for r in ours + base)
     statuses: dict[str, int] = {}
-    for st in rep.statuses:
-        statuses[st.status] = statuses.get(st.status, 0) + 1
-    units = sum(st.units for st in rep.statuses)
-    slow = sorted(rep.timings_s.items(), key=lambda kv: -kv[1])[:5]
+    for st in new["statuses"]:
+        statuses[st] = statuses.get(st, 0) + 1
+
+    def cpu(r: dict) -> float:
+        return r["client"] + r["server"]
+
+    def walls(runs: list[dict]) -> str:
+        return ", ".join(f"{r['wall']:.1f}" for r in runs)
+
+    def slow(r: dict) -> str:
+        top = sorted(r["steps"].items(), key=lambda kv: -kv[1])[:5]
+        return ", ".join(f"{k} {v:.2f} s" for k, v in top)
+
     gen = (
         f"generated in {t_gen:.0f} s, cameras imported at {summary['import_rows_per_s']:,} rows/s"
         if summary.get("created")
@@ -478,26 +536,30 @@ def real_province_bench(database: str, cameras: int, seed: int, write: bool) -> 
         f"{summary['villages']:,} village-level units with points only (no village polygons), "
         f"{summary['approximate_areas']:,} approximate village areas, {summary['devices']:,} cameras "
         f"from CSV inventories via import devices ({summary['refused']} refused; {gen})",
-        f"full audit of {rep.region_name} ({len(pack.rules)} rules: "
+        f"full audit of {new['name']} ({len(new['statuses'])} rules: "
         + ", ".join(f"{n} {k}" for k, n in sorted(statuses.items()))
-        + f"; {units:,} units): {t_warm:.2f} s (first run {t_cold:.2f} s)",
-        cpu_line,
-        "  slowest steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in slow),
-        f"baseline, cameras located in the approximate village areas at audit time (before "
-        f"migration 0013): {t_base:.2f} s, cameras step {rep_base.timings_s.get('cameras', 0):.2f} s"
-        f" -> stored approximate village is {t_base / t_warm:.1f}x"
-        f" ({'same' if same else 'DIFFERENT'} units, statuses and values);"
-        f" CPU (this process + PostgreSQL) {cpu_base:.1f} s -> {cpu_new:.1f} s"
-        f" = {cpu_base / cpu_new:.1f}x",
-        "  village rule basis: " + ", ".join(f"{k} {v:,}" for k, v in village_basis(rep).items()),
-        f"audit of one county ({county}): {t_cty * 1000:.0f} ms",
+        + f"; {new['units']:,} units, {new['rollup']:,} roll-up rows): best of {pairs} {new['wall']:.2f} s wall"
+        f" (runs {walls(ours)} s); CPU {new['client']:.1f} s in the client + "
+        f"{new['server']:.1f} s in its PostgreSQL backend = {cpu(new):.1f} s",
+        f"  slowest steps: {slow(new)}",
+        f"baseline, the audit of {baseline_rev} on the same database, run alternately: best of {pairs}"
+        f" {old['wall']:.2f} s wall (runs {walls(base)} s); CPU {old['client']:.1f} + {old['server']:.1f}"
+        f" = {cpu(old):.1f} s",
+        f"  slowest steps: {slow(old)}",
+        f"-> wall {old['wall'] / new['wall']:.2f}x, CPU {cpu(old) / cpu(new):.2f}x"
+        f" ({'same' if same else 'DIFFERENT'} units, statuses, values and bases in all {2 * pairs} runs)",
+        f"audit of one county ({county}): {cty['wall'] * 1000:.0f} ms",
         f"machine: {os.cpu_count()} cores, load average {load0[0]:.1f} at start, "
         f"{os.getloadavg()[0]:.1f} at end (other engineers' processes share it)",
         "target: province < 15 s",
     ]
     print("\n".join(out))
     if write:
-        cmd = f".venv/bin/python -m bench.audit_bench --real-province --cameras {cameras} --seed {seed}"
+        cmd = (
+            f".venv/bin/python -m bench.audit_bench --real-province --cameras {cameras} "
+            f"--seed {seed} --baseline-rev {baseline_rev}"
+            + (f" --database {database[:-5]}" if database != "gridwatch_geo_bench_real" else "")
+        )
         body = (
             f"{REAL_START}\n## Coverage audit, province from the real division lists (geo)\n\n"
             f"```\n{cmd}\n```\n\n```\n"
@@ -535,13 +597,29 @@ def main() -> None:
         help="only the audit of a province built from the real division lists",
     )
     ap.add_argument("--cameras", type=int, default=1_000_000, help="cameras for --real-province")
+    ap.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="the revision whose import (default 55b8775) or audit (727fc35) runs beside this "
+        "tree's (git archive)",
+    )
     args = ap.parse_args()
     if args.real_province:
-        real_province_bench(args.database + "_real", args.cameras, args.seed, not args.no_write)
+        real_province_bench(
+            args.database + "_real",
+            args.cameras,
+            args.seed,
+            not args.no_write,
+            args.baseline_rev or "727fc35",
+        )
         return
     if args.import_devices:
         import_bench(
-            args.database + "_import", args.import_devices, args.baseline_rows, not args.no_write
+            args.database + "_import",
+            args.import_devices,
+            args.baseline_rows,
+            not args.no_write,
+            args.baseline_rev or "55b8775",
         )
         return
     load0 = os.getloadavg()

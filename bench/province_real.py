@@ -261,25 +261,3 @@ def generate(engine: Engine, cameras: int = 1_000_000, seed: int = 1, log=print)
             {"p": label, "r": json.dumps(summary)},
         )
     return {**summary, "created": True}
-
-
-def village_basis(report) -> dict[str, int]:
-    """How the audit's village-rule units found their cameras: counts per kind of basis."""
-    out: dict[str, int] = {}
-    for u in report.units:
-        if u.rule != "village_points" or not u.basis:
-            continue
-        where = u.basis.split("; ", 1)[-1] if "; " in u.basis else u.basis
-        kinds = [
-            k
-            for k, word in (
-                ("village code", "village code"),
-                ("polygon", "polygon"),
-                ("approximate area", "approximate area"),
-                ("no location", "no location"),
-            )
-            if word in where
-        ]
-        key = " + ".join(kinds) or "other"
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
