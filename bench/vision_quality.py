@@ -443,7 +443,7 @@ def rule_events(
         TrackerConfig(
             split_blobs=False,
             fragment_height=0.0,
-            revive=0,
+            revive_s=0.0,
             optimal=False,
             iou_weight=0.0,
             colour_weight=0.0,

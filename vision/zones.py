@@ -56,10 +56,11 @@ class TrackerConfig(BaseModel):
         "between frames at 5 fps, which no fixed step allows",
     )
     max_missed: int = Field(default=3, ge=0)
-    revive: int = Field(
-        default=10,
+    revive_s: float = Field(
+        default=2.0,
         ge=0,
-        description="frames a lost confirmed track may be taken up again where it was lost",
+        description="seconds a lost confirmed track may be taken up again where it was lost "
+        "(in time, not frames: a standing man lost in a group is the same at any rate)",
     )
     min_hits: int = Field(default=2, ge=1)
     max_coast: int = Field(default=15, ge=0, description="frames a track may ride a merged box")
@@ -166,19 +167,20 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.tracks: dict[int, Track] = {}
-        self._lost: dict[int, tuple[int, Track]] = {}  # id -> (frame lost, track)
+        self._lost: dict[int, tuple[int, float, Track]] = {}  # id -> (frame, ts lost, track)
         self._next = 1
         self.frame = 0
 
     def update(
         self,
+        ts: float,
         boxes: list[Box],
         full_w: int,
         full_h: int,
         image: np.ndarray | None = None,
         colour: np.ndarray | None = None,
     ) -> list[Track]:
-        """Associate this frame's boxes; returns the tracks seen in this frame.
+        """Associate the boxes of the frame at `ts` (seconds); returns the tracks seen in it.
 
         `image` (the small analysis luma, any size) lets an object that stopped moving stay
         tracked: a confirmed track without a box whose picture is unchanged is standing still.
@@ -246,8 +248,9 @@ class Tracker:
             if t.missed > self.cfg.max_missed:
                 del self.tracks[tid]
                 if t.hits >= self.cfg.min_hits:
-                    self._lost[tid] = (self.frame, t)
-        for tid in [k for k, (f, _) in self._lost.items() if self.frame - f > self.cfg.revive]:
+                    self._lost[tid] = (self.frame, ts, t)
+        keep = self.cfg.revive_s + 1e-6  # ts are sums of frame periods
+        for tid in [k for k, (_, lost, _) in self._lost.items() if ts - lost > keep]:
             del self._lost[tid]
         for j, p in enumerate(pts):
             if j not in used_b:
@@ -313,7 +316,7 @@ class Tracker:
         a pole for a few frames), takes it up again with its zone state: the same object
         enters and dwells once."""
         best, bd = None, 0.0
-        for tid, (lost, t) in self._lost.items():
+        for tid, (lost, _, t) in self._lost.items():
             size = max(t.box[2] / full_w, t.box[3] / full_h, box[2] / full_w, box[3] / full_h)
             k = self.frame - lost + self.cfg.max_missed + 1  # steps since it was last seen
             ahead = (t.pos[0] + k * t.vel[0], t.pos[1] + k * t.vel[1])  # walked on unseen
@@ -325,7 +328,7 @@ class Tracker:
                 best, bd = tid, d
         if best is None:
             return None
-        _, t = self._lost.pop(best)
+        _, _, t = self._lost.pop(best)
         t.pos, t.box, t.prev, t.vel = p, box, None, (0.0, 0.0)
         t.missed = t.coasted = t.still = 0
         t.hits += 1
@@ -770,7 +773,7 @@ class ZoneEngine:
         boxes = self._regroup(boxes, full_w, full_h)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
         confirmed = self.tracker.cfg.min_hits
-        for t in self.tracker.update(boxes, full_w, full_h, image, colour):
+        for t in self.tracker.update(ts, boxes, full_w, full_h, image, colour):
             # A track riding another object's box (coasting) keeps its state but announces
             # nothing new: one object, one entry.
             big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h

@@ -181,9 +181,9 @@ def test_a_walker_hidden_for_a_moment_inside_a_zone_enters_once() -> None:
     # second entry. With revival off, the reappearing walker is a new track and enters again.
     path = list(_walk(0.3, 0.95, 30))
     seen = [b if not 14 <= k < 20 else None for k, b in enumerate(path)]
-    for revive, entries in ((10, 1), (0, 2)):
+    for revive, entries in ((2.0, 1), (0.0, 2)):
         eng = ZoneEngine(
-            zones=[Zone(id="yard", polygon=RIGHT_HALF)], tracker=TrackerConfig(revive=revive)
+            zones=[Zone(id="yard", polygon=RIGHT_HALF)], tracker=TrackerConfig(revive_s=revive)
         )
         events = _feed(eng, seen)
         assert sum(isinstance(e, ZoneEvent) for e in events) == entries, (revive, events)
@@ -254,9 +254,9 @@ def test_colours_keep_two_people_on_their_own_tracks_when_they_come_close() -> N
     for weight, kept in ((2.0, True), (0.0, False)):
         tracker = Tracker(TrackerConfig(colour_weight=weight))
         boxes, img = _people(first)
-        ids = [t.id for t in tracker.update(boxes, W, H, colour=img)]
+        ids = [t.id for t in tracker.update(0.0, boxes, W, H, colour=img)]
         boxes, img = _people(then)
-        tracker.update(boxes, W, H, colour=img)
+        tracker.update(0.2, boxes, W, H, colour=img)
         now = {t.id: t.box for t in tracker.tracks.values()}
         assert (now[ids[0]] == boxes[0] and now[ids[1]] == boxes[1]) == kept, (weight, now)
 
@@ -271,14 +271,14 @@ def test_a_track_restarted_on_a_standing_person_dwells_no_second_time() -> None:
     me = walk[-1][0]  # just inside the zone's edge, x = 0.5
     stand = [[me]] * 15
     restarted = [[me, (me[0] + 30, me[1] + 10, 60, 70)]] * 15
-    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive=0))
+    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive_s=0))
     out = []
     for k, boxes in enumerate(walk + stand + restarted):
         out += eng.update(k / 5.0, boxes, W, H)
     assert sum(isinstance(e, ZoneEvent) for e in out) == 1, out
     assert sum(isinstance(e, DwellEvent) for e in out) == 1, out
     joiner = [[me, b] for b in _walk(0.43, 0.51, 2, size=80)] + [[me, (470, 170, 80, 80)]] * 3
-    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive=0))
+    eng = ZoneEngine(zones=[zone], tracker=TrackerConfig(fragment_height=0.0, revive_s=0))
     out = []
     for k, boxes in enumerate(walk + stand + joiner):
         out += eng.update(k / 5.0, boxes, W, H)
