@@ -342,6 +342,7 @@ class SynthSequence:
         self.noise = (
             rng.normal(0, 1, (h + 64, w + 64)).astype(np.float32) * cfg.noise_sigma
         ).astype(np.int16)
+        self._noise3: np.ndarray | None = None
         self.state = _State(ox=float(w), oy=0.5 * h)
         self.lane_speed = (rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05))
         self.base_gain = 0.62 if cfg.night else 1.0
@@ -512,20 +513,20 @@ class SynthSequence:
             if x2 <= x1 or y2 <= y1:
                 continue
             a = m.alpha[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0].astype(bool)
-            if not a.any():
+            xs = np.flatnonzero(a.any(axis=0))  # the columns and rows the mover covers
+            if not len(xs):
                 continue
-            view[y1:y2, x1:x2][a] = m.patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0][a]
+            np.copyto(
+                view[y1:y2, x1:x2],
+                m.patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0],
+                where=a[..., None],
+            )
             if mask is not None:
                 mask[y1:y2, x1:x2][a] = 1
-            ys, xs = np.nonzero(a)
+            ys = np.flatnonzero(a.any(axis=1))
             self._ids.append(m.id)
             boxes.append(
-                (
-                    x1 + int(xs.min()),
-                    y1 + int(ys.min()),
-                    int(xs.max() - xs.min() + 1),
-                    int(ys.max() - ys.min() + 1),
-                )
+                (x1 + int(xs[0]), y1 + int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
             )
         return boxes
 
@@ -557,6 +558,12 @@ class SynthSequence:
     def _add_noise(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
         dy, dx = self.rng.integers(0, 64, 2)
+        if img.ndim == 3 and img.shape[2] == 3:
+            # One saturating add in OpenCV: the same pixels as clip(img + n, 0, 255), a quarter
+            # of numpy's time (an int16 copy, an add, a clip and a cast per frame).
+            if self._noise3 is None:
+                self._noise3 = np.repeat(self.noise[..., None], 3, axis=2)
+            return cv2.add(img, self._noise3[dy : dy + h, dx : dx + w], dtype=cv2.CV_8U)
         n = self.noise[dy : dy + h, dx : dx + w]
         out = img.astype(np.int16)
         out += n[..., None]
@@ -604,7 +611,9 @@ class SynthSequence:
             gf = field_ if field_ is not None else np.ones((h, w), np.float32)
             if beams is not None:
                 gf = gf + beams
-            view = np.clip(view.astype(np.float32) * (gf * g)[..., None], 0, 255).astype(np.uint8)
+            lit = view.astype(np.float32)
+            lit *= (gf * g)[..., None]
+            view = np.clip(lit, 0, 255, out=lit).astype(np.uint8)
         elif abs(g - 1.0) > 1e-3:
             view = cv2.convertScaleAbs(view, alpha=g)
         img: np.ndarray | None = view
