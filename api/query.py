@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.util import ClauseAdapter
 
 from api.geojson import BBox, Page
 from api.scope import region_range
@@ -133,12 +134,15 @@ def json_columns(columns: Iterable[Any]) -> list[Any]:
     return [json_time(c).label(c.name) if isinstance(c.type, DateTime) else c for c in columns]
 
 
-def json_page(stmt: Select[Any], cursor: str | None = None) -> Select[Any]:
+def json_page(stmt: Select[Any], cursor: str | None = None, paged: bool = False) -> Select[Any]:
     """One statement for one page of `stmt` (parameters: page_values): `items`, the JSON text of
     its rows on the page in order (an object per row, keys = column names), `more` (another page
-    follows) and, with `cursor`, that column of the page's last row when more follow."""
+    follows) and, with `cursor`, that column of the page's last row when more follow. paged:
+    `stmt` is limited to the page already (page_fetch rows from page_offset, cast_from)."""
     limit: Any = bindparam("page_limit")
-    rows = stmt.limit(bindparam("page_fetch")).offset(bindparam("page_offset")).cte("page_rows")
+    if not paged:
+        stmt = stmt.limit(bindparam("page_fetch")).offset(bindparam("page_offset"))
+    rows = stmt.cte("page_rows")
     item = select(rows).limit(limit).subquery("item")
     as_json = func.coalesce(func.json_agg(item.table_valued()), literal_column("'[]'::json"))
     columns = [
@@ -149,6 +153,12 @@ def json_page(stmt: Select[Any], cursor: str | None = None) -> Select[Any]:
         last = select(rows.c[cursor]).offset(bindparam("page_last")).limit(1).scalar_subquery()
         columns.append(last.label("cursor"))
     return select(*columns)
+
+
+def cast_from(stmt: Select[Any], table: Any, rows: Any) -> Select[Any]:
+    """`stmt` reading `rows` (a subquery of `table`'s columns, e.g. one page of it) in place of
+    `table`: its columns, joins, conditions and order."""
+    return ClauseAdapter(rows).traverse(stmt)
 
 
 def page_values(page: Page) -> dict[str, int]:

@@ -33,6 +33,7 @@ from api.geojson import BBOX_QUERY, FeatureCollection, Page, collection, paging,
 from api.query import (
     FROM_HUB,
     all_of,
+    cast_from,
     fetch_one,
     from_hub,
     in_box,
@@ -422,6 +423,21 @@ def _list_statement(order: str, names: frozenset[str], scopes: int | None) -> Se
         .where(_where(names, scopes))
         .order_by(*ORDERS[order])
     )
+    if "q_prefix" not in names:
+        # filters and order read the alarm alone: take the page's alarms first and join only
+        # those to their device and places (else every matching alarm is joined, then sorted)
+        paged = (
+            select(_a)
+            .where(_where(names, scopes))
+            .order_by(*ORDERS[order])
+            .limit(bindparam("page_fetch"))
+            .offset(bindparam("page_offset"))
+            .subquery("alarms_page")
+        )
+        stmt = cast_from(stmt, _a, paged)
+        page = json_page(stmt, paged=True)
+    else:  # the search reads the device's, village's and township's names
+        page = json_page(stmt)
     counted = _count_rows(_where(names, scopes)).subquery("counted")
     counts = select(cast(func.json_agg(func.json_build_array(*counted.c)), Text))
     open_states = any_(
@@ -429,7 +445,7 @@ def _list_statement(order: str, names: frozenset[str], scopes: int | None) -> Se
     )  # in_() would expand per request
     still_open = and_(_a.c.state == open_states, in_scope_bound(_a.c.region_code, scopes))
     total_open = select(func.count()).select_from(_a).where(still_open)
-    return json_page(stmt).add_columns(
+    return page.add_columns(
         counts.scalar_subquery().label("counts"), total_open.scalar_subquery().label("total_open")
     )
 
