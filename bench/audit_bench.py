@@ -377,23 +377,30 @@ def import_bench(
 
 REAL_START, REAL_END = "<!-- geo:real_province start -->", "<!-- geo:real_province end -->"
 
-# One audit measured the same way for this tree and for a baseline revision: run in a process
-# of its own with PYTHONPATH at the tree (a `git archive` of the revision for the baseline).
-# Prints one JSON line: wall, this process's CPU, its PostgreSQL backend's CPU, steps, and a
-# digest of every unit's rule, id, status, value and basis.
-_MEASURE = r"""
+# The start of both scripts run by run_in_tree: imports, and the CPU time of a connection's
+# PostgreSQL backend read from /proc.
+_SCRIPT_HEAD = r"""
 import hashlib, json, os, sys, time
 from pathlib import Path
 from sqlalchemy import text
 from gridwatch.db import get_engine
 from gridwatch.settings import get_settings
-from geo.audit import run_audit
-from geo.rulepack import load_rule_pack
 
 def backend_cpu(c):
     pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+"""
+
+# One audit measured the same way for this tree and for a baseline revision: run in a process
+# of its own with PYTHONPATH at the tree (a `git archive` of the revision for the baseline).
+# Prints one JSON line: wall, this process's CPU, its PostgreSQL backend's CPU, steps, and a
+# digest of every unit's rule, id, status, value and basis.
+_MEASURE = (
+    _SCRIPT_HEAD
+    + r"""
+from geo.audit import run_audit
+from geo.rulepack import load_rule_pack
 
 database, code, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 engine = get_engine(url=get_settings().db_url(database))
@@ -416,20 +423,13 @@ for _ in range(runs):
                 "statuses": [s.status for s in rep.statuses], "name": rep.region_name})
 print(json.dumps(out))
 """
+)
 
 
-_MEASURE_IMPORT = r"""
-import json, os, sys, time
-from pathlib import Path
-from sqlalchemy import text
-from gridwatch.db import get_engine
-from gridwatch.settings import get_settings
+_MEASURE_IMPORT = (
+    _SCRIPT_HEAD
+    + r"""
 from geo.import_devices import import_devices
-
-def backend_cpu(c):
-    pid = c.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 database, path, prefix = sys.argv[1:4]
 engine = get_engine(url=get_settings().db_url(database))
@@ -446,6 +446,7 @@ with engine.connect() as c:
 print(json.dumps({"wall": wall, "client": client, "server": server, "inserted": rep.inserted,
                   "refused": len(rep.rejected)}))
 """
+)
 
 
 def run_in_tree(script: str, args: list[str], rev: str | None = None) -> Any:
