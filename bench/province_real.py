@@ -196,8 +196,11 @@ def generate(engine: Engine, cameras: int = 1_000_000, seed: int = 1, log=print)
     from geo.divisions import import_divisions
     from geo.import_devices import import_devices
     from geo.importers import import_boundaries
+    from hardware.sector import ARC_STEP_DEG
 
-    label = f"{MARKER} seed={seed} cameras={cameras}"
+    # the arc step shapes every stored sector (and so the devices table's size the audit reads):
+    # a database drawn at another step is another database
+    label = f"{MARKER} seed={seed} cameras={cameras} arc={ARC_STEP_DEG:g}"
     with engine.connect() as c:
         row = c.execute(
             text("SELECT report FROM import_files WHERE kind = 'synthetic' AND path = :p"),
