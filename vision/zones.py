@@ -716,21 +716,31 @@ class ZoneEngine:
         if len(self._aspects) >= self.tracker.cfg.shape_samples:
             self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
-    def _same_object_announced(self, t: Track, z: Zone) -> Track | None:
-        """For a track first seen inside the zone: another live track overlapping its box, or
-        right beside it, that already announced this zone (a track restarted on a standing
-        person, an object split into two boxes, or a walker cut in two by a pole or a post in
-        front: the second half starts a track where nobody came in). None otherwise: a track
-        that walked in from outside is a new entry even beside others (a man joining a group)."""
-        born_inside = t.first is not None and z.polygon.contains(*t.first)
+    def _same_object_announced(self, t: Track, z: Zone, full_h: int) -> Track | None:
+        """For a track first seen inside the zone: another live track that already announced
+        this zone and overlaps its box, stands right beside it, or, riding a shared box or
+        missed, was last within a box height of where it was first seen (a track restarted on
+        a standing person, or on one leaving the group while his old track still coasts in
+        it; an object split into two boxes; a walker cut in two by a pole or a post in front:
+        the second half starts a track where nobody came in). None otherwise: a track that
+        walked in from outside is a new entry even beside others (a man joining a group)."""
+        if t.first is None or not z.polygon.contains(*t.first):
+            return None
+        first = t.first
         return next(
             (
                 o
                 for o in self.tracker.tracks.values()
                 if o is not t
-                and born_inside
                 and z.id in o.announced
-                and (_overlap(o.box, t.box) >= 0.3 or _beside(o.box, t.box))
+                and (
+                    _overlap(o.box, t.box) >= 0.3
+                    or _beside(o.box, t.box)
+                    or (
+                        (o.coasted > 0 or o.missed > 0)
+                        and np.hypot(o.pos[0] - first[0], o.pos[1] - first[1]) <= o.box[3] / full_h
+                    )
+                )
             ),
             None,
         )
@@ -802,7 +812,7 @@ class ZoneEngine:
                 # appeared inside), and not again for a second track on the same object.
                 if now_in and z.intrusion and ok and z.id not in t.announced:
                     t.announced.add(z.id)
-                    same = self._same_object_announced(t, z)
+                    same = self._same_object_announced(t, z, full_h)
                     if same is None:
                         events.append(ZoneEvent(ts=ts, zone=z.id, track=t.id, box=t.box))
                     else:
