@@ -14,6 +14,7 @@ import pytest
 
 from hardware.contract.analytics import MotionEvent, QualityEvent, from_payload
 from simulators.video import SynthConfig, SynthSequence
+from tests.support import wait_for
 from vision.frames import Frame
 from vision.geometry import Polygon
 from vision.pipeline import CameraConfig, CameraPipeline
@@ -105,11 +106,13 @@ def test_worker_runs_file_and_snapshot_cameras(tmp_path: Path) -> None:
     runner = threading.Thread(target=worker.run, daemon=True)
     runner.start()
     src = worker.streams[0].src
-    for _ in range(6000):
-        stats_out = any(t.startswith("gw/v1/hub/vision/") for t, _ in list(published))
-        if stats_out and src.status in ("ended", "failed"):
-            break
-        time.sleep(0.02)
+    wait_for(
+        lambda: (
+            src.status in ("ended", "failed")
+            and any(t.startswith("gw/v1/hub/vision/") for t, _ in list(published))
+        ),
+        timeout=120,
+    )
     worker.stop_event.set()
     runner.join(30)
     assert not runner.is_alive()
