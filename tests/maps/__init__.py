@@ -1,0 +1,1 @@
+"""Map and console tests (a package: its API+ingest stack fixture ends with its last test)."""
