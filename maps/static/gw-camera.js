@@ -126,6 +126,20 @@
 
   /* live view: the hub starts FFmpeg on the camera's RTSP stream and serves HLS; hls.js (npm) plays it */
   var watching = null; // {device, url, hls}
+  var hlsLoading = null;
+  function loadHls() { // hls.js is fetched (from the hub) the first time a live view starts
+    if (window.Hls || !gw.cfg.hlsScript) return Promise.resolve();
+    if (!hlsLoading) {
+      hlsLoading = new Promise(function (resolve) {
+        var s = document.createElement("script");
+        s.src = gw.cfg.hlsScript;
+        s.onload = resolve;
+        s.onerror = function () { hlsLoading = null; resolve(); }; // the browser's own HLS, if any
+        document.head.appendChild(s);
+      });
+    }
+    return hlsLoading;
+  }
   function stopLive() {
     if (!watching) return;
     var w = watching;
@@ -145,7 +159,8 @@
       btn.disabled = true;
       note.textContent = gw.t("live_starting");
       var t0 = performance.now();
-      gw.api("/devices/" + d.id + "/live", { method: "POST" }).then(function (v) {
+      Promise.all([gw.api("/devices/" + d.id + "/live", { method: "POST" }), loadHls()]).then(function (got) {
+        var v = got[0];
         box.setAttribute("data-ready-ms", String(Math.round(performance.now() - t0))); // the hub's share
         var video = gw.el("video", { class: "gw-live-video", muted: "", autoplay: "", playsinline: "", "data-device-id": d.id });
         video.muted = true;

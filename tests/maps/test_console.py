@@ -552,8 +552,11 @@ def test_live_view_plays_in_the_browser(stack, browser, engine, rtsp_source):
         page.evaluate("id => gw.live.openCamera(id, null)", body["id"])
         start = page.locator("#gw-cam-panel .gw-cp-live .gw-live-start")
         start.wait_for(timeout=10000)
+        # hls.js (540 kB) is not part of the map's first load: it comes with the first live view
+        assert page.evaluate("() => typeof window.Hls") == "undefined"
         start.click()
         page.locator("#gw-cam-panel .gw-cp-live[data-state=playing]").wait_for(timeout=20000)
+        assert page.evaluate("() => typeof window.Hls") == "function"
         # frames are decoded and time advances
         page.wait_for_function(
             "() => { const v = document.querySelector('.gw-live-video'); return v && v.currentTime > 1 && v.videoWidth > 0; }",

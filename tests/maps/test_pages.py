@@ -42,6 +42,16 @@ def test_every_asset_is_local_and_served(client, path):
     )
 
 
+def test_the_map_loads_hls_js_only_for_a_live_view(client):
+    """hls.js is named in the page's config (fetched at the first live view), not loaded with it."""
+    html = client.get("/map").text
+    assert not any("hls" in a for a in ASSET.findall(html))
+    script = client.get("/map/page.js").text
+    urls = re.findall(r'"hlsScript": "([^"]+)"', script)
+    assert len(urls) == 1 and urls[0].startswith("/assets/"), script[:500]
+    assert client.get(urls[0]).status_code == 200
+
+
 def test_only_allow_listed_packages_are_served(client):
     assert client.get("/assets/vendor/leaflet/package.json").status_code == 200
     assert client.get("/assets/vendor/pbf/package.json").status_code == 404
