@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 
 from hardware.contract.analytics import QualityEvent, from_payload
 from simulators.video import SynthConfig, SynthSequence
+from tests.support import wait_for
 from vision import store
 from vision.worker import MqttLink, VisionWorker
 
@@ -155,18 +155,31 @@ def test_worker_diagnoses_snapshots_over_the_broker(mqtt_broker) -> None:
     )
     link.subscribe_snapshots = True
     worker = VisionWorker([], link.publish, stats_s=1.0)
-    link.on_snapshot = worker.offer_snapshot
+    arrived: set[bytes] = set()  # the snapshots the worker's link received
+
+    def on_snapshot(device_id: str, jpeg: bytes) -> None:
+        arrived.add(jpeg)
+        worker.offer_snapshot(device_id, jpeg)
+
+    link.on_snapshot = on_snapshot
     assert link.wait(10)
-    runner = threading.Thread(target=worker.run, kwargs={"duration": 20.0}, daemon=True)
+    runner = threading.Thread(target=worker.run, kwargs={"duration": 300.0}, daemon=True)
     runner.start()
     try:
-        time.sleep(0.5)
         cfg = SynthConfig(n_frames=30, seed=84, fault="too_bright", fault_start=16, light_events=())
-        for fr in SynthSequence(cfg):
+        for i, fr in enumerate(SynthSequence(cfg)):
             jpeg = cv2.imencode(".jpg", fr.image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-            link.client.publish(f"gw/v1/{dev}/snapshot", jpeg, qos=0)
-            time.sleep(0.08)
-        assert seen.wait(10), [e.intact for e in got]
+            # Paced by state, not time: each snapshot (QoS 0, as cameras send them) is sent again
+            # until the worker has it (its subscription may still be on its way), and the next
+            # goes once the worker took this one (a newer snapshot replaces an unprocessed one:
+            # under load a timed loop left the worker one frame of thirty, and no event).
+            for _ in range(40):
+                link.client.publish(f"gw/v1/{dev}/snapshot", jpeg, qos=0)
+                if wait_for(lambda jpeg=jpeg: jpeg in arrived, 0.5):
+                    break
+            assert jpeg in arrived, f"snapshot {i} never reached the worker"
+            assert wait_for(lambda: dev not in worker._inbox, 30)
+        assert seen.wait(30), [e.intact for e in got]
     finally:
         worker.stop_event.set()
         runner.join(10)
