@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from tests.support import wait_for
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -125,3 +127,11 @@ def add_session(context, base: str, token: str) -> None:
             {"name": "gw_csrf", "value": csrf, "url": base, "sameSite": "Strict"},
         ]
     )
+
+
+def newest_first(page) -> None:
+    """List the alarms newest first (a reset load of the queue) and wait until that list has
+    landed (its data-generation changed)."""
+    gen = page.get_attribute("#gw-alarms", "data-generation")
+    page.select_option("#gw-f-order", "newest")
+    assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)

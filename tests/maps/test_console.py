@@ -12,7 +12,7 @@ from sqlalchemy import text
 from ingest.alarms import AlarmIn, store_alarms
 from ingest.events import emit_events
 from tests.api.fixtures import PASSWORDS, VILLAGE_A1, device_id
-from tests.maps.browser import open_page, sign_in
+from tests.maps.browser import newest_first, open_page, sign_in
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -269,9 +269,7 @@ def test_the_open_alarm_stays_open_when_the_list_reloads(
         row = page.locator(f"#gw-alarms > li[data-alarm-id='{a}']")
         row.click()
         row.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=10000)
-        gen = page.get_attribute("#gw-alarms", "data-generation")
-        page.select_option("#gw-f-order", "newest")  # a reset load of the list
-        assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
+        newest_first(page)  # a reset load of the list
         ids = page.eval_on_selector_all(
             "#gw-alarms > li", "els => els.map(e => +e.dataset.alarmId)"
         )

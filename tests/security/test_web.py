@@ -13,7 +13,7 @@ import pytest
 
 from tests.api.fixtures import PASSWORDS, device_id, places, users  # noqa: F401 - fixtures
 from tests.api.stack import Stack, running_stack
-from tests.maps.browser import open_page, sign_in
+from tests.maps.browser import newest_first, open_page, sign_in
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -347,14 +347,6 @@ def test_forged_tokens_are_refused(web_stack):
 # ---------------------------------------------------------------------------- scope of linked cameras
 
 
-def _newest_first(page) -> None:
-    """List the alarms newest first and wait until that list has landed: a row clicked before the
-    reload lands is drawn again, unselected, when it does."""
-    gen = page.get_attribute("#gw-alarms", "data-generation")
-    page.select_option("#gw-f-order", "newest")
-    assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
-
-
 def _raise_alarm(engine, dev: str, lon: float, lat: float) -> int:
     """An alarm stored and announced by the ingest package's own code (as the worker does)."""
     import time
@@ -518,7 +510,7 @@ def test_hostile_device_name_in_the_alarm_list_is_text(web_stack, hostile_camera
         page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
         # newest first: in the default order (severity, then oldest first) the suite's other open
         # severity-1 alarms can push this one past the loaded page, where it is announced, not shown
-        _newest_first(page)
+        newest_first(page)
         alarm = _raise_alarm(engine, hostile_camera, 115.37121, 28.37131)
         item = page.locator(f".gw-alarm[data-alarm-id='{alarm}']")
         item.wait_for(timeout=10000)
@@ -548,7 +540,7 @@ def test_hostile_hub_name_in_the_alarm_list_is_text(web_stack, hostile_camera, e
     try:
         sign_in(page, web_stack.base, "/map", "t-operator", "operator-pass-1")
         page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
-        _newest_first(page)  # as above: not pushed past the loaded page
+        newest_first(page)  # as above: not pushed past the loaded page
         with engine.begin() as conn:
             msg = f"hub-{time.time_ns()}"
             out = store_alarms(
@@ -564,7 +556,7 @@ def test_hostile_hub_name_in_the_alarm_list_is_text(web_stack, hostile_camera, e
             if way != "stream":
                 page.reload()
                 page.wait_for_selector("#gw-conn[data-state=live]", timeout=10000)
-                _newest_first(page)
+                newest_first(page)
             item = page.locator(f".gw-alarm[data-alarm-id='{alarm}']")
             item.wait_for(timeout=10000)
             assert item.locator(".gw-a-hub").inner_text() == HOSTILE_NAME
