@@ -40,7 +40,13 @@ class MotionConfig(BaseModel):
     """Tuning of the motion detector (defaults suit 2-10 fps analysis)."""
 
     warmup_frames: int = Field(default=20, ge=2)
-    alpha: float = Field(default=0.04, gt=0, lt=1, description="background learning rate/frame")
+    alpha: float = Field(
+        default=0.04,
+        gt=0,
+        lt=1,
+        description="background learning rate per 0.2 s (a frame at 5 fps), scaled to the "
+        "time between frames: a man standing still fades in as many seconds at any rate",
+    )
     k_sigma: float = Field(default=3.5, gt=0)
     min_sigma: float = Field(default=4.0, gt=0, description="noise floor, grey levels")
     min_area: float = Field(default=6e-4, ge=0, description="smallest box, share of frame")
@@ -61,6 +67,15 @@ class MotionConfig(BaseModel):
     )
 
 
+RATE_STEP_S = 0.2  # learning rates are given per this time (one frame at the default 5 fps)
+MAX_STEP_S = 2.0  # a longer gap between frames learns as much as this
+
+
+def _per(rate: float, dt: float) -> float:
+    """A learning rate given per RATE_STEP_S, for a step of dt seconds."""
+    return 1.0 - (1.0 - rate) ** (dt / RATE_STEP_S)
+
+
 class MotionResult(BaseModel):
     """Motion in one frame: boxes are (x, y, w, h) in full-resolution pixels."""
 
@@ -78,6 +93,7 @@ class _Model:
     slow: np.ndarray  # long-memory background, learned only where nothing is in front
     n: int = 0
     quiet_until: int = 0
+    ts: float | None = None  # of the last frame
     tmp: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -191,13 +207,16 @@ class MotionDetector:
             boxes = self._boxes(clean, p.full_w, p.full_h)
             share = float(np.count_nonzero(clean & self._roi)) / self._roi_px
             return MotionResult(ts=p.ts, ready=True, share=round(share, 5), boxes=boxes)
-        # Selective background update (foreground learns slower).
-        a = cfg.alpha
+        # Selective background update (foreground learns slower), by the time since the
+        # last frame: the rates are per RATE_STEP_S.
+        steps = RATE_STEP_S if m.ts is None or p.ts <= m.ts else min(p.ts - m.ts, MAX_STEP_S)
+        m.ts = p.ts
+        a = _per(cfg.alpha, steps)
         bg = (clean == 0).view(np.uint8)
         cv2.accumulateWeighted(i, m.b, a, mask=bg)
-        cv2.accumulateWeighted(i, m.b, a * cfg.fg_rate, mask=clean)
+        cv2.accumulateWeighted(i, m.b, _per(cfg.alpha * cfg.fg_rate, steps), mask=clean)
         cv2.accumulateWeighted(np.minimum(d2, thr * 4), m.v, a, mask=bg)
-        cv2.accumulateWeighted(i, m.slow, a * cfg.slow_rate, mask=bg)
+        cv2.accumulateWeighted(i, m.slow, _per(cfg.alpha * cfg.slow_rate, steps), mask=bg)
         if warming:
             return MotionResult(ts=p.ts, ready=False, share=0.0, boxes=[])
         boxes = self._boxes(clean, p.full_w, p.full_h)

@@ -46,32 +46,49 @@ class Tripwire(BaseModel):
 
 
 class TrackerConfig(BaseModel):
-    """Association gate, patience, confirmation and how long still objects are held."""
+    """Association gate, patience, confirmation and how long still objects are held.
 
-    max_step: float = Field(default=0.12, gt=0, description="smallest gate, share of frame")
-    size_gate: float = Field(
-        default=1.5,
-        gt=0,
-        description="gate also grows to this many box sizes: a car moves about its own length "
-        "between frames at 5 fps, which no fixed step allows",
+    Every time is in seconds and every speed per second, never in frames, so a camera
+    analysed at 10 fps tracks as one at 5 fps does (the values were tuned at 5 fps: 0.6/s
+    is the 0.12 of a frame's step there)."""
+
+    max_speed: float = Field(
+        default=0.6, gt=0, description="smallest gate, share of the frame per second"
     )
-    max_missed: int = Field(default=3, ge=0)
+    size_speed: float = Field(
+        default=7.5,
+        gt=0,
+        description="gate also grows to this many box sizes per second: a car moves about "
+        "its own length between frames at 5 fps, which no fixed step allows",
+    )
+    lost_s: float = Field(
+        default=0.6, ge=0, description="seconds a track without a box (not held) is kept"
+    )
     revive_s: float = Field(
         default=2.0,
         ge=0,
         description="seconds a lost confirmed track may be taken up again where it was lost "
         "(in time, not frames: a standing man lost in a group is the same at any rate)",
     )
-    min_hits: int = Field(default=2, ge=1)
-    max_coast: int = Field(default=15, ge=0, description="frames a track may ride a merged box")
+    confirm_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="a track is confirmed (may fire events) once it has had boxes this long "
+        "apart, and at least twice: a flicker is as short at any rate",
+    )
+    coast_s: float = Field(
+        default=3.0, ge=0, description="seconds a track may ride merged boxes (until its own)"
+    )
     still_diff: float = Field(
         default=8.0, gt=0, description="mean grey difference under which a lost object is 'still'"
     )
-    max_still: int = Field(
-        default=3000, ge=0, description="frames a still object is held (10 min at 5 fps)"
+    still_s: float = Field(
+        default=600.0, ge=0, description="seconds a still object is held (until it moves)"
     )
-    recross_frames: int = Field(
-        default=10, ge=0, description="a crossing back over the same line this soon is jitter"
+    recross_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="a crossing back over the same line this many seconds after is jitter",
     )
     min_box: float = Field(
         default=0.0008, ge=0, description="smallest box (share of the frame) that fires events"
@@ -130,10 +147,16 @@ class Track:
     id: int
     pos: Point
     box: Box
+    seen: float = 0.0  # ts of its last position (a box, or held coasting or still)
+    born: float = 0.0  # ts it was first seen
+    coast_from: float = 0.0  # ts it began to ride merged boxes (since its last own box)
+    still_from: float = 0.0  # ts it began to be held still (since its last own box)
+    step_s: float = 0.0  # seconds from prev to pos
+    confirmed: bool = False  # had boxes confirm_s apart (see TrackerConfig.confirm_s)
     prev: Point | None = None
     first: Point | None = None  # where it was first seen
     whole: bool = False  # was ever as tall as a whole object at its row
-    vel: Point = (0.0, 0.0)
+    vel: Point = (0.0, 0.0)  # share of the frame per second
     hits: int = 1
     missed: int = 0
     coasted: int = 0
@@ -143,17 +166,35 @@ class Track:
     announced: set[str] = field(default_factory=set)  # zones whose entry this stay was sent
     still: int = 0  # frames held in place without a motion box (standing still)
     patch: np.ndarray | None = None  # the analysis image under its box when last seen moving
-    crossed: dict[str, tuple[int, str]] = field(default_factory=dict)  # line -> (frame, dir)
+    crossed: dict[str, tuple[float, str]] = field(default_factory=dict)  # line -> (ts, dir)
     hist: np.ndarray | None = None  # its colours (hue-saturation histogram), see _hist
 
-    def predicted(self) -> Point:
-        return (self.pos[0] + self.vel[0], self.pos[1] + self.vel[1])
+    def elapsed(self, ts: float) -> float:
+        """Seconds since its last position (at least MIN_DT: a repeated ts is one step)."""
+        return max(MIN_DT, ts - self.seen)
 
-    def move_to(self, p: Point, box: Box) -> None:
-        vx, vy = p[0] - self.pos[0], p[1] - self.pos[1]
-        k = 0.5 if self.hits > 1 else 1.0
+    def predicted(self, dt: float) -> Point:
+        """Where it would be dt seconds on at its velocity."""
+        return (self.pos[0] + self.vel[0] * dt, self.pos[1] + self.vel[1] * dt)
+
+    def move_to(self, ts: float, p: Point, box: Box, dt: float) -> None:
+        """Placed on its box at ts, `dt` seconds after the previous frame (a move over missed
+        frames counts as one step, as the tracker was tuned)."""
+        vx, vy = (p[0] - self.pos[0]) / dt, (p[1] - self.pos[1]) / dt
+        # Smoothing by time: half the old velocity kept after RATE_REF_S, at any rate.
+        k = 1.0 - 0.5 ** (dt / RATE_REF_S) if self.hits > 1 else 1.0
         self.vel = (self.vel[0] + k * (vx - self.vel[0]), self.vel[1] + k * (vy - self.vel[1]))
         self.prev, self.pos, self.box = self.pos, p, box
+        self.step_s, self.seen = self.elapsed(ts), ts
+
+    def hold(self, ts: float, p: Point, box: Box) -> None:
+        """A position without a box of its own (riding a merged box, or standing still)."""
+        self.step_s = self.elapsed(ts)
+        self.prev, self.pos, self.box, self.seen = self.pos, p, box, ts
+
+
+MIN_DT = 0.02  # shortest step between frames counted (the config allows 30 fps)
+RATE_REF_S = 0.2  # per-step factors were tuned at 5 fps; they are scaled to this step
 
 
 class Tracker:
@@ -167,9 +208,11 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.tracks: dict[int, Track] = {}
-        self._lost: dict[int, tuple[int, float, Track]] = {}  # id -> (frame, ts lost, track)
+        self._lost: dict[int, tuple[float, Track]] = {}  # id -> (ts lost, track)
         self._next = 1
         self.frame = 0
+        self.ts: float | None = None  # of the last frame
+        self.dt = RATE_REF_S  # seconds between the last two frames
 
     def update(
         self,
@@ -188,27 +231,32 @@ class Tracker:
         association (see `_costs`).
         """
         self.frame += 1
+        if self.ts is not None:
+            self.dt = max(MIN_DT, ts - self.ts)
+        self.ts = ts
+        cfg = self.cfg
         pts = [((x + w / 2) / full_w, (y + h) / full_h) for x, y, w, h in boxes]
         hists = [_hist(colour, b, full_w, full_h) for b in boxes]
         ids = list(self.tracks)
-        cost = self._costs(ids, boxes, pts, hists, full_w, full_h)
+        cost = self._costs(ts, ids, boxes, pts, hists, full_w, full_h)
         # One "no box" column per track at the miss cost: a pair dearer than that is not
         # made just so that more tracks get a box.
         alone = np.full((len(ids), len(ids)), NO_PAIR)
-        np.fill_diagonal(alone, self.cfg.miss_cost)
+        np.fill_diagonal(alone, cfg.miss_cost)
         used_t: set[int] = set()
         used_b: set[int] = set()
         seen: list[Track] = []
-        pairs = assign(np.hstack([cost, alone])) if self.cfg.optimal else assign_greedy(cost)
+        pairs = assign(np.hstack([cost, alone])) if cfg.optimal else assign_greedy(cost)
         for i, j in pairs:
             if j >= len(boxes) or cost[i, j] >= NO_PAIR:
                 continue
             t = self.tracks[ids[i]]
-            t.move_to(pts[j], boxes[j])
+            t.hist = _blend(t.hist, hists[j], t.elapsed(ts))
+            t.move_to(ts, pts[j], boxes[j], self.dt)
             t.hits += 1
             t.missed = t.coasted = t.still = 0
+            t.confirmed = t.confirmed or (t.hits >= 2 and ts - t.born >= cfg.confirm_s - 1e-6)
             t.patch = _patch(image, boxes[j], full_w, full_h)
-            t.hist = _blend(t.hist, hists[j])
             used_t.add(t.id)
             used_b.add(j)
             seen.append(t)
@@ -216,7 +264,7 @@ class Tracker:
             if tid in used_t:
                 continue
             t = self.tracks[tid]
-            px, py = t.predicted()
+            px, py = t.predicted(self.dt)
             host = next(
                 (
                     b
@@ -225,19 +273,25 @@ class Tracker:
                 ),
                 None,
             )
-            if host is not None and t.hits >= self.cfg.min_hits and t.coasted < self.cfg.max_coast:
+            if t.coasted == 0:
+                t.coast_from = ts
+            if t.still == 0:
+                t.still_from = ts
+            eps = 1e-6  # ts are sums of frame periods
+            if host is not None and t.confirmed and ts - t.coast_from < cfg.coast_s - eps:
                 # Merged with another object: coast inside the shared box.
-                t.prev, t.pos, t.box = t.pos, (px, py), host
+                t.hold(ts, (px, py), host)
                 t.coasted += 1
                 seen.append(t)
                 continue
             if (
-                t.hits >= self.cfg.min_hits
-                and t.still < self.cfg.max_still
+                t.confirmed
+                and ts - t.still_from < cfg.still_s - eps
                 and self._unchanged(t, image, full_w, full_h)
             ):
                 # No motion box, but the picture where it stood has not changed: it stopped
                 # (a person waiting), and the motion background is absorbing it. Hold it.
+                t.hold(ts, t.pos, t.box)
                 t.prev, t.vel = None, (0.0, 0.0)
                 t.still += 1
                 t.missed = 0
@@ -245,28 +299,29 @@ class Tracker:
                 continue
             t.missed += 1
             t.prev = None
-            if t.missed > self.cfg.max_missed:
+            if ts - t.seen > cfg.lost_s + 1e-6:
                 del self.tracks[tid]
-                if t.hits >= self.cfg.min_hits:
-                    self._lost[tid] = (self.frame, ts, t)
-        keep = self.cfg.revive_s + 1e-6  # ts are sums of frame periods
-        for tid in [k for k, (_, lost, _) in self._lost.items() if ts - lost > keep]:
+                if t.confirmed:
+                    self._lost[tid] = (ts, t)
+        keep = cfg.revive_s + 1e-6
+        for tid in [k for k, (lost, _) in self._lost.items() if ts - lost > keep]:
             del self._lost[tid]
         for j, p in enumerate(pts):
             if j not in used_b:
-                t = self._revive(p, boxes[j], full_w, full_h) or Track(
-                    id=self._next, pos=p, box=boxes[j], first=p
+                t = self._revive(ts, p, boxes[j], full_w, full_h) or Track(
+                    id=self._next, pos=p, box=boxes[j], first=p, seen=ts, born=ts
                 )
                 if t.id == self._next:
                     self._next += 1
                 t.patch = _patch(image, boxes[j], full_w, full_h)
-                t.hist = _blend(t.hist, hists[j])
+                t.hist = _blend(t.hist, hists[j], RATE_REF_S)
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
 
     def _costs(
         self,
+        ts: float,
         ids: list[int],
         boxes: list[Box],
         pts: list[Point],
@@ -287,7 +342,7 @@ class Tracker:
         sizes = [max(w / full_w, h / full_h) for x, y, w, h in boxes]
         for i, tid in enumerate(ids):
             t = self.tracks[tid]
-            px, py = t.predicted()
+            px, py = t.predicted(self.dt)
             tsize = max(t.box[2] / full_w, t.box[3] / full_h)
             moved = (
                 t.box[0] + (px - t.pos[0]) * full_w,
@@ -296,9 +351,9 @@ class Tracker:
                 t.box[3],
             )
             for j, p in enumerate(pts):
-                # Gate: the larger of a fixed step and a few box sizes, widened while missed.
-                gate = max(cfg.max_step, cfg.size_gate * max(tsize, sizes[j]))
-                gate *= 1 + t.missed
+                # Gate: the larger of a fixed speed and a few box sizes per second, over one
+                # frame's time, widened by a frame's more for each frame missed.
+                gate = self.gate(max(tsize, sizes[j]), self.dt * (1 + t.missed))
                 d2 = (px - p[0]) ** 2 + (py - p[1]) ** 2
                 if d2 > gate * gate and _overlap(t.box, boxes[j]) < 0.3:
                     continue
@@ -310,16 +365,19 @@ class Tracker:
                 cost[i, j] = c
         return cost
 
-    def _revive(self, p: Point, box: Box, full_w: int, full_h: int) -> Track | None:
+    def gate(self, size: float, dt: float) -> float:
+        """How far (share of the frame) an object of `size` may move in dt seconds."""
+        return max(self.cfg.max_speed, self.cfg.size_speed * size) * dt
+
+    def _revive(self, ts: float, p: Point, box: Box, full_w: int, full_h: int) -> Track | None:
         """A confirmed track lost moments ago where this new box is, or where it would be by
         now at its velocity (a person who stood still behind others, or walked on hidden by
         a pole for a few frames), takes it up again with its zone state: the same object
         enters and dwells once."""
         best, bd = None, 0.0
-        for tid, (lost, _, t) in self._lost.items():
+        for tid, (_, t) in self._lost.items():
             size = max(t.box[2] / full_w, t.box[3] / full_h, box[2] / full_w, box[3] / full_h)
-            k = self.frame - lost + self.cfg.max_missed + 1  # steps since it was last seen
-            ahead = (t.pos[0] + k * t.vel[0], t.pos[1] + k * t.vel[1])  # walked on unseen
+            ahead = t.predicted(ts - t.seen)  # walked on unseen
             d = min(
                 float(np.hypot(t.pos[0] - p[0], t.pos[1] - p[1])),
                 float(np.hypot(ahead[0] - p[0], ahead[1] - p[1])),
@@ -328,8 +386,9 @@ class Tracker:
                 best, bd = tid, d
         if best is None:
             return None
-        _, _, t = self._lost.pop(best)
+        _, t = self._lost.pop(best)
         t.pos, t.box, t.prev, t.vel = p, box, None, (0.0, 0.0)
+        t.seen = ts
         t.missed = t.coasted = t.still = 0
         t.hits += 1
         return t
@@ -505,7 +564,7 @@ def _iou(a: tuple[float, float, float, float], b: Box) -> float:
 
 
 HIST_BINS = (12, 4)  # hue x saturation: coarse, a box at analysis size holds few pixels
-HIST_KEEP = 0.7  # a track's colours: this much of the old, the rest from its newest box
+HIST_KEEP = 0.7  # a track's colours: this much of the old per 0.2 s, the rest from new boxes
 
 
 def _hist(colour: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.ndarray | None:
@@ -520,10 +579,12 @@ def _hist(colour: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.n
     return cv2.normalize(h, h, 1.0, 0.0, cv2.NORM_L1)
 
 
-def _blend(old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
+def _blend(old: np.ndarray | None, new: np.ndarray | None, dt: float) -> np.ndarray | None:
+    """A track's colours after `dt` seconds: HIST_KEEP of the old per RATE_REF_S."""
     if old is None or new is None:
         return new if new is not None else old
-    return cv2.addWeighted(old, HIST_KEEP, new, 1 - HIST_KEEP, 0.0)
+    keep = HIST_KEEP ** (dt / RATE_REF_S)
+    return cv2.addWeighted(old, keep, new, 1 - keep, 0.0)
 
 
 NO_PAIR = 1e9  # cost of a pair outside the gate (never taken)
@@ -663,7 +724,7 @@ class ZoneEngine:
         box (their union).
         """
         cfg = self.tracker.cfg
-        hosts = [t for t in self.tracker.tracks.values() if t.hits >= cfg.min_hits]
+        hosts = [t for t in self.tracker.tracks.values() if t.confirmed]
         if not hosts or cfg.fragment_height <= 0 or len(self._heights) < cfg.shape_samples:
             return boxes
         out: list[Box] = []
@@ -782,14 +843,13 @@ class ZoneEngine:
             boxes = self._split(boxes, mask, full_w, full_h)
         boxes = self._regroup(boxes, full_w, full_h)
         events: list[ZoneEvent | TripwireEvent | DwellEvent] = []
-        confirmed = self.tracker.cfg.min_hits
         for t in self.tracker.update(ts, boxes, full_w, full_h, image, colour):
             # A track riding another object's box (coasting) keeps its state but announces
             # nothing new: one object, one entry.
             big = t.box[2] * t.box[3] >= self.tracker.cfg.min_box * full_w * full_h
             if big and not t.whole:
                 t.whole = self._whole(t, full_h)
-            ok = t.hits >= confirmed and t.coasted == 0 and big and t.whole
+            ok = t.confirmed and t.coasted == 0 and big and t.whole
             if ok and t.still == 0:
                 self._learn_shape(t.box, full_w, full_h)
             for z in self.zones:
@@ -834,20 +894,18 @@ class ZoneEngine:
                 continue
             step = float(np.hypot(t.pos[0] - t.prev[0], t.pos[1] - t.prev[1]))
             size = max(t.box[2] / full_w, t.box[3] / full_h)
-            cfg = self.tracker.cfg
-            if step > max(cfg.max_step, cfg.size_gate * size):
-                # A leap no object of that size makes in one step: the track was handed to a
-                # flicker or a neighbour after a miss; its crossing is not to be trusted.
+            if step > self.tracker.gate(size, self.tracker.dt):
+                # A leap no object of that size makes between two frames: the track was handed
+                # to a flicker or a neighbour after a miss; its crossing is not to be trusted.
                 continue
             for line in self.tripwires:
                 if not segments_cross(line.a, line.b, t.prev, t.pos):
                     continue
                 went = "left_to_right" if side_of(line.a, line.b, t.prev) < 0 else "right_to_left"
                 last = t.crossed.get(line.id)
-                now = self.tracker.frame
-                t.crossed[line.id] = (now, went)
+                t.crossed[line.id] = (ts, went)
                 if last is not None and last[1] != went:
-                    if now - last[0] <= self.tracker.cfg.recross_frames:
+                    if ts - last[0] <= self.tracker.cfg.recross_s + 1e-6:
                         continue  # back over the line at once: box jitter in a crowd, not news
                 if self._same_crossing(line.id, ts, went, t, full_w, full_h):
                     continue  # one object, one crossing
