@@ -494,7 +494,7 @@ def main_rules(args: argparse.Namespace) -> None:
         f"(dwell: {DWELL_TOLERANCE_S} s of its threshold)"
     )
     print(
-        f"\n{'clip':18s} {'kind':10s} {'true':>5s}   {'baseline: found  false':>22s}"
+        f"\n{'clip':20s} {'kind':10s} {'true':>5s}   {'baseline: found  false':>22s}"
         f"   {'now: found  recall  false  per 100':>34s}"
     )
     totals: dict[str, list[int]] = {}
@@ -510,13 +510,13 @@ def main_rules(args: argparse.Namespace) -> None:
             for k, v in enumerate((n, hits, false, bh, bf)):
                 tot[k] += v
             print(
-                f"{name:18s} {kind:10s} {n:5d}   {bh:10d} {bf:6d}     "
+                f"{name:20s} {kind:10s} {n:5d}   {bh:10d} {bf:6d}     "
                 f"{hits:10d} {hits / max(1, n):7.3f} {false:6d} {100 * false / max(1, n):8.1f}"
             )
     print()
     for kind, (n, hits, false, bh, bf) in totals.items():
         print(
-            f"{'all clips':18s} {kind:10s} {n:5d}   {bh:10d} {bf:6d}     "
+            f"{'all clips':20s} {kind:10s} {n:5d}   {bh:10d} {bf:6d}     "
             f"{hits:10d} {hits / max(1, n):7.3f} {false:6d} {100 * false / max(1, n):8.1f}"
         )
     print("targets: recall >= 0.95 and <= 1 false per 100 true for each kind")

@@ -69,22 +69,38 @@ def test_cars_crossing_and_entering_on_a_real_road(fps: float) -> None:
 
 
 @functools.cache
+def _scores(name: str, fps: float) -> dict[str, tuple[int, int, int]]:
+    """kind -> (true, found, false) on a clip, all its rules in one run (decoded once)."""
+    lab = LABELS[name]
+    return score_rules(lab, rule_events(str(DATA / name), lab["rules"], fps))
+
+
 def _plaza(fps: float) -> dict[str, tuple[int, int, int]]:
-    """kind -> (true, found, false) on the plaza, all its rules in one run (decoded once)."""
-    lab = LABELS["plaza_pets.mp4"]
-    return score_rules(lab, rule_events(str(DATA / "plaza_pets.mp4"), lab["rules"], fps))
+    return _scores("plaza_pets.mp4", fps)
 
 
 @RATES
 def test_pedestrians_crossing_a_line_in_a_plaza_crowd(fps: float) -> None:
-    # 14 hand-counted crossings by 3-6 people walking, meeting and standing. Two of them are
+    # 14 hand-counted crossings of the east line (x = 0.7) by 3-6 people walking, meeting and
+    # standing, and 4 of the west line (x = 0.3), walkers alone. Two of them are
     # the second of a pair walking side by side, one blob in the motion mask: found since
     # such blobs are cut (at the gap between the bodies, or by their width for their height
     # against the camera's typical single shape); before, 12 of 14. Split tracks of one person
     # (a crowd's flicker) made 3 false crossings before one object gave one crossing.
     n, hits, false = _plaza(fps)["crossings"]
     # The issue's target: recall >= 0.95, <= 1 false per 100 true.
-    assert n == 14 and hits >= math.ceil(0.95 * n) and false <= n // 100, _plaza(fps)
+    assert n == 18 and hits >= math.ceil(0.95 * n) and false <= n // 100, _plaza(fps)
+
+
+@RATES
+def test_pedestrians_crossing_lines_on_plaza_footage_not_used_for_tuning(fps: float) -> None:
+    # The 49.5 s of the same camera after plaza_pets.mp4, counted by hand after the tracker was
+    # tuned: 35 crossings of the same two lines (21 east, 14 west) and 4 doubtful. Measured:
+    # 32 found and 0 false at 5 fps, 33 and 1 false at 10 fps (recall 0.91-0.94, under the
+    # issue's 0.95: pairs walking side by side, one blob, give one crossing). A floor, so
+    # that the tracker gets no worse on footage it was not fitted to.
+    n, hits, false = _scores("plaza_pets_later.mp4", fps)["crossings"]
+    assert n == 35 and hits >= 32 and false <= 1, _scores("plaza_pets_later.mp4", fps)
 
 
 @RATES
