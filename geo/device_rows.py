@@ -27,6 +27,7 @@ LOCATED = ("region_code", "grid_id", "area_village_code")
 REGISTERED = tuple(c.name for c in devices.c if c.name not in NOT_REGISTERED)
 #: The columns given per device (the located ones are computed from them).
 GIVEN = tuple(name for name in REGISTERED if name not in LOCATED)
+_GIVEN_SET = frozenset(GIVEN)
 
 
 def ewkb(geom: BaseGeometry | None) -> str | None:
@@ -39,16 +40,23 @@ def ewkb(geom: BaseGeometry | None) -> str | None:
 def ewkb_many(geoms: Any) -> list[str | None]:
     """ewkb() of many geometries at once (None stays None): binary WKB by shapely's vectorised
     writer, hex by bytes.hex, several times faster than hex WKB from shapely per geometry."""
+    return [None if b is None else b.hex().upper() for b in ewkb_bytes_many(geoms)]
+
+
+def ewkb_bytes_many(geoms: Any) -> list[bytes | None]:
+    """The binary EWKB (SRID 4326) of many geometries (None stays None): what a geometry column
+    receives in a binary COPY."""
     arr = shapely.set_srid(np.asarray(geoms, dtype=object), 4326)
-    return [None if b is None else b.hex().upper() for b in shapely.to_wkb(arr, include_srid=True)]
+    return list(shapely.to_wkb(arr, include_srid=True))
 
 
 def given_values(
-    d: Any, cov: Any, *, position: str | None = None, fov: str | None = None
+    d: Any, cov: Any, *, position: str | bytes | None = None, fov: str | bytes | None = None
 ) -> dict[str, Any]:
     """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage.
 
-    `position` and `fov` may be given as hex EWKB already (ewkb_many, for a batch)."""
+    `position` and `fov` may be given as EWKB already (hex by ewkb_many, or binary by
+    ewkb_bytes_many for a binary COPY), for a batch."""
     reg = d.reg
     presets = [p.model_dump() for p in reg.presets] if reg.presets else None
     values = {
@@ -81,8 +89,9 @@ def given_values(
         "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,
         "village_code": reg.village_code,
     }
-    missing = set(GIVEN) ^ set(values)
-    if missing:  # a column added to schema.devices must be given a value here (or excluded above)
+    if values.keys() != _GIVEN_SET:
+        # a column added to schema.devices must be given a value here (or excluded above)
+        missing = _GIVEN_SET ^ set(values)
         raise RuntimeError(f"devices columns without a registration value: {sorted(missing)}")
     return values
 
@@ -125,6 +134,38 @@ def upsert_one(
     return stmt.on_conflict_do_update(
         index_elements=[devices.c.id], set_=_on_conflict_set(stmt.excluded)
     ).returning(literal_column("(xmax = 0)").label("inserted"))
+
+
+# How each GIVEN column goes into a binary COPY: the PostgreSQL type whose psycopg binary
+# dumper writes it (char(n) and text share the binary form of text). Geometry and jsonb go as
+# bytes made by the caller: EWKB (geometry_recv), and b"\x01" + the JSON text (jsonb_recv's
+# version 1).
+_BINARY_BY_TYPE = {
+    "CHAR": "text",
+    "Text": "text",
+    "SmallInteger": "int2",
+    "Integer": "int4",
+    "REAL": "float4",
+    "Boolean": "bool",
+    "JSONB": "bytea",
+    "Geometry": "bytea",
+}
+
+
+def binary_copy_types() -> list[str]:
+    """The binary COPY type of every GIVEN column, then the registration's (jsonb, as bytes)."""
+    out = []
+    for name in GIVEN:
+        kind = type(devices.c[name].type).__name__
+        if kind not in _BINARY_BY_TYPE:  # a column type added to devices: say how it is copied
+            raise RuntimeError(f"devices.{name}: no binary COPY type for {kind}")
+        out.append(_BINARY_BY_TYPE[kind])
+    return [*out, "bytea"]
+
+
+def jsonb_binary(json_text: str) -> bytes:
+    """A JSON text as jsonb's binary form (version 1, then the text)."""
+    return b"\x01" + json_text.encode()
 
 
 def bulk_temp_table_sql(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -180,8 +181,12 @@ class DeviceRegistration(BaseModel):
         return self
 
 
-class Decoded(BaseModel):
-    """What the registry reads from a registration: the decoded id, its kind, WGS 84 position."""
+@dataclass(slots=True)
+class Decoded:
+    """What the registry reads from a registration: the decoded id, its kind, WGS 84 position.
+
+    A plain dataclass, not a pydantic model: every field is computed by `decode` from checked
+    values, and an import builds one per row (model_construct cost 2/3 of decode's time)."""
 
     reg: DeviceRegistration
     lon: float
@@ -282,8 +287,7 @@ def decode(reg: DeviceRegistration) -> Decoded:
                 "sub_kind", f"{reg.sub_kind!r} is not a sub-kind of {spec.name}; allowed: {allowed}"
             )
     lon, lat = to_wgs84_point(reg.lon, reg.lat, reg.crs)
-    # every field is computed here from checked values: no second validation pass
-    return Decoded.model_construct(
+    return Decoded(
         reg=reg,
         lon=lon,
         lat=lat,
@@ -297,18 +301,26 @@ def decode(reg: DeviceRegistration) -> Decoded:
 
 def lens_of(reg: DeviceRegistration) -> LensInput:
     """The lens fields of a registration for geo.coverage."""
-    return LensInput(
-        heading_deg=reg.heading_deg,
-        focal_mm=reg.focal_mm,
-        focal_max_mm=reg.focal_max_mm,
-        sensor_format=reg.sensor_format,
-        resolution_w=reg.resolution_w,
-        resolution_h=reg.resolution_h,
-        hfov_deg=reg.hfov_deg,
-        ptz=reg.ptz,
-        presets=tuple((p.heading_deg, p.focal_mm) for p in reg.presets),
-        fisheye=reg.fisheye,
+    return _lens(
+        reg.heading_deg,
+        reg.focal_mm,
+        reg.focal_max_mm,
+        reg.sensor_format,
+        reg.resolution_w,
+        reg.resolution_h,
+        reg.hfov_deg,
+        reg.ptz,
+        tuple((p.heading_deg, p.focal_mm) for p in reg.presets),
+        reg.fisheye,
     )
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _lens(*fields: Any) -> LensInput:
+    """LensInput(*fields) (in its field order), shared since it is frozen: an inventory's
+    thousands of cameras have a few lenses and 360 headings, and building the frozen dataclass
+    cost more than the rest of coverage_of. Typed: 1, 1.0 and True are different keys."""
+    return LensInput(*fields)
 
 
 def coverage_of(d: Decoded, level: str = DEFAULT_DORI, *, draw: bool = True) -> Coverage:
