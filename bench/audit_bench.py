@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -211,7 +212,7 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 IMPORT_NOTES = """One `gridwatch import devices` path end to end: read, header mapping, per-row checks and
 validation, the FOVs of a batch drawn in one vectorised call (`hardware.sector.sectors`, bit for
-bit the polygons of `sector`), COPY into a staging table, one INSERT ... SELECT per 5,000 rows (the
+bit the polygons of `sector`), binary COPY (EWKB and numbers as they are) into a staging table, one INSERT ... SELECT per 5,000 rows (the
 next 5,000 validated and drawn in a thread meanwhile) that locates every row among `region_parts` (boundaries cut into pieces of at most 64 vertices by
 ST_Subdivide, kept current by a trigger), the per-row report. The wall figures depend on the
 load of the shared machine (2 cores, several engineers); the CPU line is this process's CPU
@@ -250,6 +251,9 @@ def _cpu_by_step() -> Iterator[dict[str, float]]:
         yield cpu
     finally:
         bulk.step = wall
+
+
+PAIRS = 5  # alternating imports by the baseline revision and this tree
 
 
 def import_bench(
@@ -331,11 +335,20 @@ def import_bench(
     # the import of `baseline_rev` and this tree's on the same file and database, alternately,
     # each a fresh import in a process of its own (so both pay the same start-up)
     runs: dict[str, list[dict]] = {"base": [], "ours": []}
-    for _ in range(2):
+    for _ in range(PAIRS):
         for who, rev in (("base", baseline_rev), ("ours", None)):
             runs[who].append(run_in_tree(_MEASURE_IMPORT, [database, str(tmp), "36012100"], rev))
     b, o = (min(runs[k], key=lambda r: r["wall"]) for k in ("base", "ours"))
     b_cpu, o_cpu = b["client"] + b["server"], o["client"] + o["server"]
+
+    def med(who: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[who])
+
+    def cpus(who: str) -> str:
+        return " / ".join(f"{r['client']:.2f}+{r['server']:.2f}" for r in runs[who])
+
+    mb = {k: med("base", k) for k in ("client", "server", "wall")}
+    mo = {k: med("ours", k) for k in ("client", "server", "wall")}
     out = [
         f"inventory: {rows:,} rows (CSV, Chinese headers, 30% with a village code) over the real 南昌县 list (498 units) and boundary",
         f"import devices, first run: {t_first:.2f} s = {first:,.0f} rows/s (inserted {rep.inserted:,}, refused {len(rep.rejected)})",
@@ -347,11 +360,18 @@ def import_bench(
         f"import devices, same file again: {t_again:.2f} s = {rows / t_again:,.0f} rows/s (unchanged {again.unchanged:,}, written 0)",
         f"baseline, one registry call per row ({baseline_rows:,} rows, rolled back): {base:,.0f} rows/s -> import is {first / base:.0f}x",
         f"baseline, the import of {baseline_rev}, alternating with this tree's (fresh import each, "
-        f"best of 2): {b['wall']:.2f} s = {rows / b['wall']:,.0f} rows/s, CPU {b['client']:.2f} + "
+        f"best of {PAIRS}): {b['wall']:.2f} s = {rows / b['wall']:,.0f} rows/s, CPU {b['client']:.2f} + "
         f"{b['server']:.2f} s; this tree: {o['wall']:.2f} s = {rows / o['wall']:,.0f} rows/s, CPU "
         f"{o['client']:.2f} + {o['server']:.2f} s -> wall {b['wall'] / o['wall']:.2f}x, CPU "
         f"{b_cpu / o_cpu:.2f}x ({rows / o_cpu:,.0f} rows per CPU-second; inserted "
         f"{o['inserted']:,} and {b['inserted']:,}, refused {o['refused']} and {b['refused']})",
+        f"  CPU s per {rows:,} rows (client+PostgreSQL) of each of the {PAIRS} pairs: {baseline_rev} "
+        f"{cpus('base')}; this tree {cpus('ours')}",
+        f"  medians: {baseline_rev} client {mb['client']:.2f} + server {mb['server']:.2f} s, wall "
+        f"{mb['wall']:.2f} s; this tree client {mo['client']:.2f} + server {mo['server']:.2f} s, "
+        f"wall {mo['wall']:.2f} s -> client {mb['client'] / mo['client']:.2f}x, server "
+        f"{mb['server'] / mo['server']:.2f}x, CPU {(mb['client'] + mb['server']) / (mo['client'] + mo['server']):.2f}x, "
+        f"wall {mb['wall'] / mo['wall']:.2f}x",
         f"machine: 2 cores, load average {load0[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end (other engineers' processes share it)",
         "target: >= 10,000 rows/s",
     ]
@@ -430,6 +450,7 @@ _MEASURE_IMPORT = (
     _SCRIPT_HEAD
     + r"""
 from geo.import_devices import import_devices
+import geo.bulk, geo.crs_guard  # what import_devices imports when called: not the import's time
 
 database, path, prefix = sys.argv[1:4]
 engine = get_engine(url=get_settings().db_url(database))
