@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -36,20 +37,50 @@ def get_engine(
     return _engine_for(url or settings.db_url(role=role))
 
 
+# A pooled read connection given back less than this long ago is handed out again without a
+# ping: a busy API reuses its connections within milliseconds, and a ping (one round trip) cost
+# about as much of the API's CPU as a small read (bench/RESULTS.md); an idle one is pinged.
+IDLE_PING_S = 2.0
+
+
 def read_only_async_engine(url: str | URL) -> AsyncEngine:
     """An asyncio engine (psycopg's async driver) whose connections cannot write: every statement
     is its own read-only transaction (autocommit, default_transaction_read_only), so a read costs
-    no BEGIN and no ROLLBACK round trip. Bound to the event loop that first uses it."""
+    no BEGIN and no ROLLBACK round trip. Bound to the event loop that first uses it.
+
+    A connection idle for IDLE_PING_S or more is pinged before it is handed out (a dead one is
+    replaced, as with pool_pre_ping); one back from a request just now is not. A connection that
+    fails all the same (the server restarted meanwhile) fails that read and is replaced, and
+    every other connection made before is replaced at its next checkout."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
         isolation_level="AUTOCOMMIT",
         connect_args={"options": "-c default_transaction_read_only=on"},
     )
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _back(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return  # just made, or just back from a request
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+    return engine
 
 
 @contextmanager

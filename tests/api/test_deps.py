@@ -192,3 +192,49 @@ def test_a_revoked_token_is_refused_by_the_next_async_read(client, users, engine
     finally:
         with engine.begin() as conn:
             delete_user(conn, name, actor=ACTOR)
+
+
+def _terminate(engine, pid: int) -> None:
+    """End a server backend and wait until the server no longer lists it."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        while conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+        ).scalar_one():
+            conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+
+
+def test_an_idle_read_connection_is_pinged_and_a_busy_one_is_not(engine, monkeypatch) -> None:
+    """The read engine pings a pooled connection only when it was idle (IDLE_PING_S): a dead idle
+    one is replaced before the read, with no error; one just back from a request is handed out
+    as it is (no round trip), so a server-side end shows as one failed read, then it is replaced."""
+    import asyncio
+
+    from gridwatch import db
+
+    async def pid_of(read) -> int:
+        async with read.connect() as conn:
+            return (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+    async def scenario() -> tuple[int, int, str, int]:
+        read = db.read_only_async_engine(engine.url)
+        try:
+            monkeypatch.setattr(db, "IDLE_PING_S", 0.0)  # every pooled connection counts as idle
+            first = await pid_of(read)
+            _terminate(engine, first)
+            replaced = await pid_of(read)  # pinged, found dead, replaced: no error
+            monkeypatch.setattr(db, "IDLE_PING_S", 3600.0)  # every one counts as just back
+            _terminate(engine, replaced)
+            try:
+                await pid_of(read)
+                failed = "no error"
+            except DBAPIError as exc:  # the server ended it: a disconnect, that connection dropped
+                failed = "invalidated" if exc.connection_invalidated else str(exc)
+            return first, replaced, failed, await pid_of(read)
+        finally:
+            await read.dispose()
+
+    first, replaced, failed, after = asyncio.run(scenario())
+    assert replaced != first
+    assert failed == "invalidated"  # not pinged: the read itself found the connection gone
+    assert after not in (first, replaced)
