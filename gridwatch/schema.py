@@ -272,6 +272,22 @@ devices = Table(
     Index("devices_village_idx", "village_code", postgresql_where="(village_code IS NOT NULL)"),
 )
 
+# The narrow copy of what GET /devices/summary counts: one row per active device (`moving`: it
+# reports positions of its own, the summary reads its last one from devices), kept equal to
+# devices by triggers (migration 0014_api_device_tally), replicated county devices at a city too.
+device_tally = Table(
+    "device_tally",
+    metadata,
+    Column("id", CHAR(20), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("region_code", CHAR(12)),
+    Column("position", Geometry("POINT", srid=4326, spatial_index=False)),
+    Column("moving", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("id", name="device_tally_pkey"),
+    Index("device_tally_region_idx", "region_code"),
+)
+
 device_registrations = Table(
     "device_registrations",
     metadata,

@@ -256,6 +256,62 @@ def test_summary_and_moving_filter_agree_with_the_list(client, headers):
     assert split[0] | split[1] == ids and not split[0] & split[1]
 
 
+def test_summary_follows_a_device_through_its_life(client, headers, engine):
+    """The summary counts from device_tally (migration 0014), which triggers keep equal to
+    devices: it agrees with a count on devices itself while a device is registered, goes offline,
+    reports positions of its own elsewhere, is retired and deleted, and a heartbeat or a new
+    position of a moving device needs no change to the tally."""
+    h = headers["t-operator"]  # no region of their own: the whole hub, as the count below
+    here, there = (115.3210, 28.3810, 115.3230, 28.3830), (115.3610, 28.3410, 115.3630, 28.3430)
+
+    def agreed(box: tuple[float, ...]) -> int:
+        """The summary of the box, checked against devices; its total."""
+        bbox = ",".join(f"{v:.4f}" for v in box)
+        got = client.get("/api/v1/devices/summary", headers=h, params={"bbox": bbox})
+        assert got.status_code == 200, got.text
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT kind, status, count(*) FROM devices WHERE retired_at IS NULL "
+                    "AND coalesce(last_position, position) && ST_MakeEnvelope(:w, :s, :e, :n, 4326) "
+                    "GROUP BY kind, status"
+                ),
+                dict(zip("wsen", box, strict=True)),
+            ).all()
+        want = {"total": 0, "online": 0, "offline": 0, "unknown": 0, "by_kind": {}}
+        for kind, status, n in rows:
+            want["total"] += n
+            want[status] += n
+            want["by_kind"][kind] = want["by_kind"].get(kind, 0) + n
+        assert got.json() == want
+        return want["total"]
+
+    def change(sql: str, **values) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(sql), {"i": body["id"], **values})
+
+    before_here, before_there = agreed(here), agreed(there)
+    body, r = register(client, headers, lon=115.322, lat=28.382)
+    assert r.status_code == 201, r.text
+    assert agreed(here) == before_here + 1
+    change("UPDATE devices SET status = 'offline' WHERE id = :i")
+    assert agreed(here) == before_here + 1
+    change("UPDATE devices SET last_seen = now(), status = 'online' WHERE id = :i")  # heartbeat
+    agreed(here)
+    # it reports a position of its own (as ingest writes it), then another: counted where it is
+    move = "UPDATE devices SET last_position = ST_Point(:x, :y, 4326) WHERE id = :i"
+    change(move, x=115.362, y=28.342)
+    assert (agreed(here), agreed(there)) == (before_here, before_there + 1)
+    change(move, x=115.322, y=28.382)
+    assert (agreed(here), agreed(there)) == (before_here + 1, before_there)
+    change("UPDATE devices SET retired_at = now() WHERE id = :i")
+    assert agreed(here) == before_here
+    change("UPDATE devices SET retired_at = NULL, last_position = NULL WHERE id = :i")
+    assert agreed(here) == before_here + 1
+    change("DELETE FROM devices WHERE id = :i")
+    assert agreed(here) == before_here
+
+
 def test_installer_sees_only_own_regions(client, headers):
     mine = client.get(
         "/api/v1/devices", headers=headers["t-installer-b"], params={"limit": 1000}

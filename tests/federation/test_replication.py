@@ -112,6 +112,9 @@ def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs) -> None:
         (1,)
     ]
     assert city.sql("SELECT count(*) FROM devices") == [(4,)]
+    # What the device summary counts (device_tally, kept by ENABLE ALWAYS row triggers) has the
+    # county's devices too: the initial copy and the apply worker run as a replica.
+    assert city.sql("SELECT count(*), count(position) FROM device_tally") == [(4, 3)]
 
     st = status(city.url)
     (member,) = st.members
@@ -147,6 +150,7 @@ def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs) -> None:
         "SELECT count(*), count(DISTINCT msg_id) FROM alarms WHERE origin = 'county_a'"
     ) == [(57, 57)]
     assert city.sql("SELECT acknowledged_by FROM alarms WHERE msg_id = 'seed-1'") == [("li.wei",)]
+    assert city.sql("SELECT status FROM device_tally WHERE id = %s", (devs[0],)) == [("offline",)]
 
     # Joining again changes nothing (no second renumbering, same number).
     again = join(plan(county, city, "county_a", SCOPE_A))
