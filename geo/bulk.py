@@ -49,6 +49,7 @@ _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 _COPY_SQL = f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = binary_copy_types()
 _given_in_order = itemgetter(*GIVEN)  # a GIVEN values dict -> its values in COPY order
+_to_json = DeviceRegistration.__pydantic_serializer__.to_json
 
 # Region: the village of its code, else the deepest active region whose boundary covers the
 # point (an administrative village first), found among the small pieces of region_parts; the base
@@ -77,7 +78,8 @@ FROM ins
 """
 
 # Rows equal to what is stored (same registration, device active) are left alone: an import
-# run twice changes nothing.
+# run twice changes nothing. (prepare leaves such rows out already, comparing with the stored
+# registrations of the chunk's ids; this runs only for a chunk where some were found.)
 _UNCHANGED_SQL = """
 DELETE FROM _bulk_devices b USING device_registrations r JOIN devices d ON d.id = r.device_id
 WHERE r.device_id = b.id AND r.registration = b.registration AND d.retired_at IS NULL
@@ -115,7 +117,8 @@ def _row(
     values = given_values(d, cov, position=position, fov=fov)
     if values["presets"] is not None:
         values["presets"] = jsonb_binary(json.dumps(values["presets"]))
-    return (*_given_in_order(values), jsonb_binary(reg.model_dump_json(exclude_none=True)))
+    # model_dump_json's bytes, without decoding them to str and encoding them again
+    return (*_given_in_order(values), jsonb_binary(_to_json(reg, exclude_none=True)))
 
 
 def register_many(
@@ -202,8 +205,9 @@ def register_many(
                 _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)
             ]
 
-    def store(rows: list[tuple]) -> None:
-        """COPY one chunk's rows into the staging table and upsert them (on `conn`)."""
+    def store(rows: list[tuple], any_stored: bool) -> None:
+        """COPY one chunk's rows into the staging table and upsert them (on `conn`); with
+        `any_stored` false none of the chunk's ids has an active stored registration."""
         with step(tm, "copy"):
             conn.execute(text(_TEMP_DDL))
             conn.execute(text("TRUNCATE _bulk_devices"))
@@ -213,7 +217,7 @@ def register_many(
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
                         copy.write_row(row)
-        if skip_unchanged:
+        if skip_unchanged and any_stored:
             with step(tm, "unchanged"):
                 totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
         save = conn.begin_nested() if dry_run else None
@@ -236,17 +240,17 @@ def register_many(
             # Chunk n+1 is validated and drawn in a thread while the database stores chunk n: the
             # connection waits on the server without the GIL, so client and server work overlap.
             # The thread never touches the connection: what it needs is looked up before.
-            pending: Future[list[tuple]] | None = None
+            pending: tuple[Future[list[tuple]], bool] | None = None
             for chunk in _chunks(regs, batch):
                 with step(tm, "lookups"):
                     stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
                     _known_villages(conn, chunk, known_villages)
-                job = pool.submit(prepare, chunk, stored)
-                if pending is not None and (rows := pending.result()):
-                    store(rows)
+                job = (pool.submit(prepare, chunk, stored), bool(stored))
+                if pending is not None and (rows := pending[0].result()):
+                    store(rows, pending[1])
                 pending = job
-            if pending is not None and (rows := pending.result()):
-                store(rows)
+            if pending is not None and (rows := pending[0].result()):
+                store(rows, pending[1])
         totals["unchanged"] += same[0]
         total = 0 if dry_run else totals["inserted"] + totals["updated"]
         if total >= 1000 and _worth_analyzing(conn, total, totals["inserted"]):

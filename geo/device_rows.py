@@ -163,9 +163,9 @@ def binary_copy_types() -> list[str]:
     return [*out, "bytea"]
 
 
-def jsonb_binary(json_text: str) -> bytes:
-    """A JSON text as jsonb's binary form (version 1, then the text)."""
-    return b"\x01" + json_text.encode()
+def jsonb_binary(json_text: str | bytes) -> bytes:
+    """A JSON text (str or UTF-8 bytes) as jsonb's binary form (version 1, then the text)."""
+    return b"\x01" + (json_text if isinstance(json_text, bytes) else json_text.encode())
 
 
 def bulk_temp_table_sql(name: str) -> str:
