@@ -402,6 +402,9 @@ REAL_START, REAL_END = "<!-- geo:real_province start -->", "<!-- geo:real_provin
 _SCRIPT_HEAD = r"""
 import hashlib, json, os, sys, time
 from pathlib import Path
+import geo
+# the tree measured is the one run_in_tree chose (its working directory), not another on the path
+assert Path(geo.__file__).resolve().is_relative_to(Path.cwd().resolve()), geo.__file__
 from sqlalchemy import text
 from gridwatch.db import get_engine
 from gridwatch.settings import get_settings
@@ -492,9 +495,12 @@ def run_in_tree(script: str, args: list[str], rev: str | None = None) -> Any:
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     env = {**os.environ, "PYTHONPATH": str(tree), "GRIDWATCH_HOME": str(get_settings().home)}
     try:
+        # cwd=tree: `python -c` puts the working directory first on sys.path, before
+        # PYTHONPATH, so run from the bench's checkout the "baseline" imported this tree's code
         done = subprocess.run(
             [sys.executable, "-c", script, *args],
             env=env,
+            cwd=tree,
             check=True,
             capture_output=True,
             text=True,
