@@ -20,7 +20,8 @@ Precision of a code = its onsets while that fault is injected / all its onsets a
 
 With `--rules DIR` the zones, tripwires and dwell rules of DIR/labels.json are run on the clips
 they name (the worker's chain, quality checks off) and the events are matched with the
-hand-counted ones: a crossing or entry is found within `RULE_TOLERANCE_S` of its labelled time,
+hand-counted ones, rule by rule (a line's crossings by that line's events, a zone's by its
+own): a crossing or entry is found within `RULE_TOLERANCE_S` of its labelled time,
 a dwell within `DWELL_TOLERANCE_S` of the moment the labelled stay reaches the zone's dwell
 time; each true event matches at most one found event, and a found event that matches none is
 false (events near a label marked "doubtful" are neither). Printed per clip and kind: true,
@@ -461,24 +462,32 @@ def rule_events(
 
 
 def score_rules(labels: dict, events: list) -> dict[str, tuple[int, int, int]]:
-    """kind -> (true, found, false) for one clip's labels and events."""
+    """kind -> (true, found, false) for one clip's labels and events, matched rule by rule
+    (a crossing of one line never stands for a crossing of another)."""
     dwell_s = {z["id"]: z.get("dwell_s") for z in labels["rules"].get("zones", [])}
     out = {}
     for etype, kind in RULE_KINDS:
         items = labels.get(kind)
         if not items:
             continue
-        if etype == "dwell":
-            sure = [d["enter"] + dwell_s[d["zone"]] for d in items if not d.get("doubtful")]
-            unsure = [d["enter"] + dwell_s[d["zone"]] for d in items if d.get("doubtful")]
-            tol = DWELL_TOLERANCE_S
-        else:
-            sure = [d["t"] for d in items if not d.get("doubtful")]
-            unsure = [d["t"] for d in items if d.get("doubtful")]
-            tol = RULE_TOLERANCE_S
-        found = [e.ts for e in events if e.type == etype]
-        hits, false = match_times(sure, found, tol, unsure)
-        out[kind] = (len(sure), hits, false)
+        key = "line" if etype == "tripwire" else "zone"
+        n = hits = false = 0
+        for rule in sorted(
+            {d[key] for d in items} | {getattr(e, key) for e in events if e.type == etype}
+        ):
+            mine = [d for d in items if d[key] == rule]
+            if etype == "dwell":
+                sure = [d["enter"] + dwell_s[rule] for d in mine if not d.get("doubtful")]
+                unsure = [d["enter"] + dwell_s[rule] for d in mine if d.get("doubtful")]
+                tol = DWELL_TOLERANCE_S
+            else:
+                sure = [d["t"] for d in mine if not d.get("doubtful")]
+                unsure = [d["t"] for d in mine if d.get("doubtful")]
+                tol = RULE_TOLERANCE_S
+            found = [e.ts for e in events if e.type == etype and getattr(e, key) == rule]
+            h, f = match_times(sure, found, tol, unsure)
+            n, hits, false = n + len(sure), hits + h, false + f
+        out[kind] = (n, hits, false)
     return out
 
 

@@ -69,10 +69,18 @@ def test_cars_crossing_and_entering_on_a_real_road(fps: float) -> None:
 
 
 @functools.cache
-def _scores(name: str, fps: float) -> dict[str, tuple[int, int, int]]:
-    """kind -> (true, found, false) on a clip, all its rules in one run (decoded once)."""
-    lab = LABELS[name]
-    return score_rules(lab, rule_events(str(DATA / name), lab["rules"], fps))
+def _rule_events(name: str, fps: float) -> list:
+    """A clip's events under all its rules, in one run (decoded once)."""
+    return rule_events(str(DATA / name), LABELS[name]["rules"], fps)
+
+
+def _scores(name: str, fps: float, lines: tuple[str, ...] = ()) -> dict[str, tuple[int, int, int]]:
+    """kind -> (true, found, false) on a clip; with `lines`, crossings of those lines only."""
+    lab, events = LABELS[name], _rule_events(name, fps)
+    if lines:
+        lab = dict(lab, crossings=[c for c in lab["crossings"] if c["line"] in lines])
+        events = [e for e in events if e.type != "tripwire" or e.line in lines]
+    return score_rules(lab, events)
 
 
 def _plaza(fps: float) -> dict[str, tuple[int, int, int]]:
@@ -87,9 +95,25 @@ def test_pedestrians_crossing_a_line_in_a_plaza_crowd(fps: float) -> None:
     # such blobs are cut (at the gap between the bodies, or by their width for their height
     # against the camera's typical single shape); before, 12 of 14. Split tracks of one person
     # (a crowd's flicker) made 3 false crossings before one object gave one crossing.
-    n, hits, false = _plaza(fps)["crossings"]
+    score = _scores("plaza_pets.mp4", fps, ("east", "west"))
+    n, hits, false = score["crossings"]
     # The issue's target: recall >= 0.95, <= 1 false per 100 true.
-    assert n == 18 and hits >= math.ceil(0.95 * n) and false <= n // 100, _plaza(fps)
+    assert n == 18 and hits >= math.ceil(0.95 * n) and false <= n // 100, score
+
+
+@RATES
+def test_pedestrians_crossing_a_third_line_in_the_plaza_counted_after_tuning(fps: float) -> None:
+    # 17 crossings of a line at x = 0.85 (and 1 doubtful), counted after the tracker was tuned:
+    # couples walking side by side down and up the road, a man turning back 1.3 s after he
+    # crossed. Measured, line by line: 14 found and 1 false at 5 fps, 15 and 3 false at 10 fps.
+    # Missed at both rates: the man turning back (taken for jitter, `recross_s`) and a man
+    # leaving the road behind a couple; at 5 fps one of a pair side by side. The false ones
+    # are a second crossing reported for a walker already counted. A floor per rate, under the
+    # issue's target, so that the tracker gets no worse on footage it was not fitted to.
+    score = _scores("plaza_pets.mp4", fps, ("right",))
+    n, hits, false = score["crossings"]
+    least, most_false = {5.0: (14, 1), 10.0: (15, 3)}[fps]
+    assert n == 17 and hits >= least and false <= most_false, score
 
 
 @RATES
@@ -249,3 +273,25 @@ def test_check_command_takes_rules_and_says_what_is_wrong(tmp_path: Path) -> Non
     rules.write_text('{"zones": [{"id": "x"}]}', encoding="utf-8")
     res = CliRunner().invoke(app, ["vision", "check", clip, "--zones", str(rules)])
     assert res.exit_code == 2 and "zones.0.polygon: Field required" in res.output
+
+
+def test_rule_scores_match_each_line_and_zone_alone() -> None:
+    # A crossing of one line never stands for a labelled crossing of another (nor an entry
+    # into one zone for another): with several lines on a clip, matching by time alone would
+    # hide a miss behind another line's event.
+    from types import SimpleNamespace as Ev
+
+    lab = {
+        "rules": {"zones": [{"id": "z", "dwell_s": 4.0}]},
+        "crossings": [{"line": "a", "t": 1.0}, {"line": "b", "t": 9.0}],
+        "entries": [{"zone": "z", "t": 2.0}],
+    }
+    events = [
+        Ev(type="tripwire", ts=1.2, line="b"),
+        Ev(type="tripwire", ts=9.0, line="b"),
+        Ev(type="zone", ts=2.1, zone="y"),
+    ]
+    assert score_rules(lab, events) == {"crossings": (2, 1, 1), "entries": (1, 0, 1)}
+    events[0].line = "a"
+    events[2].zone = "z"
+    assert score_rules(lab, events) == {"crossings": (2, 2, 0), "entries": (1, 1, 0)}
