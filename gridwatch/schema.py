@@ -565,6 +565,14 @@ alarms = Table(
         desc("last_raised_at"),
         postgresql_where="(state = ANY (ARRAY['new'::text, 'acknowledged'::text, 'dispatched'::text]))",
     ),
+    # the operators' queue: open alarms, most severe first, then oldest (migration 0015)
+    Index(
+        "alarms_open_queue_idx",
+        "severity",
+        "raised_at",
+        "id",
+        postgresql_where="(state = ANY (ARRAY['new'::text, 'acknowledged'::text, 'dispatched'::text]))",
+    ),
     Index("alarms_position_gix", "position", postgresql_using="gist"),
     Index("alarms_region_idx", "region_code", desc("raised_at")),
     Index("alarms_state_idx", "state", desc("raised_at")),
