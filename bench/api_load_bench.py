@@ -31,6 +31,9 @@ baseline (--baseline REV from git, or --baseline-tree, another checkout) in the 
 
     .venv/bin/python -m bench.api_load_bench --cpu --baseline main [--requests 3000]
 
+With --per-endpoint, the same for each endpoint of the mix alone (--requests reads each over 4
+connections), to see which read costs what.
+
 The load generator is asyncio over raw sockets (no per-request client overhead) and runs on the
 same 2 cores as the server and the demo: figures are lower bounds and noisy when others run.
 On a machine shared with other busy processes, requests/s say more about the share of the CPU
@@ -385,6 +388,49 @@ def cpu_per_request(tree: Path, paths: list[str], engine, n: int) -> dict:
         api.stop()
 
 
+def cpu_per_endpoint(tree: Path, paths: list[str], engine, n: int) -> dict[str, dict]:
+    """CPU ms per read of the API process group and of PostgreSQL for each endpoint of the mix
+    alone (n reads over 4 connections each), one worker on `tree`."""
+    api = Api(1, tree)
+    try:
+        h = sign_in(api)
+        asyncio.run(fixed_reads(api.port, paths, h, max(200, n // 2)))  # warm-up
+        out = {}
+        for path in paths:
+            group, pg = _group(api.proc.pid), _postgres_backends(engine)
+            a0, d0 = _cpu_s(group), _cpu_s(pg)
+            asyncio.run(fixed_reads(api.port, [path], h, n, conns=4))
+            a1, d1 = _cpu_s(group), _cpu_s(_postgres_backends(engine))
+            out[path] = {
+                "api_cpu_ms": round(1000 * (a1 - a0) / n, 2),
+                "db_cpu_ms": round(1000 * (d1 - d0) / n, 2),
+            }
+        return out
+    finally:
+        api.stop()
+
+
+def run_per_endpoint(args, trees: dict[str, Path], paths: list[str], engine) -> dict:
+    """--cpu --per-endpoint: each endpoint alone, this tree and the baseline alternating."""
+    runs: dict[str, list[dict]] = {k: [] for k in trees}
+    for rnd in range(args.rounds):
+        for name in ("baseline", "this") if rnd % 2 == 0 else ("this", "baseline"):
+            runs[name].append(cpu_per_endpoint(trees[name], paths, engine, args.requests))
+    medians: dict[str, dict] = {}
+    for path in paths:
+        medians[path] = {}
+        for key in ("api_cpu_ms", "db_cpu_ms"):
+            med = {k: sorted(r[path][key] for r in v)[len(v) // 2] for k, v in runs.items()}
+            medians[path][key] = med
+        m = medians[path]
+        say(
+            f"{path}: API {m['api_cpu_ms']['this']} / baseline {m['api_cpu_ms']['baseline']} ms, "
+            f"PostgreSQL {m['db_cpu_ms']['this']} / baseline {m['db_cpu_ms']['baseline']} ms "
+            f"(median of {args.rounds})"
+        )
+    return {"paths": paths, "rounds": args.rounds, "runs": runs, "medians": medians}
+
+
 def run_cpu(args) -> dict:
     from gridwatch.db import get_engine
 
@@ -392,6 +438,8 @@ def run_cpu(args) -> dict:
     paths, _ = prepare(engine)
     say(f"read mix: {paths}")
     trees = {"this": ROOT, "baseline": Path(args.baseline_tree).resolve()}
+    if args.per_endpoint:
+        return run_per_endpoint(args, trees, paths, engine)
     runs: dict[str, list[dict]] = {k: [] for k in trees}
     for rnd in range(args.rounds):
         for name in ("baseline", "this") if rnd % 2 == 0 else ("this", "baseline"):
@@ -592,6 +640,11 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=3000, help="--cpu: reads per run")
     ap.add_argument("--rounds", type=int, default=3, help="--cpu: runs of each tree")
     ap.add_argument(
+        "--per-endpoint",
+        action="store_true",
+        help="--cpu: each endpoint of the mix alone (--requests reads each), not the mix",
+    )
+    ap.add_argument(
         "--baseline", default=None, help="git revision whose API is the reads' baseline (e.g. main)"
     )
     ap.add_argument("--demo", action="store_true", help="start the demo, measure, stop it")
@@ -604,7 +657,8 @@ def main() -> int:
             args.baseline_tree = str(checkout(args.baseline))
         if not args.baseline_tree:
             ap.error("--cpu needs --baseline REV or --baseline-tree (a checkout to compare with)")
-        (OUT / "api_cpu_bench.json").write_text(json.dumps(run_cpu(args), indent=2))
+        name = "api_cpu_endpoints.json" if args.per_endpoint else "api_cpu_bench.json"
+        (OUT / name).write_text(json.dumps(run_cpu(args), indent=2))
         return 0
     demo = Demo(args.settle) if args.demo else None
     try:
