@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -32,14 +33,26 @@ def register(app: typer.Typer) -> None:
     app.command("inspect")(inspect_cmd)
 
 
-def _mqtt(client_id: str):
+def _mqtt(
+    client_id: str,
+    snapshots: bool = False,
+    on_snapshot: Callable[[str, bytes], None] | None = None,
+):
     from gridwatch.settings import get_settings
     from vision.worker import MqttLink
 
     s = get_settings()
     host, port = s.mqtt_endpoint()
     user, password = s.hub_credentials("vision")
-    return MqttLink(host, port, user, password, client_id)
+    return MqttLink(
+        host,
+        port,
+        user,
+        password,
+        client_id,
+        subscribe_snapshots=snapshots,
+        on_snapshot=on_snapshot,
+    )
 
 
 @vision_app.callback()
@@ -91,8 +104,7 @@ def vision_worker(
             err.print(f"[yellow]warning:[/] no stored references ({exc}); cameras will learn")
         if save_references:
             save = lambda dev, blob: save_reference(engine, dev, blob)  # noqa: E731
-    link = _mqtt(f"gridwatch-vision-{int(time.time())}")
-    link.subscribe_snapshots = snapshots
+    link = _mqtt(f"gridwatch-vision-{int(time.time())}", snapshots)
     worker = VisionWorker(
         cams,
         link.publish,
@@ -385,9 +397,7 @@ def _inspect_once(
     collector = SnapshotCollector(set(snaps))
     link = None
     if snaps:
-        link = _mqtt(f"gridwatch-inspect-{round_id}-{int(time.time())}")
-        link.subscribe_snapshots = True
-        link.on_snapshot = collector.offer
+        link = _mqtt(f"gridwatch-inspect-{round_id}-{int(time.time())}", True, collector.offer)
         if not link.wait(10):
             err.print(
                 "[yellow]warning:[/] MQTT broker not reachable; snapshot cameras will "

@@ -325,7 +325,19 @@ class VisionWorker:
 class MqttLink:
     """paho-mqtt 2 client: publishes analytics (QoS 1) and feeds snapshots to a worker."""
 
-    def __init__(self, host: str, port: int, user: str, password: str, client_id: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        client_id: str,
+        *,
+        subscribe_snapshots: bool = False,
+        on_snapshot: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        """Connects in the background; the snapshot subscription is decided here, before the
+        connection can complete (set afterwards, a fast connect missed it and no snapshot came)."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -335,8 +347,8 @@ class MqttLink:
         )
         self.client.username_pw_set(user, password)
         self.connected = threading.Event()
-        self.on_snapshot: Callable[[str, bytes], None] | None = None
-        self.subscribe_snapshots = False
+        self.on_snapshot = on_snapshot
+        self.subscribe_snapshots = subscribe_snapshots
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = lambda *a: self.connected.clear()

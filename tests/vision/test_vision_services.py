@@ -146,22 +146,24 @@ def test_worker_diagnoses_snapshots_over_the_broker(mqtt_broker) -> None:
     sub.loop_start()
     # on a loaded machine the SUBACK can come after the worker's first events (failed offline)
     assert subscribed.wait(10)
-    link = MqttLink(
-        mqtt_broker.host,
-        mqtt_broker.port,
-        mqtt_broker.user,
-        mqtt_broker.password,
-        f"t-vision-{dev}",
-    )
-    link.subscribe_snapshots = True
-    worker = VisionWorker([], link.publish, stats_s=1.0)
+    worker = VisionWorker([], lambda topic, payload: link.publish(topic, payload), stats_s=1.0)
     arrived: set[bytes] = set()  # the snapshots the worker's link received
 
     def on_snapshot(device_id: str, jpeg: bytes) -> None:
         arrived.add(jpeg)
         worker.offer_snapshot(device_id, jpeg)
 
-    link.on_snapshot = on_snapshot
+    link = MqttLink(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        mqtt_broker.user,
+        mqtt_broker.password,
+        f"t-vision-{dev}",
+        # decided before the link connects: set afterwards, a connect that beat the
+        # assignment never subscribed (CI: "snapshot 0 never reached the worker")
+        subscribe_snapshots=True,
+        on_snapshot=on_snapshot,
+    )
     assert link.wait(10)
     runner = threading.Thread(target=worker.run, kwargs={"duration": 300.0}, daemon=True)
     runner.start()
