@@ -64,7 +64,12 @@ class SimEndpoint:
     """One UDP socket (or TCP connection) that many simulated devices talk through."""
 
     def __init__(
-        self, server: tuple[str, int], domain: str, transport: str = "udp", timeout: float = 5.0
+        self,
+        server: tuple[str, int],
+        domain: str,
+        transport: str = "udp",
+        timeout: float = 5.0,
+        local_port: int = 0,
     ) -> None:
         self.stream_seconds = 30.0  # the longest a live view is sent without a BYE
         self.bye_received: list[str] = []
@@ -76,7 +81,7 @@ class SimEndpoint:
         self.pending: dict[str, asyncio.Future] = {}
         self.udp: asyncio.DatagramTransport | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.local = ("127.0.0.1", 0)
+        self.local = ("127.0.0.1", local_port)  # 0: any free port
         self.tasks: set[asyncio.Task] = set()
         self.received: list[sip.SipMessage] = []
         self.streams: dict[str, Stream] = {}  # Call-ID -> live view being sent
@@ -85,7 +90,9 @@ class SimEndpoint:
         loop = asyncio.get_running_loop()
         if self.transport == "udp":
             self.udp, _ = await loop.create_datagram_endpoint(
-                lambda: _Proto(self), remote_addr=self.server
+                lambda: _Proto(self),
+                local_addr=self.local if self.local[1] else None,
+                remote_addr=self.server,
             )
             self.local = self.udp.get_extra_info("sockname")[:2]
         else:

@@ -11,7 +11,7 @@ import pytest
 
 from gb28181 import live
 from simulators.sip_device import Channel, SimDevice, SimEndpoint
-from tests.gb28181.conftest import DOMAIN, PASSWORD, new_id, run
+from tests.gb28181.conftest import DOMAIN, PASSWORD, free_port, new_id, run
 from tests.gb28181.sipp import available as sipp_available
 from tests.gb28181.sipp import live_uas_xml
 from tests.gb28181.test_gateway_flow import q, until
@@ -120,7 +120,10 @@ def test_live_view_signalling_against_sipp(
     scenario.write_bytes(live_uas_xml())
 
     async def scenario_run() -> None:
-        ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN).open()
+        # a port outside the ephemeral range: SIPp binds it once the simulator lets it go, and
+        # one drawn by binding port 0 was taken in between (CI: SIPp "Unable to bind main
+        # socket, errno = 98")
+        ep = await SimEndpoint(("127.0.0.1", gw.port), DOMAIN, local_port=free_port()).open()
         ep.add(dev)
         try:
             await _online(ep, dev, chan, engine)
