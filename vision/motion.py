@@ -67,13 +67,18 @@ class MotionConfig(BaseModel):
     )
 
 
-RATE_STEP_S = 0.2  # learning rates are given per this time (one frame at the default 5 fps)
+RATE_STEP_S = 0.2  # rates and factors are tuned per this time (one frame at the default 5 fps)
 MAX_STEP_S = 2.0  # a longer gap between frames learns as much as this
+
+
+def kept(factor: float, dt: float) -> float:
+    """What is left after `dt` seconds of something keeping `factor` per RATE_STEP_S."""
+    return factor ** (dt / RATE_STEP_S)
 
 
 def _per(rate: float, dt: float) -> float:
     """A learning rate given per RATE_STEP_S, for a step of dt seconds."""
-    return 1.0 - (1.0 - rate) ** (dt / RATE_STEP_S)
+    return 1.0 - kept(1.0 - rate, dt)
 
 
 class MotionResult(BaseModel):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from hardware.contract.analytics import Box, DwellEvent, TripwireEvent, ZoneEvent
 from vision.geometry import Point, Polygon, rasterise, segments_cross, side_of
+from vision.motion import RATE_STEP_S, kept
 
 
 class Zone(BaseModel):
@@ -181,8 +182,8 @@ class Track:
         """Placed on its box at ts, `dt` seconds after the previous frame (a move over missed
         frames counts as one step, as the tracker was tuned)."""
         vx, vy = (p[0] - self.pos[0]) / dt, (p[1] - self.pos[1]) / dt
-        # Smoothing by time: half the old velocity kept after RATE_REF_S, at any rate.
-        k = 1.0 - 0.5 ** (dt / RATE_REF_S) if self.hits > 1 else 1.0
+        # Smoothing by time: half the old velocity kept per RATE_STEP_S, at any rate.
+        k = 1.0 - kept(0.5, dt) if self.hits > 1 else 1.0
         self.vel = (self.vel[0] + k * (vx - self.vel[0]), self.vel[1] + k * (vy - self.vel[1]))
         self.prev, self.pos, self.box = self.pos, p, box
         self.step_s, self.seen = self.elapsed(ts), ts
@@ -194,7 +195,6 @@ class Track:
 
 
 MIN_DT = 0.02  # shortest step between frames counted (the config allows 30 fps)
-RATE_REF_S = 0.2  # per-step factors were tuned at 5 fps; they are scaled to this step
 
 
 class Tracker:
@@ -212,7 +212,7 @@ class Tracker:
         self._next = 1
         self.frame = 0
         self.ts: float | None = None  # of the last frame
-        self.dt = RATE_REF_S  # seconds between the last two frames
+        self.dt = RATE_STEP_S  # seconds between the last two frames
 
     def update(
         self,
@@ -314,7 +314,7 @@ class Tracker:
                 if t.id == self._next:
                     self._next += 1
                 t.patch = _patch(image, boxes[j], full_w, full_h)
-                t.hist = _blend(t.hist, hists[j], RATE_REF_S)
+                t.hist = _blend(t.hist, hists[j], RATE_STEP_S)
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
@@ -564,7 +564,7 @@ def _iou(a: tuple[float, float, float, float], b: Box) -> float:
 
 
 HIST_BINS = (12, 4)  # hue x saturation: coarse, a box at analysis size holds few pixels
-HIST_KEEP = 0.7  # a track's colours: this much of the old per 0.2 s, the rest from new boxes
+HIST_KEEP = 0.7  # a track's colours: this much of the old per RATE_STEP_S, the rest new
 
 
 def _hist(colour: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.ndarray | None:
@@ -580,10 +580,10 @@ def _hist(colour: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.n
 
 
 def _blend(old: np.ndarray | None, new: np.ndarray | None, dt: float) -> np.ndarray | None:
-    """A track's colours after `dt` seconds: HIST_KEEP of the old per RATE_REF_S."""
+    """A track's colours after `dt` seconds: HIST_KEEP of the old per RATE_STEP_S."""
     if old is None or new is None:
         return new if new is not None else old
-    keep = HIST_KEEP ** (dt / RATE_REF_S)
+    keep = kept(HIST_KEEP, dt)
     return cv2.addWeighted(old, keep, new, 1 - keep, 0.0)
 
 

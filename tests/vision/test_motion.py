@@ -10,7 +10,7 @@ import numpy as np
 from simulators.video import SynthConfig, SynthSequence
 from vision.frames import Frame, prepare
 from vision.geometry import Polygon
-from vision.motion import MotionConfig, MotionDetector
+from vision.motion import RATE_STEP_S, MotionConfig, MotionDetector, kept
 
 
 def _run(cfg: SynthConfig, det: MotionDetector):
@@ -150,3 +150,11 @@ def _iou(a, b) -> float:
     iy = max(0, min(ay + ah, by + bh) - max(ay, by))
     inter = ix * iy
     return inter / float(aw * ah + bw * bh - inter)
+
+
+def test_kept_scales_a_factor_per_step_to_any_time() -> None:
+    """A factor tuned per RATE_STEP_S: two half steps keep what one step keeps."""
+    assert kept(0.7, RATE_STEP_S) == 0.7
+    assert kept(0.5, 2 * RATE_STEP_S) == 0.25
+    assert abs(kept(0.7, RATE_STEP_S / 2) ** 2 - 0.7) < 1e-12
+    assert kept(0.7, 0.0) == 1.0
