@@ -118,7 +118,8 @@ NARROW: dict[str, dict[str, dict[str, Columns]]] = {
 }
 # A narrow role's rights on the database beyond CONNECT (geo.bulk stages rows in a temp table).
 NARROW_DATABASE = {"gb28181": "TEMPORARY"}
-DEFINER_FUNCTIONS = ("gw_ensure_position_partitions(date, integer)",)
+# alarm_tally_compact: ingest folds the alarm counts' deltas (migration 0016)
+DEFINER_FUNCTIONS = ("gw_ensure_position_partitions(date, integer)", "alarm_tally_compact()")
 
 
 def role_user(role: str) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -576,6 +577,23 @@ alarms = Table(
     Index("alarms_position_gix", "position", postgresql_using="gist"),
     Index("alarms_region_idx", "region_code", desc("raised_at")),
     Index("alarms_state_idx", "state", desc("raised_at")),
+)
+
+# The alarms counted by region, state and severity (GET /alarms's counts): signed deltas appended
+# by triggers on alarms, folded into one `rolled` row per key by alarm_tally_compact() (migration
+# 0016_api_alarm_tally); '' is the region of an alarm without one.
+alarm_tally = Table(
+    "alarm_tally",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("region_code", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("severity", SmallInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("rolled", Boolean, nullable=False, server_default=text("false")),
+    PrimaryKeyConstraint("id", name="alarm_tally_pkey"),
+    Index("alarm_tally_region_idx", "region_code"),
+    Index("alarm_tally_delta_idx", "id", postgresql_where="(NOT rolled)"),
 )
 
 alarm_events = Table(

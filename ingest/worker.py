@@ -39,6 +39,7 @@ log = logging.getLogger("gridwatch.ingest")
 RELAY_LOCK = 0x67770002
 PHASES = ("classify", "other", "positions", "alarms", "events", "commit", "presence")
 HOUSEKEEPING_S = 3600.0  # partitions and event pruning
+TALLY_COMPACT_S = 5.0  # alarm_tally's deltas folded (the alarm list's counts sum what is left)
 # The batch connection's settings. No JIT: it compiled e.g. the camera-link statement of a batch
 # with many new alarms for ~360 ms to run it in ~10 ms (this is short OLTP work, every batch).
 # No sequential scans: every batch statement is a keyed or spatial index lookup, but statistics
@@ -406,6 +407,24 @@ class IngestWorker:
         if conn is not None:
             conn.close()
 
+    def _compact_tally(self) -> None:
+        """Every TALLY_COMPACT_S, fold alarm_tally's deltas (one row per statement that changed
+        alarms) into one row per region, state and severity (alarm_tally_compact(), migration
+        0016), so the alarm list's counts sum a few rows per region; on its own connection and
+        thread, so no batch waits for it. With several workers, one compacts at a time."""
+        conn: psycopg.Connection | None = None
+        while not self._stop.wait(TALLY_COMPACT_S):
+            try:
+                if conn is None or conn.closed:
+                    conn = connect(autocommit=True, options="-c jit=off")
+                conn.execute("SELECT alarm_tally_compact()")
+            except TRANSIENT:
+                conn = None
+            except Exception:  # noqa: BLE001 - retried next round; never kill the worker
+                log.exception("alarm tally compaction failed")
+        if conn is not None:
+            conn.close()
+
     def _housekeeping(self) -> None:
         """Off the batch loop, on its own connection: reload the registered-device cache every
         KNOWN_REFRESH_S, paced (the batch loop then never waits for the ~100,000-row query; it
@@ -501,6 +520,7 @@ class IngestWorker:
             threading.Thread(target=self._relay, name="event-relay", daemon=True).start()
         threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True).start()
         threading.Thread(target=self._sweeper, name="offline-sweep", daemon=True).start()
+        threading.Thread(target=self._compact_tally, name="tally-compact", daemon=True).start()
         threading.Thread(
             target=run_provisioner, args=(self._stop, self.settings), name="provision", daemon=True
         ).start()

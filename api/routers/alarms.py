@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Select,
@@ -405,6 +406,37 @@ def _count_rows(where: ColumnElement[bool]) -> Select[Any]:
     )
 
 
+# the filters alarm_tally (migration 0016) answers: region scope, state and severity
+TALLIED = frozenset({"states", "severity_max", "severities"})
+
+
+def tallied(names: frozenset[str]) -> bool:
+    """True when alarm_tally can count a listing with the filters `names` (_filter_values)."""
+    return all(n in TALLIED or n.startswith("scope_") for n in names)
+
+
+def _tally_rows(names: frozenset[str], scopes: int | None) -> Select[Any]:
+    """(state, severity, n) as _count_rows counts them, summed from alarm_tally's few rows per
+    region (kept by triggers; the cost does not grow with the alarms counted). Only for
+    filters that are tallied(names)."""
+    t = schema.alarm_tally
+    given = names.__contains__
+    n = cast(func.sum(t.c.n), BigInteger)
+    return (
+        select(t.c.state, t.c.severity, n.label("n"))
+        .where(
+            all_of(
+                in_scope_bound(t.c.region_code, scopes),
+                t.c.state == any_(bindparam("states")) if given("states") else None,
+                t.c.severity <= bindparam("severity_max") if given("severity_max") else None,
+                t.c.severity == any_(bindparam("severities")) if given("severities") else None,
+            )
+        )
+        .group_by(t.c.state, t.c.severity)
+        .having(func.sum(t.c.n) != 0)
+    )
+
+
 def _counts(rows: Iterable[Sequence[Any]]) -> AlarmCounts:
     """AlarmCounts from (state, severity, n) rows."""
     by_state: dict[str, int] = {}
@@ -413,6 +445,11 @@ def _counts(rows: Iterable[Sequence[Any]]) -> AlarmCounts:
         by_state[st] = by_state.get(st, 0) + n
         by_sev[str(sev)] = by_sev.get(str(sev), 0) + n
     return AlarmCounts(total=sum(by_state.values()), state=by_state, severity=by_sev)
+
+
+def _count_by_scan(names: frozenset[str], scopes: int | None) -> Select[Any]:
+    """(state, severity, n) over every alarm matching the filters `names`."""
+    return _count_rows(_where(names, scopes))
 
 
 def _list_statement(order: str, names: frozenset[str], scopes: int | None) -> Select[Any]:
@@ -438,13 +475,16 @@ def _list_statement(order: str, names: frozenset[str], scopes: int | None) -> Se
         page = json_page(stmt, paged=True)
     else:  # the search reads the device's, village's and township's names
         page = json_page(stmt)
-    counted = _count_rows(_where(names, scopes)).subquery("counted")
+    # the counts from alarm_tally when it answers the filters, else counted on the alarms
+    count_rows = _tally_rows if tallied(names) else _count_by_scan
+    counted = count_rows(names, scopes).subquery("counted")
     counts = select(cast(func.json_agg(func.json_build_array(*counted.c)), Text))
+    t = schema.alarm_tally
     open_states = any_(
         bindparam("open_states", list(OPEN_STATES))
     )  # in_() would expand per request
-    still_open = and_(_a.c.state == open_states, in_scope_bound(_a.c.region_code, scopes))
-    total_open = select(func.count()).select_from(_a).where(still_open)
+    still_open = and_(t.c.state == open_states, in_scope_bound(t.c.region_code, scopes))
+    total_open = select(func.coalesce(cast(func.sum(t.c.n), BigInteger), 0)).where(still_open)
     return page.add_columns(
         counts.scalar_subquery().label("counts"), total_open.scalar_subquery().label("total_open")
     )

@@ -16,6 +16,14 @@ from tests.federation.hubs import Hub, diff, in_sync, plan, wait_for
 SCOPE_A, SCOPE_B = "360121", "360122"
 
 
+TALLY_AGREES = (
+    "SELECT (SELECT array_agg(x ORDER BY x) FROM (SELECT region_code, state, severity, "
+    "sum(n)::bigint FROM alarm_tally GROUP BY 1, 2, 3 HAVING sum(n) <> 0) x) "
+    "IS NOT DISTINCT FROM (SELECT array_agg(y ORDER BY y) FROM (SELECT "
+    "coalesce(region_code, '')::text, state, severity, count(*) FROM alarms GROUP BY 1, 2, 3) y)"
+)
+
+
 @pytest.fixture(scope="module")
 def hubs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Hub]]:
     started: dict[str, Hub] = {}
@@ -115,6 +123,8 @@ def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs) -> None:
     # What the device summary counts (device_tally, kept by ENABLE ALWAYS row triggers) has the
     # county's devices too: the initial copy and the apply worker run as a replica.
     assert city.sql("SELECT count(*), count(position) FROM device_tally") == [(4, 3)]
+    # So do the alarm list's counts (alarm_tally, by replica row triggers; migration 0016).
+    assert city.sql(TALLY_AGREES) == [(True,)]
 
     st = status(city.url)
     (member,) = st.members
@@ -151,6 +161,7 @@ def test_county_rows_reach_the_city_with_origin_and_survive_a_cut(hubs) -> None:
     ) == [(57, 57)]
     assert city.sql("SELECT acknowledged_by FROM alarms WHERE msg_id = 'seed-1'") == [("li.wei",)]
     assert city.sql("SELECT status FROM device_tally WHERE id = %s", (devs[0],)) == [("offline",)]
+    assert city.sql(TALLY_AGREES) == [(True,)]  # the acknowledged one moved, once
 
     # Joining again changes nothing (no second renumbering, same number).
     again = join(plan(county, city, "county_a", SCOPE_A))
