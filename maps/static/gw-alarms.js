@@ -306,6 +306,7 @@
         if (page.counts) $("gw-n-alarms").textContent = page.counts.total;
         list.setAttribute("data-loaded", rows.length);
         list.setAttribute("data-generation", gen);  // which load drew the list (tests, benches)
+        list.setAttribute("data-order", filters.order);
         empty();
         bulkCount();
       }).catch(function (e) {
@@ -358,7 +359,9 @@
     function arrive(a, quiet) { // alarm.new from the stream; quiet: the operator is working the list
       if (arrivedWhileLoading) arrivedWhileLoading.push(a);
       if (byId[a.id] || !matches(a)) return;
-      if (quiet || filters.q) {
+      // the alarm the operator has open is never sent behind the banner: it was clicked in a
+      // list that a reset load then replaced (it arrived while that page was asked for)
+      if ((quiet || filters.q) && a.id !== selected) {
         pending[a.id] = a;
         showBanner();
         return;

@@ -131,7 +131,14 @@ def add_session(context, base: str, token: str) -> None:
 
 def newest_first(page) -> None:
     """List the alarms newest first (a reset load of the queue) and wait until that list has
-    landed (its data-generation changed)."""
+    landed: a later generation, drawn in newest order. (The generation alone is not enough: the
+    page's first load, still in flight when it was read, landed in between and the test went on
+    while the newest-first page was still coming.)"""
     gen = page.get_attribute("#gw-alarms", "data-generation")
     page.select_option("#gw-f-order", "newest")
-    assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") != gen, 20)
+
+    def landed() -> bool:
+        now = page.get_attribute("#gw-alarms", "data-generation")
+        return now != gen and page.get_attribute("#gw-alarms", "data-order") == "newest"
+
+    assert wait_for(landed, 20)

@@ -281,6 +281,51 @@ def test_the_open_alarm_stays_open_when_the_list_reloads(
         context.close()
 
 
+def test_an_alarm_opened_while_the_list_reloads_stays_open(
+    stack, browser, camera, engine, clean_queue
+):
+    """An alarm that arrives while a reset load is in flight, and that the operator clicks before
+    that page lands, stays in the new list, selected and with its details: the page was asked for
+    before the alarm existed, and the pointer on the list (calm) used to send it behind the
+    "N new" banner, so the row the operator was reading vanished (seen in CI)."""
+    context, page, net = _open_map(stack, browser)
+    held = []
+    try:
+        wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") == "1", 10)
+        newest = "**/api/v1/alarms?*order=newest*"
+
+        def hold(route) -> None:
+            # the newest-first page is asked of the server now, and handed to the page only when
+            # the test lets it go
+            if held:
+                route.continue_()
+            else:
+                held.append((route, route.fetch()))
+
+        page.route(newest, hold)
+        page.select_option("#gw-f-order", "newest")
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert held, "the reset load was not asked for"
+        a = _raise(engine, camera, "smoke", 2)
+        row = page.locator(f"#gw-alarms > li[data-alarm-id='{a}']")
+        row.wait_for(timeout=10000)  # drawn from the stream into the old list
+        row.click()
+        row.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=10000)
+        route, response = held[0]
+        # the page lands without the alarm; the pointer is on the list
+        route.fulfill(response=response)
+        assert wait_for(lambda: page.get_attribute("#gw-alarms", "data-generation") == "2", 10)
+        again = page.locator(f"#gw-alarms > li.selected[data-alarm-id='{a}']")
+        again.locator(".gw-a-detail .gw-trail li[data-step=new]").wait_for(timeout=10000)
+        assert page.get_attribute("#gw-new-banner", "data-n") == "0"
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
 def test_history_lists_closed_alarms_and_exports(stack, browser, camera, engine, clean_queue):
     aid = _raise(engine, camera, "panic", 1, ago=5)
     h = _auth(stack, "t-operator")
