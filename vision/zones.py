@@ -91,6 +91,12 @@ class TrackerConfig(BaseModel):
         ge=0,
         description="a crossing back over the same line this many seconds after is jitter",
     )
+    turn_depth: float = Field(
+        default=0.3,
+        ge=0,
+        description="... unless the object had gone this many of its heights past the line "
+        "(about a person's width): a turn-back, not jitter",
+    )
     min_box: float = Field(
         default=0.0008, ge=0, description="smallest box (share of the frame) that fires events"
     )
@@ -168,6 +174,8 @@ class Track:
     still: int = 0  # frames held in place without a motion box (standing still)
     patch: np.ndarray | None = None  # the analysis image under its box when last seen moving
     crossed: dict[str, tuple[float, str]] = field(default_factory=dict)  # line -> (ts, dir)
+    sides: dict[str, float] = field(default_factory=dict)  # line -> its side, off the line
+    beyond: dict[str, float] = field(default_factory=dict)  # line -> depth past it (heights)
     hist: np.ndarray | None = None  # its colours (hue-saturation histogram), see _hist
 
     def elapsed(self, ts: float) -> float:
@@ -806,6 +814,28 @@ class ZoneEngine:
             None,
         )
 
+    def _sides(self, t: Track, full_w: int, full_h: int) -> tuple[dict[str, float], dict]:
+        """(each line's side t stood on last, off the line, before this frame; each line's
+        distance from t now, in t's box heights). Keeps in `t.beyond` the greatest distance
+        t has reached past each line since it crossed it, from boxes of its own (not
+        coasting): how far it went before any turn back."""
+        was = dict(t.sides)
+        depth: dict[str, float] = {}
+        own = t.coasted == 0 and t.still == 0
+        for line in self.tripwires:
+            s = side_of(line.a, line.b, t.pos)
+            if s == 0:
+                continue
+            t.sides[line.id] = s
+            ax, ay = line.a[0] * full_w, line.a[1] * full_h
+            bx, by = line.b[0] * full_w, line.b[1] * full_h
+            px, py = t.pos[0] * full_w, t.pos[1] * full_h
+            dist = abs((bx - ax) * (py - ay) - (by - ay) * (px - ax)) / np.hypot(bx - ax, by - ay)
+            depth[line.id] = float(dist) / max(1, t.box[3]) if own else 0.0
+            if line.id in t.crossed and s * was.get(line.id, 0.0) > 0:
+                t.beyond[line.id] = max(t.beyond.get(line.id, 0.0), depth[line.id])
+        return was, depth
+
     def _same_crossing(
         self, line: str, ts: float, went: str, t: Track, full_w: int, full_h: int
     ) -> bool:
@@ -890,6 +920,7 @@ class ZoneEngine:
                                 ts=ts, zone=z.id, track=t.id, seconds=round(stay, 3), box=t.box
                             )
                         )
+            was, depth_now = self._sides(t, full_w, full_h)
             if t.prev is None:
                 continue
             step = float(np.hypot(t.pos[0] - t.prev[0], t.pos[1] - t.prev[1]))
@@ -899,13 +930,19 @@ class ZoneEngine:
                 # to a flicker or a neighbour after a miss; its crossing is not to be trusted.
                 continue
             for line in self.tripwires:
-                if not segments_cross(line.a, line.b, t.prev, t.pos):
-                    continue
-                went = "left_to_right" if side_of(line.a, line.b, t.prev) < 0 else "right_to_left"
+                before = side_of(line.a, line.b, t.prev) or was.get(line.id, 0.0)
+                now = side_of(line.a, line.b, t.pos)
+                if before * now >= 0 or not segments_cross(t.prev, t.pos, line.a, line.b):
+                    continue  # a point landing on the line crosses when it leaves it
+                went = "left_to_right" if before < 0 else "right_to_left"
                 last = t.crossed.get(line.id)
+                depth = t.beyond.get(line.id, 0.0)
                 t.crossed[line.id] = (ts, went)
+                t.beyond[line.id] = depth_now.get(line.id, 0.0)
                 if last is not None and last[1] != went:
-                    if ts - last[0] <= self.tracker.cfg.recross_s + 1e-6:
+                    cfg = self.tracker.cfg
+                    turned = depth >= cfg.turn_depth and t.coasted == 0  # on a box of its own
+                    if ts - last[0] <= cfg.recross_s + 1e-6 and not turned:
                         continue  # back over the line at once: box jitter in a crowd, not news
                 if self._same_crossing(line.id, ts, went, t, full_w, full_h):
                     continue  # one object, one crossing

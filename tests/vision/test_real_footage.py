@@ -105,14 +105,15 @@ def test_pedestrians_crossing_a_line_in_a_plaza_crowd(fps: float) -> None:
 def test_pedestrians_crossing_a_third_line_in_the_plaza_counted_after_tuning(fps: float) -> None:
     # 17 crossings of a line at x = 0.85 (and 1 doubtful), counted after the tracker was tuned:
     # couples walking side by side down and up the road, a man turning back 1.3 s after he
-    # crossed. Measured, line by line: 14 found and 1 false at 5 fps, 15 and 3 false at 10 fps.
-    # Missed at both rates: the man turning back (taken for jitter, `recross_s`) and a man
-    # leaving the road behind a couple; at 5 fps one of a pair side by side. The false ones
-    # are a second crossing reported for a walker already counted. A floor per rate, under the
-    # issue's target, so that the tracker gets no worse on footage it was not fitted to.
+    # crossed. Measured, line by line: 15 found and 0 false at 5 fps, 16 and 1 false at 10 fps
+    # (14 + 1 false and 15 + 3 false before a turn-back a body width deep was told from
+    # jitter and a ground point touching the line stopped counting at each touch). Missed:
+    # a man leaving the road behind a couple; at 5 fps one of a pair side by side in the
+    # clip's first 3 s, before the camera's typical shape is learned. A floor per rate, under
+    # the target, so that the tracker gets no worse on footage it was not fitted to.
     score = _scores("plaza_pets.mp4", fps, ("right",))
     n, hits, false = score["crossings"]
-    least, most_false = {5.0: (14, 1), 10.0: (15, 3)}[fps]
+    least, most_false = {5.0: (15, 0), 10.0: (16, 1)}[fps]
     assert n == 17 and hits >= least and false <= most_false, score
 
 
@@ -120,11 +121,14 @@ def test_pedestrians_crossing_a_third_line_in_the_plaza_counted_after_tuning(fps
 def test_pedestrians_crossing_lines_on_plaza_footage_not_used_for_tuning(fps: float) -> None:
     # The 49.5 s of the same camera after plaza_pets.mp4, counted by hand after the tracker was
     # tuned: 35 crossings of the same two lines (21 east, 14 west) and 4 doubtful. Measured:
-    # 32 found and 0 false at 5 fps, 33 and 1 false at 10 fps (recall 0.91-0.94, under the
-    # issue's 0.95: pairs walking side by side, one blob, give one crossing). A floor, so
-    # that the tracker gets no worse on footage it was not fitted to.
+    # 33 found and 0 false at 5 fps, 32 and 1 false at 10 fps (recall 0.91-0.94, under the
+    # issue's 0.95: pairs walking side by side, one blob, give one crossing; at 10 fps a
+    # couple turning back together on the grass counted twice before only because their
+    # merged box touched the line twice). A floor, so that the tracker gets no worse on
+    # footage it was not fitted to.
     n, hits, false = _scores("plaza_pets_later.mp4", fps)["crossings"]
-    assert n == 35 and hits >= 32 and false <= 1, _scores("plaza_pets_later.mp4", fps)
+    least = {5.0: 33, 10.0: 32}[fps]
+    assert n == 35 and hits >= least and false <= 1, _scores("plaza_pets_later.mp4", fps)
 
 
 @RATES

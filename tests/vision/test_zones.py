@@ -93,6 +93,41 @@ def test_line_segment_is_finite() -> None:
     assert len(_feed(eng, _walk(0.2, 0.8, 15, y=0.2))) == 1
 
 
+def _on(xs: list[float], y: float = 0.5, size: int = 40) -> list[tuple[int, int, int, int]]:
+    """Boxes whose ground points are at exactly these x (on the 1000-pixel-wide frame)."""
+    return [(round(x * W) - size // 2, int(y * H - size), size, size) for x in xs]
+
+
+def test_an_object_standing_on_a_line_crosses_it_once() -> None:
+    # Someone standing with a foot on the line: the ground point touches it, steps back and
+    # touches it again before walking on. A point landing on the line has not crossed it;
+    # it crosses once, when it leaves to the other side (each touch counted before).
+    line = Tripwire(id="fence", a=(0.5, 0.0), b=(0.5, 1.0))
+    eng = ZoneEngine(tripwires=[line])
+    xs = [0.44, 0.47, 0.5, 0.49, 0.5, 0.49, 0.5, 0.5, 0.53, 0.56]
+    events = [e for e in _feed(eng, _on(xs)) if isinstance(e, TripwireEvent)]
+    assert [e.ts for e in events] == [8 / 5.0]
+
+
+@pytest.mark.parametrize(
+    ("xs", "crossings"),
+    [
+        # walks 1.5 of its heights past the line and comes back 1.2 s later: a turn-back
+        ([0.40, 0.43, 0.46, 0.49, 0.52, 0.55, 0.56, 0.55, 0.52, 0.49, 0.46, 0.43], 2),
+        # a ground point jittering a few pixels over the line (a box in a crowd): one crossing
+        ([0.44, 0.46, 0.48, 0.505, 0.495, 0.505, 0.495, 0.505, 0.52, 0.55], 1),
+    ],
+)
+def test_a_turn_back_counts_and_jitter_over_the_line_does_not(
+    xs: list[float], crossings: int
+) -> None:
+    line = Tripwire(id="fence", a=(0.5, 0.0), b=(0.5, 1.0))
+    eng = ZoneEngine(tripwires=[line])
+    events = [e for e in _feed(eng, _on(xs)) if isinstance(e, TripwireEvent)]
+    assert len(events) == crossings, events
+    assert len({e.direction for e in events}) == crossings
+
+
 def test_dwell_fires_after_the_dwell_time_only() -> None:
     eng = ZoneEngine(zones=[Zone(id="atm", polygon=RIGHT_HALF, intrusion=False, dwell_s=4.0)])
     box = (700, 200, 40, 40)
@@ -330,21 +365,21 @@ def _at(fps: float, seconds: float, where) -> list:
 def test_tracker_times_are_seconds_at_any_analysis_rate(fps: float) -> None:
     # The same scene analysed at 5, 10 or 15 fps gives the same events: the tracker's times
     # are in seconds. With frame counts (a crossing back within 10 frames is jitter, 2 boxes
-    # confirm a track), at 10 fps the walker's return 1.4 s later counted as a second
+    # confirm a track), at 10 fps the ground point's return 1.4 s later counted as a second
     # crossing and a flicker of 0.15 s entered the zone.
     line = Tripwire(id="gate", a=(0.5, 0.0), b=(0.5, 1.0))
 
-    def back_and_forth(t: float):  # over the line in 1 s, stands 0.4 s, back over it
+    def back_and_forth(t: float):  # a few pixels over the line in 1 s, 0.4 s there, back
         if t < 1.0:
-            return (0.3 + 0.3 * t, 0.8)
+            return (0.4 + 0.105 * t, 0.8)
         if t < 1.4:
-            return (0.6, 0.8)
-        return (0.6 - 0.3 * (t - 1.4), 0.8)
+            return (0.505, 0.8)
+        return (0.505 - 0.105 * (t - 1.4), 0.8)
 
     eng = ZoneEngine(tripwires=[line])
     events = _feed(eng, _at(fps, 3.0, back_and_forth), fps)
     assert [type(e) for e in events] == [TripwireEvent], events
-    assert events[0].ts == pytest.approx(2 / 3, abs=1.01 / fps)
+    assert events[0].ts == pytest.approx(0.95, abs=1.01 / fps)
     zone = Zone(id="yard", polygon=RIGHT_HALF)
     flicker = _at(fps, 1.0, lambda t: (0.8, 0.5) if t < 0.15 else None)
     assert _feed(ZoneEngine(zones=[zone]), flicker, fps) == []
