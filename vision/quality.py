@@ -613,7 +613,14 @@ class QualityAnalyzer:
         measured = list(ref.self_ncc)
         self._struct_rel = self._coarse_rel = None
         for k, a, b in scales:
-            m = block_ncc(a, b, self._static(a.shape))
+            keep = self._static(a.shape)
+            m = block_ncc(a, b, keep)
+            if m is None and keep is not None:
+                # Motion covers all but a few blocks: the view itself changed and the motion
+                # background has not learned it yet (a view moved by a quarter left the
+                # judgement on hold for 5 s). The median over all blocks still tells a new view
+                # (every block differs) from objects in a few blocks.
+                m = block_ncc(a, b)
             if m is None:
                 continue
             measured[k] = m

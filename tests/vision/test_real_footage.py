@@ -174,7 +174,9 @@ def test_dwell_for_people_standing_still_indoors(fps: float) -> None:
         assert 0 <= e.ts - (truth["enter"] + threshold) <= 2.0 + 0.5, (e.ts, truth)
 
 
-@pytest.mark.parametrize("name", ["plaza_pets.mp4", "road_topdown.mp4", "indoor_hall.mp4"])
+@pytest.mark.parametrize(
+    "name", ["plaza_pets.mp4", "road_topdown.mp4", "indoor_hall.mp4", "plaza_pets_later.mp4"]
+)
 def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
     clip = load_clip(str(DATA / name), 5.0)
     out, _ = run_real(clip, None, len(clip.frames), len(clip.frames), seed=1)
@@ -206,6 +208,12 @@ def test_clean_real_clips_raise_no_quality_fault(name: str) -> None:
             "occlusion",
             0,
             "a cover over all but a corner of plain asphalt, as dim as a white car's exposure dip",
+        ),
+        (
+            "plaza_pets_later.mp4",
+            "scene_change",
+            2,
+            "a view moved by a quarter, seen as motion over all but a few blocks: judged on all",
         ),
         (
             "road_topdown.mp4",
