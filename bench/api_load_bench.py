@@ -34,6 +34,9 @@ baseline (--baseline REV from git, or --baseline-tree, another checkout) in the 
 With --per-endpoint, the same for each endpoint of the mix alone (--requests reads each over 4
 connections), to see which read costs what.
 
+Every run prints the open alarms (the alarm page's counts once read them all); --open-alarms N
+first adds open alarms until N are open, so runs compare at a backlog they chose.
+
 The load generator is asyncio over raw sockets (no per-request client overhead) and runs on the
 same 2 cores as the server and the demo: figures are lower bounds and noisy when others run.
 On a machine shared with other busy processes, requests/s say more about the share of the CPU
@@ -437,6 +440,7 @@ def run_cpu(args) -> dict:
     engine = get_engine()
     paths, _ = prepare(engine)
     say(f"read mix: {paths}")
+    say(f"open alarms: {open_alarms(engine, args.open_alarms)} (load average {loadavg()})")
     trees = {"this": ROOT, "baseline": Path(args.baseline_tree).resolve()}
     if args.per_endpoint:
         return run_per_endpoint(args, trees, paths, engine)
@@ -490,6 +494,36 @@ def prepare(engine) -> tuple[list[str], str | None]:
     if bbox:
         paths.append(f"/api/v1/devices/summary?bbox={bbox}")
     return paths, region
+
+
+OPEN = "state IN ('new', 'acknowledged', 'dispatched')"
+
+
+def open_alarms(engine, top_up_to: int = 0) -> int:
+    """The open alarms in the database; with top_up_to, first add open alarms (kind
+    'bench_backlog', spread over the devices, severities and the last hours, as ordinary
+    INSERTs: every trigger sees them) until that many are open, so a run measures at a backlog
+    it chose rather than at whatever the demo's unacknowledged alarms reached."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        have = conn.execute(text(f"SELECT count(*) FROM alarms WHERE {OPEN}")).scalar_one()
+        if top_up_to > have:
+            conn.execute(
+                text(
+                    "WITH d AS (SELECT array_agg(id ORDER BY id) ids FROM (SELECT id FROM devices "
+                    "WHERE retired_at IS NULL ORDER BY id LIMIT 2000) x) "
+                    "INSERT INTO alarms (device_id, msg_id, kind, severity, position, region_code, "
+                    "raised_at, last_raised_at) "
+                    "SELECT dv.id, 'bench-backlog-' || md5(random()::text || g), 'bench_backlog', "
+                    "1 + g % 4, dv.position, dv.region_code, now() - g * interval '1 s', "
+                    "now() - g * interval '1 s' FROM d, generate_series(1, :n) g "
+                    "JOIN devices dv ON TRUE WHERE dv.id = d.ids[1 + g % cardinality(d.ids)]"
+                ),
+                {"n": top_up_to - have},
+            )
+            have = conn.execute(text(f"SELECT count(*) FROM alarms WHERE {OPEN}")).scalar_one()
+    return have
 
 
 def emitter(engine, region: str | None):
@@ -608,6 +642,8 @@ def run(args) -> dict:
     say(f"read mix: {paths}")
     results: dict = {"workers": args.workers, "seconds": args.seconds, "paths": paths}
     results["commit"] = _git("rev-parse", "--short", "HEAD")
+    results["open_alarms_before"] = open_alarms(engine, args.open_alarms)
+    say(f"open alarms: {results['open_alarms_before']}")
     results["load_before"] = loadavg()
     say(f"load average before: {results['load_before']}")
     if args.baseline:
@@ -648,6 +684,12 @@ def main() -> int:
         "--baseline", default=None, help="git revision whose API is the reads' baseline (e.g. main)"
     )
     ap.add_argument("--demo", action="store_true", help="start the demo, measure, stop it")
+    ap.add_argument(
+        "--open-alarms",
+        type=int,
+        default=0,
+        help="first add open alarms until this many are open (the queue's backlog)",
+    )
     ap.add_argument("--settle", type=float, default=60.0, help="--demo: seconds before measuring")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -658,7 +700,13 @@ def main() -> int:
         if not args.baseline_tree:
             ap.error("--cpu needs --baseline REV or --baseline-tree (a checkout to compare with)")
         name = "api_cpu_endpoints.json" if args.per_endpoint else "api_cpu_bench.json"
-        (OUT / name).write_text(json.dumps(run_cpu(args), indent=2))
+        from gridwatch.db import get_engine
+
+        result = run_cpu(args)
+        result["open_alarms_after"] = open_alarms(get_engine())
+        result["load_after"] = loadavg()
+        say(f"open alarms after: {result['open_alarms_after']} (load {result['load_after']})")
+        (OUT / name).write_text(json.dumps(result, indent=2))
         return 0
     demo = Demo(args.settle) if args.demo else None
     try:
@@ -666,6 +714,9 @@ def main() -> int:
     finally:
         if demo is not None:
             demo.stop()
+    from gridwatch.db import get_engine
+
+    results["open_alarms_after"] = open_alarms(get_engine()) if demo is None else None
     (OUT / "api_load_bench.json").write_text(json.dumps(results, indent=2))
     base = results.get("workers_1", {}).get("reads", {}).get("rps")
     best = results.get(f"workers_{args.workers}", {}).get("reads", {}).get("rps")
