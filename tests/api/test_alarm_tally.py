@@ -239,3 +239,44 @@ def test_concurrent_writers_and_compaction_keep_counts_exact(client, headers, en
     _agree(client, headers, engine)
     _compact(engine)
     _agree(client, headers, engine)
+
+
+def test_a_readers_scope_and_its_change(client, headers, engine):
+    """An operator assigned two regions (two scope ranges) gets the counts of those regions
+    alone, and the counts follow when the assignment changes (read at every request)."""
+    from api.users import ensure_user
+
+    with engine.begin() as conn:
+        user = ensure_user(conn, "t-scoped-op", "scoped-pass-1", "operator", [TOWN_A, COUNTY_B])
+    r = client.post(
+        "/api/v1/auth/token", json={"username": "t-scoped-op", "password": "scoped-pass-1"}
+    )
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    a1 = _device(client, headers, COUNTY_A, 115.3703, 28.3703)
+    b1 = _device(client, headers, COUNTY_B, 114.951, 27.801)
+    _store(engine, [(a1, "smoke", 2), (b1, "panic", 1), (b1, "smoke", 3)])
+
+    def agrees(regions: list[str], filters: dict) -> None:
+        got = client.get("/api/v1/alarms", headers=h, params={"limit": 1, **filters})
+        assert got.status_code == 200, got.text
+        want: dict = {"total": 0, "state": {}, "severity": {}}
+        total_open = 0
+        for region in regions:
+            one = _by_count(engine, region, filters)
+            total_open += one["total_open"]
+            want["total"] += one["counts"]["total"]
+            for key in ("state", "severity"):
+                for k, n in one["counts"][key].items():
+                    want[key][k] = want[key].get(k, 0) + n
+        assert (got.json()["counts"], got.json()["total_open"]) == (want, total_open)
+
+    for filters in ({}, {"state": "open"}, {"severity_max": 2}):
+        agrees([TOWN_A, COUNTY_B], filters)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM user_regions WHERE user_id = :u"), {"u": user.id})
+        conn.execute(
+            text("INSERT INTO user_regions (user_id, region_code) VALUES (:u, :r)"),
+            {"u": user.id, "r": VILLAGE_A1},
+        )
+    for filters in ({}, {"state": "open"}):
+        agrees([VILLAGE_A1], filters)
