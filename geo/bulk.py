@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import Any
 
 import shapely
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from geo.coverage import DEFAULT_DORI, Coverage, draw_all
 from geo.device_rows import (
@@ -42,12 +44,21 @@ from geo.village_areas import area_village_sql
 
 log = logging.getLogger(__name__)
 
+UNIQUE_VIOLATION = "23505"
+# Rows per chunk: chunk n+1 is validated and drawn in a thread while chunk n is stored, so only
+# the first chunk's preparation and the last chunk's storing run alone (at 5,000 rows, half of
+# a 10,000-row import). Smaller chunks cost more statements and GIL hand-overs: at 1,000 rows
+# ~0.1 CPU-s more per 10,000 rows in the client than at 5,000 (eight alternating runs each).
+BATCH = 2_000
+SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while chunks are prepared in the thread
+
 _TEMP_DDL = bulk_temp_table_sql("_bulk_devices")
 _COPY_COLUMNS = ", ".join((*GIVEN, "registration"))
 # Binary COPY: EWKB and numbers go as they are, without the hex and decimal text the server
 # would parse (COPY's share of the server's time fell by a third, the client's by half).
 _COPY_SQL = f"COPY _bulk_devices ({_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = binary_copy_types()
+_FIRST_SQL = f"SET LOCAL jit = off; {_TEMP_DDL}; TRUNCATE _bulk_devices"
 _given_in_order = itemgetter(*GIVEN)  # a GIVEN values dict -> its values in COPY order
 _to_json = DeviceRegistration.__pydantic_serializer__.to_json
 
@@ -69,13 +80,19 @@ SELECT s.*,
 FROM _bulk_devices s OFFSET 0) l
 """
 
-_INSERT_SQL = f"""
-WITH located AS ({_LOCATED_SQL}), ins AS ({bulk_upsert_sql("located")})
+_COUNTS = """
 SELECT count(*) FILTER (WHERE inserted) AS inserted,
        count(*) FILTER (WHERE NOT inserted) AS updated,
        count(*) FILTER (WHERE outside) AS outside
 FROM ins
 """
+_INSERT_SQL = f"WITH located AS ({_LOCATED_SQL}), ins AS ({bulk_upsert_sql('located')}) {_COUNTS}"
+# A chunk none of whose ids is stored (active or retired): plain INSERTs, without the
+# speculative insertion and conflict check of every row (see _write).
+_INSERT_NEW_SQL = (
+    f"WITH located AS ({_LOCATED_SQL}), "
+    f"ins AS ({bulk_upsert_sql('located', upsert=False)}) {_COUNTS}"
+)
 
 # Rows equal to what is stored (same registration, device active) are left alone: an import
 # run twice changes nothing. (prepare leaves such rows out already, comparing with the stored
@@ -91,6 +108,7 @@ INSERT INTO device_registrations (device_id, registration, updated_at)
 SELECT id, registration, now() FROM _bulk_devices
 ON CONFLICT (device_id) DO UPDATE SET registration = EXCLUDED.registration, updated_at = now()
 """
+_REGISTRATIONS_NEW_SQL = _REGISTRATIONS_SQL.split("ON CONFLICT")[0]
 
 
 @contextmanager
@@ -127,7 +145,7 @@ def register_many(
     actor: str,
     *,
     level: str = DEFAULT_DORI,
-    batch: int = 5_000,
+    batch: int = BATCH,
     skip_invalid: bool = False,
     reload_broker: bool = True,
     refresh_compliance: bool = True,
@@ -159,6 +177,7 @@ def register_many(
     seen: set[str] = set()
     counter = [0]  # the index of the next input row
     same = [0]  # rows found equal to the stored registration by prepare (its thread's count)
+    first = [True]  # the staging table is still to be made (by the first chunk's store)
 
     def prepare(chunk: list, stored: dict[str, dict]) -> list[tuple]:
         """Validate a chunk and build its staging rows (FOVs drawn for the whole chunk); pure
@@ -205,14 +224,18 @@ def register_many(
                 _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)
             ]
 
-    def store(rows: list[tuple], any_stored: bool) -> None:
+    def store(rows: list[tuple], any_stored: bool, known: bool) -> None:
         """COPY one chunk's rows into the staging table and upsert them (on `conn`); with
-        `any_stored` false none of the chunk's ids has an active stored registration."""
+        `any_stored` false none of the chunk's ids has an active stored registration, with
+        `known` false none of them is stored at all."""
         with step(tm, "copy"):
-            conn.execute(text(_TEMP_DDL))
-            conn.execute(text("TRUNCATE _bulk_devices"))
             raw_conn = conn.connection.driver_connection
             with raw_conn.cursor() as cur:
+                # one round trip (no parameters: the simple query protocol takes several
+                # statements); the first chunk creates the staging table and turns JIT off
+                # (compiling the INSERT took longer than running it)
+                cur.execute(_FIRST_SQL if first[0] else "TRUNCATE _bulk_devices")
+                first[0] = False
                 with cur.copy(_COPY_SQL) as copy:
                     copy.set_types(_COPY_TYPES)
                     for row in rows:
@@ -221,14 +244,10 @@ def register_many(
             with step(tm, "unchanged"):
                 totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
         save = conn.begin_nested() if dry_run else None
-        with step(tm, "insert"):
-            # JIT compiling this one statement took longer than running it
-            conn.execute(text("SET LOCAL jit = off"))
-            counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
-        with step(tm, "registrations"):
-            conn.execute(text(_REGISTRATIONS_SQL))
-        with step(tm, "relink"):
-            relink_devices(conn, from_table="_bulk_devices")
+        counts = _write(conn, actor, fresh=not known, timings=tm)
+        if links:  # without intersections there is no link to drop or make
+            with step(tm, "relink"):
+                relink_devices(conn, from_table="_bulk_devices")
         totals["inserted"] += counts.inserted
         totals["updated"] += counts.updated
         totals["outside"] += counts.outside
@@ -236,21 +255,31 @@ def register_many(
             save.rollback()
 
     with _Tx(conn) as tx:
-        with ThreadPoolExecutor(1, thread_name_prefix="register-many") as pool:
-            # Chunk n+1 is validated and drawn in a thread while the database stores chunk n: the
-            # connection waits on the server without the GIL, so client and server work overlap.
-            # The thread never touches the connection: what it needs is looked up before.
-            pending: tuple[Future[list[tuple]], bool] | None = None
-            for chunk in _chunks(regs, batch):
-                with step(tm, "lookups"):
-                    stored = _stored_registrations(conn, chunk) if skip_unchanged else {}
-                    _known_villages(conn, chunk, known_villages)
-                job = (pool.submit(prepare, chunk, stored), bool(stored))
+        links = conn.execute(text("SELECT EXISTS (SELECT FROM intersections)")).scalar()
+        switch = sys.getswitchinterval()
+        # Each statement's result has to wait for the GIL, which the busy thread gives up every
+        # switch interval (5 ms by default): ~10 ms more per round trip measured, a second per
+        # 10,000 rows in chunks of 1,000. Handed over ten times as often while it runs.
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="register-many") as pool:
+                # Chunk n+1 is validated and drawn in a thread while the database stores chunk
+                # n: the connection waits on the server without the GIL, so client and server
+                # work overlap. The thread never touches the connection: what it needs is
+                # looked up before.
+                pending: tuple[Future[list[tuple]], bool, bool] | None = None
+                for chunk in _chunks(regs, batch):
+                    with step(tm, "lookups"):
+                        stored, known = _stored(conn, chunk, skip_unchanged)
+                        _known_villages(conn, chunk, known_villages)
+                    job = (pool.submit(prepare, chunk, stored), bool(stored), known)
+                    if pending is not None and (rows := pending[0].result()):
+                        store(rows, *pending[1:])
+                    pending = job
                 if pending is not None and (rows := pending[0].result()):
-                    store(rows, pending[1])
-                pending = job
-            if pending is not None and (rows := pending[0].result()):
-                store(rows, pending[1])
+                    store(rows, *pending[1:])
+        finally:
+            sys.setswitchinterval(switch)
         totals["unchanged"] += same[0]
         total = 0 if dry_run else totals["inserted"] + totals["updated"]
         if total >= 1000 and _worth_analyzing(conn, total, totals["inserted"]):
@@ -304,18 +333,51 @@ def _worth_analyzing(conn: Connection, written: int, inserted: int) -> bool:
     return written >= limit or abs(live + inserted - counted) >= limit
 
 
-def _stored_registrations(conn: Connection, chunk: list) -> dict[str, dict]:
-    """The stored registrations of the active devices among a chunk's ids."""
-    ids = [str(r.get("id") if isinstance(r, Mapping) else getattr(r, "id", "")) for r in chunk]
+def _stored(conn: Connection, chunk: list, registrations: bool) -> tuple[dict[str, dict], bool]:
+    """Whether any of a chunk's ids is stored (active or retired), and with `registrations`
+    the stored registrations of the active devices among them (id -> registration)."""
+    ids = [
+        str(r.get("id") if isinstance(r, Mapping) else getattr(r, "id", "")).strip() for r in chunk
+    ]
+    if not registrations:
+        known = conn.execute(
+            text("SELECT EXISTS (SELECT FROM devices WHERE id = ANY(CAST(:ids AS char(20)[])))"),
+            {"ids": ids},
+        ).scalar()
+        return {}, bool(known)
     rows = conn.execute(
         text(
-            "SELECT r.device_id, r.registration FROM device_registrations r JOIN devices d "
-            "ON d.id = r.device_id WHERE r.device_id = ANY(CAST(:ids AS char(20)[])) "
-            "AND d.retired_at IS NULL"
+            "SELECT d.id, r.registration FROM devices d LEFT JOIN device_registrations r "
+            "ON r.device_id = d.id AND d.retired_at IS NULL "
+            "WHERE d.id = ANY(CAST(:ids AS char(20)[]))"
         ),
         {"ids": ids},
     ).all()
-    return {r.device_id: r.registration for r in rows}
+    return {r.id: r.registration for r in rows if r.registration is not None}, bool(rows)
+
+
+def _write(conn: Connection, actor: str, *, fresh: bool, timings: dict[str, float]) -> Any:
+    """Write the staged chunk into devices and device_registrations; its counts (inserted,
+    updated, outside). A `fresh` chunk (none of its ids was stored when it was looked up) goes
+    in by plain INSERTs in a savepoint; should another transaction have stored one of its ids
+    since, the unique violation rolls the savepoint back and the chunk is upserted after all."""
+    if fresh:
+        try:
+            with conn.begin_nested():
+                with step(timings, "insert"):
+                    counts = conn.execute(text(_INSERT_NEW_SQL), {"actor": actor}).one()
+                with step(timings, "registrations"):
+                    conn.execute(text(_REGISTRATIONS_NEW_SQL))
+            return counts
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            log.info("an id of the chunk was stored meanwhile: upserting it")
+    with step(timings, "insert"):
+        counts = conn.execute(text(_INSERT_SQL), {"actor": actor}).one()
+    with step(timings, "registrations"):
+        conn.execute(text(_REGISTRATIONS_SQL))
+    return counts
 
 
 def _known_villages(conn: Connection, chunk: list, cache: dict[str, bool]) -> None:

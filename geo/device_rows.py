@@ -178,15 +178,24 @@ def bulk_temp_table_sql(name: str) -> str:
     )
 
 
-def bulk_upsert_sql(source: str) -> str:
+def bulk_upsert_sql(source: str, *, upsert: bool = True) -> str:
     """INSERT ... SELECT of every row of `source` (GIVEN columns plus the LOCATED ones),
-    with the same conflict rule as upsert_one for every row; RETURNING inserted and outside."""
+    with the same conflict rule as upsert_one for every row; RETURNING inserted and outside.
+
+    upsert=False: a plain INSERT, for rows none of whose ids is stored (a known id raises
+    unique_violation instead of being updated); it spares the speculative insertion and the
+    conflict check of every row."""
     excluded_sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in REGISTERED if n != "id")
-    return (
+    head = (
         f"INSERT INTO devices AS d ({', '.join(REGISTERED)}, registered_by, registered_at, "
         "updated_at, retired_at) "
         f"SELECT {', '.join(REGISTERED)}, :actor, now(), now(), NULL FROM {source} "
-        f"ON CONFLICT (id) DO UPDATE SET {excluded_sets}, updated_at = now(), retired_at = NULL, "
+    )
+    if not upsert:
+        return head + "RETURNING true AS inserted, region_code IS NULL AS outside"
+    return (
+        head
+        + f"ON CONFLICT (id) DO UPDATE SET {excluded_sets}, updated_at = now(), retired_at = NULL, "
         "registered_by = CASE WHEN d.retired_at IS NULL THEN d.registered_by "
         "ELSE EXCLUDED.registered_by END, "
         "registered_at = CASE WHEN d.retired_at IS NULL THEN d.registered_at ELSE now() END "

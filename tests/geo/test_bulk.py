@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from sqlalchemy import text
 
+import geo.bulk
 from geo.bulk import register_many
 from geo.registry import RegistryError, register_device
 from tests.geo.conftest import new_id
@@ -107,6 +110,35 @@ def test_small_batches_store_what_one_batch_stores(engine, tiny_county):
     with engine.connect() as c, pytest.raises(RegistryError) as info:
         register_many(c, regs, "generator", reload_broker=False, batch=3)
     assert "row 4" in str(info.value)
+
+
+def test_a_chunk_looked_up_as_new_whose_ids_were_stored_meanwhile_is_upserted(
+    engine, tiny_county, monkeypatch
+):
+    """A chunk none of whose ids was stored goes in by plain INSERTs; if another transaction
+    stored one of them in between, the chunk is upserted after all (nothing lost, no error),
+    and the GIL switch interval the pipeline lowers is given back."""
+    regs = _regs(6)
+    before = sys.getswitchinterval()
+    with engine.connect() as c:
+        register_many(c, regs[:2], "generator", reload_broker=False)
+        # every chunk is reported new, as if rows 0 and 1 were stored after the look-up
+        monkeypatch.setattr(geo.bulk, "_stored", lambda conn, chunk, registrations: ({}, False))
+        regs[0]["lon"] += 0.001
+        out = register_many(c, regs, "generator", reload_broker=False, batch=3)
+        rows = c.execute(
+            text(
+                "SELECT d.id, ST_X(d.position) AS lon, r.registration->>'lon' AS given "
+                "FROM devices d JOIN device_registrations r ON r.device_id = d.id "
+                "WHERE d.id = ANY(:ids) ORDER BY d.id"
+            ),
+            {"ids": [r["id"] for r in regs]},
+        ).all()
+    assert (out["inserted"], out["updated"], out["rejected"]) == (4, 2, [])
+    assert len(rows) == 6
+    first = next(r for r in rows if r.id == regs[0]["id"])
+    assert first.lon == pytest.approx(regs[0]["lon"]) and float(first.given) == regs[0]["lon"]
+    assert sys.getswitchinterval() == before
 
 
 def test_region_parts_follow_boundary_changes(engine, tiny_county):
