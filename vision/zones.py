@@ -836,11 +836,20 @@ class ZoneEngine:
                 t.beyond[line.id] = max(t.beyond.get(line.id, 0.0), depth[line.id])
         return was, depth
 
+    def _on_same_object(self, tid: int, ts: float) -> bool:
+        """True when track `tid` may be on the object of a track crossing now: it has a
+        position in this frame, or it last rode a box shared with others (whose object a new
+        track may have taken over). A track that lost a box of its own is not splitting
+        anything: a walker close behind it is another object."""
+        o = self.tracker.tracks.get(tid)
+        return o is not None and (o.seen >= ts - 1e-6 or o.coasted > 0)
+
     def _same_crossing(
         self, line: str, ts: float, went: str, t: Track, full_w: int, full_h: int
     ) -> bool:
         """Record t's crossing; True when another track crossed this line the same way
-        moments ago at about the same place (one object split into two tracks)."""
+        moments ago at about the same place and may still be on t's object (one object split
+        into two tracks, see `_on_same_object`)."""
         keep = self.tracker.cfg.same_crossing_s
         size = max(t.box[2] / full_w, t.box[3] / full_h)
         recent = [c for c in self._crossings.get(line, []) if ts - c[0] <= keep]
@@ -848,6 +857,7 @@ class ZoneEngine:
             tid != t.id
             and d == went
             and (p[0] - t.pos[0]) ** 2 + (p[1] - t.pos[1]) ** 2 <= max(size, sz) ** 2
+            and self._on_same_object(tid, ts)
             for _, d, p, sz, tid in recent
         )
         recent.append((ts, went, t.pos, size, t.id))

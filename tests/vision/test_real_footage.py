@@ -121,13 +121,14 @@ def test_pedestrians_crossing_a_third_line_in_the_plaza_counted_after_tuning(fps
 def test_pedestrians_crossing_lines_on_plaza_footage_not_used_for_tuning(fps: float) -> None:
     # The 49.5 s of the same camera after plaza_pets.mp4, counted by hand after the tracker was
     # tuned: 35 crossings of the same two lines (21 east, 14 west) and 4 doubtful. Measured:
-    # 33 found and 0 false at 5 fps, 32 and 1 false at 10 fps (recall 0.91-0.94, under the
-    # issue's 0.95: pairs walking side by side, one blob, give one crossing; at 10 fps a
-    # couple turning back together on the grass counted twice before only because their
-    # merged box touched the line twice). A floor, so that the tracker gets no worse on
-    # footage it was not fitted to.
+    # 34 found and 0 false at 5 fps, 32 and 1 false at 10 fps (recall 0.91-0.97: pairs
+    # walking side by side, one blob, give one crossing; at 10 fps a couple turning back
+    # together on the grass counted twice before only because their merged box touched the
+    # line twice; at 5 fps a walker close behind another who had just lost his box was taken
+    # for the same object). A floor, so that the tracker gets no worse on footage it was not
+    # fitted to.
     n, hits, false = _scores("plaza_pets_later.mp4", fps)["crossings"]
-    least = {5.0: 33, 10.0: 32}[fps]
+    least = {5.0: 34, 10.0: 32}[fps]
     assert n == 35 and hits >= least and false <= 1, _scores("plaza_pets_later.mp4", fps)
 
 
