@@ -202,3 +202,11 @@ def test_region_parts_follow_boundary_changes(engine, tiny_county):
             == 0
         )
         tx.rollback()
+
+
+def test_chunks_start_small_then_take_the_batch_size():
+    """The first chunk is prepared while the database waits: it may be smaller than the rest."""
+    assert [len(c) for c in geo.bulk._chunks(range(10), 4, 2)] == [2, 4, 4]
+    assert [len(c) for c in geo.bulk._chunks(range(5), 3, 500)] == [3, 2]
+    assert [c for c in geo.bulk._chunks([], 3, 1)] == []
+    assert sum(geo.bulk._chunks(range(7), 2), []) == list(range(7))
