@@ -127,9 +127,26 @@ def test_pedestrians_crossing_lines_on_plaza_footage_not_used_for_tuning(fps: fl
     # line twice; at 5 fps a walker close behind another who had just lost his box was taken
     # for the same object). A floor, so that the tracker gets no worse on footage it was not
     # fitted to.
-    n, hits, false = _scores("plaza_pets_later.mp4", fps)["crossings"]
+    score = _scores("plaza_pets_later.mp4", fps, ("east", "west"))
+    n, hits, false = score["crossings"]
     least = {5.0: 34, 10.0: 32}[fps]
-    assert n == 35 and hits >= least and false <= 1, _scores("plaza_pets_later.mp4", fps)
+    assert n == 35 and hits >= least and false <= 1, score
+
+
+@RATES
+def test_pedestrians_crossing_a_line_held_out_from_the_last_changes(fps: float) -> None:
+    # 17 crossings (and 5 doubtful) of a third line on the later plaza footage (x = 0.85),
+    # counted before the tracker was run with it: the turn-back depth, a point on the line
+    # and the "same object" rule were fitted on the other lines' misses, not on this one.
+    # Measured: 15 found and 1 false at 5 fps, 16 and 1 false at 10 fps (before those
+    # changes: 15 + 2 false and 16 + 3 false). Missed: a man turning back 1.4 s after he
+    # crossed, only 0.2 of his height past the line (under `turn_depth`, taken for jitter);
+    # at 5 fps a man crossing high on the path among others. The false one: a piece of a man
+    # standing with his feet on the line for 9 s. A floor, under the issue's target.
+    score = _scores("plaza_pets_later.mp4", fps, ("right",))
+    n, hits, false = score["crossings"]
+    least = {5.0: 15, 10.0: 16}[fps]
+    assert n == 17 and hits >= least and false <= 1, score
 
 
 @RATES
