@@ -14,6 +14,8 @@ from operator import itemgetter
 from typing import Any
 
 import shapely
+from psycopg import Copy
+from psycopg.copy import Writer
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -183,10 +185,16 @@ def register_many(
     counter = [0]  # the index of the next input row
     same = [0]  # rows found equal to the stored registration by prepare (its thread's count)
     first = [True]  # the staging table is still to be made (by the first chunk's store)
+    # a cursor of the connection that only lends psycopg's dumpers to the thread formatting the
+    # COPY data: no statement runs on it
+    driver = conn.connection.driver_connection  # the psycopg connection (for COPY)
+    assert driver is not None, "register_many needs an open connection"
+    formatting = driver.cursor()
 
-    def prepare(chunk: list, stored: dict[str, dict]) -> list[tuple]:
-        """Validate a chunk and build its staging rows (FOVs drawn for the whole chunk); pure
-        CPU on data already fetched, so it runs beside the database work of the chunk before."""
+    def prepare(chunk: list, stored: dict[str, dict]) -> bytes:
+        """Validate a chunk and build its staging rows as binary COPY data (FOVs drawn for the
+        whole chunk); pure CPU on data already fetched, so it runs beside the database work of
+        the chunk before."""
         todo: list[tuple[DeviceRegistration, Decoded, Coverage]] = []
         with step(tm, "validate"):
             for raw in chunk:
@@ -219,32 +227,30 @@ def register_many(
                         {"index": index, "id": rid, "field": exc.field, "reason": exc.reason}
                     )
         if not todo:
-            return []
+            return b""
         with step(tm, "fov"):
             draw_all([cov for _, _, cov in todo])  # every sector of the chunk in one call
             fovs = ewkb_bytes_many([cov.geometry for _, _, cov in todo])
             positions = ewkb_bytes_many(shapely.points([(d.lon, d.lat) for _, d, _ in todo]))
         with step(tm, "staging rows"):
-            return [
+            rows = [
                 _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)
             ]
+            return _copy_data(formatting, rows)
 
-    def store(rows: list[tuple], any_stored: bool, known: bool) -> None:
-        """COPY one chunk's rows into the staging table and upsert them (on `conn`); with
+    def store(data: bytes, any_stored: bool, known: bool) -> None:
+        """COPY one chunk's rows (binary COPY data) into the staging table and upsert them; with
         `any_stored` false none of the chunk's ids has an active stored registration, with
         `known` false none of them is stored at all."""
         with step(tm, "copy"):
-            raw_conn = conn.connection.driver_connection
-            with raw_conn.cursor() as cur:
+            with driver.cursor() as cur:
                 # one round trip (no parameters: the simple query protocol takes several
                 # statements); the first chunk creates the staging table and turns JIT off
                 # (compiling the INSERT took longer than running it)
                 cur.execute(_FIRST_SQL if first[0] else "TRUNCATE _bulk_devices")
                 first[0] = False
                 with cur.copy(_COPY_SQL) as copy:
-                    copy.set_types(_COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
+                    copy.write(data)  # the whole format: signature, rows, trailer
         if skip_unchanged and any_stored:
             with step(tm, "unchanged"):
                 totals["unchanged"] += len(conn.execute(text(_UNCHANGED_SQL)).all())
@@ -272,19 +278,20 @@ def register_many(
                 # n: the connection waits on the server without the GIL, so client and server
                 # work overlap. The thread never touches the connection: what it needs is
                 # looked up before.
-                pending: tuple[Future[list[tuple]], bool, bool] | None = None
+                pending: tuple[Future[bytes], bool, bool] | None = None
                 for chunk in _chunks(regs, batch, FIRST_CHUNK):
                     with step(tm, "lookups"):
                         stored, known = _stored(conn, chunk, skip_unchanged)
                         _known_villages(conn, chunk, known_villages)
                     job = (pool.submit(prepare, chunk, stored), bool(stored), known)
-                    if pending is not None and (rows := pending[0].result()):
-                        store(rows, *pending[1:])
+                    if pending is not None and (data := pending[0].result()):
+                        store(data, *pending[1:])
                     pending = job
-                if pending is not None and (rows := pending[0].result()):
-                    store(rows, *pending[1:])
+                if pending is not None and (data := pending[0].result()):
+                    store(data, *pending[1:])
         finally:
             sys.setswitchinterval(switch)
+            formatting.close()
         totals["unchanged"] += same[0]
         total = 0 if dry_run else totals["inserted"] + totals["updated"]
         if total >= 1000 and _worth_analyzing(conn, total, totals["inserted"]):
@@ -338,6 +345,38 @@ def _worth_analyzing(conn: Connection, written: int, inserted: int) -> bool:
     return written >= limit or abs(live + inserted - counted) >= limit
 
 
+class _Collect(Writer):
+    """Where psycopg's Copy writes the data it formats, instead of a connection."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.parts.append(bytes(data))
+
+
+def _copy_data(cursor: Any, rows: list[tuple]) -> bytes:
+    """Rows as binary COPY data for the staging table (signature, rows, trailer), formatted by
+    psycopg's dumpers as `copy.write_row` would send them, without the connection: the thread
+    preparing a chunk formats it while the main thread waits on the database (its write_row
+    loop had held the GIL ~8 us per row beside the thread)."""
+    out = _Collect()
+    with Copy(cursor, binary=True, writer=out) as copy:
+        copy.set_types(_COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+    return b"".join(out.parts)
+
+
+# A chunk's ids joined to devices, not `id = ANY(:ids)`: once psycopg prepares the statement
+# (its sixth run) PostgreSQL may switch to a generic plan, where ANY over a parameter is a linear
+# search of the array per row; with devices' statistics from before the import (a first import
+# into an empty fleet) that plan is a sequential scan, so each chunk's look-up compared every
+# row stored so far with each of its 2,000 ids (0.35-0.85 s of PostgreSQL per chunk by the
+# 10,000th row of an import, quadratic in the import's size).
+_IDS_JOIN = "unnest(CAST(:ids AS char(20)[])) AS u(id) JOIN devices d ON d.id = u.id"
+
+
 def _stored(conn: Connection, chunk: list, registrations: bool) -> tuple[dict[str, dict], bool]:
     """Whether any of a chunk's ids is stored (active or retired), and with `registrations`
     the stored registrations of the active devices among them (id -> registration)."""
@@ -346,15 +385,14 @@ def _stored(conn: Connection, chunk: list, registrations: bool) -> tuple[dict[st
     ]
     if not registrations:
         known = conn.execute(
-            text("SELECT EXISTS (SELECT FROM devices WHERE id = ANY(CAST(:ids AS char(20)[])))"),
+            text(f"SELECT EXISTS (SELECT FROM {_IDS_JOIN})"),
             {"ids": ids},
         ).scalar()
         return {}, bool(known)
     rows = conn.execute(
         text(
-            "SELECT d.id, r.registration FROM devices d LEFT JOIN device_registrations r "
-            "ON r.device_id = d.id AND d.retired_at IS NULL "
-            "WHERE d.id = ANY(CAST(:ids AS char(20)[]))"
+            f"SELECT d.id, r.registration FROM {_IDS_JOIN} LEFT JOIN device_registrations r "
+            "ON r.device_id = d.id AND d.retired_at IS NULL"
         ),
         {"ids": ids},
     ).all()
