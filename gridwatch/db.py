@@ -42,6 +42,9 @@ def get_engine(
 # about as much of the API's CPU as a small read (bench/RESULTS.md); an idle one is pinged.
 IDLE_PING_S = 2.0
 
+# Read connections per API worker (no overflow; see read_only_async_engine).
+READ_POOL_SIZE = 20
+
 
 def read_only_async_engine(url: str | URL) -> AsyncEngine:
     """An asyncio engine (psycopg's async driver) whose connections cannot write: every statement
@@ -51,15 +54,20 @@ def read_only_async_engine(url: str | URL) -> AsyncEngine:
     A connection idle for IDLE_PING_S or more is pinged before it is handed out (a dead one is
     replaced, as with pool_pre_ping); one back from a request just now is not. A connection that
     fails all the same (the server restarted meanwhile) fails that read and is replaced, and
-    every other connection made before is replaced at its next checkout."""
+    every other connection made before is replaced at its next checkout.
+
+    The pool has no overflow: a read beyond READ_POOL_SIZE at once waits for a pooled connection.
+    Overflow connections are closed as soon as the pool is full again, so under load every burst
+    of concurrent reads opened new ones (a backend forked and a scram-sha-256 exchange each: one
+    per ~22 reads in bench/api_load_bench, ~15% of the API's CPU per read)."""
     from sqlalchemy import event
     from sqlalchemy.exc import DisconnectionError
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=READ_POOL_SIZE,
+        max_overflow=0,
         isolation_level="AUTOCOMMIT",
         connect_args={"options": "-c default_transaction_read_only=on"},
     )
