@@ -431,11 +431,17 @@ def match_times(
 
 
 def rule_events(
-    path: str, rules: dict, fps: float, before: bool = False, max_frames: int = 100_000
+    path: str,
+    rules: dict,
+    fps: float,
+    before: bool = False,
+    max_frames: int = 100_000,
+    tracker: dict | None = None,
 ) -> list:
     """The zone, tripwire and dwell events of a clip under `rules` (quality checks off);
     `before`: the tracker as it was before crowds were handled (no blobs cut, no pieces of
-    one object joined again, no revival; boxes given to tracks greedily by distance alone)."""
+    one object joined again, no revival; boxes given to tracks greedily by distance alone);
+    `tracker`: settings of `TrackerConfig` to change (the others default)."""
     from vision.zones import TrackerConfig, ZoneEngine
 
     clip = load_clip(path, fps, max_frames)
@@ -450,7 +456,7 @@ def rule_events(
             colour_weight=0.0,
         )
         if before
-        else None
+        else TrackerConfig(**(tracker or {}))
     )
     pipe.zones = ZoneEngine(pipe.cfg.zones, pipe.cfg.tripwires, tracker)
     out = []

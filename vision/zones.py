@@ -106,6 +106,12 @@ class TrackerConfig(BaseModel):
         description="a second track crossing the same line the same way this soon, within a "
         "box size of the first, is the same object split into two tracks (a crowd's flicker)",
     )
+    inherit_side: bool = Field(
+        default=True,
+        description="a track first seen inside the last box of another object starts on "
+        "that object's side of each line (it was hidden in it): a crossing made while two "
+        "objects were one blob, or as they part, is not lost",
+    )
     split_blobs: bool = Field(
         default=True, description="cut blobs of objects side by side (see split_merged)"
     )
@@ -239,10 +245,18 @@ class Tracker:
         association (see `_costs`).
         """
         self.frame += 1
+        last = self.ts
         if self.ts is not None:
             self.dt = max(MIN_DT, ts - self.ts)
         self.ts = ts
         cfg = self.cfg
+        # Each object seen on a box of its own in the last frame, as it was then, for an
+        # object that comes out of that box now (see `_parent`).
+        was = [
+            (t.pos, t.box, dict(t.sides), dict(t.crossed))
+            for t in self.tracks.values()
+            if last is not None and t.seen >= last - 1e-6 and t.coasted == 0
+        ]
         pts = [((x + w / 2) / full_w, (y + h) / full_h) for x, y, w, h in boxes]
         hists = [_hist(colour, b, full_w, full_h) for b in boxes]
         ids = list(self.tracks)
@@ -321,11 +335,25 @@ class Tracker:
                 )
                 if t.id == self._next:
                     self._next += 1
+                    parent = _parent(boxes[j], was) if cfg.inherit_side else None
+                    if parent is not None:
+                        self._inherit(t, parent, ts)
                 t.patch = _patch(image, boxes[j], full_w, full_h)
                 t.hist = _blend(t.hist, hists[j], RATE_STEP_S)
                 self.tracks[t.id] = t
                 seen.append(t)
         return seen
+
+    def _inherit(self, t: Track, parent: tuple[Point, Box, dict, dict], ts: float) -> None:
+        """A new track `t` that came out of another object's last box (two people walking as
+        one blob part, or a blob is cut in two): it stood in that box a frame ago, so it starts
+        from that box's ground point and sides of the lines (a line it crossed since is
+        crossed), and with the box's crossings of moments ago (`same_crossing_s`): going back
+        over such a line at once is the jitter of a blob's ground point, not news."""
+        pos, _, sides, crossed = parent
+        t.prev, t.sides, t.step_s = pos, dict(sides), self.dt
+        keep = self.cfg.same_crossing_s + 1e-6
+        t.crossed = {k: v for k, v in crossed.items() if ts - v[0] <= keep}
 
     def _costs(
         self,
@@ -406,6 +434,25 @@ class Tracker:
         if now is None or t.patch is None or now.shape != t.patch.shape:
             return False
         return float(cv2.absdiff(now, t.patch).mean()) < self.cfg.still_diff
+
+
+PARENT_SHARE = 0.6  # share of a new box inside an object's last box: it came out of it
+
+
+def _parent(
+    box: Box, was: list[tuple[Point, Box, dict, dict]]
+) -> tuple[Point, Box, dict, dict] | None:
+    """The object of the last frame (ground point, box, line sides, crossings; as they were
+    before this frame) whose box, grown by a
+    fifth, held most of `box`: an object first seen now that was hidden in that box. Only
+    for a box about as tall as that one (`SPLIT_MIN_HEIGHT`): a flicker, an arm or a bag
+    coming out of a box is not an object that was hidden there."""
+    best, share = None, PARENT_SHARE
+    for w in was:
+        s = _inside(box, w[1], 0.2)
+        if s >= share and box[3] >= SPLIT_MIN_HEIGHT * w[1][3]:
+            best, share = w, s
+    return best
 
 
 SPLIT_VALLEY = 0.35  # a column this empty between two full ones separates two objects

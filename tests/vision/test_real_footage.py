@@ -56,6 +56,18 @@ def _match(truth: list[float], found: list[float]) -> tuple[int, int]:
     return hits, len(left)
 
 
+def _missed(truth: list[float], found: list[float]) -> list[float]:
+    """The true events left unmatched, each taking the nearest unused found one in time."""
+    left, out = sorted(found), []
+    for t in sorted(truth):
+        near = [f for f in left if abs(f - t) <= TOLERANCE_S]
+        if near:
+            left.remove(min(near, key=lambda f: abs(f - t)))
+        else:
+            out.append(t)
+    return out
+
+
 @RATES
 def test_cars_crossing_and_entering_on_a_real_road(fps: float) -> None:
     ev = _events("road_topdown.mp4", fps)
@@ -105,16 +117,50 @@ def test_pedestrians_crossing_a_line_in_a_plaza_crowd(fps: float) -> None:
 def test_pedestrians_crossing_a_third_line_in_the_plaza_counted_after_tuning(fps: float) -> None:
     # 17 crossings of a line at x = 0.85 (and 1 doubtful), counted after the tracker was tuned:
     # couples walking side by side down and up the road, a man turning back 1.3 s after he
-    # crossed. Measured, line by line: 15 found and 0 false at 5 fps, 16 and 1 false at 10 fps
+    # crossed. Measured, line by line: 17 found and 0 false at 5 fps, 17 and 1 false at 10 fps
     # (14 + 1 false and 15 + 3 false before a turn-back a body width deep was told from
-    # jitter and a ground point touching the line stopped counting at each touch). Missed:
-    # a man leaving the road behind a couple; at 5 fps one of a pair side by side in the
-    # clip's first 3 s, before the camera's typical shape is learned. A floor per rate, under
-    # the issue's target, so that the tracker gets no worse on footage it was not fitted to.
+    # jitter and a ground point touching the line stopped counting at each touch; 15 and 16
+    # before a track coming out of another object's box started on that box's side, see
+    # the next test). A floor per rate, so that the tracker gets no worse.
     score = _scores("plaza_pets.mp4", fps, ("right",))
     n, hits, false = score["crossings"]
-    least, most_false = {5.0: (15, 0), 10.0: (16, 1)}[fps]
+    least, most_false = {5.0: (17, 0), 10.0: (17, 1)}[fps]
     assert n == 17 and hits >= least and false <= most_false, score
+
+
+@functools.cache
+def _right_line_crossings(fps: float, inherit_side: bool) -> list[float]:
+    rules = LABELS["plaza_pets.mp4"]["rules"]
+    rules = dict(rules, zones=[], tripwires=[w for w in rules["tripwires"] if w["id"] == "right"])
+    events = rule_events(
+        str(DATA / "plaza_pets.mp4"), rules, fps, tracker={"inherit_side": inherit_side}
+    )
+    return [e.ts for e in events if e.type == "tripwire"]
+
+
+@pytest.mark.parametrize(
+    ("fps", "t", "what"),
+    [
+        (5.0, 3.3, "the second of a pair walking side by side, cut from their blob past the line"),
+        (5.0, 16.8, "a man coming out of a couple's blob on the road, first seen on the line"),
+        (10.0, 16.8, "the same man at 10 fps"),
+    ],
+)
+def test_a_walker_coming_out_of_another_objects_box_keeps_his_crossing(
+    fps: float, t: float, what: str
+) -> None:
+    # A person hidden in another's motion box (walking side by side, or behind) gets a track
+    # only when the boxes part, often past or on the line: he was in that box a frame ago, so
+    # his track starts on its side of the line. Without that these crossings are lost.
+    truth = [
+        c["t"]
+        for c in LABELS["plaza_pets.mp4"]["crossings"]
+        if c["line"] == "right" and not c.get("doubtful")
+    ]
+    assert t in truth
+    now = _right_line_crossings(fps, True)
+    assert t not in _missed(truth, now), (what, now)
+    assert t in _missed(truth, _right_line_crossings(fps, False)), what
 
 
 @RATES
