@@ -13,19 +13,18 @@ from itertools import islice
 from operator import itemgetter
 from typing import Any
 
-import shapely
+import numpy as np
 from psycopg import Copy
 from psycopg.copy import Writer
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from geo.coverage import DEFAULT_DORI, Coverage, draw_all
+from geo.coverage import DEFAULT_DORI, Coverage, ewkb_all
 from geo.device_rows import (
     GIVEN,
     binary_copy_types,
     bulk_temp_table_sql,
     bulk_upsert_sql,
-    ewkb_bytes_many,
     given_values,
     jsonb_binary,
 )
@@ -43,6 +42,7 @@ from geo.registry import (
 )
 from geo.views import relink_devices
 from geo.village_areas import area_village_sql
+from hardware.sector import points_ewkb
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +229,12 @@ def register_many(
         if not todo:
             return b""
         with step(tm, "fov"):
-            draw_all([cov for _, _, cov in todo])  # every sector of the chunk in one call
-            fovs = ewkb_bytes_many([cov.geometry for _, _, cov in todo])
-            positions = ewkb_bytes_many(shapely.points([(d.lon, d.lat) for _, d, _ in todo]))
+            # every sector of the chunk in one call, written as EWKB without a geometry each
+            fovs = ewkb_all([cov for _, _, cov in todo])
+            positions = points_ewkb(
+                np.fromiter((d.lon for _, d, _ in todo), float, len(todo)),
+                np.fromiter((d.lat for _, d, _ in todo), float, len(todo)),
+            )
         with step(tm, "staging rows"):
             rows = [
                 _row(*item, pos, fov) for item, pos, fov in zip(todo, positions, fovs, strict=True)

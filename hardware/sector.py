@@ -135,13 +135,99 @@ def sectors(
     shapely's vectorised functions. Inputs are 1-d arrays of equal length; a half-angle of 180
     or more gives the disc. Raises SectorError naming the first bad field (index in the value).
     """
+    xy, ring_n = _rings(lon, lat, heading_deg, half_angle_deg, radius_m)
+    if not len(ring_n):
+        return np.empty(0, dtype=object)
+    rings = shapely.linearrings(xy, indices=np.repeat(np.arange(len(ring_n)), ring_n))
+    return shapely.orient_polygons(shapely.polygons(rings), exterior_cw=False)
+
+
+# The EWKB header of a polygon of one ring (little-endian, type 3 with the SRID flag), then
+# its point count; of a point (type 1 with the SRID flag), then x and y.
+_POLYGON_HEAD = np.dtype(
+    [("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("rings", "<u4"), ("n", "<u4")]
+)
+_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")])
+_SRID_FLAG = 0x20000000
+# A ring whose signed area is below this share of its extent squared is too thin to say its
+# orientation by the shoelace sum: it goes through shapely's orient_polygons instead.
+_THIN = 1e-6
+
+
+def sectors_ewkb(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    heading_deg: np.ndarray,
+    half_angle_deg: np.ndarray,
+    radius_m: np.ndarray,
+    srid: int = 4326,
+) -> list[bytes]:
+    """The EWKB (little-endian, with `srid`) of `sectors(...)`, byte for byte what shapely's
+    to_wkb(include_srid=True) writes of them, without building a geometry per sector.
+
+    The rings are oriented counter-clockwise as orient_polygons does: a ring is reversed when its
+    shoelace area (taken about its first vertex) is negative; the rare ring too thin for the sign
+    to be sure is drawn and oriented by shapely. Building, orienting, setting the SRID of and
+    writing 10,000 polygons through shapely cost ~0.2 CPU-s, most of a bulk import's drawing."""
+    xy, ring_n = _rings(lon, lat, heading_deg, half_angle_deg, radius_m)
+    count = len(ring_n)
+    if not count:
+        return []
+    start = np.cumsum(ring_n) - ring_n
+    owner = np.repeat(np.arange(count), ring_n)
+    rel = xy - xy[start][owner]
+    nxt = np.roll(rel, -1, axis=0)  # the ring's next vertex (its last one is its first again)
+    cross = rel[:, 0] * nxt[:, 1] - nxt[:, 0] * rel[:, 1]
+    cross[start + ring_n - 1] = 0.0  # closing vertex -> the next ring's first: not an edge
+    area2 = np.add.reduceat(cross, start)
+    span = np.maximum.reduceat(np.abs(rel), start).max(axis=1)
+    thin = np.abs(area2) <= _THIN * span * span
+    # reversed rings: vertex k of ring i taken from its position n_i - 1 - k
+    k = np.arange(len(owner)) - start[owner]
+    flip = (area2 < 0)[owner]
+    take = np.where(flip, start[owner] + ring_n[owner] - 1 - k, np.arange(len(owner)))
+    coords = np.ascontiguousarray(xy[take]).tobytes()
+    head = np.empty(count, dtype=_POLYGON_HEAD)
+    head["order"], head["type"], head["srid"], head["rings"] = 1, 3 | _SRID_FLAG, srid, 1
+    head["n"] = ring_n
+    heads = head.tobytes()
+    size = _POLYGON_HEAD.itemsize
+    out = [
+        heads[i * size : (i + 1) * size] + coords[16 * a : 16 * (a + n)]
+        for i, (a, n) in enumerate(zip(start.tolist(), ring_n.tolist(), strict=True))
+    ]
+    for i in np.flatnonzero(thin).tolist():
+        ring = shapely.linearrings(xy[start[i] : start[i] + ring_n[i]])
+        poly = shapely.orient_polygons(shapely.polygons(ring), exterior_cw=False)
+        out[i] = shapely.to_wkb(shapely.set_srid(poly, srid), include_srid=True, byte_order=1)
+    return out
+
+
+def points_ewkb(lon: np.ndarray, lat: np.ndarray, srid: int = 4326) -> list[bytes]:
+    """The EWKB (little-endian, with `srid`) of many points, as shapely writes them."""
+    pts = np.empty(len(lon), dtype=_POINT)
+    pts["order"], pts["type"], pts["srid"] = 1, 1 | _SRID_FLAG, srid
+    pts["x"], pts["y"] = lon, lat
+    raw, size = pts.tobytes(), _POINT.itemsize
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def _rings(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    heading_deg: np.ndarray,
+    half_angle_deg: np.ndarray,
+    radius_m: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rings of `sectors` as drawn (apex, arc clockwise, apex; a disc's arc closed on
+    itself), before orientation: every vertex (n, 2) and each ring's vertex count."""
     arrays = [np.asarray(a, dtype=float) for a in (lon, lat, heading_deg, half_angle_deg, radius_m)]
     lon, lat, heading, half, r = arrays
     if len({a.shape for a in arrays}) != 1 or lon.ndim != 1:
         raise SectorError("sectors", [a.shape for a in arrays], "1-d arrays of equal length")
     count = len(lon)
     if count == 0:
-        return np.empty(0, dtype=object)
+        return np.empty((0, 2)), np.empty(0, dtype=np.int64)
     for field, values, low, high, unit in (
         ("lon", lon, -180.0, 180.0, "degrees"),
         ("lat", lat, -MAX_ABS_LAT, MAX_ABS_LAT, "degrees"),
@@ -190,8 +276,7 @@ def sectors(
     xy[end[sec], 0], xy[end[sec], 1] = lon[sec], lat[sec]
     dsc = np.flatnonzero(is_disc)
     xy[end[dsc]] = xy[ring_start[dsc]]
-    rings = shapely.linearrings(xy, indices=np.repeat(np.arange(count), ring_n))
-    return shapely.orient_polygons(shapely.polygons(rings), exterior_cw=False)
+    return xy, ring_n
 
 
 def ptz_coverage(lon: float, lat: float, presets: Iterable[Preset]) -> Polygon | MultiPolygon:

@@ -181,3 +181,29 @@ def test_drawn_arc_stays_within_the_stated_bound_of_the_true_arc(
     assert gap <= ARC_ERROR_BOUND * r, (gap, r, ARC_STEP_DEG)
     # chords cut inside the arc: no vertex beyond the radius (1 mm of projection slack)
     assert (np.hypot(ring[:, 0], ring[:, 1]) <= r + 1e-3).all()
+
+
+def test_sectors_ewkb_writes_the_bytes_shapely_writes_of_sectors() -> None:
+    import numpy as np
+    import shapely
+
+    from hardware.sector import points_ewkb, sectors, sectors_ewkb
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    lon = rng.uniform(-180.0, 180.0, n)
+    lat = rng.uniform(-89.0, 89.0, n)
+    heading = rng.uniform(-720.0, 720.0, n)
+    half = rng.choice([1e-6, 1e-4, 0.3, 1.0, 20.0, 89.9, 120.0, 179.99, 180.0], n)
+    radius = rng.choice([1e-3, 5.0, 50.5, 300.0, 100_000.0], n)
+
+    def shapely_ewkb(geoms: object) -> list[bytes]:
+        return list(shapely.to_wkb(shapely.set_srid(geoms, 4326), include_srid=True, byte_order=1))
+
+    assert sectors_ewkb(lon, lat, heading, half, radius) == shapely_ewkb(
+        sectors(lon, lat, heading, half, radius)
+    )
+    assert points_ewkb(lon, lat) == shapely_ewkb(shapely.points(lon, lat))
+    assert sectors_ewkb([], [], [], [], []) == [] and points_ewkb([], []) == []
+    with pytest.raises(SectorError):
+        sectors_ewkb([116.0], [28.0], [0.0], [181.0], [50.0])
