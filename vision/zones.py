@@ -1001,6 +1001,8 @@ class ZoneEngine:
                     turned = depth >= cfg.turn_depth and t.coasted == 0  # on a box of its own
                     if ts - last[0] <= cfg.recross_s + 1e-6 and not turned:
                         continue  # back over the line at once: box jitter in a crowd, not news
+                if not t.whole:
+                    continue  # a piece of an object (legs, an arm) announces nothing
                 if self._same_crossing(line.id, ts, went, t, full_w, full_h):
                     continue  # one object, one crossing
                 if line.direction in ("both", went):
