@@ -54,50 +54,91 @@ def ewkb_bytes_many(geoms: Any) -> list[bytes | None]:
     return list(shapely.to_wkb(arr, include_srid=True))
 
 
+def given_row(
+    d: Any, cov: Any, *, position: str | bytes | None = None, fov: str | bytes | None = None
+) -> tuple[Any, ...]:
+    """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage,
+    in GIVEN order: a bulk import's staging row, without a dict per row.
+
+    `position` and `fov` may be given as EWKB already (hex by ewkb_many, or binary by
+    sectors_ewkb and points_ewkb for a binary COPY), for a batch."""
+    reg = d.reg
+    return (
+        reg.id,
+        reg.gb_edition,
+        d.type_code,
+        d.kind.name,
+        reg.sub_kind,
+        reg.name,
+        d.network_code,
+        d.industry_code,
+        reg.resource_class,
+        reg.vendor,
+        reg.model,
+        position or ewkb(shapely.Point(d.lon, d.lat)),
+        reg.mount_height_m,
+        reg.heading_deg,
+        reg.focal_mm,
+        reg.focal_max_mm,
+        reg.sensor_format,
+        reg.resolution_w,
+        reg.resolution_h,
+        cov.hfov_deg,
+        cov.range_m,
+        reg.ptz,
+        [p.model_dump() for p in reg.presets] if reg.presets else None,
+        fov if fov is not None else ewkb(cov.geometry),
+        reg.networked,
+        reg.stream_url,
+        reg.heartbeat_s or d.kind.heartbeat_s,
+        reg.village_code,
+    )
+
+
+# The columns given_row returns, in its order: a column added to schema.devices must be given a
+# value there (or be excluded above).
+_ROW_ORDER = (
+    "id",
+    "gb_edition",
+    "type_code",
+    "kind",
+    "sub_kind",
+    "name",
+    "network_code",
+    "industry_code",
+    "resource_class",
+    "vendor",
+    "model",
+    "position",
+    "mount_height_m",
+    "heading_deg",
+    "focal_mm",
+    "focal_max_mm",
+    "sensor_format",
+    "resolution_w",
+    "resolution_h",
+    "hfov_deg",
+    "range_m",
+    "ptz",
+    "presets",
+    "fov",
+    "networked",
+    "stream_url",
+    "heartbeat_s",
+    "village_code",
+)
+if _ROW_ORDER != GIVEN:
+    raise RuntimeError(
+        f"devices columns and given_row differ: {sorted(set(_ROW_ORDER) ^ set(GIVEN))} "
+        "(or their order)"
+    )
+
+
 def given_values(
     d: Any, cov: Any, *, position: str | bytes | None = None, fov: str | bytes | None = None
 ) -> dict[str, Any]:
-    """The GIVEN columns of one decoded registration (geo.registry.Decoded) and its coverage.
-
-    `position` and `fov` may be given as EWKB already (hex by ewkb_many, or binary by
-    ewkb_bytes_many for a binary COPY), for a batch."""
-    reg = d.reg
-    presets = [p.model_dump() for p in reg.presets] if reg.presets else None
-    values = {
-        "id": reg.id,
-        "gb_edition": reg.gb_edition,
-        "type_code": d.type_code,
-        "kind": d.kind.name,
-        "sub_kind": reg.sub_kind,
-        "name": reg.name,
-        "network_code": d.network_code,
-        "industry_code": d.industry_code,
-        "resource_class": reg.resource_class,
-        "vendor": reg.vendor,
-        "model": reg.model,
-        "position": position or ewkb(shapely.Point(d.lon, d.lat)),
-        "mount_height_m": reg.mount_height_m,
-        "heading_deg": reg.heading_deg,
-        "focal_mm": reg.focal_mm,
-        "focal_max_mm": reg.focal_max_mm,
-        "sensor_format": reg.sensor_format,
-        "resolution_w": reg.resolution_w,
-        "resolution_h": reg.resolution_h,
-        "hfov_deg": cov.hfov_deg,
-        "range_m": cov.range_m,
-        "ptz": reg.ptz,
-        "presets": presets,
-        "fov": fov if fov is not None else ewkb(cov.geometry),
-        "networked": reg.networked,
-        "stream_url": reg.stream_url,
-        "heartbeat_s": reg.heartbeat_s or d.kind.heartbeat_s,
-        "village_code": reg.village_code,
-    }
-    if values.keys() != _GIVEN_SET:
-        # a column added to schema.devices must be given a value here (or excluded above)
-        missing = _GIVEN_SET ^ set(values)
-        raise RuntimeError(f"devices columns without a registration value: {sorted(missing)}")
-    return values
+    """given_row as a dict (column -> value)."""
+    return dict(zip(GIVEN, given_row(d, cov, position=position, fov=fov), strict=True))
 
 
 def _on_conflict_set(excluded: Any) -> dict[str, Any]:
