@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import DefaultClause, case, func, literal_column, null
+from sqlalchemy import case, func, literal_column, null
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -28,10 +28,6 @@ REGISTERED = tuple(c.name for c in devices.c if c.name not in NOT_REGISTERED)
 #: The columns given per device (the located ones are computed from them).
 GIVEN = tuple(name for name in REGISTERED if name not in LOCATED)
 _GIVEN_SET = frozenset(GIVEN)
-_origin = devices.c.origin.server_default
-assert isinstance(_origin, DefaultClause), "devices.origin has a server default"
-#: The default of devices.origin (this hub's id), as SQL.
-ORIGIN_DEFAULT = str(_origin.arg)
 
 
 def ewkb(geom: BaseGeometry | None) -> str | None:
@@ -231,14 +227,10 @@ def bulk_upsert_sql(source: str, *, upsert: bool = True) -> str:
     unique_violation instead of being updated); it spares the speculative insertion and the
     conflict check of every row."""
     excluded_sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in REGISTERED if n != "id")
-    # origin is its column default, evaluated once (an init plan) rather than per row: the
-    # default's SQL function reads federation_self per call, not inlined (it holds a sub-select):
-    # ~0.05 CPU-s of PostgreSQL per 10,000 rows. An update keeps the stored origin, as before.
     head = (
         f"INSERT INTO devices AS d ({', '.join(REGISTERED)}, registered_by, registered_at, "
-        "updated_at, retired_at, origin) "
-        f"SELECT {', '.join(REGISTERED)}, :actor, now(), now(), NULL, "
-        f"(SELECT {ORIGIN_DEFAULT}) FROM {source} "
+        "updated_at, retired_at) "
+        f"SELECT {', '.join(REGISTERED)}, :actor, now(), now(), NULL FROM {source} "
     )
     if not upsert:
         return head + "RETURNING true AS inserted, region_code IS NULL AS outside"
