@@ -53,6 +53,9 @@ UNIQUE_VIOLATION = "23505"
 BATCH = 2_000
 # The first chunk is prepared while the database has nothing to do: a small one starts it sooner.
 FIRST_CHUNK = 500
+# Rows whose stored ids and village codes are looked up at once (a few chunks' worth: the
+# look-ups are round trips on the database's path, which is the import's critical path).
+LOOKUP_ROWS = 20_000
 SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval while chunks are prepared in the thread
 
 _TEMP_DDL = bulk_temp_table_sql("_bulk_devices")
@@ -290,14 +293,21 @@ def register_many(
                 # work overlap. The thread never touches the connection: what it needs is
                 # looked up before.
                 pending: tuple[Future[bytes], bool, bool] | None = None
-                for chunk in _chunks(regs, batch, FIRST_CHUNK):
+                for n, block in enumerate(_chunks(regs, LOOKUP_ROWS)):
+                    # the stored ids (and registrations) and the village codes of many chunks
+                    # in one query each: two round trips on the database's path per block,
+                    # not per chunk
                     with step(tm, "lookups"):
-                        stored, known = _stored(conn, chunk, skip_unchanged)
-                        _known_villages(conn, chunk, known_villages)
-                    job = (pool.submit(prepare, chunk, stored), bool(stored), known)
-                    if pending is not None and (data := pending[0].result()):
-                        store(data, *pending[1:])
-                    pending = job
+                        stored_block, known_ids = _stored(conn, block, skip_unchanged)
+                        _known_villages(conn, block, known_villages)
+                    for chunk in _chunks(block, batch, FIRST_CHUNK if n == 0 else None):
+                        ids = _ids(chunk)
+                        stored = {i: stored_block[i] for i in ids if i in stored_block}
+                        known = not known_ids.isdisjoint(ids)
+                        job = (pool.submit(prepare, chunk, stored), bool(stored), known)
+                        if pending is not None and (data := pending[0].result()):
+                            store(data, *pending[1:])
+                        pending = job
                 if pending is not None and (data := pending[0].result()):
                     store(data, *pending[1:])
         finally:
@@ -388,26 +398,29 @@ def _copy_data(cursor: Any, rows: list[tuple]) -> bytes:
 _IDS_JOIN = "unnest(CAST(:ids AS char(20)[])) AS u(id) JOIN devices d ON d.id = u.id"
 
 
-def _stored(conn: Connection, chunk: list, registrations: bool) -> tuple[dict[str, dict], bool]:
-    """Whether any of a chunk's ids is stored (active or retired), and with `registrations`
-    the stored registrations of the active devices among them (id -> registration)."""
-    ids = [
-        str(r.get("id") if isinstance(r, Mapping) else getattr(r, "id", "")).strip() for r in chunk
+def _ids(rows: list) -> list[str]:
+    """The ids of registrations (mappings or models), as looked up (stripped strings)."""
+    return [
+        str(r.get("id") if isinstance(r, Mapping) else getattr(r, "id", "")).strip() for r in rows
     ]
+
+
+def _stored(conn: Connection, rows: list, registrations: bool) -> tuple[dict[str, dict], set[str]]:
+    """Which of these registrations' ids are stored (active or retired), and with
+    `registrations` the stored registrations of the active devices among them (id ->
+    registration)."""
+    ids = _ids(rows)
     if not registrations:
-        known = conn.execute(
-            text(f"SELECT EXISTS (SELECT FROM {_IDS_JOIN})"),
-            {"ids": ids},
-        ).scalar()
-        return {}, bool(known)
-    rows = conn.execute(
+        found = conn.execute(text(f"SELECT d.id FROM {_IDS_JOIN}"), {"ids": ids}).scalars()
+        return {}, set(found)
+    got = conn.execute(
         text(
             f"SELECT d.id, r.registration FROM {_IDS_JOIN} LEFT JOIN device_registrations r "
             "ON r.device_id = d.id AND d.retired_at IS NULL"
         ),
         {"ids": ids},
     ).all()
-    return {r.id: r.registration for r in rows if r.registration is not None}, bool(rows)
+    return {r.id: r.registration for r in got if r.registration is not None}, {r.id for r in got}
 
 
 def _write(conn: Connection, actor: str, *, fresh: bool, timings: dict[str, float]) -> Any:

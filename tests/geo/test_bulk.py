@@ -123,7 +123,7 @@ def test_a_chunk_looked_up_as_new_whose_ids_were_stored_meanwhile_is_upserted(
     with engine.connect() as c:
         register_many(c, regs[:2], "generator", reload_broker=False)
         # every chunk is reported new, as if rows 0 and 1 were stored after the look-up
-        monkeypatch.setattr(geo.bulk, "_stored", lambda conn, chunk, registrations: ({}, False))
+        monkeypatch.setattr(geo.bulk, "_stored", lambda conn, rows, registrations: ({}, set()))
         regs[0]["lon"] += 0.001
         out = register_many(c, regs, "generator", reload_broker=False, batch=3)
         rows = c.execute(
