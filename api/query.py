@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from fastapi.responses import Response
+from psycopg import AsyncRawCursor
 from psycopg.rows import namedtuple_row
 from pydantic import Field
 from sqlalchemy import (
@@ -173,14 +174,24 @@ def page_values(page: Page) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Template:
-    """A statement compiled once for the driver: SQL text and its parameters' defaults."""
+    """A statement compiled once for the driver: SQL text with PostgreSQL's own placeholders
+    ($1, $2, ...), the parameter names in that order and their defaults (the constants)."""
 
     sql: str
+    names: tuple[str, ...]
     defaults: dict[str, Any]
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional parameters for these named values (constants where not given)."""
+        defaults = self.defaults
+        return [values[n] if n in values else defaults.get(n) for n in self.names]
 
 
 _TEMPLATES: dict[Hashable, Template] = {}
-_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+# $n placeholders, run by psycopg's raw cursor: psycopg parses %(name)s placeholders on every
+# execute of a statement longer than 4 kB or with over 50 parameters (its cache skips those),
+# which the page statements are (~15% of the API's CPU per read, bench/RESULTS.md)
+_DIALECT = PGDialect_psycopg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 
 
 def template(key: Hashable, build: Callable[[], ClauseElement]) -> Template:
@@ -194,15 +205,16 @@ def template(key: Hashable, build: Callable[[], ClauseElement]) -> Template:
         compiled = build().compile(dialect=_DIALECT)
         # the constants' values; the named parameters (values of a request) are left None here
         defaults = compiled.construct_params(_check=False)  # type: ignore[call-arg]
-        found = _TEMPLATES[key] = Template(compiled.string, dict(defaults or {}))
+        names = tuple(compiled.positiontup or ())
+        found = _TEMPLATES[key] = Template(compiled.string, names, dict(defaults or {}))
     return found
 
 
 async def fetch_one(conn: AsyncConnection, tpl: Template, values: Mapping[str, Any]) -> Any:
     """The first row of a template run with these values on the connection's driver (psycopg)."""
     raw: Any = (await conn.get_raw_connection()).driver_connection
-    async with raw.cursor(row_factory=namedtuple_row) as cur:
-        await cur.execute(tpl.sql, {**tpl.defaults, **values})
+    async with AsyncRawCursor(raw, row_factory=namedtuple_row) as cur:
+        await cur.execute(tpl.sql, tpl.args(values))
         return await cur.fetchone()
 
 
