@@ -1001,8 +1001,10 @@ class ZoneEngine:
                     turned = depth >= cfg.turn_depth and t.coasted == 0  # on a box of its own
                     if ts - last[0] <= cfg.recross_s + 1e-6 and not turned:
                         continue  # back over the line at once: box jitter in a crowd, not news
-                if not t.whole:
-                    continue  # a piece of an object (legs, an arm) announces nothing
+                if not t.whole or (t.coasted == 0 and not self._whole(t, full_h)):
+                    # Made on a piece of an object (the legs of a man standing on the line,
+                    # an arm), or by a track that was only ever one: announces nothing.
+                    continue
                 if self._same_crossing(line.id, ts, went, t, full_w, full_h):
                     continue  # one object, one crossing
                 if line.direction in ("both", went):
