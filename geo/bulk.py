@@ -195,7 +195,7 @@ def register_many(
     seen: set[str] = set()
     counter = [0]  # the index of the next input row
     same = [0]  # rows found equal to the stored registration by prepare (its thread's count)
-    first = [True]  # the staging table is still to be made (by the first chunk's store)
+    staged = [False]  # the staging table holds a chunk already stored (TRUNCATE it first)
     # a cursor of the connection that only lends psycopg's dumpers to the thread formatting the
     # COPY data: no statement runs on it
     driver = conn.connection.driver_connection  # the psycopg connection (for COPY)
@@ -258,11 +258,9 @@ def register_many(
         `known` false none of them is stored at all."""
         with step(tm, "copy"):
             with driver.cursor() as cur:
-                # one round trip (no parameters: the simple query protocol takes several
-                # statements); the first chunk creates the staging table and turns JIT off
-                # (compiling the INSERT took longer than running it)
-                cur.execute(_FIRST_SQL if first[0] else "TRUNCATE _bulk_devices")
-                first[0] = False
+                if staged[0]:
+                    cur.execute("TRUNCATE _bulk_devices")
+                staged[0] = True
                 with cur.copy(_COPY_SQL) as copy:
                     copy.write(data)  # the whole format: signature, rows, trailer
         if skip_unchanged and any_stored:
@@ -305,6 +303,14 @@ def register_many(
                         stored = {i: stored_block[i] for i in ids if i in stored_block}
                         known = not known_ids.isdisjoint(ids)
                         job = (pool.submit(prepare, chunk, stored), bool(stored), known)
+                        if pending is None and n == 0:
+                            # while the first chunk is prepared, the database makes the staging
+                            # table (empty: TRUNCATE when an earlier call of this transaction
+                            # made it) and turns JIT off (compiling the INSERT took longer than
+                            # running it); one round trip, the simple query protocol taking
+                            # several statements
+                            with step(tm, "copy"), driver.cursor() as cur:
+                                cur.execute(_FIRST_SQL)
                         if pending is not None and (data := pending[0].result()):
                             store(data, *pending[1:])
                         pending = job
