@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -123,6 +124,25 @@ RETURNING b.id
 
 
 @contextmanager
+def paused_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a bulk load, then as it was.
+
+    A 10,000-row import allocates some 100,000 dicts, tuples and models, none of them in a
+    reference cycle (reference counting frees them all), yet each 700 allocations start a
+    collection, and the older generations' ones walk every object the process holds: 0.15-0.2
+    CPU-s per 10,000 rows in a process with the API or the bench loaded (0.74 -> 0.57 CPU-s,
+    1.23 -> 1.06 s wall, three alternations at load 0.7). The pause is process-wide: cycles
+    other threads make meanwhile are collected once it ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextmanager
 def step(timings: dict[str, float], name: str) -> Iterator[None]:
     """Add the wall time of a block to timings[name] (seconds)."""
     t0 = time.perf_counter()
@@ -182,6 +202,37 @@ def register_many(
     then rolled back (the caller's transaction is left as it was, by a savepoint). `timings`,
     when given, receives the seconds spent per step.
     """
+    with paused_gc():
+        return _register_many(
+            conn,
+            regs,
+            actor,
+            level=level,
+            batch=batch,
+            skip_invalid=skip_invalid,
+            reload_broker=reload_broker,
+            refresh_compliance=refresh_compliance,
+            skip_unchanged=skip_unchanged,
+            dry_run=dry_run,
+            timings=timings,
+        )
+
+
+def _register_many(
+    conn: Connection,
+    regs: Iterable[DeviceRegistration | Mapping[str, Any]],
+    actor: str,
+    *,
+    level: str,
+    batch: int,
+    skip_invalid: bool,
+    reload_broker: bool,
+    refresh_compliance: bool,
+    skip_unchanged: bool,
+    dry_run: bool,
+    timings: dict[str, float] | None,
+) -> dict:
+    """register_many with the garbage collector paused."""
     actor = _actor(actor)
     totals: dict[str, Any] = {
         "inserted": 0,

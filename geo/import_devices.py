@@ -214,10 +214,19 @@ def import_devices(
     GCJ-02-like shift, which is refused naming --crs gcj02. `dry_run` checks and reports
     without storing.
     """
+    from geo.bulk import paused_gc
+
+    with paused_gc():
+        return _import_devices(conn, Path(path), crs, dry_run, actor)
+
+
+def _import_devices(
+    conn: Connection, path: Path, crs: str | None, dry_run: bool, actor: str
+) -> ImportReport:
+    """import_devices with the garbage collector paused."""
     from geo.bulk import register_many, step
     from geo.crs_guard import check_points
 
-    path = Path(path)
     if path.stat().st_size > MAX_BYTES:
         raise ValueError(f"{path}: larger than {MAX_BYTES // 2**20} MB; split the file")
     data = path.read_bytes()

@@ -210,3 +210,25 @@ def test_chunks_start_small_then_take_the_batch_size():
     assert [len(c) for c in geo.bulk._chunks(range(5), 3, 500)] == [3, 2]
     assert [c for c in geo.bulk._chunks([], 3, 1)] == []
     assert sum(geo.bulk._chunks(range(7), 2), []) == list(range(7))
+
+
+def test_paused_gc_pauses_the_collector_and_restores_its_state() -> None:
+    """Bulk loads pause the cyclic collector and leave it as they found it, even on error."""
+    import gc
+
+    from geo.bulk import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError), paused_gc():
+        raise ValueError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller's own pause is not ended by a nested one
+    finally:
+        gc.enable()
