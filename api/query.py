@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.util import ClauseAdapter
 
 from api.geojson import BBox, Page
@@ -203,8 +204,9 @@ def template(key: Hashable, build: Callable[[], ClauseElement]) -> Template:
         if len(_TEMPLATES) > 1000:  # shapes are few; never grow without bound
             _TEMPLATES.clear()
         compiled = build().compile(dialect=_DIALECT)
+        assert isinstance(compiled, SQLCompiler)  # a statement, not DDL
         # the constants' values; the named parameters (values of a request) are left None here
-        defaults = compiled.construct_params(_check=False)  # type: ignore[call-arg]
+        defaults = compiled.construct_params(_check=False)
         names = tuple(compiled.positiontup or ())
         found = _TEMPLATES[key] = Template(compiled.string, names, dict(defaults or {}))
     return found
