@@ -121,15 +121,22 @@
     }
     function refresh() { if (job) showJob(job); }
 
-    function poll(id) {
+    // Each ask (the latest audit of a region, a new run) starts a generation; an answer that
+    // arrives after a newer ask is dropped, so a late answer about an earlier audit never
+    // replaces the run the auditor just started (nor its polling).
+    var generation = 0;
+    function poll(id, gen) {
       return gw.api("/audits/" + id).then(function (j) {
+        if (gen !== generation) return;
         showJob(j);
-        if (j.status === "running") setTimeout(function () { poll(id); }, 1000);
+        if (j.status === "running") setTimeout(function () { poll(id, gen); }, 1000);
       });
     }
     function latest(region) {
+      var gen = ++generation;
       return gw.api("/audits?region=" + region + "&status=done&limit=1").then(function (page) {
-        if (page.items.length) return poll(page.items[0].id);
+        if (gen !== generation) return;
+        if (page.items.length) return poll(page.items[0].id, gen);
         status(gw.t("no_audit"));
       });
     }
@@ -146,11 +153,15 @@
     $("gw-a-region").addEventListener("change", function () { loadShapes.fitted = false; latest($("gw-a-region").value); });
     $("gw-a-run").addEventListener("click", function () {
       var region = $("gw-a-region").value;
+      var gen = ++generation;
       $("gw-a-run").disabled = true;
+      $("gw-a-status").setAttribute("data-status", "running");
+      $("gw-a-status").removeAttribute("data-job");
       status(gw.t("running"));
       gw.api("/audits", { method: "POST", body: { region: region } }).then(function (j) {
+        if (gen !== generation) return;
         loadShapes.fitted = false;
-        return poll(j.id);
+        return poll(j.id, gen);
       }).catch(function (e) { status(e.message); }).then(function () { $("gw-a-run").disabled = false; });
     });
     $("gw-a-run").disabled = true;

@@ -233,6 +233,60 @@ def test_installer_registers_a_device_end_to_end(stack, browser, engine):
         context.close()
 
 
+def _audit_done(stack, region: str):
+    """A finished audit of the region, run through the API; its id."""
+    h = _auth(stack, "t-auditor")
+    r = httpx.post(f"{stack.base}/api/v1/audits", headers=h, json={"region": region}, timeout=20)
+    assert r.status_code in (200, 201, 202), r.text
+    job = r.json()["id"]
+
+    def finished():
+        got = httpx.get(f"{stack.base}/api/v1/audits/{job}", headers=h, timeout=20).json()
+        return got["status"] != "running" and got
+
+    assert wait_for(finished, timeout=60)["status"] == "done"
+    return job
+
+
+def test_a_late_answer_about_an_earlier_audit_never_replaces_a_new_run(stack, browser, cameras):
+    """The page asks for the region's latest audit as it opens; the auditor starts a run before
+    that answer arrives. Held until the new run is done, the late answer must not put the earlier
+    audit back (before, it did, and the page then went on polling both)."""
+    region = "360983000000"
+    earlier = _audit_done(stack, region)
+    context, page, net = open_page(browser)
+    held = []
+
+    def hold(route):
+        held.append((route, route.fetch()))
+
+    try:
+        page.route("**/api/v1/audits?region=*status=done*", hold)
+        sign_in(page, stack.base, f"/audit?region={region}", "t-auditor", "auditor-pass-1")
+        page.locator("#gw-a-region[data-ready='1']").wait_for(timeout=10000)
+        for _ in range(200):  # route handlers run while Playwright is waiting, not in a sleep
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page never asked for the region's latest audit"
+        page.click("#gw-a-run")
+        page.wait_for_function(
+            "() => { const s = document.getElementById('gw-a-status');"
+            " return s.getAttribute('data-status') === 'done' && s.hasAttribute('data-job'); }",
+            timeout=60000,
+        )
+        newer = page.get_attribute("#gw-a-status", "data-job")
+        assert newer != str(earlier)
+        for route, response in held:
+            route.fulfill(response=response)
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(1500)  # a poll of the earlier audit, had it started, would be back
+        assert page.get_attribute("#gw-a-status", "data-job") == newer
+        assert page.get_attribute("#gw-a-status", "data-status") == "done"
+    finally:
+        context.close()
+
+
 def test_auditor_runs_an_audit_and_sees_the_choropleth(stack, browser, cameras):
     context, page, net = open_page(browser)
     try:
