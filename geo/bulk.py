@@ -19,12 +19,13 @@ from psycopg.copy import Writer
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from geo.coverage import DEFAULT_DORI, Coverage, ewkb_all
+from geo.coverage import DEFAULT_DORI, Coverage
 from geo.device_rows import (
     GIVEN,
     binary_copy_types,
     bulk_temp_table_sql,
     bulk_upsert_sql,
+    fov_ewkb_many,
     given_row,
     jsonb_binary,
 )
@@ -292,7 +293,7 @@ def _register_many(
             return b""
         with step(tm, "fov"):
             # every sector of the chunk in one call, written as EWKB without a geometry each
-            fovs = ewkb_all([cov for _, _, cov in todo])
+            fovs = fov_ewkb_many([cov for _, _, cov in todo])
             positions = points_ewkb(
                 np.fromiter((d.lon for _, d, _ in todo), float, len(todo)),
                 np.fromiter((d.lat for _, d, _ in todo), float, len(todo)),

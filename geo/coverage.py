@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from hardware.optics import DORI_PPM, CameraOptics, OpticsError, optics, range_for_ppm
-from hardware.sector import Preset, check_sector, ptz_coverage, sector, sectors, sectors_ewkb
+from hardware.sector import Preset, check_sector, ptz_coverage, sector
 
 # What we assume when an installer leaves the lens out: the commonest Xueliang bullet camera
 # (4 mm fixed lens, 1/2.8" sensor, 1080p) and, for a fisheye, a 1.4 mm lens. Every assumption
@@ -159,8 +157,8 @@ def coverage(
 ) -> Coverage:
     """Coverage of one camera at (lon, lat) WGS 84: sector, PTZ union of presets, or fisheye disc.
 
-    With draw=False the inputs are checked and the shape is left for `draw_all` to draw for many
-    cameras at once (Coverage.pending). Raises hardware OpticsError / SectorError (both
+    With draw=False the inputs are checked and the shape is left for
+    `geo.device_rows.fov_ewkb_many` to write for many cameras at once (Coverage.pending). Raises hardware OpticsError / SectorError (both
     ValueError naming the field) on bad input.
     """
     shape = _shape(_lens_key(lens), level)
@@ -178,38 +176,6 @@ def coverage(
     if not draw:
         return Coverage(shape.hfov_deg, shape.range_m, None, assumptions, pending=spec)
     return Coverage(shape.hfov_deg, shape.range_m, sector(*spec), assumptions)
-
-
-def ewkb_all(covs: Sequence[Coverage], srid: int = 4326) -> list[bytes | None]:
-    """The binary EWKB of each coverage's shape (None without one), the pending sectors and
-    discs written in one vectorised call without a geometry each (the same bytes as drawing
-    them with `draw_all` and writing them with shapely)."""
-    out: list[bytes | None] = [None] * len(covs)
-    drawn = [i for i, c in enumerate(covs) if c.geometry is not None]
-    if drawn:
-        geoms = shapely.set_srid(np.array([covs[i].geometry for i in drawn], dtype=object), srid)
-        for i, b in zip(drawn, shapely.to_wkb(geoms, include_srid=True), strict=True):
-            out[i] = b
-    todo = [i for i, c in enumerate(covs) if c.pending is not None]
-    if todo:
-        specs = np.array([covs[i].pending for i in todo], dtype=float)
-        for i, b in zip(
-            todo,
-            sectors_ewkb(specs[:, 0], specs[:, 1], specs[:, 2], specs[:, 3], specs[:, 4], srid),
-            strict=True,
-        ):
-            out[i] = b
-    return out
-
-
-def draw_all(covs: Sequence[Coverage]) -> None:
-    """Draw the pending sectors and discs of many coverages in one vectorised call (in place)."""
-    todo = [c for c in covs if c.pending is not None]
-    if not todo:
-        return
-    specs = np.array([c.pending for c in todo], dtype=float)
-    for c, geom in zip(todo, sectors(*specs.T), strict=True):
-        c.geometry, c.pending = geom, None
 
 
 def preset_sectors(lens: LensInput, level: str = DEFAULT_DORI) -> tuple[Preset, ...]:

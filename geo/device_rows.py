@@ -13,6 +13,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from gridwatch.dbroles import DEVICE_LIVE_STATE
 from gridwatch.schema import devices
+from hardware.sector import sectors_ewkb
 
 # Columns a registration does not set: the live state ingest keeps (with `origin`, the hub the
 # row was made at: its default, federation/), and the bookkeeping the upserts set themselves
@@ -27,7 +28,6 @@ LOCATED = ("region_code", "grid_id", "area_village_code")
 REGISTERED = tuple(c.name for c in devices.c if c.name not in NOT_REGISTERED)
 #: The columns given per device (the located ones are computed from them).
 GIVEN = tuple(name for name in REGISTERED if name not in LOCATED)
-_GIVEN_SET = frozenset(GIVEN)
 
 
 def ewkb(geom: BaseGeometry | None) -> str | None:
@@ -48,6 +48,20 @@ def ewkb_bytes_many(geoms: Any) -> list[bytes | None]:
     receives in a binary COPY."""
     arr = shapely.set_srid(np.asarray(geoms, dtype=object), 4326)
     return list(shapely.to_wkb(arr, include_srid=True))
+
+
+def fov_ewkb_many(covs: Any) -> list[bytes | None]:
+    """The binary EWKB (SRID 4326) of many coverages' shapes (geo.coverage.Coverage; None
+    without one): drawn shapes as ewkb_bytes_many writes them, pending sectors and discs
+    written in one vectorised call without a geometry each (hardware.sector.sectors_ewkb, the
+    same bytes)."""
+    out = ewkb_bytes_many([c.geometry for c in covs])
+    todo = [i for i, c in enumerate(covs) if c.pending is not None]
+    if todo:
+        specs = np.array([covs[i].pending for i in todo], dtype=float)
+        for i, b in zip(todo, sectors_ewkb(*specs.T), strict=True):
+            out[i] = b
+    return out
 
 
 def given_row(

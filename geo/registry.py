@@ -326,7 +326,7 @@ def _lens(*fields: Any) -> LensInput:
 def coverage_of(d: Decoded, level: str = DEFAULT_DORI, *, draw: bool = True) -> Coverage:
     """Coverage of a decoded registration (empty for kinds without a field of view).
 
-    draw=False checks everything and leaves the shape pending for geo.coverage.draw_all.
+    draw=False checks everything and leaves the shape pending for geo.device_rows.fov_ewkb_many.
     """
     if not d.kind.has_fov:
         return Coverage(None, None, None, [])

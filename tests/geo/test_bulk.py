@@ -232,3 +232,26 @@ def test_paused_gc_pauses_the_collector_and_restores_its_state() -> None:
         assert not gc.isenabled()  # a caller's own pause is not ended by a nested one
     finally:
         gc.enable()
+
+
+def test_fov_ewkb_many_writes_pending_shapes_as_drawn_ones_are_written() -> None:
+    """Pending sectors and discs (draw=False) come out as the bytes of the drawn shapes; a
+    coverage without a shape is None."""
+    from geo.coverage import LensInput, coverage
+    from geo.device_rows import ewkb_bytes_many, fov_ewkb_many
+
+    lenses = [
+        LensInput(heading_deg=30.0, focal_mm=4.0),
+        LensInput(heading_deg=None, focal_mm=4.0),
+        LensInput(heading_deg=300.0, focal_mm=12.0),
+        LensInput(fisheye=True, focal_mm=1.4),
+    ]
+    spots = [(115.34 + 0.001 * i, 28.39 + 0.0005 * i) for i in range(len(lenses))]
+    drawn = [coverage(lon, lat, lens) for (lon, lat), lens in zip(spots, lenses, strict=True)]
+    pending = [
+        coverage(lon, lat, lens, draw=False) for (lon, lat), lens in zip(spots, lenses, strict=True)
+    ]
+    assert sum(c.pending is not None for c in pending) == 3
+    got = fov_ewkb_many(pending)
+    assert got == ewkb_bytes_many([c.geometry for c in drawn])
+    assert got[1] is None and all(b for i, b in enumerate(got) if i != 1)
