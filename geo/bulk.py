@@ -178,6 +178,7 @@ def _row(
     return (*row, jsonb_binary(_to_json(reg, exclude_none=True)))
 
 
+@paused_gc()  # a new pause per call (contextmanager objects decorate)
 def register_many(
     conn: Connection,
     regs: Iterable[DeviceRegistration | Mapping[str, Any]],
@@ -203,37 +204,6 @@ def register_many(
     then rolled back (the caller's transaction is left as it was, by a savepoint). `timings`,
     when given, receives the seconds spent per step.
     """
-    with paused_gc():
-        return _register_many(
-            conn,
-            regs,
-            actor,
-            level=level,
-            batch=batch,
-            skip_invalid=skip_invalid,
-            reload_broker=reload_broker,
-            refresh_compliance=refresh_compliance,
-            skip_unchanged=skip_unchanged,
-            dry_run=dry_run,
-            timings=timings,
-        )
-
-
-def _register_many(
-    conn: Connection,
-    regs: Iterable[DeviceRegistration | Mapping[str, Any]],
-    actor: str,
-    *,
-    level: str,
-    batch: int,
-    skip_invalid: bool,
-    reload_broker: bool,
-    refresh_compliance: bool,
-    skip_unchanged: bool,
-    dry_run: bool,
-    timings: dict[str, float] | None,
-) -> dict:
-    """register_many with the garbage collector paused."""
     actor = _actor(actor)
     totals: dict[str, Any] = {
         "inserted": 0,
