@@ -347,7 +347,7 @@ def register_many(
             # The planner's picture of the fleet changes with a big import; autovacuum analyzes
             # devices rarely (migration 0008: presence writes would trigger it every minute).
             with step(tm, "analyze"):
-                conn.execute(text("ANALYZE devices"))
+                conn.execute(text(ANALYZE_SQL))
         if total:
             _audit(
                 conn,
@@ -378,20 +378,55 @@ def register_many(
 # small imports that together grew the fleet by that share do analyze.
 ANALYZE_SHARE = 0.1
 
+# The devices columns whose statistics the planner uses: those the hub's queries filter, join,
+# group or sort devices by (api lists, boxes, KPIs and tiles; geo audit, compliance, views and
+# gaps; ingest presence and positions; gb28181, vision, federation, simulators). An import's
+# ANALYZE samples only these; the other 23 columns are shown, never compared, and keep the
+# statistics the last full ANALYZE gave them (last_position is compared only inside
+# coalesce(last_position, position), whose estimate no column's statistics give).
+PLANNER_COLUMNS = (
+    "id",
+    "kind",
+    "sub_kind",
+    "name",
+    "status",
+    "networked",
+    "position",
+    "fov",
+    "region_code",
+    "grid_id",
+    "village_code",
+    "area_village_code",
+    "retired_at",
+    "registered_at",
+    "registered_by",
+    "last_seen",
+    "last_position_at",
+    "heartbeat_s",
+    "origin",
+)
+ANALYZE_SQL = f"ANALYZE devices ({', '.join(PLANNER_COLUMNS)})"
+
+
+def analyze_needed(written: int, inserted: int, counted: float, live: int) -> bool:
+    """Whether writing `written` devices rows (`inserted` of them new) changes the table enough
+    to ANALYZE it: `counted` rows at its last ANALYZE (negative: never analyzed), `live` rows
+    by the statistics collector before this write."""
+    if counted < 0:
+        return True
+    limit = ANALYZE_SHARE * counted
+    return written >= limit or abs(live + inserted - counted) >= limit
+
 
 def _worth_analyzing(conn: Connection, written: int, inserted: int) -> bool:
-    """Whether writing `written` rows (`inserted` of them new) changes devices enough to
-    ANALYZE it (or it never was)."""
+    """analyze_needed for devices as the catalogue and the statistics collector see it now."""
     counted, live = conn.execute(
         text(
             "SELECT c.reltuples, coalesce(s.n_live_tup, 0) FROM pg_class c "
             "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = 'devices'::regclass"
         )
     ).one()
-    if counted < 0:  # never analyzed
-        return True
-    limit = ANALYZE_SHARE * counted
-    return written >= limit or abs(live + inserted - counted) >= limit
+    return analyze_needed(written, inserted, counted, live)
 
 
 class _Collect(Writer):

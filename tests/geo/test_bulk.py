@@ -255,3 +255,45 @@ def test_fov_ewkb_many_writes_pending_shapes_as_drawn_ones_are_written() -> None
     got = fov_ewkb_many(pending)
     assert got == ewkb_bytes_many([c.geometry for c in drawn])
     assert got[1] is None and all(b for i, b in enumerate(got) if i != 1)
+
+
+def test_analyze_needed_after_a_tenth_of_the_counted_rows_changed() -> None:
+    """An import analyzes devices when it wrote a tenth of the rows the last ANALYZE counted, or
+    moved the live count by as much, or the table was never analyzed."""
+    from geo.bulk import analyze_needed
+
+    assert analyze_needed(1, 1, -1, 0)  # never analyzed
+    assert analyze_needed(10_000, 10_000, 0, 0)  # emptied, then filled
+    assert not analyze_needed(10_000, 10_000, 1_000_000, 1_000_000)  # 1% more
+    assert analyze_needed(100_000, 0, 1_000_000, 1_000_000)  # a tenth rewritten
+    assert not analyze_needed(99_999, 0, 1_000_000, 1_000_000)
+    # small imports since the last ANALYZE that together added a tenth
+    assert analyze_needed(10_000, 10_000, 1_000_000, 1_090_000)
+    # rows deleted since (live fell by a tenth), a small import now
+    assert analyze_needed(1_000, 1_000, 1_000_000, 899_000)
+
+
+def test_an_import_analyzes_the_columns_queries_compare_and_only_those(engine, tiny_county):
+    """The import's ANALYZE samples PLANNER_COLUMNS (all of them devices columns): the
+    statistics of a column no query compares, the stream URL, are left as they were."""
+    from gridwatch.schema import devices
+
+    assert set(geo.bulk.PLANNER_COLUMNS) <= {c.name for c in devices.c}
+    assert "stream_url" not in geo.bulk.PLANNER_COLUMNS
+    regs = [
+        dict(r, stream_url=f"rtsp://10.9.{i // 250}.{i % 250}/s")
+        for i, r in enumerate(_regs(1_200))
+    ]
+    stats = (
+        "SELECT attname, n_distinct FROM pg_stats WHERE tablename = 'devices' "
+        "AND attname IN ('stream_url', 'region_code') ORDER BY attname"
+    )
+    with engine.connect() as c, c.begin() as tx:
+        before = dict(c.execute(text(stats)).all())
+        timings: dict[str, float] = {}
+        out = register_many(c, regs, "generator", reload_broker=False, timings=timings)
+        after = dict(c.execute(text(stats)).all())
+        tx.rollback()  # the statistics too
+    assert out["inserted"] == 1_200 and "analyze" in timings
+    assert after.get("stream_url") == before.get("stream_url")
+    assert "region_code" in after
