@@ -212,6 +212,21 @@ def test_chunks_start_small_then_take_the_batch_size():
     assert sum(geo.bulk._chunks(range(7), 2), []) == list(range(7))
 
 
+def test_chunk_sizes_double_from_the_first_up_to_the_batch_across_blocks():
+    """After the small first chunk each is twice the one before (prepared in about the time the
+    database stores that one) up to the batch size; the sizes carry on from block to block."""
+    from itertools import islice
+
+    assert list(islice(geo.bulk._ramp(500, 2_000), 5)) == [500, 1_000, 2_000, 2_000, 2_000]
+    assert list(islice(geo.bulk._ramp(500, 7), 3)) == [7, 7, 7]
+    sizes = geo.bulk._ramp(2, 8)
+    blocks = [list(range(10)), list(range(10, 19))]
+    chunks = [c for b in blocks for c in geo.bulk._split(b, sizes)]
+    assert [len(c) for c in chunks] == [2, 4, 4, 8, 1]
+    assert sum(chunks, []) == list(range(19))
+    assert list(geo.bulk._split([], sizes)) == []
+
+
 def test_paused_gc_pauses_the_collector_and_restores_its_state() -> None:
     """Bulk loads pause the cyclic collector and leave it as they found it, even on error."""
     import gc
