@@ -338,3 +338,28 @@ def test_mqtt_credentials_for_the_installer(client, headers, engine):
         ).status_code
         == 403
     )
+
+
+def test_new_devices_get_tally_rows_and_a_stale_one_is_overwritten(engine):
+    """device_tally_added (migration 0017) inserts the statement's new devices plainly; a tally
+    row already there for one of their ids (left by hand, or a sync gone wrong) is overwritten as
+    the 0014 upsert did, instead of failing the devices insert."""
+    ids = [device_id() for _ in range(3)]
+    rows = "SELECT id, kind, status, region_code, moving FROM device_tally WHERE id = ANY(:ids) ORDER BY id"
+    with engine.connect() as c, c.begin() as tx:
+        c.execute(
+            text(
+                "INSERT INTO device_tally (id, kind, status, moving) VALUES (:i, 'x', 'online', true)"
+            ),
+            {"i": ids[1]},
+        )
+        c.execute(
+            text(
+                "INSERT INTO devices (id, type_code, kind, position, region_code) "
+                "SELECT i, '132', 'ip_camera', ST_Point(115.3, 28.3, 4326), :r FROM unnest(CAST(:ids AS text[])) i"
+            ),
+            {"ids": ids, "r": VILLAGE_A1},
+        )
+        got = [tuple(r) for r in c.execute(text(rows), {"ids": ids}).all()]
+        tx.rollback()
+    assert got == [(i, "ip_camera", "unknown", VILLAGE_A1, False) for i in sorted(ids)]
