@@ -454,6 +454,7 @@ def rule_events(
             optimal=False,
             iou_weight=0.0,
             colour_weight=0.0,
+            surge=0.0,
         )
         if before
         else TrackerConfig(**(tracker or {}))

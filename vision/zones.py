@@ -145,6 +145,14 @@ class TrackerConfig(BaseModel):
         ge=0,
         description="weight of the colour difference (0..1) in the association cost; 0 = off",
     )
+    surge: float = Field(
+        default=0.8,
+        ge=0,
+        description="a track whose speed rose by this many of its heights per second at once, "
+        "on a box far larger than its last (it was given a blob merged with another object's, "
+        "and read the jump of that blob's foot as its own speed), crosses no line while it "
+        "rides a shared box on that speed; 0 = off",
+    )
     shape_samples: int = Field(
         default=30,
         ge=1,
@@ -168,6 +176,7 @@ class Track:
     confirmed: bool = False  # had boxes confirm_s apart (see TrackerConfig.confirm_s)
     prev: Point | None = None
     first: Point | None = None  # where it was first seen
+    surged: bool = False  # its speed leapt on a merged box (see TrackerConfig.surge)
     whole: bool = False  # was ever as tall as a whole object at its row
     vel: Point = (0.0, 0.0)  # share of the frame per second
     hits: int = 1
@@ -209,6 +218,7 @@ class Track:
 
 
 MIN_DT = 0.02  # shortest step between frames counted (the config allows 30 fps)
+GROWN_AREA = 1.5  # a box this many times a track's last one has grown round another object
 
 
 class Tracker:
@@ -274,7 +284,9 @@ class Tracker:
                 continue
             t = self.tracks[ids[i]]
             t.hist = _blend(t.hist, hists[j], t.elapsed(ts))
+            vel, box = t.vel, t.box
             t.move_to(ts, pts[j], boxes[j], self.dt)
+            t.surged = t.hits > 1 and self._surged(vel, box, t, full_w, full_h)
             t.hits += 1
             t.missed = t.coasted = t.still = 0
             t.confirmed = t.confirmed or (t.hits >= 2 and ts - t.born >= cfg.confirm_s - 1e-6)
@@ -401,6 +413,17 @@ class Tracker:
                 cost[i, j] = c
         return cost
 
+    def _surged(self, vel: Point, box: Box, t: Track, full_w: int, full_h: int) -> bool:
+        """True when t, moved from `box` at `vel` onto a box GROWN_AREA times as large, is now
+        faster by `surge` of its heights per second: a blob merged with another object's,
+        whose foot jumped to the middle of the pair, not a step of its own."""
+        b = t.box
+        if self.cfg.surge <= 0 or b[2] * b[3] < GROWN_AREA * box[2] * box[3]:
+            return False
+        before = float(np.hypot(vel[0] * full_w, vel[1] * full_h))
+        after = float(np.hypot(t.vel[0] * full_w, t.vel[1] * full_h))
+        return after - before >= self.cfg.surge * max(1, b[3])
+
     def gate(self, size: float, dt: float) -> float:
         """How far (share of the frame) an object of `size` may move in dt seconds."""
         return max(self.cfg.max_speed, self.cfg.size_speed * size) * dt
@@ -427,6 +450,7 @@ class Tracker:
         t.seen = ts
         t.missed = t.coasted = t.still = 0
         t.hits += 1
+        t.surged = False
         return t
 
     def _unchanged(self, t: Track, image: np.ndarray | None, full_w: int, full_h: int) -> bool:
@@ -1007,6 +1031,10 @@ class ZoneEngine:
                     continue
                 if self._same_crossing(line.id, ts, went, t, full_w, full_h):
                     continue  # one object, one crossing
+                if t.coasted > 0 and t.surged:
+                    # Riding a shared box on a speed read from a merged blob's jump: the
+                    # prediction drifts over lines its object never reached.
+                    continue
                 if line.direction in ("both", went):
                     events.append(
                         TripwireEvent(ts=ts, line=line.id, direction=went, track=t.id, box=t.box)

@@ -217,6 +217,56 @@ def test_pedestrians_crossing_a_line_counted_before_any_tracker_ran_on_it(fps: f
 
 
 @RATES
+def test_pedestrians_crossing_a_fifth_line_counted_before_this_sessions_work(fps: float) -> None:
+    # 22 crossings (and 1 doubtful) of a line at x = 0.45 (left of the lamp post) on the later
+    # plaza footage, counted on a slit image and crops before any tracker ran with that line
+    # and before the change of the next test. Measured: 20 found and 0 false at 5 and 10 fps
+    # (the same before that change). Missed: the second of a couple walking side by side on
+    # the grass at the picture's bottom edge (one blob, never cut: no typical size is learned
+    # at rows that low), and a woman high on the path whose blob merged with a man's below
+    # her, whose new track began past the line. A floor.
+    score = _scores("plaza_pets_later.mp4", fps, ("lamp_left",))
+    n, hits, false = score["crossings"]
+    assert n == 22 and hits >= 20 and false == 0, score
+
+
+@functools.cache
+def _line_score(name: str, line: str, fps: float, surge: float | None) -> tuple[int, int, int]:
+    lab = LABELS[name]
+    rules = dict(
+        lab["rules"], zones=[], tripwires=[w for w in lab["rules"]["tripwires"] if w["id"] == line]
+    )
+    tracker = {} if surge is None else {"surge": surge}
+    events = rule_events(str(DATA / name), rules, fps, tracker=tracker)
+    lab = dict(lab, crossings=[c for c in lab["crossings"] if c["line"] == line])
+    lab = {k: v for k, v in lab.items() if k not in ("entries", "dwells")}
+    return score_rules(lab, events)["crossings"]
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "what"),
+    [
+        ("plaza_pets_later.mp4", "east", "a man walking left given the blob of three men (18.5 s)"),
+        ("plaza_pets.mp4", "right", "a walker given a pair's blob, then lost 0.6 s (18.9 s)"),
+    ],
+)
+def test_a_speed_read_from_a_merged_blob_carries_no_track_over_a_line(
+    name: str, line: str, what: str
+) -> None:
+    # At 10 fps a track given a blob merged with other people's took the jump of that blob's
+    # foot for its own speed (a man walking 14 px/s read 101 px/s: a body height per second
+    # faster in one step), rode the next shared box on it and was carried over a line
+    # nobody crossed then. Such a ride now announces no crossing: without that, a false
+    # crossing on each line; with it none, and none of the line's true crossings lost.
+    # Fitted on these two events; the same setting also takes 2 false crossings away at
+    # 15 fps and 1 at 7.5 fps, rates never looked at while choosing it.
+    on = _line_score(name, line, 10.0, None)
+    off = _line_score(name, line, 10.0, 0.0)
+    assert off[2] >= 1, (what, off)
+    assert on[2] == 0 and on[1] >= off[1], (what, on, off)
+
+
+@RATES
 def test_pedestrians_entering_a_zone_in_a_plaza_crowd(fps: float) -> None:
     # 10 hand-counted entries into the zone round the lamp post (a group of three standing
     # there, walkers passing behind the pole). All are found, 0 false (10 true entries cannot
