@@ -141,6 +141,34 @@ def test_a_chunk_looked_up_as_new_whose_ids_were_stored_meanwhile_is_upserted(
     assert sys.getswitchinterval() == before
 
 
+def test_stored_finds_the_stored_ids_of_rows_and_the_registrations_of_active_ones(
+    engine, tiny_county
+):
+    """The look-up before an import: every stored id among the rows (spaces stripped, dicts or
+    models), the registration of the active ones; an id with a comma is looked up as its
+    pieces, and one that is no id at all finds nothing."""
+    from geo.registry import retire_device, validate_registration
+
+    regs = _regs(3)
+    a, b, gone = (r["id"] for r in regs)
+    with engine.connect() as c, c.begin() as tx:
+        register_many(c, regs, "generator", reload_broker=False)
+        retire_device(c, gone, "generator", reload_broker=False)
+        rows = [
+            {"id": f" {a} "},
+            validate_registration(regs[1]),
+            {"id": gone},
+            {"id": f"{new_id()},{b}"},
+            {"id": "not-an-id"},
+            {"id": new_id()},
+        ]
+        stored, known = geo.bulk._stored(c, rows, True)
+        ids_only = geo.bulk._stored(c, rows, False)
+        tx.rollback()
+    assert known == {a, b, gone} and ids_only == ({}, known)
+    assert set(stored) == {a, b} and stored[a]["lon"] == regs[0]["lon"]
+
+
 def test_region_parts_follow_boundary_changes(engine, tiny_county):
     """Points are located among region_parts, which a trigger keeps equal to the boundaries."""
     from geo.registry import locate
