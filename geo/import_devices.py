@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,14 @@ def _num(value: Any) -> float | None:
     return float(s.removesuffix("mm").removesuffix("m").removesuffix("°").strip())
 
 
+@lru_cache(maxsize=256)
+def _resolution(text: str) -> tuple[int, int] | None:
+    """(width, height) of a resolution as written (1920x1080, 200万, 4K), None when unreadable;
+    an inventory writes a handful of them, each parsed once."""
+    m = _RES.match(text)
+    return (int(m.group(1)), int(m.group(2))) if m else _RES_WORDS.get(text.lower())
+
+
 def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
     """A DeviceRegistration-shaped dict from a row (ValueError with the column on bad input)."""
     values: dict[str, Any] = {
@@ -173,16 +182,21 @@ def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
         if reg[field] is None:
             raise ValueError(f"{field}: empty")
     for field in ("heading_deg", "mount_height_m", "focal_mm"):
+        value = get(field)
         try:
-            v = _num(get(field))
-        except ValueError:
-            raise ValueError(f"{field}: {get(field)!r} is not a number") from None
+            # a plain number as float() reads it, else _num (None, empty, units; the same
+            # result for what float() reads)
+            v: float | None = float(value)
+        except (TypeError, ValueError):
+            try:
+                v = _num(value)
+            except ValueError:
+                raise ValueError(f"{field}: {value!r} is not a number") from None
         if v is not None:
             reg[field] = v
     res = get("resolution")
     if res:
-        m = _RES.match(str(res))
-        wh = (int(m.group(1)), int(m.group(2))) if m else _RES_WORDS.get(str(res).lower())
+        wh = _resolution(str(res))
         if wh is None:
             raise ValueError(f"resolution: {res!r} is not like 1920x1080")
         reg["resolution_w"], reg["resolution_h"] = wh

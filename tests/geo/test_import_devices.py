@@ -145,3 +145,33 @@ def test_boundaries_gcj02_without_crs_and_degrees_under_3857_are_refused(
     path.write_text(json.dumps(doc), "utf-8")
     with engine.begin() as c, pytest.raises(CrsError, match="look like degrees"):
         import_boundaries(c, path, "region")
+
+
+def test_a_row_reads_numbers_with_units_and_resolutions_as_written() -> None:
+    """Plain numbers, numbers with units, empty cells and the resolution forms an inventory
+    uses; a bad value is refused naming its column."""
+    from geo.import_devices import _registration, _resolution
+
+    cols = {k: k for k in ("id", "lon", "lat", "heading_deg", "mount_height_m", "focal_mm")}
+    cols["resolution"] = "res"
+    row = {"id": " 36012100001320000000", "lon": "115.9", "lat": " 28.5 ", "heading_deg": "90°"}
+    row |= {"mount_height_m": "6m", "focal_mm": " 4 ", "res": "2560 × 1440"}
+    assert _registration(row, cols, "wgs84") == {
+        "crs": "wgs84",
+        "id": "36012100001320000000",
+        "lon": 115.9,
+        "lat": 28.5,
+        "heading_deg": 90.0,
+        "mount_height_m": 6.0,
+        "focal_mm": 4.0,
+        "resolution_w": 2560,
+        "resolution_h": 1440,
+    }
+    short = _registration({**row, "heading_deg": "", "focal_mm": None, "res": "200万"}, cols, "x")
+    assert "heading_deg" not in short and "focal_mm" not in short
+    assert (short["resolution_w"], short["resolution_h"]) == (1920, 1080)
+    assert _resolution("4K") == (3840, 2160) and _resolution("1920*1080") == (1920, 1080)
+    assert _resolution("big") is None
+    for field, bad in (("focal_mm", "wide"), ("res", "big")):
+        with pytest.raises(ValueError, match="focal_mm|resolution"):
+            _registration({**row, field: bad}, cols, "wgs84")
