@@ -182,18 +182,19 @@ def _registration(row: dict, cols: dict[str, str], crs: str) -> dict:
         if reg[field] is None:
             raise ValueError(f"{field}: empty")
     for field in ("heading_deg", "mount_height_m", "focal_mm"):
-        value = get(field)
+        value: Any = get(field)
+        number: float | None
         try:
             # a plain number as float() reads it, else _num (None, empty, units; the same
             # result for what float() reads)
-            v: float | None = float(value)
+            number = float(value)
         except (TypeError, ValueError):
             try:
-                v = _num(value)
+                number = _num(value)
             except ValueError:
                 raise ValueError(f"{field}: {value!r} is not a number") from None
-        if v is not None:
-            reg[field] = v
+        if number is not None:
+            reg[field] = number
     res = get("resolution")
     if res:
         wh = _resolution(str(res))
