@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -213,6 +213,7 @@ def register_many(
     skip_unchanged: bool = False,
     dry_run: bool = False,
     timings: dict[str, float] | None = None,
+    before_store: Callable[[], None] | None = None,
 ) -> dict:
     """Register many devices at once (new ids inserted, known ids updated and un-retired).
 
@@ -223,7 +224,9 @@ def register_many(
     instead of raising RegistryError. With skip_unchanged, rows equal to the stored registration
     are counted as `unchanged` and not written; with dry_run everything is checked and counted,
     then rolled back (the caller's transaction is left as it was, by a savepoint). `timings`,
-    when given, receives the seconds spent per step.
+    when given, receives the seconds spent per step. `before_store`, when given, is called once
+    before anything is stored (while the first chunk is prepared; a check that may refuse the
+    whole batch by raising).
     """
     actor = _actor(actor)
     totals: dict[str, Any] = {
@@ -355,11 +358,18 @@ def register_many(
                             # several statements
                             with step(tm, "copy"), driver.cursor() as cur:
                                 cur.execute(_FIRST_SQL)
+                            if before_store is not None:
+                                with step(tm, "checks"):
+                                    before_store()
+                                before_store = None
                         if pending is not None and (data := pending[0].result()):
                             store(data, *pending[1:])
                         pending = job
                 if pending is not None and (data := pending[0].result()):
                     store(data, *pending[1:])
+                if before_store is not None:  # no rows
+                    with step(tm, "checks"):
+                        before_store()
         finally:
             sys.setswitchinterval(switch)
             formatting.close()

@@ -264,7 +264,7 @@ def _import_devices(
     report.total = len(rows)
     with step(tm, "checks"):
         _resolve_village_names(conn, regs, lines, report)
-        check_points(conn, [(r["lon"], r["lat"]) for r in regs], crs, declared)
+        points = [(r["lon"], r["lat"]) for r in regs]
         if cols.get("kind"):
             _check_kinds(rows, cols["kind"], regs, lines, report)
     totals = register_many(
@@ -276,6 +276,9 @@ def _import_devices(
         skip_unchanged=True,
         dry_run=dry_run,
         timings=tm,
+        # the coordinates' CRS is checked on the database while the first chunk is prepared
+        # (~0.02 s of the server's there): nothing is stored before it passes
+        before_store=lambda: check_points(conn, points, crs, declared),
     )
     for r in totals["rejected"]:
         report.reject(lines[r["index"]], r["id"], f"{r['field']}: {r['reason']}")

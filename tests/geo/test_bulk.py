@@ -340,3 +340,29 @@ def test_an_import_analyzes_the_columns_queries_compare_and_only_those(engine, t
     assert out["inserted"] == 1_200 and "analyze" in timings
     assert after.get("stream_url") == before.get("stream_url")
     assert "region_code" in after
+
+
+def test_before_store_is_called_once_before_any_row_is_stored(engine, tiny_county):
+    """The import's CRS check runs on the database while the first chunk is prepared: called
+    once, with none of the batch stored yet (also for an empty batch); raising stores nothing."""
+    regs, refused = _regs(7), _regs(3)
+    count = "SELECT count(*) FROM devices WHERE id = ANY(:ids)"
+    seen: list[int] = []
+    empty: list[int] = []
+
+    def refuse() -> None:
+        raise ValueError("refused")
+
+    with engine.connect() as c, c.begin() as tx:
+
+        def check() -> None:
+            seen.append(c.execute(text(count), {"ids": [r["id"] for r in regs]}).scalar_one())
+
+        register_many(c, regs, "generator", reload_broker=False, batch=3, before_store=check)
+        stored = c.execute(text(count), {"ids": [r["id"] for r in regs]}).scalar_one()
+        register_many(c, [], "generator", reload_broker=False, before_store=lambda: empty.append(1))
+        with pytest.raises(ValueError, match="refused"):
+            register_many(c, refused, "generator", reload_broker=False, before_store=refuse)
+        left = c.execute(text(count), {"ids": [r["id"] for r in refused]}).scalar_one()
+        tx.rollback()
+    assert seen == [0] and stored == 7 and empty == [1] and left == 0
