@@ -455,6 +455,7 @@ def rule_events(
             iou_weight=0.0,
             colour_weight=0.0,
             surge=0.0,
+            inherit_riders=False,
         )
         if before
         else TrackerConfig(**(tracker or {}))

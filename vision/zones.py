@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -112,6 +112,11 @@ class TrackerConfig(BaseModel):
         "that object's side of each line (it was hidden in it): a crossing made while two "
         "objects were one blob, or as they part, is not lost",
     )
+    inherit_riders: bool = Field(
+        default=True,
+        description="... also from an object riding a shared box (its blob merged with "
+        "others'): one coming out of that box may be it, as tall as its own last box",
+    )
     split_blobs: bool = Field(
         default=True, description="cut blobs of objects side by side (see split_merged)"
     )
@@ -176,6 +181,7 @@ class Track:
     confirmed: bool = False  # had boxes confirm_s apart (see TrackerConfig.confirm_s)
     prev: Point | None = None
     first: Point | None = None  # where it was first seen
+    own: Box | None = None  # its last box of its own (not a shared box it rode)
     surged: bool = False  # its speed leapt on a merged box (see TrackerConfig.surge)
     whole: bool = False  # was ever as tall as a whole object at its row
     vel: Point = (0.0, 0.0)  # share of the frame per second
@@ -208,7 +214,7 @@ class Track:
         # Smoothing by time: half the old velocity kept per RATE_STEP_S, at any rate.
         k = 1.0 - kept(0.5, dt) if self.hits > 1 else 1.0
         self.vel = (self.vel[0] + k * (vx - self.vel[0]), self.vel[1] + k * (vy - self.vel[1]))
-        self.prev, self.pos, self.box = self.pos, p, box
+        self.prev, self.pos, self.box, self.own = self.pos, p, box, box
         self.step_s, self.seen = self.elapsed(ts), ts
 
     def hold(self, ts: float, p: Point, box: Box) -> None:
@@ -260,12 +266,12 @@ class Tracker:
             self.dt = max(MIN_DT, ts - self.ts)
         self.ts = ts
         cfg = self.cfg
-        # Each object seen on a box of its own in the last frame, as it was then, for an
-        # object that comes out of that box now (see `_parent`).
+        # Each object seen in the last frame (on a box of its own, or riding a shared one),
+        # as it was then, for an object that comes out of that box now (see `_parent`).
         was = [
-            (t.pos, t.box, dict(t.sides), dict(t.crossed))
+            Was(t.pos, t.box, dict(t.sides), dict(t.crossed), (t.own or t.box)[3])
             for t in self.tracks.values()
-            if last is not None and t.seen >= last - 1e-6 and t.coasted == 0
+            if last is not None and t.seen >= last - 1e-6 and (t.coasted == 0 or cfg.inherit_riders)
         ]
         pts = [((x + w / 2) / full_w, (y + h) / full_h) for x, y, w, h in boxes]
         hists = [_hist(colour, b, full_w, full_h) for b in boxes]
@@ -343,7 +349,7 @@ class Tracker:
         for j, p in enumerate(pts):
             if j not in used_b:
                 t = self._revive(ts, p, boxes[j], full_w, full_h) or Track(
-                    id=self._next, pos=p, box=boxes[j], first=p, seen=ts, born=ts
+                    id=self._next, pos=p, box=boxes[j], own=boxes[j], first=p, seen=ts, born=ts
                 )
                 if t.id == self._next:
                     self._next += 1
@@ -356,13 +362,13 @@ class Tracker:
                 seen.append(t)
         return seen
 
-    def _inherit(self, t: Track, parent: tuple[Point, Box, dict, dict], ts: float) -> None:
+    def _inherit(self, t: Track, parent: Was, ts: float) -> None:
         """A new track `t` that came out of another object's last box (two people walking as
         one blob part, or a blob is cut in two): it stood in that box a frame ago, so it starts
         from that box's ground point and sides of the lines (a line it crossed since is
         crossed), and with the box's crossings of moments ago (`same_crossing_s`): going back
         over such a line at once is the jitter of a blob's ground point, not news."""
-        pos, _, sides, crossed = parent
+        pos, _, sides, crossed, _ = parent
         t.prev, t.sides, t.step_s = pos, dict(sides), self.dt
         keep = self.cfg.same_crossing_s + 1e-6
         t.crossed = {k: v for k, v in crossed.items() if ts - v[0] <= keep}
@@ -446,7 +452,7 @@ class Tracker:
         if best is None:
             return None
         _, t = self._lost.pop(best)
-        t.pos, t.box, t.prev, t.vel = p, box, None, (0.0, 0.0)
+        t.pos, t.box, t.own, t.prev, t.vel = p, box, box, None, (0.0, 0.0)
         t.seen = ts
         t.missed = t.coasted = t.still = 0
         t.hits += 1
@@ -463,18 +469,26 @@ class Tracker:
 PARENT_SHARE = 0.6  # share of a new box inside an object's last box: it came out of it
 
 
-def _parent(
-    box: Box, was: list[tuple[Point, Box, dict, dict]]
-) -> tuple[Point, Box, dict, dict] | None:
-    """The object of the last frame (ground point, box, line sides, crossings; as they were
-    before this frame) whose box, grown by a
-    fifth, held most of `box`: an object first seen now that was hidden in that box. Only
-    for a box about as tall as that one (`SPLIT_MIN_HEIGHT`): a flicker, an arm or a bag
-    coming out of a box is not an object that was hidden there."""
+class Was(NamedTuple):
+    """An object as it was in the last frame, before this one (see `_parent`)."""
+
+    pos: Point  # ground point
+    box: Box  # the box it was on (its own, or a shared one it rode)
+    sides: dict  # line -> side
+    crossed: dict  # line -> (ts, direction)
+    height: int  # height of its own last box
+
+
+def _parent(box: Box, was: list[Was]) -> Was | None:
+    """The object of the last frame whose box, grown by a fifth, held most of `box`: an
+    object first seen now that was hidden in that box. Only for a box about as tall as that
+    object's own (`SPLIT_MIN_HEIGHT`): a flicker, an arm or a bag coming out of a box is not
+    an object that was hidden there. The box may have been shared by several (a blob of
+    people one above another is as tall as two: its own height is the rider's)."""
     best, share = None, PARENT_SHARE
     for w in was:
-        s = _inside(box, w[1], 0.2)
-        if s >= share and box[3] >= SPLIT_MIN_HEIGHT * w[1][3]:
+        s = _inside(box, w.box, 0.2)
+        if s >= share and box[3] >= SPLIT_MIN_HEIGHT * w.height:
             best, share = w, s
     return best
 

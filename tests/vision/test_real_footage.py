@@ -220,26 +220,41 @@ def test_pedestrians_crossing_a_line_counted_before_any_tracker_ran_on_it(fps: f
 def test_pedestrians_crossing_a_fifth_line_counted_before_this_sessions_work(fps: float) -> None:
     # 22 crossings (and 1 doubtful) of a line at x = 0.45 (left of the lamp post) on the later
     # plaza footage, counted on a slit image and crops before any tracker ran with that line
-    # and before the change of the next test. Measured: 20 found and 0 false at 5 and 10 fps
-    # (the same before that change). Missed: the second of a couple walking side by side on
-    # the grass at the picture's bottom edge (one blob, never cut: no typical size is learned
-    # at rows that low), and a woman high on the path whose blob merged with a man's below
-    # her, whose new track began past the line. A floor.
+    # and before the changes of the next two tests. Measured: 20 found and 0 false at 5 and
+    # 10 fps before them, 21 and 0 since (the woman of the next test, whose miss was looked
+    # at to make that change: on this line it is a fit, not a held-out result). Missed: the
+    # second of a couple walking side by side on the grass at the picture's bottom edge (one
+    # blob, never cut: no typical size is learned at rows that low). A floor.
     score = _scores("plaza_pets_later.mp4", fps, ("lamp_left",))
     n, hits, false = score["crossings"]
-    assert n == 22 and hits >= 20 and false == 0, score
+    assert n == 22 and hits >= 21 and false == 0, score
+
+
+@RATES
+def test_a_walker_riding_a_shared_blob_keeps_her_side_when_she_comes_out(fps: float) -> None:
+    # A woman walking right high on the path (x = 0.45, 48.4 s): her blob merged with that of
+    # a man walking below her, two people tall; her track rode it, lost it, and she came out
+    # of it past the line as a new track. That track starts from the side of an object of the
+    # last frame whose box held it, if it is about as tall as that object: the merged blob is
+    # not (48 px of 129), but she is as tall as her own last box, and she rode that blob. So
+    # riders of a shared box are such objects too, measured by their own boxes.
+    truth = 48.4
+    assert truth in [c["t"] for c in LABELS["plaza_pets_later.mp4"]["crossings"]]
+    on = _line_score("plaza_pets_later.mp4", "lamp_left", fps)
+    off = _line_score("plaza_pets_later.mp4", "lamp_left", fps, inherit_riders=False)
+    assert on[1] == off[1] + 1 and on[2] == off[2] == 0, (on, off)
 
 
 @functools.cache
-def _line_score(name: str, line: str, fps: float, surge: float | None) -> tuple[int, int, int]:
+def _line_score(name: str, line: str, fps: float, **tracker: float) -> tuple[int, int, int]:
+    """(true, found, false) for one line of a clip, under `TrackerConfig` settings."""
     lab = LABELS[name]
     rules = dict(
         lab["rules"], zones=[], tripwires=[w for w in lab["rules"]["tripwires"] if w["id"] == line]
     )
-    tracker = {} if surge is None else {"surge": surge}
     events = rule_events(str(DATA / name), rules, fps, tracker=tracker)
-    lab = dict(lab, crossings=[c for c in lab["crossings"] if c["line"] == line])
     lab = {k: v for k, v in lab.items() if k not in ("entries", "dwells")}
+    lab["crossings"] = [c for c in lab["crossings"] if c["line"] == line]
     return score_rules(lab, events)["crossings"]
 
 
@@ -260,8 +275,8 @@ def test_a_speed_read_from_a_merged_blob_carries_no_track_over_a_line(
     # crossing on each line; with it none, and none of the line's true crossings lost.
     # Fitted on these two events; the same setting also takes 2 false crossings away at
     # 15 fps and 1 at 7.5 fps, rates never looked at while choosing it.
-    on = _line_score(name, line, 10.0, None)
-    off = _line_score(name, line, 10.0, 0.0)
+    on = _line_score(name, line, 10.0)
+    off = _line_score(name, line, 10.0, surge=0.0)
     assert off[2] >= 1, (what, off)
     assert on[2] == 0 and on[1] >= off[1], (what, on, off)
 
