@@ -158,6 +158,19 @@ class TrackerConfig(BaseModel):
         "and read the jump of that blob's foot as its own speed), crosses no line while it "
         "rides a shared box on that speed; 0 = off",
     )
+    ground_plane: bool = Field(
+        default=True,
+        description="where no boxes were learned at a row, expect an object's height there "
+        "from a line fitted to every learned (ground row, height) (a fixed camera over flat "
+        "ground: heights grow linearly with the row), to cut blobs of objects side by side "
+        "(see ZoneEngine._expected_height)",
+    )
+    cut_apart: bool = Field(
+        default=True,
+        description="two tracks on parts of one blob cut into objects side by side in this "
+        "frame are two objects: crossing a line together is not one object split in two "
+        "(see same_crossing_s)",
+    )
     shape_samples: int = Field(
         default=30,
         ge=1,
@@ -761,6 +774,11 @@ def _patch(image: np.ndarray | None, box: Box, full_w: int, full_h: int) -> np.n
     return p.copy() if p.size else None
 
 
+PLANE_EVERY = 20  # boxes learned between two fits of the ground plane
+PLANE_ROWS = 4  # bands of rows with a typical height before the ground plane is fitted
+STACKED = 1.5  # a box this many expected heights tall holds objects one above another
+
+
 class ZoneEngine:
     """Turns motion boxes into zone, tripwire and dwell events for one camera."""
 
@@ -776,6 +794,9 @@ class ZoneEngine:
         self._aspects: deque[float] = deque(maxlen=400)  # width/height of confirmed boxes
         self._aspect: float | None = None
         self._heights: deque[tuple[float, float]] = deque(maxlen=400)  # (ground row, height)
+        self._learned = 0  # boxes learned so far (the plane is refitted every PLANE_EVERY)
+        self._plane: tuple[int, tuple[float, float] | None] = (-PLANE_EVERY, None)
+        self._cut: dict[Box, int] = {}  # this frame's parts of cut blobs -> the blob's number
         # line -> recent crossings (ts, direction, ground point, size, track)
         self._crossings: dict[str, list[tuple[float, str, Point, float, int]]] = {}
 
@@ -789,19 +810,29 @@ class ZoneEngine:
     ) -> list[Box]:
         """`split_merged` on the boxes as tall as a whole object at their row, keeping the cut
         only when every part is that tall too (a piece of a person is not cut into smaller
-        pieces, and people are not cut into heads and legs)."""
+        pieces, and people are not cut into heads and legs). At a row where no object was
+        learned the height expected from the ground plane stands in (`_expected_height`),
+        for boxes about one object tall only: a box far taller than that holds objects one
+        above another, which no vertical cut separates."""
         if mask is None:
             return boxes
         frag = self.tracker.cfg.fragment_height
         out: list[Box] = []
-        for b in boxes:
+        self._cut = {}
+        for n, b in enumerate(boxes):
             typical = self._typical_height((b[1] + b[3]) / full_h)
+            if typical is None and 0 < b[0] and b[0] + b[2] < full_w:
+                # Its width whole in the picture (a box cut by a side may be any shape).
+                typical = self._expected_height(b, full_h)
+                if typical is not None and b[3] / full_h > STACKED * typical:
+                    typical = None
             if typical is None or b[3] / full_h < frag * typical:
                 out.append(b)
                 continue
             parts = split_merged([b], mask, full_w, full_h, self._aspect)
             if len(parts) > 1 and all(p[3] / full_h >= frag * typical for p in parts):
                 out += parts
+                self._cut.update(dict.fromkeys(parts, n))
             else:
                 out.append(b)
         return out
@@ -858,6 +889,51 @@ class ZoneEngine:
         near = [h for gy, h in self._heights if abs(gy - y) <= ROW_BAND]
         return float(np.median(near)) if len(near) >= 8 else None
 
+    def _ground_plane(self) -> tuple[float, float] | None:
+        """(slope, intercept) of an object's height (share of the picture) against its ground
+        row: for a fixed camera over flat ground an upright person's height in pixels is
+        linear in the row of the feet. Fitted robustly (Theil-Sen: the median of the slopes
+        between every two rows, the median intercept) to the median heights of the learned
+        boxes in bands of ROW_BAND rows (those with 8 boxes or more, as `_typical_height`
+        wants), refitted every PLANE_EVERY boxes learned. None with fewer than PLANE_ROWS
+        such bands, or when heights do not grow down the picture."""
+        at, fit = self._plane
+        if self._learned - at < PLANE_EVERY:
+            return fit
+        fit = None
+        if self._heights:
+            ys, hs = np.array(self._heights).T
+            bands = np.floor(ys / ROW_BAND)
+            rows, meds = [], []
+            for k in np.unique(bands):
+                near = bands == k
+                if near.sum() >= 8:
+                    rows.append(float(np.median(ys[near])))
+                    meds.append(float(np.median(hs[near])))
+            if len(rows) >= PLANE_ROWS:
+                y, h = np.array(rows), np.array(meds)
+                dy, dh = np.subtract.outer(y, y), np.subtract.outer(h, h)
+                slope = float(np.median(dh[dy > 0] / dy[dy > 0]))
+                if 0 < slope < 1:
+                    fit = (slope, float(np.median(h - slope * y)))
+        self._plane = (self._learned, fit)
+        return fit
+
+    def _expected_height(self, box: Box, full_h: int) -> float | None:
+        """The height (share of the picture) of one object where `box` stands, from the
+        ground plane (`_ground_plane`). A box cut by the bottom of the picture has no ground
+        row of its own: it is taken as one object whose head is its top (the row whose height
+        reaches up to that top), so a blob cut there is judged by the object it would be."""
+        fit = self._ground_plane() if self.tracker.cfg.ground_plane else None
+        if fit is None:
+            return None
+        a, c = fit
+        foot = (box[1] + box[3]) / full_h
+        if box[1] + box[3] >= full_h:
+            foot = max(foot, (box[1] / full_h + c) / (1 - a))  # top = foot - (a * foot + c)
+        h = a * foot + c
+        return h if h > 0 else None
+
     def _learn_shape(self, box: Box, full_w: int, full_h: int) -> None:
         """Keep the typical width/height of this camera's single objects: a low percentile of
         recent confirmed boxes clear of the picture's edges (groups walking together make
@@ -867,6 +943,7 @@ class ZoneEngine:
             return  # cut by the edge: not its shape
         self._aspects.append(w / h)
         self._heights.append(((y + h) / full_h, h / full_h))
+        self._learned += 1
         if len(self._aspects) >= self.tracker.cfg.shape_samples:
             self._aspect = float(np.percentile(self._aspects, ASPECT_PERCENTILE))
 
@@ -921,13 +998,26 @@ class ZoneEngine:
                 t.beyond[line.id] = max(t.beyond.get(line.id, 0.0), depth[line.id])
         return was, depth
 
-    def _on_same_object(self, tid: int, ts: float) -> bool:
-        """True when track `tid` may be on the object of a track crossing now: it has a
+    def _on_same_object(self, tid: int, t: Track, ts: float) -> bool:
+        """True when track `tid` may be on the object of track `t` crossing now: it has a
         position in this frame, or it last rode a box shared with others (whose object a new
         track may have taken over). A track that lost a box of its own is not splitting
-        anything: a walker close behind it is another object."""
+        anything: a walker close behind it is another object; nor is one on another part of
+        the blob t's box was cut from in this frame (`_split` judged them objects side by
+        side, each of a whole object's height)."""
         o = self.tracker.tracks.get(tid)
-        return o is not None and (o.seen >= ts - 1e-6 or o.coasted > 0)
+        if o is None or not (o.seen >= ts - 1e-6 or o.coasted > 0):
+            return False
+        if (
+            self.tracker.cfg.cut_apart
+            and o.seen >= ts - 1e-6
+            and o.coasted == 0
+            and t.coasted == 0
+            and t.hits >= 2  # crossed from a box of its own, not from the blob it came from
+        ):
+            mine, theirs = self._cut.get(t.box), self._cut.get(o.box)
+            return mine is None or mine != theirs or o.box == t.box
+        return True
 
     def _same_crossing(
         self, line: str, ts: float, went: str, t: Track, full_w: int, full_h: int
@@ -942,7 +1032,7 @@ class ZoneEngine:
             tid != t.id
             and d == went
             and (p[0] - t.pos[0]) ** 2 + (p[1] - t.pos[1]) ** 2 <= max(size, sz) ** 2
-            and self._on_same_object(tid, ts)
+            and self._on_same_object(tid, t, ts)
             for _, d, p, sz, tid in recent
         )
         recent.append((ts, went, t.pos, size, t.id))

@@ -222,12 +222,12 @@ def test_pedestrians_crossing_a_fifth_line_counted_before_this_sessions_work(fps
     # plaza footage, counted on a slit image and crops before any tracker ran with that line
     # and before the changes of the next two tests. Measured: 20 found and 0 false at 5 and
     # 10 fps before them, 21 and 0 since (the woman of the next test, whose miss was looked
-    # at to make that change: on this line it is a fit, not a held-out result). Missed: the
-    # second of a couple walking side by side on the grass at the picture's bottom edge (one
-    # blob, never cut: no typical size is learned at rows that low). A floor.
+    # at to make that change: on this line it is a fit, not a held-out result). 22 since the
+    # ground plane (the test after the next): the second of a couple walking side by side on
+    # the grass at the picture's bottom edge, looked at to make that change. A floor.
     score = _scores("plaza_pets_later.mp4", fps, ("lamp_left",))
     n, hits, false = score["crossings"]
-    assert n == 22 and hits >= 21 and false == 0, score
+    assert n == 22 and hits >= 22 and false == 0, score
 
 
 @RATES
@@ -256,6 +256,27 @@ def _line_score(name: str, line: str, fps: float, **tracker: float) -> tuple[int
     lab = {k: v for k, v in lab.items() if k not in ("entries", "dwells")}
     lab["crossings"] = [c for c in lab["crossings"] if c["line"] == line]
     return score_rules(lab, events)["crossings"]
+
+
+@RATES
+def test_a_couple_side_by_side_where_no_height_was_learned_is_cut_by_the_ground_plane(
+    fps: float,
+) -> None:
+    # A couple walking left side by side on the grass at the bottom edge (x = 0.45, 23.2 and
+    # 23.7 s): one blob 75-81 px wide and about one person tall, its feet out of the picture.
+    # No typical height is learned that low, so it was never cut and her crossing was lost.
+    # The height expected there now comes from a line fitted to the learned heights by row
+    # (a ground plane), the blob's foot row taken from its top, and her track, on one of the
+    # parts cut in the same frame as his, is not "the same object split in two" when it
+    # crosses 0.4 s after him from a box of its own. Both are needed: without either, 21.
+    # Made while looking at this couple (a known miss), so on this line it is a fit.
+    truth = (23.2, 23.7)
+    assert set(truth) <= {c["t"] for c in LABELS["plaza_pets_later.mp4"]["crossings"]}
+    on = _line_score("plaza_pets_later.mp4", "lamp_left", fps)
+    no_plane = _line_score("plaza_pets_later.mp4", "lamp_left", fps, ground_plane=False)
+    no_apart = _line_score("plaza_pets_later.mp4", "lamp_left", fps, cut_apart=False)
+    assert on[1] == no_plane[1] + 1 == no_apart[1] + 1, (on, no_plane, no_apart)
+    assert on[2] == no_plane[2] == no_apart[2] == 0, (on, no_plane, no_apart)
 
 
 @pytest.mark.parametrize(

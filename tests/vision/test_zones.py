@@ -415,3 +415,29 @@ def test_tracker_times_are_seconds_at_any_analysis_rate(fps: float) -> None:
     # ... while an object seen for 0.4 s is one entry at any rate.
     seen = _at(fps, 1.0, lambda t: (0.8, 0.5) if t < 0.4 else None)
     assert [type(e) for e in _feed(ZoneEngine(zones=[zone]), seen, fps)] == [ZoneEvent]
+
+
+def test_ground_plane_gives_the_height_of_one_person_where_none_was_learned() -> None:
+    # Boxes learned at rows 0.3-0.6 of a 480x360 picture, heights linear in the foot row
+    # (h = 0.3 y + 0.02, with a group's taller boxes mixed in at one row): the plane is the
+    # line, not pulled by the groups; a box at the bottom edge (feet out of the picture) is
+    # judged by the person whose head is its top; a blob two people tall is not cut there.
+    eng = ZoneEngine(tripwires=[Tripwire(id="l", a=(0.5, 0.0), b=(0.5, 1.0))])
+    for k in range(200):
+        y = 0.3 + 0.3 * (k % 10) / 9
+        h = 0.3 * y + 0.02 + (0.08 if k % 10 == 5 and k % 3 == 0 else 0.0)
+        eng._learn_shape((100, int((y - h) * 360), 20, int(h * 360)), 480, 360)
+    slope, intercept = eng._ground_plane()
+    assert abs(slope - 0.3) < 0.03 and abs(intercept - 0.02) < 0.02
+    assert eng._typical_height(0.95) is None  # nothing learned that low
+    one = (200, 250, 80, 110)  # head at row 250, cut by the bottom edge
+    foot = (250 / 360 + intercept) / (1 - slope)
+    assert abs(eng._expected_height(one, 360) - (slope * foot + intercept)) < 1e-9
+    mask = np.zeros((90, 120), np.uint8)
+    mask[62:90, 50:59] = mask[62:90, 61:70] = 255  # two bodies side by side, at 1/4 scale
+    assert len(eng._split([one], mask, 480, 360)) == 2
+    tall = (200, 130, 80, 230)  # people one above another: as wide, twice as tall
+    mask[32:90, 50:70] = 255
+    mask[32:90, 59:61] = 0
+    assert eng._split([tall], mask, 480, 360) == [tall]
+    assert ZoneEngine(tracker=TrackerConfig(ground_plane=False))._expected_height(one, 360) is None
