@@ -213,13 +213,14 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 IMPORT_NOTES = """One `gridwatch import devices` path end to end: read, header mapping, per-row checks and
 validation, the FOVs of a batch drawn and written as EWKB in one vectorised call
 (`hardware.sector.sectors_ewkb`, byte for byte shapely's EWKB of the polygons of `sector`), binary
-COPY (EWKB and numbers as they are) into a staging table, one INSERT ... SELECT per 2,000 rows
-writing devices and device_registrations (the next 2,000 validated and drawn in a thread
-meanwhile; a plain INSERT, without ON CONFLICT, for a chunk none of whose ids is stored; stored
-ids and village codes looked up once per 20,000 rows) that locates every row among
-`region_parts` (boundaries cut into pieces of at most 64 vertices by ST_Subdivide, kept current
-by a trigger), the per-row report. The wall figures depend on the
-load of the shared machine (2 cores, several engineers); the CPU line is this process's CPU
+COPY (EWKB and numbers as they are) into a staging table, one INSERT ... SELECT per chunk (500,
+1,000, then 2,000 rows) writing devices and device_registrations (the next chunk validated and
+drawn in a thread meanwhile, the coordinates' CRS checked on the database while the first is;
+a plain INSERT, without ON CONFLICT, for a chunk none of whose ids is stored; stored ids and
+village codes looked up once per 20,000 rows) that locates every row among `region_parts`
+(boundaries cut into pieces of at most 64 vertices by ST_Subdivide, kept current by a trigger),
+ANALYZE of the 19 devices columns queries compare, the per-row report. The wall figures depend on
+the load of the shared machine (2 cores, several engineers); the CPU line is this process's CPU
 time plus its PostgreSQL backend's (read from /proc), the figure a quiet core would give when
 client and server run one after the other.
 """
