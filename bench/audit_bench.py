@@ -361,6 +361,12 @@ def import_bench(
     def cpus(who: str) -> str:
         return " / ".join(f"{r['client']:.2f}+{r['server']:.2f}" for r in runs[who])
 
+    def works(who: str) -> str:
+        return " / ".join(
+            f"{w[0]:,} {w[1]} {w[2] / 1e6:.1f} {w[3]:,} {w[4]:,}"
+            for w in (r["work"] for r in runs[who])
+        )
+
     mb = {k: med("base", k) for k in ("client", "server", "wall")}
     mo = {k: med("ours", k) for k in ("client", "server", "wall")}
     out = [
@@ -381,6 +387,8 @@ def import_bench(
         f"{o['inserted']:,} and {b['inserted']:,}, refused {o['refused']} and {b['refused']})",
         f"  CPU s per {rows:,} rows (client+PostgreSQL) of each of the {PAIRS} pairs: {baseline_rev} "
         f"{cpus('base')}; this tree {cpus('ours')}",
+        f"  PostgreSQL's work per import (WAL records, full-page images, WAL MB, buffer hits, "
+        f"reads) of each pair: {baseline_rev} {works('base')}; this tree {works('ours')}",
         f"  medians: {baseline_rev} client {mb['client']:.2f} + server {mb['server']:.2f} s, wall "
         f"{mb['wall']:.2f} s; this tree client {mo['client']:.2f} + server {mo['server']:.2f} s, "
         f"wall {mo['wall']:.2f} s -> client {mb['client'] / mo['client']:.2f}x, server "
@@ -479,7 +487,21 @@ with engine.begin() as c:
 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
     for t in ("devices", "device_registrations", "device_tally", "intersection_views"):
         c.execute(text(f"VACUUM {t}"))
+# the work PostgreSQL did for the import, beside its CPU: WAL records and bytes, full-page
+# images, shared-buffer hits and reads (cluster and database counters; the backend's own pending
+# ones flushed first). Equal work with unequal CPU-s is the machine, not the database's state.
+WORK = ("SELECT w.wal_records, w.wal_fpi, w.wal_bytes, d.blks_hit, d.blks_read FROM pg_stat_wal w,"
+        " pg_stat_database d WHERE d.datname = current_database()")
+
+def work(c):
+    c.execute(text("SELECT pg_stat_force_next_flush()"))
+    c.rollback()  # idle: the pending counters are flushed
+    row = [int(v) for v in c.execute(text(WORK)).one()]
+    c.rollback()
+    return row
+
 with engine.connect() as c:
+    w0 = work(c)
     s0 = backend_cpu(c)
     c.rollback()
     p0, t0 = time.process_time(), time.perf_counter()
@@ -487,8 +509,9 @@ with engine.connect() as c:
         rep = import_devices(c, Path(path), actor="bench")
     wall, client = time.perf_counter() - t0, time.process_time() - p0
     server = backend_cpu(c) - s0
+    done = [b - a for a, b in zip(w0, work(c))]
 print(json.dumps({"wall": wall, "client": client, "server": server, "inserted": rep.inserted,
-                  "refused": len(rep.rejected)}))
+                  "refused": len(rep.rejected), "work": done}))
 """
 )
 
