@@ -12,7 +12,7 @@ from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from maps.assets import HLS_JS, LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
+from maps.assets import HLS_JS, JSQR_JS, LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
 
 DEFAULT_BOUNDS = ((28.2, 115.7), (28.9, 116.3))  # Nanchang County, until data says otherwise
 
@@ -47,7 +47,11 @@ class PageConfig:
 # Scripts a view loads before its own: the installer's field tools (locate, compass, label
 # scanning with the barcode reader, the offline queue).
 VIEW_SCRIPTS: dict[str, list[tuple[str, str]]] = {
-    "install": [("zxing", ZXING_JS), ("gw_install_field", static_url("gw-install-field.js"))],
+    "install": [
+        ("jsqr", JSQR_JS),
+        ("zxing", ZXING_JS),
+        ("gw_install_field", static_url("gw-install-field.js")),
+    ],
     # the operator's alarm queue and history
     "live": [
         ("gw_alarms", static_url("gw-alarms.js")),

@@ -166,6 +166,49 @@ def test_the_label_photo_fills_the_code(stack, browser, tmp_path):
         context.close()
 
 
+# Label codes ZXing's reader alone cannot read from a clean photo of their QR code (found by
+# decoding 1,000 such labels in Chromium: 56 failed, these three at every scale and blur tried).
+ZXING_MISSES = ("36098300001325500126", "36098300001325500542", "36098300001325500826")
+
+DECODE_ALL = """async (labels) => {
+  const out = [];
+  for (const b64 of labels) {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const url = URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    const img = new Image();
+    img.src = url;
+    await img.decode();
+    try { out.push(await gw.field.decodeLabel(img, img.naturalWidth, img.naturalHeight)); }
+    catch (e) { out.push("failed: " + e); }
+    URL.revokeObjectURL(url);
+  }
+  return out;
+}"""
+
+
+def test_every_clean_label_photo_is_read(stack, browser):
+    """A photo of any device's QR label gives its code: 120 labels of consecutive codes and three
+    that ZXing's reader misses (1 in 18 of such labels failed before jsQR read QR codes first)."""
+    import base64
+    import io
+
+    ids = [*ZXING_MISSES, *(device_id(serial=500000 + k) for k in range(120))]
+    labels = []
+    for dev in ids:
+        buf = io.BytesIO()
+        segno.make(f"GB28181:{dev};SN:HK-123", micro=False).save(buf, kind="png", scale=8, border=4)
+        labels.append(base64.b64encode(buf.getvalue()).decode())
+    context, page, net = _phone(browser, stack)
+    try:
+        wait_js(page, "window.gw && gw.field && typeof gw.field.decodeLabel === 'function'", 10)
+        texts = page.evaluate(DECODE_ALL, labels)
+        unread = [dev for dev, got in zip(ids, texts, strict=True) if dev not in got]
+        assert not unread, f"{len(unread)} of {len(ids)} labels not read: {unread[:10]}"
+        assert not net.problems(), net.problems()
+    finally:
+        context.close()
+
+
 def test_find_fix_and_retire_from_the_phone(stack, browser, engine):
     dev = device_id()
     body = {"id": dev, "lon": 115.353, "lat": 28.404, "name": "桥头杆", **CAM}
