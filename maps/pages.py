@@ -12,7 +12,15 @@ from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from maps.assets import HLS_JS, JSQR_JS, LEAFLET_CSS, LEAFLET_JS, VECTORGRID_JS, ZXING_JS, static_url
+from maps.assets import (
+    HLS_JS,
+    JSQR_JS,
+    LEAFLET_CSS,
+    LEAFLET_JS,
+    VECTORGRID_JS,
+    ZXING_JS,
+    static_url,
+)
 
 DEFAULT_BOUNDS = ((28.2, 115.7), (28.9, 116.3))  # Nanchang County, until data says otherwise
 
