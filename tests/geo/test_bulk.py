@@ -232,11 +232,11 @@ def test_region_parts_follow_boundary_changes(engine, tiny_county):
         tx.rollback()
 
 
-def test_chunks_start_small_then_take_the_batch_size():
-    """The first chunk is prepared while the database waits: it may be smaller than the rest."""
-    assert [len(c) for c in geo.bulk._chunks(range(10), 4, 2)] == [2, 4, 4]
-    assert [len(c) for c in geo.bulk._chunks(range(5), 3, 500)] == [3, 2]
-    assert [c for c in geo.bulk._chunks([], 3, 1)] == []
+def test_chunks_take_the_size_and_the_rest():
+    """Blocks of rows looked up at once (the chunks stored start small: _ramp, below)."""
+    assert [len(c) for c in geo.bulk._chunks(range(10), 4)] == [4, 4, 2]
+    assert [len(c) for c in geo.bulk._chunks(range(5), 3)] == [3, 2]
+    assert [c for c in geo.bulk._chunks([], 3)] == []
     assert sum(geo.bulk._chunks(range(7), 2), []) == list(range(7))
 
 
