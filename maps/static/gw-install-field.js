@@ -61,24 +61,21 @@
     var m = CODE_RE.exec(digits);
     return m ? m[1] : null;
   };
-  function jsqrDecode(canvas) {
-    /* The text of a QR code in the canvas, or null (jsQR: it reads the clean QR labels that
-       ZXing's reader misses, about 1 in 18 of 20-digit codes). */
+  function jsqrDecode(img) {
+    /* The text of a QR code in the pixels (ImageData), or null (jsQR: it reads the clean QR
+       labels that ZXing's reader misses, about 1 in 18 of 20-digit codes). */
     if (!window.jsQR) return null;
-    var img = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-    var found = window.jsQR(img.data, canvas.width, canvas.height);
+    var found = window.jsQR(img.data, img.width, img.height);
     return found && found.data ? found.data : null;
   }
-  function zxingDecode(canvas) {
+  function zxingDecode(img) {
     var Z = window.ZXing;
     if (!Z) throw new Error("no_reader");
-    var ctx = canvas.getContext("2d");
-    var img = ctx.getImageData(0, 0, canvas.width, canvas.height);
-    var lum = new Uint8ClampedArray(canvas.width * canvas.height);
+    var lum = new Uint8ClampedArray(img.width * img.height);
     for (var i = 0, j = 0; i < img.data.length; i += 4, j++) {
       lum[j] = (img.data[i] * 299 + img.data[i + 1] * 587 + img.data[i + 2] * 114) / 1000;
     }
-    var source = new Z.RGBLuminanceSource(lum, canvas.width, canvas.height);
+    var source = new Z.RGBLuminanceSource(lum, img.width, img.height);
     var hints = new Map();
     hints.set(Z.DecodeHintType.TRY_HARDER, true);
     var reader = new Z.MultiFormatReader();
@@ -97,7 +94,10 @@
   field.decodeLabel = function (source, w, h) {
     var canvas = toCanvas(source, w, h);
     // QR codes by jsQR, then anything (barcodes too) by ZXing; throws when neither reads it
-    var readers = function () { return jsqrDecode(canvas) || zxingDecode(canvas); };
+    var readers = function () {
+      var img = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+      return jsqrDecode(img) || zxingDecode(img);
+    };
     if ("BarcodeDetector" in window) {
       var detector = new window.BarcodeDetector();
       return detector.detect(canvas).then(function (found) {
