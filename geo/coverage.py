@@ -158,8 +158,8 @@ def coverage(
     """Coverage of one camera at (lon, lat) WGS 84: sector, PTZ union of presets, or fisheye disc.
 
     With draw=False the inputs are checked and the shape is left for
-    `geo.device_rows.fov_ewkb_many` to write for many cameras at once (Coverage.pending). Raises hardware OpticsError / SectorError (both
-    ValueError naming the field) on bad input.
+    `geo.device_rows.fov_ewkb_many` to write for many cameras at once (Coverage.pending).
+    Raises hardware OpticsError / SectorError (both ValueError naming the field) on bad input.
     """
     shape = _shape(_lens_key(lens), level)
     assumptions = list(shape.assumptions)
